@@ -1,0 +1,55 @@
+"""The contract every adapter realizes (torch and keras mirror each other file for file).
+
+An adapter builds a `Model` from a TrialSpec. The harness's own loop (loop.py) drives it:
+it draws the initial weights and the batch order, times the training, evaluates and
+detects divergence, so those are identical whatever the framework.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from harness.data.types import DatasetInfo
+from harness.spec.types import TrialSpec
+
+
+class Model(Protocol):
+    """A built model in one framework, with its optimizer and loss, ready to train."""
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Load canonical-layout float32 arrays keyed like `harness.spec.weight_key`; resets optimizer state."""
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        """Return every trainable tensor as a float32 numpy array in canonical layout."""
+
+    def set_training_data(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Keep the training split on the device once, so steps only index it."""
+
+    def train_epoch(self, batches: list[np.ndarray]) -> np.ndarray:
+        """One optimizer step per index array -> float64 array of each step's data loss (penalties excluded).
+
+        The step minimizes data loss + l1/l2 penalties; gradients are clipped, then the canonical
+        optimizer rule (with decoupled weight decay) is applied. Non-finite losses are returned as they are.
+        """
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Model outputs (logits, or regression predictions) in evaluation mode, float32 (N, outputs)."""
+
+
+class Adapter(Protocol):
+    """One framework (or one Keras backend)."""
+
+    name: str
+
+    def configure(self, threads: int | None) -> None:
+        """Process-wide setup once per worker: thread count, determinism flags."""
+
+    def versions(self) -> dict[str, str]:
+        """Framework versions to record with every trial, e.g. {'torch': '2.13.0'}."""
+
+    def device_info(self, device: str) -> dict[str, str]:
+        """What device a trial asking for `device` runs on, as the framework sees it."""
+
+    def build(self, spec: TrialSpec, info: DatasetInfo) -> Model:
+        """Build model + loss + optimizer realizing the spec's canonical meaning; seed the framework RNG."""

@@ -1,0 +1,108 @@
+"""The one training loop, shared by every adapter (framework-free).
+
+The harness, not the framework, draws the initial weights (shared mode) and the batch
+order, times the training loop, evaluates every split with numpy metrics, and detects
+divergence. So two backends running the same TrialSpec differ only in what the
+adapter realizes: the model's arithmetic and the optimizer rule.
+"""
+from __future__ import annotations
+
+import math
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from harness.adapters.metrics import evaluate_outputs
+from harness.data.batches import epoch_batches
+from harness.data.types import Dataset
+from harness.spec.init import initial_weights
+from harness.spec.types import TrialSpec
+
+SPLITS = ("train", "validation", "test")
+STATUSES = ("ok", "diverged", "failed", "timeout")
+
+
+@dataclass
+class TrialResult:
+    """What one trial produced. Metrics are (epoch, name, value) rows; epoch 0 is before training.
+
+    Metric names: '<split>_<metric>' for split in train/validation/test (evaluation mode, whole
+    split, after the epoch) and 'minibatch_loss' (mean training-mode data loss over the epoch's steps).
+    """
+
+    status: str  # one of STATUSES
+    metrics: list[tuple[int, str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0  # wall time of the optimizer steps alone (what benchmarks compare)
+    eval_seconds: float = 0.0
+    wall_seconds: float = 0.0  # the whole trial in the worker: build, load, train, evaluate
+    epochs_completed: int = 0
+    diverged_epoch: int | None = None
+    error: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    device: dict[str, str] = field(default_factory=dict)
+    host: str = field(default_factory=socket.gethostname)
+    started_at: str = ""
+    finished_at: str = ""
+
+    def final(self) -> dict[str, float]:
+        """The metrics of the last recorded epoch."""
+        if not self.metrics:
+            return {}
+        last = max(epoch for epoch, _, _ in self.metrics)
+        return {name: value for epoch, name, value in self.metrics if epoch == last}
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def evaluate_splits(model: Any, data: Dataset, epoch: int) -> list[tuple[int, str, float]]:
+    rows = []
+    for split in SPLITS:
+        x, y = data.split(split)
+        if len(y) == 0:
+            continue
+        for name, value in evaluate_outputs(model.predict(x), y, data.info.task).items():
+            rows.append((epoch, f"{split}_{name}", value))
+    return rows
+
+
+def train_trial(spec: TrialSpec, adapter: Any, data: Dataset) -> TrialResult:
+    """Run one trial to its end (ok, diverged or timeout). Exceptions propagate to the runner."""
+    started = time.perf_counter()
+    result = TrialResult(status="ok", started_at=now(), versions=adapter.versions(), device=adapter.device_info(spec.device))
+    model = adapter.build(spec, data.info)
+    if spec.init_mode == "shared":
+        model.set_weights(initial_weights(spec.model.plan(data.info.input_shape), spec.initializer, spec.seed))
+    model.set_training_data(data.x_train, data.y_train)
+
+    evaluation_start = time.perf_counter()
+    result.metrics.extend(evaluate_splits(model, data, epoch=0))
+    result.eval_seconds += time.perf_counter() - evaluation_start
+
+    for epoch in range(1, spec.training.epochs + 1):
+        batches = epoch_batches(len(data.y_train), spec.training, spec.seed, epoch)
+        step_start = time.perf_counter()
+        losses = model.train_epoch(batches)
+        result.train_seconds += time.perf_counter() - step_start
+        mean_loss = float(np.mean(losses)) if len(losses) else float("nan")
+        result.metrics.append((epoch, "minibatch_loss", mean_loss))
+        if not math.isfinite(mean_loss):
+            result.status, result.diverged_epoch = "diverged", epoch
+            break
+        evaluation_start = time.perf_counter()
+        result.metrics.extend(evaluate_splits(model, data, epoch))
+        result.eval_seconds += time.perf_counter() - evaluation_start
+        result.epochs_completed = epoch
+        limit = spec.training.max_seconds
+        if limit is not None and time.perf_counter() - started > limit:
+            result.status = "timeout"
+            result.error = f"training.max_seconds={limit} exceeded after epoch {epoch}"
+            break
+    result.wall_seconds = time.perf_counter() - started
+    result.finished_at = now()
+    return result

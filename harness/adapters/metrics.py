@@ -1,0 +1,39 @@
+"""Evaluation metrics computed in numpy from model outputs: one definition for every backend."""
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import log_softmax
+
+METRICS_BY_TASK = {
+    "classification": ("loss", "accuracy"),
+    "binary": ("loss", "accuracy"),
+    "regression": ("loss", "mae", "r2"),  # loss is the MSE
+}
+
+
+def evaluate_outputs(outputs: np.ndarray, y: np.ndarray, task: str) -> dict[str, float]:
+    """Data loss (the canonical loss of the task, penalties excluded) and task metrics.
+
+    classification: cross entropy of logits (N, C) vs integer labels; accuracy of the argmax.
+    binary: cross entropy of one logit (N, 1) vs 0/1 labels; accuracy of logit > 0.
+    regression: mse (= loss), mae, r2 = 1 - SS_res/SS_tot over all targets.
+    """
+    if len(y) == 0:
+        return {}
+    z = outputs.astype(np.float64)
+    if task == "classification":
+        log_p = log_softmax(z, axis=1)
+        loss = -log_p[np.arange(len(y)), y].mean()
+        return {"loss": float(loss), "accuracy": float((z.argmax(axis=1) == y).mean())}
+    if task == "binary":
+        logit = z.reshape(-1)
+        # -[y log s(z) + (1-y) log(1-s(z))] = softplus(z) - y*z, computed stably
+        loss = (np.logaddexp(0.0, logit) - y * logit).mean()
+        return {"loss": float(loss), "accuracy": float(((logit > 0).astype(y.dtype) == y).mean())}
+    if task == "regression":
+        target = y.astype(np.float64).reshape(z.shape)
+        error = z - target
+        total = ((target - target.mean(axis=0)) ** 2).sum()
+        r2 = 1.0 - (error**2).sum() / total if total > 0 else float("nan")
+        return {"loss": float((error**2).mean()), "mae": float(np.abs(error).mean()), "r2": float(r2)}
+    raise ValueError(f"unknown task {task!r}")

@@ -1,0 +1,41 @@
+"""The dataset contract every adapter consumes: numpy arrays, fixed splits, static metadata."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+TASKS = ("classification", "binary", "regression")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Static facts about a dataset, known WITHOUT generating or loading it (validate needs them)."""
+
+    name: str
+    task: str  # 'classification' (integer labels 0..C-1) | 'binary' (labels 0/1) | 'regression' (float targets)
+    input_shape: tuple[int, ...]  # one sample, no batch axis: (40,) for MNIST-1D vectors
+    num_outputs: int  # output units the model needs: C classes, 1 for binary, K targets for regression
+    num_classes: int | None  # None for regression
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train/validation/test splits as arrays.
+
+    x: float32, shape (N, *input_shape). y: int64 (N,) for classification and binary,
+    float32 (N, K) for regression. Splits are fixed per dataset (never per trial seed);
+    standardization, where applied, is fitted on the training split only.
+    """
+
+    info: DatasetInfo
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_validation: np.ndarray  # may have 0 rows when no validation fraction is asked for
+    y_validation: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
