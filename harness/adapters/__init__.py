@@ -25,7 +25,7 @@ BACKENDS: dict[str, BackendEntry] = {
     "torch": BackendEntry("harness.adapters.torch", ("torch",), "torch"),
     "keras": BackendEntry("harness.adapters.keras", ("keras", "tensorflow"), "keras", "tensorflow"),
     "keras-tensorflow": BackendEntry("harness.adapters.keras", ("keras", "tensorflow"), "keras", "tensorflow"),
-    "keras-jax": BackendEntry("harness.adapters.keras", ("keras", "jax"), "keras", "jax"),
+    "keras-jax": BackendEntry("harness.adapters.keras", ("keras", "jax"), "keras,jax", "jax"),
     "keras-torch": BackendEntry("harness.adapters.keras", ("keras", "torch"), "keras,torch", "torch"),
 }
 

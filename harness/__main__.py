@@ -1,0 +1,4 @@
+"""`python -m harness` runs the CLI."""
+from harness.cli import main
+
+main()

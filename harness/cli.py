@@ -1,0 +1,163 @@
+"""The `harness` command: a thin click layer over the library.
+
+Exit codes: 0 success; 1 a check or parity disagreement; 2 bad input (suite, flags,
+store path, missing extra), printed without a traceback; 3 some trials failed or timed
+out; 130 interrupted (Ctrl-C; run again to resume).
+`harness --help` and `harness validate` import no deep-learning framework.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from harness import __version__
+from harness.errors import HarnessError
+
+EXIT_OK, EXIT_DISAGREE, EXIT_USAGE, EXIT_TRIALS_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+DEFAULT_STORE = Path("results")
+
+EPILOG = """\b
+Exit codes: 0 success, 1 check/parity disagreement, 2 bad input (no traceback,
+nothing written), 3 some trials failed or timed out, 130 interrupted (run again to resume).
+"""
+
+
+def _seeds_option(value: str | None) -> int | list[int] | None:
+    if value is None:
+        return None
+    try:
+        if "," in value:
+            return [int(part) for part in value.split(",") if part.strip()]
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a count such as 3 or a list such as 0,1,2, got {value!r}") from None
+
+
+class HarnessGroup(click.Group):
+    """Turns a HarnessError (bad input) into its message on stderr and exit code 2, no traceback."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except HarnessError as error:
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(error.exit_code)
+
+
+@click.group(cls=HarnessGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="harness")
+def cli() -> None:
+    """Compare deep-learning models, optimizers and training choices, with seeds and confidence intervals.
+
+    Write an experiment once as a YAML suite; `harness run` trains every cell of its
+    grid for every seed and backend, stores every result, and prints a summary.
+    """
+
+
+@cli.command()
+@click.argument("suite_path", metavar="SUITE", type=click.Path(path_type=Path))
+@click.option("--store", "store_dir", type=click.Path(path_type=Path), default=DEFAULT_STORE, show_default=True,
+              help="Folder for the SQLite store (harness.sqlite) and the exported tables (<store>/<suite>/).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Worker processes (default: the number of cores). Each worker is reused and pinned to cores/jobs threads.")
+@click.option("--backend", "backends", multiple=True, metavar="NAME",
+              help="Run only these backends (repeatable), overriding the suite's `backends`.")
+@click.option("--seeds", "seeds", default=None, metavar="N|LIST",
+              help="Override the suite's seeds: a count (3) or a list (0,1,2).")
+@click.option("--rerun", is_flag=True, help="Run trials again even when the store has their result.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+def run(suite_path: Path, store_dir: Path, jobs: int | None, backends: Sequence[str], seeds: str | None,
+        rerun: bool, quiet: bool) -> None:
+    """Run every trial of SUITE not yet in the store, then write and print the tables.
+
+    \b
+    Example:
+      harness run suites/optimizers.yaml --jobs 2
+    """
+    from harness.results import export_tables, suite_results
+    from harness.runner import run_trials
+    from harness.store import Store
+    from harness.suite import load_suite
+
+    suite = load_suite(suite_path, backends=list(backends) or None, seeds=_seeds_option(seeds))
+    with Store(store_dir) as store:  # validated suite first: bad input writes nothing
+        summary = run_trials(suite.trials, store, jobs=jobs, rerun=rerun, quiet=quiet)
+        results = suite_results(suite, store)
+        written = export_tables(results, store_dir / suite.name)
+    echo = click.echo
+    echo(results.summary_text())
+    echo(
+        f"\n{summary.total} trials: {summary.skipped} already in the store, {summary.ok} ok, "
+        f"{summary.diverged} diverged, {summary.failed} failed, {summary.timeout} timed out "
+        f"({summary.wall_seconds:.1f} s). Tables: {written}"
+    )
+    if summary.interrupted:
+        echo(f"Interrupted. Finished trials are saved; resume with: harness run {suite_path} --store {store_dir}", err=True)
+        raise SystemExit(EXIT_INTERRUPTED)
+    if summary.failed or summary.timeout:
+        echo("Some trials failed or timed out; see the 'error' column of final.csv.", err=True)
+        raise SystemExit(EXIT_TRIALS_FAILED)
+
+
+@cli.command()
+@click.argument("suite_paths", metavar="SUITE...", nargs=-1, required=True, type=click.Path(path_type=Path))
+def validate(suite_paths: Sequence[Path]) -> None:
+    """Check suites without training: schema, names, grid, shapes, backends.
+
+    \b
+    Example:
+      harness validate suites/*.yaml
+    """
+    from harness.suite import load_suite
+
+    failures = 0
+    for path in suite_paths:
+        try:
+            suite = load_suite(path)
+        except HarnessError as error:
+            failures += 1
+            click.echo(f"error: {error}", err=True)
+            continue
+        per_arm = len(suite.backends) * len(suite.seeds)
+        click.echo(
+            f"ok  {path}: {suite.name!r}, {len(suite.arms)} arms x {len(suite.backends)} backends "
+            f"({', '.join(suite.backends)}) x {len(suite.seeds)} seeds = {len(suite.trials)} trials"
+        )
+        for arm in suite.arms:
+            click.echo(f"      {arm}  ({per_arm} trials)")
+    if failures:
+        raise SystemExit(EXIT_USAGE)
+
+
+@cli.command(name="list")
+@click.argument("what", type=click.Choice(["all", "suites", "datasets", "components", "backends"]), default="all")
+@click.option("--suites-dir", type=click.Path(path_type=Path), default=Path("suites"), show_default=True)
+def list_command(what: str, suites_dir: Path) -> None:
+    """List shipped suites, datasets, components (with their canonical formulas) and backends.
+
+    \b
+    Example:
+      harness list components
+    """
+    from harness.listing import list_backends, list_components, list_datasets_text, list_suites
+
+    sections = {
+        "suites": lambda: list_suites(suites_dir),
+        "datasets": list_datasets_text,
+        "components": list_components,
+        "backends": list_backends,
+    }
+    for name, render in sections.items():
+        if what in ("all", name):
+            click.echo(render())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point (`harness`, `python -m harness`)."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="harness")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

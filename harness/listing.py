@@ -1,0 +1,68 @@
+"""Text for `harness list`: suites, datasets, components and backends, read from the registries."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import yaml
+
+from harness.adapters import BACKENDS
+from harness.spec.components import REGISTRIES
+from harness.spec.layers import LAYERS
+from harness.spec.model import FAMILIES
+from harness.spec.types import RegularizerSpec
+
+
+def list_suites(directory: Path) -> str:
+    """Each suite file in `directory` with its name and description (read, not validated)."""
+    lines = [f"Suites in {directory}/ (run one with: harness run {directory}/<file>.yaml)"]
+    files = sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
+    if not files:
+        lines.append("  (none found; pass --suites-dir)")
+    for path in files:
+        try:
+            document = yaml.safe_load(path.read_text()) or {}
+            description = str(document.get("description", "")).strip() if isinstance(document, dict) else ""
+        except (OSError, yaml.YAMLError):
+            description = "(unreadable: run `harness validate` on it)"
+        lines.append(f"  {path.name:<24} {description}")
+    return "\n".join(lines) + "\n"
+
+
+def list_datasets_text() -> str:
+    from harness.data import list_datasets
+
+    lines = ["Datasets (all offline; splits fixed per dataset)"]
+    for info in list_datasets():
+        classes = f"{info.num_classes} classes" if info.num_classes else f"{info.num_outputs} targets"
+        lines.append(f"  {info.name:<16} {info.task:<14} input {str(info.input_shape):<10} {classes:<11} {info.description}")
+    return "\n".join(lines) + "\n"
+
+
+def list_components() -> str:
+    """Every canonical component with its parameters (defaults) and formula."""
+    lines = []
+    for kind, registry in REGISTRIES.items():
+        lines.append({"loss": "Losses"}.get(kind, f"{kind.capitalize()}s"))
+        for name, definition in registry.items():
+            params = ", ".join(f"{key}={param.default}" for key, param in definition.params.items())
+            lines.append(f"  {name}({params})" if params else f"  {name}")
+            lines.append(f"      {definition.formula}")
+    lines.append("Layers")
+    for name, definition in LAYERS.items():
+        params = ", ".join(f"{key}" + ("" if param.default is None else f"={param.default}") for key, param in definition.params.items())
+        lines.append(f"  {name}({params})\n      {definition.doc}")
+    lines.append("Model families")
+    lines.extend(f"  {name}: {doc}" for name, doc in FAMILIES.items())
+    lines.append("Regularizers (suite key `regularizer`)")
+    lines.extend("  " + line.strip() for line in (RegularizerSpec.__doc__ or "").splitlines()[2:] if line.strip())
+    return "\n".join(lines) + "\n"
+
+
+def list_backends() -> str:
+    lines = ["Backends"]
+    for name, entry in BACKENDS.items():
+        missing = [package for package in entry.requires if importlib.util.find_spec(package) is None]
+        state = "installed" if not missing else f'missing {", ".join(missing)}: pip install "harness[{entry.extra}]"'
+        lines.append(f"  {name:<18} {state}")
+    return "\n".join(lines) + "\n"
