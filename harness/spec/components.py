@@ -196,7 +196,8 @@ def check_number(value: Any, check: str, where: str) -> Any:
     test, expected = _CHECKS[check]
     if not test(value):
         raise SpecError(f"{where}: expected {expected}, got {value!r}.")
-    return value
+    # Real-valued hyperparameters are floats, so `lr: 1` and `lr: 1.0` hash (and run) the same.
+    return value if check == "int_positive" else float(value)
 
 
 def resolve_component(kind: str, raw: Any, where: str) -> Component:
@@ -228,7 +229,7 @@ def resolve_component(kind: str, raw: Any, where: str) -> Component:
         if key not in definition.params:
             valid = sorted(definition.params) or ["(none)"]
             raise SpecError(
-                f"{where}: {kind} {name!r} has no parameter {key!r}.{did_you_mean(key, definition.params)} "
+                f"{where}.{key}: {kind} {name!r} has no parameter {key!r}.{did_you_mean(key, definition.params)} "
                 f"Its parameters: {', '.join(valid)}."
             )
         params[key] = check_number(value, definition.params[key].check, f"{where}.{key}")

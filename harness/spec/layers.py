@@ -156,7 +156,7 @@ def resolve_layer(raw: Any, where: str) -> LayerSpec:
     for key, value in given.items():
         if key not in definition.params:
             raise SpecError(
-                f"{here}: layer {kind!r} has no parameter {key!r}.{did_you_mean(key, definition.params)} "
+                f"{here}.{key}: layer {kind!r} has no parameter {key!r}.{did_you_mean(key, definition.params)} "
                 f"Its parameters: {', '.join(sorted(definition.params))}."
             )
         if key in _COMPONENT_PARAMS.get(kind, ()):

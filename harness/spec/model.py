@@ -59,7 +59,7 @@ def _expand_mlp(value: Any, num_outputs: int, dropout: float, where: str) -> Mod
     for key in value:
         if key not in MLP_KEYS:
             raise SpecError(
-                f"{where}: unknown key {key!r}.{did_you_mean(key, MLP_KEYS)} Expected keys: {', '.join(sorted(MLP_KEYS))}."
+                f"{where}.{key}: unknown key {key!r}.{did_you_mean(key, MLP_KEYS)} Expected keys: {', '.join(sorted(MLP_KEYS))}."
             )
     hidden = value.get("hidden", [])
     if not isinstance(hidden, list):

@@ -1,0 +1,243 @@
+"""The fixed-shape parts of a suite: top-level keys, `training`, `regularizer`, seeds, backends.
+
+pydantic models (strict: no '20' -> 20 coercion, no true -> 1; unknown keys forbidden)
+check the blocks whose keys are fixed; their errors are translated into the loader's
+format (key path, what was received, what was expected, how to fix it) by raising a
+`SuiteIssue`, which the loader locates to a file line. Components, models and datasets
+have their own resolvers (harness.spec, harness.data) and are typed `Any` here.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.adapters import check_backend
+from harness.errors import HarnessError, did_you_mean
+from harness.spec import INITIALIZERS, LOSSES, OPTIMIZERS, RegularizerSpec, TrainingSpec
+from harness.suite.yaml_source import KeyPath, SuiteIssue, display_path
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"  # it names a results folder: no '/', '..', spaces or leading '-'
+DEVICE_PATTERN = re.compile(r"^(cpu|auto|cuda|cuda:\d+)$")
+INIT_MODES = ("shared", "native")
+
+
+class _Block(BaseModel):
+    # strict: YAML already gives typed scalars, so '20' or true where a number belongs is a mistake.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SuiteDocument(_Block):
+    """Top level of a suite file. Fields typed `Any` are checked per grid cell by their resolvers."""
+
+    name: str = Field(
+        pattern=NAME_PATTERN, max_length=100,
+        description="a name of letters, digits, - and _ (it names the results folder <store>/<name>/, so "
+        "no '/', '..' or spaces), e.g. name: optimizers",
+    )
+    description: str = Field("", description="a line of text, e.g. description: SGD vs Adam on MNIST-1D")
+    dataset: Any = None
+    model: Any = None
+    loss: Any = None
+    optimizer: Any = None
+    initializer: Any = None
+    regularizer: Any = None
+    training: Any = None
+    seeds: Any = 1
+    backends: Any = None
+    init_mode: Any = "shared"
+    device: Any = "cpu"
+    grid: dict[str, Any] | None = Field(
+        None, description="a mapping of axes, e.g. grid: {optimizer: {sgd: sgd, adam: adam}}"
+    )
+    exclude: list[dict[str, Any]] | None = Field(
+        None, description="a list of mappings {axis: label}, e.g. exclude: [{optimizer: sgd, training.batch_size: 32}]"
+    )
+    report: dict[str, Any] | None = Field(None, description="a mapping of report options, e.g. report: {reference: sgd}")
+    check: dict[str, Any] | None = Field(None, description="a mapping of per-metric tolerances, e.g. check: {}")
+    expect: list[str] | None = Field(None, description="a list of claim strings, e.g. expect: ['adam beats sgd']")
+
+
+class TrainingBlock(_Block):
+    """`training:` -> TrainingSpec."""
+
+    epochs: int = Field(gt=0, description="an integer > 0 (passes over the training split), e.g. epochs: 20")
+    batch_size: int = Field(gt=0, description="an integer > 0 (samples per optimizer step), e.g. batch_size: 100")
+    shuffle: bool = Field(True, description="true or false (false: the same batch order every epoch)")
+    drop_last: bool = Field(False, description="true or false (true: drop each epoch's final partial batch)")
+    max_seconds: float | None = Field(
+        None, gt=0, allow_inf_nan=False,
+        description="a number of seconds > 0, or null for no limit (a trial over it is recorded as 'timeout')",
+    )
+
+
+class RegularizerBlock(_Block):
+    """`regularizer:` -> RegularizerSpec (every key optional; absent means off)."""
+
+    l1: float = Field(0.0, ge=0, allow_inf_nan=False, description="a number >= 0 (loss += l1*sum|kernel|), e.g. l1: 0.0001")
+    l2: float = Field(0.0, ge=0, allow_inf_nan=False, description="a number >= 0 (loss += l2/2*sum kernel^2), e.g. l2: 0.1")
+    weight_decay: float = Field(
+        0.0, ge=0, allow_inf_nan=False,
+        description="a number >= 0 (decoupled: kernel -= lr*weight_decay*kernel each step), e.g. weight_decay: 0.01",
+    )
+    dropout: float = Field(0.0, ge=0, lt=1, allow_inf_nan=False, description="a rate in [0, 1), e.g. dropout: 0.2")
+    clip_norm: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="a global gradient norm > 0, or null for none, e.g. clip_norm: 1.0"
+    )
+    clip_value: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="a bound > 0 on each gradient element, or null, e.g. clip_value: 0.5"
+    )
+
+
+REQUIRED = {
+    "name": "the suite's name (letters, digits, - and _), e.g. name: optimizers",
+    "dataset": "the data, e.g. dataset: mnist1d or dataset: {name: digits, validation: 0.2} (list them: harness list datasets)",
+    "model": "the network, e.g. model: {mlp: {hidden: [100, 100], activation: relu}}",
+    "loss": f"the loss, e.g. loss: cross_entropy (one of: {', '.join(LOSSES)})",
+    "optimizer": f"the optimizer, e.g. optimizer: {{name: adam, lr: 0.001}} (one of: {', '.join(OPTIMIZERS)})",
+    "initializer": f"the weight initializer, e.g. initializer: he_normal (one of: {', '.join(INITIALIZERS)})",
+    "training": "the training budget, e.g. training: {epochs: 20, batch_size: 100}",
+}
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "mapping", list: "list", str: "string", bool: "boolean", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def received(value: Any) -> str:
+    """`'abc' (string)`, `0 (int)`: how a received value is shown in messages."""
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{text} ({_type_name(value)})"
+
+
+def validate_block(model: type[_Block], raw: Any, path: KeyPath) -> _Block:
+    """Validate one mapping against a pydantic block model.
+
+    Raises:
+        SuiteIssue: at the offending key, the first unknown key first (a typo usually
+            also shows up as a missing key, and the unknown key is the better clue).
+    """
+    keys = list(model.model_fields)
+    if not isinstance(raw, Mapping):
+        raise SuiteIssue(path, f"expected a mapping with keys among {', '.join(keys)}, got {received(raw)}.")
+    try:
+        return model.model_validate(dict(raw))
+    except ValidationError as error:
+        issues = sorted(error.errors(), key=lambda item: item["type"] != "extra_forbidden")
+        raise _translate(model, issues[0], path) from None
+
+
+def _translate(model: type[_Block], issue: Mapping[str, Any], path: KeyPath) -> SuiteIssue:
+    location = issue["loc"]
+    key = location[0]
+    if issue["type"] == "extra_forbidden":
+        valid = list(model.model_fields)
+        return SuiteIssue(
+            (*path, key),
+            f"unknown key {key!r}.{did_you_mean(str(key), valid)} Expected keys: {', '.join(valid)}.",
+        )
+    field = model.model_fields[key]
+    if issue["type"] == "missing":
+        return SuiteIssue(path, f"missing required key {key!r}: {field.description}.")
+    # Keep list indices in the path (expect[2]); drop pydantic's internal tags ('[key]', 'str', ...).
+    indices = tuple(part for part in location[1:] if isinstance(part, int))
+    return SuiteIssue((*path, key, *indices), f"expected {field.description}, got {received(issue['input'])}.")
+
+
+def training_spec(raw: Any, path: KeyPath = ("training",)) -> TrainingSpec:
+    return TrainingSpec(**validate_block(TrainingBlock, raw, path).model_dump())
+
+
+def regularizer_spec(raw: Any, path: KeyPath = ("regularizer",)) -> RegularizerSpec:
+    return RegularizerSpec(**validate_block(RegularizerBlock, {} if raw is None else raw, path).model_dump())
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_seeds(raw: Any, path: KeyPath) -> tuple[int, ...]:
+    """`3` -> (0, 1, 2); `[0, 5, 7]` -> (0, 5, 7).
+
+    Raises:
+        SuiteIssue: not an int > 0 nor a non-empty list of unique ints >= 0.
+    """
+    expected = "a count > 0 (seeds: 3 means seeds 0, 1, 2) or a list of distinct integers >= 0 (seeds: [0, 1, 2])"
+    if _is_int(raw):
+        if raw <= 0:
+            raise SuiteIssue(path, f"expected {expected}, got {received(raw)}.")
+        return tuple(range(raw))
+    if isinstance(raw, (list, tuple)) and raw:
+        for index, seed in enumerate(raw):
+            if not _is_int(seed) or seed < 0:
+                raise SuiteIssue((*path, index), f"expected an integer >= 0 as a seed, got {received(seed)}.")
+        repeated = sorted({seed for seed in raw if list(raw).count(seed) > 1})
+        if repeated:
+            raise SuiteIssue(path, f"seed {repeated[0]} is listed more than once in {list(raw)}; each seed runs once. Remove the repeat.")
+        return tuple(raw)
+    raise SuiteIssue(path, f"expected {expected}, got {received(raw)}.")
+
+
+def parse_backends(raw: Any, path: KeyPath) -> tuple[str, ...]:
+    """Validate backend names and that their frameworks are installed (imports none of them).
+
+    Raises:
+        SuiteIssue: not a non-empty list of distinct names, an unknown name (did-you-mean),
+            or a backend whose packages are missing (kind BackendError, names the pip extra).
+    """
+    if isinstance(raw, str):
+        raw = [raw]  # `backends: torch` means [torch]
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise SuiteIssue(path, f"expected a non-empty list of backend names such as [torch, keras], got {received(raw)}.")
+    names: list[str] = []
+    for index, name in enumerate(raw):
+        where = (*path, index)
+        if not isinstance(name, str):
+            raise SuiteIssue(where, f"expected a backend name such as torch, got {received(name)}.")
+        if name in names:
+            raise SuiteIssue(where, f"backend {name!r} is listed twice. Remove the repeat.")
+        try:
+            check_backend(name, display_path(where))
+        except HarnessError as error:
+            raise issue_from_error(error, where) from None
+        names.append(name)
+    return tuple(names)
+
+
+def issue_from_error(error: HarnessError, path: KeyPath) -> SuiteIssue:
+    """Re-home a resolver's error (whose message starts with `<where>: `) at `path`."""
+    message = str(error)
+    prefix = f"{display_path(path)}: "
+    if message.startswith(prefix):
+        message = message[len(prefix):]
+    return SuiteIssue(path, message, type(error))
+
+
+def check_init_mode(raw: Any, path: KeyPath = ("init_mode",)) -> str:
+    if raw not in INIT_MODES:
+        raise SuiteIssue(
+            path,
+            f"expected one of {', '.join(INIT_MODES)}, got {received(raw)}.{did_you_mean(str(raw), INIT_MODES)} "
+            "shared: numpy draws the initial weights once per seed, so every backend starts from the same point; "
+            "native: each framework draws its own.",
+        )
+    return raw
+
+
+def check_device(raw: Any, path: KeyPath = ("device",)) -> str:
+    if not isinstance(raw, str) or not DEVICE_PATTERN.match(raw):
+        raise SuiteIssue(
+            path, f"expected cpu, auto (a GPU if one is visible, else cpu), cuda or cuda:N (N a GPU index), got {received(raw)}."
+        )
+    return raw
+
+
+def check_required(document: Mapping[str, Any], provided_by_grid: Sequence[str]) -> None:
+    """Every required top-level key is present (or a grid axis replaces it whole in every cell)."""
+    for key, description in REQUIRED.items():
+        if key not in document and key not in provided_by_grid:
+            raise SuiteIssue((key,), f"missing required key {key!r}: {description}. There is no default for it.")
