@@ -1,0 +1,122 @@
+"""TorchAdapter: process setup, versions, devices, and building a TorchModel from a TrialSpec."""
+from __future__ import annotations
+
+import platform
+import re
+
+import numpy as np
+import torch
+
+from harness.adapters.torch.losses import data_loss_function, kernel_penalty
+from harness.adapters.torch.model import TorchModel
+from harness.adapters.torch.network import build_network, initialize_native
+from harness.adapters.torch.optimizers import CanonicalUpdate
+from harness.data.types import DatasetInfo
+from harness.errors import BackendError, SpecError
+from harness.spec.init import FRAMEWORK_STREAM
+from harness.spec.types import TrialSpec
+
+INIT_MODES = ("shared", "native")
+SEED_LIMIT = 2**63 - 1  # torch.Generator.manual_seed takes a 64-bit seed
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown cpu"
+
+
+def resolve_device(device: str) -> torch.device:
+    """'cpu', 'cuda', 'cuda:N' or 'auto' (cuda if visible, else cpu) -> torch.device.
+
+    Raises:
+        BackendError: a cuda device is asked for but none is visible, or the name is unknown.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    match = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if match is None:
+        raise BackendError(
+            f"device: the torch backend got {device!r}; expected 'cpu', 'cuda', 'cuda:N' or 'auto'."
+        )
+    if not torch.cuda.is_available():
+        raise BackendError(
+            f"device: {device!r} was asked for, but torch sees no GPU (torch.cuda.is_available() is False; "
+            f"torch {torch.__version__}). Use device 'cpu' or 'auto', or install a CUDA build of torch on a GPU machine."
+        )
+    index = int(match.group(1) or 0)
+    if index >= torch.cuda.device_count():
+        raise BackendError(
+            f"device: {device!r} was asked for, but torch sees {torch.cuda.device_count()} GPU(s) "
+            f"(cuda:0..cuda:{torch.cuda.device_count() - 1}). Pick one of those, or 'auto'."
+        )
+    return torch.device("cuda", index)
+
+
+class TorchAdapter:
+    """Implements harness.adapters.base.Adapter for PyTorch."""
+
+    def __init__(self, name: str = "torch") -> None:
+        self.name = name
+
+    def configure(self, threads: int | None) -> None:
+        """Pin intra-op threads (workers must not oversubscribe cores) and force deterministic kernels."""
+        if threads is not None:
+            if threads < 1:
+                raise ValueError(f"threads must be >= 1, got {threads}")
+            torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(True)
+
+    def versions(self) -> dict[str, str]:
+        return {"torch": str(torch.__version__), "numpy": np.__version__}
+
+    def device_info(self, device: str) -> dict[str, str]:
+        """{'device': 'cpu' | 'cuda:N', 'name': CPU model or GPU name} for what `device` resolves to.
+
+        Raises:
+            BackendError: see `resolve_device`.
+        """
+        resolved = resolve_device(device)
+        if resolved.type == "cuda":
+            return {"device": f"cuda:{resolved.index}", "name": torch.cuda.get_device_name(resolved.index)}
+        return {"device": "cpu", "name": cpu_name()}
+
+    def build(self, spec: TrialSpec, info: DatasetInfo) -> TorchModel:
+        """Build network, loss, penalties and canonical update for one trial.
+
+        The framework RNG is seeded from default_rng([seed, FRAMEWORK_STREAM]): its first draw
+        seeds native-mode initialization, its second the dropout masks. In 'shared' mode the loop
+        loads the numpy initial weights with set_weights afterwards.
+
+        Raises:
+            SpecError: unknown init_mode. BackendError: device, layer, loss or optimizer not realized.
+        """
+        if spec.init_mode not in INIT_MODES:
+            raise SpecError(f"init_mode: expected one of {', '.join(INIT_MODES)}, got {spec.init_mode!r}.")
+        device = resolve_device(spec.device)
+        init_seed, dropout_seed = np.random.default_rng([spec.seed, FRAMEWORK_STREAM]).integers(0, SEED_LIMIT, size=2)
+        dropout_generator = torch.Generator(device=device)
+        dropout_generator.manual_seed(int(dropout_seed))
+        network = build_network(spec.model.plan(info.input_shape), dropout_generator)
+        if spec.init_mode == "native":
+            init_generator = torch.Generator()  # CPU: the network is built on CPU, then moved
+            init_generator.manual_seed(int(init_seed))
+            initialize_native(network, spec.initializer, init_generator)
+        network.module.to(device)  # in place: the slots keep pointing at the moved parameters
+        regularizer = spec.regularizer
+        return TorchModel(
+            network=network,
+            loss_name=spec.loss.name,
+            data_loss=data_loss_function(spec.loss.name),
+            penalty=kernel_penalty(network.kernels, regularizer.l1, regularizer.l2),
+            update=CanonicalUpdate(spec.optimizer, regularizer, network.parameters, network.kernels),
+            device=device,
+        )

@@ -1,0 +1,104 @@
+"""TorchModel: a built network with its loss and canonical update, driven by the harness loop."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from harness.adapters.torch.losses import LossFunction, prepare_targets
+from harness.adapters.torch.network import Network, load_weights, read_weights
+from harness.adapters.torch.optimizers import CanonicalUpdate
+
+PREDICT_CHUNK = 8192  # rows per forward pass in predict: bounds memory on large splits
+
+
+class TorchModel:
+    """Implements harness.adapters.base.Model for PyTorch (float32 throughout).
+
+    Args:
+        network: modules plus the canonical view of their tensors.
+        loss_name: canonical loss name (decides how targets are stored).
+        data_loss: the torch function of that loss.
+        penalty: returns the l1/l2 kernel penalty, or None when there is none.
+        update: clipping, decoupled decay and the optimizer rule.
+        device: where parameters and data live.
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        loss_name: str,
+        data_loss: LossFunction,
+        penalty: Callable[[], torch.Tensor] | None,
+        update: CanonicalUpdate,
+        device: torch.device,
+    ) -> None:
+        self.network = network
+        self.loss_name = loss_name
+        self.data_loss = data_loss
+        self.penalty = penalty
+        self.update = update
+        self.device = device
+        self._x: torch.Tensor | None = None
+        self._y: torch.Tensor | None = None
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Load canonical-layout float32 arrays keyed by weight_key; resets optimizer state.
+
+        Raises:
+            ValueError: keys or shapes do not match the model.
+        """
+        load_weights(self.network, weights)
+        self.update.reset()
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        """Every trainable tensor as a float32 array in canonical layout."""
+        return read_weights(self.network)
+
+    def set_training_data(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Keep the training split on the device once; steps only index it."""
+        self._x = torch.tensor(np.asarray(x, dtype=np.float32), device=self.device)
+        self._y = prepare_targets(self.loss_name, y, self.device)
+
+    def train_epoch(self, batches: list[np.ndarray]) -> np.ndarray:
+        """One optimizer step per index array; returns each step's data loss as float64 (steps,).
+
+        The loss of a step is computed in its forward pass, before its update, in training mode
+        (dropout active). The minimized objective adds the kernel penalties; the returned value
+        does not. Non-finite losses are returned as they are (the loop detects divergence).
+
+        Raises:
+            RuntimeError: set_training_data was not called first.
+        """
+        if self._x is None or self._y is None:
+            raise RuntimeError("call set_training_data before train_epoch")
+        if not batches:
+            return np.zeros(0, dtype=np.float64)
+        x, y = self._x, self._y
+        module, data_loss, penalty, update = self.network.module, self.data_loss, self.penalty, self.update
+        # all indices of the epoch in one tensor, split into views: one host->device copy
+        sizes = [len(batch) for batch in batches]
+        indices = torch.from_numpy(np.concatenate(batches).astype(np.int64, copy=False)).to(self.device)
+        losses = []  # detached 0-d tensors, stacked once at the end: no per-step host sync
+        module.train()
+        for index in indices.split(sizes):
+            loss = data_loss(module(x[index]), y[index])
+            losses.append(loss.detach())
+            objective = loss + penalty() if penalty is not None else loss
+            update.zero_grad()
+            objective.backward()
+            update.step()
+        return torch.stack(losses).cpu().numpy().astype(np.float64)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Outputs in evaluation mode (dropout off), without gradients: float32 (N, outputs)."""
+        module = self.network.module
+        module.eval()
+        inputs = torch.tensor(np.asarray(x, dtype=np.float32))  # a copy: dataset arrays are read-only
+        outputs = []
+        with torch.inference_mode():
+            for start in range(0, max(len(inputs), 1), PREDICT_CHUNK):
+                chunk = inputs[start:start + PREDICT_CHUNK].to(self.device)
+                outputs.append(module(chunk).cpu())
+        return torch.cat(outputs).numpy().astype(np.float32, copy=False)

