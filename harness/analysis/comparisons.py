@@ -1,0 +1,206 @@
+"""Paired comparisons (arm vs reference, backend vs backend), time to target and grid pivots.
+
+Seeds pair the runs: with shared initial weights and the harness's batch order, seed s of
+arm A and seed s of arm B start from the same weights (when the model is the same) and see
+the same batches, so their difference removes the seed's share of the variance. Only trials
+with status 'ok' and a finite value enter a pair.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis.statistics import ALPHA, higher_is_better, holm, paired_test
+
+COMPARISON_COLUMNS = (
+    "arm", "backend", "reference", "metric", "n_pairs", "mean_reference", "mean_arm", "mean_difference",
+    "ci_low", "ci_high", "t_statistic", "p_value", "p_holm", "cohens_dz", "significant", "verdict",
+)
+BACKEND_DELTA_COLUMNS = (
+    "arm", "backend", "versus", "metric", "n_pairs", "mean_backend", "mean_versus", "mean_difference",
+    "ci_low", "ci_high", "max_abs_difference", "t_statistic", "p_value", "p_holm",
+)
+TARGET_COLUMNS = ("hash", "arm", "backend", "seed", "status", "metric", "target", "epoch", "seconds", "reached")
+
+
+def values_by_cell(final: pd.DataFrame, metric: str) -> dict[tuple[str, str], pd.Series]:
+    """(arm, backend) -> the metric of its 'ok' trials, indexed by seed (one groupby, no per-arm filtering)."""
+    ok = final.loc[final["status"] == "ok", ["arm", "backend", "seed", metric]]
+    return {
+        (arm, backend): pd.Series(group[metric].to_numpy(dtype=np.float64), index=group["seed"].to_numpy())
+        for (arm, backend), group in ok.groupby(["arm", "backend"], sort=False)
+    }
+
+
+def first_rows(final: pd.DataFrame, keys: Sequence[str]) -> dict[Any, dict[str, Any]]:
+    """keys -> the first trial row (as a dict) of each group: the arm's labels."""
+    firsts = final.drop_duplicates(list(keys))
+    index = firsts[list(keys)].itertuples(index=False, name=None)
+    return {key if len(keys) > 1 else key[0]: row for key, row in zip(index, firsts.to_dict("records"))}
+
+
+def _paired(first: pd.Series, second: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Align two per-seed series on their common seeds (sorted)."""
+    seeds = np.intersect1d(first.index.to_numpy(), second.index.to_numpy())
+    return first.loc[seeds].to_numpy(), second.loc[seeds].to_numpy()
+
+
+def _verdict(row: Mapping[str, object], metric: str) -> str:
+    if not row["significant"]:
+        return "no significant difference"
+    improved = (float(row["mean_difference"]) > 0) == higher_is_better(metric)
+    return "better" if improved else "worse"
+
+
+def compare_arms(final: pd.DataFrame, *, metric: str, reference: str, arms: Sequence[str],
+                 backends: Sequence[str], axes: Sequence[str]) -> pd.DataFrame:
+    """Every arm vs `reference` on `metric`, per backend, paired by seed.
+
+    Differences are arm - reference. p is the two-sided paired t-test (scipy.stats.ttest_rel);
+    p_holm is Holm-adjusted over every row of the returned table (the whole grid x backends for
+    this metric); significant means p_holm < ALPHA (0.05). Cohen's d_z = mean(d) / std(d).
+    The verdict says 'better'/'worse' in the metric's own direction (higher accuracy, lower loss).
+    """
+    cells = values_by_cell(final, metric)
+    present = first_rows(final, ["arm", "backend"])
+    empty = pd.Series(dtype=np.float64)
+    rows = []
+    for backend in backends:
+        reference_values = cells.get((reference, backend), empty)
+        for arm in arms:
+            if arm == reference or (arm, backend) not in present:
+                continue
+            arm_values, paired_reference = _paired(cells.get((arm, backend), empty), reference_values)
+            test = paired_test(arm_values, paired_reference)
+            labels = present[(arm, backend)]
+            rows.append({"arm": arm, "backend": backend, "reference": reference, "metric": metric, **test,
+                         **{axis: labels[axis] for axis in axes}})
+    table = pd.DataFrame(rows, columns=[*COMPARISON_COLUMNS[:2], *axes, *COMPARISON_COLUMNS[2:]])
+    table["p_holm"] = holm(table["p_value"].to_numpy(dtype=np.float64)) if len(table) else []
+    table["significant"] = (table["p_holm"] < ALPHA).astype(bool)
+    table["verdict"] = [_verdict(row, metric) for row in table.to_dict("records")]
+    return table
+
+
+def compare_backends(final: pd.DataFrame, *, metrics: Sequence[str], arms: Sequence[str],
+                     backends: Sequence[str], axes: Sequence[str]) -> pd.DataFrame:
+    """Per arm and metric: the first backend minus each other backend, paired by seed.
+
+    For a framework-independent spec the true difference is 0, so a confidence interval that
+    excludes 0 marks a framework effect. p_holm is Holm-adjusted per (metric, versus) over arms.
+    Empty (with its columns) when fewer than two backends ran.
+    """
+    columns = [*BACKEND_DELTA_COLUMNS[:1], *axes, *BACKEND_DELTA_COLUMNS[1:]]
+    if len(backends) < 2:
+        return pd.DataFrame(columns=columns)
+    first, others = backends[0], backends[1:]
+    present = first_rows(final, ["arm"])
+    cells = {metric: values_by_cell(final, metric) for metric in metrics}
+    empty = pd.Series(dtype=np.float64)
+    rows = []
+    for arm in arms:
+        if arm not in present:
+            continue
+        labels = {axis: present[arm][axis] for axis in axes}
+        for versus in others:
+            for metric in metrics:
+                a, b = _paired(cells[metric].get((arm, first), empty), cells[metric].get((arm, versus), empty))
+                test = paired_test(a, b)
+                finite = np.isfinite(a) & np.isfinite(b)
+                largest = float(np.max(np.abs(a[finite] - b[finite]))) if finite.any() else math.nan
+                rows.append({
+                    "arm": arm, **labels, "backend": first, "versus": versus, "metric": metric,
+                    "n_pairs": test["n_pairs"], "mean_backend": test["mean_arm"], "mean_versus": test["mean_reference"],
+                    "mean_difference": test["mean_difference"], "ci_low": test["ci_low"], "ci_high": test["ci_high"],
+                    "max_abs_difference": largest, "t_statistic": test["t_statistic"], "p_value": test["p_value"],
+                })
+    table = pd.DataFrame(rows, columns=[column for column in columns if column != "p_holm"])
+    table["p_holm"] = np.nan
+    for _, index in table.groupby(["metric", "versus"], sort=False).groups.items():
+        table.loc[index, "p_holm"] = holm(table.loc[index, "p_value"].to_numpy(dtype=np.float64))
+    return table[columns]
+
+
+def time_to_target(trials: pd.DataFrame, metrics: pd.DataFrame, targets: Mapping[str, float],
+                   axes: Sequence[str]) -> pd.DataFrame:
+    """Per trial and target: the first epoch whose `metric` reaches `target`, and when.
+
+    'Reaches' is >= for accuracy and r2, <= for losses and mae. seconds = train_seconds * epoch /
+    epochs trained (the training time pro-rated, evaluation excluded; epochs trained counts a
+    diverged epoch too, as its steps were timed). epoch and seconds are NaN when never reached.
+    Every status is listed; summaries use only 'ok' trials.
+    """
+    columns = [*TARGET_COLUMNS[:4], *axes, *TARGET_COLUMNS[4:]]
+    base = trials[["hash", "arm", "backend", "seed", *axes, "status", "train_seconds", "epochs_completed", "diverged_epoch"]]
+    frames = []
+    for metric, target in targets.items():
+        rows = metrics[metrics["metric"] == metric]
+        values = rows["value"].to_numpy(dtype=np.float64)
+        hit = values >= target if higher_is_better(metric) else values <= target
+        first_epoch = rows[hit].groupby("hash")["epoch"].min()
+        frame = base.copy()
+        frame["metric"], frame["target"] = metric, target
+        frame["epoch"] = frame["hash"].map(first_epoch).astype("float64")
+        trained = np.where(frame["status"] == "diverged",
+                           frame["diverged_epoch"].astype("float64").fillna(0), frame["epochs_completed"].astype("float64"))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            seconds = frame["train_seconds"].to_numpy(dtype=np.float64) * frame["epoch"].to_numpy() / trained
+        frame["seconds"] = np.where(frame["epoch"].to_numpy() == 0, 0.0, seconds)
+        frame["reached"] = frame["epoch"].notna()
+        frames.append(frame[columns])
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def _median_or_nan(values: np.ndarray) -> float:
+    """Median with 'never reached' as +inf; NaN when that median is itself 'never'."""
+    if not len(values):
+        return math.nan
+    median = float(np.median(values))
+    return median if math.isfinite(median) else math.nan
+
+
+def summarize_time_to_target(per_trial: pd.DataFrame, *, arms: Sequence[str], backends: Sequence[str],
+                             axes: Sequence[str]) -> pd.DataFrame:
+    """Per arm, backend and target metric over 'ok' trials: n, n_reached and the median epoch and seconds.
+
+    A trial that never reaches the target counts as +inf in the median, so the median is NaN
+    ('not reached') when half or more of the seeds never get there; no survivor bias.
+    """
+    columns = ["arm", "backend", *axes, "metric", "target", "n", "n_reached", "median_epoch", "median_seconds"]
+    rows = []
+    ok = per_trial[per_trial["status"] == "ok"]
+    for (arm, backend, metric), group in ok.groupby(["arm", "backend", "metric"], sort=False):
+        epochs = group["epoch"].fillna(np.inf).to_numpy(dtype=np.float64)
+        seconds = group["seconds"].fillna(np.inf).to_numpy(dtype=np.float64)
+        rows.append({
+            "arm": arm, "backend": backend, **{axis: group[axis].iloc[0] for axis in axes}, "metric": metric,
+            "target": group["target"].iloc[0], "n": len(group), "n_reached": int(group["reached"].sum()),
+            "median_epoch": _median_or_nan(epochs), "median_seconds": _median_or_nan(seconds),
+        })
+    table = pd.DataFrame(rows, columns=columns)
+    arm_rank = {arm: index for index, arm in enumerate(arms)}
+    backend_rank = {backend: index for index, backend in enumerate(backends)}
+    order = sorted(range(len(table)), key=lambda i: (arm_rank.get(table["arm"].iat[i], len(arm_rank)),
+                                                     backend_rank.get(table["backend"].iat[i], len(backend_rank))))
+    return table.iloc[order].reset_index(drop=True)
+
+
+def pivot_grid(final: pd.DataFrame, *, metric: str, axes: Sequence[str], variant_order: Mapping[str, Sequence[str]],
+               backend: str | None = None) -> pd.DataFrame:
+    """Mean of `metric` over 'ok' seeds for every (axes[0], axes[1]) cell: rows axes[0], columns axes[1].
+
+    Args:
+        backend: only this backend's trials; None pools every backend.
+    """
+    ok = final[final["status"] == "ok"]
+    if backend is not None:
+        ok = ok[ok["backend"] == backend]
+    rows_axis, columns_axis = axes
+    table = ok.groupby([rows_axis, columns_axis])[metric].mean().unstack(columns_axis)
+    table = table.reindex(index=list(variant_order[rows_axis]), columns=list(variant_order[columns_axis]))
+    table.index.name, table.columns.name = rows_axis, columns_axis
+    return table

@@ -1,0 +1,139 @@
+"""Per-trial tables built from the store's frames: tidy epochs and final/best metrics.
+
+Input frames (see `harness.store`): `trials` has one row per trial (hash, arm, backend, seed,
+status, ..., one column per grid axis); `metrics` is long (hash, epoch, metric, value), epoch 0
+is before training, NaN marks a diverged epoch's values.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis.statistics import higher_is_better
+
+SPLITS = ("train", "validation", "test")
+MEASURES = ("loss", "accuracy", "mae", "r2")  # the per-task metrics of harness.adapters.metrics
+STATUSES = ("ok", "diverged", "failed", "timeout")
+TIMING_COLUMNS = ("train_seconds", "eval_seconds", "wall_seconds")
+TRIAL_REQUIRED = ("hash", "arm", "backend", "seed", "status")
+METRIC_REQUIRED = ("hash", "epoch", "metric", "value")
+
+
+def metric_sort_key(name: str) -> tuple[int, int, str]:
+    """Display order: train, validation, test; within a split loss, accuracy, mae, r2; then the rest."""
+    split, _, measure = name.partition("_")
+    if split in SPLITS and measure in MEASURES:
+        return (0, SPLITS.index(split) * len(MEASURES) + MEASURES.index(measure), name)
+    if name == "minibatch_loss":
+        return (1, 0, name)
+    return (2, 0, name)
+
+
+def order_metrics(names: Iterable[str]) -> list[str]:
+    """The distinct `names` in display order (see `metric_sort_key`)."""
+    return sorted(set(names), key=metric_sort_key)
+
+
+def check_columns(frame: pd.DataFrame, required: Sequence[str], what: str) -> None:
+    """Raise ValueError naming the missing columns (a bug in the caller, not a user error)."""
+    missing = [column for column in required if column not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} frame lacks columns {missing}; it has {list(frame.columns)}")
+
+
+def _sort_codes(values: pd.Series) -> np.ndarray:
+    """Numbers that sort like `values`: the values themselves when numeric, sorted factor codes otherwise."""
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        return values.to_numpy(dtype=np.float64, na_value=np.nan)
+    codes, _ = pd.factorize(values.astype(str), sort=True)
+    return codes
+
+
+def rank_codes(values: pd.Series, rank: dict[object, int]) -> np.ndarray:
+    """rank[value] for every value (len(rank) for values not in it), without a per-row Python map.
+
+    pandas' Series.map over (Arrow-backed) strings is slow on 10^5+ rows; factorize once instead.
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    lookup = np.array([rank.get(unique, len(rank)) for unique in uniques], dtype=np.float64)
+    return lookup[codes] if len(codes) else np.zeros(0)
+
+
+def sort_trials(frame: pd.DataFrame, arms: Sequence[str], backends: Sequence[str], extra: Sequence[str] = ()) -> pd.DataFrame:
+    """Sort rows by arm (suite order), backend (given order), then seed and the `extra` columns.
+
+    Stable, and a single np.lexsort on numeric codes (fast on the 10^5-10^6 rows of epochs()).
+    """
+    keys = [
+        rank_codes(frame["arm"], {arm: index for index, arm in enumerate(arms)}),
+        rank_codes(frame["backend"], {backend: index for index, backend in enumerate(backends)}),
+    ]
+    keys += [_sort_codes(frame[column]) for column in ("seed", *extra) if column in frame.columns]
+    order = np.lexsort(keys[::-1])  # lexsort's last key is the primary one
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def label_columns(axes: Sequence[str]) -> list[str]:
+    """The per-trial label columns every table starts with."""
+    return ["hash", "arm", "backend", "seed", *axes]
+
+
+def tidy_epochs(trials: pd.DataFrame, metrics: pd.DataFrame, axes: Sequence[str],
+                metric_rank: dict[str, int] | None = None) -> pd.DataFrame:
+    """Per trial per epoch per metric: hash, arm, backend, seed, *axes, status, epoch, metric, value.
+
+    Rows follow the order of `trials` (sort it first), then epoch, then `metric_rank` (default:
+    display order). Metric rows of hashes absent from `trials` are dropped (another suite's).
+    """
+    position = pd.Index(trials["hash"]).get_indexer(metrics["hash"])
+    kept = metrics[position >= 0]
+    position = position[position >= 0]
+    if metric_rank is None:
+        metric_rank = {name: index for index, name in enumerate(order_metrics(kept["metric"].unique()))}
+    order = np.lexsort((rank_codes(kept["metric"], metric_rank), kept["epoch"].to_numpy(), position))
+    labels = trials[[*label_columns(axes), "status"]].iloc[position[order]].reset_index(drop=True)
+    measured = kept[["epoch", "metric", "value"]].iloc[order].reset_index(drop=True)
+    return pd.concat([labels, measured], axis=1)
+
+
+def final_table(trials: pd.DataFrame, metrics: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
+    """One row per trial: labels, status, timings, final-epoch metrics (wide) and best_<metric>.
+
+    The final epoch is the trial's last recorded epoch (`final_epoch`). A diverged trial's final
+    epoch holds only its NaN minibatch loss, so its final metrics are NaN: a diverged run has no
+    final accuracy. `best_<metric>` is the best finite value over every recorded epoch (epoch 0
+    included): the maximum for accuracy and r2, the minimum for losses and mae.
+    """
+    names = order_metrics(metrics["metric"].unique())
+    if len(metrics):
+        last_epoch = metrics.groupby("hash", sort=False)["epoch"].max()
+        at_last = metrics[metrics["epoch"].to_numpy() == metrics["hash"].map(last_epoch).to_numpy()]
+        final_values = at_last.pivot(index="hash", columns="metric", values="value")
+        extremes = metrics.groupby(["hash", "metric"], sort=False)["value"].agg(["max", "min"])
+        best_max = extremes["max"].unstack("metric")
+        best_min = extremes["min"].unstack("metric")
+        best = pd.DataFrame(
+            {f"best_{name}": (best_max[name] if higher_is_better(name) else best_min[name]) for name in names}
+        )
+        wide = final_values.reindex(columns=names).join(best, how="outer")
+        wide.insert(0, "final_epoch", last_epoch)
+    else:
+        wide = pd.DataFrame(columns=["final_epoch", *names, *(f"best_{name}" for name in names)])
+    present = [column for column in ("error", "diverged_epoch", "epochs_completed", *TIMING_COLUMNS) if column in trials.columns]
+    base = trials[[*label_columns(axes), "status", *present]]
+    # Align by position (reindex on hash) rather than merge: works whatever the index dtypes, and a
+    # trial without metric rows (failed before epoch 0) gets NaN everywhere.
+    aligned = wide.reindex(base["hash"].to_numpy()).reset_index(drop=True)
+    table = pd.concat([base.reset_index(drop=True), aligned], axis=1)
+    return table.astype({"final_epoch": "Float64"}).astype({"final_epoch": "Int64"})
+
+
+def status_counts(trials: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """Per `keys` group: n_trials and n_<status> for every status (ok, diverged, failed, timeout)."""
+    counts = pd.crosstab([trials[key] for key in keys], trials["status"]) if len(trials) else pd.DataFrame()
+    counts = counts.reindex(columns=list(STATUSES), fill_value=0)
+    counts.columns = [f"n_{status}" for status in STATUSES]
+    counts.insert(0, "n_trials", counts.sum(axis=1))
+    return counts.reset_index() if len(counts) else pd.DataFrame(columns=[*keys, "n_trials", *counts.columns[1:]])

@@ -1,0 +1,86 @@
+"""The compact per-arm summary `harness run` prints at the end (plain text, no colors).
+
+    optimizers: test_accuracy, mean ± 95% CI half-width over ok seeds (reference arm: sgd)
+    arm       backend  n  test_accuracy      train_loss  train_s  ok/div/fail/time
+    sgd       torch    3  0.6120 ± 0.0210    1.023       4.10     3/0/0/0
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from harness.analysis.results import Results
+
+
+def format_number(value: float | None, digits: int = 4) -> str:
+    """`digits` significant digits; whole numbers from 10**digits up; scientific below 1e-3; '-' for NaN."""
+    if value is None or math.isnan(float(value)):
+        return "-"
+    value = float(value)
+    magnitude = abs(value)
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if magnitude >= 1e9 or (0 < magnitude < 1e-3):
+        return f"{value:.{digits - 1}e}"
+    if magnitude >= 10**digits:
+        return f"{value:.0f}"
+    return f"{value:.{digits}g}"
+
+
+def format_mean_ci(mean: float, low: float, high: float) -> str:
+    """'mean ± half-width' for a symmetric interval, 'mean [low, high]' otherwise, '-' without data."""
+    if mean is None or math.isnan(mean):
+        return "-"
+    if math.isnan(low) or math.isnan(high):
+        return format_number(mean)
+    below, above = mean - low, high - mean
+    if math.isclose(below, above, rel_tol=1e-6, abs_tol=1e-12):
+        return f"{format_number(mean)} ± {format_number(above, 2)}"
+    return f"{format_number(mean)} [{format_number(low)}, {format_number(high)}]"
+
+
+def summary_rows(results: Results) -> pd.DataFrame:
+    """One row per (arm, backend) with the display strings of `summary_text` (also used by reports)."""
+    summary = results.summary()
+    metric = results.primary_metric
+    rows = []
+    for (arm, backend), group in summary.groupby(["arm", "backend"], sort=False):
+        by_metric = group.set_index("metric")
+        first = group.iloc[0]
+
+        def mean_of(name: str) -> float:
+            return float(by_metric.at[name, "mean"]) if name in by_metric.index else math.nan
+
+        primary = by_metric.loc[metric] if metric in by_metric.index else None
+        rows.append({
+            "arm": arm,
+            "backend": backend,
+            "n": int(primary["n"]) if primary is not None else 0,
+            metric: format_mean_ci(float(primary["mean"]), float(primary["ci_low"]), float(primary["ci_high"]))
+            if primary is not None else "-",
+            "train_loss": format_number(mean_of("train_loss")),
+            "train_s": format_number(mean_of("train_seconds"), 3),
+            "ok/div/fail/time": f"{first['n_ok']}/{first['n_diverged']}/{first['n_failed']}/{first['n_timeout']}",
+        })
+    return pd.DataFrame(rows, columns=["arm", "backend", "n", metric, "train_loss", "train_s", "ok/div/fail/time"])
+
+
+def render_table(frame: pd.DataFrame) -> str:
+    """Left-aligned columns separated by two spaces; every cell is str()."""
+    header = [str(column) for column in frame.columns]
+    cells = [[str(value) for value in row] for row in frame.itertuples(index=False)]
+    widths = [max([len(header[i]), *(len(row[i]) for row in cells)]) for i in range(len(header))]
+    lines = ["  ".join(text.ljust(width) for text, width in zip(row, widths)).rstrip() for row in [header, *cells]]
+    return "\n".join(lines)
+
+
+def summary_text(results: Results) -> str:
+    """The per-arm summary for the terminal: a title line and one line per (arm, backend)."""
+    title = (f"{results.name}: {results.primary_metric}, mean ± 95% CI half-width over ok seeds, "
+             f"[low, high] where the CI meets the metric's bound (reference arm: {results.reference})")
+    if not len(results.trials):
+        return f"{title}\n(no trials stored yet)"
+    return f"{title}\n{render_table(summary_rows(results))}"

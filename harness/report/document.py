@@ -1,0 +1,111 @@
+"""`write_report`: a suite's results as one self-contained HTML page and a multi-page PDF."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness import __version__
+from harness.errors import HarnessError
+from harness.report import sections
+from harness.report.gallery import ReportFigure, build_figures
+from harness.report.html import render_html
+from harness.report.pdf import write_pdf
+from harness.report.sections import DisplayTable
+
+if TYPE_CHECKING:
+    from harness.analysis import Results
+
+HTML_NAME = "report.html"
+PDF_NAME = "report.pdf"
+
+
+class ReportError(HarnessError):
+    """The report cannot be written (folder not writable, report extra not installed)."""
+
+
+@dataclass(frozen=True)
+class ReportContent:
+    """Everything a report shows, computed once and rendered twice (HTML and PDF)."""
+
+    name: str
+    description: str
+    version: str
+    reference: str
+    meta_lines: tuple[str, ...]
+    tables: tuple[DisplayTable, ...]
+    figures: tuple[ReportFigure, ...]
+    failures: DisplayTable
+    environment: DisplayTable
+    suite_text: str
+    reference_spec: str
+    spec_differences: DisplayTable
+
+
+def _meta_lines(results: Results, generated: str) -> tuple[str, ...]:
+    trials = results.trials
+    counts = trials["status"].value_counts()
+    status = ", ".join(f"{int(counts.get(name, 0))} {name}" for name in ("ok", "diverged", "failed", "timeout"))
+    seeds = trials["seed"].nunique() if len(trials) else 0
+    return (
+        f"{len(trials)} trials: {status}",
+        f"{len(results.arms)} arms x {len(results.backends)} backends ({', '.join(results.backends)}) x {seeds} seeds",
+        f"primary metric {results.primary_metric}; reference arm {results.reference}",
+        f"generated {generated} by harness {__version__}",
+    )
+
+
+def report_content(results: Results, suite_document: Mapping[str, Any] | None = None) -> ReportContent:
+    """Compute every table, figure and text of the report."""
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return ReportContent(
+        name=results.name,
+        description=results.description,
+        version=__version__,
+        reference=results.reference,
+        meta_lines=_meta_lines(results, generated),
+        tables=tuple(sections.report_tables(results)),
+        figures=tuple(build_figures(results)),
+        failures=sections.failures_table(results),
+        environment=sections.environment_table(results),
+        suite_text=sections.suite_document_text(suite_document),
+        reference_spec=sections.reference_spec_text(results),
+        spec_differences=sections.spec_differences_table(results),
+    )
+
+
+def write_report(results: Results, directory: str | Path, suite_document: Mapping[str, Any] | None = None) -> tuple[Path, Path]:
+    """Write `<directory>/report.html` (one self-contained file) and `<directory>/report.pdf`.
+
+    Args:
+        results: the suite's results.
+        directory: the report folder (the CLI passes reports/<suite>); created if missing.
+        suite_document: the suite as loaded from YAML, shown in the report (None: left out).
+
+    Returns:
+        (html_path, pdf_path).
+
+    Raises:
+        ReportError: the folder cannot be created or written.
+    """
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ReportError(
+            f"report: cannot create the report folder {str(directory)!r} ({error.strerror or error}). "
+            "Expected a writable folder. Fix: pass a folder you can write to."
+        ) from None
+    content = report_content(results, suite_document)
+    html_path, pdf_path = directory / HTML_NAME, directory / PDF_NAME
+    try:
+        html_path.write_text(render_html(content), encoding="utf-8")
+        write_pdf(content, pdf_path)
+    except OSError as error:
+        raise ReportError(
+            f"report: cannot write into {str(directory)!r} ({error.strerror or error}). "
+            "Fix: check the folder's permissions and free space."
+        ) from None
+    return html_path, pdf_path

@@ -1,0 +1,288 @@
+"""Report figures as pure functions: a DataFrame (a `Results` table) in, a matplotlib Figure out.
+
+Every figure is a `matplotlib.figure.Figure` with an Agg canvas attached (no pyplot, so no
+global figure registry, no GUI backend, nothing to close), drawn under a seaborn style that is
+applied only inside the function (`figure_style`) so importing this module changes no global
+setting. Mathtext is off: a '$' in an arm name is printed, not parsed.
+
+Inputs are the frames of `harness.analysis.Results`: `curves()`, `summary()`, `comparisons()`,
+`pivot()`, `generalization_gap()`, `final()`. Which figures a report shows, and where new ones
+(e.g. the per-layer activation histograms of the diagnostics step) plug in: `harness.report.gallery`.
+"""
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection, PolyCollection
+from matplotlib.artist import Artist
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+LINE_STYLES = {"train": "-", "validation": "--", "test": ":"}
+BACKEND_MARKERS = ("o", "s", "D", "^", "v")
+WIDTH = 9.0  # inches: the figure width of every report figure (a page width at 100 dpi = 900 px)
+ROW_HEIGHT = 0.28  # inches per arm row in the per-arm plots
+
+
+@contextmanager
+def figure_style() -> Iterator[None]:
+    """seaborn's whitegrid style and paper context, mathtext off, for the figures made inside."""
+    rc = {**sns.axes_style("whitegrid"), **sns.plotting_context("paper"), "text.parse_math": False}
+    with matplotlib.rc_context(rc):
+        yield
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A Figure with an Agg canvas and constrained layout."""
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def arm_colors(arms: Sequence[str]) -> dict[str, tuple[float, float, float]]:
+    """A distinct color per arm: seaborn's 'deep' palette up to 10 arms, 'husl' beyond."""
+    palette = sns.color_palette("deep" if len(arms) <= 10 else "husl", n_colors=max(len(arms), 1))
+    return {arm: palette[index] for index, arm in enumerate(arms)}
+
+
+MANY_ENTRIES = 14  # beyond this a legend goes under the plots, in columns, instead of beside them
+
+
+def legend_columns(labels: Sequence[str], width: float) -> int:
+    """How many legend columns fit across `width` inches: a label's width estimated from its
+    characters (0.55 em each at the small legend font, about 7.7 pt) plus 0.45 in for marker and gaps."""
+    longest = max((len(label) for label in labels), default=1)
+    column_inches = longest * 0.55 * 7.7 / 72 + 0.45
+    return min(max(1, int(width * 0.95 / column_inches)), 8, max(1, math.ceil(len(labels) / 4)))
+
+
+def legend_height(labels: Sequence[str], width: float) -> float:
+    """Extra figure height (inches) that `figure_legend` needs below the plots (0 when it goes beside)."""
+    if len(labels) <= MANY_ENTRIES:
+        return 0.0
+    return 0.17 * math.ceil(len(labels) / legend_columns(labels, width)) + 0.2
+
+
+def figure_legend(figure: Figure, handles: Sequence[Artist]) -> None:
+    """A figure-level legend outside the axes (constrained layout makes room for it): beside the
+    plots for a few entries, below them in as many columns as fit for many (50 arms would crush the plots)."""
+    if len(handles) <= MANY_ENTRIES:
+        figure.legend(handles=handles, loc="outside right upper", frameon=False)
+        return
+    labels = [str(handle.get_label()) for handle in handles]
+    figure.legend(handles=handles, loc="outside lower center", ncols=legend_columns(labels, figure.get_figwidth()),
+                  frameon=False, fontsize="small")
+
+
+def learning_curves(curves: pd.DataFrame, *, measure: str, arms: Sequence[str], backends: Sequence[str],
+                    splits: Sequence[str] = ("train", "validation")) -> Figure:
+    """Mean learning curve per arm with its 95% band, one panel per backend, one line style per split.
+
+    Args:
+        curves: `Results.curves()`: arm, backend, metric, epoch, mean, ci_low, ci_high.
+        measure: 'loss', 'accuracy', ... (metrics '<split>_<measure>' are drawn).
+        arms, backends: drawing order; arms without data are left out of the legend.
+        splits: which splits to draw (solid train, dashed validation, dotted test).
+    """
+    metrics = {f"{split}_{measure}": split for split in splits}
+    selected = curves[curves["metric"].isin(list(metrics))]
+    groups = {key: group for key, group in selected.groupby(["arm", "backend", "metric"], sort=False)}
+    colors = arm_colors(arms)
+    with figure_style():
+        figure = new_figure(WIDTH, 3.6 + legend_height([*arms, *splits], WIDTH))
+        axes = figure.subplots(1, max(len(backends), 1), sharey=True, squeeze=False)[0]
+        drawn: list[str] = []
+        for axis, backend in zip(axes, backends):
+            # One LineCollection and one PolyCollection per panel instead of an artist per curve:
+            # 50 arms x 2 splits would otherwise be 200 lines + 200 bands, slow to build and draw.
+            lines, line_colors, line_styles, bands, band_colors = [], [], [], [], []
+            for arm in arms:
+                for metric, split in metrics.items():
+                    group = groups.get((arm, backend, metric))
+                    if group is None:
+                        continue
+                    epochs = group["epoch"].to_numpy(dtype=np.float64)
+                    lines.append(np.column_stack([epochs, group["mean"].to_numpy(dtype=np.float64)]))
+                    line_colors.append(colors[arm])
+                    line_styles.append(LINE_STYLES.get(split, "-"))
+                    low, high = group["ci_low"].to_numpy(dtype=np.float64), group["ci_high"].to_numpy(dtype=np.float64)
+                    finite = np.isfinite(low) & np.isfinite(high)
+                    if finite.sum() >= 2:
+                        bands.append(np.concatenate([np.column_stack([epochs[finite], low[finite]]),
+                                                     np.column_stack([epochs[finite], high[finite]])[::-1]]))
+                        band_colors.append((*colors[arm], 0.15))
+                    if arm not in drawn:
+                        drawn.append(arm)
+            if bands:
+                axis.add_collection(PolyCollection(bands, facecolors=band_colors, edgecolors="none"))
+            if lines:
+                axis.add_collection(LineCollection(lines, colors=line_colors, linestyles=line_styles,
+                                                   linewidths=matplotlib.rcParams["lines.linewidth"]))
+            axis.autoscale_view()
+            axis.set_title(backend)
+            axis.set_xlabel("epoch")
+        axes[0].set_ylabel(measure)
+        handles = [Line2D([], [], color=colors[arm], label=arm) for arm in drawn]
+        handles += [Line2D([], [], color="0.3", linestyle=LINE_STYLES.get(split, "-"), label=split) for split in splits]
+        figure_legend(figure, handles)
+        figure.suptitle(f"Learning curves: {measure} (mean and 95% CI over seeds)")
+    return figure
+
+
+def _interval_plot(table: pd.DataFrame, *, value: str, low: str, high: str, arms: Sequence[str],
+                   backends: Sequence[str], title: str, xlabel: str, zero_line: bool = False,
+                   filled: pd.Series | None = None) -> Figure:
+    """Horizontal point-and-interval plot: one row per arm, one marker and offset per backend."""
+    rows = [arm for arm in arms if arm in set(table["arm"])]
+    position = {arm: index for index, arm in enumerate(rows)}
+    offsets = np.linspace(-0.2, 0.2, len(backends)) if len(backends) > 1 else np.zeros(1)
+    palette = sns.color_palette("colorblind", n_colors=max(len(backends), 1))
+    with figure_style():
+        figure = new_figure(WIDTH * 0.75, max(2.2, 0.9 + ROW_HEIGHT * len(rows)))
+        axis = figure.subplots()
+        for index, backend in enumerate(backends):
+            part = table[(table["backend"] == backend) & table["arm"].isin(rows)]
+            if part.empty:
+                continue
+            y = part["arm"].map(position).to_numpy(dtype=np.float64) + offsets[index]
+            x = part[value].to_numpy(dtype=np.float64)
+            errors = np.vstack([x - part[low].to_numpy(dtype=np.float64), part[high].to_numpy(dtype=np.float64) - x])
+            errors = np.where(np.isfinite(errors), errors, 0.0)
+            color = palette[index]
+            axis.errorbar(x, y, xerr=errors, fmt="none", ecolor=color, elinewidth=1.2, capsize=2)
+            face = [color if flag else "white" for flag in (filled[part.index] if filled is not None else [True] * len(part))]
+            axis.scatter(x, y, marker=BACKEND_MARKERS[index % len(BACKEND_MARKERS)], facecolors=face,
+                         edgecolors=[color] * len(part), zorder=3, label=backend)
+        if zero_line:
+            axis.axvline(0.0, color="0.4", linewidth=0.8)
+        axis.set_yticks(range(len(rows)), rows)
+        axis.set_ylim(max(len(rows), 1) - 0.5, -0.5)  # first arm on top
+        axis.set_xlabel(xlabel)
+        axis.set_title(title)
+        if len(backends) > 1:
+            axis.legend(loc="best", frameon=True)
+    return figure
+
+
+def final_metric_plot(summary: pd.DataFrame, *, metric: str, arms: Sequence[str], backends: Sequence[str]) -> Figure:
+    """Final `metric` per arm: mean over 'ok' seeds with its 95% CI, a marker per backend.
+
+    Args:
+        summary: `Results.summary()` (rows of every metric; the `metric` rows are drawn).
+    """
+    rows = summary[summary["metric"] == metric]
+    return _interval_plot(rows, value="mean", low="ci_low", high="ci_high", arms=arms, backends=backends,
+                          title=f"Final {metric}: mean and 95% CI over seeds", xlabel=metric)
+
+
+def forest_plot(comparisons: pd.DataFrame, *, arms: Sequence[str], backends: Sequence[str]) -> Figure:
+    """Paired difference of every arm vs the reference arm with its 95% CI; filled markers are
+    significant after Holm's correction, hollow ones are not.
+
+    Args:
+        comparisons: `Results.comparisons()`.
+    """
+    metric = comparisons["metric"].iloc[0] if len(comparisons) else "metric"
+    reference = comparisons["reference"].iloc[0] if len(comparisons) else "reference"
+    return _interval_plot(comparisons, value="mean_difference", low="ci_low", high="ci_high", arms=arms,
+                          backends=backends, zero_line=True, filled=comparisons["significant"].astype(bool),
+                          title=f"Paired difference vs {reference} (filled: significant, Holm p < 0.05)",
+                          xlabel=f"{metric}: arm - {reference}")
+
+
+def generalization_gap_plot(gap: pd.DataFrame, *, arms: Sequence[str], backends: Sequence[str]) -> Figure:
+    """Train/test gap per arm (positive: better on the training data) with its 95% CI.
+
+    Args:
+        gap: `Results.generalization_gap()`.
+    """
+    name = gap["metric"].iloc[0] if len(gap) else "gap"
+    return _interval_plot(gap, value="mean", low="ci_low", high="ci_high", arms=arms, backends=backends,
+                          zero_line=True, title=f"Generalization gap ({name}): mean and 95% CI over seeds",
+                          xlabel=f"{name} (train better when positive)")
+
+
+def grid_heatmap(table: pd.DataFrame, *, metric: str, higher_is_better: bool = True, title: str | None = None) -> Figure:
+    """Heatmap of a two-axis grid: rows axis 1, columns axis 2, cells the mean `metric` (annotated).
+
+    Args:
+        table: `Results.pivot(metric)`.
+        higher_is_better: color scale direction (bright = good).
+    """
+    with figure_style():
+        height = max(2.4, 1.2 + 0.45 * len(table.index))
+        width = min(WIDTH, max(4.0, 2.5 + 0.9 * len(table.columns)))
+        figure = new_figure(width, height)
+        axis = figure.subplots()
+        sns.heatmap(table.astype(float), annot=True, fmt=".3g", cmap="viridis" if higher_is_better else "viridis_r",
+                    linewidths=0.5, cbar_kws={"label": metric}, ax=axis)
+        axis.tick_params(axis="y", labelrotation=0)  # seaborn turns long row labels vertical
+        axis.set_ylabel(str(table.index.name or ""))
+        axis.set_xlabel(str(table.columns.name or ""))
+        axis.set_title(title or f"Mean {metric} over seeds")
+    return figure
+
+
+def backend_parity_plot(final: pd.DataFrame, *, metric: str, arms: Sequence[str], first: str, second: str) -> Figure:
+    """Backend parity: `metric` of `first` (x) vs `second` (y) for every (arm, seed) where both are 'ok'.
+
+    Points on the diagonal mean the two frameworks gave the same result for the same seed.
+
+    Args:
+        final: `Results.final()`.
+    """
+    ok = final[final["status"] == "ok"]
+    x_values = ok[ok["backend"] == first].set_index(["arm", "seed"])[metric]
+    y_values = ok[ok["backend"] == second].set_index(["arm", "seed"])[metric]
+    pairs = pd.concat({"x": x_values, "y": y_values}, axis=1, join="inner").dropna().reset_index()
+    colors = arm_colors(arms)
+    present = [arm for arm in arms if arm in set(pairs["arm"])]
+    with figure_style():
+        width = WIDTH if len(present) > MANY_ENTRIES else WIDTH * 0.75
+        figure = new_figure(width, WIDTH * 0.55 + legend_height(present, width))
+        axis = figure.subplots()
+        for arm in present:
+            part = pairs[pairs["arm"] == arm]
+            axis.scatter(part["x"], part["y"], color=colors[arm], label=arm, s=18, alpha=0.85)
+        if len(pairs):
+            low = float(min(pairs["x"].min(), pairs["y"].min()))
+            high = float(max(pairs["x"].max(), pairs["y"].max()))
+            pad = 0.05 * (high - low) if high > low else 0.05 * (abs(high) or 1.0)
+            axis.plot([low - pad, high + pad], [low - pad, high + pad], color="0.4", linewidth=0.8, linestyle="--")
+            largest = float((pairs["x"] - pairs["y"]).abs().max())
+            axis.set_title(f"Backend parity: {metric}, {first} vs {second} (largest |difference| {largest:.3g})")
+        else:
+            axis.set_title(f"Backend parity: {metric}, {first} vs {second} (no seed ran ok on both)")
+        axis.set_xlabel(f"{metric} ({first})")
+        axis.set_ylabel(f"{metric} ({second})")
+        if present:
+            figure_legend(figure, axis.collections[: len(present)])
+    return figure
+
+
+def figure_png(figure: Figure, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes (Agg), drawn under `figure_style` (tick labels made at draw time
+    then also skip mathtext)."""
+    buffer = io.BytesIO()
+    with figure_style():
+        figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) in pixels, read from the PNG's IHDR chunk (bytes 16-24, big-endian)."""
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
+def freeze_layout(figure: Figure) -> None:
+    """Keep the positions constrained layout computed at the last draw: later saves (the PDF copy of
+    a figure already drawn for the HTML) skip the layout pass, the costliest part of a save."""
+    figure.set_layout_engine("none")

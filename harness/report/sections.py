@@ -1,0 +1,237 @@
+"""The report's tables and texts as display strings, shared by the HTML and the PDF report.
+
+Nothing here draws or escapes: values become plain strings (numbers to 4 significant digits,
+intervals as 'mean [low, high]'); the HTML template escapes them, the PDF prints them as text.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from harness.analysis.text import format_number
+
+if TYPE_CHECKING:
+    from harness.analysis import Results
+
+VOLATILE_SPEC_KEYS = ("seed", "backend")  # differ between trials of one arm: not part of an arm's spec
+
+
+@dataclass(frozen=True)
+class DisplayTable:
+    """A table ready to show: every cell is a string."""
+
+    key: str
+    title: str
+    caption: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+def _interval(low: float, high: float) -> str:
+    if math.isnan(low) or math.isnan(high):
+        return "-"
+    return f"[{format_number(low)}, {format_number(high)}]"
+
+
+def _p_value(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return "<1e-4" if value < 1e-4 else f"{value:.4f}"
+
+
+def _table(key: str, title: str, caption: str, columns: list[str], rows: list[list[Any]]) -> DisplayTable:
+    return DisplayTable(key, title, caption, tuple(columns), tuple(tuple(str(cell) for cell in row) for row in rows))
+
+
+def summary_table(results: Results) -> DisplayTable:
+    """Per arm and backend: n ok, the primary metric's mean and CI, final losses, train seconds, statuses."""
+    summary = results.summary()
+    metric = results.primary_metric
+    extra = [name for name in ("train_loss", "test_loss") if name in results.metric_names and name != metric]
+    rows = []
+    for (arm, backend), group in summary.groupby(["arm", "backend"], sort=False):
+        by_metric = group.set_index("metric")
+        first = group.iloc[0]
+        primary = by_metric.loc[metric] if metric in by_metric.index else None
+        row: list[Any] = [arm, backend, int(first["n_ok"])]
+        if primary is not None:
+            row += [format_number(float(primary["mean"])), _interval(float(primary["ci_low"]), float(primary["ci_high"])),
+                    primary["ci_method"]]
+        else:
+            row += ["-", "-", "-"]
+        row += [format_number(float(by_metric.at[name, "mean"])) if name in by_metric.index else "-" for name in extra]
+        seconds = float(by_metric.at["train_seconds", "mean"]) if "train_seconds" in by_metric.index else math.nan
+        row += [format_number(seconds, 3), f"{first['n_ok']}/{first['n_diverged']}/{first['n_failed']}/{first['n_timeout']}"]
+        rows.append(row)
+    columns = ["arm", "backend", "n", f"{metric} (mean)", "95% CI", "CI method", *extra, "train s", "ok/div/fail/timeout"]
+    return _table("summary", "Summary per arm",
+                  f"Final {metric}: mean over the seeds that finished ok, 95% confidence interval and how it was "
+                  "computed (t: Student t; bootstrap: BCa; t-clipped: t cut at the metric's bound; exact: all equal). "
+                  "Losses and seconds are means over the same seeds.", columns, rows)
+
+
+def comparisons_table(results: Results) -> DisplayTable:
+    """Every arm vs the reference arm (paired by seed), with Holm-corrected p-values."""
+    table = results.comparisons()
+    rows = [[row["arm"], row["backend"], int(row["n_pairs"]), format_number(row["mean_difference"]),
+             _interval(row["ci_low"], row["ci_high"]), _p_value(row["p_value"]), _p_value(row["p_holm"]),
+             format_number(row["cohens_dz"], 3), row["verdict"]] for row in table.to_dict("records")]
+    return _table("comparisons", f"Comparisons vs {results.reference}",
+                  f"{results.primary_metric}: arm minus {results.reference} on the same seed and backend; paired t-test "
+                  "(scipy.stats.ttest_rel), p Holm-corrected over the whole table, effect size Cohen's d_z.",
+                  ["arm", "backend", "pairs", "difference", "95% CI", "p", "p (Holm)", "d_z", "verdict"], rows)
+
+
+def backend_table(results: Results) -> DisplayTable:
+    """First backend minus each other backend per arm (paired by seed)."""
+    table = results.backend_deltas()
+    rows = [[row["arm"], f"{row['backend']} - {row['versus']}", row["metric"], int(row["n_pairs"]),
+             format_number(row["mean_difference"]), _interval(row["ci_low"], row["ci_high"]),
+             format_number(row["max_abs_difference"]), _p_value(row["p_holm"])] for row in table.to_dict("records")]
+    return _table("backend_deltas", "Backend deltas",
+                  "The same trial (arm, seed) in two frameworks: mean difference with its 95% CI, the largest "
+                  "absolute difference, and the paired t-test p (Holm-corrected over arms).",
+                  ["arm", "difference", "metric", "pairs", "mean", "95% CI", "max |difference|", "p (Holm)"], rows)
+
+
+def time_to_target_table(results: Results) -> DisplayTable:
+    """Per arm and backend: how many seeds reach each target, and the median epoch and seconds."""
+    table = results.time_to_target_summary()
+    rows = []
+    for row in table.to_dict("records"):
+        direction = ">=" if row["metric"].endswith(("accuracy", "r2")) else "<="
+        rows.append([row["arm"], row["backend"], f"{row['metric']} {direction} {format_number(row['target'])}",
+                     f"{row['n_reached']}/{row['n']}", format_number(row["median_epoch"]) if not math.isnan(row["median_epoch"]) else "not reached",
+                     format_number(row["median_seconds"], 3) if not math.isnan(row["median_seconds"]) else "not reached"])
+    return _table("time_to_target", "Time to target",
+                  "Median over ok seeds of the first epoch reaching the target, and the training seconds pro-rated "
+                  "to it; 'not reached' when half or more of the seeds never reach it.",
+                  ["arm", "backend", "target", "reached", "median epoch", "median train s"], rows)
+
+
+def _mapping_text(raw: Any) -> str:
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError:
+        return str(raw)
+    if isinstance(value, Mapping):
+        return ", ".join(f"{key} {item}" for key, item in value.items())
+    return str(value)
+
+
+def environment_table(results: Results) -> DisplayTable:
+    """Where the trials ran: backend, host, versions, device, trial count."""
+    table = results.environment()
+    rows = [[row.get("backend", "-"), row.get("host") or "-", _mapping_text(row.get("versions", "")),
+             _mapping_text(row.get("device", "")), int(row["n_trials"])] for row in table.to_dict("records")]
+    return _table("environment", "Environment", "Library versions, device and host recorded with the trials.",
+                  ["backend", "host", "versions", "device", "trials"], rows)
+
+
+def failures_table(results: Results) -> DisplayTable:
+    """Trials that did not finish ok, with their errors."""
+    table = results.failures()
+    rows = [[row["arm"], row["backend"], row["seed"], row["status"],
+             "-" if row.get("diverged_epoch") is None or _missing(row.get("diverged_epoch")) else row["diverged_epoch"],
+             row.get("epochs_completed", "-"), "" if _missing(row.get("error")) else row["error"]]
+            for row in table.to_dict("records")]
+    return _table("failures", "Failed, diverged and timed-out trials",
+                  "They are counted in the summary but enter no statistic.",
+                  ["arm", "backend", "seed", "status", "diverged at epoch", "epochs done", "error"], rows)
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # NaN and pandas.NA
+    except TypeError:
+        return True
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """{'a.b[0].c': leaf} for nested mappings and lists."""
+    if isinstance(value, Mapping):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    if isinstance(value, list):
+        flat = {}
+        for index, item in enumerate(value):
+            flat.update(_flatten(item, f"{prefix}[{index}]"))
+        return flat or {prefix: []}
+    return {prefix: value}
+
+
+def arm_specs(results: Results) -> dict[str, dict[str, Any]]:
+    """Per arm, its resolved spec (TrialSpec.to_dict() of its first trial) without seed and backend."""
+    if "spec" not in results.trials.columns:
+        return {}
+    specs: dict[str, dict[str, Any]] = {}
+    for arm, raw in results.trials.drop_duplicates("arm")[["arm", "spec"]].itertuples(index=False, name=None):
+        try:
+            spec = json.loads(raw)
+        except (TypeError, json.JSONDecodeError):
+            continue
+        specs[arm] = {key: value for key, value in spec.items() if key not in VOLATILE_SPEC_KEYS}
+    return specs
+
+
+def spec_differences_table(results: Results) -> DisplayTable:
+    """Per arm, every resolved-spec value that differs from the reference arm's."""
+    specs = arm_specs(results)
+    reference = _flatten(specs.get(results.reference, {}))
+    rows = []
+    for arm in results.arms:
+        if arm == results.reference or arm not in specs:
+            continue
+        flat = _flatten(specs[arm])
+        for key in sorted(set(flat) | set(reference)):
+            if flat.get(key, "(absent)") != reference.get(key, "(absent)"):
+                rows.append([arm, key, json.dumps(flat.get(key, "(absent)")), json.dumps(reference.get(key, "(absent)"))])
+    return _table("spec_differences", f"What each arm changes vs {results.reference}",
+                  "Resolved spec values (every default filled in) that differ from the reference arm's.",
+                  ["arm", "key", "value", f"{results.reference} value"], rows)
+
+
+def reference_spec_text(results: Results) -> str:
+    """The reference arm's resolved spec as indented JSON ('' when the trials carry no spec)."""
+    spec = arm_specs(results).get(results.reference)
+    return json.dumps(spec, indent=2, sort_keys=True) if spec is not None else ""
+
+
+def suite_document_text(document: Mapping[str, Any] | None) -> str:
+    """The suite as loaded, as YAML ('' when not given)."""
+    if not document:
+        return ""
+    try:
+        return yaml.safe_dump(_plain(document), sort_keys=False, allow_unicode=True, width=100)
+    except yaml.YAMLError:
+        return json.dumps(document, indent=2, default=str)
+
+
+def _plain(value: Any) -> Any:
+    """Mappings and sequences as dicts and lists (safe_dump refuses other mapping types)."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def report_tables(results: Results) -> list[DisplayTable]:
+    """The report's result tables that apply, in order: summary, comparisons, backend deltas, time to target."""
+    tables = [summary_table(results)]
+    if len(results.arms) > 1:
+        tables.append(comparisons_table(results))
+    if len(results.backends) > 1:
+        tables.append(backend_table(results))
+    if results.targets:
+        tables.append(time_to_target_table(results))
+    return tables
