@@ -24,6 +24,20 @@ nothing written), 3 some trials failed or timed out, 130 interrupted (run again 
 """
 
 
+def load_checked_suite(path: Path, backends: Sequence[str] | None = None, seeds: str | None = None):  # -> Suite
+    """Load a suite and check the blocks later stages read (report options), before anything runs."""
+    from harness.analysis import check_report_options
+    from harness.errors import SpecError
+    from harness.suite import load_suite
+
+    suite = load_suite(path, backends=list(backends or []) or None, seeds=_seeds_option(seeds))
+    try:
+        check_report_options(suite.report, suite.arms, where="report")
+    except SpecError as error:
+        raise SpecError(f"{path}: {error}") from None
+    return suite
+
+
 def _seeds_option(value: str | None) -> int | list[int] | None:
     if value is None:
         return None
@@ -68,24 +82,27 @@ def cli() -> None:
               help="Override the suite's seeds: a count (3) or a list (0,1,2).")
 @click.option("--rerun", is_flag=True, help="Run trials again even when the store has their result.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@click.option("--report", "make_report", is_flag=True, help="Also write reports/<suite>/report.html and report.pdf.")
+@click.option("--reports-dir", type=click.Path(path_type=Path), default=Path("reports"), show_default=True,
+              help="Where --report writes (reports/<suite>/).")
 def run(suite_path: Path, store_dir: Path, jobs: int | None, backends: Sequence[str], seeds: str | None,
-        rerun: bool, quiet: bool) -> None:
+        rerun: bool, quiet: bool, make_report: bool, reports_dir: Path) -> None:
     """Run every trial of SUITE not yet in the store, then write and print the tables.
 
     \b
     Example:
       harness run suites/optimizers.yaml --jobs 2
     """
-    from harness.results import export_tables, suite_results
+    from harness.results import SuiteRecord, export_tables, record_results
     from harness.runner import run_trials
     from harness.store import Store
-    from harness.suite import load_suite
 
-    suite = load_suite(suite_path, backends=list(backends) or None, seeds=_seeds_option(seeds))
+    suite = load_checked_suite(suite_path, backends, seeds)
     with Store(store_dir) as store:  # validated suite first: bad input writes nothing
         summary = run_trials(suite.trials, store, jobs=jobs, rerun=rerun, quiet=quiet)
-        results = suite_results(suite, store)
-        written = export_tables(results, store_dir / suite.name)
+        record = SuiteRecord.from_suite(suite)
+        results = record_results(record, store)
+        written = export_tables(results, store_dir / suite.name, record)
     echo = click.echo
     echo(results.summary_text())
     echo(
@@ -93,6 +110,11 @@ def run(suite_path: Path, store_dir: Path, jobs: int | None, backends: Sequence[
         f"{summary.diverged} diverged, {summary.failed} failed, {summary.timeout} timed out "
         f"({summary.wall_seconds:.1f} s). Tables: {written}"
     )
+    if make_report and not results.trials.empty:
+        from harness.report import write_report
+
+        html_path, pdf_path = write_report(results, reports_dir / suite.name, record.document)
+        echo(f"Report: {html_path}  {pdf_path}")
     if summary.interrupted:
         echo(f"Interrupted. Finished trials are saved; resume with: harness run {suite_path} --store {store_dir}", err=True)
         raise SystemExit(EXIT_INTERRUPTED)
@@ -110,12 +132,10 @@ def validate(suite_paths: Sequence[Path]) -> None:
     Example:
       harness validate suites/*.yaml
     """
-    from harness.suite import load_suite
-
     failures = 0
     for path in suite_paths:
         try:
-            suite = load_suite(path)
+            suite = load_checked_suite(path)
         except HarnessError as error:
             failures += 1
             click.echo(f"error: {error}", err=True)
@@ -129,6 +149,28 @@ def validate(suite_paths: Sequence[Path]) -> None:
             click.echo(f"      {arm}  ({per_arm} trials)")
     if failures:
         raise SystemExit(EXIT_USAGE)
+
+
+@cli.command()
+@click.argument("target", metavar="SUITE_OR_RESULTS", type=click.Path(path_type=Path))
+@click.option("--store", "store_dir", type=click.Path(path_type=Path), default=None,
+              help="The store folder (default: results/ for a suite file, the parent of a results folder).")
+@click.option("--output", "-o", "reports_dir", type=click.Path(path_type=Path), default=Path("reports"), show_default=True,
+              help="Reports go to <output>/<suite>/report.html and report.pdf.")
+def report(target: Path, store_dir: Path | None, reports_dir: Path) -> None:
+    """Write the HTML and PDF report of a suite's stored results.
+
+    \b
+    Examples:
+      harness report suites/optimizers.yaml
+      harness report results/optimizers
+    """
+    from harness.report import write_report
+    from harness.results import open_results
+
+    results, record = open_results(target, store_dir)
+    html_path, pdf_path = write_report(results, reports_dir / record.name, record.document)
+    click.echo(f"{html_path}\n{pdf_path}")
 
 
 @cli.command(name="list")

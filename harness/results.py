@@ -1,0 +1,155 @@
+"""From a suite and a store to analysis-ready `Results`, and the exported tables.
+
+The store keys trials by content hash only; labels (arm, grid-axis variants) come from
+the suite's current expansion, so renaming an arm relabels stored results instead of
+re-running them.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.analysis import Results
+from harness.errors import HarnessError, StoreError
+from harness.store import Store
+from harness.suite import Suite, load_suite
+
+MANIFEST = "suite.json"  # written beside the tables: what a results folder knows about its suite
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SuiteRecord:
+    """A suite as a results folder remembers it: labels, options and its trials' hashes."""
+
+    name: str
+    description: str
+    arms: tuple[str, ...]
+    axes: tuple[str, ...]
+    report: Mapping[str, Any]
+    check: Mapping[str, Any]
+    expect: tuple[str, ...]
+    document: Mapping[str, Any]
+    labels: pd.DataFrame  # hash, arm, backend, seed, <axis columns>
+
+    @classmethod
+    def from_suite(cls, suite: Suite) -> SuiteRecord:
+        return cls(suite.name, suite.description, suite.arms, suite.axes, dict(suite.report), dict(suite.check),
+                   tuple(suite.expect), dict(suite.document), labels_frame(suite))
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "version": MANIFEST_VERSION, "name": self.name, "description": self.description,
+            "arms": list(self.arms), "axes": list(self.axes), "report": self.report, "check": self.check,
+            "expect": list(self.expect), "document": self.document,
+            "trials": self.labels.astype(object).to_dict(orient="records"),
+        }, indent=1, default=str)
+
+    @classmethod
+    def read(cls, path: Path) -> SuiteRecord:
+        try:
+            data = json.loads(path.read_text())
+            if data.get("version") != MANIFEST_VERSION:
+                raise ValueError(f"manifest version {data.get('version')!r}, this harness reads {MANIFEST_VERSION}")
+            labels = pd.DataFrame(data["trials"], columns=["hash", "arm", "backend", "seed", *data["axes"]])
+            return cls(data["name"], data["description"], tuple(data["arms"]), tuple(data["axes"]), data["report"],
+                       data["check"], tuple(data["expect"]), data["document"], labels)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise StoreError(
+                f"{path}: not a readable results manifest ({error}). Run the suite again with "
+                "`harness run SUITE` to rewrite it, or pass the suite's YAML file instead."
+            ) from None
+
+
+def labels_frame(suite: Suite) -> pd.DataFrame:
+    """One row per trial of the suite: hash, arm, backend, seed and one column per grid axis."""
+    rows = []
+    for trial in suite.trials:
+        rows.append({"hash": trial.hash, "arm": trial.arm, "backend": trial.spec.backend, "seed": trial.spec.seed, **dict(trial.cell)})
+    return pd.DataFrame(rows, columns=["hash", "arm", "backend", "seed", *suite.axes])
+
+
+def record_results(record: SuiteRecord, store: Store) -> Results:
+    """The stored results of every trial of a suite (trials not run yet are absent)."""
+    labels = record.labels
+    hashes = labels["hash"].tolist()
+    stored = store.trials_frame(hashes)
+    stored = stored.drop(columns=[c for c in ("arm", "backend", "seed", *record.axes) if c in stored.columns])
+    trials = labels.merge(stored, on="hash", how="inner")
+    return Results(
+        trials=trials,
+        metrics=store.metrics_frame(hashes),
+        arms=record.arms,
+        axes=record.axes,
+        name=record.name,
+        description=record.description,
+        report_options=dict(record.report),
+    )
+
+
+def suite_results(suite: Suite, store: Store) -> Results:
+    return record_results(SuiteRecord.from_suite(suite), store)
+
+
+def export_tables(results: Results, directory: Path, record: SuiteRecord | None = None) -> Path:
+    """Write the CSV (and Parquet) tables, and the suite manifest, under `directory`; return it."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if record is not None:
+            temporary = directory / f".{MANIFEST}.tmp"
+            temporary.write_text(record.to_json())
+            temporary.replace(directory / MANIFEST)  # atomic: never a half-written manifest
+    except OSError as error:
+        raise StoreError(
+            f"cannot write the tables folder {directory}: {error.strerror}. Pass --store with a writable folder."
+        ) from None
+    results.write_csv(directory)
+    return directory
+
+
+def open_results(target: str | Path, store_dir: str | Path | None = None) -> tuple[Results, SuiteRecord]:
+    """Results from a suite YAML file (with its store, default results/) or a results folder.
+
+    A results folder is `<store>/<suite>/` as `harness run` writes it: its manifest names the
+    trials, whose values are read from `<store>/harness.sqlite`.
+
+    Raises:
+        HarnessError: the target is neither, or its store holds none of the suite's trials.
+    """
+    path = Path(target)
+    if path.is_dir():
+        record = SuiteRecord.read(path / MANIFEST)
+        store_path = Path(store_dir) if store_dir is not None else path.parent
+    elif path.suffix in (".yaml", ".yml") or not path.exists():
+        record = SuiteRecord.from_suite(load_suite(path))  # raises a located error if missing or bad
+        store_path = Path(store_dir) if store_dir is not None else Path("results")
+    else:
+        raise HarnessError(f"{path}: expected a suite file (.yaml) or a results folder (results/<suite>/), got a file.")
+    if not (store_path / "harness.sqlite").exists():
+        raise StoreError(
+            f"{store_path}: no results store (harness.sqlite) there. Run `harness run` first, "
+            "or pass --store with the folder given to `harness run --store`."
+        )
+    with Store(store_path) as store:
+        results = record_results(record, store)
+    if results.trials.empty:
+        raise StoreError(
+            f"{store_path}: the store holds no trial of suite {record.name!r} yet. Run `harness run` on it first."
+        )
+    return results, record
+
+
+def load(target: str | Path, store: str | Path | None = None) -> Results:
+    """`harness.load("results/optimizers")`: the analysis object of a suite's stored results.
+
+    Example:
+        >>> results = harness.load("results/optimizers")
+        >>> results.summary()        # per arm over seeds: mean, std, n, 95% CI
+        >>> results.comparisons()    # every arm vs the reference arm, paired by seed
+    """
+    return open_results(target, store)[0]

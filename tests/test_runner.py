@@ -1,0 +1,328 @@
+"""Tests of harness.runner: real worker processes, the real torch adapter and data, real SQLite.
+
+Every run here spawns fresh workers that import torch (about 1-3 s each on a shared 2-core
+machine), so scenarios share runs where they can: `reference` is one uninterrupted run of
+MIXED, the table every other way of running the same trials must reproduce exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import multiprocessing
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from harness.data import dataset_info, resolve_dataset
+from harness.errors import HarnessError
+from harness.runner import RunEvent, RunSummary, run_trials
+from harness.runner.pool import DEFAULT_ENVIRONMENT, Task, Worker
+from harness.runner.progress import RunProgress, progress_enabled
+from harness.spec import RegularizerSpec, TrainingSpec, Trial, TrialSpec, resolve_component, resolve_model
+from harness.store import DATABASE_NAME, Store
+
+TESTS = Path(__file__).resolve().parent
+REPOSITORY = TESTS.parent
+
+# Columns that must be identical between two runs of the same trials (timings, host and dates vary).
+DETERMINISTIC_COLUMNS = ["hash", "suite", "arm", "backend", "seed", "status", "error", "diverged_epoch", "epochs_completed", "spec", "cell"]
+
+
+def make_trial(
+    arm: str,
+    seed: int,
+    *,
+    optimizer: str | dict = "adam",
+    dataset: str | dict = "iris",
+    hidden: tuple[int, ...] = (16,),
+    epochs: int = 10,
+    batch_size: int = 16,
+    device: str = "cpu",
+    max_seconds: float | None = None,
+) -> Trial:
+    """A fully resolved torch trial on a small bundled dataset."""
+    dataset_spec = resolve_dataset(dataset)
+    info = dataset_info(dataset_spec)
+    loss = {"classification": "cross_entropy", "binary": "binary_cross_entropy", "regression": "mse"}[info.task]
+    spec = TrialSpec(
+        dataset=dataset_spec,
+        model=resolve_model({"mlp": {"hidden": list(hidden)}}, num_outputs=info.num_outputs),
+        loss=resolve_component("loss", loss, "loss"),
+        optimizer=resolve_component("optimizer", optimizer, "optimizer"),
+        initializer=resolve_component("initializer", "he_normal", "initializer"),
+        regularizer=RegularizerSpec(),
+        training=TrainingSpec(epochs=epochs, batch_size=batch_size, max_seconds=max_seconds),
+        seed=seed,
+        backend="torch",
+        device=device,
+    )
+    return Trial(suite="runner-test", arm=arm, cell=(("variant", arm),), spec=spec)
+
+
+def mixed_trials() -> list[Trial]:
+    """6 ordinary trials, one that diverges (huge lr) and one that raises (no GPU here)."""
+    trials = [
+        make_trial(arm, seed, optimizer=optimizer)
+        for arm, optimizer in (("adam", {"name": "adam", "lr": 0.01}), ("sgd", {"name": "sgd", "lr": 0.1}))
+        for seed in (0, 1, 2)
+    ]
+    trials.insert(3, make_trial("huge-lr", 0, optimizer={"name": "sgd", "lr": 1e12}))
+    trials.append(make_trial("gpu", 0, device="cuda:0"))
+    return trials
+
+
+MIXED_STATUSES = {"adam": "ok", "sgd": "ok", "huge-lr": "diverged", "gpu": "failed"}
+
+
+def assert_same_tables(store: Store, reference: Store) -> None:
+    """Same trial rows (deterministic columns) and bit-identical metrics, NaN where NaN."""
+    pd.testing.assert_frame_equal(store.trials_frame()[DETERMINISTIC_COLUMNS], reference.trials_frame()[DETERMINISTIC_COLUMNS])
+    metrics = store.metrics_frame()
+    assert not metrics.duplicated(["hash", "epoch", "metric"]).any()
+    pd.testing.assert_frame_equal(metrics, reference.metrics_frame(), check_exact=True)
+
+
+def no_workers_left() -> bool:
+    return not multiprocessing.active_children()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory):
+    """MIXED run once, uninterrupted, with one worker: (store, summary)."""
+    store = Store(tmp_path_factory.mktemp("reference"))
+    summary = run_trials(mixed_trials(), store, jobs=1, quiet=True)
+    yield store, summary
+    store.close()
+
+
+def test_mixed_outcomes_are_recorded_and_the_rest_go_on(reference: tuple[Store, RunSummary]) -> None:
+    store, summary = reference
+    assert (summary.total, summary.skipped, summary.ok, summary.diverged, summary.failed, summary.timeout) == (8, 0, 6, 1, 1, 0)
+    assert not summary.interrupted and no_workers_left()
+    trials = store.trials_frame().set_index("arm")
+    assert trials.groupby(level=0)["status"].agg(set).to_dict() == {arm: {status} for arm, status in MIXED_STATUSES.items()}
+    diverged = trials.loc["huge-lr"]
+    assert diverged["diverged_epoch"] >= 1 and diverged["epochs_completed"] == diverged["diverged_epoch"] - 1
+    failed = trials.loc["gpu"]
+    assert failed["error"].startswith("BackendError: ") and "cuda" in failed["error"].lower()
+    assert "Traceback (last frames)" in failed["error"]
+    ok = store.trials_frame().query("status == 'ok'")
+    assert (ok["epochs_completed"] == 10).all() and (ok["train_seconds"] > 0).all() and (ok["attempts"] == 1).all()
+    final = store.metrics_frame().query("epoch == 10 and metric == 'test_accuracy'")
+    assert len(final) == 6 and (final["value"] > 0.6).all()  # iris: 3 classes, chance is 1/3
+    diverged_metrics = store.metrics_frame([diverged["hash"]]).set_index(["epoch", "metric"])["value"]
+    # The diverged epoch's non-finite minibatch loss survived the round trip (NaN or +-inf).
+    assert not math.isfinite(diverged_metrics[(diverged["diverged_epoch"], "minibatch_loss")])
+
+
+def test_two_workers_give_the_same_table_as_one(tmp_path: Path, reference: tuple[Store, RunSummary]) -> None:
+    with Store(tmp_path) as store:
+        summary = run_trials(mixed_trials(), store, jobs=2, quiet=True)
+        assert (summary.ok, summary.diverged, summary.failed) == (6, 1, 1)
+        assert_same_tables(store, reference[0])
+
+
+def test_interrupt_keeps_finished_trials_and_resume_completes(tmp_path: Path, reference: tuple[Store, RunSummary]) -> None:
+    finished: list[str] = []
+
+    def interrupt_after_two(event: RunEvent) -> None:
+        if event.kind == "finished":
+            finished.append(event.trial.hash)
+            if len(finished) == 2:
+                os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does: KeyboardInterrupt in the driver
+
+    trials = mixed_trials()
+    with Store(tmp_path) as store:
+        summary = run_trials(trials, store, jobs=2, quiet=True, on_event=interrupt_after_two)
+        assert summary.interrupted and no_workers_left()
+        stored = set(store.trials_frame()["hash"])
+        assert stored == set(finished) and 2 <= len(stored) < len(trials)
+
+        resumed = run_trials(trials, store, jobs=2, quiet=True)
+        assert not resumed.interrupted
+        assert resumed.skipped == len(stored) and resumed.ok + resumed.diverged + resumed.failed == len(trials) - len(stored)
+        assert_same_tables(store, reference[0])
+
+        again = run_trials(trials, store, jobs=2, quiet=True)  # only the failed trial is not final: it runs again
+        assert (again.total, again.skipped, again.failed) == (8, 7, 1)
+        attempts = store.trials_frame().set_index("arm")["attempts"]
+        assert attempts["gpu"] == 2 and (attempts.drop("gpu") == 1).all()
+
+
+DRIVER = textwrap.dedent("""
+    import sys
+    sys.path[:0] = [sys.argv[1], sys.argv[2]]
+    from test_runner import mixed_trials
+    from harness.runner import run_trials
+    from harness.store import Store
+
+    if __name__ == "__main__":
+        with Store(sys.argv[3]) as store:
+            run_trials(mixed_trials(), store, jobs=2, quiet=True)
+""")
+
+
+@pytest.mark.slow  # a driver subprocess plus two runs: about 10-15 s on a shared 2-core machine
+def test_driver_killed_mid_run_then_rerun_equals_uninterrupted(tmp_path: Path, reference: tuple[Store, RunSummary]) -> None:
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    directory = tmp_path / "store"
+    driver = subprocess.Popen([sys.executable, str(script), str(REPOSITORY), str(TESTS), str(directory)], stderr=subprocess.PIPE)
+    count, deadline = 0, time.monotonic() + 120
+    while time.monotonic() < deadline and driver.poll() is None:
+        if (directory / DATABASE_NAME).exists():
+            try:
+                with sqlite3.connect(directory / DATABASE_NAME, timeout=5) as connection:
+                    count = connection.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+            except sqlite3.OperationalError:
+                count = 0  # the schema is being created
+            if count >= 2:
+                break
+        time.sleep(0.005)
+    driver.kill()
+    driver.wait()
+    assert driver.returncode == -signal.SIGKILL, driver.stderr.read().decode()
+    assert 2 <= count < 8, f"the driver should be killed mid-run, but {count} of 8 trials were stored"
+
+    with Store(directory) as store:
+        assert store.integrity_check() == "ok"
+        assert len(store.trials_frame()) >= count  # nothing committed was lost
+        final_before = store.finished(trial.hash for trial in mixed_trials())
+        summary = run_trials(mixed_trials(), store, jobs=2, quiet=True)
+        assert summary.skipped == len(final_before) and summary.total == 8
+        assert_same_tables(store, reference[0])
+        assert store.integrity_check() == "ok"
+
+
+@pytest.mark.parametrize("jobs", [0, -1], ids=["zero", "negative"])
+def test_jobs_below_one_is_a_user_error(tmp_path: Path, jobs: int) -> None:
+    with Store(tmp_path) as store, pytest.raises(HarnessError) as caught:
+        run_trials([make_trial("a", 0)], store, jobs=jobs)
+    assert f"got {jobs}" in str(caught.value) and "--jobs 1 or more" in str(caught.value)
+    assert no_workers_left()
+
+
+@pytest.mark.parametrize(
+    ("terminal", "quiet", "expected"),
+    [(True, False, True), (True, True, False), (False, False, False), (False, True, False)],
+    ids=["terminal", "terminal-quiet", "pipe", "pipe-quiet"],
+)
+def test_progress_only_on_a_terminal_and_not_quiet(monkeypatch: pytest.MonkeyPatch, terminal: bool, quiet: bool, expected: bool) -> None:
+    if terminal:
+        controller, device = os.openpty()  # a real pseudo-terminal: isatty() is True
+        stream = open(device, "w")  # noqa: SIM115 - closed below
+    else:
+        stream = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", stream)
+    try:
+        assert progress_enabled(quiet) is expected
+    finally:
+        stream.close()
+        if terminal:
+            os.close(controller)
+
+
+def test_progress_shows_counts_arm_and_outcomes() -> None:
+    output = io.StringIO()
+    console = Console(file=output, width=160, force_terminal=False)
+    with RunProgress(3, enabled=True, console=console) as progress:
+        progress.running(make_trial("lr[0.1]", 0))
+        progress.finished("ok")
+        progress.finished("failed")
+        progress.finished("diverged")
+    text = output.getvalue()
+    assert "lr[0.1] [torch]" in text and "3/3" in text and "1 diverged, 1 failed" in text
+    assert "eta" in text
+
+
+def test_worker_killed_mid_trial_is_retried_then_failed(tmp_path: Path) -> None:
+    victim = make_trial("victim", 0, epochs=100)  # a few seconds of training: time to be killed in it
+    others = [make_trial("other", seed, epochs=10) for seed in range(4)]
+    events: list[RunEvent] = []
+
+    def kill_victim(event: RunEvent) -> None:
+        events.append(event)
+        if event.kind == "started" and event.trial.hash == victim.hash:
+            threading.Timer(0.2, os.kill, (event.worker_pid, signal.SIGKILL)).start()
+
+    with Store(tmp_path) as store:
+        summary = run_trials([victim, *others], store, jobs=2, quiet=True, on_event=kill_victim)
+        assert (summary.ok, summary.failed) == (4, 1)
+        row = store.trials_frame().set_index("arm").loc["victim"]
+        assert row["status"] == "failed" and row["attempts"] == 2
+        assert row["error"].startswith("worker killed by signal 9 (SIGKILL)")
+        assert store.metrics_frame([victim.hash]).empty
+    victim_pids = [e.worker_pid for e in events if e.trial.hash == victim.hash and e.kind == "started"]
+    assert len(victim_pids) == 2 and victim_pids[0] != victim_pids[1]  # the retry ran on another process
+    assert [e.kind for e in events if e.trial.hash == victim.hash and e.kind in ("retry", "finished")] == ["retry", "finished"]
+    assert no_workers_left()
+
+
+@pytest.mark.slow  # two workers that import TensorFlow, one after the other: about 15 s
+@pytest.mark.keras
+def test_each_keras_backend_runs_in_a_worker_of_its_own(tmp_path: Path) -> None:
+    # jobs=1: the one slot goes to a tensorflow-environment worker, which is retired when its
+    # queue is empty so a torch-environment worker can run the keras-torch trial.
+    def on(backend: str, seed: int) -> Trial:
+        trial = make_trial(backend, seed, epochs=2)
+        return Trial(trial.suite, trial.arm, trial.cell, dataclasses.replace(trial.spec, backend=backend))
+
+    trials = [on("keras", 0), on("keras-torch", 0), on("keras-tensorflow", 1)]
+    started: dict[str, int | None] = {}
+    with Store(tmp_path) as store:
+        summary = run_trials(trials, store, jobs=1, quiet=True, on_event=lambda e: started.setdefault(e.trial.arm, e.worker_pid))
+        assert summary.ok == 3, store.trials_frame()["error"].tolist()
+        versions = {row.arm: json.loads(row.versions) for row in store.trials_frame().itertuples()}
+    assert {arm: v.get("keras_backend") for arm, v in versions.items()} == {
+        "keras": "tensorflow", "keras-tensorflow": "tensorflow", "keras-torch": "torch",
+    }
+    assert started["keras"] == started["keras-tensorflow"] != started["keras-torch"]
+    assert no_workers_left()
+
+
+def test_ctrl_c_does_not_reach_a_starting_worker() -> None:
+    # Ctrl-C in a terminal signals the whole process group; only the driver may react to it,
+    # including while a worker is still importing its modules (before worker_main runs).
+    worker = Worker(multiprocessing.get_context("spawn"), DEFAULT_ENVIRONMENT, threads=1)
+    try:
+        time.sleep(0.05)
+        os.kill(worker.pid, signal.SIGINT)
+        worker.dispatch(Task(0, make_trial("after-sigint", 0, epochs=1)))
+        assert worker.connection.poll(120)
+        messages = [worker.connection.recv(), worker.connection.recv()]
+        assert messages[0] == ("started", 0) and messages[1][0] == "result"
+        assert messages[1][2].status == "ok"
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the driver's own handler is back
+    finally:
+        worker.task = None
+        worker.stop()
+        worker.reap()
+    assert worker.process.exitcode == 0
+
+
+def test_trial_past_max_seconds_is_killed_and_recorded_timeout(tmp_path: Path) -> None:
+    # One epoch of batch-size-1 steps lasts far longer than max_seconds + grace, so only the
+    # runner's kill can stop it (the loop itself stops at epoch boundaries).
+    # MNIST-1D: 4000 steps of batch size 1, about 1-2 s here, against 0.05 s + 0.2 s grace.
+    slow = make_trial("slow", 0, dataset="mnist1d", hidden=(100, 100), epochs=1, batch_size=1, max_seconds=0.05)
+    quick = make_trial("quick", 0, epochs=2)
+    with Store(tmp_path) as store:
+        summary = run_trials([slow, quick], store, jobs=2, quiet=True, grace_seconds=0.2)
+        assert (summary.timeout, summary.ok) == (1, 1)
+        row = store.trials_frame().set_index("arm").loc["slow"]
+        assert row["status"] == "timeout" and row["epochs_completed"] == 0
+        assert row["error"].startswith("killed after") and "max_seconds=0.05" in row["error"]
+        assert store.finished([slow.hash]) == {slow.hash}  # a timeout is final: not retried
+    assert no_workers_left()
