@@ -31,8 +31,12 @@ def load_checked_suite(path: Path, backends: Sequence[str] | None = None, seeds:
     from harness.suite import load_suite
 
     suite = load_suite(path, backends=list(backends or []) or None, seeds=_seeds_option(seeds))
+    from harness.check import parse_check_block, validate_claims
+
     try:
         check_report_options(suite.report, suite.arms, where="report")
+        validate_claims(suite.expect, suite.arms, where="expect")
+        parse_check_block(suite.check, where="check")
     except SpecError as error:
         raise SpecError(f"{path}: {error}") from None
     return suite
@@ -194,6 +198,16 @@ def list_command(what: str, suites_dir: Path) -> None:
     for name, render in sections.items():
         if what in ("all", name):
             click.echo(render())
+
+
+def _register_commands() -> None:
+    from harness.check.commands import baseline, check
+
+    cli.add_command(baseline)
+    cli.add_command(check)
+
+
+_register_commands()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -66,7 +66,8 @@ class TestLoad:
         assert suite.name == "grid-features" and suite.path == SUITES / "grid.yaml"
         assert suite.description.startswith("named variants")
         assert (suite.backends, suite.seeds) == (("torch", "keras"), (0, 7))
-        assert dict(suite.report) == {"reference": "sgd"} and suite.expect == ("adam beats sgd",)
+        assert dict(suite.report) == {"reference": "sgd,hidden=[16],epochs=3,batch_size=32"}
+        assert suite.expect == ("`adam,hidden=[16],epochs=3,batch_size=32`.test_accuracy >= 0",)
         assert suite.document["grid"]["optimizer"]["adam"] == {"name": "adam", "lr": 0.001}  # the YAML as written
 
     def test_trials_are_cell_major_then_backend_then_seed(self):

@@ -249,3 +249,31 @@ def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
     adjusted[order] = np.maximum.accumulate(scaled)
     return adjusted
+
+
+def welch_test(current: Sequence[float] | np.ndarray, baseline: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """Unpaired comparison of two samples of different seeds: Welch's t-test (unequal variances).
+
+    scipy.stats.ttest_ind(current, baseline, equal_var=False), two-sided, and its 95% confidence
+    interval of mean(current) - mean(baseline). Non-finite values are dropped. With fewer than
+    two values on a side every statistic but the means is NaN. When both sides have zero spread
+    scipy gives p = 0 and the CI is the difference itself (or p = NaN when the means are equal).
+
+    Returns:
+        {'n_current', 'n_baseline', 'mean_difference', 'ci_low', 'ci_high', 't_statistic', 'p_value'}.
+    """
+    a = np.asarray(current, dtype=np.float64).reshape(-1)
+    b = np.asarray(baseline, dtype=np.float64).reshape(-1)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    result = {"n_current": len(a), "n_baseline": len(b),
+              "mean_difference": float(a.mean() - b.mean()) if len(a) and len(b) else math.nan,
+              "ci_low": math.nan, "ci_high": math.nan, "t_statistic": math.nan, "p_value": math.nan}
+    if len(a) < 2 or len(b) < 2:
+        return result
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # near-identical samples: scipy warns; its numbers are still the defined ones
+        test = stats.ttest_ind(a, b, equal_var=False)
+        interval = test.confidence_interval(confidence_level=CONFIDENCE)
+    result.update(ci_low=float(interval.low), ci_high=float(interval.high), t_statistic=float(test.statistic),
+                  p_value=float(test.pvalue))
+    return result

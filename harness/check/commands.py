@@ -1,0 +1,140 @@
+"""The click commands `harness baseline save` and `harness check` (registered by harness.cli).
+
+    cli.add_command(baseline)
+    cli.add_command(check)
+
+Heavy imports (pandas, scipy) happen inside the commands, so `harness --help` stays fast.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from harness.errors import HarnessError
+
+DEFAULT_BASELINE_FOLDER = Path("baselines")
+
+CHECK_EPILOG = """\b
+Exit codes:
+  0  every checked metric passes and every claim holds
+  1  a metric REGRESSED or is MISSING from the results, or a claim is false
+  2  bad input: suite, flags, store, or the baseline file (missing, truncated,
+     another schema version, another suite's); nothing is compared
+  3  some checked trials failed, diverged or timed out (takes precedence over 1)
+
+\b
+Verdicts, per arm x backend x metric:
+  PASS       inside the tolerance, or not a significant change
+  REGRESSED  moved the wrong way beyond the tolerance AND significant over seeds
+             (95%, Holm-corrected; paired by seed when seeds match, Welch otherwise)
+  IMPROVED   the same, the right way
+  UNCERTAIN  beyond the tolerance, but fewer than --min-seeds seeds on a side
+             (or a speed change across different CPUs/versions); does not fail
+  MISSING    in the baseline, not in the results (fails)
+  NEW        in the results, not in the baseline (does not fail)
+
+\b
+Metrics checked: the suite's `check:` block plus --fail-on (the CLI wins);
+when neither names one: the primary metric at 1% and train_seconds at 20%.
+"""
+
+SAVE_EPILOG = """\b
+Exit codes: 0 saved, 2 bad input (suite, store, unwritable output).
+"""
+
+
+@click.group(name="baseline")
+def baseline() -> None:
+    """Save a suite's stored results as a baseline for `harness check`.
+
+    \b
+    Example:
+      harness baseline save suites/smoke.yaml -o baselines/smoke.json
+    """
+
+
+@baseline.command(name="save", epilog=SAVE_EPILOG)
+@click.argument("target", metavar="SUITE_OR_RESULTS", type=click.Path(path_type=Path))
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
+              help="The baseline file to write (default: baselines/<suite>.json).")
+@click.option("--store", "store_dir", type=click.Path(path_type=Path), default=None,
+              help="The folder given to `harness run --store` (default: results/, or the parent of a results folder).")
+def save(target: Path, output: Path | None, store_dir: Path | None) -> None:
+    """Write the per-seed final metrics and train_seconds of SUITE_OR_RESULTS as sorted, diffable JSON.
+
+    SUITE_OR_RESULTS is a suite file (suites/x.yaml) or a results folder (results/x/).
+    """
+    from harness.check.baseline import build_baseline, write_baseline
+    from harness.results import open_results
+
+    results, record = open_results(target, store_dir)
+    document = build_baseline(results, source=str(target))
+    path = write_baseline(document, output if output is not None else DEFAULT_BASELINE_FOLDER / f"{record.name}.json")
+    cells = document["results"]
+    seeds = sorted({int(seed) for arm in cells.values() for cell in arm.values()
+                    for entry in cell["metrics"].values() for seed in entry["seeds"]})
+    click.echo(
+        f"saved {path}: suite {record.name!r}, {len(cells)} arms, backends {', '.join(sorted(document['environment']))}, "
+        f"seeds {', '.join(map(str, seeds)) or 'none'}, metrics {', '.join(document['directions'])}"
+    )
+    failures = results.failures()
+    if len(failures):
+        click.echo(f"warning: {len(failures)} trial(s) are not ok ({', '.join(sorted(set(failures['status'])))}); "
+                   "the baseline counts them but holds no value for them.", err=True)
+    expected = len(record.labels)
+    if len(results.trials) < expected:
+        click.echo(f"warning: only {len(results.trials)} of the suite's {expected} trials are in the store; "
+                   "run `harness run` first for a complete baseline.", err=True)
+
+
+@click.command(name="check", epilog=CHECK_EPILOG)
+@click.argument("target", metavar="SUITE_OR_RESULTS", type=click.Path(path_type=Path))
+@click.option("--baseline", "baseline_path", type=click.Path(path_type=Path), default=None,
+              help="Baseline file from `harness baseline save`. Optional when the suite has `expect:` claims.")
+@click.option("--fail-on", "fail_on", multiple=True, metavar="METRIC:TOL",
+              help="Check METRIC with this tolerance: absolute (test_accuracy:0.01) or relative (train_seconds:20%). "
+                   "Repeatable; overrides the suite's `check:` for that metric.")
+@click.option("--min-seeds", type=int, default=None,
+              help="Seeds needed on each side to call a change significant (default 3, or the suite's check.min_seeds).")
+@click.option("--few-seeds", type=click.Choice(["pass", "tolerance"]), default=None,
+              help="Below --min-seeds: 'pass' reports UNCERTAIN and does not fail (default); 'tolerance' lets the "
+                   "tolerance alone decide.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON (the same verdicts and exit code).")
+@click.option("--store", "store_dir", type=click.Path(path_type=Path), default=None,
+              help="The folder given to `harness run --store` (default: results/, or the parent of a results folder).")
+def check(target: Path, baseline_path: Path | None, fail_on: Sequence[str], min_seeds: int | None,
+          few_seeds: str | None, as_json: bool, store_dir: Path | None) -> None:
+    """Compare SUITE_OR_RESULTS with a baseline and evaluate the suite's `expect:` claims; exit 1 on a regression.
+
+    \b
+    Examples:
+      harness check suites/smoke.yaml --baseline baselines/smoke.json
+      harness check suites/smoke.yaml --baseline baselines/smoke.json --fail-on test_accuracy:0.02 --json
+      harness check suites/initializers.yaml          # claims only
+    """
+    from harness.check.baseline import read_baseline
+    from harness.check.evidence import evaluate_claims
+    from harness.check.gate import compare
+    from harness.check.options import merge_options, parse_check_block
+    from harness.check.render import CheckOutcome, render_json, render_text
+    from harness.results import open_results
+
+    results, record = open_results(target, store_dir)
+    options = merge_options(parse_check_block(record.check, "check"), fail_on, min_seeds, few_seeds)
+    if baseline_path is None and not record.expect:
+        raise HarnessError(
+            f"check: nothing to check for suite {record.name!r}: no --baseline and no `expect:` claims in the suite. "
+            f"Fix: create a baseline with `harness baseline save {target} -o baselines/{record.name}.json` and pass "
+            f"--baseline baselines/{record.name}.json, or add claims such as "
+            "`expect: [\"adam.test_accuracy > sgd.test_accuracy\"]` to the suite."
+        )
+    claims = evaluate_claims(results, record.expect) if record.expect else []
+    loaded = read_baseline(baseline_path, suite=record.name) if baseline_path is not None else None
+    verdicts = compare(results, loaded, options) if loaded is not None else []
+    outcome = CheckOutcome(suite=record.name, options=options, verdicts=verdicts, claims=claims,
+                           trials_not_ok=results.failures(), baseline=loaded)
+    click.echo(render_json(outcome) if as_json else render_text(outcome))
+    if outcome.exit_code:
+        raise SystemExit(outcome.exit_code)

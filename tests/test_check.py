@@ -1,0 +1,582 @@
+"""Tests of harness.check: tolerances, the baseline file, the regression gate and the CLI.
+
+Two kinds of data:
+- hand-built `Results` (known per-seed values) for the gate's statistics, compared with scipy;
+- real trials of a tiny suite (digits, one hidden layer of 32, 4 epochs, 3 seeds), run once per
+  session through the real runner, then checked through the real CLI: the baseline, a
+  deliberately regressed copy, an unchanged rerun, five reruns with other seeds, claims.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+from scipy import stats
+
+from harness.analysis import Results
+from harness.analysis.options import KNOWN_METRICS
+from harness.analysis.statistics import holm
+from harness.check.baseline import BASELINE_VERSION, BaselineError, build_baseline, read_baseline, write_baseline
+from harness.check.commands import baseline as baseline_command
+from harness.check.commands import check as check_command
+from harness.analysis.statistics import welch_test
+from harness.check.gate import compare
+from harness.check.options import (
+    RECORDED_METRICS, CheckOptions, Tolerance, merge_options, parse_check_block, parse_fail_on, parse_tolerance,
+)
+from harness.check.render import CheckOutcome, outcome_document, render_text
+from harness.errors import SpecError
+
+FLOAT_TOLERANCE = 1e-12  # float64 arithmetic on a handful of values: only rounding separates the two sides
+
+# -- hand-built results ---------------------------------------------------------------------------
+
+ENVIRONMENT = {"host": "host-a", "versions": {"torch": "2.13.0", "numpy": "2.4"}, "device": {"device": "cpu", "name": "cpu-x"}}
+
+
+def hand_results(cells: Mapping[tuple[str, str], Mapping[int, Mapping[str, float]]], *, name: str = "unit",
+                 environment: Mapping[str, object] = ENVIRONMENT,
+                 statuses: Mapping[tuple[str, str, int], str] | None = None) -> Results:
+    """Results from {(arm, backend): {seed: {metric: final value, 'train_seconds': s}}} (epochs 0 and 1)."""
+    trials, metrics = [], []
+    for (arm, backend), seeds in cells.items():
+        for seed, values in seeds.items():
+            key = f"{arm}-{backend}-{seed}"
+            status = (statuses or {}).get((arm, backend, seed), "ok")
+            trials.append({
+                "hash": key, "arm": arm, "backend": backend, "seed": seed, "status": status, "error": None,
+                "diverged_epoch": 1 if status == "diverged" else None, "epochs_completed": 1,
+                "train_seconds": values.get("train_seconds", 1.0), "eval_seconds": 0.1, "wall_seconds": 2.0,
+                "host": environment["host"], "versions": json.dumps(environment["versions"]),
+                "device": json.dumps(environment["device"]),
+            })
+            for metric, value in values.items():
+                if metric != "train_seconds":
+                    metrics.append({"hash": key, "epoch": 0, "metric": metric, "value": 0.1})
+                    metrics.append({"hash": key, "epoch": 1, "metric": metric,
+                                    "value": math.nan if status == "diverged" else value})
+    arms = tuple(dict.fromkeys(arm for arm, _ in cells))
+    return Results(pd.DataFrame(trials).astype({"diverged_epoch": "Int64"}), pd.DataFrame(metrics),
+                   arms=arms, axes=(), name=name)
+
+
+BASE_ACCURACY = [0.90, 0.92, 0.91, 0.93, 0.89]
+BASE_SECONDS = [1.00, 1.10, 0.90, 1.05, 0.95]
+NOISE = [0.004, -0.003, 0.001, -0.002, 0.000]  # small, so a shift of 0.05 is clearly significant
+
+
+def cell(accuracy: list[float], seconds: list[float] | None = None, seeds: list[int] | None = None) -> dict[int, dict[str, float]]:
+    seeds = seeds if seeds is not None else list(range(len(accuracy)))
+    seconds = seconds if seconds is not None else BASE_SECONDS[: len(accuracy)]
+    return {seed: {"test_accuracy": value, "train_seconds": time} for seed, value, time in zip(seeds, accuracy, seconds)}
+
+
+def saved_baseline(results: Results, tmp_path: Path):
+    path = write_baseline(build_baseline(results, source="hand"), tmp_path / "baseline.json")
+    return read_baseline(path, suite=results.name)
+
+
+ACCURACY_ONLY = CheckOptions({"test_accuracy": Tolerance(0.01, relative=False)})
+
+
+# -- tolerances and options -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw, amount, relative", [
+    ("1%", 0.01, True), ("20 %", 0.20, True), (0.01, 0.01, False), ("0.5", 0.5, False), (3, 3.0, False),
+    ("1e-3", 0.001, False), ("0%", 0.0, True),
+], ids=["percent", "percent-space", "float", "string-number", "int", "scientific", "zero-percent"])
+def test_parse_tolerance_accepts(raw: object, amount: float, relative: bool) -> None:
+    tolerance = parse_tolerance(raw, "check.x")
+    assert tolerance.relative is relative
+    assert tolerance.amount == pytest.approx(amount, rel=FLOAT_TOLERANCE)
+
+
+@pytest.mark.parametrize("raw", [-0.1, "-5%", "abc", True, "nan", None, "5%%"],
+                         ids=["negative", "negative-percent", "word", "bool", "nan", "none", "double-percent"])
+def test_parse_tolerance_rejects(raw: object) -> None:
+    with pytest.raises(SpecError, match=r"check\.x: expected .*0\.01.*1%"):
+        parse_tolerance(raw, "check.x")
+
+
+def test_tolerance_limit_is_relative_to_the_baseline_mean() -> None:
+    assert Tolerance(0.2, relative=True).limit(-2.5) == pytest.approx(0.5, rel=FLOAT_TOLERANCE)
+    assert Tolerance(0.01, relative=False).limit(123.0) == 0.01
+    assert str(Tolerance(0.2, relative=True)) == "20%" and str(Tolerance(0.01, relative=False)) == "0.01"
+
+
+def test_check_block_forms_and_cli_override() -> None:
+    options = parse_check_block({"test_accuracy": {"tolerance": 0.01}, "train_seconds": {"tolerance": "20%"},
+                                 "test_loss": "5%", "min_seeds": 4, "few_seeds": "tolerance"})
+    assert options.metrics == {"test_accuracy": Tolerance(0.01, False), "train_seconds": Tolerance(0.2, True),
+                               "test_loss": Tolerance(0.05, True)}
+    assert (options.min_seeds, options.few_seeds) == (4, "tolerance")
+    merged = merge_options(options, ["test_accuracy:2%", "validation_loss:0.1"], min_seeds=5)
+    assert merged.metrics["test_accuracy"] == Tolerance(0.02, True)  # the CLI wins
+    assert merged.metrics["validation_loss"] == Tolerance(0.1, False)
+    assert merged.metrics["test_loss"] == Tolerance(0.05, True)
+    assert (merged.min_seeds, merged.few_seeds) == (5, "tolerance")
+
+
+def test_defaults_when_nothing_is_configured() -> None:
+    assert CheckOptions().resolved_metrics("test_r2") == {"test_r2": Tolerance(0.01, True),
+                                                         "train_seconds": Tolerance(0.2, True)}
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"test_acuracy": 0.01}, r"check: unknown check key 'test_acuracy'\. Did you mean 'test_accuracy'\?"),
+    ({"test_accuracy": {"tolerence": 0.01}}, r"check\.test_accuracy: unknown key 'tolerence'\. Did you mean 'tolerance'"),
+    ({"test_accuracy": {}}, r"check\.test_accuracy: expected \{tolerance: 0\.01\}"),
+    ({"test_accuracy": "a lot"}, r"check\.test_accuracy: expected a number"),
+    ({"min_seeds": 1}, r"check\.min_seeds: expected a whole number of seeds >= 2"),
+    ({"few_seeds": "fail"}, r"check\.few_seeds: unknown few_seeds rule 'fail'"),
+    (["test_accuracy"], r"check: expected a mapping"),
+], ids=["metric-typo", "key-typo", "no-tolerance", "bad-tolerance", "min-seeds", "few-seeds", "not-mapping"])
+def test_check_block_errors_name_the_key(block: object, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        parse_check_block(block)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value, message", [
+    ("test_accuracy", r"--fail-on: expected METRIC:TOLERANCE"),
+    ("test_acc:1%", r"--fail-on: unknown metric 'test_acc'"),
+    ("test_accuracy:lots", r"--fail-on test_accuracy: expected"),
+], ids=["no-colon", "unknown-metric", "bad-tolerance"])
+def test_fail_on_errors(value: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        parse_fail_on([value])
+
+
+def test_checkable_metrics_match_the_analysis_package() -> None:
+    assert set(RECORDED_METRICS) == set(KNOWN_METRICS)
+
+
+# -- statistics -----------------------------------------------------------------------------------
+
+def test_welch_test_matches_scipy_and_the_textbook_formula() -> None:
+    current, baseline = np.array([0.80, 0.83, 0.81, 0.86]), np.array([0.90, 0.92, 0.91])
+    result = welch_test(current, baseline)
+    reference = stats.ttest_ind(current, baseline, equal_var=False)
+    assert result["p_value"] == pytest.approx(reference.pvalue, rel=FLOAT_TOLERANCE)
+    # Welch's interval by hand: difference +- t(0.975, df) * sqrt(s1^2/n1 + s2^2/n2), Welch-Satterthwaite df.
+    a, b = current.var(ddof=1) / 4, baseline.var(ddof=1) / 3
+    df = (a + b) ** 2 / (a**2 / 3 + b**2 / 2)
+    half = stats.t.ppf(0.975, df) * math.sqrt(a + b)
+    difference = current.mean() - baseline.mean()
+    assert result["mean_difference"] == pytest.approx(difference, rel=FLOAT_TOLERANCE)
+    assert (result["ci_low"], result["ci_high"]) == pytest.approx((difference - half, difference + half), rel=1e-9)
+
+
+def test_welch_test_degenerate_cases() -> None:
+    assert math.isnan(welch_test([1.0], [1.0, 2.0])["p_value"])  # one value: no spread
+    constant = welch_test([0.5, 0.5, 0.5], [0.75, 0.75, 0.75])  # exact binary fractions: zero spread
+    assert constant["p_value"] == 0.0 and constant["ci_low"] == constant["ci_high"] == -0.25
+
+
+# -- the gate on hand-built results ---------------------------------------------------------------
+
+SCENARIOS = {
+    # id: (current accuracies, current seeds, expected status, expected test)
+    "unchanged": (BASE_ACCURACY, None, "PASS", "paired"),
+    "regressed-paired": ([a - 0.05 + n for a, n in zip(BASE_ACCURACY, NOISE)], None, "REGRESSED", "paired"),
+    "improved-paired": ([a + 0.05 + n for a, n in zip(BASE_ACCURACY, NOISE)], None, "IMPROVED", "paired"),
+    "inside-tolerance": ([a - 0.005 + n / 10 for a, n in zip(BASE_ACCURACY, NOISE)], None, "PASS", "paired"),
+    "beyond-tolerance-but-noisy": ([a - 0.02 + n for a, n in zip(BASE_ACCURACY, [0.1, -0.1, 0.08, -0.09, 0.05])],
+                                   None, "PASS", "paired"),
+    "regressed-welch": ([a - 0.05 + n for a, n in zip(BASE_ACCURACY, NOISE)], [10, 11, 12, 13, 14], "REGRESSED", "welch"),
+    "few-seeds": ([0.80, 0.81], None, "UNCERTAIN", "insufficient seeds"),
+}
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS), ids=list(SCENARIOS))
+def test_gate_verdicts(scenario: str, tmp_path: Path) -> None:
+    accuracy, seeds, status, test = SCENARIOS[scenario]
+    baseline = saved_baseline(hand_results({("a", "torch"): cell(BASE_ACCURACY)}), tmp_path)
+    current = hand_results({("a", "torch"): cell(accuracy, seeds=seeds)})
+    [verdict] = compare(current, baseline, ACCURACY_ONLY)
+    assert (verdict.status, verdict.test) == (status, test)
+    assert verdict.change == pytest.approx(np.mean(accuracy) - np.mean(BASE_ACCURACY), abs=FLOAT_TOLERANCE)
+    if test == "paired" and scenario != "unchanged":
+        reference = stats.ttest_rel(np.array(accuracy), np.array(BASE_ACCURACY))
+        assert verdict.p_value == pytest.approx(reference.pvalue, rel=1e-9)
+        assert verdict.p_holm == pytest.approx(reference.pvalue, rel=1e-9)  # one tested row: Holm changes nothing
+    if test == "welch":
+        reference = stats.ttest_ind(np.array(accuracy), np.array(BASE_ACCURACY), equal_var=False)
+        assert verdict.p_value == pytest.approx(reference.pvalue, rel=1e-9)
+    if scenario == "beyond-tolerance-but-noisy":
+        assert any("not significant" in note for note in verdict.notes)
+
+
+def test_partly_shared_seeds_pair_on_the_common_ones(tmp_path: Path) -> None:
+    baseline = saved_baseline(hand_results({("a", "torch"): cell(BASE_ACCURACY)}), tmp_path)
+    shifted = [a - 0.05 + n for a, n in zip(BASE_ACCURACY[:4], NOISE)]
+    current = hand_results({("a", "torch"): cell([*shifted, 0.99], seeds=[0, 1, 2, 3, 9])})  # seed 9 is new
+    [verdict] = compare(current, baseline, ACCURACY_ONLY)
+    assert (verdict.test, verdict.status, verdict.current_n) == ("paired", "REGRESSED", 5)
+    reference = stats.ttest_rel(shifted, BASE_ACCURACY[:4])
+    assert verdict.p_value == pytest.approx(reference.pvalue, rel=1e-9)
+    assert verdict.change == pytest.approx(np.mean(shifted) - np.mean(BASE_ACCURACY[:4]), abs=FLOAT_TOLERANCE)
+    assert "paired on the 4 common seeds" in verdict.notes[0]
+
+
+def test_few_seeds_decided_by_tolerance_when_asked(tmp_path: Path) -> None:
+    baseline = saved_baseline(hand_results({("a", "torch"): cell(BASE_ACCURACY[:2])}), tmp_path)
+    current = hand_results({("a", "torch"): cell([0.80, 0.81])})
+    options = CheckOptions(ACCURACY_ONLY.metrics, min_seeds=3, few_seeds="tolerance")
+    [verdict] = compare(current, baseline, options)
+    assert verdict.status == "REGRESSED" and "tolerance alone" in verdict.notes[0]
+
+
+def test_holm_runs_over_every_tested_row(tmp_path: Path) -> None:
+    shifted = [a - 0.03 + n for a, n in zip(BASE_ACCURACY, [0.01, -0.02, 0.015, -0.01, 0.0])]
+    baseline = saved_baseline(hand_results({("a", "torch"): cell(BASE_ACCURACY), ("b", "torch"): cell(BASE_ACCURACY)}),
+                              tmp_path)
+    current = hand_results({("a", "torch"): cell(shifted), ("b", "torch"): cell([a - 0.002 for a in BASE_ACCURACY[:4]]
+                                                                                 + [0.95])})
+    verdicts = compare(current, baseline, ACCURACY_ONLY)
+    raw = [verdict.p_value for verdict in verdicts]
+    assert [verdict.p_holm for verdict in verdicts] == pytest.approx(list(holm(raw)), rel=FLOAT_TOLERANCE)
+    assert verdicts[0].p_holm > verdicts[0].p_value  # the correction bites
+
+
+def test_missing_and_new_cells(tmp_path: Path) -> None:
+    baseline = saved_baseline(hand_results({("a", "torch"): cell(BASE_ACCURACY), ("gone", "torch"): cell(BASE_ACCURACY)}),
+                              tmp_path)
+    current = hand_results({("a", "torch"): cell(BASE_ACCURACY), ("fresh", "torch"): cell(BASE_ACCURACY)})
+    statuses = {verdict.arm: verdict.status for verdict in compare(current, baseline, ACCURACY_ONLY)}
+    assert statuses == {"a": "PASS", "gone": "MISSING", "fresh": "NEW"}
+    outcome = CheckOutcome("unit", ACCURACY_ONLY, compare(current, baseline, ACCURACY_ONLY))
+    assert outcome.exit_code == 1 and "gone / torch / test_accuracy MISSING" in render_text(outcome)
+
+
+def test_diverged_everywhere_now_is_missing_and_exit_3(tmp_path: Path) -> None:
+    baseline = saved_baseline(hand_results({("a", "torch"): cell(BASE_ACCURACY)}), tmp_path)
+    current = hand_results({("a", "torch"): cell(BASE_ACCURACY)}, statuses={("a", "torch", s): "diverged" for s in range(5)})
+    verdicts = compare(current, baseline, ACCURACY_ONLY)
+    assert verdicts[0].status == "MISSING" and "no 'ok' trial" in verdicts[0].notes[0]
+    outcome = CheckOutcome("unit", ACCURACY_ONLY, verdicts, trials_not_ok=current.failures())
+    assert outcome.exit_code == 3  # trials not ok take precedence over the MISSING row
+    assert "a / torch / seed 0: diverged at epoch 1" in render_text(outcome)
+
+
+SPEED_OPTIONS = CheckOptions({"train_seconds": Tolerance(0.2, relative=True)})
+
+
+@pytest.mark.parametrize("change, status, note", [
+    ({"host": "host-b"}, "REGRESSED", "environment-sensitive: host: host-a -> host-b"),
+    ({"versions": {"torch": "2.14.0", "numpy": "2.4"}}, "UNCERTAIN", "versions: torch 2.13.0 -> 2.14.0"),
+    ({"device": {"device": "cpu", "name": "cpu-y"}}, "UNCERTAIN", "CPU/GPU"),
+    ({}, "REGRESSED", None),
+], ids=["other-host", "other-versions", "other-cpu", "same-environment"])
+def test_speed_rows_are_environment_sensitive(change: dict[str, object], status: str, note: str | None,
+                                              tmp_path: Path) -> None:
+    baseline = saved_baseline(hand_results({("a", "torch"): cell(BASE_ACCURACY)}), tmp_path)
+    slower = [2 * seconds + n for seconds, n in zip(BASE_SECONDS, NOISE)]
+    current = hand_results({("a", "torch"): cell(BASE_ACCURACY, seconds=slower)}, environment={**ENVIRONMENT, **change})
+    [verdict] = compare(current, baseline, SPEED_OPTIONS)
+    assert verdict.status == status and verdict.direction == "lower"
+    assert verdict.relative_change == pytest.approx(np.mean(slower) / np.mean(BASE_SECONDS) - 1, rel=1e-9)
+    if note is None:
+        assert not any("environment-sensitive" in text for text in verdict.notes)
+    else:
+        assert any(note in text for text in verdict.notes)
+
+
+def test_unknown_checked_metric_is_a_usage_error(tmp_path: Path) -> None:
+    baseline = saved_baseline(hand_results({("a", "torch"): cell(BASE_ACCURACY)}), tmp_path)
+    options = CheckOptions({"test_r2": Tolerance(0.01, False)})
+    with pytest.raises(SpecError, match=r"'test_r2' is in neither the baseline nor the results.*test_accuracy"):
+        compare(hand_results({("a", "torch"): cell(BASE_ACCURACY)}), baseline, options)
+
+
+# -- the baseline file ----------------------------------------------------------------------------
+
+def test_baseline_file_is_sorted_complete_and_round_trips(tmp_path: Path) -> None:
+    results = hand_results({("a", "torch"): cell(BASE_ACCURACY), ("b", "keras"): cell(BASE_ACCURACY[:3])})
+    path = write_baseline(build_baseline(results, source="suites/unit.yaml"), tmp_path / "deep" / "unit.json")
+    text = path.read_text()
+    document = json.loads(text)
+    assert text == json.dumps(document, indent=2, sort_keys=True) + "\n"  # sorted keys, indented: diffable
+    assert (document["format"], document["version"], document["suite"]) == ("harness-baseline", BASELINE_VERSION, "unit")
+    assert document["directions"] == {"test_accuracy": "higher", "train_seconds": "lower"}
+    assert document["environment"]["torch"] == {"hosts": ["host-a"], "devices": [ENVIRONMENT["device"]],
+                                                "versions": [ENVIRONMENT["versions"]]}
+    entry = document["results"]["a"]["torch"]
+    assert entry["trials"] == {"ok": 5, "diverged": 0, "failed": 0, "timeout": 0}
+    assert entry["metrics"]["test_accuracy"]["seeds"] == {str(seed): value for seed, value in enumerate(BASE_ACCURACY)}
+    assert entry["metrics"]["train_seconds"]["seeds"]["1"] == BASE_SECONDS[1]
+    summary = entry["metrics"]["test_accuracy"]["summary"]
+    assert summary["n"] == 5 and summary["mean"] == pytest.approx(np.mean(BASE_ACCURACY), rel=FLOAT_TOLERANCE)
+    assert summary["std"] == pytest.approx(np.std(BASE_ACCURACY, ddof=1), rel=1e-9)
+    low, high = stats.t.interval(0.95, 4, loc=np.mean(BASE_ACCURACY), scale=stats.sem(BASE_ACCURACY))
+    assert (summary["ci_low"], summary["ci_high"]) == pytest.approx((low, high), rel=1e-9)
+    loaded = read_baseline(path, suite="unit")
+    assert loaded.values[("b", "keras")]["test_accuracy"] == {0: 0.90, 1: 0.92, 2: 0.91}
+
+
+# -- real runs through the runner and the CLI -----------------------------------------------------
+
+SUITE = {
+    "name": "ci-check",
+    "description": "SGD vs Adam on digits, one hidden layer of 32: the regression-check fixture.",
+    "dataset": {"name": "digits", "validation": 0.2},
+    "model": {"mlp": {"hidden": [32], "activation": "relu"}},
+    "loss": "cross_entropy",
+    "optimizer": {"name": "sgd", "lr": 0.1},
+    "initializer": "he_normal",
+    "training": {"epochs": 4, "batch_size": 64},
+    "seeds": [0, 1, 2],
+    "backends": ["torch"],
+    "grid": {"optimizer": {"sgd": {"name": "sgd", "lr": 0.1}, "adam": {"name": "adam", "lr": 0.005}}},
+    # Accuracy and loss are deterministic given the seed. The speed tolerance is wide on purpose:
+    # this machine is shared by parallel test jobs, so step times swing by tens of percent between
+    # trials; speed gating is tested above on hand-built numbers.
+    "check": {"test_accuracy": {"tolerance": 0.01}, "test_loss": "5%", "train_seconds": "300%"},
+}
+DRIFT_RUNS = 5
+
+
+def suite_copy(folder: Path, file_name: str, **changes: object) -> Path:
+    document = copy.deepcopy(SUITE)
+    document.update(copy.deepcopy(changes))
+    path = folder / f"{file_name}.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def harness_cli():
+    """harness.cli.cli with `baseline` and `check` registered (the lead registers them in cli.py)."""
+    from harness.cli import cli
+
+    for command in (baseline_command, check_command):
+        if command.name not in cli.commands:
+            cli.add_command(command)
+    return cli
+
+
+@pytest.fixture(scope="module")
+def real_runs(tmp_path_factory: pytest.TempPathFactory, harness_cli) -> dict[str, Path]:
+    """Every suite copy's trials, run ONCE through the real runner into one store (one worker pool).
+
+    Copies share the suite name and arms (they are versions of one suite); their trials differ by
+    content hash, so they coexist in the store:
+      base        the baseline: sgd lr 0.1 and adam, seeds 0-2
+      regressed   sgd's learning rate cut 200x (0.0005): the deliberate regression
+      rerun       unchanged, except training.max_seconds (a limit it never reaches), so its trials
+                  get fresh hashes and really run again
+      drift1..5   unchanged, seeds 10-12, 20-22, ...: other seeds, unpaired comparisons
+      wild        sgd lr 0.1 (= base's trials) and sgd lr 1e6 (diverges)
+    """
+    from harness.runner import run_trials
+    from harness.store import Store
+    from harness.suite import load_suite
+
+    folder = tmp_path_factory.mktemp("check-runs")
+    paths = {"base": suite_copy(folder, "base")}
+    regressed_grid = copy.deepcopy(SUITE["grid"])
+    regressed_grid["optimizer"]["sgd"]["lr"] = 0.0005
+    paths["regressed"] = suite_copy(folder, "regressed", grid=regressed_grid)
+    paths["rerun"] = suite_copy(folder, "rerun", training={"epochs": 4, "batch_size": 64, "max_seconds": 3600})
+    for run in range(1, DRIFT_RUNS + 1):
+        paths[f"drift{run}"] = suite_copy(folder, f"drift{run}", seeds=[10 * run, 10 * run + 1, 10 * run + 2])
+    paths["wild"] = suite_copy(folder, "wild", name="ci-wild", check={},
+                               grid={"optimizer": {"calm": {"name": "sgd", "lr": 0.1}, "wild": {"name": "sgd", "lr": 1e6}}},
+                               expect=["calm.test_accuracy > 0.5"])
+    paths["claims-true"] = suite_copy(folder, "claims-true", expect=[
+        "sgd.test_accuracy > 0.5", "adam.final_train_loss < sgd.final_train_loss",
+        "`adam`.best_test_accuracy >= 0.8"])
+    paths["claims-false"] = suite_copy(folder, "claims-false", expect=[
+        "sgd.test_accuracy > 0.5", "sgd.test_accuracy - adam.test_accuracy > 0.05"])
+    paths["typo"] = suite_copy(folder, "typo", check={"test_acuracy": 0.01})
+    store = folder / "store"
+    trials = [trial for name in ("base", "regressed", "rerun", *(f"drift{r}" for r in range(1, DRIFT_RUNS + 1)), "wild")
+              for trial in load_suite(paths[name]).trials]
+    with Store(store) as opened:
+        summary = run_trials(trials, opened, jobs=2, quiet=True)
+    assert summary.failed == 0 and summary.timeout == 0, summary
+    # The real `harness run` on the base copy: everything is stored, so it only writes the tables and
+    # the results folder's manifest (store/ci-check/), which the folder-target tests read.
+    result = CliRunner().invoke(harness_cli, ["run", str(paths["base"]), "--store", str(store), "-q"])
+    assert result.exit_code == 0, result.output
+    saved = CliRunner().invoke(harness_cli, ["baseline", "save", str(paths["base"]), "--store", str(store),
+                                             "-o", str(folder / "baselines" / "ci-check.json")])
+    assert saved.exit_code == 0, saved.output
+    return {**paths, "store": store, "baseline": folder / "baselines" / "ci-check.json", "folder": folder}
+
+
+def run_check(cli, runs: Mapping[str, Path], suite: str | Path, *extra: str, baseline: bool = True):
+    target = str(runs[suite]) if isinstance(suite, str) and suite in runs else str(suite)
+    arguments = ["check", target, "--store", str(runs["store"])]
+    if baseline:
+        arguments += ["--baseline", str(runs["baseline"])]
+    return CliRunner().invoke(cli, [*arguments, *extra])
+
+
+def test_deliberate_regression_fails_naming_arm_and_metric(harness_cli, real_runs) -> None:
+    result = run_check(harness_cli, real_runs, "regressed")
+    assert result.exit_code == 1, result.output
+    assert "sgd / torch / test_accuracy REGRESSED" in result.output
+    rows = {tuple(line.split()[:3]): line.split()[-1] for line in result.output.splitlines()
+            if line.startswith(("sgd ", "adam "))}
+    assert rows[("sgd", "torch", "test_accuracy")] == "REGRESSED"
+    assert rows[("adam", "torch", "test_accuracy")] == "PASS"  # adam's trials are the baseline's own
+
+
+def test_unchanged_rerun_passes(harness_cli, real_runs) -> None:
+    result = run_check(harness_cli, real_runs, "rerun", "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    accuracy = [row for row in document["verdicts"] if row["metric"] == "test_accuracy"]
+    assert {row["status"] for row in document["verdicts"]} == {"PASS"}
+    assert all(row["test"] == "paired" and row["current_n"] == 3 for row in accuracy)
+    # Same seeds, same initial weights and batches, one thread per worker: the rerun reproduces the
+    # accuracies exactly (a change here means training stopped being deterministic).
+    assert all(row["change"] == 0.0 for row in accuracy)
+
+
+@pytest.mark.parametrize("run", range(1, DRIFT_RUNS + 1), ids=[f"seeds-{10 * r}-{10 * r + 2}" for r in range(1, DRIFT_RUNS + 1)])
+def test_no_false_alarm_with_other_seeds(harness_cli, real_runs, run: int) -> None:
+    result = run_check(harness_cli, real_runs, f"drift{run}", "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert {row["test"] for row in document["verdicts"]} == {"welch"}  # no shared seed: unpaired
+    assert document["counts"].get("REGRESSED", 0) == 0
+
+
+def test_results_folder_target_and_json_agree_with_text(harness_cli, real_runs, tmp_path: Path) -> None:
+    folder = real_runs["store"] / "ci-check"
+    saved = CliRunner().invoke(harness_cli, ["baseline", "save", str(folder), "-o", str(tmp_path / "from-folder.json")])
+    assert saved.exit_code == 0, saved.output
+    from_folder = json.loads((tmp_path / "from-folder.json").read_text())
+    from_suite = json.loads(real_runs["baseline"].read_text())
+    for document in (from_folder, from_suite):
+        document.pop("created_at"), document.pop("source")
+    assert from_folder == from_suite
+    text = run_check(harness_cli, real_runs, "regressed")
+    machine = run_check(harness_cli, real_runs, "regressed", "--json")
+    document = json.loads(machine.output)
+    assert machine.exit_code == text.exit_code == document["exit_code"] == 1
+    text_rows = [line.split()[-1] for line in text.output.splitlines() if line.startswith(("sgd ", "adam "))]
+    assert [row["status"] for row in document["verdicts"]] == text_rows
+
+
+def test_fail_on_overrides_the_suite(harness_cli, real_runs) -> None:
+    result = run_check(harness_cli, real_runs, "regressed", "--json", "--fail-on", "test_accuracy:0.95",
+                       "--fail-on", "test_loss:10")
+    assert result.exit_code == 0, result.output  # tolerances wider than the drop: nothing regressed
+    verdicts = {(row["arm"], row["metric"]): row for row in json.loads(result.output)["verdicts"]}
+    assert verdicts[("sgd", "test_accuracy")]["tolerance"] == "0.95"  # the CLI's, not the suite's 0.01
+    assert verdicts[("sgd", "test_accuracy")]["status"] == "PASS" and verdicts[("sgd", "test_accuracy")]["significant"]
+    assert verdicts[("sgd", "train_seconds")]["tolerance"] == "300%"  # the suite's, untouched
+
+
+def test_claims_true_and_false_through_the_cli(harness_cli, real_runs) -> None:
+    true = run_check(harness_cli, real_runs, "claims-true", baseline=False)
+    assert true.exit_code == 0, true.output
+    assert true.output.count("PASS  ") == 3
+    false = run_check(harness_cli, real_runs, "claims-false", baseline=False)
+    assert false.exit_code == 1, false.output
+    assert "FAIL  sgd.test_accuracy - adam.test_accuracy > 0.05" in false.output
+    assert "95% CI [" in false.output and "n=3 seeds" in false.output and "does not lie entirely above 0" in false.output
+
+
+def test_diverged_trials_exit_3(harness_cli, real_runs) -> None:
+    result = run_check(harness_cli, real_runs, "wild", baseline=False)
+    assert result.exit_code == 3, result.output
+    assert "PASS  calm.test_accuracy > 0.5" in result.output
+    assert "wild / torch / seed 0: diverged" in result.output
+
+
+def test_nothing_to_check_is_a_usage_error(harness_cli, real_runs) -> None:
+    result = run_check(harness_cli, real_runs, "base", baseline=False)
+    assert result.exit_code == 2
+    assert "nothing to check" in result.output and "harness baseline save" in result.output and "expect:" in result.output
+
+
+def test_check_block_typo_is_a_usage_error(harness_cli, real_runs) -> None:
+    result = run_check(harness_cli, real_runs, "typo")
+    assert result.exit_code == 2 and "Did you mean 'test_accuracy'?" in result.output
+
+
+def _truncated(text: str) -> str:
+    return text[: len(text) // 2]
+
+
+def _set(key: str, value: object):
+    def edit(text: str) -> str:
+        document = json.loads(text)
+        document[key] = value
+        return json.dumps(document)
+    return edit
+
+
+def _bad_seed(text: str) -> str:
+    document = json.loads(text)
+    document["results"]["sgd"]["torch"]["metrics"]["test_accuracy"]["seeds"]["zero"] = "high"
+    return json.dumps(document)
+
+
+BAD_BASELINES = {
+    "truncated": (_truncated, [r"is not valid JSON", r"truncated", r"harness baseline save"]),
+    "newer-version": (_set("version", BASELINE_VERSION + 1), [r"schema version 2", r"newer harness", r"re-create"]),
+    "older-version": (_set("version", 0), [r"schema version 0", r"reads version 1", r"re-create"]),
+    "other-suite": (_set("suite", "optimizers"), [r"baseline of suite 'optimizers'", r"results are of suite 'ci-check'",
+                                                  r"baselines/ci-check.json"]),
+    "not-a-baseline": (lambda text: json.dumps({"benchmarks": []}), [r"is not a harness baseline"]),
+    "bad-seed-entry": (_bad_seed, [r"malformed at results\.sgd\.torch\.metrics\.test_accuracy\.seeds"]),
+    "empty-file": (lambda text: "", [r"is not valid JSON"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BASELINES), ids=list(BAD_BASELINES))
+def test_bad_baseline_files_exit_2_with_a_clear_message(case: str, harness_cli, real_runs, tmp_path: Path) -> None:
+    edit, fragments = BAD_BASELINES[case]
+    broken = tmp_path / "broken.json"
+    broken.write_text(edit(real_runs["baseline"].read_text()))
+    result = CliRunner().invoke(harness_cli, ["check", str(real_runs["regressed"]), "--store", str(real_runs["store"]),
+                                              "--baseline", str(broken)])
+    assert result.exit_code == 2, result.output
+    assert str(broken) in result.output and "Traceback" not in result.output
+    for fragment in fragments:
+        assert re.search(fragment, result.output), (fragment, result.output)
+    with pytest.raises(BaselineError):
+        read_baseline(broken, suite="ci-check")
+
+
+def test_missing_baseline_file_says_how_to_create_it(harness_cli, real_runs, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.json"
+    result = run_check(harness_cli, {**real_runs, "baseline": missing}, "base")
+    assert result.exit_code == 2 and "does not exist" in result.output and "harness baseline save" in result.output
+
+
+def test_help_documents_exit_codes(harness_cli) -> None:
+    result = CliRunner().invoke(harness_cli, ["check", "--help"])
+    assert result.exit_code == 0
+    for fragment in ("Exit codes:", "0  every checked metric passes", "1  a metric REGRESSED", "2  bad input",
+                     "3  some checked trials failed", "--fail-on", "--baseline"):
+        assert fragment in result.output
+
+
+def test_cli_commands_and_claim_parsing_import_no_framework() -> None:
+    """`harness --help` and the suite loader's claim/check validation stay light: no framework, no pandas."""
+    code = ("import sys, harness.cli, harness.check.commands, harness.check.claims, harness.check.options; "
+            "harness.check.claims.validate_claims(['a.test_accuracy > 0'], ['a']); "
+            "print(sorted(m for m in ('torch', 'tensorflow', 'keras', 'jax', 'pandas', 'scipy') if m in sys.modules))")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "[]"
+
+
+def test_outcome_document_is_strict_json() -> None:
+    verdict_free = CheckOutcome("unit", CheckOptions())
+    assert json.loads(json.dumps(outcome_document(verdict_free), allow_nan=False))["exit_code"] == 0
