@@ -34,7 +34,13 @@ class Model(Protocol):
         """
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Model outputs (logits, or regression predictions) in evaluation mode, float32 (N, outputs)."""
+        """The (first) output (logits, or regression predictions) in evaluation mode, float32 (N, outputs)."""
+
+    def predict_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of a multi-output model by name (ModelSpec.outputs()), evaluation mode."""
+
+    # output_losses: dict[str, np.ndarray] - each output's per-step losses of the last train_epoch
+    # (only read for models with several outputs).
 
 
 class Adapter(Protocol):

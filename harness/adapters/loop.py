@@ -20,7 +20,7 @@ from harness.adapters.metrics import evaluate_outputs
 from harness.data.batches import epoch_batches
 from harness.data.types import Dataset
 from harness.spec.init import initial_weights
-from harness.spec.types import TrialSpec
+from harness.spec.types import ModelOutput, TrialSpec
 
 SPLITS = ("train", "validation", "test")
 STATUSES = ("ok", "diverged", "failed", "timeout")
@@ -60,14 +60,26 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def evaluate_splits(model: Any, data: Dataset, epoch: int) -> list[tuple[int, str, float]]:
+def evaluate_splits(model: Any, data: Dataset, epoch: int, outputs: tuple[ModelOutput, ...]) -> list[tuple[int, str, float]]:
+    """Evaluation-mode metrics of every split. With several outputs (graph models): task metrics of
+    the first output, `<split>_loss_<output>` per output, and `<split>_loss` = their weighted mean
+    (the quantity minimized, see ModelSpec.outputs)."""
     rows = []
+    task = data.info.task
     for split in SPLITS:
         x, y = data.split(split)
         if len(y) == 0:
             continue
-        for name, value in evaluate_outputs(model.predict(x), y, data.info.task).items():
-            rows.append((epoch, f"{split}_{name}", value))
+        if len(outputs) == 1:
+            rows.extend((epoch, f"{split}_{name}", value) for name, value in evaluate_outputs(model.predict(x), y, task).items())
+            continue
+        predictions = model.predict_outputs(x)
+        first = evaluate_outputs(predictions[outputs[0].name], y, task)
+        losses = {output.name: evaluate_outputs(predictions[output.name], y, task)["loss"] for output in outputs}
+        total_weight = sum(output.weight for output in outputs)
+        first["loss"] = sum(output.weight * losses[output.name] for output in outputs) / total_weight
+        rows.extend((epoch, f"{split}_{name}", value) for name, value in first.items())
+        rows.extend((epoch, f"{split}_loss_{name}", value) for name, value in losses.items())
     return rows
 
 
@@ -81,7 +93,8 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset) -> TrialResult:
     model.set_training_data(data.x_train, data.y_train)
 
     evaluation_start = time.perf_counter()
-    result.metrics.extend(evaluate_splits(model, data, epoch=0))
+    outputs = spec.model.outputs()
+    result.metrics.extend(evaluate_splits(model, data, 0, outputs))
     result.eval_seconds += time.perf_counter() - evaluation_start
 
     for epoch in range(1, spec.training.epochs + 1):
@@ -91,11 +104,14 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset) -> TrialResult:
         result.train_seconds += time.perf_counter() - step_start
         mean_loss = float(np.mean(losses)) if len(losses) else float("nan")
         result.metrics.append((epoch, "minibatch_loss", mean_loss))
+        if len(outputs) > 1:
+            for name, output_losses in model.output_losses.items():
+                result.metrics.append((epoch, f"minibatch_loss_{name}", float(np.mean(output_losses))))
         if not math.isfinite(mean_loss):
             result.status, result.diverged_epoch = "diverged", epoch
             break
         evaluation_start = time.perf_counter()
-        result.metrics.extend(evaluate_splits(model, data, epoch))
+        result.metrics.extend(evaluate_splits(model, data, epoch, outputs))
         result.eval_seconds += time.perf_counter() - evaluation_start
         result.epochs_completed = epoch
         limit = spec.training.max_seconds

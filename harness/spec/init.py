@@ -4,8 +4,20 @@ Every backend loads exactly these arrays, so the same seed means the same starti
 in PyTorch and Keras, and arms that share a model share their initial weights (paired
 comparisons). Each layer draws from its own stream `default_rng([seed, INIT_STREAM,
 layer_index])`, so appending a layer never changes the weights of the layers before it.
+Within a layer, tensors are drawn in the order of LayerPlan.tensors (part of the contract);
+constant tensors (zeros, ones) consume no random numbers.
+
+What each tensor role starts at (harness.spec.layer_types):
+    kernel            the suite's initializer, with the kernel's fans
+    recurrent_kernel  TensorSpec.initializer (the layer's recurrent_initializer, default orthogonal)
+    embedding         TensorSpec.initializer (the layer's initializer, default uniform +-0.05)
+    bias              0; under the suite initializer fan_in_uniform, U(+-1/sqrt(TensorSpec.fan_in))
+    gamma, moving_variance   1
+    beta, moving_mean        0
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -49,7 +61,9 @@ def draw_kernel(initializer: Component, shape: tuple[int, ...], rng: np.random.G
         limit = 1.0 / np.sqrt(fan_in)
         return rng.uniform(-limit, limit, shape)
     if name == "orthogonal":
-        rows, cols = fan_in, fan_out
+        # the kernel as a (prod(shape[:-1]), shape[-1]) matrix, like Keras' Orthogonal: for a dense
+        # kernel (in, out) that is the kernel itself; a conv kernel (k..., in, out) is (k*...*in, out)
+        rows, cols = math.prod(shape[:-1]), shape[-1]
         flat = rng.normal(0.0, 1.0, (max(rows, cols), min(rows, cols)))
         q, r = np.linalg.qr(flat)
         q = q * np.sign(np.diag(r))  # make the decomposition unique (Saxe et al.; both frameworks do this)
@@ -67,17 +81,27 @@ def draw_bias(initializer: Component, shape: tuple[int, ...], fan_in: int, rng: 
     return np.zeros(shape)
 
 
+CONSTANTS = {"gamma": 1.0, "beta": 0.0, "moving_mean": 0.0, "moving_variance": 1.0}
+
+
+def draw_tensor(tensor: TensorSpec, initializer: Component, rng: np.random.Generator) -> np.ndarray:
+    """Draw one tensor of a layer per its role (see the module docstring), float64."""
+    if tensor.role in CONSTANTS:
+        return np.full(tensor.shape, CONSTANTS[tensor.role])
+    if tensor.role == "kernel":
+        return draw_kernel(initializer, tensor.shape, rng)
+    if tensor.role in ("recurrent_kernel", "embedding"):
+        return draw_kernel(tensor.initializer or initializer, tensor.shape, rng)
+    if tensor.role == "bias":
+        return draw_bias(initializer, tensor.shape, tensor.fan_in or 1, rng)
+    raise ValueError(f"no initial value for tensor role {tensor.role!r}")  # ROLES and this function must agree
+
+
 def initial_weights(plans: tuple[LayerPlan, ...], initializer: Component, seed: int) -> dict[str, np.ndarray]:
-    """All initial weights of a model as float32 arrays in canonical layout, keyed by `weight_key`."""
+    """All initial weights (and batch_norm state) of a model as float32 arrays in canonical layout, keyed by `weight_key`."""
     weights: dict[str, np.ndarray] = {}
     for plan in plans:
         rng = np.random.default_rng([seed, INIT_STREAM, plan.index])
-        kernel_fan_in = 1
-        for tensor in plan.tensors:  # kernel first, then bias: the draw order is part of the contract
-            if tensor.role == "kernel":
-                kernel_fan_in = fans(tensor.shape)[0]
-                array = draw_kernel(initializer, tensor.shape, rng)
-            else:
-                array = draw_bias(initializer, tensor.shape, kernel_fan_in, rng)
-            weights[weight_key(plan, tensor)] = array.astype(np.float32)
+        for tensor in plan.tensors:
+            weights[weight_key(plan, tensor)] = draw_tensor(tensor, initializer, rng).astype(np.float32)
     return weights

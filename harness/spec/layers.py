@@ -1,98 +1,52 @@
-"""Canonical layers: parameters, shape inference, and the tensors each layer owns.
+"""Canonical layers: the registry, parameters, shape inference, and the tensors each layer owns.
 
-Canonical weight layout (adapters convert to their own):
-    dense kernel  (fan_in, fan_out) so that y = x @ kernel + bias   (Keras' layout;
-                  PyTorch's Linear.weight is its transpose)
-    bias          (units,)
-Fan-in/fan-out of a kernel of shape (..., in, out): receptive = prod(shape[:-2]),
-fan_in = in*receptive, fan_out = out*receptive (same rule as both frameworks use).
+Conventions (harness.spec.layer_types): tensors are channels-last without the batch axis (an
+MNIST-1D vector is (40,), its sequence form (40, 1), a digits image (8, 8, 1)); a dense kernel
+is (fan_in, fan_out) so that y = x @ kernel + bias (PyTorch's Linear.weight is its transpose);
+conv kernels are (k..., in, out). Tensor roles (kernel, bias, gamma, state, ...) say how each
+tensor is initialized, whether it trains and whether penalties touch it.
 
-Shapes exclude the batch axis: an MNIST-1D vector input is (40,).
+Layer kinds defined here (the others: harness.spec.layers_spatial, harness.spec.layers_sequence):
+    dense, dropout, activation          as before
+    batch_norm   per channel (last axis) over the batch and every position axis; see BATCH_NORM_DOC
+    layer_norm   per sample over the last axis: y = gamma*(x - mean)/sqrt(var + eps) + beta, var biased
+    add          element-wise sum of >= 2 inputs of one shape (graph form only)
+    concatenate  >= 2 inputs joined along the last (channel) axis, in `from` order (graph form only)
 """
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from harness.errors import SpecError, did_you_mean, unknown_name
-from harness.spec.components import Component, Param, check_number, resolve_component
+from harness.spec.components import resolve_component
+from harness.spec.layer_types import (
+    COMPONENT_PARAMS,
+    ROLES,
+    LayerDef,
+    LayerParam,
+    LayerPlan,
+    LayerSpec,
+    Shape,
+    TensorSpec,
+    check_layer_param,
+    component_params,
+    fans,
+)
+from harness.spec.layers_sequence import SEQUENCE_LAYERS
+from harness.spec.layers_spatial import SPATIAL_LAYERS
 
-Shape = tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One trainable tensor of a layer, in canonical layout."""
-
-    name: str  # 'kernel' or 'bias'
-    shape: Shape
-    role: str  # 'kernel': drawn by the initializer, touched by l1/l2/weight decay; 'bias': zeros, untouched
-
-
-@dataclass(frozen=True)
-class LayerSpec:
-    """One resolved layer: kind plus every parameter explicit (activations as Components)."""
-
-    kind: str
-    params: tuple[tuple[str, Any], ...] = ()
-
-    def __getitem__(self, key: str) -> Any:
-        return dict(self.params)[key]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            self.kind: {k: (v.to_dict() if isinstance(v, Component) else v) for k, v in self.params}
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> LayerSpec:
-        ((kind, params),) = data.items()
-        resolved = {
-            k: (Component.from_dict(v) if k in _COMPONENT_PARAMS.get(kind, ()) else v) for k, v in params.items()
-        }
-        return cls(kind=kind, params=tuple(sorted(resolved.items())))
+BATCH_NORM_DOC = (
+    "training: mu, var = mean and BIASED variance per channel over the batch and every position axis; "
+    "y = gamma*(x - mu)/sqrt(var + eps) + beta; then moving_mean = momentum*moving_mean + (1-momentum)*mu, "
+    "moving_variance = momentum*moving_variance + (1-momentum)*var*n/(n-1) (the UNBIASED variance, n values "
+    "per channel; Ioffe & Szegedy 2015, Alg. 2). evaluation: y = gamma*(x - moving_mean)/sqrt(moving_variance + eps) "
+    "+ beta. momentum 0.9 is PyTorch's momentum=0.1 and Keras' momentum=0.9."
+)
 
 
-@dataclass(frozen=True)
-class LayerPlan:
-    """A layer placed in a model: index, input and output shapes, owned tensors."""
-
-    index: int
-    layer: LayerSpec
-    input_shape: Shape
-    output_shape: Shape
-    tensors: tuple[TensorSpec, ...]
-
-    @property
-    def name(self) -> str:
-        return f"{self.index}.{self.layer.kind}"
-
-
-def fans(shape: Shape) -> tuple[int, int]:
-    """(fan_in, fan_out) of a kernel in canonical layout (..., in, out)."""
-    if len(shape) < 2:
-        raise ValueError(f"fans need a kernel of rank >= 2, got shape {shape}")
-    receptive = math.prod(shape[:-2])
-    return shape[-2] * receptive, shape[-1] * receptive
-
-
-# --- layer definitions -----------------------------------------------------------------
-
-InferFn = Callable[[Shape, Mapping[str, Any], str], tuple[Shape, tuple[TensorSpec, ...]]]
-
-
-@dataclass(frozen=True)
-class LayerDef:
-    name: str
-    doc: str
-    params: Mapping[str, Param]
-    infer: InferFn
-    required: tuple[str, ...] = ()
-
-
-def _infer_dense(shape: Shape, p: Mapping[str, Any], where: str) -> tuple[Shape, tuple[TensorSpec, ...]]:
+def _infer_dense(shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str) -> tuple[Shape, tuple[TensorSpec, ...]]:
+    (shape,) = shapes
     if len(shape) != 1:
         raise SpecError(
             f"{where}: dense expects a vector input (features,), got shape {shape}. "
@@ -100,19 +54,54 @@ def _infer_dense(shape: Shape, p: Mapping[str, Any], where: str) -> tuple[Shape,
         )
     tensors = [TensorSpec("kernel", (shape[0], p["units"]), "kernel")]
     if p["use_bias"]:
-        tensors.append(TensorSpec("bias", (p["units"],), "bias"))
+        tensors.append(TensorSpec("bias", (p["units"],), "bias", fan_in=shape[0]))
     return (p["units"],), tuple(tensors)
 
 
-def _infer_identity(shape: Shape, p: Mapping[str, Any], where: str) -> tuple[Shape, tuple[TensorSpec, ...]]:
-    return shape, ()
+def _infer_identity(shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str) -> tuple[Shape, tuple[TensorSpec, ...]]:
+    return shapes[0], ()
+
+
+def _infer_batch_norm(shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str) -> tuple[Shape, tuple[TensorSpec, ...]]:
+    (shape,) = shapes
+    channels = (shape[-1],)
+    return shape, (
+        TensorSpec("gamma", channels, "gamma"),
+        TensorSpec("beta", channels, "beta"),
+        TensorSpec("moving_mean", channels, "moving_mean"),
+        TensorSpec("moving_variance", channels, "moving_variance"),
+    )
+
+
+def _infer_layer_norm(shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str) -> tuple[Shape, tuple[TensorSpec, ...]]:
+    (shape,) = shapes
+    return shape, (TensorSpec("gamma", (shape[-1],), "gamma"), TensorSpec("beta", (shape[-1],), "beta"))
+
+
+def _infer_add(shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str) -> tuple[Shape, tuple[TensorSpec, ...]]:
+    if len(set(shapes)) != 1:
+        raise SpecError(
+            f"{where}: add needs inputs of one shape, got {', '.join(map(str, shapes))}. "
+            "Make the branches the same width (or use concatenate)."
+        )
+    return shapes[0], ()
+
+
+def _infer_concatenate(shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str) -> tuple[Shape, tuple[TensorSpec, ...]]:
+    first = shapes[0]
+    if any(len(s) != len(first) or s[:-1] != first[:-1] for s in shapes):
+        raise SpecError(
+            f"{where}: concatenate joins inputs along the last (channel) axis, so every other axis must match; "
+            f"got {', '.join(map(str, shapes))}. Flatten or pool the branches to one shape first."
+        )
+    return (*first[:-1], sum(s[-1] for s in shapes)), ()
 
 
 LAYERS: dict[str, LayerDef] = {
     "dense": LayerDef(
         "dense",
-        "y = activation(x @ kernel + bias); kernel (in, units), bias (units,)",
-        {"units": Param(None, "int_positive"), "activation": Param("linear"), "use_bias": Param(True)},
+        "y = activation(x @ kernel + bias); kernel (in, units), bias (units,); input must be a vector",
+        {"units": LayerParam(None, "int_positive"), "activation": LayerParam("linear", "activation"), "use_bias": LayerParam(True, "bool")},
         _infer_dense,
         required=("units",),
     ),
@@ -120,22 +109,48 @@ LAYERS: dict[str, LayerDef] = {
         "dropout",
         "inverted dropout: in training each element is zeroed with probability rate and the survivors "
         "are scaled by 1/(1-rate); identity at evaluation",
-        {"rate": Param(None, "unit")},
+        {"rate": LayerParam(None, "unit")},
         _infer_identity,
         required=("rate",),
     ),
     "activation": LayerDef(
-        "activation", "y = activation(x), element-wise (softmax: over the last axis)", {"activation": Param(None)},
-        _infer_identity, required=("activation",),
+        "activation", "y = activation(x), element-wise (softmax: over the last axis)",
+        {"activation": LayerParam(None, "activation")}, _infer_identity, required=("activation",),
     ),
+    "batch_norm": LayerDef(
+        "batch_norm", BATCH_NORM_DOC,
+        {"momentum": LayerParam(0.9, "unit"), "eps": LayerParam(1e-5, "positive")}, _infer_batch_norm,
+    ),
+    "layer_norm": LayerDef(
+        "layer_norm", "per sample over the last axis: y = gamma*(x - mean)/sqrt(var + eps) + beta (biased var)",
+        {"eps": LayerParam(1e-5, "positive")}, _infer_layer_norm,
+    ),
+    "add": LayerDef("add", "element-wise sum of >= 2 inputs of one shape (graph form)", {}, _infer_add, arity=(2, 64)),
+    "concatenate": LayerDef(
+        "concatenate", "join >= 2 inputs along the last (channel) axis in `from` order (graph form)", {},
+        _infer_concatenate, arity=(2, 64),
+    ),
+    **SPATIAL_LAYERS,
+    **SEQUENCE_LAYERS,
 }
+component_params("dense", {"activation": "activation"})
+component_params("activation", {"activation": "activation"})
 
-# Parameters whose value is an activation Component, per layer kind.
-_COMPONENT_PARAMS: dict[str, tuple[str, ...]] = {"dense": ("activation",), "activation": ("activation",)}
+__all__ = [
+    "COMPONENT_PARAMS", "LAYERS", "ROLES", "LayerDef", "LayerParam", "LayerPlan", "LayerSpec", "Shape", "TensorSpec",
+    "fans", "plan_layers", "infer_layer", "resolve_layer",
+]
 
 
 def resolve_layer(raw: Any, where: str) -> LayerSpec:
-    """Resolve `{dense: {units: 100, activation: relu}}` (or `{activation: relu}`) to a LayerSpec."""
+    """Resolve `{dense: {units: 100, activation: relu}}` (or `{activation: relu}`, `{dropout: 0.5}`) to a LayerSpec.
+
+    Every parameter becomes explicit: defaults filled, components resolved, int-or-list values
+    (kernel_size, strides, ...) stored as tuples of the layer's spatial rank.
+
+    Raises:
+        SpecError: unknown kind or parameter (did-you-mean), a bad value, a missing required parameter.
+    """
     if not isinstance(raw, Mapping) or len(raw) != 1:
         raise SpecError(
             f"{where}: a layer is a mapping with exactly one key, the layer kind "
@@ -150,40 +165,62 @@ def resolve_layer(raw: Any, where: str) -> LayerSpec:
         given = {"activation": given}  # shorthand: {activation: relu}
     if kind == "dropout" and isinstance(given, (int, float)) and not isinstance(given, bool):
         given = {"rate": given}  # shorthand: {dropout: 0.5}
+    if given is None and not definition.required:
+        given = {}  # {flatten: } or {flatten: null}
     if not isinstance(given, Mapping):
         raise SpecError(f"{here}: expected a mapping of parameters, got {given!r}.")
+    components = COMPONENT_PARAMS.get(kind, {})
     params: dict[str, Any] = {}
     for key, value in given.items():
         if key not in definition.params:
+            valid = ", ".join(sorted(definition.params)) or "(none)"
             raise SpecError(
                 f"{here}.{key}: layer {kind!r} has no parameter {key!r}.{did_you_mean(key, definition.params)} "
-                f"Its parameters: {', '.join(sorted(definition.params))}."
+                f"Its parameters: {valid}."
             )
-        if key in _COMPONENT_PARAMS.get(kind, ()):
-            params[key] = resolve_component("activation", value, f"{here}.{key}")
-        elif key == "use_bias":
-            if not isinstance(value, bool):
-                raise SpecError(f"{here}.{key}: expected true or false, got {value!r}.")
-            params[key] = value
+        if key in components:
+            params[key] = resolve_component(components[key], value, f"{here}.{key}")
+        elif value is None and definition.params[key].default is None and key not in definition.required:
+            params[key] = None  # an optional parameter left at its 'derive it' default
         else:
-            params[key] = check_number(value, definition.params[key].check, f"{here}.{key}")
+            params[key] = check_layer_param(value, definition.params[key], definition.spatial_rank, f"{here}.{key}")
     for key in definition.required:
         if key not in params:
             raise SpecError(f"{here}: layer {kind!r} needs the parameter {key!r}.")
     for key, param in definition.params.items():
-        if key not in params:
-            default = param.default
-            params[key] = resolve_component("activation", default, here) if key in _COMPONENT_PARAMS.get(kind, ()) else default
+        if key in params:
+            continue
+        if key in components:
+            params[key] = resolve_component(components[key], param.default, here)
+        elif param.default is not None and param.check in ("ints", "padding"):
+            params[key] = check_layer_param(param.default, param, definition.spatial_rank, here)
+        else:
+            params[key] = param.default
     return LayerSpec(kind=kind, params=tuple(sorted(params.items())))
 
 
+def infer_layer(index: int, layer: LayerSpec, input_shapes: tuple[Shape, ...], where: str, inputs: tuple[int, ...] = (), node: str = "") -> LayerPlan:
+    """Place one layer: check its arity, infer its output shape and tensors.
+
+    Raises:
+        SpecError: naming `where`, the layer and the shapes.
+    """
+    definition = LAYERS[layer.kind]
+    low, high = definition.arity
+    if not low <= len(input_shapes) <= high:
+        expected = f"exactly {low}" if low == high else f"{low} to {high}" if high < 64 else f"at least {low}"
+        hint = " Merging layers exist only in the graph form (model: {graph: ...})." if low > 1 else ""
+        raise SpecError(f"{where}: {layer.kind} takes {expected} input(s), got {len(input_shapes)}.{hint}")
+    output_shape, tensors = definition.infer(tuple(input_shapes), dict(layer.params), where)
+    return LayerPlan(index, layer, input_shapes[0], output_shape, tensors, inputs=inputs, input_shapes=tuple(input_shapes), node=node)
+
+
 def plan_layers(layers: tuple[LayerSpec, ...], input_shape: Shape) -> tuple[LayerPlan, ...]:
-    """Infer every layer's shapes and tensors; raise SpecError naming the layer on mismatch."""
+    """Infer every layer's shapes and tensors in a plain stack; raise SpecError naming the layer on mismatch."""
     plans = []
     shape = tuple(input_shape)
     for index, layer in enumerate(layers):
-        where = f"model.layers[{index}] ({layer.kind})"
-        output_shape, tensors = LAYERS[layer.kind].infer(shape, dict(layer.params), where)
-        plans.append(LayerPlan(index, layer, shape, output_shape, tensors))
-        shape = output_shape
+        plan = infer_layer(index, layer, (shape,), f"model.layers[{index}] ({layer.kind})", inputs=(index - 1,))
+        plans.append(plan)
+        shape = plan.output_shape
     return tuple(plans)

@@ -1,44 +1,60 @@
 """Resolve a suite's `model:` block into a ModelSpec, and check it against data and loss.
 
-Two forms:
-    model: {mlp: {hidden: [100, 100], activation: relu}}       # family shorthand
-    model: {layers: [{dense: {units: 100, activation: relu}}, {dense: {units: 10}}]}
-The output layer's size comes from the dataset unless given (`output_units`, or the
-last dense layer's `units`).
+Three forms:
+    model: {mlp: {hidden: [100, 100], activation: relu}}       # a family shorthand (harness.spec.families)
+    model: {layers: [{dense: {units: 100, activation: relu}}, {dense: {}}]}   # a plain stack
+    model: {graph: {inputs: x, nodes: [...], outputs: [...]}}  # a DAG (harness.spec.graph)
+The output layer's size comes from the dataset unless given (`output_units`, or the last dense
+layer's `units`; in a graph, a dense node read by an output).
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from harness.errors import SpecError, did_you_mean, unknown_name
-from harness.spec.components import check_number, resolve_component
+from harness.errors import SpecError, unknown_name
+from harness.spec.families import EXPANDERS, FAMILIES
+from harness.spec.graph import resolve_graph
 from harness.spec.layers import LayerSpec, Shape, resolve_layer
 from harness.spec.types import ModelSpec
 
-MLP_KEYS = {"hidden", "activation", "output_units", "use_bias"}
-FAMILIES = {"mlp": "dense layers of the given widths, each followed by the activation, then a linear output layer"}
+# The task each canonical loss needs (the same table the suite loader checks the trial's loss with).
+LOSS_TASKS = {"cross_entropy": "classification", "binary_cross_entropy": "binary", "mse": "regression"}
+FORMS = ("layers", "graph")
+
+__all__ = ["FAMILIES", "LOSS_TASKS", "check_model_against_task", "resolve_model"]
 
 
-def resolve_model(raw: Any, num_outputs: int, dropout: float = 0.0, where: str = "model") -> ModelSpec:
-    """Expand a family shorthand or resolve an explicit layer list.
+def resolve_model(
+    raw: Any, num_outputs: int, dropout: float = 0.0, where: str = "model", input_shape: Shape | None = None
+) -> ModelSpec:
+    """Expand a family shorthand, or resolve an explicit layer list or graph.
 
     Args:
         raw: the suite's `model` value (after grid substitution).
         num_outputs: output units the dataset/loss needs (classes, 1 for binary, targets for regression).
-        dropout: the regularizer's dropout rate, inserted after each hidden activation of a family.
+        dropout: the regularizer's dropout rate, inserted by families (see harness.spec.families).
+        where: key path for messages.
+        input_shape: the dataset's input shape, when known: cnn/lenet5 pick conv1d or conv2d from it.
+
+    Raises:
+        SpecError: naming the key path, what was received and what is expected.
     """
     if not isinstance(raw, Mapping) or len(raw) != 1:
         raise SpecError(
-            f"{where}: expected exactly one of 'layers' or a family shorthand ({', '.join(FAMILIES)}), "
+            f"{where}: expected exactly one of 'layers', 'graph' or a family shorthand ({', '.join(FAMILIES)}), "
             f"got {raw!r}. Example: model: {{mlp: {{hidden: [100, 100], activation: relu}}}}."
         )
     ((key, value),) = raw.items()
     if key == "layers":
         return _resolve_layers(value, num_outputs, where)
-    if key == "mlp":
-        return _expand_mlp(value, num_outputs, dropout, f"{where}.mlp")
-    raise unknown_name("model form", key, ["layers", *FAMILIES], where)
+    if key == "graph":
+        layers, graph = resolve_graph(value, num_outputs, f"{where}.graph")
+        return ModelSpec(layers=layers, family=None, graph=graph)
+    if key in EXPANDERS:
+        layers, graph = EXPANDERS[key](value, num_outputs, dropout, f"{where}.{key}", input_shape)
+        return ModelSpec(layers=layers, family=key, graph=graph)
+    raise unknown_name("model form", key, [*FORMS, *FAMILIES], where)
 
 
 def _resolve_layers(value: Any, num_outputs: int, where: str) -> ModelSpec:
@@ -53,60 +69,44 @@ def _resolve_layers(value: Any, num_outputs: int, where: str) -> ModelSpec:
     return ModelSpec(layers=layers, family=None)
 
 
-def _expand_mlp(value: Any, num_outputs: int, dropout: float, where: str) -> ModelSpec:
-    if not isinstance(value, Mapping):
-        raise SpecError(f"{where}: expected a mapping such as {{hidden: [100, 100], activation: relu}}, got {value!r}.")
-    for key in value:
-        if key not in MLP_KEYS:
-            raise SpecError(
-                f"{where}.{key}: unknown key {key!r}.{did_you_mean(key, MLP_KEYS)} Expected keys: {', '.join(sorted(MLP_KEYS))}."
-            )
-    hidden = value.get("hidden", [])
-    if not isinstance(hidden, list):
-        raise SpecError(f"{where}.hidden: expected a list of layer widths such as [100, 100], got {hidden!r}.")
-    for i, width in enumerate(hidden):
-        check_number(width, "int_positive", f"{where}.hidden[{i}]")
-    activation = resolve_component("activation", value.get("activation", "relu"), f"{where}.activation")
-    use_bias = value.get("use_bias", True)
-    if not isinstance(use_bias, bool):
-        raise SpecError(f"{where}.use_bias: expected true or false, got {use_bias!r}.")
-    output_units = value.get("output_units", num_outputs)
-    check_number(output_units, "int_positive", f"{where}.output_units")
-    linear = resolve_component("activation", "linear", where)
-    layers: list[LayerSpec] = []
-    for width in hidden:
-        layers.append(LayerSpec("dense", tuple(sorted({"units": width, "activation": activation, "use_bias": use_bias}.items()))))
-        if dropout > 0:
-            layers.append(LayerSpec("dropout", (("rate", dropout),)))
-    layers.append(LayerSpec("dense", tuple(sorted({"units": output_units, "activation": linear, "use_bias": use_bias}.items()))))
-    return ModelSpec(layers=tuple(layers), family="mlp")
+def _final_activation(model: ModelSpec, index: int) -> tuple[str | None, LayerSpec]:
+    """The activation the output at plan `index` ends with (walking back through a stack's activation-free layers)."""
+    layer = model.layers[index]
+    if model.graph is not None:
+        return (layer["activation"].name if layer.kind in ("dense", "activation") else None), layer
+    for earlier in reversed(model.layers[: index + 1]):
+        if earlier.kind in ("dense", "activation"):
+            return earlier["activation"].name, layer
+    return None, layer
 
 
 def check_model_against_task(model: ModelSpec, input_shape: Shape, loss: str, task: str, num_outputs: int) -> None:
-    """Shape-check the model on the dataset's input and check its output fits the loss.
+    """Shape-check the model on the dataset's input and check every output fits its loss.
 
     Raises:
-        SpecError: naming the layer index and shapes, or the loss/dataset mismatch and its fix.
+        SpecError: naming the layer/node and shapes, or the loss/dataset mismatch and its fix.
     """
     plans = model.plan(input_shape)
-    output_shape = plans[-1].output_shape
-    last = model.layers[-1]
-    final_activation = None
-    for layer in reversed(model.layers):
-        if layer.kind == "dense":
-            final_activation = layer["activation"].name
-            break
-        if layer.kind == "activation":
-            final_activation = layer["activation"].name
-            break
-    if loss in ("cross_entropy", "binary_cross_entropy") and final_activation in ("softmax", "sigmoid") and last.kind in ("dense", "activation"):
-        raise SpecError(
-            f"model: the last layer applies {final_activation!r}, but loss {loss!r} takes logits "
-            "(it applies the softmax/sigmoid itself, in a numerically stable form). "
-            "Remove the final activation; predictions use the argmax of the logits."
-        )
-    if output_shape != (num_outputs,):
-        raise SpecError(
-            f"model: the output shape is {output_shape}, but loss {loss!r} on this {task} dataset needs "
-            f"({num_outputs},). Drop the output width so it comes from the dataset, or set it to {num_outputs}."
-        )
+    for output in model.outputs():
+        output_loss = output.loss or loss
+        label = "model" if model.graph is None else f"model.graph.outputs '{output.name}'"
+        if output.loss is not None and LOSS_TASKS.get(output_loss) != task:
+            fitting = [name for name, needed in LOSS_TASKS.items() if needed == task]
+            raise SpecError(
+                f"{label}: loss {output_loss!r} needs a {LOSS_TASKS.get(output_loss)} dataset, but this dataset is a "
+                f"{task} dataset. Every output predicts the dataset's target: use loss {' or '.join(fitting)}, or drop the "
+                "output's `loss` to use the suite's."
+            )
+        final_activation, last = _final_activation(model, output.index)
+        if output_loss in ("cross_entropy", "binary_cross_entropy") and final_activation in ("softmax", "sigmoid") and last.kind in ("dense", "activation"):
+            raise SpecError(
+                f"{label}: the last layer applies {final_activation!r}, but loss {output_loss!r} takes logits "
+                "(it applies the softmax/sigmoid itself, in a numerically stable form). "
+                "Remove the final activation; predictions use the argmax of the logits."
+            )
+        output_shape = plans[output.index].output_shape
+        if output_shape != (num_outputs,):
+            raise SpecError(
+                f"{label}: the output shape is {output_shape}, but loss {output_loss!r} on this {task} dataset needs "
+                f"({num_outputs},). Drop the output width so it comes from the dataset, or set it to {num_outputs}."
+            )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.spec.components import Component
+from harness.spec.graph import GraphSpec, ModelOutput, plan_graph
 from harness.spec.layers import LayerPlan, LayerSpec, Shape, plan_layers
 
 HASH_LENGTH = 16  # hex digits of SHA-256 kept: 64 bits, collision-free for any realistic store
@@ -87,20 +88,39 @@ class TrainingSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A plain stack of layers. `family` records the shorthand it came from (for display only)."""
+    """A model: its layers, and (graph form) how they are wired. `family` records the shorthand it
+    came from (for display only).
+
+    `graph` None: a plain stack, each layer reads the one before it, one output (the last layer).
+    Otherwise `layers` holds one layer per graph node, in node order (harness.spec.graph). The
+    JSON form omits `graph` when it is None, so the hashes of plain stacks never move.
+    """
 
     layers: tuple[LayerSpec, ...]
     family: str | None = None
+    graph: GraphSpec | None = None
 
     def plan(self, input_shape: Shape) -> tuple[LayerPlan, ...]:
+        if self.graph is not None:
+            return plan_graph(self.layers, self.graph, input_shape)
         return plan_layers(self.layers, input_shape)
 
+    def outputs(self) -> tuple[ModelOutput, ...]:
+        """The model's outputs: plan index, loss (None: the trial's loss) and weight in the loss mean."""
+        if self.graph is not None:
+            return self.graph.model_outputs()
+        return (ModelOutput("output", len(self.layers) - 1, None, 1.0),)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"family": self.family, "layers": [layer.to_dict() for layer in self.layers]}
+        data: dict[str, Any] = {"family": self.family, "layers": [layer.to_dict() for layer in self.layers]}
+        if self.graph is not None:
+            data["graph"] = self.graph.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelSpec:
-        return cls(layers=tuple(LayerSpec.from_dict(x) for x in data["layers"]), family=data.get("family"))
+        graph = GraphSpec.from_dict(data["graph"]) if data.get("graph") is not None else None
+        return cls(layers=tuple(LayerSpec.from_dict(x) for x in data["layers"]), family=data.get("family"), graph=graph)
 
 
 @dataclass(frozen=True)

@@ -228,7 +228,8 @@ def resolve_cell(document: Mapping[str, Any], backend: str) -> TrialSpec:
             f"{optimizer['weight_decay']}) and regularizer.weight_decay is {regularizer.weight_decay}, so both would "
             "apply. Set regularizer.weight_decay: 0, or set the optimizer's weight_decay: 0 (or use adam).",
         )
-    model = resolve_model(document.get("model"), info.num_outputs, dropout=regularizer.dropout, where="model")
+    model = resolve_model(document.get("model"), info.num_outputs, dropout=regularizer.dropout, where="model",
+                          input_shape=info.input_shape)
     if regularizer.dropout > 0 and model.family is None:
         raise SuiteIssue(
             ("regularizer", "dropout"),

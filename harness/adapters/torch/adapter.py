@@ -105,7 +105,7 @@ class TorchAdapter:
         init_seed, dropout_seed = np.random.default_rng([spec.seed, FRAMEWORK_STREAM]).integers(0, SEED_LIMIT, size=2)
         dropout_generator = torch.Generator(device=device)
         dropout_generator.manual_seed(int(dropout_seed))
-        network = build_network(spec.model.plan(info.input_shape), dropout_generator)
+        network = build_network(spec.model.plan(info.input_shape), dropout_generator, spec.model.outputs())
         if spec.init_mode == "native":
             init_generator = torch.Generator()  # CPU: the network is built on CPU, then moved
             init_generator.manual_seed(int(init_seed))

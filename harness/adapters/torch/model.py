@@ -6,7 +6,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from harness.adapters.torch.losses import LossFunction, prepare_targets
+from harness.adapters.torch.losses import LossFunction, data_loss_function, prepare_targets
 from harness.adapters.torch.network import Network, load_weights, read_weights
 from harness.adapters.torch.optimizers import CanonicalUpdate
 
@@ -42,6 +42,15 @@ class TorchModel:
         self.device = device
         self._x: torch.Tensor | None = None
         self._y: torch.Tensor | None = None
+        # Several outputs (graph form): each output's loss (its own, or the trial's) and its weight
+        # in the weighted mean sum_i(w_i * loss_i) / sum_i(w_i).
+        self.output_names = [output.name for output in network.outputs]
+        self.output_loss_names = [output.loss or loss_name for output in network.outputs]
+        self.output_loss_functions = [data_loss_function(name) for name in self.output_loss_names]
+        total_weight = sum(output.weight for output in network.outputs)
+        self.output_shares = [output.weight / total_weight for output in network.outputs]
+        self._targets: dict[str, torch.Tensor] = {}
+        self.output_losses: dict[str, np.ndarray] = {}  # per output, each step's loss in the last train_epoch
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
         """Load canonical-layout float32 arrays keyed by weight_key; resets optimizer state.
@@ -60,6 +69,7 @@ class TorchModel:
         """Keep the training split on the device once; steps only index it."""
         self._x = torch.tensor(np.asarray(x, dtype=np.float32), device=self.device)
         self._y = prepare_targets(self.loss_name, y, self.device)
+        self._targets = {name: prepare_targets(name, y, self.device) for name in set(self.output_loss_names)}
 
     def train_epoch(self, batches: list[np.ndarray]) -> np.ndarray:
         """One optimizer step per index array; returns each step's data loss as float64 (steps,).
@@ -74,7 +84,10 @@ class TorchModel:
         if self._x is None or self._y is None:
             raise RuntimeError("call set_training_data before train_epoch")
         if not batches:
+            self.output_losses = {name: np.zeros(0, dtype=np.float64) for name in self.output_names}
             return np.zeros(0, dtype=np.float64)
+        if len(self.output_names) > 1:
+            return self._train_epoch_outputs(batches)
         x, y = self._x, self._y
         module, data_loss, penalty, update = self.network.module, self.data_loss, self.penalty, self.update
         # all indices of the epoch in one tensor, split into views: one host->device copy
@@ -89,16 +102,49 @@ class TorchModel:
             update.zero_grad()
             objective.backward()
             update.step()
-        return torch.stack(losses).cpu().numpy().astype(np.float64)
+        result = torch.stack(losses).cpu().numpy().astype(np.float64)
+        self.output_losses = {self.output_names[0]: result}
+        return result
+
+    def _train_epoch_outputs(self, batches: list[np.ndarray]) -> np.ndarray:
+        """train_epoch for several outputs: minimizes the weighted mean of their losses (+ penalties)."""
+        x, module, penalty, update = self._x, self.network.module, self.penalty, self.update
+        targets = [self._targets[name] for name in self.output_loss_names]
+        functions, shares = self.output_loss_functions, self.output_shares
+        sizes = [len(batch) for batch in batches]
+        indices = torch.from_numpy(np.concatenate(batches).astype(np.int64, copy=False)).to(self.device)
+        totals, per_output = [], []
+        module.train()
+        for index in indices.split(sizes):
+            outputs = module(x[index])
+            losses = [function(output, target[index]) for function, output, target in zip(functions, outputs, targets)]
+            loss = sum(share * value for share, value in zip(shares, losses))
+            totals.append(loss.detach())
+            per_output.append(torch.stack([value.detach() for value in losses]))
+            objective = loss + penalty() if penalty is not None else loss
+            update.zero_grad()
+            objective.backward()
+            update.step()
+        table = torch.stack(per_output).cpu().numpy().astype(np.float64)  # (steps, outputs)
+        self.output_losses = {name: table[:, i] for i, name in enumerate(self.output_names)}
+        return torch.stack(totals).cpu().numpy().astype(np.float64)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Outputs in evaluation mode (dropout off), without gradients: float32 (N, outputs)."""
+        """The FIRST output in evaluation mode (dropout off, batch_norm on its running statistics),
+        without gradients: float32 (N, outputs)."""
+        return self.predict_outputs(x)[self.output_names[0]]
+
+    def predict_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output in evaluation mode, by output name, float32 (N, ...) in canonical layout."""
         module = self.network.module
         module.eval()
         inputs = torch.tensor(np.asarray(x, dtype=np.float32))  # a copy: dataset arrays are read-only
-        outputs = []
+        chunks: list[list[torch.Tensor]] = [[] for _ in self.output_names]
         with torch.inference_mode():
             for start in range(0, max(len(inputs), 1), PREDICT_CHUNK):
-                chunk = inputs[start:start + PREDICT_CHUNK].to(self.device)
-                outputs.append(module(chunk).cpu())
-        return torch.cat(outputs).numpy().astype(np.float32, copy=False)
+                outputs = module(inputs[start:start + PREDICT_CHUNK].to(self.device))
+                for chunk, output in zip(chunks, outputs if len(chunks) > 1 else (outputs,)):
+                    chunk.append(output.cpu())
+        return {
+            name: torch.cat(chunk).numpy().astype(np.float32, copy=False) for name, chunk in zip(self.output_names, chunks)
+        }

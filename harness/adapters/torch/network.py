@@ -1,134 +1,119 @@
 """The torch network of a spec: modules, canonical weight keys, native-mode initialization.
 
-The layer plan (harness.spec.layers) becomes an `nn.Sequential`. Every trainable tensor is
-reachable by its canonical key (harness.spec.init.weight_key, e.g. '0.dense.kernel').
-Canonical dense kernels are (fan_in, fan_out) so that y = x @ kernel + bias; torch's
-`Linear.weight` is (fan_out, fan_in), so kernels are transposed on the way in and out.
+The layer plans (harness.spec.layers) become an `nn.Sequential` (a plain stack with one
+output) or a `Graph` (the graph form). Every canonical tensor - trainable weights and
+batch_norm state - is reachable by its canonical key (harness.spec.init.weight_key, e.g.
+'0.dense.kernel') through a TensorSlot that converts between the canonical layout and
+torch's (harness.adapters.torch.realize). The model input arrives channels-last; layers
+that run channels-first get a Permute in front, and the outputs leave channels-last.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from harness.adapters.torch.layers import ACTIVATION_MODULES, Graph, InvertedDropout, MultiInput, Permute, activation_module
+from harness.adapters.torch.realize import LAST, Context, TensorSlot, permutation, realize
 from harness.errors import BackendError
-from harness.spec.components import ACTIVATIONS, Component
-from harness.spec.init import weight_key
-from harness.spec.layers import LayerPlan
+from harness.spec.components import Component
+from harness.spec.graph import ModelOutput
+from harness.spec.layer_types import LayerPlan
 
-
-class InvertedDropout(nn.Module):
-    """Canonical dropout: in training, zero each element with probability `rate` and scale
-    the survivors by 1/(1-rate); identity in evaluation mode.
-
-    Same arithmetic as `nn.Dropout`, but the masks come from the model's own generator, so a
-    trial's masks depend only on its seed (not on whatever else used torch's global RNG).
-    """
-
-    def __init__(self, rate: float, generator: torch.Generator) -> None:
-        super().__init__()
-        self.rate = rate
-        self.keep = 1.0 - rate
-        self.generator = generator
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return inputs
-        # mask elements are 0 or 1/keep: one bernoulli draw per element, keep-probability `keep`
-        mask = torch.empty_like(inputs).bernoulli_(self.keep, generator=self.generator).div_(self.keep)
-        return inputs * mask
-
-    def extra_repr(self) -> str:
-        return f"rate={self.rate}"
-
-
-# Each canonical activation, configured to its canonical parameters (None: identity, no module).
-ACTIVATION_MODULES: dict[str, Callable[[Component], nn.Module | None]] = {
-    "linear": lambda component: None,
-    "relu": lambda component: nn.ReLU(),
-    "sigmoid": lambda component: nn.Sigmoid(),
-    "tanh": lambda component: nn.Tanh(),
-    "leaky_relu": lambda component: nn.LeakyReLU(negative_slope=component["negative_slope"]),
-    "elu": lambda component: nn.ELU(alpha=component["alpha"]),
-    "gelu": lambda component: nn.GELU(approximate="none"),  # exact x*Phi(x), erf form
-    "softmax": lambda component: nn.Softmax(dim=-1),
-}
-assert set(ACTIVATION_MODULES) == set(ACTIVATIONS), "every canonical activation needs a torch realization"
-
-
-def activation_module(activation: Component) -> nn.Module | None:
-    """The torch module realizing a canonical activation, or None for 'linear'."""
-    return ACTIVATION_MODULES[activation.name](activation)
-
-
-@dataclass(frozen=True)
-class TensorSlot:
-    """Where one canonical tensor lives in torch: the parameter, and whether it is transposed."""
-
-    key: str  # canonical key, e.g. '0.dense.kernel'
-    parameter: nn.Parameter
-    transposed: bool  # True for dense kernels: torch (out, in) vs canonical (in, out)
-    role: str  # 'kernel' | 'bias' (TensorSpec.role)
-    fan_in: int  # of the layer's kernel: fan_in_uniform draws the bias from U(+-1/sqrt(fan_in))
+__all__ = [
+    "ACTIVATION_MODULES", "InvertedDropout", "KERNEL_INITIALIZERS", "Network", "TensorSlot", "activation_module",
+    "build_network", "initialize_native", "load_weights", "read_weights",
+]
 
 
 @dataclass(frozen=True)
 class Network:
-    """An `nn.Sequential` plus the canonical view of its trainable tensors (plan order)."""
+    """The torch module plus the canonical view of its tensors (plan order) and its outputs."""
 
-    module: nn.Sequential
+    module: nn.Module  # nn.Sequential for a plain stack, Graph otherwise
     slots: tuple[TensorSlot, ...]
+    outputs: tuple[ModelOutput, ...]
 
     @property
-    def kernels(self) -> list[nn.Parameter]:
-        """Tensors the l1/l2 penalties and decoupled weight decay touch."""
-        return [slot.parameter for slot in self.slots if slot.role == "kernel"]
+    def kernels(self) -> list[torch.Tensor]:
+        """Tensors the l1/l2 penalties and decoupled weight decay touch (weight matrices)."""
+        return [t for slot in self.slots if slot.spec.regularized for t in slot.trainable]
 
     @property
-    def parameters(self) -> list[nn.Parameter]:
-        return [slot.parameter for slot in self.slots]
+    def parameters(self) -> list[torch.Tensor]:
+        """Every tensor the optimizer updates (batch_norm state and frozen zero biases excluded)."""
+        return [t for slot in self.slots for t in slot.trainable]
 
 
-def build_network(plans: tuple[LayerPlan, ...], dropout_generator: torch.Generator) -> Network:
-    """Build the modules of a layer plan (float32, CPU; move with `.to(device)` afterwards).
+def _convert(rank: int, have: str, need: str | None) -> tuple[int, ...] | None:
+    """The permutation bringing a tensor of canonical `rank` from layout `have` to `need` (None: none needed)."""
+    if need is None or rank < 2 or have == need:
+        return None
+    return permutation(rank, need)
+
+
+def build_network(plans: tuple[LayerPlan, ...], dropout_generator: torch.Generator, outputs: Sequence[ModelOutput] | None = None) -> Network:
+    """Build the modules of a model's plans (float32, CPU; move with `.to(device)` afterwards).
+
+    Args:
+        plans: `spec.model.plan(input_shape)`.
+        dropout_generator: the RNG of every dropout mask.
+        outputs: `spec.model.outputs()`; default: one output, the last plan.
 
     Raises:
         BackendError: a layer kind this adapter does not realize.
     """
-    modules: list[nn.Module] = []
+    outputs = tuple(outputs) if outputs is not None else (ModelOutput("output", len(plans) - 1),)
+    layouts: dict[int, str] = {-1: LAST}
+    ranks: dict[int, int] = {-1: len(plans[0].input_shapes[0])}
+    nodes: list[list[nn.Module] | nn.Module] = []
     slots: list[TensorSlot] = []
     for plan in plans:
-        layer = plan.layer
-        if layer.kind == "dense":
-            (fan_in,) = plan.input_shape
-            linear = nn.Linear(fan_in, layer["units"], bias=layer["use_bias"], dtype=torch.float32)
-            modules.append(linear)
-            for tensor in plan.tensors:
-                parameter = linear.weight if tensor.role == "kernel" else linear.bias
-                slots.append(TensorSlot(weight_key(plan, tensor), parameter, tensor.role == "kernel", tensor.role, fan_in))
-            activation = activation_module(layer["activation"])
-            if activation is not None:
-                modules.append(activation)
-        elif layer.kind == "activation":
-            activation = activation_module(layer["activation"])
-            if activation is not None:
-                modules.append(activation)
-        elif layer.kind == "dropout":
-            if layer["rate"] > 0:
-                modules.append(InvertedDropout(layer["rate"], dropout_generator))
+        realization = realize(plan, Context(tuple(layouts[s] for s in plan.inputs), dropout_generator))
+        need = realization.layout_in if realization.layout_in is not None else layouts[plan.inputs[0]]
+        conversions = [_convert(ranks[s], layouts[s], need) for s in plan.inputs]
+        if len(plan.inputs) == 1:
+            nodes.append(([Permute(conversions[0])] if conversions[0] else []) + realization.modules)
         else:
-            raise BackendError(
-                f"model.layers[{plan.index}]: the torch backend has no realization of layer {layer.kind!r}. "
-                "Use a layer it supports (dense, dropout, activation) or another backend."
-            )
-    return Network(nn.Sequential(*modules), tuple(slots))
+            (module,) = realization.modules
+            nodes.append(MultiInput(module, conversions) if any(conversions) else module)
+        layouts[plan.index] = realization.layout_out if len(plan.output_shape) > 1 else LAST
+        ranks[plan.index] = len(plan.output_shape)
+        slots.extend(realization.slots)
+    finals = {o.index: _convert(ranks[o.index], layouts[o.index], LAST) for o in outputs}
+    is_stack = all(plan.inputs == (plan.index - 1,) for plan in plans) and [o.index for o in outputs] == [len(plans) - 1]
+    if is_stack:
+        modules = [m for node in nodes for m in node]  # type: ignore[union-attr]
+        last = finals[len(plans) - 1]
+        module: nn.Module = nn.Sequential(*modules, *([Permute(last)] if last else []))
+    else:
+        graph_nodes = [nn.Sequential(*node) if isinstance(node, list) else node for node in nodes]
+        index_of = {}
+        for output in outputs:  # a channels-first output gets its own Permute node
+            if finals[output.index] and output.index not in index_of:
+                graph_nodes.append(Permute(finals[output.index]))
+                index_of[output.index] = len(graph_nodes) - 1
+        sources = [plan.inputs for plan in plans] + [(index,) for index in index_of]
+        module = Graph(graph_nodes, sources, [index_of.get(o.index, o.index) for o in outputs])
+    return Network(module.to(torch.float32), tuple(slots), outputs)
+
+
+def write_slot(slot: TensorSlot, array: np.ndarray) -> None:
+    """Copy one canonical-layout array into the torch tensors behind a slot."""
+    array = np.asarray(array, dtype=np.float32)
+    if tuple(array.shape) != tuple(slot.spec.shape):
+        raise ValueError(f"weight {slot.key!r}: expected canonical shape {slot.spec.shape}, got {array.shape}")
+    with torch.no_grad():
+        for tensor, converted in zip(slot.tensors, slot.to_torch(array)):
+            tensor.copy_(torch.from_numpy(np.ascontiguousarray(converted, dtype=np.float32)))
 
 
 def load_weights(network: Network, weights: dict[str, np.ndarray]) -> None:
-    """Copy canonical-layout arrays into the network's parameters.
+    """Copy canonical-layout arrays (weights and batch_norm state) into the network.
 
     Raises:
         ValueError: the keys or shapes do not match the network (names the offending keys).
@@ -139,30 +124,24 @@ def load_weights(network: Network, weights: dict[str, np.ndarray]) -> None:
             f"weights do not match the model: missing {sorted(expected - set(weights))}, "
             f"unexpected {sorted(set(weights) - expected)}"
         )
-    with torch.no_grad():
-        for slot in network.slots:
-            array = np.asarray(weights[slot.key], dtype=np.float32)
-            if slot.transposed:
-                array = array.T
-            if tuple(array.shape) != tuple(slot.parameter.shape):
-                canonical = tuple(reversed(slot.parameter.shape)) if slot.transposed else tuple(slot.parameter.shape)
-                raise ValueError(f"weight {slot.key!r}: expected canonical shape {canonical}, got {weights[slot.key].shape}")
-            slot.parameter.copy_(torch.from_numpy(np.ascontiguousarray(array)))
+    for slot in network.slots:
+        write_slot(slot, weights[slot.key])
 
 
 def read_weights(network: Network) -> dict[str, np.ndarray]:
-    """Every trainable tensor as a float32 array in canonical layout (copies, not views)."""
+    """Every canonical tensor (weights and batch_norm state) as a float32 array in canonical layout (copies)."""
     weights = {}
     for slot in network.slots:
-        array = slot.parameter.detach().cpu().numpy()
-        weights[slot.key] = np.array(array.T if slot.transposed else array, dtype=np.float32, order="C")
+        array = slot.to_canonical([tensor.detach().cpu().numpy() for tensor in slot.tensors])
+        weights[slot.key] = np.array(array, dtype=np.float32, order="C")
     return weights
 
 
-# Native mode: torch.nn.init configured to each canonical formula. Every function receives the
-# torch weight of shape (fan_out, fan_in); torch's fan rule for it (fan_in = size(1)) equals the
-# canonical one for the (fan_in, fan_out) kernel. All normals here are plain (torch's normal_,
-# kaiming_normal_, xavier_normal_ never truncate).
+# Native mode: torch.nn.init configured to each canonical formula. Every function receives a
+# torch tensor whose shape is the canonical shape REVERSED ((out, in) for a dense kernel, (out,
+# in, k) for a conv1d kernel): torch's fan rule on it (fan_in = size(1) * receptive field) equals
+# the canonical one. All normals here are plain (torch's normal_, kaiming_normal_, xavier_normal_
+# never truncate).
 KernelInit = Callable[[torch.Tensor, Component, torch.Generator], object]
 KERNEL_INITIALIZERS: dict[str, KernelInit] = {
     "zeros": lambda weight, c, generator: nn.init.zeros_(weight),
@@ -188,16 +167,39 @@ KERNEL_INITIALIZERS: dict[str, KernelInit] = {
     "orthogonal": lambda weight, c, generator: nn.init.orthogonal_(weight, gain=c["gain"], generator=generator),
     # U(+-1/sqrt(fan_in)): written out rather than kaiming_uniform_(a=sqrt(5)), which equals it
     "fan_in_uniform": lambda weight, c, generator: nn.init.uniform_(
-        weight, -1.0 / np.sqrt(weight.shape[1]), 1.0 / np.sqrt(weight.shape[1]), generator=generator
+        weight, -1.0 / np.sqrt(math.prod(weight.shape[1:])), 1.0 / np.sqrt(math.prod(weight.shape[1:])), generator=generator
     ),
 }
+CONSTANTS = {"gamma": 1.0, "beta": 0.0, "moving_mean": 0.0, "moving_variance": 1.0}
+
+
+def _native_tensor(slot: TensorSlot, initializer: Component, generator: torch.Generator) -> np.ndarray:
+    spec = slot.spec
+    if spec.role in CONSTANTS:
+        return np.full(spec.shape, CONSTANTS[spec.role], dtype=np.float32)
+    if spec.role == "bias":
+        array = torch.zeros(spec.shape)
+        if initializer.name == "fan_in_uniform":
+            bound = 1.0 / np.sqrt(spec.fan_in or 1)
+            nn.init.uniform_(array, -bound, bound, generator=generator)
+        return array.numpy()
+    component = spec.initializer if spec.role in ("recurrent_kernel", "embedding") and spec.initializer else initializer
+    if component.name not in KERNEL_INITIALIZERS:
+        raise BackendError(
+            f"initializer: the torch backend has no native realization of {component.name!r} (tensor {slot.key}). "
+            f"Use init_mode 'shared', or one of: {', '.join(sorted(KERNEL_INITIALIZERS))}."
+        )
+    reversed_shape = torch.empty(tuple(reversed(spec.shape)))  # torch's fan rule reads this layout
+    KERNEL_INITIALIZERS[component.name](reversed_shape, component, generator)
+    return np.transpose(reversed_shape.numpy())
 
 
 def initialize_native(network: Network, initializer: Component, generator: torch.Generator) -> None:
     """Draw every tensor with torch's own initializers, configured to the canonical meaning.
 
-    Kernels follow the initializer's formula; biases are zero, except under fan_in_uniform,
-    which draws them U(-1/sqrt(fan_in), 1/sqrt(fan_in)). Tensors are drawn in plan order.
+    Kernels follow the suite's initializer, recurrent kernels and embeddings their layer's;
+    biases are zero, except under fan_in_uniform, which draws them U(-1/sqrt(fan_in), 1/sqrt(fan_in));
+    gamma and moving_variance start at 1, beta and moving_mean at 0. Tensors are drawn in plan order.
 
     Raises:
         BackendError: an initializer this adapter does not realize.
@@ -209,10 +211,4 @@ def initialize_native(network: Network, initializer: Component, generator: torch
         )
     with torch.no_grad():
         for slot in network.slots:
-            if slot.role == "kernel":
-                KERNEL_INITIALIZERS[initializer.name](slot.parameter, initializer, generator)
-            elif initializer.name == "fan_in_uniform":
-                bound = 1.0 / np.sqrt(slot.fan_in)
-                nn.init.uniform_(slot.parameter, -bound, bound, generator=generator)
-            else:
-                nn.init.zeros_(slot.parameter)
+            write_slot(slot, _native_tensor(slot, initializer, generator))
