@@ -1,0 +1,114 @@
+"""Adapter speed: the Keras adapter's training time vs a plain Keras `model.fit`.
+
+Workload: MLP 40-100-100-10 (ReLU, he_normal), Adam lr 1e-3, batch 100, 20 epochs on
+MNIST-1D (4000 training samples: 800 steps), Keras on its TensorFlow backend, one process,
+the same thread count for both sides, interleaved (the order alternates every repeat).
+
+    adapter: TrialResult.train_seconds of harness.adapters.loop.train_trial - the optimizer
+             steps alone, INCLUDING the first epoch's tracing of the compiled epoch function
+             (per-epoch evaluation is timed separately by the loop and left out)
+    fit:     a fresh keras.Sequential with the built-in Adam and
+             SparseCategoricalCrossentropy(from_logits=True), `model.fit(x, y, batch_size=100,
+             epochs=20, shuffle=True, verbose=0)`, wall time of the fit call (its tracing
+             included, like the adapter's)
+Both sides build a new model every repeat, so both pay their tracing every time. `fit` runs
+Keras' own (non-canonical) Adam and its own shuffling: it is the speed reference, not a
+parity reference. Prints both medians and the ratio adapter/fit. Target: ratio <= 1.
+
+    python benchmarks/bench_keras_loop.py [--repeats 5] [--epochs 20] [--threads 1]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up banner out of the table
+
+from harness.adapters import get_adapter  # noqa: E402
+from harness.adapters.loop import train_trial  # noqa: E402
+from harness.data import dataset_info, load_dataset, resolve_dataset  # noqa: E402
+from harness.data.types import Dataset  # noqa: E402
+from harness.spec import RegularizerSpec, TrainingSpec, TrialSpec, resolve_component, resolve_model  # noqa: E402
+
+
+def make_spec(epochs: int, seed: int = 0) -> TrialSpec:
+    dataset = resolve_dataset("mnist1d")
+    info = dataset_info(dataset)
+    return TrialSpec(
+        dataset=dataset,
+        model=resolve_model({"mlp": {"hidden": [100, 100], "activation": "relu"}}, num_outputs=info.num_outputs),
+        loss=resolve_component("loss", "cross_entropy", "loss"),
+        optimizer=resolve_component("optimizer", {"name": "adam", "lr": 1e-3}, "optimizer"),
+        initializer=resolve_component("initializer", "he_normal", "initializer"),
+        regularizer=RegularizerSpec(),
+        training=TrainingSpec(epochs=epochs, batch_size=100),
+        seed=seed,
+        backend="keras",
+    )
+
+
+def fit_seconds(spec: TrialSpec, data: Dataset) -> tuple[float, float]:
+    """Train with plain `model.fit`; return (seconds of the fit call, last epoch's mean minibatch loss)."""
+    import keras
+
+    keras.utils.set_random_seed(spec.seed)
+    network = keras.Sequential([
+        keras.Input(shape=data.info.input_shape),
+        keras.layers.Dense(100, activation="relu", kernel_initializer="he_normal"),
+        keras.layers.Dense(100, activation="relu", kernel_initializer="he_normal"),
+        keras.layers.Dense(10, kernel_initializer="he_normal"),
+    ])
+    network.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=spec.optimizer["lr"]),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    start = time.perf_counter()
+    history = network.fit(
+        data.x_train, data.y_train, batch_size=spec.training.batch_size, epochs=spec.training.epochs,
+        shuffle=True, verbose=0,
+    )
+    return time.perf_counter() - start, float(history.history["loss"][-1])
+
+
+def adapter_seconds(spec: TrialSpec, adapter, data: Dataset) -> tuple[float, float]:
+    """Train through the harness loop; return (train_seconds, last epoch's mean minibatch loss)."""
+    result = train_trial(spec, adapter, data)
+    if result.status != "ok":
+        raise RuntimeError(f"the adapter's trial ended {result.status}: {result.error}")
+    return result.train_seconds, result.final()["minibatch_loss"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats (>= 3)")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=1, help="TensorFlow intra/inter-op threads for both sides")
+    args = parser.parse_args()
+    if args.repeats < 3:
+        parser.error("--repeats must be >= 3 (the median of fewer says little)")
+    adapter = get_adapter("keras")
+    adapter.configure(args.threads)  # before any TensorFlow op: pins the pools for both sides
+    spec = make_spec(args.epochs)
+    data = load_dataset(spec.dataset)
+    adapter_times: list[float] = []
+    fit_times: list[float] = []
+    for repeat in range(args.repeats):
+        runs = [("adapter", lambda: adapter_seconds(spec, adapter, data)), ("fit", lambda: fit_seconds(spec, data))]
+        if repeat % 2:
+            runs.reverse()
+        for name, run in runs:
+            seconds, loss = run()
+            (adapter_times if name == "adapter" else fit_times).append(seconds)
+            print(f"repeat {repeat + 1} {name:7s} {seconds:7.3f} s   final minibatch loss {loss:.4f}", flush=True)
+    adapter_median, fit_median = statistics.median(adapter_times), statistics.median(fit_times)
+    steps = args.epochs * -(-len(data.y_train) // spec.training.batch_size)
+    print(f"\n{steps} steps, threads={args.threads}, {args.repeats} repeats, {adapter.versions()}")
+    print(f"adapter train_seconds median: {adapter_median:.3f} s")
+    print(f"model.fit seconds median:     {fit_median:.3f} s")
+    print(f"ratio adapter/fit:            {adapter_median / fit_median:.3f}  (target <= 1)")
+
+
+if __name__ == "__main__":
+    main()

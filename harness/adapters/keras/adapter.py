@@ -1,0 +1,201 @@
+"""KerasAdapter: process setup, versions, devices, and building a KerasModel from a TrialSpec.
+
+Keras reads KERAS_BACKEND once, when it is first imported; `harness.adapters.keras.make_adapter`
+sets it before importing this module. Everything here works on the backend Keras runs on;
+the framework-specific calls (threads, determinism, devices) branch on it.
+"""
+from __future__ import annotations
+
+import importlib
+import platform
+import re
+import warnings
+
+import keras
+import numpy as np
+
+from harness.adapters.keras.losses import loss_function, penalty_function
+from harness.adapters.keras.model import KerasModel
+from harness.adapters.keras.network import SEED_LIMIT, build_network
+from harness.adapters.keras.optimizers import make_optimizer
+from harness.data.types import DatasetInfo
+from harness.errors import BackendError, SpecError
+from harness.spec.init import FRAMEWORK_STREAM
+from harness.spec.types import TrialSpec
+
+INIT_MODES = ("shared", "native")
+SUPPORTED_BACKENDS = ("tensorflow", "torch", "jax")
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown cpu"
+
+
+def visible_gpus() -> list[str]:
+    """Names of the GPUs the active Keras backend can use (empty on a CPU-only install)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return [device.name for device in tf.config.list_physical_devices("GPU")]
+    if backend == "torch":
+        import torch
+
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    if backend == "jax":
+        import jax
+
+        return [str(device) for device in jax.devices() if device.platform == "gpu"]
+    return []
+
+
+def resolve_device(device: str) -> str:
+    """'cpu', 'cuda', 'cuda:N' or 'auto' -> a Keras device name ('cpu:0', 'gpu:N').
+
+    Raises:
+        BackendError: a GPU is asked for but none (or not that many) is visible, or the name is unknown.
+    """
+    gpus = visible_gpus()
+    if device == "auto":
+        return "gpu:0" if gpus else "cpu:0"
+    if device == "cpu":
+        return "cpu:0"
+    match = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if match is None:
+        raise BackendError(f"device: the Keras backend got {device!r}; expected 'cpu', 'cuda', 'cuda:N' or 'auto'.")
+    backend = keras.backend.backend()
+    if not gpus:
+        raise BackendError(
+            f"device: {device!r} was asked for, but Keras' {backend} backend sees no GPU. "
+            "Use device 'cpu' or 'auto', or install a GPU build of the backend on a GPU machine."
+        )
+    index = int(match.group(1) or 0)
+    if index >= len(gpus):
+        raise BackendError(
+            f"device: {device!r} was asked for, but Keras' {backend} backend sees {len(gpus)} GPU(s) "
+            f"(cuda:0..cuda:{len(gpus) - 1}). Pick one of those, or 'auto'."
+        )
+    return f"gpu:{index}"
+
+
+_warned_thread_pools = False
+
+
+def pin_tensorflow_threads(tf, threads: int) -> None:
+    """Set TensorFlow's intra- and inter-op pools to `threads`; warn once if the runtime already fixed them."""
+    global _warned_thread_pools
+    threading = tf.config.threading
+    pools = (
+        (threading.get_intra_op_parallelism_threads, threading.set_intra_op_parallelism_threads),
+        (threading.get_inter_op_parallelism_threads, threading.set_inter_op_parallelism_threads),
+    )
+    for getter, setter in pools:
+        if getter() == threads:
+            continue
+        try:
+            setter(threads)
+        except RuntimeError as error:  # the runtime is already initialized: the pools stay as they are
+            if not _warned_thread_pools:
+                warnings.warn(f"TensorFlow's thread pools already started; keeping them ({error})", stacklevel=3)
+                _warned_thread_pools = True
+            return
+
+
+class KerasAdapter:
+    """Implements harness.adapters.base.Adapter for Keras 3 on its active backend.
+
+    Args:
+        name: the harness backend name ('keras', 'keras-tensorflow', 'keras-jax', 'keras-torch').
+    """
+
+    def __init__(self, name: str = "keras") -> None:
+        self.name = name
+        self.keras_backend = keras.backend.backend()
+        if self.keras_backend not in SUPPORTED_BACKENDS:
+            raise BackendError(
+                f"backend {name!r}: Keras runs on {self.keras_backend!r}, which this adapter does not drive. "
+                f"Set KERAS_BACKEND to one of {', '.join(SUPPORTED_BACKENDS)}."
+            )
+
+    def configure(self, threads: int | None) -> None:
+        """Pin intra-op threads and make kernels deterministic (SEMANTICS.md, "Randomness and determinism").
+
+        TensorFlow fixes its thread pools when its runtime starts; if it already started with
+        another count, the call warns instead of failing (the pools stay as they are).
+        """
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        if self.keras_backend == "tensorflow":
+            import tensorflow as tf
+
+            if threads is not None:
+                pin_tensorflow_threads(tf, threads)
+            tf.config.experimental.enable_op_determinism()
+        elif self.keras_backend == "torch":
+            import torch
+
+            if threads is not None:
+                torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(True)
+        # jax: XLA's CPU thread count comes from XLA_FLAGS, set by the runner before import.
+
+    def versions(self) -> dict[str, str]:
+        """{'keras': ..., 'keras_backend': ..., '<backend framework>': ..., 'numpy': ...}."""
+        framework = importlib.import_module(self.keras_backend)
+        return {
+            "keras": keras.__version__,
+            "keras_backend": self.keras_backend,
+            self.keras_backend: str(framework.__version__),
+            "numpy": np.__version__,
+        }
+
+    def device_info(self, device: str) -> dict[str, str]:
+        """{'device': 'cpu' | 'cuda:N', 'name': CPU model or GPU name} for what `device` resolves to."""
+        resolved = resolve_device(device)
+        if resolved.startswith("gpu"):
+            index = int(resolved.split(":")[1])
+            return {"device": f"cuda:{index}", "name": visible_gpus()[index]}
+        return {"device": "cpu", "name": cpu_name()}
+
+    def build(self, spec: TrialSpec, info: DatasetInfo) -> KerasModel:
+        """Build network, loss, penalties and the canonical optimizer for one trial.
+
+        Seeds come from default_rng([seed, FRAMEWORK_STREAM]) (network.layer_seeds draws
+        the per-layer native-init and dropout seeds from it); Keras' global seed is set from
+        the trial seed too, so nothing unseeded is left. In 'shared' mode the loop loads the
+        numpy initial weights with set_weights afterwards.
+
+        Raises:
+            SpecError: unknown init_mode. BackendError: device not available, or a layer, loss or
+                optimizer this adapter does not realize.
+        """
+        if spec.init_mode not in INIT_MODES:
+            raise SpecError(f"init_mode: expected one of {', '.join(INIT_MODES)}, got {spec.init_mode!r}.")
+        if getattr(spec.model, "graph", None) is not None:
+            raise BackendError(
+                "model: the Keras backend realizes plain layer stacks, not the graph form yet. "
+                "Run this suite on backend 'torch', or write the model as a plain list of layers."
+            )
+        device = resolve_device(spec.device)
+        global_seed = int(np.random.default_rng([spec.seed, FRAMEWORK_STREAM, 1]).integers(0, SEED_LIMIT))
+        keras.utils.set_random_seed(global_seed)
+        with keras.device(device):
+            network = build_network(spec.model.plan(info.input_shape), info.input_shape, spec.initializer, spec.seed)
+        regularizer = spec.regularizer
+        return KerasModel(
+            network=network,
+            loss_name=spec.loss.name,
+            data_loss=loss_function(spec.loss.name),
+            penalty=penalty_function(network.kernels, regularizer.l1, regularizer.l2),
+            optimizer=make_optimizer(spec.optimizer, regularizer, network.biases),
+            num_outputs=info.num_outputs,
+            device=device,
+        )

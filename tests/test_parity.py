@@ -1,0 +1,434 @@
+"""PyTorch and Keras agree step by step (issue 3): for every optimizer, loss, initializer,
+regularizer, activation and layer, from the same weights and batches.
+
+Points checked: (1) same parameter count and shapes per layer; (2) identical weights after
+loading and forward agreement to 1e-5; (3) 20 steps: the loss of every step and every
+parameter after every step within the component's tolerance (harness.parity.tolerance_for);
+(4) native init: each framework's samples follow the canonical distribution; (5) dropout:
+same mask rate and scale. Plus the checker itself fails on a deliberately wrong mapping.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+pytest.importorskip("torch")
+pytest.importorskip("keras")
+pytest.importorskip("tensorflow")
+
+from harness.adapters import get_adapter  # noqa: E402
+from harness.data import dataset_info, load_dataset, resolve_dataset  # noqa: E402
+from harness.data.types import Dataset, DatasetInfo  # noqa: E402
+from harness.errors import HarnessError  # noqa: E402
+from harness.parity import ParityResult, Tolerance, parity_check, parity_for_suite, tolerance_for  # noqa: E402
+from harness.spec import (  # noqa: E402
+    DatasetSpec, RegularizerSpec, TrainingSpec, TrialSpec, initial_weights, resolve_component, resolve_model,
+)
+
+pytestmark = pytest.mark.keras
+
+BACKENDS = ("torch", "keras")
+STEPS = 20
+DATASETS = {"cross_entropy": "digits", "binary_cross_entropy": "breast_cancer", "mse": "diabetes"}
+
+
+def make_spec(
+    optimizer="sgd", loss="cross_entropy", model=None, initializer="he_normal", regularizer=None, seed=3,
+    batch_size=32, init_mode="shared",
+) -> tuple[TrialSpec, Dataset]:
+    dataset = resolve_dataset(DATASETS[loss])
+    info = dataset_info(dataset)
+    spec = TrialSpec(
+        dataset=dataset,
+        model=resolve_model(model or {"mlp": {"hidden": [16], "activation": "relu"}}, info.num_outputs),
+        loss=resolve_component("loss", loss, "loss"),
+        optimizer=resolve_component("optimizer", optimizer, "optimizer"),
+        initializer=resolve_component("initializer", initializer, "initializer"),
+        regularizer=regularizer or RegularizerSpec(),
+        training=TrainingSpec(epochs=1, batch_size=batch_size),
+        seed=seed,
+        backend="torch",
+        init_mode=init_mode,
+    )
+    return spec, load_dataset(dataset)
+
+
+def assert_parity(result: ParityResult) -> None:
+    """Point (3) on a finished check; points (1) and (2) are checks parity_check runs first."""
+    assert result.passed, result.message()
+    assert result.first_failed_step is None
+    for backend in BACKENDS:
+        assert result.losses[backend].shape == (STEPS,)
+        assert np.all(np.isfinite(result.losses[backend]))
+    tolerance = result.tolerance
+    # the loss moved: a check of a model that does not train would prove little
+    assert abs(result.losses["torch"][-1] - result.losses["torch"][0]) > 10 * tolerance.loss_atol
+    biggest_loss = max(np.abs(result.losses[b]).max() for b in BACKENDS)
+    assert result.max_loss_delta <= tolerance.loss_atol + tolerance.loss_rtol * biggest_loss
+
+
+# --- (3) every component, 20 steps -----------------------------------------------------------
+
+OPTIMIZERS = [
+    "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw",
+    {"name": "sgd", "lr": 0.05},
+    {"name": "momentum", "lr": 0.02, "momentum": 0.5},
+    {"name": "nesterov", "lr": 0.02, "momentum": 0.7},
+    {"name": "adagrad", "lr": 0.05, "eps": 1e-7, "initial_accumulator": 0.1},
+    {"name": "rmsprop", "lr": 0.002, "rho": 0.9, "eps": 1e-6},
+    {"name": "adam", "lr": 0.003, "beta1": 0.8, "beta2": 0.99, "eps": 1e-6},
+    {"name": "adamw", "lr": 0.002, "beta1": 0.85, "beta2": 0.995, "eps": 1e-7, "weight_decay": 0.1},
+]
+
+
+def component_id(value) -> str:
+    if isinstance(value, str):
+        return value
+    return "-".join(f"{k}={v}" if k != "name" else str(v) for k, v in value.items())
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS, ids=[component_id(o) for o in OPTIMIZERS])
+def test_optimizer_parity(optimizer) -> None:
+    spec, data = make_spec(optimizer=optimizer)
+    assert_parity(parity_check(spec, BACKENDS, data, steps=STEPS, label=component_id(optimizer)))
+
+
+@pytest.mark.parametrize("loss", sorted(DATASETS), ids=sorted(DATASETS))
+def test_loss_parity(loss) -> None:
+    spec, data = make_spec(loss=loss, optimizer={"name": "sgd", "lr": 0.05})
+    assert_parity(parity_check(spec, BACKENDS, data, steps=STEPS))
+
+
+INITIALIZERS = [
+    "zeros", {"name": "normal", "std": 0.1}, {"name": "uniform", "limit": 0.2}, "xavier_uniform",
+    {"name": "xavier_normal", "gain": 1.5}, "he_normal", "he_uniform", "lecun_normal",
+    {"name": "orthogonal", "gain": 1.2}, "fan_in_uniform",
+]
+
+
+@pytest.mark.parametrize("initializer", INITIALIZERS, ids=[component_id(i) for i in INITIALIZERS])
+def test_initializer_parity_shared_mode(initializer) -> None:
+    spec, data = make_spec(initializer=initializer, optimizer={"name": "sgd", "lr": 0.05})
+    assert_parity(parity_check(spec, BACKENDS, data, steps=STEPS))
+
+
+REGULARIZERS = {
+    "l1": RegularizerSpec(l1=1e-3),
+    "l2": RegularizerSpec(l2=1e-2),
+    "weight_decay": RegularizerSpec(weight_decay=0.5),
+    "clip_norm": RegularizerSpec(clip_norm=0.3),  # below the first steps' gradient norms: clipping is active
+    "clip_value": RegularizerSpec(clip_value=0.005),
+    "all": RegularizerSpec(l1=1e-4, l2=1e-3, weight_decay=0.1, clip_norm=1.0, clip_value=0.05),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REGULARIZERS), ids=sorted(REGULARIZERS))
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"], ids=["sgd", "adam"])
+def test_regularizer_parity(name, optimizer) -> None:
+    lr = {"sgd": 0.05, "adam": 0.002}[optimizer]
+    spec, data = make_spec(optimizer={"name": optimizer, "lr": lr}, regularizer=REGULARIZERS[name])
+    assert_parity(parity_check(spec, BACKENDS, data, steps=STEPS))
+
+
+ACTIVATIONS = [
+    "linear", "relu", "sigmoid", "tanh", {"name": "leaky_relu", "negative_slope": 0.2}, "leaky_relu",
+    {"name": "elu", "alpha": 0.7}, "gelu", "softmax",
+]
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=[component_id(a) for a in ACTIVATIONS])
+def test_activation_parity(activation) -> None:
+    model = {"mlp": {"hidden": [16, 16], "activation": activation}}
+    spec, data = make_spec(model=model, optimizer={"name": "sgd", "lr": 0.1})
+    assert_parity(parity_check(spec, BACKENDS, data, steps=STEPS))
+
+
+LAYER_MODELS = {
+    "dense_without_bias": {"layers": [{"dense": {"units": 16, "activation": "tanh", "use_bias": False}}, {"dense": {}}]},
+    "activation_layer": {"layers": [{"dense": {"units": 16}}, {"activation": "elu"}, {"dense": {}}]},
+    "dropout_layer": {"layers": [{"dense": {"units": 16, "activation": "relu"}}, {"dropout": 0.5}, {"dense": {}}]},
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYER_MODELS), ids=sorted(LAYER_MODELS))
+def test_layer_parity(name) -> None:
+    spec, data = make_spec(model=LAYER_MODELS[name], optimizer={"name": "sgd", "lr": 0.1})
+    result = parity_check(spec, BACKENDS, data, steps=STEPS)
+    assert_parity(result)
+    if name == "dropout_layer":
+        assert "dropout layers ran as identity" in result.note
+    else:
+        assert result.note == ""
+
+
+# --- (1) and (2): structure, loaded weights, forward pass ----------------------------------------
+
+
+def test_structure_loaded_weights_and_forward_agree() -> None:
+    spec, data = make_spec(model={"mlp": {"hidden": [32, 16], "activation": "gelu"}}, initializer="xavier_uniform")
+    plans = spec.model.plan(data.info.input_shape)
+    weights = initial_weights(plans, spec.initializer, spec.seed)
+    outputs = {}
+    for backend in BACKENDS:
+        model = get_adapter(backend).build(dataclasses.replace(spec, backend=backend), data.info)
+        model.set_weights(weights)
+        loaded = model.get_weights()
+        # (1) per layer: the same tensors, shapes and parameter count as the spec's plan
+        for plan in plans:
+            for tensor in plan.tensors:
+                key = f"{plan.name}.{tensor.name}"
+                assert loaded[key].shape == tensor.shape
+        assert sum(v.size for v in loaded.values()) == 64 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10
+        # (2) bit-identical after loading
+        for key, value in weights.items():
+            assert loaded[key].dtype == np.float32
+            np.testing.assert_array_equal(loaded[key], value)
+        outputs[backend] = model.predict(data.x_test[:64])
+    # float32 rounding of three layers: measured ~1e-6, allowed 1e-5
+    np.testing.assert_allclose(outputs["torch"], outputs["keras"], rtol=1e-5, atol=1e-5)
+
+
+# --- (4) native init: both frameworks draw from the canonical distribution -------------------------
+
+FAN_IN, FAN_OUT = 200, 300  # 60,000 kernel samples: KS detects a truncated normal (D ~ 0.02 vs critical 0.009)
+
+
+def canonical_distribution(initializer):
+    name, params = initializer.name, dict(initializer.params)
+    if name == "normal":
+        return stats.norm(0.0, params["std"])
+    if name == "uniform":
+        return stats.uniform(-params["limit"], 2 * params["limit"])
+    if name == "xavier_uniform":
+        limit = params["gain"] * math.sqrt(6.0 / (FAN_IN + FAN_OUT))
+        return stats.uniform(-limit, 2 * limit)
+    if name == "xavier_normal":
+        return stats.norm(0.0, params["gain"] * math.sqrt(2.0 / (FAN_IN + FAN_OUT)))
+    if name == "he_normal":
+        return stats.norm(0.0, math.sqrt(2.0 / FAN_IN))
+    if name == "he_uniform":
+        limit = math.sqrt(6.0 / FAN_IN)
+        return stats.uniform(-limit, 2 * limit)
+    if name == "lecun_normal":
+        return stats.norm(0.0, math.sqrt(1.0 / FAN_IN))
+    if name == "fan_in_uniform":
+        limit = 1.0 / math.sqrt(FAN_IN)
+        return stats.uniform(-limit, 2 * limit)
+    return None  # zeros, orthogonal: checked exactly
+
+
+def native_weights(backend: str, initializer, seed: int = 11) -> dict[str, np.ndarray]:
+    info = DatasetInfo("arrays", "regression", (FAN_IN,), FAN_OUT, None)
+    spec = TrialSpec(
+        dataset=DatasetSpec("arrays"),
+        model=resolve_model({"layers": [{"dense": {"units": FAN_OUT}}]}, FAN_OUT),
+        loss=resolve_component("loss", "mse", "loss"),
+        optimizer=resolve_component("optimizer", "sgd", "optimizer"),
+        initializer=initializer,
+        regularizer=RegularizerSpec(),
+        training=TrainingSpec(epochs=1, batch_size=8),
+        seed=seed,
+        backend=backend,
+        init_mode="native",
+    )
+    return get_adapter(backend).build(spec, info).get_weights()
+
+
+@pytest.mark.parametrize("raw", INITIALIZERS, ids=[component_id(i) for i in INITIALIZERS])
+def test_native_initializers_follow_the_canonical_distribution(raw) -> None:
+    initializer = resolve_component("initializer", raw, "initializer")
+    drawn = {backend: native_weights(backend, initializer) for backend in BACKENDS}
+    distribution = canonical_distribution(initializer)
+    for backend, weights in drawn.items():
+        kernel, bias = weights["0.dense.kernel"].astype(np.float64), weights["0.dense.bias"].astype(np.float64)
+        assert kernel.shape == (FAN_IN, FAN_OUT)
+        if initializer.name == "zeros":
+            assert not kernel.any() and not bias.any()
+            continue
+        if initializer.name == "orthogonal":
+            gain = initializer["gain"]
+            # 200 x 300: the rows are orthonormal (times gain); float32 rounding of a 300-long dot product
+            np.testing.assert_allclose(kernel @ kernel.T, gain**2 * np.eye(FAN_IN), atol=1e-5, err_msg=backend)
+            assert not bias.any()
+            continue
+        samples = kernel.ravel()
+        # moments: the standard error of the mean is std/sqrt(60000) = 0.4% of std; allow 5 of them
+        assert abs(samples.mean()) < 5 * distribution.std() / math.sqrt(samples.size), backend
+        assert samples.std() == pytest.approx(distribution.std(), rel=0.02), backend
+        lower, upper = distribution.support()
+        if math.isfinite(upper):
+            assert samples.min() >= lower and samples.max() <= upper, backend
+            assert samples.max() > upper * 0.999, backend  # fills its range
+        else:
+            # a plain normal reaches past 4 std in 60,000 draws (expected ~4 samples beyond +-4.0 std);
+            # a truncated one (Keras' HeNormal and friends) never passes ~2.3 std
+            assert np.abs(samples).max() > 3.5 * distribution.std(), backend
+        # Deterministic given the seeds; a correct draw fails this with probability 1e-3 per seed.
+        assert stats.kstest(samples, distribution.cdf).pvalue > 1e-3, backend
+        if initializer.name == "fan_in_uniform":
+            limit = 1.0 / math.sqrt(FAN_IN)
+            assert np.abs(bias).max() <= limit and bias.std() == pytest.approx(limit / math.sqrt(3), rel=0.2)
+        else:
+            assert not bias.any(), f"{backend}: {initializer.name} must leave biases at zero"
+    if distribution is not None:
+        # the two frameworks' draws come from one distribution
+        assert stats.ks_2samp(drawn["torch"]["0.dense.kernel"].ravel(), drawn["keras"]["0.dense.kernel"].ravel()).pvalue > 1e-3
+
+
+def test_the_distribution_test_rejects_keras_truncated_he_normal() -> None:
+    """The KS test above has the power to see what SEMANTICS.md warns about."""
+    import keras
+
+    samples = np.asarray(keras.initializers.HeNormal(seed=5)((FAN_IN, FAN_OUT))).ravel()
+    canonical = stats.norm(0.0, math.sqrt(2.0 / FAN_IN))
+    assert samples.std() == pytest.approx(canonical.std(), rel=0.02)  # same variance...
+    assert stats.kstest(samples, canonical.cdf).pvalue < 1e-6  # ...different shape
+    assert np.abs(samples).max() < 2.3 * canonical.std()
+
+
+# --- (5) dropout: same mask rate and scale ------------------------------------------------------
+
+DROPOUT_WIDTH, DROPOUT_ROWS = 500, 200  # 100,000 mask elements per step
+
+
+def dropout_statistics(backend: str, rate: float) -> tuple[float, float, np.ndarray]:
+    """(keep fraction, survivor scale, eval outputs) measured through the Model protocol alone.
+
+    Model: dense(identity kernel, zero bias) then dropout, input all ones, so the training
+    output is mask*scale. One step's mse against zeros is k*s^2, against ones k*(s-1)^2 + 1-k:
+    their difference gives k*s, hence s and k exactly (up to float32 rounding).
+    """
+    info = DatasetInfo("arrays", "regression", (DROPOUT_WIDTH,), DROPOUT_WIDTH, None)
+    layers = [{"dense": {"units": DROPOUT_WIDTH}}, {"dropout": rate}]
+    spec = TrialSpec(
+        dataset=DatasetSpec("arrays"), model=resolve_model({"layers": layers}, DROPOUT_WIDTH),
+        loss=resolve_component("loss", "mse", "loss"), optimizer=resolve_component("optimizer", {"name": "sgd", "lr": 1e-9}, "o"),
+        initializer=resolve_component("initializer", "zeros", "i"), regularizer=RegularizerSpec(),
+        training=TrainingSpec(epochs=1, batch_size=DROPOUT_ROWS), seed=4, backend=backend,
+    )
+    weights = {"0.dense.kernel": np.eye(DROPOUT_WIDTH, dtype=np.float32), "0.dense.bias": np.zeros(DROPOUT_WIDTH, np.float32)}
+    x = np.ones((DROPOUT_ROWS, DROPOUT_WIDTH), np.float32)
+    losses = []
+    for target in (0.0, 1.0):
+        model = get_adapter(backend).build(spec, info)
+        model.set_weights(weights)
+        model.set_training_data(x, np.full_like(x, target))
+        losses.append(float(model.train_epoch([np.arange(DROPOUT_ROWS)])[0]))
+    keep_times_scale = (losses[0] - losses[1] + 1.0) / 2.0
+    scale = losses[0] / keep_times_scale
+    return keep_times_scale / scale, scale, model.predict(x[:4])
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.5], ids=["rate0.2", "rate0.5"])
+def test_dropout_rate_and_scale_agree(rate) -> None:
+    measured = {backend: dropout_statistics(backend, rate) for backend in BACKENDS}
+    sigma = math.sqrt(rate * (1 - rate) / (DROPOUT_WIDTH * DROPOUT_ROWS))  # std of a keep fraction
+    for backend, (keep, scale, evaluated) in measured.items():
+        assert keep == pytest.approx(1 - rate, abs=5 * sigma), backend
+        # inverted dropout: survivors scaled by 1/(1-rate), so the expected activation is unchanged
+        assert scale == pytest.approx(1 / (1 - rate), rel=1e-4), backend
+        assert keep * scale == pytest.approx(1.0, abs=5 * sigma / (1 - rate)), backend
+        np.testing.assert_array_equal(evaluated, np.ones_like(evaluated))  # identity at evaluation
+    assert measured["torch"][0] == pytest.approx(measured["keras"][0], abs=5 * math.sqrt(2) * sigma)
+
+
+# --- the checker checks -----------------------------------------------------------------------------
+
+
+WRONG_OPTIMIZERS = {
+    # Keras' Adam: eps=1e-7 added to the uncorrected sqrt(v) ("epsilon hat")
+    "keras_builtin_adam": ("adam", lambda c: __import__("keras").optimizers.Adam(learning_rate=c["lr"])),
+    # Keras' Adagrad: accumulator starts at 0.1, eps inside the sqrt
+    "keras_builtin_adagrad": ("adagrad", lambda c: __import__("keras").optimizers.Adagrad(learning_rate=c["lr"])),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRONG_OPTIMIZERS), ids=sorted(WRONG_OPTIMIZERS))
+def test_a_wrong_mapping_fails_parity(name, monkeypatch) -> None:
+    canonical, builtin = WRONG_OPTIMIZERS[name]
+    get_adapter("keras")  # imports the adapter module, whose build() looks make_optimizer up at call time
+    import harness.adapters.keras.adapter as keras_adapter
+
+    monkeypatch.setattr(keras_adapter, "make_optimizer", lambda optimizer, regularizer, biases: builtin(optimizer))
+    spec, data = make_spec(optimizer=canonical)
+    result = parity_check(spec, BACKENDS, data, steps=STEPS, label=name)
+    assert not result.passed
+    assert result.first_failed_step is not None and 1 <= result.first_failed_step <= STEPS
+    message = result.message()
+    assert message.startswith(f"parity FAILED [{name}]: torch vs keras")
+    assert f"optimizer {canonical}(" in message  # names the component
+    assert f"at step {result.first_failed_step}" in message  # names the step
+    assert f"{result.max_param_delta:.3g}" in message  # and the largest difference
+    assert result.max_param_delta > result.tolerance.param_atol
+
+
+def test_tolerances_are_tight_and_justified() -> None:
+    plain, _ = make_spec(optimizer="momentum")
+    assert tolerance_for(plain) == Tolerance()
+    assert Tolerance().loss_rtol == 1e-4 and Tolerance().param_atol == 1e-6
+    rmsprop, _ = make_spec(optimizer={"name": "rmsprop", "lr": 0.01, "rho": 0.99})
+    assert tolerance_for(rmsprop).param_atol == pytest.approx(0.01 * 0.01 / math.sqrt(0.01))
+    assert tolerance_for(rmsprop).loss_rtol == 1e-4  # losses stay tight for every optimizer
+    assert "sqrt" in tolerance_for(rmsprop).reason
+
+
+def test_two_different_keras_backends_are_refused() -> None:
+    spec, data = make_spec()
+    with pytest.raises(HarnessError, match="different Keras backends.*own run"):
+        parity_check(spec, ("keras-tensorflow", "keras-torch"), data)
+    with pytest.raises(HarnessError, match="two different backends"):
+        parity_check(spec, ("torch",), data)
+
+
+def test_same_keras_backend_under_two_names_is_allowed() -> None:
+    spec, data = make_spec(optimizer="adam")
+    result = parity_check(spec, ("keras", "keras-tensorflow"), data, steps=5)
+    assert result.passed, result.message()
+    np.testing.assert_array_equal(result.losses["keras"], result.losses["keras-tensorflow"])  # same code, same bits
+
+
+SUITE = """\
+name: parity_suite
+dataset: {name: iris, validation: 0.2}
+model:
+  mlp: {hidden: [8], activation: tanh}
+loss: cross_entropy
+optimizer: sgd
+initializer: xavier_uniform
+regularizer: {dropout: 0.3}
+training: {epochs: 2, batch_size: 16}
+seeds: 2
+backends: [torch, keras]
+grid:
+  optimizer:
+    sgd: {name: sgd, lr: 0.1}
+    adam: {name: adam, lr: 0.01}
+"""
+
+
+def test_parity_for_suite_checks_every_arm(tmp_path) -> None:
+    from harness.suite import load_suite
+
+    path = tmp_path / "parity_suite.yaml"
+    path.write_text(SUITE)
+    suite = load_suite(path)
+    results = parity_for_suite(suite, steps=10)
+    assert [r.label for r in results] == ["sgd", "adam"]
+    for result in results:
+        assert result.passed, result.message()
+        assert result.backends == ("torch", "keras") and result.steps == 10
+        assert "dropout layers ran as identity" in result.note
+    with pytest.raises(HarnessError, match="parity compares two backends"):
+        parity_for_suite(load_suite(path, backends=["torch"]))
+
+
+def test_messages_name_components_and_tolerance() -> None:
+    spec, data = make_spec(optimizer={"name": "adam", "lr": 0.002}, regularizer=RegularizerSpec(l2=0.01))
+    message = parity_check(spec, BACKENDS, data, steps=3, label="demo").message()
+    assert message.startswith("parity OK [demo]: torch vs keras, 3 steps; optimizer adam(")
+    assert "regularizer l2=0.01" in message and "layers dense(16, relu) > dense(10, linear)" in message
+    assert "Tolerance: loss rtol=0.0001" in message
