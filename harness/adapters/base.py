@@ -39,6 +39,16 @@ class Model(Protocol):
     def predict_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Every output of a multi-output model by name (ModelSpec.outputs()), evaluation mode."""
 
+    def layer_outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """Evaluation-mode output of EVERY layer (plan order: harness.spec LayerPlan index), float32,
+        canonical channels-last layout; a dense layer's output is after its activation.
+        Used by diagnostics only; statistics are computed from these in numpy (shared code)."""
+
+    def gradients(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        """Gradient of the minimized objective (data loss + penalties, training mode) at the current
+        weights on one batch, per canonical weight key (trainable tensors), BEFORE clipping.
+        Changes nothing: no update, no optimizer state, no batch_norm running statistics."""
+
     # output_losses: dict[str, np.ndarray] - each output's per-step losses of the last train_epoch
     # (only read for models with several outputs).
 
