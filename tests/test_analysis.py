@@ -374,12 +374,20 @@ def test_summary_text_lists_every_arm_and_backend(results: Results) -> None:
     text = results.summary_text()
     lines = text.splitlines()
     assert lines[0].startswith("hand: test_accuracy, mean ± 95% CI")
-    assert lines[1].split() == ["arm", "backend", "n", "test_accuracy", "train_loss", "train_s", "ok/div/fail/time"]
+    assert lines[1].split() == ["arm", "backend", "n", "test_accuracy", "train_loss", "train_s", "ok/div/fail/time",
+                                "torch", "-", "this"]
     rows = {tuple(line.split()[:2]): line for line in lines[2:]}
     assert set(rows) == set(FINAL_ACCURACY)
-    assert rows[("base", "keras")].split()[2] == "3" and rows[("base", "keras")].endswith("3/0/1/0")
+    assert rows[("base", "keras")].split()[2] == "3" and "3/0/1/0" in rows[("base", "keras")]
     mean = np.mean(list(ok_finals("better", "torch").values()))
     assert f"{mean:.4g} ± " in rows[("better", "torch")]
+    # The framework delta (torch - keras, paired by seed) sits on the keras rows only.
+    deltas = results.backend_deltas(["test_accuracy"]).set_index("arm")
+    delta = deltas.loc["better", "mean_difference"]
+    keras_row = rows[("better", "keras")]
+    status = next(token for token in keras_row.split() if token.count("/") == 3)
+    assert keras_row.split(status, 1)[1].split()[0] == f"{delta:.4g}"
+    assert rows[("better", "torch")].endswith("0/0/0")
 
 
 def test_results_from_a_real_store(tmp_path: Path) -> None:

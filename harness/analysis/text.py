@@ -65,7 +65,18 @@ def summary_rows(results: Results) -> pd.DataFrame:
             "train_s": format_number(mean_of("train_seconds"), 3),
             "ok/div/fail/time": f"{first['n_ok']}/{first['n_diverged']}/{first['n_failed']}/{first['n_timeout']}",
         })
-    return pd.DataFrame(rows, columns=["arm", "backend", "n", metric, "train_loss", "train_s", "ok/div/fail/time"])
+    columns = ["arm", "backend", "n", metric, "train_loss", "train_s", "ok/div/fail/time"]
+    frame = pd.DataFrame(rows, columns=columns)
+    if len(results.backends) > 1 and not frame.empty:
+        # The framework delta, paired by seed: (reference backend - this backend) of the primary
+        # metric with its 95% CI, on each non-reference backend's row (see Results.backend_deltas).
+        deltas = results.backend_deltas([metric])
+        label = f"{results.backends[0]} - this"
+        frame[label] = ""
+        for _, delta in deltas.iterrows():
+            where = (frame["arm"] == delta["arm"]) & (frame["backend"] == delta["versus"])
+            frame.loc[where, label] = format_mean_ci(float(delta["mean_difference"]), float(delta["ci_low"]), float(delta["ci_high"]))
+    return frame
 
 
 def render_table(frame: pd.DataFrame) -> str:
