@@ -241,9 +241,11 @@ def list_command(what: str, suites_dir: Path) -> None:
 
 def _register_commands() -> None:
     from harness.check.commands import baseline, check
+    from harness.report.compare import compare
 
     cli.add_command(baseline)
     cli.add_command(check)
+    cli.add_command(compare)
 
 
 _register_commands()

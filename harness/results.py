@@ -89,6 +89,7 @@ def record_results(record: SuiteRecord, store: Store) -> Results:
         name=record.name,
         description=record.description,
         report_options=dict(record.report),
+        diagnostics=store.diagnostics_frame(hashes),
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from harness.adapters.metrics import evaluate_outputs
+from harness.diagnostics import DiagnosticsSpec, probe_rows
 from harness.data.batches import epoch_batches
 from harness.data.types import Dataset
 from harness.spec.init import initial_weights
@@ -36,6 +37,9 @@ class TrialResult:
 
     status: str  # one of STATUSES
     metrics: list[tuple[int, str, float]] = field(default_factory=list)
+    # (epoch, layer index, layer name, statistic, value) rows of harness.diagnostics; empty when off
+    diagnostics: list[tuple[int, int, str, str, float]] = field(default_factory=list)
+    diagnostics_seconds: float = 0.0  # wall time of the diagnostics probes (in wall_seconds, not train_seconds)
     train_seconds: float = 0.0  # wall time of the optimizer steps alone (what benchmarks compare)
     eval_seconds: float = 0.0
     wall_seconds: float = 0.0  # the whole trial in the worker: build, load, train, evaluate
@@ -83,6 +87,36 @@ def evaluate_splits(model: Any, data: Dataset, epoch: int, outputs: tuple[ModelO
     return rows
 
 
+class _Probe:
+    """Diagnostics at the suite's chosen epochs (harness.diagnostics), timed apart from training.
+    Does nothing, and costs one dict lookup per epoch, when the spec has no diagnostics."""
+
+    def __init__(self, spec: TrialSpec, data: Dataset, result: TrialResult) -> None:
+        self.config = DiagnosticsSpec.from_extras(spec.extras)
+        self.result = result
+        self.previous: dict[str, np.ndarray] | None = None
+        if self.config is not None:
+            self.epochs = set(self.config.epochs)
+            self.plans = spec.model.plan(data.info.input_shape)
+            self.x = data.x_train[: self.config.samples]  # the fixed probe batch: first `samples` training samples
+            self.y = data.y_train[: self.config.samples]
+
+    def before_epoch(self, model: Any, epoch: int) -> None:
+        if self.config is not None and epoch in self.epochs:
+            started = time.perf_counter()
+            self.previous = model.get_weights()  # update_ratio compares against the weights before the epoch
+            self.result.diagnostics_seconds += time.perf_counter() - started
+
+    def after_epoch(self, model: Any, epoch: int) -> None:
+        if self.config is None or epoch not in self.epochs:
+            return
+        started = time.perf_counter()
+        rows = probe_rows(model, self.plans, self.x, self.y, epoch, self.config.bins, self.previous if epoch > 0 else None)
+        self.result.diagnostics.extend(rows)
+        self.previous = None
+        self.result.diagnostics_seconds += time.perf_counter() - started
+
+
 def train_trial(spec: TrialSpec, adapter: Any, data: Dataset) -> TrialResult:
     """Run one trial to its end (ok, diverged or timeout). Exceptions propagate to the runner."""
     started = time.perf_counter()
@@ -96,9 +130,12 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset) -> TrialResult:
     outputs = spec.model.outputs()
     result.metrics.extend(evaluate_splits(model, data, 0, outputs))
     result.eval_seconds += time.perf_counter() - evaluation_start
+    probe = _Probe(spec, data, result)
+    probe.after_epoch(model, 0)
 
     for epoch in range(1, spec.training.epochs + 1):
         batches = epoch_batches(len(data.y_train), spec.training, spec.seed, epoch)
+        probe.before_epoch(model, epoch)
         step_start = time.perf_counter()
         losses = model.train_epoch(batches)
         result.train_seconds += time.perf_counter() - step_start
@@ -114,6 +151,7 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset) -> TrialResult:
         result.metrics.extend(evaluate_splits(model, data, epoch, outputs))
         result.eval_seconds += time.perf_counter() - evaluation_start
         result.epochs_completed = epoch
+        probe.after_epoch(model, epoch)
         limit = spec.training.max_seconds
         if limit is not None and time.perf_counter() - started > limit:
             result.status = "timeout"

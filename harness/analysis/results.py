@@ -52,6 +52,8 @@ class Results:
         description: the suite's description.
         report_options: the suite's `report:` mapping (reference, metric, targets).
         backends: reporting order of backends (default: torch, keras, then the rest sorted).
+        diagnostics: long per-layer diagnostics (hash, epoch, layer, layer_name, statistic, value;
+            `Store.diagnostics_frame`), or None when none were recorded.
 
     Raises:
         SpecError: bad `report:` options (unknown key, reference not an arm, a metric that
@@ -60,7 +62,7 @@ class Results:
 
     def __init__(self, trials: pd.DataFrame, metrics: pd.DataFrame, arms: Sequence[str], axes: Sequence[str],
                  name: str, description: str = "", report_options: Mapping[str, Any] | None = None,
-                 *, backends: Sequence[str] | None = None) -> None:
+                 *, backends: Sequence[str] | None = None, diagnostics: pd.DataFrame | None = None) -> None:
         check_columns(trials, (*TRIAL_REQUIRED, *axes), "trials")
         check_columns(metrics, METRIC_REQUIRED, "metrics")
         self.trials = trials.reset_index(drop=True)
@@ -84,6 +86,7 @@ class Results:
         self.primary_metric = options.metric or default_metric(self.metric_names)
         self.targets = dict(options.targets)
         self._cache: dict[tuple[Any, ...], pd.DataFrame] = {}
+        self._diagnostics = diagnostics
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -111,6 +114,20 @@ class Results:
         return sort_trials(labels.assign(backend="", seed=0), self.arms, self.backends)[["arm", *self.axes]]
 
     # -- per-trial tables ---------------------------------------------------------------------
+
+    def diagnostics(self) -> pd.DataFrame:
+        """Per-layer diagnostics (harness.diagnostics) with labels: hash, arm, backend, seed, *axes, status,
+        epoch, layer, layer_name, statistic, value; in suite order. Empty (same columns) when none were recorded."""
+        columns = ["hash", "arm", "backend", "seed", *self.axes, "status", "epoch", "layer", "layer_name", "statistic", "value"]
+
+        def build() -> pd.DataFrame:
+            if self._diagnostics is None or self._diagnostics.empty:
+                return pd.DataFrame(columns=columns)
+            labels = self.trials[["hash", "arm", "backend", "seed", *self.axes, "status"]]
+            table = labels.merge(self._diagnostics, on="hash", how="inner")
+            table = sort_trials(table, self.arms, self.backends, extra=("hash", "epoch", "layer"))
+            return table[columns].reset_index(drop=True)
+        return self._cached(("diagnostics",), build)
 
     def epochs(self) -> pd.DataFrame:
         """Tidy: one row per trial, epoch and metric (hash, arm, backend, seed, *axes, status, epoch, metric, value)."""

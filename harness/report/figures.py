@@ -25,6 +25,7 @@ from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
 
 LINE_STYLES = {"train": "-", "validation": "--", "test": ":"}
 BACKEND_MARKERS = ("o", "s", "D", "^", "v")
@@ -265,6 +266,80 @@ def backend_parity_plot(final: pd.DataFrame, *, metric: str, arms: Sequence[str]
         axis.set_ylabel(f"{metric} ({second})")
         if present:
             figure_legend(figure, axis.collections[: len(present)])
+    return figure
+
+
+def activation_histograms(histograms: pd.DataFrame, *, arms: Sequence[str], layers: Sequence[str], title: str) -> Figure:
+    """A grid of per-layer activation histograms: one row per layer, one column per arm (the classic
+    "Xavier vs He" figure of Glorot & Bengio 2010 / Saito ch. 6).
+
+    Args:
+        histograms: one row per (arm, layer_name, bin): low, high (the layer's fixed range), bins
+            (count), fraction (of the probe batch's activations in that bin, mean over seeds).
+        arms: column order. layers: row order (layer names, e.g. '0.dense').
+        title: the figure's suptitle (names the epoch and backend).
+    """
+    with figure_style():
+        figure = new_figure(min(WIDTH, 1.2 + 1.9 * len(arms)), 0.7 + 1.05 * len(layers))
+        grid = figure.subplots(len(layers), len(arms), squeeze=False, sharey="row")
+        indexed = histograms.set_index(["arm", "layer_name"]).sort_index()
+        for row, layer in enumerate(layers):
+            for column, arm in enumerate(arms):
+                axis = grid[row][column]
+                if (arm, layer) in indexed.index:
+                    part = indexed.loc[(arm, layer)].sort_values("bin")
+                    low, high, count = float(part["low"].iloc[0]), float(part["high"].iloc[0]), len(part)
+                    width = (high - low) / count
+                    axis.bar(low + width * part["bin"].to_numpy(), part["fraction"].to_numpy(), width=width, align="edge",
+                             color=sns.color_palette("deep")[0], linewidth=0)
+                    axis.set_xlim(low, high)
+                else:
+                    axis.text(0.5, 0.5, "no layer", ha="center", va="center", transform=axis.transAxes, color="0.5")
+                axis.tick_params(labelsize=6)
+                if row == 0:
+                    axis.set_title(arm, fontsize=8)
+                if column == 0:
+                    axis.set_ylabel(layer, fontsize=7)
+        figure.suptitle(title, fontsize=9)
+    return figure
+
+
+def layer_statistic_plot(table: pd.DataFrame, *, statistic: str, arms: Sequence[str], log_scale: bool = True) -> Figure:
+    """A per-layer statistic (e.g. gradient_norm) across layers, one panel per probed epoch, one line per arm.
+
+    Args:
+        table: one row per (arm, epoch, layer): value (mean over seeds).
+        statistic: the y label. log_scale: a log y axis (norms span decades when gradients vanish).
+    """
+    epochs = sorted(table["epoch"].unique())
+    colors = arm_colors(arms)
+    present = [arm for arm in arms if arm in set(table["arm"])]
+    with figure_style():
+        columns = min(len(epochs), 4)
+        rows = math.ceil(len(epochs) / columns)
+        figure = new_figure(WIDTH, 0.6 + 2.3 * rows + legend_height(present, WIDTH))
+        grid = figure.subplots(rows, columns, squeeze=False, sharey=True)
+        handles: list[Artist] = []
+        for index, epoch in enumerate(epochs):
+            axis = grid[index // columns][index % columns]
+            for arm in present:
+                part = table[(table["arm"] == arm) & (table["epoch"] == epoch)].sort_values("layer")
+                positive = part["value"] > 0 if log_scale else part["value"].notna()
+                (line,) = axis.plot(part["layer"][positive], part["value"][positive], marker="o", markersize=3,
+                                    color=colors[arm], label=arm)
+                if index == 0:
+                    handles.append(line)
+            axis.set_title(f"epoch {epoch}", fontsize=8)
+            axis.set_xlabel("layer (plan index)")
+            if log_scale:
+                axis.set_yscale("log")
+                # plain '1e-06' labels: the default log labels are mathtext, which figure_style turns off
+                axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        for index in range(len(epochs), rows * columns):
+            grid[index // columns][index % columns].set_visible(False)
+        grid[0][0].set_ylabel(statistic)
+        if handles:
+            figure_legend(figure, handles)
     return figure
 
 

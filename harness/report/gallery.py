@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import pandas as pd
 from matplotlib.figure import Figure
 
 from harness.analysis.statistics import higher_is_better
@@ -136,8 +137,116 @@ def parity_figures(results: Results) -> list[ReportFigure]:
     ]
 
 
+MAX_HISTOGRAM_ARMS = 8  # columns of the histogram grid; a larger grid (depth x width) gets no histogram figure
+NON_HIDDEN_ACTIVATIONS = ("linear", "softmax")
+
+
+def _hidden_layers(diagnostics: pd.DataFrame) -> list[str]:
+    """Layers whose output is a hidden activation: those with a saturation or zero statistic (sigmoid,
+    tanh, relu) or, failing that, every layer but the last one probed."""
+    named = diagnostics[diagnostics["layer"] >= 0]
+    marked = named[named["statistic"].isin(["fraction_saturated", "fraction_zero"])]
+    chosen = marked if len(marked) else named[named["layer"] < named["layer"].max()]
+    order = chosen.drop_duplicates("layer_name").sort_values("layer")
+    return order["layer_name"].tolist()
+
+
+def activation_histogram_figures(results: Results) -> list[ReportFigure]:
+    """Per-layer activation histograms (layers x arms) at the first and last probed epochs, first backend."""
+    diagnostics = results.diagnostics()
+    diagnostics = diagnostics[(diagnostics["status"] == "ok") & (diagnostics["backend"] == results.backends[0])]
+    arms = [arm for arm in results.arms if arm in set(diagnostics["arm"])]
+    if diagnostics.empty or len(arms) > MAX_HISTOGRAM_ARMS:
+        return []
+    layers = _hidden_layers(diagnostics)
+    bins = diagnostics[diagnostics["statistic"].str.startswith("histogram.") & diagnostics["layer_name"].isin(layers)]
+    ranges = diagnostics[diagnostics["statistic"].isin(["histogram_low", "histogram_high"])]
+    ranges = ranges.pivot_table(index=["arm", "layer_name"], columns="statistic", values="value", aggfunc="first")
+    found = []
+    epochs = sorted(bins["epoch"].unique())
+    for epoch in dict.fromkeys([epochs[0], epochs[-1]]) if epochs else []:
+        part = bins[bins["epoch"] == epoch].assign(bin=lambda f: f["statistic"].str.slice(len("histogram.")).astype(int))
+        table = part.groupby(["arm", "layer_name", "bin"], sort=False)["value"].mean().rename("fraction").reset_index()
+        table = table.join(ranges.rename(columns={"histogram_low": "low", "histogram_high": "high"}), on=["arm", "layer_name"])
+        figure = figures.activation_histograms(
+            table, arms=arms, layers=layers,
+            title=f"Activations per layer at epoch {epoch} ({results.backends[0]}, probe batch, mean over seeds)")
+        found.append(ReportFigure(
+            f"activations_epoch_{epoch}", f"Activation histograms, epoch {epoch}",
+            "Fraction of the probe batch's activations per bin, per hidden layer (rows) and arm (columns); fixed "
+            "range per activation (harness.diagnostics), values outside counted in the edge bins.", figure))
+    return found
+
+
+def gradient_norm_figures(results: Results) -> list[ReportFigure]:
+    """Gradient norm per layer, one panel per probed epoch, first backend, mean over ok seeds."""
+    diagnostics = results.diagnostics()
+    norms = diagnostics[(diagnostics["statistic"] == "gradient_norm") & (diagnostics["status"] == "ok")
+                        & (diagnostics["backend"] == results.backends[0])]
+    if norms.empty:
+        return []
+    table = norms.groupby(["arm", "epoch", "layer"], sort=False)["value"].mean().reset_index()
+    figure = figures.layer_statistic_plot(table, statistic="gradient norm", arms=results.arms)
+    return [ReportFigure(
+        "gradient_norms", "Gradient norm per layer",
+        f"L2 norm of each layer's gradient on the probe batch at each probed epoch ({results.backends[0]}, mean over "
+        "ok seeds, log scale): vanishing gradients show as norms falling toward the first layers.", figure)]
+
+
+def mlp_shapes(results: Results) -> pd.DataFrame:
+    """Per arm whose model is an mlp with equal hidden widths: depth (hidden layers), width (units) and
+    parameters (trainable elements, from the spec's layer plan). Other arms are left out."""
+    import json
+
+    import numpy as np
+
+    from harness.data import dataset_info
+    from harness.spec import TrialSpec
+
+    rows = []
+    for arm, spec_json in results.trials.drop_duplicates("arm")[["arm", "spec"]].itertuples(index=False):
+        spec = TrialSpec.from_dict(json.loads(spec_json))
+        dense = [layer["units"] for layer in spec.model.layers if layer.kind == "dense"]
+        hidden = dense[:-1]
+        if spec.model.family != "mlp" or not hidden or len(set(hidden)) != 1:
+            continue
+        plans = spec.model.plan(dataset_info(spec.dataset).input_shape)
+        parameters = sum(int(np.prod(t.shape)) for plan in plans for t in plan.tensors if t.trainable)
+        rows.append({"arm": arm, "depth": len(hidden), "width": hidden[0], "parameters": parameters})
+    return pd.DataFrame(rows, columns=["arm", "depth", "width", "parameters"])
+
+
+def shape_heatmap_figures(results: Results) -> list[ReportFigure]:
+    """Depth x width heatmaps (primary metric per backend, parameter count) when the arms are mlp shapes
+    on one grid axis (a two-axis grid gets the regular heatmap instead)."""
+    if len(results.axes) == 2 or "spec" not in results.trials.columns:
+        return []
+    shapes = mlp_shapes(results)
+    if len(shapes) != len(results.arms) or shapes["depth"].nunique() < 2 or shapes["width"].nunique() < 2:
+        return []
+    final = results.final()
+    final = final[final["status"] == "ok"].merge(shapes, on="arm")
+    found = []
+    for backend in results.backends:
+        part = final[final["backend"] == backend]
+        if part.empty:
+            continue
+        table = part.pivot_table(index="depth", columns="width", values=results.primary_metric, aggfunc="mean")
+        figure = figures.grid_heatmap(table, metric=results.primary_metric,
+                                      higher_is_better=higher_is_better(results.primary_metric),
+                                      title=f"Mean {results.primary_metric} over seeds by depth x width ({backend})")
+        found.append(ReportFigure(f"shape_heatmap_{backend}", f"Depth x width: {results.primary_metric} ({backend})",
+                                  "Hidden layers (rows) x units per hidden layer (columns) of each arm's MLP.", figure))
+    parameters = shapes.pivot_table(index="depth", columns="width", values="parameters", aggfunc="first")
+    figure = figures.grid_heatmap(parameters, metric="parameters", title="Trainable parameters by depth x width")
+    found.append(ReportFigure("shape_parameters", "Depth x width: parameter count",
+                              "Trainable parameters of each MLP shape (weights and biases, output layer included).", figure))
+    return found
+
+
 FIGURE_BUILDERS: list[FigureBuilder] = [
     learning_curve_figures, final_metric_figures, forest_figures, heatmap_figures, gap_figures, parity_figures,
+    activation_histogram_figures, gradient_norm_figures, shape_heatmap_figures,
 ]
 
 

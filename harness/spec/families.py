@@ -82,6 +82,23 @@ def _widths(value: Any, where: str) -> list[int]:
     return [check_number(width, "int_positive", f"{where}[{i}]") for i, width in enumerate(value)]
 
 
+def _hidden_widths(o: dict[str, Any], where: str) -> list[int]:
+    """`hidden: [w1, w2, ...]`, or `depth: D, width: W` for D hidden layers of W units (so a grid can
+    vary depth and width as two axes). Exactly one form; the expansion is the same layers either way."""
+    if o["hidden"] is not None:
+        if o["depth"] is not None or o["width"] is not None:
+            raise SpecError(f"{where}: give either hidden: [...] or depth and width, not both.")
+        return _widths(o["hidden"], f"{where}.hidden")
+    if o["depth"] is None and o["width"] is None:
+        return []
+    if o["depth"] is None or o["width"] is None:
+        given, needed = ("depth", "width") if o["depth"] is not None else ("width", "depth")
+        raise SpecError(f"{where}: {given} needs {needed} too, e.g. {{depth: 4, width: 100}}.")
+    depth = 0 if o["depth"] == 0 else check_number(o["depth"], "int_positive", f"{where}.depth")
+    width = check_number(o["width"], "int_positive", f"{where}.width")
+    return [width] * depth
+
+
 def _choice(value: Any, choices: tuple[str, ...], where: str) -> str:
     if value not in choices:
         raise SpecError(f"{where}: expected one of {', '.join(map(repr, choices))}, got {value!r}.")
@@ -105,9 +122,10 @@ def _head(layers: list[LayerSpec], hidden: list[int], activation: Any, output_un
 
 
 def expand_mlp(value: Any, num_outputs: int, dropout: float, where: str, input_shape: Shape | None = None) -> Expansion:
-    o = options(value, {"hidden": [], "activation": "relu", "output_units": num_outputs, "use_bias": True, "residual": False},
+    o = options(value, {"hidden": None, "depth": None, "width": None, "activation": "relu", "output_units": num_outputs,
+                        "use_bias": True, "residual": False},
                 where, "{hidden: [100, 100], activation: relu}")
-    hidden = _widths(o["hidden"], f"{where}.hidden")
+    hidden = _hidden_widths(o, where)
     use_bias = _bool(o["use_bias"], f"{where}.use_bias")
     output_units = check_number(o["output_units"], "int_positive", f"{where}.output_units")
     dense = {"activation": _activation(o["activation"], f"{where}.activation"), "use_bias": use_bias}

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from harness.data import dataset_info, resolve_dataset
-from harness.errors import HarnessError
+from harness.diagnostics import EXTRAS_KEY, resolve_diagnostics
+from harness.errors import HarnessError, SpecError
 from harness.spec import Trial, TrialSpec, check_model_against_task, resolve_component, resolve_model
 from harness.suite.grid import AXIS_FIELDS, Cell, apply_cell, expand_grid, normalize_document, parse_grid
 from harness.suite.schema import (
@@ -238,6 +239,11 @@ def resolve_cell(document: Mapping[str, Any], backend: str) -> TrialSpec:
             f"{{dropout: {{rate: {regularizer.dropout}}}}} layers in model.layers and remove regularizer.dropout.",
         )
     check_model_against_task(model, info.input_shape, loss.name, info.task, info.num_outputs)
+    try:
+        diagnostics = resolve_diagnostics(document.get("diagnostics"), training.epochs)
+    except SpecError as error:
+        path, rest = split_path_prefix(str(error))
+        raise SuiteIssue(path or ("diagnostics",), rest.removeprefix(": ")) from None
     return TrialSpec(
         dataset=dataset,
         model=model,
@@ -250,4 +256,6 @@ def resolve_cell(document: Mapping[str, Any], backend: str) -> TrialSpec:
         backend=backend,
         init_mode=check_init_mode(document.get("init_mode", "shared")),
         device=check_device(document.get("device", "cpu")),
+        # only present when on, so the hashes of specs without diagnostics do not change
+        extras=((EXTRAS_KEY, diagnostics.to_dict()),) if diagnostics is not None else (),
     )

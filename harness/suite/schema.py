@@ -58,6 +58,7 @@ class SuiteDocument(_Block):
     report: dict[str, Any] | None = Field(None, description="a mapping of report options, e.g. report: {reference: sgd}")
     check: dict[str, Any] | None = Field(None, description="a mapping of per-metric tolerances, e.g. check: {}")
     expect: list[str] | None = Field(None, description="a list of claim strings, e.g. expect: ['adam beats sgd']")
+    diagnostics: Any = None  # per-layer statistics at chosen epochs; checked by harness.diagnostics.resolve_diagnostics
 
 
 class TrainingBlock(_Block):

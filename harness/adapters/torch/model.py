@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from harness.adapters.torch.losses import LossFunction, data_loss_function, prepare_targets
+from harness.adapters.torch.layers import InvertedDropout
 from harness.adapters.torch.network import Network, load_weights, read_weights
 from harness.adapters.torch.optimizers import CanonicalUpdate
 
@@ -148,3 +149,78 @@ class TorchModel:
         return {
             name: torch.cat(chunk).numpy().astype(np.float32, copy=False) for name, chunk in zip(self.output_names, chunks)
         }
+
+    # -- diagnostics (harness.diagnostics computes every statistic from these, in numpy) ----------
+
+    def layer_outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """Evaluation-mode output of every layer, in plan order, float32 channels-last (N, ...).
+
+        A stack is run child by child and read at each plan's last module (a dense layer's
+        activation module belongs to its plan, so its output is after the activation); a graph
+        is run node by node as `Graph.forward` does.
+        """
+        module, network = self.network.module, self.network
+        module.eval()
+        inputs = torch.tensor(np.asarray(x, dtype=np.float32), device=self.device)
+        values: list[torch.Tensor] = []
+        with torch.inference_mode():
+            if isinstance(module, torch.nn.Sequential):
+                children = list(module.children())
+                value, start = inputs, 0
+                for end in network.plan_ends:
+                    for child in children[start:end]:
+                        value = child(value)
+                    values.append(value)
+                    start = end
+            else:
+                computed = [inputs]
+                for node, sources in zip(module.nodes, module.sources):
+                    computed.append(node(*[computed[s] for s in sources]))
+                values = computed[1:len(network.to_last) + 1]
+            arrays = []
+            for value, permutation in zip(values, network.to_last):
+                value = value.permute(permutation) if permutation else value
+                arrays.append(value.cpu().numpy().astype(np.float32, copy=True))
+        return arrays
+
+    def gradients(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        """Gradient of data loss + penalties (training mode) on one batch, per canonical trainable key,
+        before clipping. Restores what the pass touched: dropout generator states, buffers (batch_norm
+        running statistics) and the parameters' .grad; no optimizer state is read or written."""
+        module = self.network.module
+        generators = {id(m.generator): m.generator for m in module.modules() if isinstance(m, InvertedDropout)}
+        generator_states = {key: generator.get_state() for key, generator in generators.items()}
+        buffers = [(buffer, buffer.detach().clone()) for buffer in module.buffers()]
+        parameters = self.network.parameters
+        saved_grads = [parameter.grad for parameter in parameters]
+        inputs = torch.tensor(np.asarray(x, dtype=np.float32), device=self.device)
+        try:
+            module.train()
+            outputs = module(inputs)
+            if len(self.output_names) > 1:
+                loss = sum(share * function(output, prepare_targets(name, y, self.device))
+                           for share, function, name, output in zip(self.output_shares, self.output_loss_functions,
+                                                                     self.output_loss_names, outputs))
+            else:
+                loss = self.data_loss(outputs, prepare_targets(self.loss_name, y, self.device))
+            objective = loss + self.penalty() if self.penalty is not None else loss
+            grads = torch.autograd.grad(objective, parameters, allow_unused=True)
+        finally:
+            for key, generator in generators.items():
+                generator.set_state(generator_states[key])
+            with torch.no_grad():
+                for buffer, copy in buffers:
+                    buffer.copy_(copy)
+            for parameter, grad in zip(parameters, saved_grads):
+                parameter.grad = grad
+        by_tensor = {id(parameter): grad for parameter, grad in zip(parameters, grads)}
+        result = {}
+        for slot in self.network.slots:
+            if not slot.trainable:
+                continue
+            arrays = []
+            for tensor in slot.tensors:
+                grad = by_tensor.get(id(tensor))
+                arrays.append(np.zeros(tuple(tensor.shape), np.float32) if grad is None else grad.detach().cpu().numpy())
+            result[slot.key] = np.array(slot.to_canonical(arrays), dtype=np.float32, order="C")
+        return result

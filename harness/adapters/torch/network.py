@@ -37,6 +37,10 @@ class Network:
     module: nn.Module  # nn.Sequential for a plain stack, Graph otherwise
     slots: tuple[TensorSlot, ...]
     outputs: tuple[ModelOutput, ...]
+    # Diagnostics (TorchModel.layer_outputs): for a stack, the count of Sequential children up to the
+    # end of each plan's modules; per plan, the permutation bringing its output channels-last (None: none).
+    plan_ends: tuple[int, ...] = ()
+    to_last: tuple[tuple[int, ...] | None, ...] = ()
 
     @property
     def kernels(self) -> list[torch.Tensor]:
@@ -85,9 +89,12 @@ def build_network(plans: tuple[LayerPlan, ...], dropout_generator: torch.Generat
         ranks[plan.index] = len(plan.output_shape)
         slots.extend(realization.slots)
     finals = {o.index: _convert(ranks[o.index], layouts[o.index], LAST) for o in outputs}
+    to_last = tuple(_convert(ranks[plan.index], layouts[plan.index], LAST) for plan in plans)
+    plan_ends: tuple[int, ...] = ()
     is_stack = all(plan.inputs == (plan.index - 1,) for plan in plans) and [o.index for o in outputs] == [len(plans) - 1]
     if is_stack:
         modules = [m for node in nodes for m in node]  # type: ignore[union-attr]
+        plan_ends = tuple(int(end) for end in np.cumsum([len(node) for node in nodes]))  # type: ignore[arg-type]
         last = finals[len(plans) - 1]
         module: nn.Module = nn.Sequential(*modules, *([Permute(last)] if last else []))
     else:
@@ -99,7 +106,7 @@ def build_network(plans: tuple[LayerPlan, ...], dropout_generator: torch.Generat
                 index_of[output.index] = len(graph_nodes) - 1
         sources = [plan.inputs for plan in plans] + [(index,) for index in index_of]
         module = Graph(graph_nodes, sources, [index_of.get(o.index, o.index) for o in outputs])
-    return Network(module.to(torch.float32), tuple(slots), outputs)
+    return Network(module.to(torch.float32), tuple(slots), outputs, plan_ends, to_last)
 
 
 def write_slot(slot: TensorSlot, array: np.ndarray) -> None:
