@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-import numpy as np
-import pandas as pd
 
 if TYPE_CHECKING:  # registering the command in the CLI must not load scipy or matplotlib
+    import pandas as pd
     from matplotlib.figure import Figure
 
     from harness.analysis import Results
@@ -46,6 +45,8 @@ def compare_results(first: Results, second: Results, metric: str | None = None) 
     Raises:
         SpecError: `metric` was not recorded on one of the sides.
     """
+    import pandas as pd
+
     from harness.analysis.options import check_metric_name
     from harness.analysis.statistics import paired_test, welch_test
 
@@ -90,6 +91,8 @@ def comparison_figure(table: pd.DataFrame, *, name_a: str, name_b: str) -> Figur
 
 
 def _format(table: pd.DataFrame) -> str:
+    import numpy as np
+
     shown = table.copy()
     for column in ("mean_a", "mean_b", "mean_difference", "ci_low", "ci_high"):
         shown[column] = shown[column].map(lambda v: f"{v:.4g}" if np.isfinite(v) else "nan")
