@@ -11,7 +11,7 @@ What is checked, in order (the first failure stops the check and is reported):
        one `train_epoch` call per step): the data loss of every step and every parameter
        after every step agree within the tolerance of the trial's components.
 Dropout masks come from each framework's own RNG and can never match, so parity runs every
-dropout layer at rate 0 (identity) and says so in `note`; tests/test_parity.py checks
+dropout layer (and transformer_encoder's inner dropout) at rate 0 and says so in `note`; tests/test_parity.py checks
 dropout's rate and scale statistically instead.
 
 Framework-free: backends are reached through harness.adapters.get_adapter. Keras reads its
@@ -167,9 +167,13 @@ def describe_components(spec: TrialSpec) -> str:
             layers.append(f"dense({params['units']}, {params['activation'].name})")
         elif layer.kind == "dropout":
             layers.append(f"dropout({params['rate']:g})")
-        else:
+        elif layer.kind == "activation":
             layers.append(f"activation({params['activation'].name})")
-    parts.append("layers " + " > ".join(layers))
+        else:  # every other family: its kind and the parameters that tell layers apart
+            shown = {k: v for k, v in params.items() if k in ("filters", "units", "heads", "pool_size", "kernel_size", "dim")}
+            layers.append(f"{layer.kind}({', '.join(f'{k}={v}' for k, v in shown.items())})")
+    joiner = " > " if spec.model.graph is None else ", "  # graph nodes are not a chain
+    parts.append(("layers " if spec.model.graph is None else "graph nodes ") + joiner.join(layers))
     return "; ".join(parts)
 
 
@@ -197,14 +201,21 @@ def parity_spec(spec: TrialSpec) -> tuple[TrialSpec, str]:
     """The spec parity runs (every dropout at rate 0, shared init) and a note saying what changed."""
     notes = []
     layers = []
+    silenced = []
     for layer in spec.model.layers:
         if layer.kind == "dropout" and layer["rate"] > 0:
             layers.append(LayerSpec("dropout", (("rate", 0.0),)))
+            silenced.append("dropout layers ran as identity (rate 0)")
+        elif layer.kind == "transformer_encoder" and layer["dropout"] > 0:
+            # the block's inner dropout (after attention and after the feed-forward) draws masks too
+            params = tuple((key, 0.0 if key == "dropout" else value) for key, value in layer.params)
+            layers.append(LayerSpec(layer.kind, params))
+            silenced.append("transformer_encoder's inner dropout ran at rate 0")
         else:
             layers.append(layer)
-    if any(a is not b for a, b in zip(layers, spec.model.layers)):
+    if silenced:
         notes.append(
-            "dropout layers ran as identity (rate 0): masks come from each framework's own RNG and can never "
+            f"{' and '.join(dict.fromkeys(silenced))}: masks come from each framework's own RNG and can never "
             "match; dropout's rate and scale are checked statistically in tests/test_parity.py."
         )
     if spec.init_mode != "shared":

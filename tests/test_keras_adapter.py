@@ -435,12 +435,6 @@ def test_backend_names_and_versions(adapter) -> None:
                                   "tensorflow": tf.__version__, "numpy": np.__version__}
 
 
-def test_layers_not_yet_realized_are_refused_by_name(adapter) -> None:
-    spec = make_spec(layers=[{"dense": {"units": HIDDEN}}, {"batch_norm": {}}, {"dense": {}}])
-    with pytest.raises(BackendError, match=r"model.layers\[1\]: the Keras backend realizes the layers dense, dropout, activation, not 'batch_norm'"):
-        adapter.build(spec, make_data()[0])
-
-
 def test_a_second_keras_backend_in_one_process_is_refused() -> None:
     with pytest.raises(BackendError, match="already imported in this process on 'tensorflow'.*own worker process"):
         get_adapter("keras-torch")

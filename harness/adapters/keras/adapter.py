@@ -179,16 +179,13 @@ class KerasAdapter:
         """
         if spec.init_mode not in INIT_MODES:
             raise SpecError(f"init_mode: expected one of {', '.join(INIT_MODES)}, got {spec.init_mode!r}.")
-        if getattr(spec.model, "graph", None) is not None:
-            raise BackendError(
-                "model: the Keras backend realizes plain layer stacks, not the graph form yet. "
-                "Run this suite on backend 'torch', or write the model as a plain list of layers."
-            )
         device = resolve_device(spec.device)
         global_seed = int(np.random.default_rng([spec.seed, FRAMEWORK_STREAM, 1]).integers(0, SEED_LIMIT))
         keras.utils.set_random_seed(global_seed)
         with keras.device(device):
-            network = build_network(spec.model.plan(info.input_shape), info.input_shape, spec.initializer, spec.seed)
+            network = build_network(
+                spec.model.plan(info.input_shape), info.input_shape, spec.initializer, spec.seed, spec.model.outputs()
+            )
         regularizer = spec.regularizer
         return KerasModel(
             network=network,

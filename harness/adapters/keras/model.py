@@ -20,11 +20,13 @@ import keras
 import numpy as np
 from keras import ops
 
-from harness.adapters.keras.losses import LossFunction, prepare_targets
+from harness.adapters.keras.losses import LossFunction, loss_function, prepare_targets
 from harness.adapters.keras.network import Network
 
 PREDICT_CHUNK = 8192  # rows per forward pass in predict: bounds memory on large splits
-EpochRunner = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (epoch order, batch bounds) -> losses
+# (epoch order, batch bounds) -> (steps, 1 + outputs): the minimized data loss, then each output's loss
+EpochRunner = Callable[[np.ndarray, np.ndarray], np.ndarray]
+RETRACING_MESSAGE = "triggered tf.function retracing"
 
 
 class KerasModel:
@@ -65,13 +67,23 @@ class KerasModel:
         self._optimizer_start = [np.array(v.numpy()) for v in optimizer.variables]
         self._x: Any = None
         self._y: Any = None
+        # Several outputs (graph form): each output's loss (its own, or the trial's) and its share
+        # w_i / sum_j(w_j) of the minimized weighted mean sum_i(w_i * loss_i) / sum_j(w_j).
+        self.output_names = [output.name for output in network.outputs]
+        self.output_loss_names = [output.loss or loss_name for output in network.outputs]
+        self.output_loss_functions = [loss_function(name) for name in self.output_loss_names]
+        total_weight = sum(output.weight for output in network.outputs)
+        self.output_shares = [output.weight / total_weight for output in network.outputs]
+        self._targets: list[Any] = []  # one target tensor per output, in the form its loss consumes
+        self.output_losses: dict[str, np.ndarray] = {}  # per output, each step's loss in the last train_epoch
+        self._trainable_index = {id(variable): index for index, variable in enumerate(self._trainable)}
         self._run_epoch: EpochRunner = _EPOCH_RUNNERS[self.backend](self)
         self._forward = _make_forward(self)
 
     # --- weights ------------------------------------------------------------------------
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
-        """Load canonical-layout float32 arrays keyed by weight_key; resets optimizer state.
+        """Load canonical-layout float32 arrays keyed by weight_key (batch_norm state too); resets optimizer state.
 
         Raises:
             ValueError: keys or shapes do not match the model.
@@ -93,7 +105,7 @@ class KerasModel:
             variable.assign(start)
 
     def get_weights(self) -> dict[str, np.ndarray]:
-        """Every trainable tensor as a float32 array in canonical layout (Keras' layout is canonical)."""
+        """Every canonical tensor (weights and batch_norm state) as a float32 array; Keras' layout is canonical."""
         return {
             key: np.array(variable.numpy(), dtype=np.float32)
             for key, variable in self.network.variables.items()
@@ -106,6 +118,8 @@ class KerasModel:
         with keras.device(self.device):
             self._x = ops.convert_to_tensor(np.asarray(x, dtype=np.float32))
             self._y = ops.convert_to_tensor(prepare_targets(self.loss_name, y, self.num_outputs))
+            prepared = {name: ops.convert_to_tensor(prepare_targets(name, y, self.num_outputs)) for name in set(self.output_loss_names)}
+            self._targets = [prepared[name] for name in self.output_loss_names]
 
     def train_epoch(self, batches: list[np.ndarray]) -> np.ndarray:
         """One optimizer step per index array; returns each step's data loss as float64 (steps,).
@@ -120,30 +134,84 @@ class KerasModel:
         if self._x is None:
             raise RuntimeError("call set_training_data before train_epoch")
         if not batches:
+            self.output_losses = {name: np.zeros(0, dtype=np.float64) for name in self.output_names}
             return np.zeros(0, dtype=np.float64)
         order = np.concatenate(batches).astype(np.int64, copy=False)
         bounds = np.concatenate([[0], np.cumsum([len(batch) for batch in batches])]).astype(np.int64)
         with keras.device(self.device):
-            losses = self._run_epoch(order, bounds)
-        return np.asarray(losses, dtype=np.float64)
+            table = np.asarray(self._run_epoch(order, bounds), dtype=np.float64)  # (steps, 1 + outputs)
+        self.output_losses = {name: table[:, 1 + i] for i, name in enumerate(self.output_names)}
+        return table[:, 0]
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Outputs in evaluation mode (dropout off): float32 (N, outputs)."""
+        """The FIRST output in evaluation mode (dropout off, batch_norm on its moving statistics): float32 (N, ...)."""
+        return self.predict_outputs(x)[self.output_names[0]]
+
+    def predict_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output in evaluation mode, by output name, float32 (N, ...) in canonical (channels-last) layout."""
+        chunks = self._in_chunks(self._forward, x)
+        return {name: chunks[i] for i, name in enumerate(self.output_names)}
+
+    def layer_outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """Evaluation-mode output of every layer in plan order, float32, channels-last (a dense or conv
+        layer's output is after its activation). For diagnostics; not a training path."""
+        layer_model = self.network.layer_model
+        return self._in_chunks(lambda batch: layer_model(ops.convert_to_tensor(batch), training=False), x)
+
+    def gradients(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        """Gradient of the minimized objective (data loss + penalties, training mode) on one batch, per
+        canonical key of every trainable tensor, before clipping. Changes nothing: batch_norm's moving
+        statistics and the dropout seed state are restored, no optimizer state is touched."""
+        state = list(self.network.model.non_trainable_variables)
+        saved = [np.array(variable.numpy()) for variable in state]
+        with keras.device(self.device):
+            inputs = ops.convert_to_tensor(np.asarray(x, dtype=np.float32))
+            prepared = {name: ops.convert_to_tensor(prepare_targets(name, y, self.num_outputs)) for name in set(self.output_loss_names)}
+            targets = [prepared[name] for name in self.output_loss_names]
+            try:
+                values = _GRADIENTS[self.backend](self, inputs, targets)
+            finally:
+                for variable, value in zip(state, saved):
+                    variable.assign(value)
+        result = {}
+        for key, variable in self.network.variables.items():
+            if variable.trainable:
+                value = values[self._trainable_index[id(variable)]]
+                result[key] = np.zeros(tuple(variable.shape), np.float32) if value is None else np.asarray(ops.convert_to_numpy(value), np.float32)
+        return result
+
+    def _in_chunks(self, function: Callable[[np.ndarray], Any], x: np.ndarray) -> list[np.ndarray]:
+        """Apply a forward function returning one tensor or a list of them to x in PREDICT_CHUNK rows;
+        return one concatenated float32 array per returned tensor."""
         x = np.asarray(x, dtype=np.float32)
-        outputs = []
+        pieces: list[list[np.ndarray]] = []
         with keras.device(self.device):
             for start in range(0, max(len(x), 1), PREDICT_CHUNK):
-                outputs.append(ops.convert_to_numpy(self._forward(x[start:start + PREDICT_CHUNK])))
-        return np.concatenate(outputs).astype(np.float32, copy=False)
+                outputs = function(x[start:start + PREDICT_CHUNK])
+                outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+                if not pieces:
+                    pieces = [[] for _ in outputs]
+                for piece, output in zip(pieces, outputs):
+                    piece.append(ops.convert_to_numpy(output))
+        return [np.concatenate(piece).astype(np.float32, copy=False) for piece in pieces]
 
     # --- the pieces the runners share ----------------------------------------------------
 
-    def objective(self, x: Any, y: Any) -> tuple[Any, Any]:
-        """(objective, data loss) of one batch in training mode: data loss + kernel penalty."""
-        outputs = self.network.model(x, training=True)
-        data_loss = self.data_loss(y, outputs)
+    def objective(self, x: Any, targets: list[Any]) -> tuple[Any, Any]:
+        """(objective, losses) of one batch in training mode. losses (1 + outputs,): the data loss (the
+        weighted mean of the outputs' losses), then each output's loss; objective = data loss + penalty."""
+        return self.objective_of(self.network.model(x, training=True), targets)
+
+    def objective_of(self, outputs: Any, targets: list[Any]) -> tuple[Any, Any]:
+        """objective() from the model's training-mode outputs (one tensor, or a list for several outputs)."""
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        losses = [function(target, output) for function, target, output in zip(self.output_loss_functions, targets, outputs)]
+        if len(losses) == 1:
+            data_loss = losses[0]
+        else:
+            data_loss = sum(share * loss for share, loss in zip(self.output_shares, losses))
         objective = data_loss + self.penalty() if self.penalty is not None else data_loss
-        return objective, data_loss
+        return objective, ops.stack([ops.cast(loss, "float32") for loss in (data_loss, *losses)])
 
 
 def _make_forward(model: KerasModel) -> Callable[[np.ndarray], Any]:
@@ -161,47 +229,77 @@ def _make_forward(model: KerasModel) -> Callable[[np.ndarray], Any]:
     return lambda x: network(ops.convert_to_tensor(x), training=False)
 
 
+class _DropRetracingWarning:
+    """logging filter: drops TensorFlow's "N out of the last M calls ... triggered tf.function retracing".
+
+    Every KerasModel traces its own epoch function (its variables are captured), so a process that
+    builds many models (parity over many arms, a worker running many trials) trips TensorFlow's
+    heuristic for a function re-created in a loop. Here that is by design, not a performance bug.
+    """
+
+    def filter(self, record: Any) -> bool:
+        return RETRACING_MESSAGE not in record.getMessage()
+
+
+_retracing_filter_installed = False
+
+
+def _silence_retracing_warning(tf: Any) -> None:
+    global _retracing_filter_installed
+    if not _retracing_filter_installed:
+        tf.get_logger().addFilter(_DropRetracingWarning())
+        _retracing_filter_installed = True
+
+
+def _target_specs(model: KerasModel, tf: Any) -> list[Any]:
+    """One TensorSpec per output target, as losses.prepare_targets stores it."""
+    return [
+        tf.TensorSpec((None,), tf.int32) if name == "cross_entropy" else tf.TensorSpec((None, None), tf.float32)
+        for name in model.output_loss_names
+    ]
+
+
 def _tensorflow_runner(model: KerasModel) -> EpochRunner:
-    """One traced tf.function runs every step of an epoch and returns the (steps,) loss vector."""
+    """One traced tf.function runs every step of an epoch and returns the (steps, 1 + outputs) losses."""
     import tensorflow as tf
 
+    _silence_retracing_warning(tf)
     trainable, optimizer = model._trainable, model.optimizer
-
     input_shape = tuple(model.network.model.inputs[0].shape[1:])
-    target_spec = (
-        tf.TensorSpec((None,), tf.int32) if model.loss_name == "cross_entropy"
-        else tf.TensorSpec((None, model.num_outputs), tf.float32)
-    )
+    columns = 1 + len(model.output_names)
 
     @tf.function(
         input_signature=[
             tf.TensorSpec((None, *input_shape), tf.float32),  # the training split, x
-            target_spec,  # its targets, as losses.prepare_targets stores them
+            _target_specs(model, tf),  # its targets, one tensor per output
             tf.TensorSpec((None,), tf.int64),  # the epoch's sample indices, batch after batch
             tf.TensorSpec((None,), tf.int64),  # batch b is order[bounds[b]:bounds[b + 1]]
         ],
         autograph=False,
     )
-    def run_epoch(x: Any, y: Any, order: Any, bounds: Any) -> Any:
+    def run_epoch(x: Any, targets: list[Any], order: Any, bounds: Any) -> Any:
         x_epoch = tf.gather(x, order)  # (samples, *input_shape), gathered once per epoch
-        y_epoch = tf.gather(y, order)
+        targets_epoch = [tf.gather(target, order) for target in targets]
         steps = tf.shape(bounds, out_type=tf.int64)[0] - 1
 
         def body(step: Any, losses: Any) -> tuple[Any, Any]:
             start, stop = bounds[step], bounds[step + 1]
             with tf.GradientTape() as tape:
-                objective, data_loss = model.objective(x_epoch[start:stop], y_epoch[start:stop])
+                objective, step_losses = model.objective(x_epoch[start:stop], [t[start:stop] for t in targets_epoch])
             gradients = tape.gradient(objective, trainable)
             optimizer.apply(gradients, trainable)  # automatic control dependencies order the updates
-            return step + 1, losses.write(tf.cast(step, tf.int32), tf.cast(data_loss, tf.float32))
+            return step + 1, losses.write(tf.cast(step, tf.int32), step_losses)
 
         # An explicit while loop (autograph off): tracing is ~1 s faster than converting a Python loop.
-        start_state = (tf.constant(0, tf.int64), tf.TensorArray(tf.float32, size=tf.cast(steps, tf.int32)))
+        start_state = (
+            tf.constant(0, tf.int64),
+            tf.TensorArray(tf.float32, size=tf.cast(steps, tf.int32), element_shape=tf.TensorShape([columns])),
+        )
         _, losses = tf.while_loop(lambda step, _: step < steps, body, start_state)
         return losses.stack()
 
     def runner(order: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-        return run_epoch(model._x, model._y, tf.constant(order), tf.constant(bounds)).numpy()
+        return run_epoch(model._x, model._targets, tf.constant(order), tf.constant(bounds)).numpy()
 
     return runner
 
@@ -214,18 +312,31 @@ def _torch_runner(model: KerasModel) -> EpochRunner:
 
     def runner(order: np.ndarray, bounds: np.ndarray) -> np.ndarray:
         index = ops.convert_to_tensor(order)
-        x_epoch, y_epoch = model._x[index], model._y[index]
+        x_epoch, targets_epoch = model._x[index], [target[index] for target in model._targets]
         losses = []
         for step in range(len(bounds) - 1):
             start, stop = int(bounds[step]), int(bounds[step + 1])
-            objective, data_loss = model.objective(x_epoch[start:stop], y_epoch[start:stop])
+            objective, step_losses = model.objective(x_epoch[start:stop], [t[start:stop] for t in targets_epoch])
             gradients = torch.autograd.grad(objective, [variable.value for variable in trainable])
             with torch.no_grad():
                 optimizer.apply(list(gradients), trainable)
-            losses.append(data_loss.detach())
+            losses.append(step_losses.detach())
         return torch.stack(losses).cpu().numpy()
 
     return runner
+
+
+def _jax_objective(model: KerasModel) -> Callable:
+    """(trainable values, non-trainable values, x, targets) -> (objective, (losses, non-trainable values))."""
+    network, trainable = model.network.model, model._trainable
+
+    def objective(trainable_values: list, non_trainable_values: list, x: Any, targets: list) -> tuple[Any, tuple]:
+        outputs, non_trainable_values = network.stateless_call(trainable_values, non_trainable_values, x, training=True)
+        with keras.StatelessScope(state_mapping=list(zip(trainable, trainable_values))):
+            total, losses = model.objective_of(outputs, targets)
+        return total, (losses, non_trainable_values)
+
+    return objective
 
 
 def _jax_runner(model: KerasModel) -> EpochRunner:
@@ -234,36 +345,26 @@ def _jax_runner(model: KerasModel) -> EpochRunner:
 
     network, optimizer, trainable = model.network.model, model.optimizer, model._trainable
     non_trainable = list(network.non_trainable_variables)
-
-    def objective(trainable_values: list, non_trainable_values: list, x: Any, y: Any) -> tuple[Any, tuple]:
-        outputs, non_trainable_values = network.stateless_call(trainable_values, non_trainable_values, x, training=True)
-        data_loss = model.data_loss(y, outputs)
-        total = data_loss
-        if model.penalty is not None:
-            with keras.StatelessScope(state_mapping=list(zip(trainable, trainable_values))):
-                total = data_loss + model.penalty()
-        return total, (data_loss, non_trainable_values)
-
-    gradient = jax.value_and_grad(objective, has_aux=True)
+    gradient = jax.value_and_grad(_jax_objective(model), has_aux=True)
 
     @jax.jit
-    def step(trainable_values: list, non_trainable_values: list, optimizer_values: list, x: Any, y: Any) -> tuple:
-        (_, (data_loss, non_trainable_values)), gradients = gradient(trainable_values, non_trainable_values, x, y)
+    def step(trainable_values: list, non_trainable_values: list, optimizer_values: list, x: Any, targets: list) -> tuple:
+        (_, (losses, non_trainable_values)), gradients = gradient(trainable_values, non_trainable_values, x, targets)
         trainable_values, optimizer_values = optimizer.stateless_apply(optimizer_values, gradients, trainable_values)
-        return trainable_values, non_trainable_values, optimizer_values, data_loss
+        return trainable_values, non_trainable_values, optimizer_values, losses
 
     def runner(order: np.ndarray, bounds: np.ndarray) -> np.ndarray:
         trainable_values = [v.value for v in trainable]
         non_trainable_values = [v.value for v in non_trainable]
         optimizer_values = [v.value for v in optimizer.variables]
-        x_epoch, y_epoch = model._x[order], model._y[order]
+        x_epoch, targets_epoch = model._x[order], [target[order] for target in model._targets]
         losses = []
         for index in range(len(bounds) - 1):
             start, stop = int(bounds[index]), int(bounds[index + 1])
-            trainable_values, non_trainable_values, optimizer_values, data_loss = step(
-                trainable_values, non_trainable_values, optimizer_values, x_epoch[start:stop], y_epoch[start:stop]
+            trainable_values, non_trainable_values, optimizer_values, step_losses = step(
+                trainable_values, non_trainable_values, optimizer_values, x_epoch[start:stop], [t[start:stop] for t in targets_epoch]
             )
-            losses.append(data_loss)
+            losses.append(step_losses)
         for variables, values in ((trainable, trainable_values), (non_trainable, non_trainable_values),
                                   (optimizer.variables, optimizer_values)):
             for variable, value in zip(variables, values):
@@ -277,4 +378,37 @@ _EPOCH_RUNNERS: dict[str, Callable[[KerasModel], EpochRunner]] = {
     "tensorflow": _tensorflow_runner,
     "torch": _torch_runner,
     "jax": _jax_runner,
+}
+
+
+# --- gradients of the objective, per backend: (model, x, targets) -> one gradient per trainable variable ---
+
+def _tensorflow_gradients(model: KerasModel, x: Any, targets: list[Any]) -> list[Any]:
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        objective, _ = model.objective(x, targets)
+    return tape.gradient(objective, model._trainable)
+
+
+def _torch_gradients(model: KerasModel, x: Any, targets: list[Any]) -> list[Any]:
+    import torch
+
+    objective, _ = model.objective(x, targets)
+    return list(torch.autograd.grad(objective, [v.value for v in model._trainable], allow_unused=True))
+
+
+def _jax_gradients(model: KerasModel, x: Any, targets: list[Any]) -> list[Any]:
+    import jax
+
+    non_trainable = [v.value for v in model.network.model.non_trainable_variables]
+    gradient = jax.grad(_jax_objective(model), has_aux=True)
+    values, _ = gradient([v.value for v in model._trainable], non_trainable, x, targets)
+    return list(values)
+
+
+_GRADIENTS: dict[str, Callable[[KerasModel, Any, list[Any]], list[Any]]] = {
+    "tensorflow": _tensorflow_gradients,
+    "torch": _torch_gradients,
+    "jax": _jax_gradients,
 }

@@ -1,4 +1,10 @@
-"""The Keras network of a spec: layers, canonical activations, weight keys, native initializers.
+"""The Keras network of a spec: layers wired into a functional model, canonical activations, weight
+keys, native initializers.
+
+The layer plans (harness.spec.layers) become a functional `keras.Model`: a plain stack (one
+output) or the graph form (nodes reading the input or earlier nodes, one or more outputs, in
+ModelSpec.outputs() order). Every canonical tensor - trainable weights and batch_norm state -
+is one Keras variable, reachable by its canonical key (harness.spec.init.weight_key).
 
 Canonical layout is Keras' own for dense layers: `Dense.kernel` is (in, units) and
 `y = x @ kernel + bias`, so weights load without a transpose. Activations are built
@@ -16,19 +22,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
 from keras import ops
 
+from harness.adapters.keras.realize import realize
 from harness.errors import BackendError
 from harness.spec.components import Component
 from harness.spec.init import FRAMEWORK_STREAM, weight_key
 from harness.spec.layers import LayerPlan, Shape, fans
+from harness.spec.types import ModelOutput
 
 SEED_LIMIT = 2**31 - 1  # Keras seeds are Python ints; stay inside int32 for every backend
-LAYER_KINDS = ("dense", "dropout", "activation")  # the layers this adapter realizes
 
 
 def activation_function(activation: Component) -> Callable | None:
@@ -102,15 +109,21 @@ def bias_initializer(initializer: Component, fan_in: int, seed: int) -> keras.in
 class Network:
     """A built Keras model plus the map from canonical weight keys to its variables.
 
-    `variables` is ordered like `harness.spec.init.initial_weights` (layer by layer,
-    kernel before bias). `kernels` and `biases` split them by role: penalties and weight
-    decay touch kernels only.
+    `variables` holds every canonical tensor (batch_norm's moving statistics too), ordered like
+    `harness.spec.init.initial_weights` (plan order, then LayerPlan.tensors order). `kernels`
+    holds the regularized tensors (kernel, recurrent_kernel, embedding: l1/l2 penalties and weight
+    decay touch only these), `biases` the other trainable ones (bias, gamma, beta), `state` the
+    non-trainable moving statistics. `model` returns the outputs in `outputs` order (a list when
+    there are several); `layer_model` returns every layer's output in plan order (diagnostics).
     """
 
     model: keras.Model
     variables: dict[str, keras.Variable]
     kernels: list[keras.Variable]
     biases: list[keras.Variable]
+    outputs: tuple[ModelOutput, ...] = ()
+    state: list[keras.Variable] = field(default_factory=list)
+    layer_model: keras.Model | None = None
 
 
 def layer_seeds(seed: int, num_layers: int) -> np.ndarray:
@@ -124,57 +137,77 @@ def layer_seeds(seed: int, num_layers: int) -> np.ndarray:
     return rng.integers(0, SEED_LIMIT, size=(num_layers, 3))
 
 
-def build_network(plans: tuple[LayerPlan, ...], input_shape: Shape, initializer: Component, seed: int) -> Network:
-    """Build the Keras model of a planned layer stack.
+def build_network(
+    plans: tuple[LayerPlan, ...], input_shape: Shape, initializer: Component, seed: int,
+    outputs: tuple[ModelOutput, ...] | None = None,
+) -> Network:
+    """Build the functional Keras model of planned layers (a stack, or a graph's nodes).
 
     Args:
-        plans: `spec.model.plan(input_shape)`: layer kinds, shapes and canonical tensors.
+        plans: `spec.model.plan(input_shape)`: layer kinds, shapes, tensors and wiring (LayerPlan.inputs).
         input_shape: one sample's shape, no batch axis.
         initializer: the canonical initializer realized natively (shared mode overwrites it).
         seed: the trial seed; native draws and dropout masks derive from it.
+        outputs: `spec.model.outputs()`; default: the last layer, named 'output'.
 
     Raises:
         BackendError: a layer kind this adapter does not realize (it names the layer).
     """
-    for plan in plans:
-        if plan.layer.kind not in LAYER_KINDS:
-            raise BackendError(
-                f"model.layers[{plan.index}]: the Keras backend realizes the layers {', '.join(LAYER_KINDS)}, "
-                f"not {plan.layer.kind!r} yet. Run this suite on backend 'torch', or use those layers."
-            )
+    outputs = outputs or (ModelOutput("output", len(plans) - 1),)
     seeds = layer_seeds(seed, len(plans))
-    layers: list[keras.layers.Layer] = []
+    model_input = keras.Input(shape=tuple(input_shape))
+    values: dict[int, object] = {-1: model_input}
+    realizations = []
     for plan in plans:
-        kernel_seed, bias_seed, dropout_seed = (int(s) for s in seeds[plan.index])
-        params = dict(plan.layer.params)
-        name = plan.name.replace(".", "_")  # '0.dense' -> '0_dense' (Keras names may not hold dots)
-        if plan.layer.kind == "dense":
-            kernel_shape = plan.tensors[0].shape
-            layers.append(
-                keras.layers.Dense(
-                    params["units"],
-                    activation=activation_function(params["activation"]),
-                    use_bias=params["use_bias"],
-                    kernel_initializer=kernel_initializer(initializer, kernel_shape, kernel_seed),
-                    bias_initializer=bias_initializer(initializer, fans(kernel_shape)[0], bias_seed),
-                    name=name,
-                )
-            )
-        elif plan.layer.kind == "dropout":
-            # Inverted dropout like the canonical layer; masks come from Keras' SeedGenerator.
-            layers.append(keras.layers.Dropout(params["rate"], seed=dropout_seed, name=name))
-        elif plan.layer.kind == "activation":
-            function = activation_function(params["activation"])
-            layers.append(keras.layers.Activation(function or "linear", name=name))
-    model = keras.Sequential([keras.Input(shape=tuple(input_shape)), *layers])
+        realization = realize(plan, activation_function, int(seeds[plan.index][2]))
+        sources = [values[index] for index in plan.inputs]
+        values[plan.index] = realization.layer(sources if len(sources) > 1 else sources[0])
+        realizations.append(realization)
+    final = [values[output.index] for output in outputs]
+    model = keras.Model(model_input, final if len(final) > 1 else final[0])
+    layer_model = keras.Model(model_input, [values[plan.index] for plan in plans])
     variables: dict[str, keras.Variable] = {}
     kernels: list[keras.Variable] = []
     biases: list[keras.Variable] = []
-    for plan, layer in zip(plans, layers):
+    state: list[keras.Variable] = []
+    for plan, realization in zip(plans, realizations):
+        named = realization.variables()
         for tensor in plan.tensors:
-            variable = layer.kernel if tensor.name == "kernel" else layer.bias
+            variable = named[tensor.name]
             if tuple(variable.shape) != tuple(tensor.shape):
                 raise ValueError(f"{weight_key(plan, tensor)}: Keras made shape {variable.shape}, spec says {tensor.shape}")
             variables[weight_key(plan, tensor)] = variable
-            (kernels if tensor.role == "kernel" else biases).append(variable)
-    return Network(model=model, variables=variables, kernels=kernels, biases=biases)
+            (kernels if tensor.regularized else biases if tensor.trainable else state).append(variable)
+    network = Network(model, variables, kernels, biases, tuple(outputs), state, layer_model)
+    initialize_native(network, plans, initializer, seed)
+    return network
+
+
+CONSTANTS = {"gamma": 1.0, "beta": 0.0, "moving_mean": 0.0, "moving_variance": 1.0}
+
+
+def initialize_native(network: Network, plans: tuple[LayerPlan, ...], initializer: Component, seed: int) -> None:
+    """Draw every tensor with Keras' initializers configured to the canonical meaning.
+
+    Kernels follow the suite's initializer, recurrent kernels and embeddings their layer's
+    (TensorSpec.initializer); biases are zero, except under fan_in_uniform, which draws them
+    U(+-1/sqrt(TensorSpec.fan_in)); gamma and moving_variance start at 1, beta and moving_mean at 0.
+    Each layer's draws are seeded from layer_seeds (kernel seed, bias seed), one offset per tensor.
+
+    Raises:
+        BackendError: an initializer this adapter does not realize.
+    """
+    seeds = layer_seeds(seed, len(plans))
+    for plan in plans:
+        kernel_seed, bias_seed, _ = (int(s) for s in seeds[plan.index])
+        for offset, tensor in enumerate(plan.tensors):
+            variable = network.variables[weight_key(plan, tensor)]
+            if tensor.role in CONSTANTS:
+                variable.assign(np.full(tensor.shape, CONSTANTS[tensor.role], dtype=np.float32))
+                continue
+            if tensor.role == "bias":
+                draw = bias_initializer(initializer, tensor.fan_in or 1, (bias_seed + offset) % SEED_LIMIT)
+            else:
+                component = tensor.initializer if tensor.role != "kernel" and tensor.initializer else initializer
+                draw = kernel_initializer(component, tensor.shape, (kernel_seed + offset) % SEED_LIMIT)
+            variable.assign(draw(tensor.shape, dtype="float32"))

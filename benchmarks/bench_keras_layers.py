@@ -1,0 +1,145 @@
+"""Adapter speed on the layer families: the Keras adapter vs a plain hand-written Keras/TensorFlow loop.
+
+Workloads (MNIST-1D as a (40, 1) sequence, 4000 training samples, batch 100 = 40 steps per epoch,
+Adam lr 1e-2, the MNIST-1D paper's models):
+    cnn  conv1d 25@5 s2 p1 -> 25@3 s2 p1 -> 25@3 s2 p1 (ReLU) -> flatten -> dense 10   (5,210 parameters)
+    gru  bidirectional GRU(6), every step's output -> flatten -> dense 10              (5,134 parameters)
+
+    adapter:  TrialResult.train_seconds of harness.adapters.loop.train_trial - the optimizer steps alone,
+              INCLUDING the first epoch's tracing (per-epoch evaluation is timed apart by the loop)
+    plain:    the same model from Keras' built-in layers (ZeroPadding1D + Conv1D; Bidirectional(GRU)),
+              Keras' Adam, and the textbook custom loop: a `tf.function` step (GradientTape,
+              apply_gradients) called once per batch from Python, batches sliced in order; wall time
+              of the loop, its tracing included
+Both build a new model every repeat, interleaved (the order alternates), one process, the same
+thread count. Prints both medians and the ratio adapter/plain per workload. Target: ratio <= 1.10.
+
+    python benchmarks/bench_keras_layers.py [--repeats 3] [--epochs 5] [--threads 1] [--models cnn gru]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up banner out of the table
+
+from harness.adapters import get_adapter  # noqa: E402
+from harness.adapters.loop import train_trial  # noqa: E402
+from harness.data import dataset_info, load_dataset, resolve_dataset  # noqa: E402
+from harness.data.types import Dataset  # noqa: E402
+from harness.spec import RegularizerSpec, TrainingSpec, TrialSpec, resolve_component, resolve_model  # noqa: E402
+
+MODELS = {
+    "cnn": {"cnn": {"filters": [25, 25, 25], "kernel_size": [5, 3, 3], "strides": 2, "padding": 1}},
+    "gru": {"rnn": {"cell": "gru", "units": 6, "bidirectional": True, "readout": "flatten"}},
+}
+
+
+def make_spec(model: str, epochs: int, seed: int = 0) -> TrialSpec:
+    dataset = resolve_dataset({"name": "mnist1d", "shape": "sequence", "validation": 0.0})
+    info = dataset_info(dataset)
+    return TrialSpec(
+        dataset=dataset,
+        model=resolve_model(MODELS[model], num_outputs=info.num_outputs, input_shape=info.input_shape),
+        loss=resolve_component("loss", "cross_entropy", "loss"),
+        optimizer=resolve_component("optimizer", {"name": "adam", "lr": 1e-2}, "optimizer"),
+        initializer=resolve_component("initializer", "fan_in_uniform", "initializer"),
+        regularizer=RegularizerSpec(),
+        training=TrainingSpec(epochs=epochs, batch_size=100, shuffle=False),
+        seed=seed,
+        backend="keras",
+    )
+
+
+def plain_model(model: str, input_shape: tuple[int, ...]):
+    """The workload from Keras' built-in layers (Keras' own initializers: speed, not parity)."""
+    import keras
+
+    if model == "cnn":
+        layers = []
+        for kernel in (5, 3, 3):
+            layers += [keras.layers.ZeroPadding1D(1), keras.layers.Conv1D(25, kernel, strides=2, activation="relu")]
+        layers += [keras.layers.Flatten(), keras.layers.Dense(10)]
+    else:
+        gru = keras.layers.GRU(6, return_sequences=True, reset_after=True)
+        layers = [keras.layers.Bidirectional(gru), keras.layers.Flatten(), keras.layers.Dense(10)]
+    return keras.Sequential([keras.Input(shape=input_shape), *layers])
+
+
+def plain_seconds(model: str, spec: TrialSpec, data: Dataset) -> tuple[float, float]:
+    """Train with a hand-written tf.function step; return (seconds, last epoch's mean minibatch loss)."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(spec.seed)
+    network = plain_model(model, data.info.input_shape)
+    optimizer = keras.optimizers.Adam(learning_rate=spec.optimizer["lr"])
+    loss_function = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    x = tf.constant(np.asarray(data.x_train, dtype=np.float32))
+    y = tf.constant(np.asarray(data.y_train, dtype=np.int32))
+    size = spec.training.batch_size
+
+    @tf.function
+    def step(x_batch, y_batch):
+        with tf.GradientTape() as tape:
+            loss = loss_function(y_batch, network(x_batch, training=True))
+        optimizer.apply_gradients(zip(tape.gradient(loss, network.trainable_variables), network.trainable_variables))
+        return loss
+
+    start = time.perf_counter()
+    losses = []
+    for _ in range(spec.training.epochs):
+        losses = [step(x[i:i + size], y[i:i + size]) for i in range(0, len(data.y_train), size)]
+    last = float(np.mean([float(loss) for loss in losses]))  # the host sync is inside the timed region
+    return time.perf_counter() - start, last
+
+
+def adapter_seconds(spec: TrialSpec, adapter, data: Dataset) -> tuple[float, float]:
+    """Train through the harness loop; return (train_seconds, last epoch's mean minibatch loss)."""
+    result = train_trial(spec, adapter, data)
+    if result.status != "ok":
+        raise RuntimeError(f"the adapter's trial ended {result.status}: {result.error}")
+    return result.train_seconds, result.final()["minibatch_loss"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (>= 3)")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="TensorFlow intra/inter-op threads for both sides")
+    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=sorted(MODELS))
+    args = parser.parse_args()
+    if args.repeats < 3:
+        parser.error("--repeats must be >= 3 (the median of fewer says little)")
+    adapter = get_adapter("keras")
+    adapter.configure(args.threads)  # before any TensorFlow op: pins the pools for both sides
+    summary = []
+    for model in args.models:
+        spec = make_spec(model, args.epochs)
+        data = load_dataset(spec.dataset)
+        times: dict[str, list[float]] = {"adapter": [], "plain": []}
+        for repeat in range(args.repeats):
+            runs = [
+                ("adapter", lambda spec=spec, data=data: adapter_seconds(spec, adapter, data)),
+                ("plain", lambda model=model, spec=spec, data=data: plain_seconds(model, spec, data)),
+            ]
+            if repeat % 2:
+                runs.reverse()
+            for name, run in runs:
+                seconds, loss = run()
+                times[name].append(seconds)
+                print(f"{model} repeat {repeat + 1} {name:7s} {seconds:7.3f} s   final minibatch loss {loss:.4f}", flush=True)
+        adapter_median, plain_median = statistics.median(times["adapter"]), statistics.median(times["plain"])
+        summary.append((model, adapter_median, plain_median))
+    steps = args.epochs * 40
+    print(f"\n{steps} steps per trial, threads={args.threads}, {args.repeats} repeats, {adapter.versions()}")
+    for model, adapter_median, plain_median in summary:
+        print(f"{model}: adapter {adapter_median:.3f} s, plain loop {plain_median:.3f} s, "
+              f"ratio adapter/plain {adapter_median / plain_median:.3f}  (target <= 1.10)")
+
+
+if __name__ == "__main__":
+    main()
