@@ -272,3 +272,26 @@ def test_store_results_and_figures(tmp_path):
     assert len(histograms[0].figure.axes) == 2 * 2  # 2 hidden layers x 2 arms
     (gradient,) = gradient_norm_figures(results)
     assert len([axis for axis in gradient.figure.axes if axis.get_visible()]) == 2  # one panel per probed epoch
+
+
+def test_torch_gradients_leave_batch_norm_moving_statistics_untouched() -> None:
+    """batch_norm's moving statistics are non-trainable Parameters, not buffers: gradients() must restore them too."""
+    from harness.adapters import get_adapter
+    from harness.data import dataset_info, load_dataset, resolve_dataset
+    from harness.spec import RegularizerSpec, TrainingSpec, TrialSpec, initial_weights, resolve_component, resolve_model
+
+    dataset = resolve_dataset("digits")
+    info = dataset_info(dataset)
+    layers = [{"dense": {"units": 16}}, {"batch_norm": {}}, {"activation": "relu"}, {"dense": {}}]
+    model = resolve_model({"layers": layers}, 10, input_shape=info.input_shape)
+    spec = TrialSpec(dataset, model, resolve_component("loss", "cross_entropy", "l"), resolve_component("optimizer", "sgd", "o"),
+                     resolve_component("initializer", "he_normal", "i"), RegularizerSpec(), TrainingSpec(1, 32), 0, "torch")
+    data = load_dataset(dataset)
+    built = get_adapter("torch").build(spec, info)
+    built.set_weights(initial_weights(model.plan(info.input_shape), spec.initializer, 0))
+    before = built.get_weights()
+    gradients = built.gradients(data.x_train[:64], data.y_train[:64])
+    after = built.get_weights()
+    assert any(np.abs(g).max() > 0 for g in gradients.values())  # a real gradient was taken
+    for key in before:  # includes '1.batch_norm.moving_mean' / 'moving_variance'
+        np.testing.assert_array_equal(before[key], after[key], err_msg=key)

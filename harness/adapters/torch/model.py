@@ -190,7 +190,10 @@ class TorchModel:
         module = self.network.module
         generators = {id(m.generator): m.generator for m in module.modules() if isinstance(m, InvertedDropout)}
         generator_states = {key: generator.get_state() for key, generator in generators.items()}
-        buffers = [(buffer, buffer.detach().clone()) for buffer in module.buffers()]
+        # Everything the forward pass may move: registered buffers AND the state slots (batch_norm's
+        # moving statistics are non-trainable Parameters, which module.buffers() does not list).
+        state = list(module.buffers()) + [t for slot in self.network.slots if not slot.trainable for t in slot.tensors]
+        buffers = [(tensor, tensor.detach().clone()) for tensor in state]
         parameters = self.network.parameters
         saved_grads = [parameter.grad for parameter in parameters]
         inputs = torch.tensor(np.asarray(x, dtype=np.float32), device=self.device)
