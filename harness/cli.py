@@ -42,6 +42,20 @@ def load_checked_suite(path: Path, backends: Sequence[str] | None = None, seeds:
     return suite
 
 
+def with_device(suite, device: str):  # (Suite, str) -> Suite
+    """The suite with every trial on `device` (part of each trial's hash: CPU and GPU results differ)."""
+    import dataclasses
+
+    from harness.errors import SpecError
+    from harness.spec import Trial
+    from harness.suite.schema import DEVICE_PATTERN
+
+    if not DEVICE_PATTERN.match(device):
+        raise SpecError(f"--device: expected cpu, auto, cuda or cuda:N (N a GPU index), got {device!r}.")
+    trials = tuple(Trial(t.suite, t.arm, t.cell, dataclasses.replace(t.spec, device=device)) for t in suite.trials)
+    return dataclasses.replace(suite, trials=trials)
+
+
 def _seeds_option(value: str | None) -> int | list[int] | None:
     if value is None:
         return None
@@ -86,11 +100,21 @@ def cli() -> None:
               help="Override the suite's seeds: a count (3) or a list (0,1,2).")
 @click.option("--rerun", is_flag=True, help="Run trials again even when the store has their result.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@click.option("--device", default=None, metavar="DEVICE",
+              help="cpu, auto (a GPU when the backend sees one), cuda or cuda:N; overrides the suite's `device`.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: worker processes here; ray: actors on a Ray cluster (pip install \"harness[ray]\").")
+@click.option("--address", default=None, metavar="ADDR",
+              help="Ray cluster address (auto, host:port, ray://host:port); default RAY_ADDRESS, else a new local Ray.")
+@click.option("--num-cpus", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Ray: CPUs each trial reserves (default 1).")
+@click.option("--num-gpus", type=click.FloatRange(min=0), default=None, help="Ray: GPUs each trial reserves (default 0).")
 @click.option("--report", "make_report", is_flag=True, help="Also write reports/<suite>/report.html and report.pdf.")
 @click.option("--reports-dir", type=click.Path(path_type=Path), default=Path("reports"), show_default=True,
               help="Where --report writes (reports/<suite>/).")
 def run(suite_path: Path, store_dir: Path, jobs: int | None, backends: Sequence[str], seeds: str | None,
-        rerun: bool, quiet: bool, make_report: bool, reports_dir: Path) -> None:
+        rerun: bool, quiet: bool, device: str | None, executor: str, address: str | None, num_cpus: float | None,
+        num_gpus: float | None, make_report: bool, reports_dir: Path) -> None:
     """Run every trial of SUITE not yet in the store, then write and print the tables.
 
     \b
@@ -102,8 +126,11 @@ def run(suite_path: Path, store_dir: Path, jobs: int | None, backends: Sequence[
     from harness.store import Store
 
     suite = load_checked_suite(suite_path, backends, seeds)
+    if device is not None:
+        suite = with_device(suite, device)
     with Store(store_dir) as store:  # validated suite first: bad input writes nothing
-        summary = run_trials(suite.trials, store, jobs=jobs, rerun=rerun, quiet=quiet)
+        summary = run_trials(suite.trials, store, jobs=jobs, rerun=rerun, quiet=quiet, executor=executor,
+                             address=address, num_cpus=num_cpus, num_gpus=num_gpus)
         record = SuiteRecord.from_suite(suite)
         results = record_results(record, store)
         written = export_tables(results, store_dir / suite.name, record)
