@@ -1,17 +1,22 @@
 """Local runner scaling: 24 short torch MLP trials with jobs=2 vs jobs=1, measured in one run.
 
 Prints the speedup, end to end (wall time of `run_trials` with one worker over two, worker
-start-up included: a fixed ~2-4 s per worker for importing torch) and at steady state (trials
-per second once every worker is warm), and the per-trial overhead once a worker is warm (its
-first trial excluded):
-    driver overhead  = driver time from dispatch to recorded  - train_seconds
-    runner overhead  = driver time from dispatch to recorded  - the worker's wall_seconds
-The first is what issue 7 targets (< 50 ms); it includes the trial's own model build and
-per-epoch evaluation, which belong to the trial rather than to the runner; the second is the
-runner alone (pipe round trip, pickling, scheduling, the SQLite commit).
-Targets (issue 7): speedup >= 1.8x, overhead < 50 ms.
+start-up included: a fixed few seconds per worker for importing torch) and at steady state
+(trials per second once every worker is warm), and where a warm worker's trial time goes
+(its first trial excluded), per trial, median over warm trials:
 
-    python benchmarks/bench_jobs.py [--trials 24] [--epochs 10] [--rounds 1]
+    driver time   dispatch to recorded, as the driver sees it
+    train         the optimizer steps (TrialResult.train_seconds)
+    evaluation    every split evaluated before training and after each epoch (eval_seconds);
+                  part of the trial as its suite defines it (10 epochs = 11 full evaluations)
+    overhead      driver time - train - evaluation: everything the harness adds per trial
+      in worker     worker wall - train - evaluation: model build, initial weights, data on device
+      runner        driver time - worker wall: claim, pipe round trip, pickling, SQLite commit
+
+Issue 7's overhead target (< 50 ms) is about `overhead`; `driver time - train` (which
+includes the evaluation) is printed too. Targets: speedup >= 1.8x, overhead < 50 ms.
+
+    python benchmarks/bench_jobs.py [--trials 24] [--epochs 10] [--rounds 3]
 """
 from __future__ import annotations
 
@@ -51,7 +56,7 @@ def make_trials(count: int, epochs: int) -> list[Trial]:
 
 
 def measure(trials: list[Trial], jobs: int) -> dict[str, float]:
-    """One run on a fresh store: wall seconds, warm throughput, and per-trial overheads of warm workers."""
+    """One run on a fresh store: wall seconds, warm throughput, and per-trial time split of warm workers."""
     events: list[tuple[float, RunEvent]] = []
     with tempfile.TemporaryDirectory() as directory, Store(Path(directory)) as store:
         start = time.perf_counter()
@@ -65,12 +70,23 @@ def measure(trials: list[Trial], jobs: int) -> dict[str, float]:
     # Steady state: from the moment the last worker finished its first (cold) trial to the end.
     all_warm_at = max(moment for moment, event in finished if event.worker_trials == 0)
     steady = [moment for moment, _ in finished if moment > all_warm_at]
+
+    def median_ms(values) -> float:
+        return 1000 * statistics.median(list(values))
+
     return {
         "wall": wall,
         "train": sum(event.result.train_seconds for _, event in finished),
         "warm_throughput": len(steady) / (max(steady) - all_warm_at),  # trials per second, all workers warm
-        "driver_overhead_ms": 1000 * statistics.median(event.seconds - event.result.train_seconds for event in warm),
-        "runner_overhead_ms": 1000 * statistics.median(event.seconds - event.result.wall_seconds for event in warm),
+        "driver_ms": median_ms(event.seconds for event in warm),
+        "train_ms": median_ms(event.result.train_seconds for event in warm),
+        "evaluation_ms": median_ms(event.result.eval_seconds for event in warm),
+        "driver_minus_train_ms": median_ms(event.seconds - event.result.train_seconds for event in warm),
+        "overhead_ms": median_ms(event.seconds - event.result.train_seconds - event.result.eval_seconds for event in warm),
+        "in_worker_ms": median_ms(
+            event.result.wall_seconds - event.result.train_seconds - event.result.eval_seconds for event in warm
+        ),
+        "runner_ms": median_ms(event.seconds - event.result.wall_seconds for event in warm),
         "warm_trials": len(warm),
     }
 
@@ -79,19 +95,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--epochs", type=int, default=10, help="epochs per trial (40 steps each)")
-    parser.add_argument("--rounds", type=int, default=1, help="interleaved jobs=1 / jobs=2 rounds; medians reported")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved jobs=1 / jobs=2 rounds; medians reported")
     arguments = parser.parse_args()
     trials = make_trials(arguments.trials, arguments.epochs)
     results: dict[int, list[dict[str, float]]] = {1: [], 2: []}
+    print(f"load average before: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
     for round_index in range(arguments.rounds):
         for jobs in (1, 2) if round_index % 2 == 0 else (2, 1):
             results[jobs].append(measure(trials, jobs))
             last = results[jobs][-1]
             print(
                 f"round {round_index + 1} jobs={jobs}: wall {last['wall']:.2f} s, sum of train_seconds {last['train']:.2f} s, "
-                f"warm throughput {last['warm_throughput']:.2f} trials/s, "
-                f"warm per-trial overhead: driver {last['driver_overhead_ms']:.1f} ms, runner {last['runner_overhead_ms']:.1f} ms "
-                f"(median of {last['warm_trials']:.0f} trials)"
+                f"warm throughput {last['warm_throughput']:.2f} trials/s; warm trial (median of {last['warm_trials']:.0f}): "
+                f"driver {last['driver_ms']:.0f} ms = train {last['train_ms']:.0f} + evaluation {last['evaluation_ms']:.0f} "
+                f"+ overhead {last['overhead_ms']:.1f} (in worker {last['in_worker_ms']:.1f}, runner {last['runner_ms']:.1f}) ms; "
+                f"load {os.getloadavg()[0]:.2f}"
             )
 
     def median(jobs: int, key: str) -> float:
@@ -99,16 +117,20 @@ def main() -> None:
 
     speedup = median(1, "wall") / median(2, "wall")
     steady_speedup = median(2, "warm_throughput") / median(1, "warm_throughput")
-    print(f"\n{arguments.trials} trials x {arguments.epochs} epochs, MLP 40-100-100-10 on MNIST-1D (torch), {os.cpu_count()} cores:")
+    print(f"\n{arguments.trials} trials x {arguments.epochs} epochs, MLP 40-100-100-10 on MNIST-1D (torch), "
+          f"{os.cpu_count()} cores, medians of {arguments.rounds} rounds:")
     print(f"  jobs=1 wall {median(1, 'wall'):.2f} s   jobs=2 wall {median(2, 'wall'):.2f} s   "
           f"speedup {speedup:.2f}x end to end (worker start-up included)")
     print(f"  warm throughput: jobs=1 {median(1, 'warm_throughput'):.2f} trials/s, jobs=2 {median(2, 'warm_throughput'):.2f} "
           f"trials/s   speedup {steady_speedup:.2f}x  (target >= 1.8x)")
     for jobs in (1, 2):
         print(
-            f"  jobs={jobs} warm per-trial overhead: driver - train_seconds {median(jobs, 'driver_overhead_ms'):.1f} ms "
-            f"(target < 50 ms), driver - worker wall {median(jobs, 'runner_overhead_ms'):.1f} ms"
+            f"  jobs={jobs} warm trial: driver {median(jobs, 'driver_ms'):.0f} ms = train {median(jobs, 'train_ms'):.0f} "
+            f"+ evaluation {median(jobs, 'evaluation_ms'):.0f} + overhead {median(jobs, 'overhead_ms'):.1f} ms "
+            f"(target < 50 ms; in worker {median(jobs, 'in_worker_ms'):.1f}, runner {median(jobs, 'runner_ms'):.1f}); "
+            f"driver - train {median(jobs, 'driver_minus_train_ms'):.0f} ms"
         )
+    print(f"load average after: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
 
 
 if __name__ == "__main__":

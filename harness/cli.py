@@ -42,20 +42,6 @@ def load_checked_suite(path: Path, backends: Sequence[str] | None = None, seeds:
     return suite
 
 
-def with_device(suite, device: str):  # (Suite, str) -> Suite
-    """The suite with every trial on `device` (part of each trial's hash: CPU and GPU results differ)."""
-    import dataclasses
-
-    from harness.errors import SpecError
-    from harness.spec import Trial
-    from harness.suite.schema import DEVICE_PATTERN
-
-    if not DEVICE_PATTERN.match(device):
-        raise SpecError(f"--device: expected cpu, auto, cuda or cuda:N (N a GPU index), got {device!r}.")
-    trials = tuple(Trial(t.suite, t.arm, t.cell, dataclasses.replace(t.spec, device=device)) for t in suite.trials)
-    return dataclasses.replace(suite, trials=trials)
-
-
 def _seeds_option(value: str | None) -> int | list[int] | None:
     if value is None:
         return None
@@ -93,7 +79,8 @@ def cli() -> None:
 @click.option("--store", "store_dir", type=click.Path(path_type=Path), default=DEFAULT_STORE, show_default=True,
               help="Folder for the SQLite store (harness.sqlite) and the exported tables (<store>/<suite>/).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
-              help="Worker processes (default: the number of cores). Each worker is reused and pinned to cores/jobs threads.")
+              help="Worker processes (default: the number of cores), each reused and pinned to cores/jobs threads; "
+                   "with --executor ray, trials at once (default: as many as the cluster's CPUs/GPUs hold).")
 @click.option("--backend", "backends", multiple=True, metavar="NAME",
               help="Run only these backends (repeatable), overriding the suite's `backends`.")
 @click.option("--seeds", "seeds", default=None, metavar="N|LIST",
@@ -125,10 +112,15 @@ def run(suite_path: Path, store_dir: Path, jobs: int | None, backends: Sequence[
     from harness.runner import run_trials
     from harness.store import Store
 
+    import dataclasses
+
+    from harness.runner import check_executor, with_device
+
     suite = load_checked_suite(suite_path, backends, seeds)
     if device is not None:
-        suite = with_device(suite, device)
-    with Store(store_dir) as store:  # validated suite first: bad input writes nothing
+        suite = dataclasses.replace(suite, trials=with_device(suite.trials, device))
+    check_executor(executor, num_cpus, num_gpus, address)  # bad Ray input fails before the store exists
+    with Store(store_dir) as store:  # validated input first: bad input writes nothing
         summary = run_trials(suite.trials, store, jobs=jobs, rerun=rerun, quiet=quiet, executor=executor,
                              address=address, num_cpus=num_cpus, num_gpus=num_gpus)
         record = SuiteRecord.from_suite(suite)
@@ -137,7 +129,9 @@ def run(suite_path: Path, store_dir: Path, jobs: int | None, backends: Sequence[
     echo = click.echo
     echo(results.summary_text())
     echo(
-        f"\n{summary.total} trials: {summary.skipped} already in the store, {summary.ok} ok, "
+        f"\n{summary.total} trials: {summary.skipped} already in the store, "
+        + (f"{summary.elsewhere} run by another process, " if summary.elsewhere else "")
+        + f"{summary.ok} ok, "
         f"{summary.diverged} diverged, {summary.failed} failed, {summary.timeout} timed out "
         f"({summary.wall_seconds:.1f} s). Tables: {written}"
     )

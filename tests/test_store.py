@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,9 @@ import pytest
 from harness.adapters.loop import TrialResult
 from harness.errors import StoreError
 from harness.spec import DatasetSpec, RegularizerSpec, TrainingSpec, Trial, TrialSpec, resolve_component, resolve_model
-from harness.store import DATABASE_NAME, METRIC_COLUMNS, SCHEMA_VERSION, TRIAL_COLUMNS, Store
+from harness.store import (
+    DATABASE_NAME, METRIC_COLUMNS, SCHEMA_VERSION, TRIAL_COLUMNS, ClaimOwner, Store, _statements, process_start,
+)
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -272,3 +277,150 @@ def test_two_concurrent_writers_do_not_corrupt(tmp_path: Path) -> None:
         metrics = store.metrics_frame()
         assert len(metrics) == 120 * 4
         assert not metrics.duplicated(["hash", "epoch", "metric"]).any()
+
+
+# -- claims: two runs on one store ---------------------------------------------------------------
+
+LEASE = 60.0
+
+
+def other_owner(pid: int, host: str | None = None, pid_start: str | None = "from-proc") -> ClaimOwner:
+    """An owner that is not this run: another process (by default described as /proc says it is)."""
+    start = process_start(pid) if pid_start == "from-proc" else pid_start
+    return ClaimOwner("other-run", host or socket.gethostname(), pid, start)
+
+
+def test_claim_is_exclusive_while_its_owner_lives(store: Store) -> None:
+    trial, mine = make_trial(), ClaimOwner.here()
+    parent = other_owner(os.getppid())  # pytest's parent process: alive for the whole test
+    assert store.claim(trial.hash, parent, lease_seconds=LEASE) == "claimed"
+    assert store.claim(trial.hash, mine, lease_seconds=LEASE) == "busy"
+    assert store.claim(trial.hash, parent, lease_seconds=LEASE) == "claimed"  # its own claim, asked again
+    row = store.claims_frame().iloc[0]
+    assert (row["hash"], row["owner"], row["pid"]) == (trial.hash, "other-run", os.getppid())
+    assert LEASE - 5 < row["expires"] - time.time() <= LEASE
+
+
+def _exited_process() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.parametrize(
+    "holder",
+    ["dead-pid", "zombie", "reused-pid", "other-host-lease-expired"],
+    ids=["dead-pid", "zombie", "reused-pid", "other-host-lease-expired"],
+)
+def test_a_stale_claim_is_taken_over(store: Store, holder: str) -> None:
+    trial, mine = make_trial(), ClaimOwner.here()
+    lease = LEASE
+    child = None
+    if holder == "dead-pid":
+        owner = other_owner(_exited_process(), pid_start=None)
+    elif holder == "zombie":  # exited but not reaped by its parent (this test) yet: /proc shows state Z
+        child = subprocess.Popen([sys.executable, "-c", "pass"])
+        deadline = time.monotonic() + 30
+        while process_start(child.pid) != "" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        owner = other_owner(child.pid, pid_start=None)
+    elif holder == "reused-pid":  # a live pid whose start time differs: the pid was reused by another process
+        owner = other_owner(os.getppid(), pid_start="12345")
+    else:  # another host cannot be checked by pid: only its lease counts
+        owner, lease = other_owner(os.getppid(), host="some-other-host"), -1.0
+    try:
+        assert store.claim(trial.hash, owner, lease_seconds=lease) == "claimed"
+        assert store.claim(trial.hash, mine, lease_seconds=LEASE) == "claimed"
+        assert store.claims_frame()["owner"].tolist() == [mine.id]
+    finally:
+        if child is not None:
+            child.wait()
+
+
+def test_a_live_claim_on_another_host_waits_for_its_lease(store: Store) -> None:
+    trial, mine = make_trial(), ClaimOwner.here()
+    remote = other_owner(os.getppid(), host="some-other-host")
+    assert store.claim(trial.hash, remote, lease_seconds=LEASE) == "claimed"
+    assert store.claim(trial.hash, mine, lease_seconds=LEASE) == "busy"
+    assert store.renew_claims(remote.id, lease_seconds=-1.0) == 1  # its heartbeat stopped long ago
+    assert store.claim(trial.hash, mine, lease_seconds=LEASE) == "claimed"
+
+
+@pytest.mark.parametrize(
+    ("status", "seen_attempts", "rerun", "expected"),
+    [
+        ("ok", 0, False, "done"),  # a final result: nothing to run
+        ("failed", 1, False, "claimed"),  # failed before this run started: retried
+        ("failed", 0, False, "done"),  # recorded by another run since this one started
+        ("ok", 1, True, "claimed"),  # --rerun: a final result does not stop it
+        ("ok", 0, True, "done"),  # --rerun, but another run just reran it
+    ],
+    ids=["final", "failed-earlier", "recorded-meanwhile", "rerun", "rerun-recorded-meanwhile"],
+)
+def test_claim_of_a_recorded_trial(store: Store, status: str, seen_attempts: int, rerun: bool, expected: str) -> None:
+    trial = make_trial()
+    store.record(trial, make_result(status))
+    outcome = store.claim(trial.hash, ClaimOwner.here(), lease_seconds=LEASE, seen_attempts=seen_attempts, rerun=rerun)
+    assert outcome == expected
+    assert len(store.claims_frame()) == (1 if expected == "claimed" else 0)
+
+
+def test_recording_drops_the_claim_and_release_drops_the_rest(store: Store) -> None:
+    mine = ClaimOwner.here()
+    trials = [make_trial(seed=seed) for seed in range(3)]
+    for trial in trials:
+        assert store.claim(trial.hash, mine, lease_seconds=LEASE) == "claimed"
+    store.record(trials[0], make_result())
+    assert set(store.claims_frame()["hash"]) == {trials[1].hash, trials[2].hash}
+    store.release_claims(mine.id, [trials[1].hash])
+    assert store.claims_frame()["hash"].tolist() == [trials[2].hash]
+    assert store.renew_claims(mine.id, lease_seconds=LEASE) == 1
+    store.release_claims(mine.id)
+    assert store.claims_frame().empty
+
+
+def test_process_start_identifies_a_live_process_and_not_a_dead_one() -> None:
+    assert process_start(os.getpid()) not in (None, "")
+    assert process_start(os.getpid()) == process_start(os.getpid())  # stable for one process
+    assert process_start(_exited_process()) == ""
+
+
+def test_durations_and_attempts(store: Store) -> None:
+    ok, failed, absent = make_trial(seed=0), make_trial(seed=1), make_trial(seed=2)
+    store.record(ok, make_result("ok", wall_seconds=2.5))
+    store.record(failed, make_result("failed", wall_seconds=0.1))
+    store.record(failed, make_result("failed", wall_seconds=0.1), attempts=2)
+    durations = store.durations()
+    assert durations[["hash", "arm", "backend", "wall_seconds"]].values.tolist() == [[ok.hash, "sgd", "torch", 2.5]]
+    assert durations.loc[0, "spec"] == ok.spec.to_json()
+    assert store.attempts([ok.hash, failed.hash, absent.hash]) == {ok.hash: 1, failed.hash: 3}
+
+
+def test_a_version_1_store_is_migrated_and_keeps_its_trials(tmp_path: Path) -> None:
+    trial = make_trial()
+    with Store(tmp_path) as store:
+        store.record(trial, make_result())
+    # Version 1 had no claims (nor diagnostics) table.
+    connection = sqlite3.connect(tmp_path / DATABASE_NAME)
+    connection.execute("DROP TABLE claims")
+    connection.execute("DROP TABLE IF EXISTS diagnostics")
+    connection.execute("UPDATE schema_version SET version = 1")
+    connection.commit()
+    connection.close()
+    with Store(tmp_path) as store:
+        assert store.trials_frame()["hash"].tolist() == [trial.hash]
+        assert store.claim(make_trial(seed=5).hash, ClaimOwner.here(), lease_seconds=LEASE) == "claimed"
+        assert store.integrity_check() == "ok"
+    connection = sqlite3.connect(tmp_path / DATABASE_NAME)
+    assert connection.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    connection.close()
+
+
+def test_schema_statements_split_where_sqlite_sees_their_end() -> None:
+    script = "CREATE TABLE a (x INT -- a comment; with a semicolon\n);\nCREATE TABLE b (y TEXT DEFAULT ';');\n"
+    statements = list(_statements(script))
+    assert len(statements) == 2 and statements[0].startswith("CREATE TABLE a") and "';'" in statements[1]
+    connection = sqlite3.connect(":memory:")
+    for statement in statements:
+        connection.execute(statement)
+    assert [row[0] for row in connection.execute("SELECT name FROM sqlite_master ORDER BY name")] == ["a", "b"]

@@ -1,4 +1,4 @@
-"""A small pool of reusable worker processes that survives its workers dying.
+"""A small pool of reusable local worker processes that survives its workers dying.
 
 Why not ProcessPoolExecutor: when one of its workers dies, the executor breaks as a whole
 and cannot say which task was in flight. Here each worker is one `spawn` Process with its
@@ -6,10 +6,10 @@ own Pipe and exactly one trial in flight, so a death (SIGKILL, segfault, out-of-
 kill) names its trial: that trial is retried once on another worker, then recorded
 'failed' with the cause, and every other trial goes on.
 
-Environments: Keras reads KERAS_BACKEND once per process, so each worker is bound to one
-environment ('default', or a Keras backend name from `BACKENDS[name].keras_backend`) and
-runs only trials of that environment. Thread counts and KERAS_BACKEND are placed in the
-child's environment before it starts, hence before any framework import.
+Environments (devices.py): Keras reads KERAS_BACKEND once per process, and CUDA libraries
+read CUDA_VISIBLE_DEVICES once, so each worker is bound to one `Environment` and runs only
+trials of that environment. Thread counts, KERAS_BACKEND and the GPU a worker may see are
+placed in the child's environment before it starts, hence before any framework import.
 """
 from __future__ import annotations
 
@@ -18,40 +18,21 @@ import os
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
 
-from harness.adapters import BACKENDS
 from harness.adapters.loop import TrialResult, now
+from harness.runner.devices import DEFAULT_ENVIRONMENT, Environment, pick_gpu, worker_variables
+from harness.runner.tasks import MAX_ATTEMPTS, RunEvent, Task, TaskQueue, deadline, death_result, timeout_result
 from harness.runner.worker import worker_main
 from harness.spec.types import Trial
 
-MAX_ATTEMPTS = 2  # a trial whose worker dies is retried once, then recorded 'failed'
-DEFAULT_ENVIRONMENT = "default"
-THREAD_VARIABLES = (  # read by OpenMP, MKL, OpenBLAS (torch, numpy) and TensorFlow at import
-    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
-)
+__all__ = ["DEFAULT_ENVIRONMENT", "MAX_ATTEMPTS", "RunEvent", "Task", "Worker", "WorkerPool", "describe_exit"]
+
 STOP_SECONDS = 10.0  # how long a stopping worker may take to exit before it is killed
-POLL_SECONDS = 1.0  # longest wait between checks of timeouts and worker health
-
-
-def environment_of(backend: str) -> str:
-    """The worker environment a backend needs: its Keras backend, or 'default'."""
-    entry = BACKENDS.get(backend)
-    return entry.keras_backend if entry is not None and entry.keras_backend else DEFAULT_ENVIRONMENT
-
-
-def worker_variables(environment: str, threads: int) -> dict[str, str]:
-    """Environment variables of a worker process: pinned thread counts and, for Keras, its backend."""
-    variables = {name: str(threads) for name in THREAD_VARIABLES}
-    variables["TF_CPP_MIN_LOG_LEVEL"] = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's info logs off the progress bar
-    if environment != DEFAULT_ENVIRONMENT:
-        variables["KERAS_BACKEND"] = environment
-    return variables
+POLL_SECONDS = 1.0  # longest wait between checks of timeouts, worker health and held trials
 
 
 @contextmanager
@@ -97,48 +78,27 @@ def describe_exit(exitcode: int | None) -> str:
     return f"worker exited with code {exitcode}"
 
 
-@dataclass
-class Task:
-    """One trial on its way through the pool."""
+class Worker:
+    """One reusable worker process bound to one environment, with at most one trial in flight.
 
-    index: int
-    trial: Trial
-    attempts: int = 0  # executions started so far (a dead worker's trial is retried)
-    dispatched_at: float = 0.0  # time.perf_counter() when sent to a worker
-    started_at: float | None = None  # when the worker began training (the timeout clock)
-    started_iso: str = ""
-
-
-@dataclass(frozen=True)
-class RunEvent:
-    """What the pool reports as it goes (for progress displays, benchmarks and tests).
-
-    kind: 'dispatched' (sent to a worker), 'started' (the worker has its adapter and data and
-    begins training), 'retry' (its worker died; queued again), 'finished' (recorded;
-    `seconds` = driver time from dispatch to recorded, `result` set).
+    Args:
+        context: a multiprocessing context (spawn).
+        environment: what the process is started with.
+        threads: threads it is pinned to.
+        visible_devices: the GPU id a one-GPU worker sees (CUDA_VISIBLE_DEVICES), else None.
     """
 
-    kind: str
-    trial: Trial
-    worker_pid: int | None
-    attempt: int
-    seconds: float = 0.0
-    result: TrialResult | None = None
-    worker_trials: int = 0  # trials this worker had finished before this one (0 = a cold worker)
-
-
-class Worker:
-    """One reusable worker process bound to one environment, with at most one trial in flight."""
-
-    def __init__(self, context: Any, environment: str, threads: int) -> None:
+    def __init__(self, context: Any, environment: Environment, threads: int, visible_devices: str | None = None) -> None:
         self.environment = environment
+        self.visible_devices = visible_devices
         self.task: Task | None = None
         self.trials_done = 0
+        self.crash_cause: str | None = None  # what the worker said before exiting on its own (out of memory)
         self.connection, child_end = context.Pipe(duplex=True)
         self.process = context.Process(
             target=worker_main, args=(child_end, threads), name=f"harness-worker-{environment}", daemon=True,
         )
-        with _environment(worker_variables(environment, threads)), _sigint_ignored():
+        with _environment(worker_variables(environment, threads, visible_devices)), _sigint_ignored():
             self.process.start()
         child_end.close()  # so the driver's recv sees EOF when the worker dies
 
@@ -150,7 +110,7 @@ class Worker:
         task.attempts += 1
         task.dispatched_at, task.started_at = time.perf_counter(), None
         self.task = task
-        self.connection.send((task.index, task.trial.spec))
+        self.connection.send((task.index, task.trial.spec, task.attempts))
 
     def stop(self) -> None:
         """Ask an idle worker to exit; kill a busy or unresponsive one."""
@@ -182,6 +142,7 @@ class WorkerPool:
         grace_seconds: a trial running this long past training.max_seconds is killed and
             recorded 'timeout'; None: max(10 s, half of max_seconds), since the loop itself
             only stops at an epoch boundary.
+        gpu_ids: the GPUs one-GPU workers are spread over (devices.visible_gpu_ids()).
     """
 
     def __init__(
@@ -191,42 +152,52 @@ class WorkerPool:
         on_result: Callable[[Trial, TrialResult, int], None],
         on_event: Callable[[RunEvent], None] | None = None,
         grace_seconds: float | None = None,
+        gpu_ids: Sequence[str] = (),
     ) -> None:
         self.jobs, self.threads = jobs, threads
         self.on_result, self.on_event = on_result, on_event
         self.grace_seconds = grace_seconds
+        self.gpu_ids = tuple(gpu_ids)
         self.workers: list[Worker] = []
-        self._queues: dict[str, deque[Task]] = {}
         self._context = multiprocessing.get_context("spawn")
 
     # -- the loop -----------------------------------------------------------------------------
 
-    def run(self, trials: Sequence[Trial]) -> None:
-        """Run every trial to a recorded result. KeyboardInterrupt propagates (call close())."""
-        for index, trial in enumerate(trials):
-            self._queues.setdefault(environment_of(trial.spec.backend), deque()).append(Task(index, trial))
-        while any(self._queues.values()) or any(worker.task for worker in self.workers):
-            self._schedule()
-            self._wait()
+    def run(self, queue: TaskQueue) -> None:
+        """Run every task of the queue to a recorded result. KeyboardInterrupt propagates (call close())."""
+        while queue.pending() or any(worker.task for worker in self.workers):
+            self._schedule(queue)
+            self._wait(queue)
 
-    def _schedule(self) -> None:
+    def _schedule(self, queue: TaskQueue) -> None:
+        queue.release_held()
         for worker in self.workers:
-            if worker.task is None and self._queues.get(worker.environment):
-                self._dispatch(worker, self._queues[worker.environment].popleft())
+            if worker.task is None:
+                task = queue.take(worker.environment)
+                if task is not None:
+                    self._dispatch(worker, task)
         # An idle worker whose environment has no work left frees its slot for another environment.
-        if any(self._queues.values()):
-            for worker in [w for w in self.workers if w.task is None]:
-                if not self._queues.get(worker.environment):
-                    self._remove(worker)
+        waiting = queue.waiting()
+        if waiting:
+            for worker in [w for w in self.workers if w.task is None and w.environment not in waiting]:
+                self._remove(worker)
         while len(self.workers) < self.jobs:
-            waiting = {env: len(queue) for env, queue in self._queues.items() if queue}
+            waiting = queue.waiting()
             if not waiting:
                 break
             count = {env: sum(w.environment == env for w in self.workers) for env in waiting}
             environment = max(waiting, key=lambda env: waiting[env] / (1 + count[env]))
-            worker = Worker(self._context, environment, self.threads)
-            self.workers.append(worker)
-            self._dispatch(worker, self._queues[environment].popleft())
+            task = queue.take(environment)  # claimed before a process is started for it
+            if task is not None:
+                self._dispatch(self._start(environment), task)
+
+    def _start(self, environment: Environment) -> Worker:
+        visible = None
+        if environment.gpus == "one":
+            visible = pick_gpu(self.gpu_ids, [w.visible_devices for w in self.workers if w.visible_devices is not None])
+        worker = Worker(self._context, environment, self.threads, visible)
+        self.workers.append(worker)
+        return worker
 
     def _dispatch(self, worker: Worker, task: Task) -> None:
         try:
@@ -235,20 +206,24 @@ class WorkerPool:
             pass
         self._emit(RunEvent("dispatched", task.trial, worker.pid, task.attempts, worker_trials=worker.trials_done))
 
-    def _wait(self) -> None:
+    def _wait(self, queue: TaskQueue) -> None:
         timeout = POLL_SECONDS
         for worker in self.workers:
-            deadline = self._deadline(worker.task)
-            if deadline is not None:
-                timeout = min(timeout, max(0.0, deadline - time.perf_counter()))
+            limit = deadline(worker.task, self.grace_seconds)
+            if limit is not None:
+                timeout = min(timeout, max(0.0, limit - time.perf_counter()))
         handles = [worker.connection for worker in self.workers] + [worker.process.sentinel for worker in self.workers]
-        ready = set(wait(handles, timeout)) if handles else set()
+        if handles:
+            ready = set(wait(handles, timeout))
+        else:  # nothing running: only trials held by another run are left
+            time.sleep(timeout)
+            ready = set()
         for worker in list(self.workers):
             if worker.connection in ready or worker.process.sentinel in ready:
                 self._drain(worker)
             if not worker.process.is_alive():
                 self._drain(worker)  # a result sent just before dying still counts
-                self._on_death(worker)
+                self._on_death(worker, queue)
         self._check_deadlines()
 
     def _drain(self, worker: Worker) -> None:
@@ -269,6 +244,8 @@ class WorkerPool:
                 worker.task = None
                 self._finish(task, message[2], worker)
                 worker.trials_done += 1
+            elif message[0] == "crashed":  # the worker exits next; its death is handled with this cause
+                worker.crash_cause = message[2]
 
     # -- outcomes -----------------------------------------------------------------------------
 
@@ -280,63 +257,28 @@ class WorkerPool:
             worker_trials=worker.trials_done if worker else 0,
         ))
 
-    def _on_death(self, worker: Worker) -> None:
+    def _on_death(self, worker: Worker, queue: TaskQueue) -> None:
         worker.process.join()
-        cause = describe_exit(worker.process.exitcode)
+        cause = worker.crash_cause or describe_exit(worker.process.exitcode)
         task = worker.task
         self._remove(worker, already_dead=True)
         if task is None:
             return
         if task.attempts < MAX_ATTEMPTS:
-            self._queues[worker.environment].appendleft(task)  # next free worker of this environment takes it
-            self._emit(RunEvent("retry", task.trial, worker.pid, task.attempts, result=None))
+            queue.put_back(task)  # the next free worker of this environment takes it
+            self._emit(RunEvent("retry", task.trial, worker.pid, task.attempts))
             return
-        result = TrialResult(
-            status="failed",
-            error=(
-                f"{cause} while running this trial, on each of {task.attempts} attempts (a crash in native code, "
-                "or the system's out-of-memory killer, are the usual causes; check memory use and the worker's stderr)"
-            ),
-            wall_seconds=time.perf_counter() - task.dispatched_at,
-            started_at=task.started_iso,
-            finished_at=now(),
-        )
-        self._finish(task, result, None)
-
-    def _deadline(self, task: Task | None) -> float | None:
-        if task is None or task.started_at is None:
-            return None
-        limit = task.trial.spec.training.max_seconds
-        if limit is None:
-            return None
-        return task.started_at + limit + self._grace(limit)
-
-    def _grace(self, limit: float) -> float:
-        return self.grace_seconds if self.grace_seconds is not None else max(10.0, 0.5 * limit)
+        self._finish(task, death_result(task, cause), None)
 
     def _check_deadlines(self) -> None:
         for worker in list(self.workers):
             task = worker.task
-            deadline = self._deadline(task)
-            if task is None or deadline is None or time.perf_counter() < deadline:
+            limit = deadline(task, self.grace_seconds)
+            if task is None or limit is None or time.perf_counter() < limit:
                 continue
             worker.process.kill()
             self._remove(worker, already_dead=True)
-            limit = task.trial.spec.training.max_seconds
-            assert limit is not None and task.started_at is not None
-            elapsed = time.perf_counter() - task.started_at
-            result = TrialResult(
-                status="timeout",
-                error=(
-                    f"killed after {elapsed:.1f} s of training: past training.max_seconds={limit} plus a "
-                    f"{self._grace(limit):g} s grace (one epoch ran too long to stop at an epoch boundary). "
-                    "Raise training.max_seconds, or shorten an epoch (fewer samples, larger batches)."
-                ),
-                wall_seconds=time.perf_counter() - task.dispatched_at,
-                started_at=task.started_iso,
-                finished_at=now(),
-            )
-            self._finish(task, result, None)
+            self._finish(task, timeout_result(task, self.grace_seconds), None)
 
     # -- lifetime -----------------------------------------------------------------------------
 

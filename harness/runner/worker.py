@@ -5,10 +5,13 @@ imported once per worker and adapters and datasets stay cached in it. Its enviro
 (thread counts, KERAS_BACKEND) is set by the driver before the process starts, hence before
 any framework import. The worker never touches the store: the driver alone writes it.
 
-Protocol on the Pipe (driver -> worker): `(index, TrialSpec)` to run one trial, `None` to stop.
-Worker -> driver: `("started", index)` when training begins (the timeout clock starts), then
-`("result", index, TrialResult)`. An exception inside a trial becomes a 'failed' TrialResult;
-only a dying process (signal, segfault, out of memory) goes unreported, and the driver sees it.
+Protocol on the Pipe (driver -> worker): `(index, TrialSpec, attempt)` to run one trial, `None`
+to stop. Worker -> driver: `("started", index)` when training begins (the timeout clock starts),
+then `("result", index, TrialResult)`. An exception inside a trial becomes a 'failed'
+TrialResult and the worker goes on, except running out of memory: the worker then sends
+`("crashed", index, cause)` and exits (its heap may be exhausted or fragmented), and the driver
+treats it like a dead worker (retry once on a fresh one). A dying process (signal, segfault,
+the kernel's out-of-memory killer) sends nothing; the driver sees it die.
 """
 from __future__ import annotations
 
@@ -22,10 +25,19 @@ from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
 from harness.adapters.loop import TrialResult, now
+from harness.runner.hooks import crash_if_planned
 from harness.spec.types import TrialSpec
 
 TRACEBACK_FRAMES = 4  # frames of the traceback kept in a failed trial's error, innermost last
 ERROR_CHARACTERS = 4000  # cap on the stored error text
+# Exception class names that mean "out of memory" in torch (CUDA) and TensorFlow; MemoryError is Python's.
+OUT_OF_MEMORY_NAMES = ("MemoryError", "OutOfMemoryError", "ResourceExhaustedError")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether an exception reports memory exhaustion (MemoryError, torch.cuda.OutOfMemoryError, TF's
+    ResourceExhaustedError), judged by class names so no framework is imported here."""
+    return any(kind.__name__ in OUT_OF_MEMORY_NAMES for kind in type(error).__mro__)
 
 
 def describe_exception(error: BaseException) -> str:
@@ -48,6 +60,7 @@ class TrialExecutor:
     def __init__(self, threads: int) -> None:
         self.threads = threads
         self._adapters: dict[str, Any] = {}
+        self.unusable: str | None = None  # set when a trial ran out of memory: this process should exit
 
     def adapter(self, backend: str) -> Any:
         """The configured adapter of a backend, imported and configured on first use."""
@@ -59,12 +72,14 @@ class TrialExecutor:
             self._adapters[backend] = adapter
         return self._adapters[backend]
 
-    def run(self, spec: TrialSpec, on_start: Callable[[], None] = lambda: None) -> TrialResult:
-        """Train one trial; any exception becomes a 'failed' result (the worker stays usable).
+    def run(self, spec: TrialSpec, on_start: Callable[[], None] = lambda: None, attempt: int = 1) -> TrialResult:
+        """Train one trial; any exception becomes a 'failed' result (the worker stays usable, unless
+        it ran out of memory: then `unusable` names the cause).
 
         Args:
             spec: the trial to run.
             on_start: called once the adapter and dataset are ready, right before training.
+            attempt: 1 for the first execution of this trial, 2 for its retry (read by the test hook).
         """
         started_at, clock = now(), time.perf_counter()
         adapter = None
@@ -75,8 +90,12 @@ class TrialExecutor:
             adapter = self.adapter(spec.backend)
             data = load_dataset(spec.dataset)
             on_start()
-            return train_trial(spec, adapter, data)
+            crash_if_planned(spec.hash, attempt)  # test hook; inert unless HARNESS_TEST_CRASH names this trial
+            result = train_trial(spec, adapter, data)
         except Exception as error:  # noqa: BLE001 - isolating a trial's failure is this function's job
+            if is_out_of_memory(error):
+                detail = f": {error}" if str(error) else ""
+                self.unusable = f"worker out of memory ({type(error).__name__}{detail})"
             return TrialResult(
                 status="failed",
                 error=describe_exception(error),
@@ -85,6 +104,13 @@ class TrialExecutor:
                 started_at=started_at,
                 finished_at=now(),
             )
+        # What the framework's view of its device rests on: the threads it was pinned to, and the
+        # physical GPU(s) behind its cuda:0.. when the worker's CUDA_VISIBLE_DEVICES restricts them.
+        result.device = {**result.device, "threads": str(self.threads)}
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if visible is not None:
+            result.device["cuda_visible_devices"] = visible
+        return result
 
 
 def _safe_versions(adapter: Any) -> dict[str, str]:
@@ -112,9 +138,12 @@ def worker_main(connection: Connection, threads: int) -> None:
             _exit()  # the driver is gone (killed): nobody to report to
         if message is None:
             _exit()
-        index, spec = message
-        result = executor.run(spec, on_start=lambda: connection.send(("started", index)))
+        index, spec, attempt = message
+        result = executor.run(spec, on_start=lambda index=index: connection.send(("started", index)), attempt=attempt)
         try:
+            if executor.unusable is not None:
+                connection.send(("crashed", index, executor.unusable))
+                _exit()
             connection.send(("result", index, result))
         except OSError:
             _exit()

