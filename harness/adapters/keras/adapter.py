@@ -7,13 +7,13 @@ the framework-specific calls (threads, determinism, devices) branch on it.
 from __future__ import annotations
 
 import importlib
-import platform
 import re
 import warnings
 
 import keras
 import numpy as np
 
+from harness.adapters.host import cpu_name
 from harness.adapters.keras.losses import loss_function, penalty_function
 from harness.adapters.keras.model import KerasModel
 from harness.adapters.keras.network import SEED_LIMIT, build_network
@@ -25,18 +25,6 @@ from harness.spec.types import TrialSpec
 
 INIT_MODES = ("shared", "native")
 SUPPORTED_BACKENDS = ("tensorflow", "torch", "jax")
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), else what `platform` knows."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown cpu"
 
 
 def visible_gpus() -> list[str]:

@@ -1,12 +1,12 @@
 """TorchAdapter: process setup, versions, devices, and building a TorchModel from a TrialSpec."""
 from __future__ import annotations
 
-import platform
 import re
 
 import numpy as np
 import torch
 
+from harness.adapters.host import cpu_name
 from harness.adapters.torch.losses import data_loss_function, kernel_penalty
 from harness.adapters.torch.model import TorchModel
 from harness.adapters.torch.network import build_network, initialize_native
@@ -18,18 +18,6 @@ from harness.spec.types import TrialSpec
 
 INIT_MODES = ("shared", "native")
 SEED_LIMIT = 2**63 - 1  # torch.Generator.manual_seed takes a 64-bit seed
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), else what `platform` knows."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown cpu"
 
 
 def resolve_device(device: str) -> torch.device:
