@@ -15,9 +15,9 @@ and running again resumes. A worker runs one trial at a time; a trial that raise
 once and then recorded 'failed', a trial past training.max_seconds plus a grace period is
 killed and recorded 'timeout'; the other trials go on in every case.
 
-Modules: driver (run_trials), pool (local processes), worker (inside a worker), ray_pool (Ray
-actors), tasks (queue, events, outcomes shared by both), claims, schedule, devices, progress,
-hooks (a test hook). The names below are imported on first use: a worker process imports
+Modules: driver (run_trials), executor (the scheduling loop both pools share), pool (local
+processes), worker (inside a worker), ray_pool (Ray actors), tasks (queue, events, outcomes
+shared by both), claims, schedule, devices, progress, hooks (a test hook). The names below are imported on first use: a worker process imports
 `harness.runner.worker`, hence this package, and must not pay for the driver's imports
 (pandas, SQLite store, rich), which would add about a second to every worker's start.
 """

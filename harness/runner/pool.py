@@ -17,22 +17,21 @@ import multiprocessing
 import os
 import signal
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from multiprocessing.connection import wait
 from typing import Any
 
-from harness.adapters.loop import TrialResult, now
+from harness.adapters.loop import TrialResult
 from harness.runner.devices import DEFAULT_ENVIRONMENT, Environment, pick_gpu, worker_variables
-from harness.runner.tasks import MAX_ATTEMPTS, RunEvent, Task, TaskQueue, deadline, death_result, timeout_result
+from harness.runner.executor import Executor, begin_attempt
+from harness.runner.tasks import MAX_ATTEMPTS, RunEvent, Task, TaskQueue
 from harness.runner.worker import worker_main
 from harness.spec.types import Trial
 
 __all__ = ["DEFAULT_ENVIRONMENT", "MAX_ATTEMPTS", "RunEvent", "Task", "Worker", "WorkerPool", "describe_exit"]
 
 STOP_SECONDS = 10.0  # how long a stopping worker may take to exit before it is killed
-POLL_SECONDS = 1.0  # longest wait between checks of timeouts, worker health and held trials
 
 
 @contextmanager
@@ -107,8 +106,8 @@ class Worker:
         return self.process.pid
 
     def dispatch(self, task: Task) -> None:
-        task.attempts += 1
-        task.dispatched_at, task.started_at = time.perf_counter(), None
+        """Send the task as its next attempt (raises OSError when the process is gone)."""
+        begin_attempt(task)
         self.task = task
         self.connection.send((task.index, task.trial.spec, task.attempts))
 
@@ -130,101 +129,48 @@ class Worker:
         self.connection.close()
 
 
-class WorkerPool:
-    """Runs trials on up to `jobs` reusable spawn-context worker processes.
+class WorkerPool(Executor[Worker]):
+    """Runs trials on up to `jobs` reusable spawn-context worker processes (the loop: executor.py).
 
     Args:
-        jobs: most workers alive at once.
-        threads: threads each worker is pinned to.
-        on_result: called in the driver with (trial, result, attempts) as each trial ends; it
-            records the trial (the driver alone writes the store).
-        on_event: optional observer of RunEvents.
-        grace_seconds: a trial running this long past training.max_seconds is killed and
-            recorded 'timeout'; None: max(10 s, half of max_seconds), since the loop itself
-            only stops at an epoch boundary.
+        jobs, threads, on_result, on_event, grace_seconds: as Executor's.
         gpu_ids: the GPUs one-GPU workers are spread over (devices.visible_gpu_ids()).
     """
 
     def __init__(
-        self,
-        jobs: int,
-        threads: int,
-        on_result: Callable[[Trial, TrialResult, int], None],
-        on_event: Callable[[RunEvent], None] | None = None,
-        grace_seconds: float | None = None,
+        self, jobs: int, threads: int, on_result: Callable[[Trial, TrialResult, int], None],
+        on_event: Callable[[RunEvent], None] | None = None, grace_seconds: float | None = None,
         gpu_ids: Sequence[str] = (),
     ) -> None:
-        self.jobs, self.threads = jobs, threads
-        self.on_result, self.on_event = on_result, on_event
-        self.grace_seconds = grace_seconds
+        super().__init__(jobs, threads, on_result, on_event, grace_seconds)
         self.gpu_ids = tuple(gpu_ids)
-        self.workers: list[Worker] = []
         self._context = multiprocessing.get_context("spawn")
 
-    # -- the loop -----------------------------------------------------------------------------
-
-    def run(self, queue: TaskQueue) -> None:
-        """Run every task of the queue to a recorded result. KeyboardInterrupt propagates (call close())."""
-        while queue.pending() or any(worker.task for worker in self.workers):
-            self._schedule(queue)
-            self._wait(queue)
-
-    def _schedule(self, queue: TaskQueue) -> None:
-        queue.release_held()
-        for worker in self.workers:
-            if worker.task is None:
-                task = queue.take(worker.environment)
-                if task is not None:
-                    self._dispatch(worker, task)
-        # An idle worker whose environment has no work left frees its slot for another environment.
-        waiting = queue.waiting()
-        if waiting:
-            for worker in [w for w in self.workers if w.task is None and w.environment not in waiting]:
-                self._remove(worker)
-        while len(self.workers) < self.jobs:
-            waiting = queue.waiting()
-            if not waiting:
-                break
-            count = {env: sum(w.environment == env for w in self.workers) for env in waiting}
-            environment = max(waiting, key=lambda env: waiting[env] / (1 + count[env]))
-            task = queue.take(environment)  # claimed before a process is started for it
-            if task is not None:
-                self._dispatch(self._start(environment), task)
-
-    def _start(self, environment: Environment) -> Worker:
+    def _start(self, environment: Environment, task: Task) -> Worker:
         visible = None
         if environment.gpus == "one":
             visible = pick_gpu(self.gpu_ids, [w.visible_devices for w in self.workers if w.visible_devices is not None])
-        worker = Worker(self._context, environment, self.threads, visible)
-        self.workers.append(worker)
-        return worker
+        return Worker(self._context, environment, self.threads, visible)
 
-    def _dispatch(self, worker: Worker, task: Task) -> None:
+    def _send(self, worker: Worker, task: Task) -> None:
         try:
             worker.dispatch(task)
         except OSError:  # died before it could take the trial: the health check requeues it
             pass
-        self._emit(RunEvent("dispatched", task.trial, worker.pid, task.attempts, worker_trials=worker.trials_done))
 
-    def _wait(self, queue: TaskQueue) -> None:
-        timeout = POLL_SECONDS
-        for worker in self.workers:
-            limit = deadline(worker.task, self.grace_seconds)
-            if limit is not None:
-                timeout = min(timeout, max(0.0, limit - time.perf_counter()))
-        handles = [worker.connection for worker in self.workers] + [worker.process.sentinel for worker in self.workers]
-        if handles:
-            ready = set(wait(handles, timeout))
-        else:  # nothing running: only trials held by another run are left
-            time.sleep(timeout)
-            ready = set()
+    def _handles(self) -> list[Any]:
+        return [worker.connection for worker in self.workers] + [worker.process.sentinel for worker in self.workers]
+
+    def _wait_on(self, handles: list[Any], timeout: float) -> Collection[Any]:
+        return set(wait(handles, timeout))
+
+    def _collect(self, ready: Collection[Any], queue: TaskQueue) -> None:
         for worker in list(self.workers):
             if worker.connection in ready or worker.process.sentinel in ready:
                 self._drain(worker)
             if not worker.process.is_alive():
                 self._drain(worker)  # a result sent just before dying still counts
-                self._on_death(worker, queue)
-        self._check_deadlines()
+                self._on_exit(worker, queue)
 
     def _drain(self, worker: Worker) -> None:
         while True:
@@ -238,8 +184,7 @@ class WorkerPool:
             if task is None or message[1] != task.index:
                 continue  # stale: a trial already settled
             if message[0] == "started":
-                task.started_at, task.started_iso = time.perf_counter(), now()
-                self._emit(RunEvent("started", task.trial, worker.pid, task.attempts, worker_trials=worker.trials_done))
+                self._started(worker)
             elif message[0] == "result":
                 worker.task = None
                 self._finish(task, message[2], worker)
@@ -247,61 +192,19 @@ class WorkerPool:
             elif message[0] == "crashed":  # the worker exits next; its death is handled with this cause
                 worker.crash_cause = message[2]
 
-    # -- outcomes -----------------------------------------------------------------------------
-
-    def _finish(self, task: Task, result: TrialResult, worker: Worker | None) -> None:
-        self.on_result(task.trial, result, task.attempts)
-        self._emit(RunEvent(
-            "finished", task.trial, worker.pid if worker else None, task.attempts,
-            seconds=time.perf_counter() - task.dispatched_at, result=result,
-            worker_trials=worker.trials_done if worker else 0,
-        ))
-
-    def _on_death(self, worker: Worker, queue: TaskQueue) -> None:
+    def _on_exit(self, worker: Worker, queue: TaskQueue) -> None:
         worker.process.join()
         cause = worker.crash_cause or describe_exit(worker.process.exitcode)
         task = worker.task
-        self._remove(worker, already_dead=True)
-        if task is None:
-            return
-        if task.attempts < MAX_ATTEMPTS:
-            queue.put_back(task)  # the next free worker of this environment takes it
-            self._emit(RunEvent("retry", task.trial, worker.pid, task.attempts))
-            return
-        self._finish(task, death_result(task, cause), None)
+        self._remove(worker, stop=False)
+        if task is not None:
+            self._on_death(task, cause, worker.pid, queue)
 
-    def _check_deadlines(self) -> None:
-        for worker in list(self.workers):
-            task = worker.task
-            limit = deadline(task, self.grace_seconds)
-            if task is None or limit is None or time.perf_counter() < limit:
-                continue
-            worker.process.kill()
-            self._remove(worker, already_dead=True)
-            self._finish(task, timeout_result(task, self.grace_seconds), None)
+    def _kill(self, worker: Worker) -> None:
+        worker.process.kill()
 
-    # -- lifetime -----------------------------------------------------------------------------
+    def _stop(self, worker: Worker) -> None:
+        worker.stop()
 
-    def _remove(self, worker: Worker, already_dead: bool = False) -> None:
-        self.workers.remove(worker)
-        if not already_dead:
-            worker.stop()
+    def _reap(self, worker: Worker) -> None:
         worker.reap()
-
-    def close(self) -> None:
-        """Stop every worker: idle ones exit cleanly, busy ones (an interrupted run) are killed."""
-        workers, self.workers = self.workers, []
-        for worker in workers:
-            worker.stop()
-        for worker in workers:
-            worker.reap()
-
-    def _emit(self, event: RunEvent) -> None:
-        if self.on_event is not None:
-            self.on_event(event)
-
-    def __enter__(self) -> WorkerPool:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

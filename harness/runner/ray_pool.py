@@ -1,6 +1,7 @@
 """Trials on a Ray cluster: reusable actors, one trial in flight each; the driver alone writes the store.
 
-Imported only for `run_trials(..., executor="ray")` (it imports ray). Mirrors pool.py:
+Imported only for `run_trials(..., executor="ray")` (it imports ray). An Executor (executor.py:
+the scheduling loop and outcome rules) like pool.py's WorkerPool; here a worker is an actor:
 
 - Each actor is bound to one worker `Environment` (its Keras backend) and reused for many
   trials, so a framework is imported once per actor. Its environment variables (thread counts
@@ -23,21 +24,20 @@ import logging
 import os
 import signal
 import socket
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import ray
 
-from harness.adapters.loop import TrialResult, now
+from harness.adapters.loop import TrialResult
 from harness.errors import HarnessError
 from harness.runner.devices import Environment, worker_variables
+from harness.runner.executor import Executor, begin_attempt
 from harness.runner.hooks import VARIABLE as CRASH_HOOK_VARIABLE
-from harness.runner.tasks import MAX_ATTEMPTS, RunEvent, Task, TaskQueue, deadline, death_result, timeout_result
+from harness.runner.tasks import RunEvent, Task, TaskQueue
 from harness.runner.worker import TrialExecutor
 from harness.spec.types import Trial, TrialSpec
 
-POLL_SECONDS = 1.0  # longest wait between checks of timeouts and held trials
 CAUSE_CHARACTERS = 600  # Ray's actor-death messages run long; the stored cause keeps their start
 
 
@@ -132,60 +132,23 @@ def _cause(error: BaseException) -> str:
     return f"Ray actor died ({kind}: {detail})"
 
 
-class RayPool:
-    """Runs trials on up to `jobs` Ray actors, each holding num_cpus CPUs and num_gpus GPUs.
+class RayPool(Executor[Slot]):
+    """Runs trials on up to `jobs` Ray actors, each holding num_cpus CPUs and num_gpus GPUs (the loop: executor.py).
 
-    Args: as WorkerPool's (jobs, threads, on_result, on_event, grace_seconds), plus
+    Args: as Executor's (jobs, threads, on_result, on_event, grace_seconds), plus
         num_cpus, num_gpus: resources each actor reserves (Ray schedules them on nodes with room).
     """
 
     def __init__(
-        self,
-        jobs: int,
-        threads: int,
-        on_result: Callable[[Trial, TrialResult, int], None],
-        on_event: Callable[[RunEvent], None] | None = None,
-        grace_seconds: float | None = None,
-        num_cpus: float = 1.0,
-        num_gpus: float = 0.0,
+        self, jobs: int, threads: int, on_result: Callable[[Trial, TrialResult, int], None],
+        on_event: Callable[[RunEvent], None] | None = None, grace_seconds: float | None = None,
+        num_cpus: float = 1.0, num_gpus: float = 0.0,
     ) -> None:
-        self.jobs, self.threads = jobs, threads
-        self.on_result, self.on_event = on_result, on_event
-        self.grace_seconds = grace_seconds
+        super().__init__(jobs, threads, on_result, on_event, grace_seconds)
         self.num_cpus, self.num_gpus = num_cpus, num_gpus
-        self.slots: list[Slot] = []
         self._remote = ray.remote(TrialActor)
 
-    # -- the loop -----------------------------------------------------------------------------
-
-    def run(self, queue: TaskQueue) -> None:
-        """Run every task of the queue to a recorded result. KeyboardInterrupt propagates (call close())."""
-        while queue.pending() or any(slot.task for slot in self.slots):
-            self._schedule(queue)
-            self._wait(queue)
-
-    def _schedule(self, queue: TaskQueue) -> None:
-        queue.release_held()
-        for slot in self.slots:
-            if slot.task is None:
-                task = queue.take(slot.environment)
-                if task is not None:
-                    self._dispatch(slot, task)
-        waiting = queue.waiting()
-        if waiting:  # an idle actor of an environment with no work left frees its resources
-            for slot in [s for s in self.slots if s.task is None and s.environment not in waiting]:
-                self._remove(slot)
-        while len(self.slots) < self.jobs:
-            waiting = queue.waiting()
-            if not waiting:
-                break
-            count = {env: sum(s.environment == env for s in self.slots) for env in waiting}
-            environment = max(waiting, key=lambda env: waiting[env] / (1 + count[env]))
-            task = queue.take(environment)
-            if task is not None:
-                self._dispatch(self._start(environment, task.trial.spec.backend), task)
-
-    def _start(self, environment: Environment, backend: str) -> Slot:
+    def _start(self, environment: Environment, task: Task) -> Slot:
         variables = worker_variables(environment, self.threads)
         if os.environ.get(CRASH_HOOK_VARIABLE):
             variables[CRASH_HOOK_VARIABLE] = os.environ[CRASH_HOOK_VARIABLE]
@@ -193,46 +156,32 @@ class RayPool:
             num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_restarts=0, max_concurrency=1,
             runtime_env={"env_vars": variables},
         ).remote(self.threads)
-        slot = Slot(actor, environment, actor.prepare.remote(backend))
-        self.slots.append(slot)
-        return slot
+        return Slot(actor, environment, actor.prepare.remote(task.trial.spec.backend))
+
+    def _send(self, slot: Slot, task: Task) -> None:
+        begin_attempt(task)
+        slot.task, slot.call = task, slot.actor.run.remote(task.trial.spec, task.attempts)
 
     def _dispatch(self, slot: Slot, task: Task) -> None:
-        task.attempts += 1
-        task.dispatched_at, task.started_at = time.perf_counter(), None
-        slot.task, slot.call = task, slot.actor.run.remote(task.trial.spec, task.attempts)
-        self._emit(RunEvent("dispatched", task.trial, slot.pid, task.attempts, worker_trials=slot.trials_done))
-        if slot.ready is None:
+        super()._dispatch(slot, task)
+        if slot.ready is None:  # a warm actor: the trial's run() is next in its queue, so its clock starts now
             self._started(slot)
 
-    def _started(self, slot: Slot) -> None:
-        """The actor is warm: the trial's clock starts (its run() is next in the actor's queue)."""
-        task = slot.task
-        if task is not None and task.started_at is None:
-            task.started_at, task.started_iso = time.perf_counter(), now()
-            self._emit(RunEvent("started", task.trial, slot.pid, task.attempts, worker_trials=slot.trials_done))
+    def _handles(self) -> list[Any]:
+        return [s.ready for s in self.workers if s.ready is not None] + [s.call for s in self.workers if s.call is not None]
 
-    def _wait(self, queue: TaskQueue) -> None:
-        timeout = POLL_SECONDS
-        for slot in self.slots:
-            limit = deadline(slot.task, self.grace_seconds)
-            if limit is not None:
-                timeout = min(timeout, max(0.0, limit - time.perf_counter()))
-        references = [s.ready for s in self.slots if s.ready is not None] + [s.call for s in self.slots if s.call is not None]
-        if not references:
-            time.sleep(timeout)
-            self._check_deadlines()
-            return
-        ready, _ = ray.wait(references, num_returns=1, timeout=timeout)
+    def _wait_on(self, handles: list[Any], timeout: float) -> Collection[Any]:
+        ready, _ = ray.wait(handles, num_returns=1, timeout=timeout)
         if ready:  # collect everything else that is done too
-            ready, _ = ray.wait(references, num_returns=len(references), timeout=0)
-        done = set(ready)
-        for slot in list(self.slots):
-            if slot.ready is not None and slot.ready in done:
+            ready, _ = ray.wait(handles, num_returns=len(handles), timeout=0)
+        return set(ready)
+
+    def _collect(self, ready: Collection[Any], queue: TaskQueue) -> None:
+        for slot in list(self.workers):
+            if slot.ready is not None and slot.ready in ready:
                 self._on_ready(slot)
-            if slot.call is not None and slot.call in done:
+            if slot.call is not None and slot.call in ready:
                 self._on_call(slot, queue)
-        self._check_deadlines()
 
     def _on_ready(self, slot: Slot) -> None:
         try:
@@ -249,59 +198,20 @@ class RayPool:
         try:
             answer = ray.get(call)
         except ray.exceptions.RayError as error:  # the actor died (or could not start): retry, then fail
-            self._remove(slot, kill=True)
+            self._remove(slot)
             self._on_death(task, _cause(error), slot.pid, queue)
             return
         if answer["crashed"] is not None:  # out of memory: the actor must not run anything else
-            self._remove(slot, kill=True)
+            self._remove(slot)
             self._on_death(task, answer["crashed"], slot.pid, queue)
             return
         self._finish(task, _rebuild(answer["result"]), slot)
         slot.trials_done += 1
 
-    # -- outcomes -----------------------------------------------------------------------------
-
-    def _finish(self, task: Task, result: TrialResult, slot: Slot | None) -> None:
-        self.on_result(task.trial, result, task.attempts)
-        self._emit(RunEvent(
-            "finished", task.trial, slot.pid if slot else None, task.attempts,
-            seconds=time.perf_counter() - task.dispatched_at, result=result,
-            worker_trials=slot.trials_done if slot else 0,
-        ))
-
-    def _on_death(self, task: Task, cause: str, pid: int | None, queue: TaskQueue) -> None:
-        if task.attempts < MAX_ATTEMPTS:
-            queue.put_back(task)
-            self._emit(RunEvent("retry", task.trial, pid, task.attempts))
-            return
-        self._finish(task, death_result(task, cause), None)
-
-    def _check_deadlines(self) -> None:
-        for slot in list(self.slots):
-            task = slot.task
-            limit = deadline(task, self.grace_seconds)
-            if task is None or limit is None or time.perf_counter() < limit:
-                continue
-            self._remove(slot, kill=True)
-            self._finish(task, timeout_result(task, self.grace_seconds), None)
-
-    # -- lifetime -----------------------------------------------------------------------------
-
-    def _remove(self, slot: Slot, kill: bool = True) -> None:
-        if slot in self.slots:
-            self.slots.remove(slot)
-        if kill:
-            try:
-                ray.kill(slot.actor, no_restart=True)
-            except ray.exceptions.RayError:
-                pass  # already gone
-
-    def close(self) -> None:
-        """Kill every actor (idle ones hold only an imported framework; busy ones an interrupted trial)."""
-        slots, self.slots = self.slots, []
-        for slot in slots:
-            self._remove(slot)
-
-    def _emit(self, event: RunEvent) -> None:
-        if self.on_event is not None:
-            self.on_event(event)
+    def _kill(self, slot: Slot) -> None:
+        """Every way an actor ends: an actor has no clean exit to ask for, and an idle one holds only
+        an imported framework."""
+        try:
+            ray.kill(slot.actor, no_restart=True)
+        except ray.exceptions.RayError:
+            pass  # already gone

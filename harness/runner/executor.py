@@ -1,0 +1,229 @@
+"""The scheduling loop every executor shares: local worker processes (pool.py), Ray actors (ray_pool.py).
+
+An `Executor` keeps up to `jobs` workers alive, each bound to one worker environment and
+running at most one trial at a time, and owns a trial's whole way through them:
+
+- which idle worker takes which task, and which environment a new worker is started for
+  (the one with the most waiting tasks per worker it already has);
+- freeing the slot of an idle worker whose environment has no work left;
+- outcomes: a result is handed to `on_result` (the driver records it); a trial whose worker
+  died is queued again once, then recorded 'failed' with the cause (MAX_ATTEMPTS); a trial
+  past training.max_seconds plus a grace period has its worker killed and is recorded
+  'timeout'; every other trial goes on;
+- the RunEvents, in the order dispatched -> started -> (retry | finished);
+- stopping every worker on close(), also after Ctrl-C (KeyboardInterrupt leaves run()).
+
+A subclass says only how a worker is started (`_start`), given a task (`_send`), waited on
+(`_handles`, `_wait_on`, `_collect`) and ended (`_kill`, `_stop`, `_reap`).
+"""
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection, Hashable
+from typing import Any, Generic, Protocol, Self, TypeVar
+
+from harness.adapters.loop import TrialResult, now
+from harness.runner.tasks import MAX_ATTEMPTS, RunEvent, Task, TaskQueue, deadline, death_result, timeout_result
+from harness.spec.types import Trial
+
+__all__ = ["POLL_SECONDS", "Executor", "WorkerHandle", "begin_attempt"]
+
+POLL_SECONDS = 1.0  # longest wait between checks of timeouts, worker health and held trials
+
+
+class WorkerHandle(Protocol):
+    """What the loop reads and writes on a worker, whatever runs it (a process, an actor)."""
+
+    environment: Hashable  # the worker environment it was started with; it runs only trials of that one
+    task: Task | None  # the trial in flight, None when idle
+    trials_done: int  # trials it has finished (0: a cold worker, still importing on its first trial)
+
+    @property
+    def pid(self) -> int | None:
+        """The operating-system process id, None while unknown."""
+
+
+WorkerType = TypeVar("WorkerType", bound=WorkerHandle)
+
+
+def begin_attempt(task: Task) -> None:
+    """Count one more execution of the task and restart its clocks: sent now, not started yet."""
+    task.attempts += 1
+    task.dispatched_at, task.started_at = time.perf_counter(), None
+
+
+class Executor(ABC, Generic[WorkerType]):
+    """Runs a TaskQueue's trials on up to `jobs` reusable workers, one trial in flight each.
+
+    Args:
+        jobs: most workers alive at once.
+        threads: threads each worker is pinned to.
+        on_result: called in the driver with (trial, result, attempts) as each trial ends; it
+            records the trial (the driver alone writes the store).
+        on_event: optional observer of RunEvents.
+        grace_seconds: a trial running this long past training.max_seconds is killed and
+            recorded 'timeout'; None: max(10 s, half of max_seconds), since the loop itself
+            only stops at an epoch boundary.
+    """
+
+    def __init__(
+        self,
+        jobs: int,
+        threads: int,
+        on_result: Callable[[Trial, TrialResult, int], None],
+        on_event: Callable[[RunEvent], None] | None = None,
+        grace_seconds: float | None = None,
+    ) -> None:
+        self.jobs, self.threads = jobs, threads
+        self.on_result, self.on_event = on_result, on_event
+        self.grace_seconds = grace_seconds
+        self.workers: list[WorkerType] = []
+
+    # -- what a subclass provides -------------------------------------------------------------
+
+    @abstractmethod
+    def _start(self, environment: Any, task: Task) -> WorkerType:
+        """Start a worker for `environment`, whose first trial will be `task` (not sent yet)."""
+
+    @abstractmethod
+    def _send(self, worker: WorkerType, task: Task) -> None:
+        """Hand the task to the idle worker: begin_attempt(task), set worker.task, send it."""
+
+    @abstractmethod
+    def _handles(self) -> list[Any]:
+        """What `_wait_on` waits for (pipes, process sentinels, object references); [] for nothing."""
+
+    @abstractmethod
+    def _wait_on(self, handles: list[Any], timeout: float) -> Collection[Any]:
+        """Block until one of the handles is ready or `timeout` seconds pass; returns the ready ones."""
+
+    @abstractmethod
+    def _collect(self, ready: Collection[Any], queue: TaskQueue) -> None:
+        """Handle what the ready handles say: call _started, _finish and _on_death, remove dead workers."""
+
+    @abstractmethod
+    def _kill(self, worker: WorkerType) -> None:
+        """End the worker now, whatever it is doing."""
+
+    def _stop(self, worker: WorkerType) -> None:
+        """Ask the worker to exit (kill it if it is busy). Default: kill it."""
+        self._kill(worker)
+
+    def _reap(self, worker: WorkerType) -> None:
+        """Wait for a stopped or killed worker to exit and free what it held. Default: nothing to wait for."""
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self, queue: TaskQueue) -> None:
+        """Run every task of the queue to a recorded result. KeyboardInterrupt propagates (call close())."""
+        while queue.pending() or any(worker.task for worker in self.workers):
+            self._schedule(queue)
+            self._wait(queue)
+
+    def _schedule(self, queue: TaskQueue) -> None:
+        queue.release_held()
+        for worker in self.workers:
+            if worker.task is None:
+                task = queue.take(worker.environment)
+                if task is not None:
+                    self._dispatch(worker, task)
+        # An idle worker whose environment has no work left frees its slot for another environment.
+        waiting = queue.waiting()
+        if waiting:
+            for worker in [w for w in self.workers if w.task is None and w.environment not in waiting]:
+                self._remove(worker)
+        while len(self.workers) < self.jobs:
+            waiting = queue.waiting()
+            if not waiting:
+                break
+            # Start for the environment with the most waiting tasks per worker it already has.
+            count = {env: sum(w.environment == env for w in self.workers) for env in waiting}
+            environment = max(waiting, key=lambda env: waiting[env] / (1 + count[env]))
+            task = queue.take(environment)  # claimed before a worker is started for it
+            if task is not None:
+                worker = self._start(environment, task)
+                self.workers.append(worker)
+                self._dispatch(worker, task)
+
+    def _dispatch(self, worker: WorkerType, task: Task) -> None:
+        self._send(worker, task)
+        self._emit(RunEvent("dispatched", task.trial, worker.pid, task.attempts, worker_trials=worker.trials_done))
+
+    def _started(self, worker: WorkerType) -> None:
+        """The worker begins training its task: the trial's timeout clock starts."""
+        task = worker.task
+        if task is not None and task.started_at is None:
+            task.started_at, task.started_iso = time.perf_counter(), now()
+            self._emit(RunEvent("started", task.trial, worker.pid, task.attempts, worker_trials=worker.trials_done))
+
+    def _wait(self, queue: TaskQueue) -> None:
+        timeout = POLL_SECONDS
+        for worker in self.workers:
+            limit = deadline(worker.task, self.grace_seconds)
+            if limit is not None:
+                timeout = min(timeout, max(0.0, limit - time.perf_counter()))
+        handles = self._handles()
+        if handles:
+            ready = self._wait_on(handles, timeout)
+        else:  # nothing to wait for: only trials held by another run are left
+            time.sleep(timeout)
+            ready = set()
+        self._collect(ready, queue)
+        self._check_deadlines()
+
+    # -- outcomes -----------------------------------------------------------------------------
+
+    def _finish(self, task: Task, result: TrialResult, worker: WorkerType | None) -> None:
+        """Record the task's final result (worker None: it died or was killed)."""
+        self.on_result(task.trial, result, task.attempts)
+        self._emit(RunEvent(
+            "finished", task.trial, worker.pid if worker else None, task.attempts,
+            seconds=time.perf_counter() - task.dispatched_at, result=result,
+            worker_trials=worker.trials_done if worker else 0,
+        ))
+
+    def _on_death(self, task: Task, cause: str, pid: int | None, queue: TaskQueue) -> None:
+        """The task's worker died (already removed): queue it again once, then record it 'failed'."""
+        if task.attempts < MAX_ATTEMPTS:
+            queue.put_back(task)  # the next free worker of this environment takes it
+            self._emit(RunEvent("retry", task.trial, pid, task.attempts))
+            return
+        self._finish(task, death_result(task, cause), None)
+
+    def _check_deadlines(self) -> None:
+        for worker in list(self.workers):
+            task = worker.task
+            limit = deadline(task, self.grace_seconds)
+            if task is None or limit is None or time.perf_counter() < limit:
+                continue
+            self._kill(worker)
+            self._remove(worker, stop=False)
+            self._finish(task, timeout_result(task, self.grace_seconds), None)
+
+    # -- lifetime -----------------------------------------------------------------------------
+
+    def _remove(self, worker: WorkerType, stop: bool = True) -> None:
+        """Drop the worker from the pool; `stop` False when it is already dead or killed."""
+        self.workers.remove(worker)
+        if stop:
+            self._stop(worker)
+        self._reap(worker)
+
+    def close(self) -> None:
+        """Stop every worker: idle ones exit cleanly, busy ones (an interrupted run) are killed."""
+        workers, self.workers = self.workers, []
+        for worker in workers:  # every one asked first, so they exit side by side
+            self._stop(worker)
+        for worker in workers:
+            self._reap(worker)
+
+    def _emit(self, event: RunEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
