@@ -35,6 +35,8 @@ def list_datasets_text() -> str:
     lines = ["Datasets (all offline; splits fixed per dataset)"]
     for info in list_datasets():
         classes = f"{info.num_classes} classes" if info.num_classes else f"{info.num_outputs} targets"
+        if info.target_length:  # sequence: classes count the ctc blank; strings up to target_length
+            classes = f"{info.num_classes - 1}+blank, <={info.target_length}"
         lines.append(f"  {info.name:<16} {info.task:<14} input {str(info.input_shape):<10} {classes:<11} {info.description}")
     return "\n".join(lines) + "\n"
 

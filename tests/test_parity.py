@@ -33,7 +33,11 @@ pytestmark = pytest.mark.keras
 
 BACKENDS = ("torch", "keras")
 STEPS = 20
-DATASETS = {"cross_entropy": "digits", "binary_cross_entropy": "breast_cancer", "mse": "diabetes"}
+DATASETS = {
+    "cross_entropy": "digits", "binary_cross_entropy": "breast_cancer", "mse": "diabetes",
+    # ctc: the default mlp applies per frame of the (32, 8) sequences, so it emits (32, 9) per sample
+    "ctc": {"name": "symbol_sequences", "n_samples": 400},
+}
 
 
 def make_spec(
@@ -44,7 +48,7 @@ def make_spec(
     info = dataset_info(dataset)
     spec = TrialSpec(
         dataset=dataset,
-        model=resolve_model(model or {"mlp": {"hidden": [16], "activation": "relu"}}, info.num_outputs),
+        model=resolve_model(model or {"mlp": {"hidden": [16], "activation": "relu"}}, info.num_outputs, input_shape=info.input_shape),
         loss=resolve_component("loss", loss, "loss"),
         optimizer=resolve_component("optimizer", optimizer, "optimizer"),
         initializer=resolve_component("initializer", initializer, "initializer"),
@@ -101,6 +105,22 @@ def test_optimizer_parity(optimizer) -> None:
 def test_loss_parity(loss) -> None:
     spec, data = make_spec(loss=loss, optimizer={"name": "sgd", "lr": 0.05})
     assert_parity(parity_check(spec, BACKENDS, data, steps=STEPS))
+
+
+CTC_MODELS = {  # sequence labelling: the time axis kept to the output, a dense layer at every step
+    "bigru-sequence": {"rnn": {"cell": "gru", "units": 8, "bidirectional": True, "readout": "sequence"}},
+    "lstm-sequence-dense-head": {"rnn": {"cell": "lstm", "units": 8, "readout": "sequence", "dense": [12]}},
+    "conv1d-same-sequence": {"cnn": {"filters": [8, 8], "kernel_size": 5, "padding": "same", "readout": "sequence"}},
+}
+
+
+@pytest.mark.parametrize("name", sorted(CTC_MODELS), ids=sorted(CTC_MODELS))
+def test_ctc_parity_on_sequence_models(name) -> None:
+    """ctc (F.ctc_loss vs keras.ops.ctc_loss, both not length-normalized) through recurrent and conv
+    stacks whose per-step dense head reads a (steps, features) tensor: channels-first in torch's conv."""
+    spec, data = make_spec(loss="ctc", model=CTC_MODELS[name], optimizer={"name": "adam", "lr": 0.01}, initializer="xavier_uniform")
+    assert spec.model.plan(data.info.input_shape)[-1].output_shape == (32, 9)
+    assert_parity(parity_check(spec, BACKENDS, data, steps=STEPS, label=name))
 
 
 INITIALIZERS = [
@@ -277,6 +297,28 @@ def test_native_initializers_follow_the_canonical_distribution(raw) -> None:
     if distribution is not None:
         # the two frameworks' draws come from one distribution
         assert stats.ks_2samp(drawn["torch"]["0.dense.kernel"].ravel(), drawn["keras"]["0.dense.kernel"].ravel()).pvalue > 1e-3
+
+
+def test_native_recurrent_layers_follow_their_own_kernel_initializers() -> None:
+    """A recurrent layer's kernel_initializer and recurrent_initializer win over the suite's, natively
+    too: nn.GRU's default U(+-1/sqrt(units)) on every tensor, biases from fan_in_uniform."""
+    units = 100
+    limit = 1.0 / math.sqrt(units)
+    uniform = {"name": "uniform", "limit": limit}
+    info = DatasetInfo("arrays", "regression", (7, 30), 1, None)
+    layers = [{"gru": {"units": units, "kernel_initializer": uniform, "recurrent_initializer": uniform}}, {"dense": {}}]
+    for backend in BACKENDS:
+        spec = TrialSpec(
+            dataset=DatasetSpec("arrays"), model=resolve_model({"layers": layers}, 1),
+            loss=resolve_component("loss", "mse", "loss"), optimizer=resolve_component("optimizer", "sgd", "optimizer"),
+            initializer=resolve_component("initializer", "fan_in_uniform", "initializer"), regularizer=RegularizerSpec(),
+            training=TrainingSpec(epochs=1, batch_size=8), seed=4, backend=backend, init_mode="native",
+        )
+        weights = get_adapter(backend).build(spec, info).get_weights()
+        for key in ("0.gru.kernel", "0.gru.recurrent_kernel", "0.gru.bias"):  # 9,000 / 30,000 / 600 draws
+            samples = weights[key].ravel().astype(np.float64)
+            assert samples.min() >= -limit and samples.max() <= limit, (backend, key)
+            assert stats.kstest(samples, stats.uniform(-limit, 2 * limit).cdf).pvalue > 1e-3, (backend, key)
 
 
 def test_the_distribution_test_rejects_keras_truncated_he_normal() -> None:

@@ -432,6 +432,19 @@ class TestInitialWeights:
         table = self.weights([{"embedding": {"vocabulary": 1000, "dim": 20}}], (5,))["0.embedding.embeddings"]
         assert np.abs(table).max() <= 0.05 and stats.kstest(table.ravel(), stats.uniform(-0.05, 0.1).cdf).pvalue > 1e-3
 
+    def test_kernel_initializer_gives_pytorchs_recurrent_default(self):
+        """nn.GRU draws every tensor U(+-1/sqrt(units)): fan_in_uniform (biases) plus both kernel initializers."""
+        limit = 1 / np.sqrt(100)
+        uniform = {"name": "uniform", "limit": limit}
+        layer = {"gru": {"units": 100, "kernel_initializer": uniform, "recurrent_initializer": uniform}}
+        weights = self.weights([layer], (5, 3), "fan_in_uniform")
+        for key in ("0.gru.kernel", "0.gru.recurrent_kernel", "0.gru.bias"):
+            values = weights[key].ravel().astype(np.float64)
+            assert stats.kstest(values, stats.uniform(-limit, 2 * limit).cdf).pvalue > 1e-3, key
+        # without it the input kernel (3, 300) follows the suite's rule, U(+-1/sqrt(3))
+        default = self.weights([{"gru": {"units": 100}}], (5, 3), "fan_in_uniform")["0.gru.kernel"]
+        assert np.abs(default).max() > 0.5
+
     def test_fan_in_uniform_biases_use_each_tensors_fan(self):
         conv = self.weights([{"conv1d": {"filters": 400, "kernel_size": 5}}], (9, 4), "fan_in_uniform")
         assert np.abs(conv["0.conv1d.bias"]).max() <= 1 / np.sqrt(20) and np.abs(conv["0.conv1d.bias"]).max() > 0.9 / np.sqrt(20)
@@ -453,6 +466,8 @@ class TestInitialWeights:
         assert not np.array_equal(first["1.gru.forward_kernel"], first["1.gru.backward_kernel"])
 
 
-def test_layer_spec_hashable_and_equal_after_json():
-    layer = resolve_layer({"gru": {"units": 3, "recurrent_initializer": "he_uniform"}}, "x")
+@pytest.mark.parametrize("kernel_initializer", [None, "he_uniform"], ids=["suites", "own"])
+def test_layer_spec_hashable_and_equal_after_json(kernel_initializer):
+    layer = resolve_layer({"gru": {"units": 3, "recurrent_initializer": "he_uniform", "kernel_initializer": kernel_initializer}}, "x")
     assert hash(layer) == hash(LayerSpec.from_dict(layer.to_dict())) and LayerSpec.from_dict(layer.to_dict()) == layer
+    assert (layer["kernel_initializer"] is None) == (kernel_initializer is None)

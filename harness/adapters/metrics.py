@@ -4,11 +4,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import log_softmax
 
-METRICS_BY_TASK = {
-    "classification": ("loss", "accuracy"),
-    "binary": ("loss", "accuracy"),
-    "regression": ("loss", "mae", "r2"),  # loss is the MSE
-}
+from harness.adapters.ctc import sequence_metrics
+from harness.data.types import TASK_MEASURES
+
+__all__ = ["TASK_MEASURES", "evaluate_outputs"]
 
 
 def evaluate_outputs(outputs: np.ndarray, y: np.ndarray, task: str) -> dict[str, float]:
@@ -17,6 +16,8 @@ def evaluate_outputs(outputs: np.ndarray, y: np.ndarray, task: str) -> dict[str,
     classification: cross entropy of logits (N, C) vs integer labels; accuracy of the argmax.
     binary: cross entropy of one logit (N, 1) vs 0/1 labels; accuracy of logit > 0.
     regression: mse (= loss), mae, r2 = 1 - SS_res/SS_tot over all targets.
+    sequence: ctc of logits (N, T, C) vs 0-padded label strings; exact-string accuracy and label
+    error rate of the greedy decoding (harness.adapters.ctc.sequence_metrics).
     """
     if len(y) == 0:
         return {}
@@ -36,4 +37,6 @@ def evaluate_outputs(outputs: np.ndarray, y: np.ndarray, task: str) -> dict[str,
         total = ((target - target.mean(axis=0)) ** 2).sum()
         r2 = 1.0 - (error**2).sum() / total if total > 0 else float("nan")
         return {"loss": float((error**2).mean()), "mae": float(np.abs(error).mean()), "r2": float(r2)}
+    if task == "sequence":
+        return sequence_metrics(z, y)
     raise ValueError(f"unknown task {task!r}")

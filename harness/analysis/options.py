@@ -90,8 +90,11 @@ def check_metric_name(name: Any, valid: Iterable[str], where: str) -> str:
 
 
 def infer_task(metric_names: Iterable[str]) -> str:
-    """'classification' when accuracy is recorded, 'regression' when r2 is, else 'unknown'."""
+    """'sequence' when a label error rate is recorded, 'classification' when accuracy is, 'regression'
+    when r2 is, else 'unknown'."""
     names = set(metric_names)
+    if any(name.endswith("_error_rate") for name in names):
+        return "sequence"
     if any(name.endswith("_accuracy") for name in names):
         return "classification"
     if any(name.endswith("_r2") for name in names):
@@ -101,9 +104,10 @@ def infer_task(metric_names: Iterable[str]) -> str:
 
 def default_metric(metric_names: Iterable[str]) -> str:
     """The primary metric when the suite names none: test accuracy for classification (binary
-    included), test loss otherwise; the validation, then train split when no test split was recorded."""
+    included), the label error rate for sequence labelling, test loss otherwise; the validation,
+    then train split when no test split was recorded."""
     names = set(metric_names)
-    measure = "accuracy" if infer_task(names) == "classification" else "loss"
+    measure = {"classification": "accuracy", "sequence": "error_rate"}.get(infer_task(names), "loss")
     for split in ("test", "validation", "train"):
         if f"{split}_{measure}" in names:
             return f"{split}_{measure}"

@@ -8,7 +8,7 @@ Confidence-interval rule (`mean_interval`), for the mean of one metric over seed
 1. n < 2: no interval (NaN, method 'none').
 2. Every value equal: the interval is that value (method 'exact'); a t interval would be 0/0.
 3. Otherwise the Student t interval, `scipy.stats.t.interval(0.95, n - 1, mean, sem)` ('t').
-4. If the metric has a bound (accuracy in [0, 1], r2 <= 1, losses, mae and seconds >= 0) and
+4. If the metric has a bound (accuracy in [0, 1], r2 <= 1, losses, mae, error_rate and seconds >= 0) and
    the t interval crosses it, the t interval cannot be right: with n >= BOOTSTRAP_MIN_N the
    BCa bootstrap (`scipy.stats.bootstrap`, method 'BCa', fixed seed) replaces it ('bootstrap'):
    a resampled mean never leaves the metric's range. With fewer values the t interval is
@@ -51,14 +51,14 @@ class Interval:
 def metric_bounds(metric: str) -> tuple[float, float]:
     """The range a metric's values can take: (low, high), with +-inf for no bound.
 
-    Accuracy lies in [0, 1]; r2 is at most 1; losses, mae and seconds are >= 0.
+    Accuracy lies in [0, 1]; r2 is at most 1; losses, mae, error rates and seconds are >= 0.
     Any other name (a custom metric, a generalization gap) is unbounded.
     """
     if metric.endswith("accuracy"):
         return 0.0, 1.0
     if metric.endswith("r2"):
         return -math.inf, 1.0
-    if metric.endswith(("loss", "mae", "seconds")):
+    if metric.endswith(("loss", "mae", "error_rate", "seconds")):
         return 0.0, math.inf
     return -math.inf, math.inf
 

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.statistics import higher_is_better
+from harness.data.types import MEASURES
 
 SPLITS = ("train", "validation", "test")
-MEASURES = ("loss", "accuracy", "mae", "r2")  # the per-task metrics of harness.adapters.metrics
 STATUSES = ("ok", "diverged", "failed", "timeout")
 TIMING_COLUMNS = ("train_seconds", "eval_seconds", "wall_seconds")
 TRIAL_REQUIRED = ("hash", "arm", "backend", "seed", "status")
@@ -22,7 +22,7 @@ METRIC_REQUIRED = ("hash", "epoch", "metric", "value")
 
 
 def metric_sort_key(name: str) -> tuple[int, int, str]:
-    """Display order: train, validation, test; within a split loss, accuracy, mae, r2; then the rest."""
+    """Display order: train, validation, test; within a split loss, accuracy, error_rate, mae, r2; then the rest."""
     split, _, measure = name.partition("_")
     if split in SPLITS and measure in MEASURES:
         return (0, SPLITS.index(split) * len(MEASURES) + MEASURES.index(measure), name)

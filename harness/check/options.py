@@ -13,7 +13,7 @@ On the command line, `--fail-on test_accuracy:1%` (repeatable) adds a metric or 
 suite's tolerance for it: the CLI wins. A tolerance is a number (absolute, in the metric's
 units: 0.01 is one accuracy point, 0.5 is half a second) or a percentage of the baseline mean
 (`1%`). When neither the suite nor the CLI names a metric, the DEFAULTS apply: the suite's
-primary metric (`report.metric`, else test accuracy, or test loss for regression) with a 1%
+primary metric (`report.metric`, else test accuracy, test error_rate for sequence labelling, or test loss for regression) with a 1%
 relative tolerance, and train_seconds with a 20% relative tolerance.
 """
 from __future__ import annotations
@@ -24,12 +24,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.data.types import MEASURES
 from harness.errors import SpecError, unknown_name
 
-# The metric names the training loop records (harness.adapters.loop / metrics), spelled out here
-# so that parsing a suite's check block imports neither pandas nor the analysis package.
+# The metric names the training loop records (harness.adapters.loop / metrics), from the numpy-only
+# harness.data.types, so that parsing a suite's check block imports neither pandas nor the analysis package.
 SPLITS = ("train", "validation", "test")
-MEASURES = ("loss", "accuracy", "mae", "r2")
 RECORDED_METRICS = tuple(f"{split}_{measure}" for split in SPLITS for measure in MEASURES) + ("minibatch_loss",)
 TIMING_METRICS = ("train_seconds",)  # the timing a baseline keeps (optimizer steps only, see TrialResult)
 CHECKABLE_METRICS = RECORDED_METRICS + TIMING_METRICS

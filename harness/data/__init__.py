@@ -12,7 +12,8 @@ How a dataset is cut, in order (every step from the fixed dataset seed, never th
 3. `validation` holds out that fraction of what remains (stratified for labelled tasks);
 4. scaling (`scale`, and `scale_target` for regression) is fitted on the rows left for
    training and applied to validation and test;
-5. cast (x float32; y int64, or float32 (N, K) for regression) and reshape to input_shape.
+5. cast (x float32; y int64, float32 (N, K) for regression, int64 (N, target_length) label
+   strings padded with 0 for sequence) and reshape to input_shape.
 
 Importing this package loads numpy only; scikit-learn and mnist1d are imported by the
 loaders that need them, and only when their disk cache misses.
@@ -69,7 +70,7 @@ def _load_resolved(spec: DatasetSpec) -> Dataset:
     definition = DATASETS[spec.name]
     options = dict(spec.options)
     info = definition.info(options)
-    labelled = info.task != "regression"
+    labelled = info.task in ("classification", "binary")  # stratified splits; a sequence task's y is a string
     arrays = definition.produce(options)
     x_pool, y_pool = arrays["x"], arrays["y"]
 

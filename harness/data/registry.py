@@ -75,10 +75,12 @@ class DatasetDefinition:
     produce: Callable[[Options], sources.Arrays]  # raw float64 x, labels/targets y (+ x_test, y_test if its own split)
     num_rows: Callable[[Options], int]  # rows before the test split; for own-split sets, the training rows
     input_shape: Callable[[Options], tuple[int, ...]]  # one sample, no batch axis
-    num_classes: int | None = None  # None for regression
+    num_classes: int | Callable[[Options], int] | None = None  # None for regression; sequence: symbols + the blank
     num_targets: Callable[[Options], int] = lambda options: 1  # regression: K outputs
     own_test_split: bool = False  # True: the source ships its test split (mnist1d); else TEST_FRACTION is held out
     unit_range: float | None = None  # raw value range for `scale: unit` (digits: 16)
+    target_length: Callable[[Options], int] | None = None  # sequence: the longest label string (y's width)
+    check_options: Callable[[Options, str], None] | None = None  # rules between options; raises DatasetError
 
     def defaults(self) -> dict[str, Any]:
         return {key: option.default for key, option in self.options.items()}
@@ -89,13 +91,15 @@ class DatasetDefinition:
         return rows if self.own_test_split else rows - held_out_count(rows, TEST_FRACTION)
 
     def info(self, options: Options) -> DatasetInfo:
+        classes = self.num_classes(options) if callable(self.num_classes) else self.num_classes
         if self.task == "regression":
             num_outputs = self.num_targets(options)
         else:
-            num_outputs = 1 if self.task == "binary" else int(self.num_classes or 0)
+            num_outputs = 1 if self.task == "binary" else int(classes or 0)
         return DatasetInfo(
             name=self.name, task=self.task, input_shape=self.input_shape(options),
-            num_outputs=num_outputs, num_classes=self.num_classes, description=self.description,
+            num_outputs=num_outputs, num_classes=classes, description=self.description,
+            target_length=self.target_length(options) if self.target_length is not None else None,
         )
 
 
@@ -112,6 +116,16 @@ def _mnist1d(options: Options) -> sources.Arrays:
         order = sources.mnist1d_permutation(arrays["x"].shape[1])
         arrays = {**arrays, "x": arrays["x"][:, order], "x_test": arrays["x_test"][:, order]}
     return arrays
+
+
+def _check_symbol_frames(options: Options, where: str) -> None:
+    needed = sources.symbol_sequence_frames(options["max_length"])
+    if options["timesteps"] < needed:
+        raise DatasetError(
+            f"{where}.timesteps: {options['timesteps']} frames cannot hold {options['max_length']} symbols of up to "
+            f"{sources.SYMBOL_FRAMES[1]} frames with silence between them; expected at least {needed}. "
+            f"Raise timesteps to {needed} or lower max_length."
+        )
 
 
 def _bundled(name: str, task: str, rows: int, features: int, classes: int | None, description: str,
@@ -204,6 +218,29 @@ _DEFINITIONS = [
         input_shape=lambda options: (options["n_features"],),
         num_targets=lambda options: options["n_targets"],
     ),
+    DatasetDefinition(
+        name="symbol_sequences",
+        task="sequence",
+        description="noisy frames of a short symbol string, unaligned -> the string (synthetic sequence labelling, for ctc)",
+        options={
+            "n_samples": Option(2000, "int", minimum=8, doc="rows before the 25% test split"),
+            "num_symbols": Option(8, "int", minimum=1, doc="alphabet size; the model outputs num_symbols + 1 classes (0: blank)"),
+            "max_length": Option(5, "int", minimum=1, doc="longest string; lengths are uniform in 1..max_length"),
+            "timesteps": Option(32, "int", minimum=1, doc="frames per sample, at least 5*max_length - 1"),
+            "features": Option(8, "int", minimum=1, doc="values per frame"),
+            "noise": Option(0.75, "float", minimum=0.0, doc="std of the Gaussian noise on every value; prototypes are N(0, 1)"),
+            "scale": _scale("none", "none", "standard"),
+        },
+        produce=lambda options: sources.make_symbol_sequences(
+            options["n_samples"], options["num_symbols"], options["max_length"], options["timesteps"],
+            options["features"], options["noise"],
+        ),
+        num_rows=lambda options: options["n_samples"],
+        input_shape=lambda options: (options["timesteps"], options["features"]),
+        num_classes=lambda options: options["num_symbols"] + 1,
+        target_length=lambda options: options["max_length"],
+        check_options=lambda options, where: _check_symbol_frames(options, where),
+    ),
 ]
 
 DATASETS: dict[str, DatasetDefinition] = {definition.name: definition for definition in _DEFINITIONS}
@@ -261,6 +298,8 @@ def resolve_dataset(raw: str | Mapping[str, Any] | DatasetSpec, where: str = "da
                 f"Its keys: {', '.join(valid)}."
             )
         options[key] = definition.options[key].check(value, f"{where}.{key}")
+    if definition.check_options is not None:
+        definition.check_options(options, where)
 
     available = definition.num_train(options)
     if train_samples is not None:

@@ -35,6 +35,8 @@ SPIRALS_STREAM = 3
 TEACHER_WEIGHTS_STREAM = 4  # the teacher network: independent of n_samples
 TEACHER_INPUTS_STREAM = 5
 TEACHER_NOISE_STREAM = 6
+SYMBOL_PROTOTYPES_STREAM = 7  # symbol_sequences: the symbols' feature vectors, independent of n_samples
+SYMBOL_SEQUENCES_STREAM = 8  # symbol_sequences: label strings, durations, gaps and noise
 
 CACHE_ENVIRONMENT_VARIABLE = "HARNESS_CACHE"
 CACHE_FORMAT = 1  # bump when the stored layout changes so old files are never misread
@@ -235,3 +237,58 @@ def make_teacher_student(n_samples: int, n_features: int, teacher_hidden: int, n
     x = np.random.default_rng([DATASET_SEED, TEACHER_INPUTS_STREAM]).standard_normal((n_samples, n_features))
     standard_noise = np.random.default_rng([DATASET_SEED, TEACHER_NOISE_STREAM]).standard_normal((n_samples, n_targets))
     return {"x": x, "y": np.tanh(x @ first + bias) @ second + noise * standard_noise}
+
+
+SYMBOL_FRAMES = (2, 4)  # symbol_sequences: each symbol lasts 2, 3 or 4 frames (uniform)
+
+
+def symbol_sequence_frames(max_length: int) -> int:
+    """Fewest timesteps that fit every symbol_sequences sample: max_length symbols of the longest
+    duration, with one silent frame between neighbours."""
+    return max_length * SYMBOL_FRAMES[1] + max_length - 1
+
+
+def make_symbol_sequences(
+    n_samples: int, num_symbols: int, max_length: int, timesteps: int, features: int, noise: float
+) -> Arrays:
+    """Unaligned sequence labelling (a toy speech recognizer's task), made in code for the ctc loss.
+
+    Each sample is a string of L ~ U{1..max_length} symbols drawn uniformly from 1..num_symbols
+    (repeats allowed). It is rendered as `timesteps` frames of `features` values: symbol k
+    fills d ~ U{2..4} consecutive frames with its prototype vector p_k, and silent frames (zeros)
+    separate neighbours (at least one) and pad both ends, the silence spread at random; then
+    N(0, noise^2) is added to every value. Prototypes are N(0, 1) draws from their own stream,
+    so they do not change with n_samples. The model must output the string without being told
+    where each symbol is, which is what CTC (Graves et al. 2006) learns.
+
+    The target is the string padded with 0 to max_length: 0 is never a symbol because it is the
+    ctc blank. Every sample is feasible for ctc on `timesteps` output steps (a repeated symbol is
+    separated by silence, and timesteps >= symbol_sequence_frames(max_length)).
+
+    Returns:
+        {'x': (n_samples, timesteps * features) float64, 'y': (n_samples, max_length) int64}
+    """
+    if timesteps < symbol_sequence_frames(max_length):
+        raise ValueError(f"timesteps {timesteps} < {symbol_sequence_frames(max_length)} frames needed for max_length {max_length}")
+    prototypes = np.random.default_rng([DATASET_SEED, SYMBOL_PROTOTYPES_STREAM, num_symbols, features]).standard_normal(
+        (num_symbols + 1, features)
+    )
+    prototypes[0] = 0.0  # index 0: silence
+    rng = np.random.default_rng([DATASET_SEED, SYMBOL_SEQUENCES_STREAM])
+    lengths = rng.integers(1, max_length + 1, size=n_samples)
+    labels = np.zeros((n_samples, max_length), dtype=np.int64)
+    frames = np.zeros((n_samples, timesteps), dtype=np.int64)  # the symbol (or 0) shown at each frame
+    for row, length in enumerate(lengths):
+        symbols = rng.integers(1, num_symbols + 1, size=length)
+        durations = rng.integers(SYMBOL_FRAMES[0], SYMBOL_FRAMES[1] + 1, size=length)
+        # silence: one frame between neighbours, the rest spread over the length + 1 gaps
+        spare = timesteps - durations.sum() - (length - 1)
+        gaps = rng.multinomial(spare, np.full(length + 1, 1.0 / (length + 1)))
+        gaps[1:-1] += 1
+        position = gaps[0]
+        for symbol, duration, gap in zip(symbols, durations, gaps[1:]):
+            frames[row, position:position + duration] = symbol
+            position += duration + gap
+        labels[row, :length] = symbols
+    x = prototypes[frames] + noise * rng.standard_normal((n_samples, timesteps, features))
+    return {"x": x.reshape(n_samples, timesteps * features), "y": labels}

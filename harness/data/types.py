@@ -5,7 +5,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TASKS = ("classification", "binary", "regression")
+TASKS = ("classification", "binary", "regression", "sequence")
+# What the training loop records per split for each task (harness.adapters.metrics computes them):
+# regression's loss is the MSE; a sequence task's loss is ctc, accuracy the share of exactly decoded
+# strings and error_rate the label error rate (edit distance / true length).
+TASK_MEASURES = {
+    "classification": ("loss", "accuracy"),
+    "binary": ("loss", "accuracy"),
+    "regression": ("loss", "mae", "r2"),
+    "sequence": ("loss", "accuracy", "error_rate"),
+}
+MEASURES = ("loss", "accuracy", "error_rate", "mae", "r2")  # every task's, in display order
+assert {m for ms in TASK_MEASURES.values() for m in ms} == set(MEASURES)
 
 
 @dataclass(frozen=True)
@@ -13,11 +24,14 @@ class DatasetInfo:
     """Static facts about a dataset, known WITHOUT generating or loading it (validate needs them)."""
 
     name: str
-    task: str  # 'classification' (integer labels 0..C-1) | 'binary' (labels 0/1) | 'regression' (float targets)
+    # 'classification' (integer labels 0..C-1) | 'binary' (labels 0/1) | 'regression' (float targets) |
+    # 'sequence' (label strings of classes 1..C-1, padded with 0, for the ctc loss)
+    task: str
     input_shape: tuple[int, ...]  # one sample, no batch axis: (40,) for MNIST-1D vectors
     num_outputs: int  # output units the model needs: C classes, 1 for binary, K targets for regression
-    num_classes: int | None  # None for regression
+    num_classes: int | None  # None for regression; sequence: the symbols plus the ctc blank (class 0)
     description: str = ""
+    target_length: int | None = None  # sequence: the longest label string, the width of y
 
 
 @dataclass(frozen=True)
@@ -25,7 +39,8 @@ class Dataset:
     """Train/validation/test splits as arrays.
 
     x: float32, shape (N, *input_shape). y: int64 (N,) for classification and binary,
-    float32 (N, K) for regression. Splits are fixed per dataset (never per trial seed);
+    float32 (N, K) for regression, int64 (N, target_length) for sequence (each row a label
+    string of classes >= 1, then 0s). Splits are fixed per dataset (never per trial seed);
     standardization, where applied, is fitted on the training split only.
     """
 

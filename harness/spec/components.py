@@ -131,6 +131,13 @@ LOSSES = _defs(
         {},
     ),
     ("mse", "mean over ALL elements of (prediction - target)^2; prediction (N, K), target (N, K)", {}),
+    (
+        "ctc",
+        "mean over the batch of -log p(label string | x), p summed over every alignment of the string to the T "
+        "output steps (Graves et al. 2006); logits (N, T, C) with class 0 the blank, labels (N, S) of classes >= 1 "
+        "padded with 0; every output step counts; NOT divided by the string's length (PyTorch's reduction='mean' is)",
+        {},
+    ),
 )
 
 INITIALIZERS = _defs(

@@ -6,7 +6,7 @@
                  {hidden: [100, 100], residual: true} is the MNIST-1D MLP (15,210 parameters).
     cnn          {filters: [25, 25, 25], kernel_size: [5, 3, 3], strides: 2, padding: 1, activation: relu,
                  batch_norm: false, pool: none | max | avg, pool_size: 2, readout: flatten | global_avg_pool
-                 | global_max_pool, dense: [], dimensions: 1 | 2, output_units}
+                 | global_max_pool | sequence, dense: [], dimensions: 1 | 2, output_units}
                  one conv layer per `filters` entry (conv -> [batch_norm] -> activation -> [pool]), the
                  readout, hidden dense layers, a linear output. kernel_size/strides/padding: one value for
                  every conv layer, or a list with one value per conv layer. dimensions defaults to the
@@ -17,15 +17,17 @@
                  pool 2 -> conv 16@5 (`padding`; the paper's is valid) -> pool 2 -> flatten -> dense 120 ->
                  dense 84 -> output (C5 as a dense layer). padding same keeps it valid on 8x8 digits.
     rnn          {cell: gru | lstm | simple_rnn, units, depth: 1, bidirectional: false,
-                 readout: last | flatten | mean, dense: [], output_units}
+                 readout: last | flatten | mean | sequence, dense: [], output_units}
                  depth recurrent layers (all but the top return sequences), the readout (last: the final
                  state; flatten: every step's output; mean: global_avg_pool over steps), hidden dense
                  layers, a linear output. {cell: gru, units: 6, bidirectional: true, readout: flatten}
                  is the MNIST-1D GRU (5,134 parameters).
     transformer  {depth: 2, heads: 4, width: 64, ffn_units: 4*width, key_dim: width/heads, activation: relu,
-                 norm: pre | post, readout: mean | flatten, output_units}
+                 norm: pre | post, readout: mean | flatten | sequence, output_units}
                  conv1d(width, kernel 1) (a per-step linear projection) -> position_embedding ->
                  depth transformer_encoder blocks -> [layer_norm if pre] -> readout -> linear output.
+readout `sequence` keeps the time axis: the head's dense layers apply at every step, so the model
+emits (steps, classes), what the ctc loss reads (sequence labelling); 1-D inputs only.
 Dropout from the suite's regularizer: mlp after each hidden layer; cnn/lenet5/rnn before every dense
 layer of the head (after the readout and after each hidden dense layer); transformer inside its blocks.
 """
@@ -192,7 +194,10 @@ def expand_cnn(value: Any, num_outputs: int, dropout: float, where: str, input_s
     strides = _per_layer(o["strides"], len(filters), f"{where}.strides")
     paddings = _per_layer(o["padding"], len(filters), f"{where}.padding")
     pool = _choice(o["pool"], ("none", "max", "avg"), f"{where}.pool")
-    readout = _choice(o["readout"], ("flatten", "global_avg_pool", "global_max_pool"), f"{where}.readout")
+    readout = _choice(o["readout"], ("flatten", "global_avg_pool", "global_max_pool", "sequence"), f"{where}.readout")
+    if readout == "sequence" and rank != 1:
+        raise SpecError(f"{where}.readout: 'sequence' keeps the time axis of a conv1d stack; this cnn is 2-D (conv2d). "
+                        "Use flatten or a global pooling readout.")
     batch_norm = _bool(o["batch_norm"], f"{where}.batch_norm")
     activation = _activation(o["activation"], f"{where}.activation")
     output_units = check_number(o["output_units"] or num_outputs, "int_positive", f"{where}.output_units")
@@ -206,7 +211,8 @@ def expand_cnn(value: Any, num_outputs: int, dropout: float, where: str, input_s
             layers.append(resolve_layer({"activation": activation}, here))
         if pool != "none":
             layers.append(resolve_layer({f"{pool}_pool{rank}d": {"pool_size": o["pool_size"]}}, f"{where}.pool_size"))
-    layers.append(resolve_layer({readout: {}}, where))
+    if readout != "sequence":
+        layers.append(resolve_layer({readout: {}}, where))
     _head(layers, _widths(o["dense"], f"{where}.dense"), activation, output_units, dropout, where)
     return tuple(layers), None
 
@@ -227,14 +233,14 @@ def expand_rnn(value: Any, num_outputs: int, dropout: float, where: str, input_s
                 where, "{cell: gru, units: 6, bidirectional: true, readout: flatten}")
     cell = _choice(o["cell"], ("simple_rnn", "lstm", "gru"), f"{where}.cell")
     depth = check_number(o["depth"], "int_positive", f"{where}.depth")
-    readout = _choice(o["readout"], ("last", "flatten", "mean"), f"{where}.readout")
+    readout = _choice(o["readout"], ("last", "flatten", "mean", "sequence"), f"{where}.readout")
     output_units = check_number(o["output_units"] or num_outputs, "int_positive", f"{where}.output_units")
     layers = []
     for k in range(depth):
         sequences = k < depth - 1 or readout != "last"
         recurrent = {"units": o["units"], "bidirectional": o["bidirectional"], "return_sequences": sequences}
         layers.append(resolve_layer({cell: recurrent}, where))
-    if readout != "last":
+    if readout in ("flatten", "mean"):
         layers.append(resolve_layer({"flatten" if readout == "flatten" else "global_avg_pool": {}}, where))
     _head(layers, _widths(o["dense"], f"{where}.dense"), _activation(o["activation"], f"{where}.activation"), output_units, dropout, where)
     return tuple(layers), None
@@ -246,7 +252,7 @@ def expand_transformer(value: Any, num_outputs: int, dropout: float, where: str,
                 where, "{depth: 2, heads: 4, width: 64}")
     width = check_number(o["width"], "int_positive", f"{where}.width")
     depth = check_number(o["depth"], "int_positive", f"{where}.depth")
-    readout = _choice(o["readout"], ("mean", "flatten"), f"{where}.readout")
+    readout = _choice(o["readout"], ("mean", "flatten", "sequence"), f"{where}.readout")
     norm = _choice(o["norm"], ("pre", "post"), f"{where}.norm")
     output_units = check_number(o["output_units"] or num_outputs, "int_positive", f"{where}.output_units")
     block = {
@@ -262,7 +268,8 @@ def expand_transformer(value: Any, num_outputs: int, dropout: float, where: str,
     layers += [resolve_layer({"transformer_encoder": block}, where) for _ in range(depth)]
     if norm == "pre":
         layers.append(resolve_layer({"layer_norm": {}}, where))
-    layers.append(resolve_layer({"global_avg_pool" if readout == "mean" else "flatten": {}}, where))
+    if readout != "sequence":
+        layers.append(resolve_layer({"global_avg_pool" if readout == "mean" else "flatten": {}}, where))
     layers.append(resolve_layer({"dense": {"units": output_units}}, where))
     return tuple(layers), None
 

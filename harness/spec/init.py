@@ -8,7 +8,8 @@ Within a layer, tensors are drawn in the order of LayerPlan.tensors (part of the
 constant tensors (zeros, ones) consume no random numbers.
 
 What each tensor role starts at (harness.spec.layer_types):
-    kernel            the suite's initializer, with the kernel's fans
+    kernel            TensorSpec.initializer (a recurrent layer's kernel_initializer) if set, else the
+                      suite's initializer, with the kernel's fans
     recurrent_kernel  TensorSpec.initializer (the layer's recurrent_initializer, default orthogonal)
     embedding         TensorSpec.initializer (the layer's initializer, default uniform +-0.05)
     bias              0; under the suite initializer fan_in_uniform, U(+-1/sqrt(TensorSpec.fan_in))
@@ -88,9 +89,7 @@ def draw_tensor(tensor: TensorSpec, initializer: Component, rng: np.random.Gener
     """Draw one tensor of a layer per its role (see the module docstring), float64."""
     if tensor.role in CONSTANTS:
         return np.full(tensor.shape, CONSTANTS[tensor.role])
-    if tensor.role == "kernel":
-        return draw_kernel(initializer, tensor.shape, rng)
-    if tensor.role in ("recurrent_kernel", "embedding"):
+    if tensor.role in ("kernel", "recurrent_kernel", "embedding"):
         return draw_kernel(tensor.initializer or initializer, tensor.shape, rng)
     if tensor.role == "bias":
         return draw_bias(initializer, tensor.shape, tensor.fan_in or 1, rng)

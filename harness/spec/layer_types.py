@@ -41,7 +41,8 @@ REGULARIZED_ROLES = ("kernel", "recurrent_kernel", "embedding")  # weight matric
 class TensorSpec:
     """One tensor a layer owns, in canonical layout.
 
-    `initializer` overrides the suite's initializer for this tensor (recurrent kernels, embeddings);
+    `initializer` overrides the suite's initializer for this tensor (a recurrent layer's kernel and
+    recurrent kernel, embeddings);
     `fan_in` is the fan a bias is drawn with under fan_in_uniform (U(+-1/sqrt(fan_in))).
     """
 

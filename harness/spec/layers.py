@@ -47,15 +47,16 @@ BATCH_NORM_DOC = (
 
 def _infer_dense(shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str) -> tuple[Shape, tuple[TensorSpec, ...]]:
     (shape,) = shapes
-    if len(shape) != 1:
+    if len(shape) not in (1, 2):
         raise SpecError(
-            f"{where}: dense expects a vector input (features,), got shape {shape}. "
-            "Put a flatten layer before it, or use a layer made for this input."
+            f"{where}: dense expects a vector (features,) or a sequence (steps, features), got shape {shape}. "
+            "Put a flatten or global pooling layer before it, or use a layer made for this input."
         )
-    tensors = [TensorSpec("kernel", (shape[0], p["units"]), "kernel")]
+    # On a sequence the one kernel applies at every step (PyTorch's Linear and Keras' Dense both act on the last axis).
+    tensors = [TensorSpec("kernel", (shape[-1], p["units"]), "kernel")]
     if p["use_bias"]:
-        tensors.append(TensorSpec("bias", (p["units"],), "bias", fan_in=shape[0]))
-    return (p["units"],), tuple(tensors)
+        tensors.append(TensorSpec("bias", (p["units"],), "bias", fan_in=shape[-1]))
+    return (*shape[:-1], p["units"]), tuple(tensors)
 
 
 def _infer_identity(shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str) -> tuple[Shape, tuple[TensorSpec, ...]]:
@@ -100,7 +101,8 @@ def _infer_concatenate(shapes: tuple[Shape, ...], p: Mapping[str, Any], where: s
 LAYERS: dict[str, LayerDef] = {
     "dense": LayerDef(
         "dense",
-        "y = activation(x @ kernel + bias); kernel (in, units), bias (units,); input must be a vector",
+        "y = activation(x @ kernel + bias); kernel (in, units), bias (units,); input a vector (in,), or a sequence "
+        "(steps, in) with the one kernel applied at every step",
         {"units": LayerParam(None, "int_positive"), "activation": LayerParam("linear", "activation"), "use_bias": LayerParam(True, "bool")},
         _infer_dense,
         required=("units",),
@@ -178,7 +180,7 @@ def resolve_layer(raw: Any, where: str) -> LayerSpec:
                 f"{here}.{key}: layer {kind!r} has no parameter {key!r}.{did_you_mean(key, definition.params)} "
                 f"Its parameters: {valid}."
             )
-        if key in components:
+        if key in components and not (value is None and definition.params[key].default is None):
             params[key] = resolve_component(components[key], value, f"{here}.{key}")
         elif value is None and definition.params[key].default is None and key not in definition.required:
             params[key] = None  # an optional parameter left at its 'derive it' default
@@ -190,7 +192,7 @@ def resolve_layer(raw: Any, where: str) -> LayerSpec:
     for key, param in definition.params.items():
         if key in params:
             continue
-        if key in components:
+        if key in components and param.default is not None:  # a None component: 'the suite's', decided later
             params[key] = resolve_component(components[key], param.default, here)
         elif param.default is not None and param.check in ("ints", "padding"):
             params[key] = check_layer_param(param.default, param, definition.spatial_rank, here)

@@ -18,9 +18,11 @@ Recurrent layers (input (T, C), h units, zero initial state, one direction runs 
     bidirectional (D = 2): a second, independent set of tensors ('backward_' prefix; the first set is
     'forward_') runs over t = T..1; at each position the output is [forward h_t, backward h_t]
     (concatenated on channels); the final output is [forward h_T, backward h_1] (each direction's last state).
-    Tensors drawn: kernel by the suite's initializer, recurrent_kernel by the layer's
-    recurrent_initializer (default orthogonal over the whole (h, G*h) matrix), biases 0 (under
-    fan_in_uniform U(+-1/sqrt(h)), PyTorch's RNN rule).
+    Tensors drawn: kernel by the layer's kernel_initializer (default: the suite's initializer),
+    recurrent_kernel by its recurrent_initializer (default orthogonal over the whole (h, G*h)
+    matrix), biases 0 (under fan_in_uniform U(+-1/sqrt(h)), PyTorch's RNN rule). PyTorch's own
+    default draws EVERY recurrent tensor U(+-1/sqrt(h)): fan_in_uniform with both kernel
+    initializers {name: uniform, limit: 1/sqrt(h)}.
 
 Attention (Vaswani et al. 2017), heads H, key_dim dk, value_dim dv:
     Q = query @ query_kernel + query_bias        (Tq, H*dk); head j is columns [j*dk, (j+1)*dk)
@@ -66,7 +68,7 @@ def recurrent_tensors(kind: str, channels: int, p: Mapping[str, Any]) -> tuple[T
     tensors = []
     for prefix in prefixes:
         tensors += [
-            TensorSpec(f"{prefix}kernel", (channels, gates * units), "kernel"),
+            TensorSpec(f"{prefix}kernel", (channels, gates * units), "kernel", initializer=p.get("kernel_initializer")),
             TensorSpec(f"{prefix}recurrent_kernel", (units, gates * units), "recurrent_kernel", initializer=p["recurrent_initializer"]),
             TensorSpec(f"{prefix}bias", bias_shape, "bias", fan_in=units),
         ]
@@ -93,6 +95,7 @@ def _recurrent_def(kind: str, meaning: str) -> LayerDef:
             "return_sequences": LayerParam(False, "bool"),
             "bidirectional": LayerParam(False, "bool"),
             "recurrent_initializer": LayerParam("orthogonal", "initializer"),
+            "kernel_initializer": LayerParam(None, "initializer"),  # None: the suite's initializer
         },
         _recurrent_infer(kind),
         required=("units",),
@@ -224,7 +227,7 @@ SEQUENCE_LAYERS: dict[str, LayerDef] = {
     ),
 }
 for _kind in GATES:
-    component_params(_kind, {"recurrent_initializer": "initializer"})
+    component_params(_kind, {"recurrent_initializer": "initializer", "kernel_initializer": "initializer"})
 component_params("embedding", {"initializer": "initializer"})
 component_params("position_embedding", {"initializer": "initializer"})
 component_params("transformer_encoder", {"activation": "activation"})

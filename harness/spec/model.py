@@ -19,7 +19,7 @@ from harness.spec.layers import LayerSpec, Shape, resolve_layer
 from harness.spec.types import ModelSpec
 
 # The task each canonical loss needs (the same table the suite loader checks the trial's loss with).
-LOSS_TASKS = {"cross_entropy": "classification", "binary_cross_entropy": "binary", "mse": "regression"}
+LOSS_TASKS = {"cross_entropy": "classification", "binary_cross_entropy": "binary", "mse": "regression", "ctc": "sequence"}
 FORMS = ("layers", "graph")
 
 __all__ = ["FAMILIES", "LOSS_TASKS", "check_model_against_task", "resolve_model"]
@@ -80,8 +80,13 @@ def _final_activation(model: ModelSpec, index: int) -> tuple[str | None, LayerSp
     return None, layer
 
 
-def check_model_against_task(model: ModelSpec, input_shape: Shape, loss: str, task: str, num_outputs: int) -> None:
+def check_model_against_task(
+    model: ModelSpec, input_shape: Shape, loss: str, task: str, num_outputs: int, target_length: int | None = None
+) -> None:
     """Shape-check the model on the dataset's input and check every output fits its loss.
+
+    target_length: a sequence dataset's longest label string S; ctc needs (T, num_outputs) outputs
+    with T >= 2*S - 1 steps (S labels with a blank between repeated neighbours).
 
     Raises:
         SpecError: naming the layer/node and shapes, or the loss/dataset mismatch and its fix.
@@ -98,15 +103,38 @@ def check_model_against_task(model: ModelSpec, input_shape: Shape, loss: str, ta
                 "output's `loss` to use the suite's."
             )
         final_activation, last = _final_activation(model, output.index)
-        if output_loss in ("cross_entropy", "binary_cross_entropy") and final_activation in ("softmax", "sigmoid") and last.kind in ("dense", "activation"):
+        if output_loss in ("cross_entropy", "binary_cross_entropy", "ctc") and final_activation in ("softmax", "sigmoid") and last.kind in ("dense", "activation"):
             raise SpecError(
                 f"{label}: the last layer applies {final_activation!r}, but loss {output_loss!r} takes logits "
                 "(it applies the softmax/sigmoid itself, in a numerically stable form). "
                 "Remove the final activation; predictions use the argmax of the logits."
             )
         output_shape = plans[output.index].output_shape
-        if output_shape != (num_outputs,):
+        if output_loss == "ctc":
+            _check_ctc_output(output_shape, num_outputs, target_length, label)
+        elif output_shape != (num_outputs,):
+            hint = (
+                " Put a flatten or global pooling layer before the output layer, so it sees one vector per sample."
+                if len(output_shape) > 1 else
+                " Drop the output width so it comes from the dataset, or set it to " f"{num_outputs}."
+            )
             raise SpecError(
                 f"{label}: the output shape is {output_shape}, but loss {output_loss!r} on this {task} dataset needs "
-                f"({num_outputs},). Drop the output width so it comes from the dataset, or set it to {num_outputs}."
+                f"({num_outputs},).{hint}"
             )
+
+
+def _check_ctc_output(shape: Shape, num_outputs: int, target_length: int | None, label: str) -> None:
+    """ctc reads one class distribution per output step: (steps, classes), enough steps for the longest string."""
+    if len(shape) != 2 or shape[1] != num_outputs:
+        raise SpecError(
+            f"{label}: the output shape is {shape}, but loss 'ctc' needs one score per class at every step, "
+            f"(steps, {num_outputs}) ({num_outputs - 1} symbols and the blank). Keep the time axis (return_sequences: "
+            "true, no flatten or pooling over time) and end with a dense layer, which applies at every step."
+        )
+    needed = 2 * target_length - 1 if target_length else 1
+    if shape[0] < needed:
+        raise SpecError(
+            f"{label}: the model emits {shape[0]} steps, but loss 'ctc' needs at least {needed} to spell the longest "
+            f"label string ({target_length} symbols, a blank between repeated neighbours). Use less striding or pooling."
+        )

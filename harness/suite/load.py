@@ -21,6 +21,7 @@ from harness.data import dataset_info, resolve_dataset
 from harness.diagnostics import EXTRAS_KEY, resolve_diagnostics
 from harness.errors import HarnessError, SpecError
 from harness.spec import Trial, TrialSpec, check_model_against_task, resolve_component, resolve_model
+from harness.spec.model import LOSS_TASKS
 from harness.suite.grid import AXIS_FIELDS, Cell, apply_cell, expand_grid, normalize_document, parse_grid
 from harness.suite.schema import (
     SuiteDocument,
@@ -39,7 +40,6 @@ from harness.suite.yaml_source import KeyPath, SourceMap, SuiteIssue, display_pa
 DEFAULT_BACKENDS = ("torch",)
 
 # The dataset task each loss is defined for (harness.spec.components.LOSSES gives the formulas).
-LOSS_TASKS = {"cross_entropy": "classification", "binary_cross_entropy": "binary", "mse": "regression"}
 
 
 @dataclass(frozen=True)
@@ -238,7 +238,7 @@ def resolve_cell(document: Mapping[str, Any], backend: str) -> TrialSpec:
             "(mlp), but this model is an explicit layer list, where it would silently do nothing. Put "
             f"{{dropout: {{rate: {regularizer.dropout}}}}} layers in model.layers and remove regularizer.dropout.",
         )
-    check_model_against_task(model, info.input_shape, loss.name, info.task, info.num_outputs)
+    check_model_against_task(model, info.input_shape, loss.name, info.task, info.num_outputs, info.target_length)
     try:
         diagnostics = resolve_diagnostics(document.get("diagnostics"), training.epochs)
     except SpecError as error:

@@ -34,10 +34,23 @@ def mean_squared_error(targets: Any, predictions: Any) -> Any:
     return ops.mean(ops.square(predictions - targets))
 
 
+def connectionist_temporal_classification(labels: Any, logits: Any) -> Any:
+    """Mean over the batch of the ctc negative log-likelihood. labels int (N, S), 0-padded; logits (N, T, C).
+
+    keras.ops.ctc_loss takes logits, per-sample lengths and the blank index (0) and returns one loss
+    per sample, not divided by the string's length, so its mean is the canonical ctc.
+    """
+    shape = ops.shape(logits)
+    target_lengths = ops.sum(ops.cast(ops.greater(labels, 0), "int32"), axis=1)
+    output_lengths = ops.full((shape[0],), shape[1], dtype="int32")
+    return ops.mean(ops.ctc_loss(labels, logits, target_lengths, output_lengths, mask_index=0))
+
+
 LOSS_FUNCTIONS: dict[str, LossFunction] = {
     "cross_entropy": cross_entropy,
     "binary_cross_entropy": binary_cross_entropy,
     "mse": mean_squared_error,
+    "ctc": connectionist_temporal_classification,
 }
 
 
@@ -56,10 +69,13 @@ def prepare_targets(name: str, y: np.ndarray, num_outputs: int) -> np.ndarray:
     """Targets in the form the loss consumes.
 
     cross_entropy: int32 labels (N,) (the dtype Keras' sparse cross entropy casts to anyway);
-    binary_cross_entropy: float32 (N, 1), one target per logit; mse: float32 (N, num_outputs).
+    binary_cross_entropy: float32 (N, 1), one target per logit; mse: float32 (N, num_outputs);
+    ctc: int32 label strings (N, S), 0-padded.
     """
     if name == "cross_entropy":
         return np.asarray(y).astype(np.int32).reshape(-1)
+    if name == "ctc":
+        return np.asarray(y).astype(np.int32).reshape(len(y), -1)
     if name == "binary_cross_entropy":
         return np.asarray(y).astype(np.float32).reshape(-1, 1)
     return np.asarray(y).astype(np.float32).reshape(-1, num_outputs)

@@ -253,10 +253,8 @@ def _silence_retracing_warning(tf: Any) -> None:
 
 def _target_specs(model: KerasModel, tf: Any) -> list[Any]:
     """One TensorSpec per output target, as losses.prepare_targets stores it."""
-    return [
-        tf.TensorSpec((None,), tf.int32) if name == "cross_entropy" else tf.TensorSpec((None, None), tf.float32)
-        for name in model.output_loss_names
-    ]
+    specs = {"cross_entropy": tf.TensorSpec((None,), tf.int32), "ctc": tf.TensorSpec((None, None), tf.int32)}
+    return [specs.get(name, tf.TensorSpec((None, None), tf.float32)) for name in model.output_loss_names]
 
 
 def _tensorflow_runner(model: KerasModel) -> EpochRunner:

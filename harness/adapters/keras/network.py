@@ -208,6 +208,6 @@ def initialize_native(network: Network, plans: tuple[LayerPlan, ...], initialize
             if tensor.role == "bias":
                 draw = bias_initializer(initializer, tensor.fan_in or 1, (bias_seed + offset) % SEED_LIMIT)
             else:
-                component = tensor.initializer if tensor.role != "kernel" and tensor.initializer else initializer
+                component = tensor.initializer or initializer  # a tensor's own (recurrent layers, embeddings), else the suite's
                 draw = kernel_initializer(component, tensor.shape, (kernel_seed + offset) % SEED_LIMIT)
             variable.assign(draw(tensor.shape, dtype="float32"))

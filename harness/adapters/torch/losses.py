@@ -4,6 +4,8 @@ Losses (harness.spec.components.LOSSES), all a mean over the batch:
     cross_entropy         logits (N, C) vs int64 labels (N,)   -> F.cross_entropy (takes logits)
     binary_cross_entropy  one logit (N, 1) vs 0/1 labels (N,)   -> F.binary_cross_entropy_with_logits
     mse                   predictions (N, K) vs targets (N, K), mean over ALL N*K elements -> F.mse_loss
+    ctc                   logits (N, T, C) vs int64 label strings (N, S) padded with 0 -> F.ctc_loss per sample
+                          (reduction='none': 'mean' would divide each by its string's length), then the mean
 Penalties (RegularizerSpec), over kernels only, never biases:
     l1 * sum|kernel|  +  (l2 / 2) * sum kernel^2
 """
@@ -26,10 +28,22 @@ def _binary_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.T
     return F.binary_cross_entropy_with_logits(logits.reshape(-1), labels)
 
 
+def _ctc(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    # F.ctc_loss wants time-major log-probabilities (T, N, C); blank 0; a string's length is its count of
+    # nonzero labels (they come first); every sample uses all T steps. zero_infinity stays False: an
+    # impossible string is a real divergence (the suite loader rules it out by checking T >= 2S - 1).
+    log_probs = F.log_softmax(logits, dim=-1).transpose(0, 1)
+    steps, batch = log_probs.shape[:2]
+    input_lengths = torch.full((batch,), steps, dtype=torch.int64, device=logits.device)
+    target_lengths = (labels > 0).sum(dim=1)
+    return F.ctc_loss(log_probs, labels, input_lengths, target_lengths, blank=0, reduction="none").mean()
+
+
 DATA_LOSSES: dict[str, LossFunction] = {
     "cross_entropy": F.cross_entropy,  # mean reduction, no label smoothing, no class weights
     "binary_cross_entropy": _binary_cross_entropy,
     "mse": F.mse_loss,  # mean over every element
+    "ctc": _ctc,
 }
 assert set(DATA_LOSSES) == set(LOSSES), "every canonical loss needs a torch realization"
 
@@ -47,8 +61,9 @@ def data_loss_function(name: str) -> LossFunction:
 
 def prepare_targets(name: str, targets: np.ndarray, device: torch.device) -> torch.Tensor:
     """Targets as the loss expects them: int64 labels (cross_entropy), float32 labels (N,)
-    (binary_cross_entropy), float32 (N, K) (mse; a (N,) target becomes (N, 1))."""
-    if name == "cross_entropy":
+    (binary_cross_entropy), float32 (N, K) (mse; a (N,) target becomes (N, 1)), int64 label
+    strings (N, S) (ctc)."""
+    if name in ("cross_entropy", "ctc"):
         tensor = torch.tensor(np.asarray(targets, dtype=np.int64))
     elif name == "binary_cross_entropy":
         tensor = torch.tensor(np.asarray(targets, dtype=np.float32).reshape(-1))

@@ -190,7 +190,7 @@ def _native_tensor(slot: TensorSlot, initializer: Component, generator: torch.Ge
             bound = 1.0 / np.sqrt(spec.fan_in or 1)
             nn.init.uniform_(array, -bound, bound, generator=generator)
         return array.numpy()
-    component = spec.initializer if spec.role in ("recurrent_kernel", "embedding") and spec.initializer else initializer
+    component = spec.initializer or initializer  # a tensor's own (recurrent layers, embeddings), else the suite's
     if component.name not in KERNEL_INITIALIZERS:
         raise BackendError(
             f"initializer: the torch backend has no native realization of {component.name!r} (tensor {slot.key}). "
@@ -204,7 +204,7 @@ def _native_tensor(slot: TensorSlot, initializer: Component, generator: torch.Ge
 def initialize_native(network: Network, initializer: Component, generator: torch.Generator) -> None:
     """Draw every tensor with torch's own initializers, configured to the canonical meaning.
 
-    Kernels follow the suite's initializer, recurrent kernels and embeddings their layer's;
+    Kernels follow their layer's initializer where it names one (recurrent layers, embeddings), else the suite's;
     biases are zero, except under fan_in_uniform, which draws them U(-1/sqrt(fan_in), 1/sqrt(fan_in));
     gamma and moving_variance start at 1, beta and moving_mean at 0. Tensors are drawn in plan order.
 

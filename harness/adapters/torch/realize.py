@@ -159,10 +159,11 @@ def _rank(plan: LayerPlan) -> int:
 
 def dense(plan: LayerPlan, context: Context) -> Realization:
     p = plan.layer
-    linear = nn.Linear(plan.input_shape[0], p["units"], bias=p["use_bias"])
+    linear = nn.Linear(plan.input_shape[-1], p["units"], bias=p["use_bias"])
     makers = {"kernel": lambda k, t: _transposed(k, t, linear.weight), "bias": lambda k, t: _identity(k, t, linear.bias)}
     modules = [m for m in (linear, activation_module(p["activation"])) if m is not None]
-    return Realization(modules, None, LAST, _slots_by_name(plan, makers))
+    # Linear acts on the last axis: a sequence (steps, features) must arrive channels-last.
+    return Realization(modules, LAST if len(plan.input_shape) > 1 else None, LAST, _slots_by_name(plan, makers))
 
 
 def activation(plan: LayerPlan, context: Context) -> Realization:
