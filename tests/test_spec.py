@@ -114,10 +114,10 @@ class TestLayers:
             resolve_layer(raw, "model.layers[0]")
         assert fragment in str(caught.value)
 
-    def test_dense_on_non_vector_input_names_the_layer_and_shapes(self):
+    def test_dense_on_an_image_names_the_layer_and_shapes(self):
         model = resolve_model({"mlp": {"hidden": [4]}}, 2)
-        with pytest.raises(SpecError, match=r"model.layers\[0\] \(dense\): dense expects a vector input .* got shape \(8, 8\)"):
-            model.plan((8, 8))
+        with pytest.raises(SpecError, match=r"model.layers\[0\] \(dense\): dense expects a vector \(features,\) or a sequence .* got shape \(8, 8, 1\)"):
+            model.plan((8, 8, 1))
 
     def test_fans_follow_the_frameworks_rule(self):
         assert fans((40, 100)) == (40, 100)
