@@ -28,6 +28,7 @@ SPLIT_SIZES = {
     "diabetes": (331, 111),
     "spirals": (750, 250),
     "teacher_student": (750, 250),
+    "symbol_sequences": (1500, 500),
 }
 
 
@@ -60,7 +61,10 @@ def load(raw) -> object:
 
 def option_combinations() -> list[tuple[str, dict]]:
     """Every choice/bool option combination of every dataset, plus each numeric option moved off its default."""
-    alternative = {"n_samples": 101, "noise": 0.0, "turns": 3.0, "n_features": 3, "teacher_hidden": 5, "n_targets": 2}
+    alternative = {
+        "n_samples": 101, "noise": 0.0, "turns": 3.0, "n_features": 3, "teacher_hidden": 5, "n_targets": 2,
+        "num_symbols": 3, "max_length": 2, "timesteps": 40, "features": 3,
+    }
     cases = []
     for name, definition in DATASETS.items():
         discrete = {key: option for key, option in definition.options.items() if option.kind in ("choice", "bool")}
@@ -89,6 +93,8 @@ class TestRegistry:
             assert x.dtype == np.float32 and x.shape[1:] == info.input_shape and len(x) == len(y)
             if info.task == "regression":
                 assert y.dtype == np.float32 and y.shape[1:] == (info.num_outputs,)
+            elif info.task == "sequence":  # label strings padded with 0 (the ctc blank)
+                assert y.dtype == np.int64 and y.shape[1:] == (info.target_length,)
             else:
                 assert y.dtype == np.int64 and y.ndim == 1
             assert np.isfinite(x).all()
@@ -97,6 +103,9 @@ class TestRegistry:
             assert set(np.unique(data.y_train)) == set(range(info.num_classes))
         elif info.task == "binary":
             assert info.num_outputs == 1 and info.num_classes == 2 and set(np.unique(data.y_train)) == {0, 1}
+        elif info.task == "sequence":
+            assert info.num_outputs == info.num_classes
+            assert set(np.unique(data.y_train)) == set(range(info.num_classes))  # 0 (padding) and every symbol
         else:
             assert info.num_classes is None
 
