@@ -27,30 +27,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.data import dataset_info, resolve_dataset
+from common import mnist1d_spec
+
 from harness.runner import RunEvent, run_trials
-from harness.spec import RegularizerSpec, TrainingSpec, Trial, TrialSpec, resolve_component, resolve_model
+from harness.spec import Trial
 from harness.store import Store
 
 
 def make_trials(count: int, epochs: int) -> list[Trial]:
     """`count` MLP 40-100-100-10 trials on MNIST-1D (Adam, batch 100), differing by seed and lr."""
-    dataset = resolve_dataset("mnist1d")
-    info = dataset_info(dataset)
     trials = []
     for index in range(count):
         lr = (1e-3, 3e-3, 1e-2)[index % 3]
-        spec = TrialSpec(
-            dataset=dataset,
-            model=resolve_model({"mlp": {"hidden": [100, 100]}}, num_outputs=info.num_outputs),
-            loss=resolve_component("loss", "cross_entropy", "loss"),
-            optimizer=resolve_component("optimizer", {"name": "adam", "lr": lr}, "optimizer"),
-            initializer=resolve_component("initializer", "he_normal", "initializer"),
-            regularizer=RegularizerSpec(),
-            training=TrainingSpec(epochs=epochs, batch_size=100),
-            seed=index // 3,
-            backend="torch",
-        )
+        spec = mnist1d_spec({"mlp": {"hidden": [100, 100]}}, "torch", epochs=epochs, lr=lr, seed=index // 3)
         trials.append(Trial(suite="bench-jobs", arm=f"adam-lr{lr:g}", cell=(("lr", f"{lr:g}"),), spec=spec))
     return trials
 

@@ -11,8 +11,9 @@ Adam lr 1e-2, the MNIST-1D paper's models):
               Keras' Adam, and the textbook custom loop: a `tf.function` step (GradientTape,
               apply_gradients) called once per batch from Python, batches sliced in order; wall time
               of the loop, its tracing included
-Both build a new model every repeat, interleaved (the order alternates), one process, the same
-thread count. Prints both medians and the ratio adapter/plain per workload. Target: ratio <= 1.10.
+Both build a new model every repeat, interleaved (the order alternates; shared code in
+benchmarks/common.py), one process, the same thread count. Prints both medians and the ratio
+adapter/plain per workload. Target: ratio <= 1.10.
 
     python benchmarks/bench_keras_layers.py [--repeats 3] [--epochs 5] [--threads 1] [--models cnn gru]
 """
@@ -25,32 +26,12 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up banner out of the table
 
+from common import MNIST1D_MODELS, adapter_seconds, interleaved, mnist1d_spec  # noqa: E402
+
 from harness.adapters import get_adapter  # noqa: E402
-from harness.adapters.loop import train_trial  # noqa: E402
-from harness.data import dataset_info, load_dataset, resolve_dataset  # noqa: E402
+from harness.data import load_dataset  # noqa: E402
 from harness.data.types import Dataset  # noqa: E402
-from harness.spec import RegularizerSpec, TrainingSpec, TrialSpec, resolve_component, resolve_model  # noqa: E402
-
-MODELS = {
-    "cnn": {"cnn": {"filters": [25, 25, 25], "kernel_size": [5, 3, 3], "strides": 2, "padding": 1}},
-    "gru": {"rnn": {"cell": "gru", "units": 6, "bidirectional": True, "readout": "flatten"}},
-}
-
-
-def make_spec(model: str, epochs: int, seed: int = 0) -> TrialSpec:
-    dataset = resolve_dataset({"name": "mnist1d", "shape": "sequence", "validation": 0.0})
-    info = dataset_info(dataset)
-    return TrialSpec(
-        dataset=dataset,
-        model=resolve_model(MODELS[model], num_outputs=info.num_outputs, input_shape=info.input_shape),
-        loss=resolve_component("loss", "cross_entropy", "loss"),
-        optimizer=resolve_component("optimizer", {"name": "adam", "lr": 1e-2}, "optimizer"),
-        initializer=resolve_component("initializer", "fan_in_uniform", "initializer"),
-        regularizer=RegularizerSpec(),
-        training=TrainingSpec(epochs=epochs, batch_size=100, shuffle=False),
-        seed=seed,
-        backend="keras",
-    )
+from harness.spec import TrialSpec  # noqa: E402
 
 
 def plain_model(model: str, input_shape: tuple[int, ...]):
@@ -97,20 +78,12 @@ def plain_seconds(model: str, spec: TrialSpec, data: Dataset) -> tuple[float, fl
     return time.perf_counter() - start, last
 
 
-def adapter_seconds(spec: TrialSpec, adapter, data: Dataset) -> tuple[float, float]:
-    """Train through the harness loop; return (train_seconds, last epoch's mean minibatch loss)."""
-    result = train_trial(spec, adapter, data)
-    if result.status != "ok":
-        raise RuntimeError(f"the adapter's trial ended {result.status}: {result.error}")
-    return result.train_seconds, result.final()["minibatch_loss"]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (>= 3)")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="TensorFlow intra/inter-op threads for both sides")
-    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=sorted(MODELS))
+    parser.add_argument("--models", nargs="+", choices=sorted(MNIST1D_MODELS), default=sorted(MNIST1D_MODELS))
     args = parser.parse_args()
     if args.repeats < 3:
         parser.error("--repeats must be >= 3 (the median of fewer says little)")
@@ -118,22 +91,15 @@ def main() -> None:
     adapter.configure(args.threads)  # before any TensorFlow op: pins the pools for both sides
     summary = []
     for model in args.models:
-        spec = make_spec(model, args.epochs)
+        spec = mnist1d_spec(MNIST1D_MODELS[model], "keras", epochs=args.epochs, lr=1e-2, initializer="fan_in_uniform",
+                            shuffle=False, shape="sequence", validation=0.0)
         data = load_dataset(spec.dataset)
-        times: dict[str, list[float]] = {"adapter": [], "plain": []}
-        for repeat in range(args.repeats):
-            runs = [
-                ("adapter", lambda spec=spec, data=data: adapter_seconds(spec, adapter, data)),
-                ("plain", lambda model=model, spec=spec, data=data: plain_seconds(model, spec, data)),
-            ]
-            if repeat % 2:
-                runs.reverse()
-            for name, run in runs:
-                seconds, loss = run()
-                times[name].append(seconds)
-                print(f"{model} repeat {repeat + 1} {name:7s} {seconds:7.3f} s   final minibatch loss {loss:.4f}", flush=True)
-        adapter_median, plain_median = statistics.median(times["adapter"]), statistics.median(times["plain"])
-        summary.append((model, adapter_median, plain_median))
+        times = interleaved(
+            {"adapter": lambda spec=spec, data=data: adapter_seconds(spec, adapter, data),
+             "plain": lambda model=model, spec=spec, data=data: plain_seconds(model, spec, data)},
+            args.repeats, workload=model,
+        )
+        summary.append((model, statistics.median(times["adapter"]), statistics.median(times["plain"])))
     steps = args.epochs * 40
     print(f"\n{steps} steps per trial, threads={args.threads}, {args.repeats} repeats, {adapter.versions()}")
     for model, adapter_median, plain_median in summary:

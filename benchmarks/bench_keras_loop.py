@@ -2,7 +2,8 @@
 
 Workload: MLP 40-100-100-10 (ReLU, he_normal), Adam lr 1e-3, batch 100, 20 epochs on
 MNIST-1D (4000 training samples: 800 steps), Keras on its TensorFlow backend, one process,
-the same thread count for both sides, interleaved (the order alternates every repeat).
+the same thread count for both sides, interleaved (the order alternates every repeat; shared code
+in benchmarks/common.py).
 
     adapter: TrialResult.train_seconds of harness.adapters.loop.train_trial - the optimizer
              steps alone, INCLUDING the first epoch's tracing of the compiled epoch function
@@ -26,27 +27,12 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up banner out of the table
 
+from common import REFERENCE_MLP, adapter_seconds, interleaved, mnist1d_spec  # noqa: E402
+
 from harness.adapters import get_adapter  # noqa: E402
-from harness.adapters.loop import train_trial  # noqa: E402
-from harness.data import dataset_info, load_dataset, resolve_dataset  # noqa: E402
+from harness.data import load_dataset  # noqa: E402
 from harness.data.types import Dataset  # noqa: E402
-from harness.spec import RegularizerSpec, TrainingSpec, TrialSpec, resolve_component, resolve_model  # noqa: E402
-
-
-def make_spec(epochs: int, seed: int = 0) -> TrialSpec:
-    dataset = resolve_dataset("mnist1d")
-    info = dataset_info(dataset)
-    return TrialSpec(
-        dataset=dataset,
-        model=resolve_model({"mlp": {"hidden": [100, 100], "activation": "relu"}}, num_outputs=info.num_outputs),
-        loss=resolve_component("loss", "cross_entropy", "loss"),
-        optimizer=resolve_component("optimizer", {"name": "adam", "lr": 1e-3}, "optimizer"),
-        initializer=resolve_component("initializer", "he_normal", "initializer"),
-        regularizer=RegularizerSpec(),
-        training=TrainingSpec(epochs=epochs, batch_size=100),
-        seed=seed,
-        backend="keras",
-    )
+from harness.spec import TrialSpec  # noqa: E402
 
 
 def fit_seconds(spec: TrialSpec, data: Dataset) -> tuple[float, float]:
@@ -72,14 +58,6 @@ def fit_seconds(spec: TrialSpec, data: Dataset) -> tuple[float, float]:
     return time.perf_counter() - start, float(history.history["loss"][-1])
 
 
-def adapter_seconds(spec: TrialSpec, adapter, data: Dataset) -> tuple[float, float]:
-    """Train through the harness loop; return (train_seconds, last epoch's mean minibatch loss)."""
-    result = train_trial(spec, adapter, data)
-    if result.status != "ok":
-        raise RuntimeError(f"the adapter's trial ended {result.status}: {result.error}")
-    return result.train_seconds, result.final()["minibatch_loss"]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats (>= 3)")
@@ -90,19 +68,10 @@ def main() -> None:
         parser.error("--repeats must be >= 3 (the median of fewer says little)")
     adapter = get_adapter("keras")
     adapter.configure(args.threads)  # before any TensorFlow op: pins the pools for both sides
-    spec = make_spec(args.epochs)
+    spec = mnist1d_spec(REFERENCE_MLP, "keras", epochs=args.epochs, lr=1e-3)
     data = load_dataset(spec.dataset)
-    adapter_times: list[float] = []
-    fit_times: list[float] = []
-    for repeat in range(args.repeats):
-        runs = [("adapter", lambda: adapter_seconds(spec, adapter, data)), ("fit", lambda: fit_seconds(spec, data))]
-        if repeat % 2:
-            runs.reverse()
-        for name, run in runs:
-            seconds, loss = run()
-            (adapter_times if name == "adapter" else fit_times).append(seconds)
-            print(f"repeat {repeat + 1} {name:7s} {seconds:7.3f} s   final minibatch loss {loss:.4f}", flush=True)
-    adapter_median, fit_median = statistics.median(adapter_times), statistics.median(fit_times)
+    times = interleaved({"adapter": lambda: adapter_seconds(spec, adapter, data), "fit": lambda: fit_seconds(spec, data)}, args.repeats)
+    adapter_median, fit_median = statistics.median(times["adapter"]), statistics.median(times["fit"])
     steps = args.epochs * -(-len(data.y_train) // spec.training.batch_size)
     print(f"\n{steps} steps, threads={args.threads}, {args.repeats} repeats, {adapter.versions()}")
     print(f"adapter train_seconds median: {adapter_median:.3f} s")

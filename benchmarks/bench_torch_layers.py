@@ -5,7 +5,8 @@ Workloads (REFERENCES.md section 1, the MNIST-1D recipe: Adam lr 1e-2, batch 100
          after each, flatten (125) -> Linear(10); 5,210 parameters
     gru  bidirectional GRU, hidden 6, over the 40 steps, flatten (480) -> Linear(10); 5,134 parameters
 Both sides train the SAME function from the SAME initial weights on the SAME batches, with the
-same thread count, in one process, interleaved (the order alternates every repeat).
+same thread count, in one process, interleaved (the order alternates every repeat; shared code in
+benchmarks/common.py).
 
     adapter: TrialResult.train_seconds of harness.adapters.loop.train_trial (optimizer steps alone)
     hand:    the model written the usual torch way (channels-first input prepared once, nn.Conv1d,
@@ -20,40 +21,23 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from common import (
+    MNIST1D_MODELS,
+    adapter_seconds,
+    interleaved,
+    mnist1d_spec,
+    torch_loop_seconds,
+)
 from torch import nn
 
 from harness.adapters import get_adapter
-from harness.adapters.loop import train_trial
-from harness.data import dataset_info, load_dataset, resolve_dataset
+from harness.data import load_dataset
 from harness.data.batches import epoch_batches
 from harness.data.types import Dataset
-from harness.spec import RegularizerSpec, TrainingSpec, TrialSpec, initial_weights, resolve_component, resolve_model
-
-MODELS = {
-    "cnn": {"cnn": {"filters": [25, 25, 25], "kernel_size": [5, 3, 3], "strides": 2, "padding": 1}},
-    "gru": {"rnn": {"cell": "gru", "units": 6, "bidirectional": True, "readout": "flatten"}},
-}
-
-
-def make_spec(name: str, epochs: int, seed: int = 0) -> TrialSpec:
-    dataset = resolve_dataset({"name": "mnist1d", "shape": "sequence"})
-    info = dataset_info(dataset)
-    return TrialSpec(
-        dataset=dataset,
-        model=resolve_model(MODELS[name], num_outputs=info.num_outputs, input_shape=info.input_shape),
-        loss=resolve_component("loss", "cross_entropy", "loss"),
-        optimizer=resolve_component("optimizer", {"name": "adam", "lr": 1e-2}, "optimizer"),
-        initializer=resolve_component("initializer", "fan_in_uniform", "initializer"),
-        regularizer=RegularizerSpec(),
-        training=TrainingSpec(epochs=epochs, batch_size=100, shuffle=False),
-        seed=seed,
-        backend="torch",
-    )
+from harness.spec import TrialSpec, initial_weights
 
 
 def hand_cnn(weights: dict[str, np.ndarray]) -> nn.Module:
@@ -99,50 +83,24 @@ class HandGRU(nn.Module):
 
 
 def hand_written_seconds(name: str, spec: TrialSpec, data: Dataset) -> tuple[float, float]:
-    """Train with a plain PyTorch loop; return (seconds in the steps, final mean minibatch loss)."""
+    """Train the hand-written module from the same shared initial weights with a plain PyTorch loop."""
     weights = initial_weights(spec.model.plan(data.info.input_shape), spec.initializer, spec.seed)
     network = hand_cnn(weights) if name == "cnn" else HandGRU(weights)
     x = torch.tensor(data.x_train)  # (N, 40, 1)
     if name == "cnn":
         x = x.permute(0, 2, 1).contiguous()  # NCL once, as a hand-written loop would store it
-    y = torch.tensor(data.y_train)
-    optimizer = torch.optim.Adam(network.parameters(), lr=spec.optimizer["lr"])
-    seconds, mean_loss = 0.0, float("nan")
-    network.train()
-    for epoch in range(1, spec.training.epochs + 1):
-        batches = epoch_batches(len(y), spec.training, spec.seed, epoch)
-        start = time.perf_counter()
-        losses = []
-        for batch in batches:
-            index = torch.from_numpy(batch)
-            loss = F.cross_entropy(network(x[index]), y[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.detach())
-        mean_loss = float(torch.stack(losses).mean())
-        seconds += time.perf_counter() - start
-    return seconds, mean_loss
-
-
-def adapter_seconds(name: str, spec: TrialSpec, data: Dataset) -> tuple[float, float]:
-    """Train through the harness loop; return (train_seconds, final mean minibatch loss)."""
-    result = train_trial(spec, get_adapter("torch"), data)
-    assert result.status == "ok", result
-    return result.train_seconds, result.final()["minibatch_loss"]
+    return torch_loop_seconds(network, x, torch.tensor(data.y_train), spec)
 
 
 def compare(name: str, epochs: int, repeats: int, threads: int) -> float:
-    spec = make_spec(name, epochs)
+    adapter = get_adapter("torch")
+    spec = mnist1d_spec(MNIST1D_MODELS[name], "torch", epochs=epochs, lr=1e-2, initializer="fan_in_uniform",
+                        shuffle=False, shape="sequence")
     data = load_dataset(spec.dataset)
-    adapter_seconds(name, spec, data), hand_written_seconds(name, spec, data)  # warm-up (allocator, kernels)
-    times: dict[str, list[float]] = {"adapter": [], "hand": []}
-    for repeat in range(repeats):
-        runs = [("adapter", adapter_seconds), ("hand", hand_written_seconds)]
-        for label, run in runs if repeat % 2 == 0 else runs[::-1]:
-            seconds, loss = run(name, spec, data)
-            times[label].append(seconds)
-            print(f"{name} repeat {repeat} {label:8s} {seconds:.3f} s  final minibatch loss {loss:.5f}")
+    times = interleaved(
+        {"adapter": lambda: adapter_seconds(spec, adapter, data), "hand": lambda: hand_written_seconds(name, spec, data)},
+        repeats, workload=name, warm_up=True,
+    )
     adapter_median, hand_median = statistics.median(times["adapter"]), statistics.median(times["hand"])
     steps = epochs * len(epoch_batches(len(data.y_train), spec.training, spec.seed, 1))
     print(f"{name}: {steps} Adam steps, threads={threads}, torch {torch.__version__}, {repeats} repeats")
@@ -159,7 +117,7 @@ def main() -> None:
     parser.add_argument("--cnn-epochs", type=int, default=10)
     parser.add_argument("--gru-epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for both sides")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=list(MNIST1D_MODELS), choices=list(MNIST1D_MODELS))
     args = parser.parse_args()
     get_adapter("torch").configure(args.threads)  # process-wide: applies to the hand loop too
     ratios = {name: compare(name, args.cnn_epochs if name == "cnn" else args.gru_epochs, args.repeats, args.threads) for name in args.models}

@@ -9,34 +9,22 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from helpers.suites import optimizer_grid_suite, write_suite
 
 from harness.cli import cli
 
 REPO = Path(__file__).resolve().parent.parent
 
-TINY = """\
-name: tiny
-description: SGD vs Adam on iris, two epochs.
-dataset: {name: iris, validation: 0.2}
-model: {mlp: {hidden: [8], activation: relu}}
-loss: cross_entropy
-optimizer: {name: sgd, lr: 0.1}
-initializer: he_normal
-training: {epochs: 2, batch_size: 16}
-seeds: 2
-backends: [torch]
-grid:
-  optimizer:
-    sgd: {name: sgd, lr: 0.1}
-    adam: {name: adam, lr: 0.01}
-"""
+TINY = optimizer_grid_suite(
+    "tiny", "SGD vs Adam on iris, two epochs.", dataset="{name: iris, validation: 0.2}",
+    model="{mlp: {hidden: [8], activation: relu}}", training="{epochs: 2, batch_size: 16}", seeds=2,
+    arms={"sgd": "{name: sgd, lr: 0.1}", "adam": "{name: adam, lr: 0.01}"},
+)
 
 
 @pytest.fixture()
 def tiny_suite(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(TINY)
-    return path
+    return write_suite(tmp_path, TINY, "tiny.yaml")
 
 
 def invoke(*args: str) -> object:
@@ -47,8 +35,7 @@ def invoke(*args: str) -> object:
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]:
     """One real run of the tiny suite, shared by the tests that only read its outputs."""
     folder = tmp_path_factory.mktemp("run")
-    suite = folder / "tiny.yaml"
-    suite.write_text(TINY)
+    suite = write_suite(folder, TINY, "tiny.yaml")
     store = folder / "store"
     result = invoke("run", str(suite), "--store", str(store), "--jobs", "1", "--quiet")
     return suite, store, result

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.suites import optimizer_grid_suite, write_suite
 from test_runner import REPOSITORY, assert_same_tables, make_trial, no_workers_left
 
 from harness.runner import run_trials
@@ -32,25 +33,17 @@ from harness.runner.hooks import planned_crash
 from harness.store import DATABASE_NAME, Store
 from harness.suite import load_suite
 
-SUITE = textwrap.dedent("""
-    name: faults
-    description: 40 short MLP trials on MNIST-1D, one arm of which diverges.
-    dataset: {name: mnist1d}
-    model: {mlp: {hidden: [64]}}
-    loss: cross_entropy
-    optimizer: {name: adam, lr: 0.003}
-    initializer: he_normal
-    training: {epochs: 3, batch_size: 100}
-    seeds: 8
-    backends: [torch]
-    grid:
-      optimizer:
-        adam-slow: {name: adam, lr: 0.001}
-        adam: {name: adam, lr: 0.003}
-        adam-fast: {name: adam, lr: 0.01}
-        sgd: {name: sgd, lr: 0.1}
-        sgd-huge: {name: sgd, lr: 1.0e12}
-""")
+SUITE = optimizer_grid_suite(
+    "faults", "40 short MLP trials on MNIST-1D, one arm of which diverges.", dataset="{name: mnist1d}",
+    model="{mlp: {hidden: [64]}}", training="{epochs: 3, batch_size: 100}", seeds=8,
+    arms={
+        "adam-slow": "{name: adam, lr: 0.001}",
+        "adam": "{name: adam, lr: 0.003}",
+        "adam-fast": "{name: adam, lr: 0.01}",
+        "sgd": "{name: sgd, lr: 0.1}",
+        "sgd-huge": "{name: sgd, lr: 1.0e12}",
+    },
+)
 NUM_TRIALS = 40
 RUN_SUMMARY = re.compile(
     r"(?P<total>\d+) trials: (?P<skipped>\d+) already in the store, (?:(?P<elsewhere>\d+) run by another process, )?"
@@ -89,9 +82,7 @@ def wait_for(condition, seconds: float = WAIT_SECONDS, step: float = 0.005) -> b
 
 @pytest.fixture(scope="module")
 def suite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("suite") / "faults.yaml"
-    path.write_text(SUITE)
-    return path
+    return write_suite(tmp_path_factory.mktemp("suite"), SUITE, "faults.yaml")
 
 
 @pytest.fixture(scope="module")

@@ -4,28 +4,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers.suites import BASE_SUITE, load_suite_text
 
 from harness.errors import SpecError
 from harness.suite import load_suite
-from harness.suite.grid import apply_cell, expand_grid, normalize_document, parse_axis_path, parse_grid, value_label
+from harness.suite.grid import (
+    apply_cell,
+    expand_grid,
+    normalize_document,
+    parse_axis_path,
+    parse_grid,
+    value_label,
+)
 from harness.suite.yaml_source import SuiteIssue
-
-BASE = """\
-name: t
-dataset: mnist1d
-model:
-  mlp: {hidden: [8]}
-loss: cross_entropy
-optimizer: {name: sgd, lr: 0.1}
-initializer: he_normal
-training: {epochs: 2, batch_size: 16}
-"""
-
-
-def load_text(tmp_path: Path, text: str, **overrides):
-    path = tmp_path / "suite.yaml"
-    path.write_text(text)
-    return load_suite(path, **overrides)
 
 
 class TestLabels:
@@ -242,31 +233,31 @@ class TestThroughLoadSuite:
         assert spec.regularizer.l2 == 0.001  # from the base, untouched by the grid
 
     def test_path_into_an_explicit_layer_list(self, tmp_path):
-        text = BASE.replace("mlp: {hidden: [8]}", "layers: [{dense: {units: 8, activation: relu}}, {dense: {}}]")
-        suite = load_text(tmp_path, text + "grid:\n  model.layers[0].dense.units: [4, 16]\n")
+        text = BASE_SUITE.replace("mlp: {hidden: [8]}", "layers: [{dense: {units: 8, activation: relu}}, {dense: {}}]")
+        suite = load_suite_text(tmp_path, text + "grid:\n  model.layers[0].dense.units: [4, 16]\n")
         assert suite.arms == ("4", "16")
         assert [[layer["units"] for layer in t.spec.model.layers] for t in suite.trials] == [[4, 10], [16, 10]]
 
     def test_grid_may_provide_a_required_field_whole(self, tmp_path):
-        text = BASE.replace("optimizer: {name: sgd, lr: 0.1}\n", "") + "grid:\n  optimizer: {sgd: sgd, adam: adam}\n"
-        assert [t.spec.optimizer.name for t in load_text(tmp_path, text).trials] == ["sgd", "adam"]
+        text = BASE_SUITE.replace("optimizer: {name: sgd, lr: 0.1}\n", "") + "grid:\n  optimizer: {sgd: sgd, adam: adam}\n"
+        assert [t.spec.optimizer.name for t in load_suite_text(tmp_path, text).trials] == ["sgd", "adam"]
 
     def test_mlp_path_on_a_layers_model_names_the_existing_keys(self, tmp_path):
-        text = BASE.replace("mlp: {hidden: [8]}", "layers: [{dense: {units: 8}}, {dense: {}}]")
+        text = BASE_SUITE.replace("mlp: {hidden: [8]}", "layers: [{dense: {units: 8}}, {dense: {}}]")
         with pytest.raises(SpecError) as raised:
-            load_text(tmp_path, text + "grid:\n  model.mlp.hidden: [[32], [64]]\n")
+            load_suite_text(tmp_path, text + "grid:\n  model.mlp.hidden: [[32], [64]]\n")
         assert str(raised.value).startswith(f"{tmp_path / 'suite.yaml'}:10: grid.model.mlp.hidden: the path model.mlp.hidden")
         assert "model has no key 'mlp'. Its keys: layers." in str(raised.value)
 
     def test_zip_of_a_whole_field_provides_it_but_a_zip_named_like_a_field_does_not(self, tmp_path):
-        text = BASE.replace("optimizer: {name: sgd, lr: 0.1}\n", "")
-        suite = load_text(tmp_path, text + "grid:\n  opt:\n    zip:\n      optimizer: [sgd, adam]\n      optimizer.lr: [0.5, 0.05]\n")
+        text = BASE_SUITE.replace("optimizer: {name: sgd, lr: 0.1}\n", "")
+        suite = load_suite_text(tmp_path, text + "grid:\n  opt:\n    zip:\n      optimizer: [sgd, adam]\n      optimizer.lr: [0.5, 0.05]\n")
         assert suite.arms == ("optimizer=sgd,lr=0.5", "optimizer=adam,lr=0.05")
         assert [t.spec.optimizer.to_dict() for t in suite.trials] == [{"name": "sgd", "lr": 0.5}, {"name": "adam", "lr": 0.05, "beta1": 0.9, "beta2": 0.999, "eps": 1e-08}]
         with pytest.raises(SpecError, match="missing required key 'optimizer'"):
-            load_text(tmp_path, text + "grid:\n  optimizer:\n    zip:\n      training.epochs: [1, 2]\n")
+            load_suite_text(tmp_path, text + "grid:\n  optimizer:\n    zip:\n      training.epochs: [1, 2]\n")
 
     def test_yaml_anchors_and_merge_keys_in_variants(self, tmp_path):
-        text = BASE.replace("training: {epochs", "training: &budget {epochs")
-        suite = load_text(tmp_path, text + "grid:\n  training:\n    short: *budget\n    long:\n      <<: *budget\n      epochs: 9\n")
+        text = BASE_SUITE.replace("training: {epochs", "training: &budget {epochs")
+        suite = load_suite_text(tmp_path, text + "grid:\n  training:\n    short: *budget\n    long:\n      <<: *budget\n      epochs: 9\n")
         assert [(t.arm, t.spec.training.epochs, t.spec.training.batch_size) for t in suite.trials] == [("short", 2, 16), ("long", 9, 16)]

@@ -9,39 +9,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.suites import BASE_SUITE, load_suite_text, write_suite
 
 from harness.errors import BackendError, DatasetError, HarnessError, SpecError
-from harness.suite import Suite, load_suite
+from harness.suite import load_suite
 
 SUITES = Path(__file__).parent / "suites"
 REPO = Path(__file__).parent.parent
 
-# Lines 1-8; cases append from line 9 or replace a line in place.
-BASE = """\
-name: t
-dataset: mnist1d
-model:
-  mlp: {hidden: [8]}
-loss: cross_entropy
-optimizer: {name: sgd, lr: 0.1}
-initializer: he_normal
-training: {epochs: 2, batch_size: 16}
-"""
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "suite.yaml"
-    path.write_text(text)
-    return path
-
-
-def load_text(tmp_path: Path, text: str, **overrides) -> Suite:
-    return load_suite(write(tmp_path, text), **overrides)
-
 
 def replace(old: str, new: str) -> str:
-    assert old in BASE, old
-    return BASE.replace(old, new)
+    assert old in BASE_SUITE, old
+    return BASE_SUITE.replace(old, new)
 
 
 class TestLoad:
@@ -79,29 +58,29 @@ class TestLoad:
         assert suite.trials[0].cell == (("optimizer", "sgd"), ("model.mlp.hidden", "[16]"), ("lr_batch", "epochs=3,batch_size=32"))
 
     def test_overrides_replace_backends_and_seeds(self, tmp_path):
-        suite = load_text(tmp_path, BASE + "seeds: 5\nbackends: [torch, keras]\n", backends=["keras"], seeds=[3, 4])
+        suite = load_suite_text(tmp_path, BASE_SUITE + "seeds: 5\nbackends: [torch, keras]\n", backends=["keras"], seeds=[3, 4])
         assert (suite.backends, suite.seeds) == (("keras",), (3, 4))
         assert [(t.spec.backend, t.spec.seed) for t in suite.trials] == [("keras", 3), ("keras", 4)]
-        assert load_text(tmp_path, BASE, seeds=3).seeds == (0, 1, 2)
+        assert load_suite_text(tmp_path, BASE_SUITE, seeds=3).seeds == (0, 1, 2)
 
     @pytest.mark.parametrize(
         "text, check",
         [
             (replace("lr: 0.1", "lr: 1e-3"), lambda spec: spec.optimizer["lr"] == 0.001),
             (replace("lr: 0.1", "lr: 5E-2"), lambda spec: spec.optimizer["lr"] == 0.05),
-            (BASE + "regularizer: {l2: 1}\n", lambda spec: spec.regularizer.l2 == 1.0 and isinstance(spec.regularizer.l2, float)),
-            (BASE + "training_note: x\n".replace("training_note: x\n", "device: auto\ninit_mode: native\n"),
+            (BASE_SUITE + "regularizer: {l2: 1}\n", lambda spec: spec.regularizer.l2 == 1.0 and isinstance(spec.regularizer.l2, float)),
+            (BASE_SUITE + "training_note: x\n".replace("training_note: x\n", "device: auto\ninit_mode: native\n"),
              lambda spec: (spec.device, spec.init_mode) == ("auto", "native")),
             (replace("dataset: mnist1d", "dataset: {name: breast_cancer, validation: 0.1}").replace("cross_entropy", "binary_cross_entropy"),
              lambda spec: spec.model.layers[-1]["units"] == 1),
             (replace("dataset: mnist1d", "dataset: diabetes").replace("cross_entropy", "mse"),
              lambda spec: spec.loss.name == "mse" and spec.model.layers[-1]["units"] == 1),
-            (BASE + "regularizer: {dropout: 0.5}\n", lambda spec: [layer.kind for layer in spec.model.layers] == ["dense", "dropout", "dense"]),
+            (BASE_SUITE + "regularizer: {dropout: 0.5}\n", lambda spec: [layer.kind for layer in spec.model.layers] == ["dense", "dropout", "dense"]),
         ],
         ids=["yaml12-float", "yaml12-float-upper", "int-becomes-float", "device-init-mode", "binary", "regression", "dropout-mlp"],
     )
     def test_valid_variations(self, tmp_path, text, check):
-        (trial,) = load_text(tmp_path, text).trials
+        (trial,) = load_suite_text(tmp_path, text).trials
         assert check(trial.spec)
 
 
@@ -125,16 +104,16 @@ class TestHashes:
             replace("dataset: mnist1d", "dataset: {name: mnist1d, validation: 0.1}"),
             replace("hidden: [8]", "hidden: [9]"),
             replace("he_normal", "xavier_uniform"),
-            BASE + "regularizer: {l2: 0.01}\n",
-            BASE + "init_mode: native\n",
-            BASE + "seeds: [1]\n",
-            BASE + "backends: [keras]\n",
+            BASE_SUITE + "regularizer: {l2: 0.01}\n",
+            BASE_SUITE + "init_mode: native\n",
+            BASE_SUITE + "seeds: [1]\n",
+            BASE_SUITE + "backends: [keras]\n",
         ],
         ids=["lr", "epochs", "validation", "width", "initializer", "l2", "init-mode", "seed", "backend"],
     )
     def test_changes_when_anything_that_matters_changes(self, tmp_path, changed):
-        (reference,) = load_text(tmp_path, BASE).trials
-        (trial,) = load_text(tmp_path, changed).trials
+        (reference,) = load_suite_text(tmp_path, BASE_SUITE).trials
+        (trial,) = load_suite_text(tmp_path, changed).trials
         assert trial.hash != reference.hash
 
     @pytest.mark.parametrize(
@@ -143,39 +122,39 @@ class TestHashes:
             replace("name: t", "name: renamed\ndescription: only labels differ"),
             replace("optimizer: {name: sgd, lr: 0.1}", "optimizer:\n  lr: 0.1\n  name: sgd"),
             replace("dataset: mnist1d", "dataset: {name: mnist1d, validation: 0.0, shape: vector}"),
-            BASE + "regularizer: {l2: 0}\ndevice: cpu\n",
-            BASE + "report: {reference: x}\nexpect: [a claim]\n",
+            BASE_SUITE + "regularizer: {l2: 0}\ndevice: cpu\n",
+            BASE_SUITE + "report: {reference: x}\nexpect: [a claim]\n",
         ],
         ids=["suite-name", "key-order", "explicit-defaults", "explicit-zero", "report-blocks"],
     )
     def test_unchanged_by_labels_and_spelling(self, tmp_path, same):
-        (reference,) = load_text(tmp_path, BASE).trials
-        (trial,) = load_text(tmp_path, same).trials
+        (reference,) = load_suite_text(tmp_path, BASE_SUITE).trials
+        (trial,) = load_suite_text(tmp_path, same).trials
         assert trial.hash == reference.hash
 
     def test_unchanged_when_only_the_arm_label_changes(self, tmp_path):
         grid = "grid:\n  optimizer:\n    {}: {{name: sgd, lr: 0.5}}\n    adam: adam\n"
-        before = load_text(tmp_path, BASE + grid.format("sgd"))
-        after = load_text(tmp_path, BASE + grid.format("plain_sgd"))
+        before = load_suite_text(tmp_path, BASE_SUITE + grid.format("sgd"))
+        after = load_suite_text(tmp_path, BASE_SUITE + grid.format("plain_sgd"))
         assert (before.arms, after.arms) == (("sgd", "adam"), ("plain_sgd", "adam"))
         assert [t.hash for t in before.trials] == [t.hash for t in after.trials]
 
     def test_a_grid_cell_equal_to_the_base_has_the_base_hash(self, tmp_path):
-        (base,) = load_text(tmp_path, BASE).trials
-        gridded = load_text(tmp_path, BASE + "grid:\n  optimizer.lr: [0.1, 0.3]\n")
+        (base,) = load_suite_text(tmp_path, BASE_SUITE).trials
+        gridded = load_suite_text(tmp_path, BASE_SUITE + "grid:\n  optimizer.lr: [0.1, 0.3]\n")
         assert gridded.trials[0].hash == base.hash and gridded.trials[1].hash != base.hash
 
 
 # (id, suite text, line, key path, fragments the message must contain, error class)
 ERROR_CASES = [
-    ("unknown-top-level-key", BASE + "optimiser: adam\n", 9, "optimiser", ["unknown key 'optimiser'", "Did you mean 'optimizer'?"], SpecError),
-    ("duplicate-key", BASE + "loss: mse\n", 9, "loss", ["given twice", "first at line 5"], SpecError),
+    ("unknown-top-level-key", BASE_SUITE + "optimiser: adam\n", 9, "optimiser", ["unknown key 'optimiser'", "Did you mean 'optimizer'?"], SpecError),
+    ("duplicate-key", BASE_SUITE + "loss: mse\n", 9, "loss", ["given twice", "first at line 5"], SpecError),
     ("missing-required", replace("loss: cross_entropy\n", ""), 1, "loss", ["missing required key 'loss'", "cross_entropy"], SpecError),
     ("name-type", replace("name: t", "name: 3"), 1, "name", ["got 3 (int)"], SpecError),
     ("name-parent", replace("name: t", "name: ../x"), 1, "name", ["got '../x'", "letters, digits, - and _"], SpecError),
     ("name-slash", replace("name: t", "name: a/b"), 1, "name", ["got 'a/b'"], SpecError),
     ("name-dash", replace("name: t", "name: -rf"), 1, "name", ["got '-rf'"], SpecError),
-    ("description-type", BASE + "description: [a]\n", 9, "description", ["got ['a'] (list)"], SpecError),
+    ("description-type", BASE_SUITE + "description: [a]\n", 9, "description", ["got ['a'] (list)"], SpecError),
     ("training-type", replace("training: {epochs: 2, batch_size: 16}", "training: [2, 16]"), 8, "training", ["expected a mapping"], SpecError),
     ("training-string-number", replace("epochs: 2", "epochs: '2'"), 8, "training.epochs", ["got '2' (string)", "integer > 0"], SpecError),
     ("training-float-epochs", replace("epochs: 2", "epochs: 2.5"), 8, "training.epochs", ["got 2.5 (float)"], SpecError),
@@ -198,9 +177,9 @@ ERROR_CASES = [
     ("unknown-dataset-option", replace("dataset: mnist1d", "dataset:\n  name: mnist1d\n  permut: true"), 4, "dataset.permut",
      ["no option 'permut'", "Did you mean 'permute'?"], DatasetError),
     ("unknown-activation", replace("hidden: [8]", "hidden: [8], activation: rleu"), 4, "model.mlp.activation", ["Did you mean 'relu'?"], SpecError),
-    ("regularizer-unknown-key", BASE + "regularizer: {weight_decy: 0.1}\n", 9, "regularizer.weight_decy", ["Did you mean 'weight_decay'?"], SpecError),
-    ("regularizer-negative", BASE + "regularizer:\n  l2: -0.1\n", 10, "regularizer.l2", ["a number >= 0", "got -0.1"], SpecError),
-    ("dropout-one", BASE + "regularizer: {dropout: 1.0}\n", 9, "regularizer.dropout", ["a rate in [0, 1)"], SpecError),
+    ("regularizer-unknown-key", BASE_SUITE + "regularizer: {weight_decy: 0.1}\n", 9, "regularizer.weight_decy", ["Did you mean 'weight_decay'?"], SpecError),
+    ("regularizer-negative", BASE_SUITE + "regularizer:\n  l2: -0.1\n", 10, "regularizer.l2", ["a number >= 0", "got -0.1"], SpecError),
+    ("dropout-one", BASE_SUITE + "regularizer: {dropout: 1.0}\n", 9, "regularizer.dropout", ["a rate in [0, 1)"], SpecError),
     ("dropout-with-layers", replace("mlp: {hidden: [8]}", "layers: [{dense: {units: 8}}, {dense: {}}]") + "regularizer: {dropout: 0.2}\n",
      9, "regularizer.dropout", ["explicit layer list", "model.layers"], SpecError),
     ("adamw-twice", replace("{name: sgd, lr: 0.1}", "adamw") + "regularizer: {weight_decay: 0.1}\n", 9, "regularizer.weight_decay",
@@ -217,47 +196,47 @@ ERROR_CASES = [
      ["integer > 0"], SpecError),
     ("dataset-unknown", replace("dataset: mnist1d", "dataset: mnist2d"), 2, "dataset", ["Did you mean 'mnist1d'?"], SpecError),
     ("dataset-option", replace("dataset: mnist1d", "dataset:\n  name: digits\n  scale: huge"), 4, "dataset.scale", ["got 'huge'"], DatasetError),
-    ("init-mode", BASE + "init_mode: shard\n", 9, "init_mode", ["shared, native", "Did you mean 'shared'?"], SpecError),
-    ("device", BASE + "device: gpu\n", 9, "device", ["cuda:N", "got 'gpu'"], SpecError),
-    ("backend-unknown", BASE + "backends: [torch, torhc]\n", 9, "backends[1]", ["unknown backend 'torhc'", "Did you mean 'torch'?"], SpecError),
-    ("backend-twice", BASE + "backends: [torch, torch]\n", 9, "backends[1]", ["listed twice"], SpecError),
-    ("backend-empty", BASE + "backends: []\n", 9, "backends", ["non-empty list"], SpecError),
-    ("seeds-zero", BASE + "seeds: 0\n", 9, "seeds", ["a count > 0", "got 0"], SpecError),
-    ("seeds-negative", BASE + "seeds: -2\n", 9, "seeds", ["got -2"], SpecError),
-    ("seeds-bool", BASE + "seeds: true\n", 9, "seeds", ["got True (boolean)"], SpecError),
-    ("seeds-float", BASE + "seeds: 2.5\n", 9, "seeds", ["got 2.5"], SpecError),
-    ("seeds-empty", BASE + "seeds: []\n", 9, "seeds", ["got [] (list)"], SpecError),
-    ("seeds-repeat", BASE + "seeds: [0, 1, 0]\n", 9, "seeds", ["seed 0 is listed more than once"], SpecError),
-    ("seeds-negative-item", BASE + "seeds:\n  - 1\n  - -1\n", 11, "seeds[1]", ["integer >= 0", "got -1"], SpecError),
-    ("grid-type", BASE + "grid: [optimizer]\n", 9, "grid", ["a mapping of axes"], SpecError),
-    ("grid-empty-axis", BASE + "grid:\n  optimizer: []\n", 10, "grid.optimizer", ["the axis is empty"], SpecError),
-    ("grid-bad-root", BASE + "grid:\n  optimiser.lr: [0.1]\n", 10, "grid.optimiser.lr", ["Did you mean 'optimizer'?"], SpecError),
-    ("grid-missing-path", BASE + "grid:\n  model.layers[0].dense.units: [4]\n", 10, "grid.model.layers[0].dense.units",
+    ("init-mode", BASE_SUITE + "init_mode: shard\n", 9, "init_mode", ["shared, native", "Did you mean 'shared'?"], SpecError),
+    ("device", BASE_SUITE + "device: gpu\n", 9, "device", ["cuda:N", "got 'gpu'"], SpecError),
+    ("backend-unknown", BASE_SUITE + "backends: [torch, torhc]\n", 9, "backends[1]", ["unknown backend 'torhc'", "Did you mean 'torch'?"], SpecError),
+    ("backend-twice", BASE_SUITE + "backends: [torch, torch]\n", 9, "backends[1]", ["listed twice"], SpecError),
+    ("backend-empty", BASE_SUITE + "backends: []\n", 9, "backends", ["non-empty list"], SpecError),
+    ("seeds-zero", BASE_SUITE + "seeds: 0\n", 9, "seeds", ["a count > 0", "got 0"], SpecError),
+    ("seeds-negative", BASE_SUITE + "seeds: -2\n", 9, "seeds", ["got -2"], SpecError),
+    ("seeds-bool", BASE_SUITE + "seeds: true\n", 9, "seeds", ["got True (boolean)"], SpecError),
+    ("seeds-float", BASE_SUITE + "seeds: 2.5\n", 9, "seeds", ["got 2.5"], SpecError),
+    ("seeds-empty", BASE_SUITE + "seeds: []\n", 9, "seeds", ["got [] (list)"], SpecError),
+    ("seeds-repeat", BASE_SUITE + "seeds: [0, 1, 0]\n", 9, "seeds", ["seed 0 is listed more than once"], SpecError),
+    ("seeds-negative-item", BASE_SUITE + "seeds:\n  - 1\n  - -1\n", 11, "seeds[1]", ["integer >= 0", "got -1"], SpecError),
+    ("grid-type", BASE_SUITE + "grid: [optimizer]\n", 9, "grid", ["a mapping of axes"], SpecError),
+    ("grid-empty-axis", BASE_SUITE + "grid:\n  optimizer: []\n", 10, "grid.optimizer", ["the axis is empty"], SpecError),
+    ("grid-bad-root", BASE_SUITE + "grid:\n  optimiser.lr: [0.1]\n", 10, "grid.optimiser.lr", ["Did you mean 'optimizer'?"], SpecError),
+    ("grid-missing-path", BASE_SUITE + "grid:\n  model.layers[0].dense.units: [4]\n", 10, "grid.model.layers[0].dense.units",
      ["model has no key 'layers'", "Its keys: mlp"], SpecError),
-    ("grid-variant-value", BASE + "grid:\n  optimizer:\n    sgd: sgd\n    adam:\n      name: adam\n      lr: -1\n", 14,
+    ("grid-variant-value", BASE_SUITE + "grid:\n  optimizer:\n    sgd: sgd\n    adam:\n      name: adam\n      lr: -1\n", 14,
      "grid.optimizer.adam.lr", ["expected a number > 0, got -1", "[grid cell 'adam']"], SpecError),
-    ("grid-list-value", BASE + "grid:\n  optimizer.lr:\n    - 0.1\n    - -1\n", 12, "grid.optimizer.lr[1]", ["got -1"], SpecError),
-    ("grid-zip-value", BASE + "grid:\n  ab:\n    zip:\n      optimizer.lr: [0.1, 0.2]\n      training.batch_size: [8, 0]\n", 13,
+    ("grid-list-value", BASE_SUITE + "grid:\n  optimizer.lr:\n    - 0.1\n    - -1\n", 12, "grid.optimizer.lr[1]", ["got -1"], SpecError),
+    ("grid-zip-value", BASE_SUITE + "grid:\n  ab:\n    zip:\n      optimizer.lr: [0.1, 0.2]\n      training.batch_size: [8, 0]\n", 13,
      "grid.ab.zip.training.batch_size[1]", ["integer > 0", "[grid cell 'lr=0.2,batch_size=0']"], SpecError),
-    ("grid-merged-training", BASE + "grid:\n  training:\n    short: {epochs: 1}\n    bad: {epochs: 1, shuffle: maybe}\n", 12,
+    ("grid-merged-training", BASE_SUITE + "grid:\n  training:\n    short: {epochs: 1}\n    bad: {epochs: 1, shuffle: maybe}\n", 12,
      "grid.training.bad.shuffle", ["true or false"], SpecError),
-    ("grid-unknown-param", BASE + "grid:\n  optimizer.lrr: [0.1]\n", 10, "grid.optimizer.lrr[0]", ["no parameter 'lrr'", "Did you mean 'lr'?"], SpecError),
-    ("grid-dataset-breaks-loss", BASE + "grid:\n  dataset: [mnist1d, diabetes]\n", 5, "loss", ["[grid cell 'diabetes']", "Use loss: mse"], SpecError),
-    ("grid-duplicate-label", BASE + "grid:\n  optimizer:\n    - sgd\n    - {name: sgd, lr: 0.5}\n", 12, "grid.optimizer[1]",
+    ("grid-unknown-param", BASE_SUITE + "grid:\n  optimizer.lrr: [0.1]\n", 10, "grid.optimizer.lrr[0]", ["no parameter 'lrr'", "Did you mean 'lr'?"], SpecError),
+    ("grid-dataset-breaks-loss", BASE_SUITE + "grid:\n  dataset: [mnist1d, diabetes]\n", 5, "loss", ["[grid cell 'diabetes']", "Use loss: mse"], SpecError),
+    ("grid-duplicate-label", BASE_SUITE + "grid:\n  optimizer:\n    - sgd\n    - {name: sgd, lr: 0.5}\n", 12, "grid.optimizer[1]",
      ["duplicate label 'sgd'", "named variants"], SpecError),
-    ("grid-duplicate-trial", BASE + "grid:\n  optimizer:\n    a: {name: sgd, lr: 0.01}\n    b: sgd\n", 9, "grid",
+    ("grid-duplicate-trial", BASE_SUITE + "grid:\n  optimizer:\n    a: {name: sgd, lr: 0.01}\n    b: sgd\n", 9, "grid",
      ["cells 'a' and 'b' resolve to the same trial"], SpecError),
-    ("exclude-unknown-axis", BASE + "grid:\n  optimizer: [sgd, adam]\nexclude:\n  - {optimzer: sgd}\n", 12, "exclude[0].optimzer",
+    ("exclude-unknown-axis", BASE_SUITE + "grid:\n  optimizer: [sgd, adam]\nexclude:\n  - {optimzer: sgd}\n", 12, "exclude[0].optimzer",
      ["Did you mean 'optimizer'?"], SpecError),
-    ("exclude-unknown-label", BASE + "grid:\n  optimizer: [sgd, adam]\nexclude:\n  - optimizer: adma\n", 12, "exclude[0].optimizer",
+    ("exclude-unknown-label", BASE_SUITE + "grid:\n  optimizer: [sgd, adam]\nexclude:\n  - optimizer: adma\n", 12, "exclude[0].optimizer",
      ["no label 'adma'", "Did you mean 'adam'?", "Its labels: sgd, adam"], SpecError),
-    ("exclude-matches-nothing", BASE + "grid:\n  optimizer: [sgd, adam]\nexclude:\n  - optimizer: sgd\n  - optimizer: sgd\n", 13, "exclude[1]",
+    ("exclude-matches-nothing", BASE_SUITE + "grid:\n  optimizer: [sgd, adam]\nexclude:\n  - optimizer: sgd\n  - optimizer: sgd\n", 13, "exclude[1]",
      ["matches no cell"], SpecError),
-    ("exclude-without-grid", BASE + "exclude:\n  - optimizer: sgd\n", 9, "exclude", ["no grid"], SpecError),
-    ("exclude-type", BASE + "grid:\n  optimizer: [sgd, adam]\nexclude: {optimizer: sgd}\n", 11, "exclude", ["a list of mappings"], SpecError),
-    ("report-type", BASE + "report: [reference]\n", 9, "report", ["a mapping of report options"], SpecError),
-    ("check-type", BASE + "check: 3\n", 9, "check", ["got 3 (int)"], SpecError),
-    ("expect-item-type", BASE + "expect:\n  - adam beats sgd\n  - 3\n", 11, "expect[1]", ["a list of claim strings", "got 3 (int)"], SpecError),
+    ("exclude-without-grid", BASE_SUITE + "exclude:\n  - optimizer: sgd\n", 9, "exclude", ["no grid"], SpecError),
+    ("exclude-type", BASE_SUITE + "grid:\n  optimizer: [sgd, adam]\nexclude: {optimizer: sgd}\n", 11, "exclude", ["a list of mappings"], SpecError),
+    ("report-type", BASE_SUITE + "report: [reference]\n", 9, "report", ["a mapping of report options"], SpecError),
+    ("check-type", BASE_SUITE + "check: 3\n", 9, "check", ["got 3 (int)"], SpecError),
+    ("expect-item-type", BASE_SUITE + "expect:\n  - adam beats sgd\n  - 3\n", 11, "expect[1]", ["a list of claim strings", "got 3 (int)"], SpecError),
 ]
 
 
@@ -266,7 +245,7 @@ class TestErrors:
         "text, line, key_path, fragments, kind", [case[1:] for case in ERROR_CASES], ids=[case[0] for case in ERROR_CASES]
     )
     def test_error_names_file_line_key_path_and_fix(self, tmp_path, text, line, key_path, fragments, kind):
-        path = write(tmp_path, text)
+        path = write_suite(tmp_path, text)
         with pytest.raises(HarnessError) as raised:
             load_suite(path)
         message = str(raised.value)
@@ -287,14 +266,14 @@ class TestErrors:
     @pytest.mark.parametrize(
         "text, line, fragment",
         [
-            (BASE + "grid: [a\n", 10, "started at line 9"),
-            (BASE + "  bad: indentation\n", 9, "malformed YAML"),
+            (BASE_SUITE + "grid: [a\n", 10, "started at line 9"),
+            (BASE_SUITE + "  bad: indentation\n", 9, "malformed YAML"),
             ("name: t\ndataset: 'unclosed\n", 3, "malformed YAML"),
         ],
         ids=["unclosed-bracket", "bad-indentation", "unclosed-quote"],
     )
     def test_malformed_yaml_names_its_line(self, tmp_path, text, line, fragment):
-        path = write(tmp_path, text)
+        path = write_suite(tmp_path, text)
         with pytest.raises(SpecError) as raised:
             load_suite(path)
         assert str(raised.value).startswith(f"{path}:{line}: malformed YAML")
@@ -306,7 +285,7 @@ class TestErrors:
         ids=["empty", "list", "scalar"],
     )
     def test_not_a_mapping(self, tmp_path, text, fragment):
-        path = write(tmp_path, text)
+        path = write_suite(tmp_path, text)
         with pytest.raises(SpecError) as raised:
             load_suite(path)
         assert str(raised.value).startswith(f"{path}:1: (top level): a suite is a YAML mapping")
@@ -314,7 +293,7 @@ class TestErrors:
 
     @pytest.mark.skipif(importlib.util.find_spec("jax") is not None, reason="needs a backend whose framework is missing")
     def test_backend_not_installed_names_the_extra(self, tmp_path):
-        path = write(tmp_path, BASE + "backends: [torch, keras-jax]\n")
+        path = write_suite(tmp_path, BASE_SUITE + "backends: [torch, keras-jax]\n")
         with pytest.raises(BackendError) as raised:
             load_suite(path)
         assert str(raised.value).startswith(f"{path}:9: backends[1]: backend 'keras-jax' needs jax")
@@ -332,7 +311,7 @@ class TestErrors:
     )
     def test_invalid_overrides_name_the_flag(self, tmp_path, overrides, prefix, fragment):
         with pytest.raises(SpecError) as raised:
-            load_text(tmp_path, BASE, **overrides)
+            load_suite_text(tmp_path, BASE_SUITE, **overrides)
         assert str(raised.value).startswith(prefix) and fragment in str(raised.value)
 
     def test_every_error_is_a_spec_or_harness_error_subclass(self):

@@ -12,33 +12,19 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+from common import REFERENCE_MLP, mnist1d_spec
 
-from harness.data import dataset_info, load_dataset, resolve_dataset
+from harness.data import load_dataset
 from harness.data.batches import epoch_batches
-from harness.spec import RegularizerSpec, TrainingSpec, TrialSpec, initial_weights, resolve_component, resolve_model
+from harness.spec import initial_weights
 
 BACKENDS = ["torch", "keras"]
 THREADS = 1  # what a worker of `harness run --jobs <cores>` gets
 
 
-def reference_spec(backend: str) -> TrialSpec:
-    dataset = resolve_dataset("mnist1d")
-    info = dataset_info(dataset)
-    return TrialSpec(
-        dataset=dataset,
-        model=resolve_model({"mlp": {"hidden": [100, 100], "activation": "relu"}}, num_outputs=info.num_outputs),
-        loss=resolve_component("loss", "cross_entropy", "loss"),
-        optimizer=resolve_component("optimizer", {"name": "adam", "lr": 1e-3}, "optimizer"),
-        initializer=resolve_component("initializer", "he_normal", "initializer"),
-        regularizer=RegularizerSpec(),
-        training=TrainingSpec(epochs=1, batch_size=100),
-        seed=0,
-        backend=backend,
-    )
-
-
 def adapter_or_skip(backend: str):
-    from harness.adapters import BACKENDS as REGISTRY, get_adapter
+    from harness.adapters import BACKENDS as REGISTRY
+    from harness.adapters import get_adapter
     from harness.errors import HarnessError
 
     missing = [name for name in REGISTRY[backend].requires if importlib.util.find_spec(name) is None]
@@ -55,7 +41,7 @@ def adapter_or_skip(backend: str):
 @pytest.mark.parametrize("backend", BACKENDS, ids=BACKENDS)
 def test_training_epoch_throughput(benchmark, backend: str) -> None:
     adapter = adapter_or_skip(backend)
-    spec = reference_spec(backend)
+    spec = mnist1d_spec(REFERENCE_MLP, backend, epochs=1, lr=1e-3)
     data = load_dataset(spec.dataset)
     model = adapter.build(spec, data.info)
     model.set_weights(initial_weights(spec.model.plan(data.info.input_shape), spec.initializer, spec.seed))
