@@ -66,7 +66,8 @@ def measure(trials: list[Trial], jobs: int) -> dict[str, float]:
     return {
         "wall": wall,
         "train": sum(event.result.train_seconds for _, event in finished),
-        "warm_throughput": len(steady) / (max(steady) - all_warm_at),  # trials per second, all workers warm
+        # trials per second with every worker warm; NaN when the last cold trial ended the run (too few trials)
+        "warm_throughput": len(steady) / (max(steady) - all_warm_at) if steady else float("nan"),
         "driver_ms": median_ms(event.seconds for event in warm),
         "train_ms": median_ms(event.result.train_seconds for event in warm),
         "evaluation_ms": median_ms(event.result.eval_seconds for event in warm),
