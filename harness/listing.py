@@ -50,9 +50,13 @@ def list_components() -> str:
             params = ", ".join(f"{key}={param.default}" for key, param in definition.params.items())
             lines.append(f"  {name}({params})" if params else f"  {name}")
             lines.append(f"      {definition.formula}")
-    lines.append("Layers")
+    lines.append("Layers (a bare parameter is required; =auto is derived: strides = pool_size, key_dim = width/heads,")
+    lines.append("        a recurrent kernel_initializer = the suite's initializer, ...)")
     for name, definition in LAYERS.items():
-        params = ", ".join(f"{key}" + ("" if param.default is None else f"={param.default}") for key, param in definition.params.items())
+        params = ", ".join(
+            key if key in definition.required else f"{key}={'auto' if param.default is None else param.default}"
+            for key, param in definition.params.items()
+        )
         lines.append(f"  {name}({params})\n      {definition.doc}")
     lines.append("Model families")
     lines.extend(f"  {name}: {doc}" for name, doc in FAMILIES.items())

@@ -145,10 +145,13 @@ class TestListAndValidate:
 
     @pytest.mark.parametrize("what, expected", [
         ("components", "adam(lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)"),
+        # required parameters bare, derived ones =auto
+        ("components", "gru(units, return_sequences=False, bidirectional=False, recurrent_initializer=orthogonal, kernel_initializer=auto)"),
         ("datasets", "mnist1d"),
+        ("datasets", "symbol_sequences sequence       input (32, 8)    8+blank, <=5"),
         ("backends", "torch"),
         ("suites", "optimizers.yaml"),
-    ], ids=["components", "datasets", "backends", "suites"])
+    ], ids=["components", "layer-parameters", "datasets", "sequence-dataset", "backends", "suites"])
     def test_list_sections(self, what, expected):
         result = invoke("list", what, "--suites-dir", str(REPO / "suites"))
         assert result.exit_code == 0 and expected in result.output
