@@ -8,7 +8,6 @@ itself), and against PyTorch's F.ctc_loss on random strings with repeats and emp
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +22,7 @@ from harness.errors import DatasetError, SpecError
 from harness.spec import resolve_model
 from harness.spec.model import check_model_against_task
 from harness.suite import load_suite
+from helpers.suites import write_suite
 
 
 def random_strings(rng: np.random.Generator, count: int, width: int, classes: int, repeats: bool = True) -> np.ndarray:
@@ -263,12 +263,6 @@ expect:  # validated at load: error_rate is a metric claims may name
 """
 
 
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "suite.yaml"
-    path.write_text(text)
-    return path
-
-
 @pytest.mark.parametrize(
     "old, new, fragment",
     [
@@ -280,7 +274,7 @@ def write(tmp_path: Path, text: str) -> Path:
     ids=["ce-on-sequences", "ctc-on-digits", "timesteps"],
 )
 def test_validate_reports_sequence_mistakes_with_exit_2(tmp_path, old, new, fragment) -> None:
-    path = write(tmp_path, SUITE.replace("BACKENDS", "[torch]").replace(old, new))
+    path = write_suite(tmp_path, SUITE.replace("BACKENDS", "[torch]").replace(old, new))
     result = CliRunner().invoke(cli, ["validate", str(path)])
     assert result.exit_code == 2, result.output
     assert fragment in result.output
@@ -292,7 +286,7 @@ def test_a_ctc_suite_runs_in_both_backends_and_reports_error_rates(tmp_path) -> 
     pytest.importorskip("keras")
     import harness
 
-    path = write(tmp_path, SUITE.replace("BACKENDS", "[torch, keras]"))
+    path = write_suite(tmp_path, SUITE.replace("BACKENDS", "[torch, keras]"))
     assert len(load_suite(path).trials) == 4
     store = tmp_path / "store"
     result = CliRunner().invoke(cli, ["run", str(path), "--store", str(store), "--jobs", "1", "--quiet"])

@@ -239,7 +239,7 @@ _DEFINITIONS = [
         input_shape=lambda options: (options["timesteps"], options["features"]),
         num_classes=lambda options: options["num_symbols"] + 1,
         target_length=lambda options: options["max_length"],
-        check_options=lambda options, where: _check_symbol_frames(options, where),
+        check_options=_check_symbol_frames,
     ),
 ]
 

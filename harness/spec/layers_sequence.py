@@ -68,7 +68,7 @@ def recurrent_tensors(kind: str, channels: int, p: Mapping[str, Any]) -> tuple[T
     tensors = []
     for prefix in prefixes:
         tensors += [
-            TensorSpec(f"{prefix}kernel", (channels, gates * units), "kernel", initializer=p.get("kernel_initializer")),
+            TensorSpec(f"{prefix}kernel", (channels, gates * units), "kernel", initializer=p["kernel_initializer"]),
             TensorSpec(f"{prefix}recurrent_kernel", (units, gates * units), "recurrent_kernel", initializer=p["recurrent_initializer"]),
             TensorSpec(f"{prefix}bias", bias_shape, "bias", fan_in=units),
         ]

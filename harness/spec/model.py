@@ -116,7 +116,7 @@ def check_model_against_task(
             hint = (
                 " Put a flatten or global pooling layer before the output layer, so it sees one vector per sample."
                 if len(output_shape) > 1 else
-                " Drop the output width so it comes from the dataset, or set it to " f"{num_outputs}."
+                f" Drop the output width so it comes from the dataset, or set it to {num_outputs}."
             )
             raise SpecError(
                 f"{label}: the output shape is {output_shape}, but loss {output_loss!r} on this {task} dataset needs "
