@@ -27,7 +27,9 @@ from scipy import stats
 from harness.analysis import Results
 from harness.analysis.options import KNOWN_METRICS
 from harness.analysis.statistics import holm
-from harness.check.baseline import BASELINE_VERSION, BaselineError, build_baseline, read_baseline, write_baseline
+from harness.check.baseline import (
+    BASELINE_VERSION, BaselineError, build_baseline, ends_early, read_baseline, write_baseline,
+)
 from harness.check.commands import baseline as baseline_command
 from harness.check.commands import check as check_command
 from harness.analysis.statistics import welch_test
@@ -513,6 +515,13 @@ def _truncated(text: str) -> str:
     return text[: len(text) // 2]
 
 
+def _cut_inside_string(text: str) -> str:
+    """Cut one character into the first string value past the middle (where `json` reports the
+    error at the string's START, far from the end of the text)."""
+    start = text.index(': "', len(text) // 2) + 3
+    return text[: start + 1]
+
+
 def _set(key: str, value: object):
     def edit(text: str) -> str:
         document = json.loads(text)
@@ -529,6 +538,7 @@ def _bad_seed(text: str) -> str:
 
 BAD_BASELINES = {
     "truncated": (_truncated, [r"is not valid JSON", r"truncated", r"harness baseline save"]),
+    "truncated-in-string": (_cut_inside_string, [r"is not valid JSON", r"truncated", r"harness baseline save"]),
     "newer-version": (_set("version", BASELINE_VERSION + 1), [r"schema version 2", r"newer harness", r"re-create"]),
     "older-version": (_set("version", 0), [r"schema version 0", r"reads version 1", r"re-create"]),
     "other-suite": (_set("suite", "optimizers"), [r"baseline of suite 'optimizers'", r"results are of suite 'ci-check'",
@@ -552,6 +562,28 @@ def test_bad_baseline_files_exit_2_with_a_clear_message(case: str, harness_cli, 
         assert re.search(fragment, result.output), (fragment, result.output)
     with pytest.raises(BaselineError):
         read_baseline(broken, suite="ci-check")
+
+
+def test_a_baseline_cut_anywhere_is_called_truncated(real_runs, tmp_path: Path) -> None:
+    """Wherever the cut lands (inside a string, a number, a literal, between tokens), the message
+    says the file ends early; the outcome must not depend on the digits the baseline stores."""
+    text = real_runs["baseline"].read_text()
+    broken = tmp_path / "cut.json"
+    missed = []
+    for cut in range(1, len(text.rstrip()) - 1):
+        broken.write_text(text[:cut])
+        with pytest.raises(BaselineError) as caught:
+            read_baseline(broken, suite="ci-check")
+        if "truncated?" not in str(caught.value):
+            missed.append((cut, text[max(0, cut - 20):cut], str(caught.value)))
+    assert not missed, missed[:3]
+
+
+def test_ends_early_is_not_claimed_for_broken_but_complete_json() -> None:
+    for text in ['{"a": [1, 2 3]}', '{"a": 1} x', '{"a": 1} true', '{"a" 1}', '{"a": @}']:
+        with pytest.raises(ValueError) as caught:
+            json.loads(text)
+        assert not ends_early(text, caught.value), text
 
 
 def test_missing_baseline_file_says_how_to_create_it(harness_cli, real_runs, tmp_path: Path) -> None:

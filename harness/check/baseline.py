@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -69,6 +70,35 @@ class Baseline:
     def metric_names(self) -> set[str]:
         """Every metric recorded for at least one cell."""
         return {metric for metrics in self.values.values() for metric in metrics}
+
+
+# What may stand at the end of a JSON text cut short inside a scalar: a prefix of a literal or a number.
+_SCALAR_PREFIX = re.compile(r"-?[0-9]*\.?[0-9]*(?:[eE][+-]?[0-9]*)?|t(?:r(?:ue?)?)?|f(?:a(?:l(?:se?)?)?)?|n(?:u(?:ll?)?)?")
+
+
+def ends_early(text: str, error: ValueError) -> bool:
+    """True when a JSON parse error means the text was cut short, wherever the cut landed.
+
+    `json` reports the error at the START of the token it could not finish: inside a string that
+    is the opening quote, inside `true` or a number it is the token's first character. So a cut
+    text is one whose error position is at its end, or whose rest from the error position is one
+    unfinished token: a string with no closing quote (json's "Unterminated string"), a partial
+    escape, or a prefix of a literal or number.
+    """
+    position = getattr(error, "pos", None)
+    if not isinstance(position, int):
+        return False
+    rest = text[position:].strip()
+    if not rest:
+        return True
+    message = getattr(error, "msg", str(error))
+    if message.startswith("Extra data"):  # a whole document followed by more text: not a cut
+        return False
+    if message.startswith("Unterminated string"):
+        return True
+    if message.startswith("Invalid \\uXXXX escape") and '"' not in rest:
+        return True
+    return _SCALAR_PREFIX.fullmatch(rest) is not None
 
 
 def recreate_hint(suite: str = "SUITE", path: str | Path = "baselines/SUITE.json") -> str:
@@ -208,7 +238,7 @@ def read_baseline(path: str | Path, suite: str | None = None) -> Baseline:
     try:
         document = json.loads(text)
     except ValueError as error:
-        truncated = " (the file ends early: truncated?)" if getattr(error, "pos", 0) >= len(text.rstrip()) else ""
+        truncated = " (the file ends early: truncated?)" if ends_early(text, error) else ""
         raise BaselineError(
             f"--baseline: {str(path)!r} is not valid JSON: {error}{truncated}. Expected a file written by "
             f"`harness baseline save`. {hint}"
