@@ -5,18 +5,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TASKS = ("classification", "binary", "regression", "sequence")
-# What the training loop records per split for each task (harness.adapters.metrics computes them):
-# regression's loss is the MSE; a sequence task's loss is ctc, accuracy the share of exactly decoded
-# strings and error_rate the label error rate (edit distance / true length).
-TASK_MEASURES = {
-    "classification": ("loss", "accuracy"),
-    "binary": ("loss", "accuracy"),
-    "regression": ("loss", "mae", "r2"),
-    "sequence": ("loss", "accuracy", "error_rate"),
-}
-MEASURES = ("loss", "accuracy", "error_rate", "mae", "r2")  # every task's, in display order
-assert {m for ms in TASK_MEASURES.values() for m in ms} == set(MEASURES)
+# The tasks and what the training loop records per split for each (harness.adapters.metrics computes
+# them) are declared once in harness.measures; re-exported here, where the dataset contract lives.
+from harness.measures import MEASURES, TASK_MEASURES, TASKS
+
+__all__ = ["MEASURES", "TASKS", "TASK_MEASURES", "Dataset", "DatasetInfo"]
 
 
 @dataclass(frozen=True)
