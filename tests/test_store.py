@@ -18,9 +18,8 @@ import pytest
 from harness.adapters.loop import TrialResult
 from harness.errors import StoreError
 from harness.spec import DatasetSpec, RegularizerSpec, TrainingSpec, Trial, TrialSpec, resolve_component, resolve_model
-from harness.store import (
-    DATABASE_NAME, METRIC_COLUMNS, SCHEMA_VERSION, TRIAL_COLUMNS, ClaimOwner, Store, _statements, process_start,
-)
+from harness.store import DATABASE_NAME, METRIC_COLUMNS, SCHEMA_VERSION, TRIAL_COLUMNS, ClaimOwner, Store, process_start
+from harness.store.schema import _statements
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 

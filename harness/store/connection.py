@@ -1,0 +1,162 @@
+"""Opening a store: the SQLite connection, its settings, the schema check and the write transaction.
+
+Every other part of the store (writes, leases, reads) builds on `StoreConnection`: it owns the
+one connection of a `Store` and the `_transaction` that every write goes through.
+
+Durability: WAL with `synchronous=NORMAL` keeps every committed transaction across a crash
+or SIGKILL of the process (only a power loss / OS crash may roll back the last commits,
+never corrupt the file). Two runs writing the same store at once are serialized by SQLite's
+write lock (`BEGIN IMMEDIATE` + `busy_timeout`), so they never corrupt it.
+"""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
+
+from harness import __version__
+from harness.errors import StoreError
+from harness.store.schema import BUSY_TIMEOUT_MILLISECONDS, DATABASE_NAME, MIGRATIONS, SCHEMA, SCHEMA_VERSION, _statements
+
+_Connection = TypeVar("_Connection", bound="StoreConnection")
+
+
+class StoreConnection:
+    """The open SQLite file of one results folder; the base of `harness.store.Store`.
+
+    Args:
+        directory: the results folder; created with its parents if missing.
+
+    Raises:
+        StoreError: the folder or database cannot be created or opened (names the path and the
+            fix), the file is not a harness store, or it was written by a newer harness.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.path: Path = self.directory / DATABASE_NAME
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(
+                f"store: cannot create the results folder {str(self.directory)!r} ({error.strerror or error}). "
+                "Expected a writable folder path (a parent on the way is not a folder, or is read-only). "
+                "Fix: pass --store with a folder you can write to."
+            ) from None
+        try:
+            # isolation_level=None: autocommit; every write opens its own explicit transaction.
+            self._connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MILLISECONDS / 1000, isolation_level=None)
+        except sqlite3.Error as error:
+            raise self._open_error(error) from None
+        try:
+            self._configure()
+            self._check_schema()
+        except BaseException:
+            self._connection.close()
+            raise
+
+    # -- opening ------------------------------------------------------------------------------
+
+    def _open_error(self, error: sqlite3.Error) -> StoreError:
+        return StoreError(
+            f"store: cannot open the results database {str(self.path)!r} ({error}). "
+            "Expected a writable SQLite file created by harness. "
+            "Fix: check the folder's permissions and free space, or pass --store with another folder."
+        )
+
+    def _configure(self) -> None:
+        try:
+            self._connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MILLISECONDS}")
+            mode = self._connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            self._connection.execute("PRAGMA synchronous = NORMAL")
+            self._connection.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as error:
+            if "not a database" in str(error):
+                raise StoreError(
+                    f"store: {str(self.path)!r} exists but is not a SQLite database. "
+                    "Expected a harness results store. Fix: move the file away, or pass --store with another folder."
+                ) from None
+            raise self._open_error(error) from None
+        if str(mode).lower() != "wal":
+            raise StoreError(
+                f"store: {str(self.path)!r} could not be switched to WAL journaling (got {mode!r}). "
+                "Expected a local file system that supports shared memory (network file systems often do not). "
+                "Fix: pass --store with a folder on a local disk."
+            )
+
+    def _check_schema(self) -> None:
+        with self._transaction() as connection:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables and "schema_version" not in tables:
+                raise StoreError(
+                    f"store: {str(self.path)!r} is a SQLite database with tables {sorted(tables)} but no harness "
+                    "schema_version table: it is not a harness results store. "
+                    "Fix: pass --store with another folder (harness keeps its database in <folder>/harness.sqlite)."
+                )
+            versions = [row[0] for row in connection.execute("SELECT version FROM schema_version")] if tables else []
+            found = max(versions) if versions else SCHEMA_VERSION
+            if found > SCHEMA_VERSION:
+                raise StoreError(
+                    f"store: {str(self.path)!r} has schema version {found}, written by a newer harness; this harness "
+                    f"({__version__}) reads schema version {SCHEMA_VERSION}. "
+                    "Fix: upgrade harness (pip install -U harness), or pass --store with another folder."
+                )
+            if found < SCHEMA_VERSION and any(version not in MIGRATIONS for version in range(found, SCHEMA_VERSION)):
+                raise StoreError(
+                    f"store: {str(self.path)!r} has unknown schema version {found} (expected {SCHEMA_VERSION}). "
+                    "Fix: pass --store with another folder, or delete this store to start afresh."
+                )
+            for version in range(found, SCHEMA_VERSION):  # inside the transaction: all of it or none
+                for statement in MIGRATIONS[version]:
+                    connection.execute(statement)
+            # Inside the transaction, so two runs opening a new store at once create it exactly once.
+            for statement in _statements(SCHEMA):
+                connection.execute(statement)
+            if found != SCHEMA_VERSION or not versions:
+                connection.execute("DELETE FROM schema_version")
+                connection.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE: take the write lock up front (waits busy_timeout for another writer),
+        so two runs never deadlock upgrading read locks; any exception (even Ctrl-C) rolls back."""
+        connection = self._connection
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise self._open_error(error) from None
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        try:
+            connection.execute("COMMIT")
+        except sqlite3.Error as error:
+            connection.execute("ROLLBACK")
+            raise StoreError(
+                f"store: writing {str(self.path)!r} failed ({error}). "
+                "Fix: check free disk space and that no other program locks the file, then run again to resume."
+            ) from None
+
+    def integrity_check(self) -> str:
+        """SQLite's own `PRAGMA integrity_check`: 'ok' when the file is sound."""
+        return "; ".join(row[0] for row in self._connection.execute("PRAGMA integrity_check"))
+
+    # -- closing ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        self._connection.close()
+
+    def __enter__(self: _Connection) -> _Connection:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.directory)!r})"

@@ -1,0 +1,86 @@
+"""Reading a store: which trials are done, their attempts and durations, and the long frames
+(trials, metrics, diagnostics) that `harness.analysis` turns into tables.
+
+NaN: SQLite stores a NaN REAL as NULL. Metric values are never NULL otherwise, so a NULL
+`metrics.value` reads back as NaN (a diverged epoch's loss); +-inf round-trip as they are.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+
+from harness.store.connection import StoreConnection
+from harness.store.schema import DIAGNOSTIC_COLUMNS, FINAL_STATUSES, METRIC_COLUMNS, TRIAL_COLUMNS
+
+
+class TrialReader(StoreConnection):
+    """The reading part of `harness.store.Store`."""
+
+    def finished(self, hashes: Iterable[str]) -> set[str]:
+        """The hashes among `hashes` with a final result (status ok, diverged or timeout).
+
+        Failed trials are not final: the next run retries them.
+        """
+        wanted = json.dumps(sorted(set(hashes)))
+        placeholders = ", ".join("?" for _ in FINAL_STATUSES)
+        # json_each: one bound parameter whatever the count (no SQLITE_MAX_VARIABLE_NUMBER limit).
+        rows = self._connection.execute(
+            f"SELECT hash FROM trials WHERE status IN ({placeholders}) AND hash IN (SELECT value FROM json_each(?))",
+            (*FINAL_STATUSES, wanted),
+        )
+        return {row[0] for row in rows}
+
+    def attempts(self, hashes: Iterable[str]) -> dict[str, int]:
+        """`attempts` of each stored trial among `hashes` (absent hashes are left out)."""
+        rows = self._connection.execute(
+            "SELECT hash, attempts FROM trials WHERE hash IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(set(hashes))),),
+        )
+        return {row[0]: int(row[1]) for row in rows}
+
+    def durations(self) -> pd.DataFrame:
+        """Wall seconds of every stored trial that ran to an end (not 'failed'), to schedule the longest
+        first: columns hash, suite, arm, backend, spec (JSON), wall_seconds."""
+        columns = ["hash", "suite", "arm", "backend", "spec", "wall_seconds"]
+        rows = self._connection.execute(f"SELECT {', '.join(columns)} FROM trials WHERE status != 'failed'").fetchall()
+        return pd.DataFrame(rows, columns=columns).astype({"wall_seconds": "float64"})
+
+    def trials_frame(self, hashes: Iterable[str] | None = None) -> pd.DataFrame:
+        """One row per trial, columns TRIAL_COLUMNS, ordered by suite, arm, backend, seed, hash.
+
+        versions, device, spec and cell are JSON strings; diverged_epoch is a nullable Int64.
+        """
+        where, parameters = _hash_filter(hashes)
+        query = f"SELECT {', '.join(TRIAL_COLUMNS)} FROM trials {where} ORDER BY suite, arm, backend, seed, hash"
+        frame = pd.DataFrame(self._connection.execute(query, parameters).fetchall(), columns=list(TRIAL_COLUMNS))
+        return frame.astype({
+            "seed": "int64", "diverged_epoch": "Int64", "epochs_completed": "int64", "attempts": "int64",
+            "train_seconds": "float64", "eval_seconds": "float64", "wall_seconds": "float64",
+        })
+
+    def metrics_frame(self, hashes: Iterable[str] | None = None) -> pd.DataFrame:
+        """Long metrics: hash, epoch, metric, value (float64, NaN where the value was NaN), ordered by key."""
+        where, parameters = _hash_filter(hashes)
+        query = f"SELECT hash, epoch, metric, value FROM metrics {where} ORDER BY hash, epoch, metric"
+        rows = self._connection.execute(query, parameters).fetchall()
+        frame = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
+        # None (stored NaN) -> NaN by the float64 cast.
+        return frame.astype({"epoch": "int64", "value": "float64"})
+
+    def diagnostics_frame(self, hashes: Iterable[str] | None = None) -> pd.DataFrame:
+        """Long diagnostics (harness.diagnostics): hash, epoch, layer, layer_name, statistic, value
+        (float64, NaN where NaN), ordered by hash, epoch, layer, statistic. Empty when none were recorded."""
+        where, parameters = _hash_filter(hashes)
+        columns = ", ".join(DIAGNOSTIC_COLUMNS)
+        query = f"SELECT {columns} FROM diagnostics {where} ORDER BY hash, epoch, layer, statistic"
+        frame = pd.DataFrame(self._connection.execute(query, parameters).fetchall(), columns=list(DIAGNOSTIC_COLUMNS))
+        return frame.astype({"epoch": "int64", "layer": "int64", "value": "float64"})
+
+
+def _hash_filter(hashes: Iterable[str] | None) -> tuple[str, tuple[Any, ...]]:
+    if hashes is None:
+        return "", ()
+    return "WHERE hash IN (SELECT value FROM json_each(?))", (json.dumps(sorted(set(hashes))),)

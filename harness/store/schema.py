@@ -1,0 +1,98 @@
+"""The store's schema: table definitions, column orders, the schema version and its migrations.
+
+Everything here is data about the SQLite file, not about a connection: the connection that
+opens a store (`harness.store.connection`) creates these tables and migrates an older file.
+The table names are part of the file format: renaming one makes every stored file unreadable.
+"""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+DATABASE_NAME = "harness.sqlite"
+SCHEMA_VERSION = 2  # bump on any schema change; a newer store is refused, an older one migrated (MIGRATIONS)
+FINAL_STATUSES = ("ok", "diverged", "timeout")  # 'failed' trials are retried on the next run
+BUSY_TIMEOUT_MILLISECONDS = 60_000  # how long a writer waits for another run's transaction to finish
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS trials (
+    hash TEXT PRIMARY KEY,          -- TrialSpec content hash
+    suite TEXT NOT NULL,
+    arm TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL,           -- ok | diverged | failed | timeout
+    error TEXT,
+    diverged_epoch INTEGER,
+    epochs_completed INTEGER NOT NULL,
+    train_seconds REAL NOT NULL,    -- optimizer steps only
+    eval_seconds REAL NOT NULL,
+    wall_seconds REAL NOT NULL,     -- the whole trial in the worker
+    host TEXT,
+    versions TEXT NOT NULL,         -- JSON object, e.g. {"torch": "2.13.0"}
+    device TEXT NOT NULL,           -- JSON object
+    spec TEXT NOT NULL,             -- TrialSpec.to_json()
+    cell TEXT NOT NULL,             -- JSON object {axis: variant label}, in axis order
+    started_at TEXT,                -- ISO 8601, UTC
+    finished_at TEXT,
+    attempts INTEGER NOT NULL,      -- executions recorded for this hash, over every run (incl. retries)
+    harness_version TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    hash TEXT NOT NULL REFERENCES trials(hash) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,         -- 0 = before training
+    metric TEXT NOT NULL,
+    value REAL,                     -- NULL encodes NaN (SQLite stores NaN as NULL)
+    PRIMARY KEY (hash, epoch, metric)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS diagnostics (
+    hash TEXT NOT NULL REFERENCES trials(hash) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,         -- 0 = the initial weights
+    layer INTEGER NOT NULL,         -- plan index; -1 for a row about no single layer (the timing row)
+    layer_name TEXT NOT NULL,       -- '<index>.<kind>', e.g. '0.dense'
+    statistic TEXT NOT NULL,        -- harness.diagnostics: activation_mean, gradient_norm, histogram.<k>, ...
+    value REAL,                     -- NULL encodes NaN
+    PRIMARY KEY (hash, epoch, layer, statistic)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS claims (
+    hash TEXT PRIMARY KEY,          -- a trial some run is executing right now
+    owner TEXT NOT NULL,            -- that run's id (random, one per run_trials call)
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,           -- the driver process
+    pid_start TEXT,                 -- the driver's start time in /proc/<pid>/stat: tells a reused pid apart (Linux)
+    claimed_at REAL NOT NULL,       -- Unix time, seconds
+    expires REAL NOT NULL           -- Unix time, renewed by the owner while it lives (heartbeat)
+);
+"""
+
+# Schema version -> statements that bring a store of that version to the next one. The tables
+# themselves come from SCHEMA (CREATE TABLE IF NOT EXISTS) right after.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (),  # version 2 added the claims and diagnostics tables: both come from SCHEMA
+}
+
+TRIAL_COLUMNS = (
+    "hash", "suite", "arm", "backend", "seed", "status", "error", "diverged_epoch", "epochs_completed",
+    "train_seconds", "eval_seconds", "wall_seconds", "host", "versions", "device", "spec", "cell",
+    "started_at", "finished_at", "attempts",
+)
+METRIC_COLUMNS = ("hash", "epoch", "metric", "value")
+DIAGNOSTIC_COLUMNS = ("hash", "epoch", "layer", "layer_name", "statistic", "value")
+CLAIM_COLUMNS = ("hash", "owner", "host", "pid", "pid_start", "claimed_at", "expires")
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The SQL statements of a script, split where SQLite's own tokenizer sees one end, so a ';'
+    inside a -- comment or a string does not split a statement (executescript cannot be used:
+    it commits the open transaction first)."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer
+            buffer = ""
+    if buffer.strip():
+        yield buffer
