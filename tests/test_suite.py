@@ -336,3 +336,77 @@ def test_suite_is_frozen():
     suite = load_suite(SUITES / "minimal.yaml")
     with pytest.raises(dataclasses.FrozenInstanceError):
         suite.name = "other"  # type: ignore[misc]
+
+
+class TestReportReference:
+    """`report.reference`: one arm by name, or a variant of one or more axes (each arm vs its own reference)."""
+
+    @staticmethod
+    def options(reference, path=SUITES / "grid.yaml"):
+        from harness.analysis import check_report_options
+
+        suite = load_suite(path)
+        labels = {trial.arm: dict(trial.cell) for trial in suite.trials}
+        return suite, check_report_options({"reference": reference}, suite.arms, arm_labels=labels)
+
+    def test_a_string_names_one_arm_for_every_arm(self):
+        suite, options = self.options("sgd,hidden=[16],epochs=3,batch_size=32")
+        assert options.reference == "sgd,hidden=[16],epochs=3,batch_size=32" and not options.per_axis
+        assert {options.reference_for(arm) for arm in suite.arms} == {"sgd,hidden=[16],epochs=3,batch_size=32"}
+        assert options.describe_reference() == "sgd,hidden=[16],epochs=3,batch_size=32"
+
+    def test_an_axis_variant_pairs_each_arm_with_the_arm_that_differs_only_there(self):
+        suite, options = self.options({"optimizer": "sgd"})
+        assert options.per_axis and options.describe_reference() == "optimizer=sgd"
+        pairs = {arm: options.reference_for(arm) for arm in suite.arms}
+        assert pairs["adam,hidden=[16],epochs=5,batch_size=64"] == "sgd,hidden=[16],epochs=5,batch_size=64"
+        assert pairs["adam,hidden=[32, 32],epochs=3,batch_size=32"] == "sgd,hidden=[32, 32],epochs=3,batch_size=32"
+        # The sgd arms are the references: each maps to itself and is not compared.
+        assert all(pairs[arm] == arm for arm in suite.arms if arm.startswith("sgd,"))
+        assert options.reference == pairs[suite.arms[0]] == suite.arms[0]
+
+    def test_list_labels_may_be_written_as_yaml_lists_or_strings(self):
+        _, as_list = self.options({"model.mlp.hidden": [16]})
+        _, as_text = self.options({"model.mlp.hidden": "[16]"})
+        assert as_list == as_text
+        assert as_list.reference_for("adam,hidden=[32, 32],epochs=3,batch_size=32") == "adam,hidden=[16],epochs=3,batch_size=32"
+
+    def test_naming_every_axis_names_one_arm(self):
+        suite, options = self.options({"optimizer": "sgd", "model.mlp.hidden": "[16]", "lr_batch": "epochs=3,batch_size=32"})
+        assert {options.reference_for(arm) for arm in suite.arms} == {"sgd,hidden=[16],epochs=3,batch_size=32"}
+
+    @pytest.mark.parametrize(
+        "reference, fragment",
+        [
+            ({"optimiser": "sgd"}, "report.reference.optimiser: unknown grid axis 'optimiser'. Did you mean 'optimizer'?"),
+            ({"optimizer": "sgdd"}, "report.reference.optimizer: axis 'optimizer' has no label 'sgdd'. Did you mean 'sgd'?"),
+            ({}, "report.reference: an empty mapping names no variant"),
+            # grid.yaml excludes adam x [32, 32] x epochs=5: that sgd arm has no adam counterpart.
+            ({"optimizer": "adam"}, "'sgd,hidden=[32, 32],epochs=5,batch_size=64' (needs {optimizer: adam, "),
+            ("sgd", "report.reference: 'sgd' is not an arm of this suite."),
+        ],
+        ids=["unknown-axis", "unknown-label", "empty", "reference-cell-excluded", "string-not-an-arm"],
+    )
+    def test_bad_references_say_what_and_how_to_fix(self, reference, fragment):
+        with pytest.raises(SpecError) as raised:
+            self.options(reference)
+        assert fragment in str(raised.value)
+        assert "Fix:" in str(raised.value) or "Expected" in str(raised.value) or "Its labels" in str(raised.value)
+
+    def test_a_grid_axis_reference_on_a_suite_without_grid_is_an_error(self):
+        with pytest.raises(SpecError, match=r"report.reference: .* this suite has no grid"):
+            self.options({"optimizer": "sgd"}, SUITES / "minimal.yaml")
+
+    def test_report_errors_are_located_to_their_line(self, tmp_path):
+        # report/expect/check are checked after loading (by the CLI); locate_message gives them file:line.
+        from harness.analysis import check_report_options
+        from harness.suite.yaml_source import locate_message
+
+        text = BASE_SUITE + "grid:\n  optimizer:\n    sgd: {name: sgd}\n    adam: {name: adam}\nreport:\n  reference: sgdd\n"
+        path = write_suite(tmp_path, text)
+        suite = load_suite(path)
+        with pytest.raises(SpecError) as raised:
+            check_report_options(suite.report, suite.arms, where="report")
+        located = locate_message(path, str(raised.value), type(raised.value))
+        assert isinstance(located, SpecError)
+        assert str(located).startswith(f"{path}:14: report.reference: 'sgdd' is not an arm of this suite. Did you mean 'sgd'?")

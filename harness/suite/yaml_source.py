@@ -106,6 +106,23 @@ class SourceMap:
         return kind(f"{self.file}:{self.line(path)}: {display_path(path)}: {message}")
 
 
+def locate_message(file: Path, message: str, kind: type[HarnessError] = SpecError) -> HarnessError:
+    """`'<key path>: <rest>'` -> a `kind` error `<file>:<line>: <key path>: <rest>`.
+
+    For the blocks checked after the suite has loaded (`report:`, `expect:`, `check:`), whose
+    checkers know the key path but not the file: the file is read again for its lines (it loaded
+    a moment ago). A message that starts with no key path is located at line 1.
+    """
+    path, rest = split_path_prefix(message)
+    try:
+        _, source = load_yaml(file)
+    except HarnessError:
+        source = SourceMap(file)  # changed or removed since it loaded: no lines, but still the file
+    if not path:
+        return kind(f"{file}:{source.line(())}: {message}")
+    return kind(f"{file}:{source.line(path)}: {display_path(path)}{rest}")
+
+
 def load_yaml(path: Path) -> tuple[Any, SourceMap]:
     """Read and parse a suite file.
 
