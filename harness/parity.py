@@ -40,7 +40,7 @@ FORWARD_TOLERANCE = 1e-5  # outputs on one batch, from identical weights: float3
 
 
 @dataclass(frozen=True)
-class Tolerance:
+class ParityTolerance:
     """Allowed difference |a - b| <= atol + rtol * max(|a|, |b|), for losses and for parameters.
 
     `reason` says why the values are what they are (shown in messages).
@@ -60,7 +60,7 @@ class Tolerance:
         )
 
 
-def tolerance_for(spec: TrialSpec) -> Tolerance:
+def tolerance_for(spec: TrialSpec) -> ParityTolerance:
     """The tolerance a trial's components justify.
 
     Losses and every element of every parameter: rtol 1e-4 (float32 rounding of the two
@@ -86,8 +86,8 @@ def tolerance_for(spec: TrialSpec) -> Tolerance:
     elif optimizer.name in ("adam", "adamw", "adagrad"):
         largest_step = lr
     else:
-        return Tolerance()
-    return Tolerance(
+        return ParityTolerance()
+    return ParityTolerance(
         param_atol=max(1e-6, 0.01 * largest_step),
         reason=f"{optimizer.name} divides by sqrt of small second moments, amplifying float32 rounding of "
         f"near-zero gradients: parameters get atol = 1% of its largest step ({largest_step:.3g})",
@@ -122,7 +122,7 @@ class ParityResult:
     max_param_delta: float
     worst_step: int
     worst_tensor: str
-    tolerance: Tolerance
+    tolerance: ParityTolerance
     passed: bool
     note: str
     components: str = ""
@@ -289,7 +289,7 @@ def parity_check(
     backends: Sequence[str],
     data: Dataset,
     steps: int = 20,
-    tolerance: Tolerance | None = None,
+    tolerance: ParityTolerance | None = None,
     label: str = "",
 ) -> ParityResult:
     """Run a trial in two backends from the same weights and batches and compare them step by step.

@@ -93,7 +93,7 @@ def ok_finals(arm: str, backend: str) -> dict[int, float]:
 
 
 def test_import_loads_no_framework_and_no_plotting() -> None:
-    code = ("import sys, harness.analysis, harness.results; "
+    code = ("import sys, harness.analysis, harness.results_folder; "
             "print(sorted(m for m in ('torch', 'tensorflow', 'keras', 'jax', 'matplotlib', 'seaborn', 'jinja2') if m in sys.modules))")
     output = subprocess.run([sys.executable, "-c", code], cwd=REPOSITORY, capture_output=True, text=True, check=True)
     assert output.stdout.strip() == "[]"

@@ -17,7 +17,7 @@ import pytest
 from test_runner import make_trial, no_workers_left
 
 from harness.errors import HarnessError
-from harness.results import Results
+from harness.results_folder import Results
 from harness.runner import devices, run_trials, with_device
 from harness.runner.devices import (
     GPU_VARIABLES, THREAD_VARIABLES, Environment, environment_for, pick_gpu, visible_gpu_ids, worker_variables,

@@ -239,7 +239,7 @@ def test_loop_off_records_nothing_and_on_leaves_training_unchanged(tmp_path):
 def test_store_results_and_figures(tmp_path):
     from harness.adapters.torch import TorchAdapter
     from harness.report.gallery import activation_histogram_figures, gradient_norm_figures
-    from harness.results import record_results, SuiteRecord
+    from harness.results_folder import record_results, SuiteRecord
     from harness.store import Store
 
     grid = "diagnostics: {epochs: [0, last], samples: 200, bins: 8}\nseeds: 2\ngrid: {initializer: {small: {name: normal, std: 0.01}, he: he_normal}}"

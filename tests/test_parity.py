@@ -24,7 +24,7 @@ from harness.adapters import get_adapter  # noqa: E402
 from harness.data import dataset_info, load_dataset, resolve_dataset  # noqa: E402
 from harness.data.types import Dataset, DatasetInfo  # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
-from harness.parity import ParityResult, Tolerance, parity_check, parity_for_suite, tolerance_for  # noqa: E402
+from harness.parity import ParityResult, ParityTolerance, parity_check, parity_for_suite, tolerance_for  # noqa: E402
 from harness.spec import (  # noqa: E402
     DatasetSpec, RegularizerSpec, TrainingSpec, TrialSpec, initial_weights, resolve_component, resolve_model,
 )
@@ -410,8 +410,8 @@ def test_a_wrong_mapping_fails_parity(name, monkeypatch) -> None:
 
 def test_tolerances_are_tight_and_justified() -> None:
     plain, _ = make_spec(optimizer="momentum")
-    assert tolerance_for(plain) == Tolerance()
-    assert Tolerance().loss_rtol == 1e-4 and Tolerance().param_atol == 1e-6
+    assert tolerance_for(plain) == ParityTolerance()
+    assert ParityTolerance().loss_rtol == 1e-4 and ParityTolerance().param_atol == 1e-6
     rmsprop, _ = make_spec(optimizer={"name": "rmsprop", "lr": 0.01, "rho": 0.99})
     assert tolerance_for(rmsprop).param_atol == pytest.approx(0.01 * 0.01 / math.sqrt(0.01))
     assert tolerance_for(rmsprop).loss_rtol == 1e-4  # losses stay tight for every optimizer

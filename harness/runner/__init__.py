@@ -7,8 +7,8 @@
 
 Trials already finished in the store (ok, diverged, timeout) are skipped unless `rerun`;
 failed ones run again. The rest start longest first when earlier runs tell their durations
-(schedule.py). Each is claimed in the store before it starts (claims.py), so two runs on one
-store split the work. The driver process alone writes the store: each trial in one
+(schedule.py). Each is claimed in the store under a lease before it starts (leases.py), so two
+runs on one store split the work. The driver process alone writes the store: each trial in one
 transaction as its result arrives, so Ctrl-C or a kill loses at most the trials in flight,
 and running again resumes. A worker runs one trial at a time; a trial that raises is recorded
 'failed' with its error, a worker that dies (or runs out of memory) has its trial retried
@@ -17,9 +17,10 @@ killed and recorded 'timeout'; the other trials go on in every case.
 
 Modules: driver (run_trials), executor (the scheduling loop both pools share), pool (local
 processes), worker (inside a worker), ray_pool (Ray actors), tasks (queue, events, outcomes
-shared by both), claims, schedule, devices, progress, hooks (a test hook). The names below are imported on first use: a worker process imports
-`harness.runner.worker`, hence this package, and must not pay for the driver's imports
-(pandas, SQLite store, rich), which would add about a second to every worker's start.
+shared by both), leases, schedule, devices, progress, hooks (the fault tests' crash hook). The
+names below are imported on first use: a worker process imports `harness.runner.worker`, hence
+this package, and must not pay for the driver's imports (pandas, SQLite store, rich), which
+would add about a second to every worker's start.
 """
 from __future__ import annotations
 

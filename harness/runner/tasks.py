@@ -2,7 +2,7 @@
 
 A `TaskQueue` holds the trials still to run, one queue per worker environment, in schedule
 order (longest first, see schedule.py). Before a trial leaves the queue it is claimed in
-the store (claims.py): a trial another live run is executing is set aside and asked about
+the store (leases.py): a trial another live run is executing is set aside and asked about
 again every few seconds, and one that run recorded meanwhile is dropped ('done elsewhere').
 """
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Claims: two `harness run` processes on one store split the trials instead of running each twice.
+"""Leases: two `harness run` processes on one store split the trials instead of running each twice.
+
+(The store side is `harness.store.leases`; `harness.check.claims` is unrelated: the `expect:` language.)
 
 Before a trial goes to a worker, the driver claims it in the store (Store.claim): one row
 naming this run, its host and pid, with a lease. A background thread renews the leases of

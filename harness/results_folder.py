@@ -1,4 +1,7 @@
-"""From a suite and a store to analysis-ready `Results`, and the exported tables.
+"""A results folder (`<store>/<suite>/`): its `suite.json` manifest, its exported tables, and
+opening it (or a suite YAML file with its store) as analysis-ready `Results` (`harness.load`).
+
+Not to be confused with `harness.analysis.results`, which defines the `Results` object itself.
 
 The store keys trials by content hash only; labels (arm, grid-axis variants) come from
 the suite's current expansion, so renaming an arm relabels stored results instead of
@@ -39,10 +42,12 @@ class SuiteRecord:
 
     @classmethod
     def from_suite(cls, suite: Suite) -> SuiteRecord:
+        """The record of a freshly loaded suite."""
         return cls(suite.name, suite.description, suite.arms, suite.axes, dict(suite.report), dict(suite.check),
                    tuple(suite.expect), dict(suite.document), labels_frame(suite))
 
     def to_json(self) -> str:
+        """The manifest text (`suite.json`), version MANIFEST_VERSION."""
         return json.dumps({
             "version": MANIFEST_VERSION, "name": self.name, "description": self.description,
             "arms": list(self.arms), "axes": list(self.axes), "report": self.report, "check": self.check,
@@ -52,6 +57,11 @@ class SuiteRecord:
 
     @classmethod
     def read(cls, path: Path) -> SuiteRecord:
+        """Read a manifest written by `to_json`.
+
+        Raises:
+            StoreError: the file is missing, unreadable, malformed or of another manifest version.
+        """
         try:
             data = json.loads(path.read_text())
             if data.get("version") != MANIFEST_VERSION:
@@ -94,6 +104,7 @@ def record_results(record: SuiteRecord, store: Store) -> Results:
 
 
 def suite_results(suite: Suite, store: Store) -> Results:
+    """The stored results of every trial of a loaded suite (trials not run yet are absent)."""
     return record_results(SuiteRecord.from_suite(suite), store)
 
 
