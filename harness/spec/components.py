@@ -1,7 +1,7 @@
 """Canonical components: every name a suite may use, its parameters, defaults and MEANING.
 
 The spec fixes one meaning per name; each adapter realizes exactly that meaning
-(see docs/semantics.md and ../shared/SEMANTICS.md for where the frameworks disagree).
+(docs/semantics.md says where the frameworks disagree).
 A component in a suite is a string (`adam`) or a mapping (`{name: adam, lr: 0.01}`);
 `resolve_component` turns either into a `Component` with every parameter explicit.
 
@@ -10,21 +10,12 @@ after clipping, p = parameter, t = step count starting at 1.
 """
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import SpecError, did_you_mean, unknown_name
-
-
-@dataclass(frozen=True)
-class Param:
-    """One hyperparameter of a component: its default and the check a value must pass."""
-
-    default: Any
-    check: str = "any"  # positive | nonnegative | unit (0 <= x < 1) | open_unit (0 < x < 1) | int_positive | any
-    doc: str = ""
+from harness.errors import SpecError, unknown_name
+from harness.spec.params import Parameter, defaults, reject_unknown_keys
 
 
 @dataclass(frozen=True)
@@ -34,7 +25,7 @@ class ComponentDef:
     name: str
     kind: str
     formula: str
-    params: Mapping[str, Param] = field(default_factory=dict)
+    params: Mapping[str, Parameter] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -64,61 +55,56 @@ class Component:
         return cls(name=name, params=tuple(sorted(data.items())))
 
 
-def _defs(kind: str, *entries: tuple[str, str, dict[str, Param]]) -> dict[str, ComponentDef]:
+def _defs(kind: str, *entries: tuple[str, str, dict[str, Parameter]]) -> dict[str, ComponentDef]:
     return {name: ComponentDef(name, kind, formula, params) for name, formula, params in entries}
 
 
-_LR = "learning rate, > 0"
+_LR = "learning rate"
+_ADAM = {
+    "lr": Parameter("number", 0.001, "> 0", _LR),
+    "beta1": Parameter("number", 0.9, "[0, 1)", "decay of the first-moment average"),
+    "beta2": Parameter("number", 0.999, "(0, 1)", "decay of the second-moment average"),
+    "eps": Parameter("number", 1e-8, "> 0", "added to the bias-corrected sqrt(v^)"),
+}
 
 OPTIMIZERS = _defs(
     "optimizer",
-    ("sgd", "p -= lr*g", {"lr": Param(0.01, "positive", _LR)}),
+    ("sgd", "p -= lr*g", {"lr": Parameter("number", 0.01, "> 0", _LR)}),
     (
         "momentum",
         "v = momentum*v + g; p -= lr*v   (heavy ball, v starts at 0, no dampening; PyTorch's form)",
-        {"lr": Param(0.01, "positive", _LR), "momentum": Param(0.9, "unit")},
+        {"lr": Parameter("number", 0.01, "> 0", _LR), "momentum": Parameter("number", 0.9, "[0, 1)")},
     ),
     (
         "nesterov",
         "v = momentum*v + g; p -= lr*(g + momentum*v)   (PyTorch's form)",
-        {"lr": Param(0.01, "positive", _LR), "momentum": Param(0.9, "open_unit")},
+        {"lr": Parameter("number", 0.01, "> 0", _LR), "momentum": Parameter("number", 0.9, "(0, 1)")},
     ),
     (
         "adagrad",
         "G += g^2; p -= lr*g/(sqrt(G) + eps)   (G starts at initial_accumulator; eps OUTSIDE the sqrt)",
         {
-            "lr": Param(0.01, "positive", _LR),
-            "eps": Param(1e-10, "positive"),
-            "initial_accumulator": Param(0.0, "nonnegative"),
+            "lr": Parameter("number", 0.01, "> 0", _LR),
+            "eps": Parameter("number", 1e-10, "> 0"),
+            "initial_accumulator": Parameter("number", 0.0, ">= 0"),
         },
     ),
     (
         "rmsprop",
         "s = rho*s + (1-rho)*g^2; p -= lr*g/(sqrt(s) + eps)   (s starts at 0; eps OUTSIDE the sqrt)",
-        {"lr": Param(0.01, "positive", _LR), "rho": Param(0.99, "open_unit"), "eps": Param(1e-8, "positive")},
+        {"lr": Parameter("number", 0.01, "> 0", _LR), "rho": Parameter("number", 0.99, "(0, 1)"), "eps": Parameter("number", 1e-8, "> 0")},
     ),
     (
         "adam",
         "m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2; m^ = m/(1-b1^t); v^ = v/(1-b2^t); "
         "p -= lr*m^/(sqrt(v^) + eps)   (Kingma & Ba 2015, Algorithm 1: eps added to the bias-corrected sqrt)",
-        {
-            "lr": Param(0.001, "positive", _LR),
-            "beta1": Param(0.9, "unit"),
-            "beta2": Param(0.999, "open_unit"),
-            "eps": Param(1e-8, "positive"),
-        },
+        _ADAM,
     ),
     (
         "adamw",
         "p -= lr*weight_decay*p on kernels (decoupled, before the step), then the adam update "
         "(Loshchilov & Hutter 2019)",
-        {
-            "lr": Param(0.001, "positive", _LR),
-            "beta1": Param(0.9, "unit"),
-            "beta2": Param(0.999, "open_unit"),
-            "eps": Param(1e-8, "positive"),
-            "weight_decay": Param(0.01, "nonnegative"),
-        },
+        {**_ADAM, "weight_decay": Parameter("number", 0.01, ">= 0", "decoupled decay of the kernels")},
     ),
 )
 
@@ -143,10 +129,10 @@ LOSSES = _defs(
 INITIALIZERS = _defs(
     "initializer",
     ("zeros", "w = 0", {}),
-    ("normal", "w ~ N(0, std^2), plain (not truncated)", {"std": Param(0.01, "positive")}),
-    ("uniform", "w ~ U(-limit, limit)", {"limit": Param(0.05, "positive")}),
-    ("xavier_uniform", "w ~ U(-a, a), a = gain*sqrt(6/(fan_in+fan_out))   (Glorot & Bengio 2010)", {"gain": Param(1.0, "positive")}),
-    ("xavier_normal", "w ~ N(0, s^2), s = gain*sqrt(2/(fan_in+fan_out)), plain (not truncated)", {"gain": Param(1.0, "positive")}),
+    ("normal", "w ~ N(0, std^2), plain (not truncated)", {"std": Parameter("number", 0.01, "> 0")}),
+    ("uniform", "w ~ U(-limit, limit)", {"limit": Parameter("number", 0.05, "> 0")}),
+    ("xavier_uniform", "w ~ U(-a, a), a = gain*sqrt(6/(fan_in+fan_out))   (Glorot & Bengio 2010)", {"gain": Parameter("number", 1.0, "> 0")}),
+    ("xavier_normal", "w ~ N(0, s^2), s = gain*sqrt(2/(fan_in+fan_out)), plain (not truncated)", {"gain": Parameter("number", 1.0, "> 0")}),
     ("he_normal", "w ~ N(0, s^2), s = sqrt(2/fan_in), plain (not truncated)   (He et al. 2015)", {}),
     ("he_uniform", "w ~ U(-a, a), a = sqrt(6/fan_in)", {}),
     ("lecun_normal", "w ~ N(0, s^2), s = sqrt(1/fan_in), plain (not truncated)   (the book's 'Xavier')", {}),
@@ -154,7 +140,7 @@ INITIALIZERS = _defs(
         "orthogonal",
         "w = gain * Q, Q from the QR decomposition of a N(0,1) matrix of shape (fan_in, fan_out), "
         "sign-corrected by diag(R)   (Saxe et al. 2014)",
-        {"gain": Param(1.0, "positive")},
+        {"gain": Parameter("number", 1.0, "> 0")},
     ),
     (
         "fan_in_uniform",
@@ -170,8 +156,8 @@ ACTIVATIONS = _defs(
     ("relu", "f(x) = max(x, 0)", {}),
     ("sigmoid", "f(x) = 1/(1 + exp(-x))", {}),
     ("tanh", "f(x) = tanh(x)", {}),
-    ("leaky_relu", "f(x) = x if x > 0 else negative_slope*x", {"negative_slope": Param(0.01, "nonnegative")}),
-    ("elu", "f(x) = x if x > 0 else alpha*(exp(x) - 1)", {"alpha": Param(1.0, "positive")}),
+    ("leaky_relu", "f(x) = x if x > 0 else negative_slope*x", {"negative_slope": Parameter("number", 0.01, ">= 0")}),
+    ("elu", "f(x) = x if x > 0 else alpha*(exp(x) - 1)", {"alpha": Parameter("number", 1.0, "> 0")}),
     ("gelu", "f(x) = x*Phi(x), Phi the standard normal CDF (exact erf form, not the tanh approximation)", {}),
     ("softmax", "f(x)_i = exp(x_i)/sum_j exp(x_j) over the last axis; only for probabilities, never before a loss", {}),
 )
@@ -182,29 +168,6 @@ REGISTRIES: dict[str, dict[str, ComponentDef]] = {
     "initializer": INITIALIZERS,
     "activation": ACTIVATIONS,
 }
-
-_CHECKS: dict[str, tuple[Callable[[float], bool], str]] = {
-    "positive": (lambda x: x > 0, "a number > 0"),
-    "nonnegative": (lambda x: x >= 0, "a number >= 0"),
-    "unit": (lambda x: 0 <= x < 1, "a number in [0, 1)"),
-    "open_unit": (lambda x: 0 < x < 1, "a number in (0, 1)"),
-    "int_positive": (lambda x: isinstance(x, int) and x > 0, "an integer > 0"),
-}
-
-
-def check_number(value: Any, check: str, where: str) -> Any:
-    """Validate one numeric value against a named check; return it (ints stay ints)."""
-    if check == "any":
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpecError(f"{where}: expected {_CHECKS[check][1]}, got {value!r} ({type(value).__name__}).")
-    if not math.isfinite(value):
-        raise SpecError(f"{where}: expected a finite number, got {value!r}.")
-    test, expected = _CHECKS[check]
-    if not test(value):
-        raise SpecError(f"{where}: expected {expected}, got {value!r}.")
-    # Real-valued hyperparameters are floats, so `lr: 1` and `lr: 1.0` hash (and run) the same.
-    return value if check == "int_positive" else float(value)
 
 
 def resolve_component(kind: str, raw: Any, where: str) -> Component:
@@ -231,15 +194,7 @@ def resolve_component(kind: str, raw: Any, where: str) -> Component:
     if not isinstance(name, str) or name not in registry:
         raise unknown_name(kind, str(name), registry, where)
     definition = registry[name]
-    params: dict[str, Any] = {}
-    for key, value in given.items():
-        if key not in definition.params:
-            valid = sorted(definition.params) or ["(none)"]
-            raise SpecError(
-                f"{where}.{key}: {kind} {name!r} has no parameter {key!r}.{did_you_mean(key, definition.params)} "
-                f"Its parameters: {', '.join(valid)}."
-            )
-        params[key] = check_number(value, definition.params[key].check, f"{where}.{key}")
-    for key, param in definition.params.items():
-        params.setdefault(key, param.default)
+    reject_unknown_keys(given, sorted(definition.params), where, f"{kind} {name!r}")
+    params = defaults(definition.params)
+    params.update((key, definition.params[key].check(value, f"{where}.{key}")) for key, value in given.items())
     return Component(name=name, params=tuple(sorted(params.items())))

@@ -37,10 +37,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.errors import SpecError, did_you_mean
-from harness.spec.components import check_number, resolve_component
+from harness.spec.components import resolve_component
 from harness.spec.graph import GraphSpec, resolve_graph
 from harness.spec.layer_types import LayerSpec, Shape
 from harness.spec.layers import resolve_layer
+from harness.spec.params import POSITIVE_INTEGER
 
 FAMILIES = {
     "mlp": "dense layers of the given widths, each followed by the activation (optionally residual), then a linear output layer",
@@ -81,7 +82,7 @@ def _bool(value: Any, where: str) -> bool:
 def _widths(value: Any, where: str) -> list[int]:
     if not isinstance(value, list):
         raise SpecError(f"{where}: expected a list of layer widths such as [100, 100], got {value!r}.")
-    return [check_number(width, "int_positive", f"{where}[{i}]") for i, width in enumerate(value)]
+    return [POSITIVE_INTEGER.check(width, f"{where}[{i}]") for i, width in enumerate(value)]
 
 
 def _hidden_widths(o: dict[str, Any], where: str) -> list[int]:
@@ -96,8 +97,8 @@ def _hidden_widths(o: dict[str, Any], where: str) -> list[int]:
     if o["depth"] is None or o["width"] is None:
         given, needed = ("depth", "width") if o["depth"] is not None else ("width", "depth")
         raise SpecError(f"{where}: {given} needs {needed} too, e.g. {{depth: 4, width: 100}}.")
-    depth = 0 if o["depth"] == 0 else check_number(o["depth"], "int_positive", f"{where}.depth")
-    width = check_number(o["width"], "int_positive", f"{where}.width")
+    depth = 0 if o["depth"] == 0 else POSITIVE_INTEGER.check(o["depth"], f"{where}.depth")
+    width = POSITIVE_INTEGER.check(o["width"], f"{where}.width")
     return [width] * depth
 
 
@@ -129,7 +130,7 @@ def expand_mlp(value: Any, num_outputs: int, dropout: float, where: str, input_s
                 where, "{hidden: [100, 100], activation: relu}")
     hidden = _hidden_widths(o, where)
     use_bias = _bool(o["use_bias"], f"{where}.use_bias")
-    output_units = check_number(o["output_units"], "int_positive", f"{where}.output_units")
+    output_units = POSITIVE_INTEGER.check(o["output_units"], f"{where}.output_units")
     dense = {"activation": _activation(o["activation"], f"{where}.activation"), "use_bias": use_bias}
     if not _bool(o["residual"], f"{where}.residual"):
         layers: list[LayerSpec] = []
@@ -200,7 +201,7 @@ def expand_cnn(value: Any, num_outputs: int, dropout: float, where: str, input_s
                         "Use flatten or a global pooling readout.")
     batch_norm = _bool(o["batch_norm"], f"{where}.batch_norm")
     activation = _activation(o["activation"], f"{where}.activation")
-    output_units = check_number(o["output_units"] or num_outputs, "int_positive", f"{where}.output_units")
+    output_units = POSITIVE_INTEGER.check(o["output_units"] or num_outputs, f"{where}.output_units")
     layers: list[LayerSpec] = []
     for i, width in enumerate(filters):
         here = f"{where}.filters[{i}]"
@@ -232,9 +233,9 @@ def expand_rnn(value: Any, num_outputs: int, dropout: float, where: str, input_s
                         "dense": [], "activation": "relu", "output_units": None},
                 where, "{cell: gru, units: 6, bidirectional: true, readout: flatten}")
     cell = _choice(o["cell"], ("simple_rnn", "lstm", "gru"), f"{where}.cell")
-    depth = check_number(o["depth"], "int_positive", f"{where}.depth")
+    depth = POSITIVE_INTEGER.check(o["depth"], f"{where}.depth")
     readout = _choice(o["readout"], ("last", "flatten", "mean", "sequence"), f"{where}.readout")
-    output_units = check_number(o["output_units"] or num_outputs, "int_positive", f"{where}.output_units")
+    output_units = POSITIVE_INTEGER.check(o["output_units"] or num_outputs, f"{where}.output_units")
     layers = []
     for k in range(depth):
         sequences = k < depth - 1 or readout != "last"
@@ -250,11 +251,11 @@ def expand_transformer(value: Any, num_outputs: int, dropout: float, where: str,
     o = options(value, {"depth": 2, "heads": 4, "width": 64, "ffn_units": None, "key_dim": None, "activation": "relu",
                         "norm": "pre", "readout": "mean", "output_units": None},
                 where, "{depth: 2, heads: 4, width: 64}")
-    width = check_number(o["width"], "int_positive", f"{where}.width")
-    depth = check_number(o["depth"], "int_positive", f"{where}.depth")
+    width = POSITIVE_INTEGER.check(o["width"], f"{where}.width")
+    depth = POSITIVE_INTEGER.check(o["depth"], f"{where}.depth")
     readout = _choice(o["readout"], ("mean", "flatten", "sequence"), f"{where}.readout")
     norm = _choice(o["norm"], ("pre", "post"), f"{where}.norm")
-    output_units = check_number(o["output_units"] or num_outputs, "int_positive", f"{where}.output_units")
+    output_units = POSITIVE_INTEGER.check(o["output_units"] or num_outputs, f"{where}.output_units")
     block = {
         "heads": o["heads"], "ffn_units": o["ffn_units"] if o["ffn_units"] is not None else 4 * width,
         "key_dim": o["key_dim"], "activation": _activation(o["activation"], f"{where}.activation"), "dropout": dropout, "norm": norm,

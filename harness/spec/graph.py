@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import SpecError, did_you_mean
-from harness.spec.components import LOSSES, check_number
+from harness.spec.components import LOSSES
 from harness.spec.layer_types import LayerPlan, LayerSpec, Shape
 from harness.spec.layers import infer_layer, resolve_layer
+from harness.spec.params import POSITIVE_NUMBER
 
 DEFAULT_INPUT = "input"
 NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -122,7 +123,7 @@ def _output(raw: Any, where: str) -> GraphOutput:
     loss = raw.get("loss")
     if loss is not None and loss not in LOSSES:
         raise SpecError(f"{where}.loss: unknown loss {loss!r}.{did_you_mean(str(loss), LOSSES)} Expected one of: {', '.join(LOSSES)}.")
-    weight = check_number(raw.get("weight", 1.0), "positive", f"{where}.weight")
+    weight = POSITIVE_NUMBER.check(raw.get("weight", 1.0), f"{where}.weight")
     return GraphOutput(_name(raw.get("name", source), f"{where}.name"), source, loss, weight)
 
 

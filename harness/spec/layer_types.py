@@ -1,4 +1,4 @@
-"""The types every layer definition shares: tensors, resolved layers, placed layers, parameters.
+"""The types every layer definition shares: tensors, resolved layers, placed layers.
 
 Canonical conventions (every adapter converts to its own):
     tensors     CHANNELS-LAST and without the batch axis: a vector (features,), a sequence
@@ -27,8 +27,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from harness.errors import SpecError
-from harness.spec.components import Component, check_number
+from harness.spec.components import Component
+from harness.spec.params import Parameter
 
 Shape = tuple[int, ...]
 
@@ -94,9 +94,9 @@ class LayerSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LayerSpec:
         ((kind, params),) = data.items()
-        components = COMPONENT_PARAMS.get(kind, {})
+        # Only a component (activation, initializer) is stored as a mapping; every other value is a scalar or a list.
         resolved = {
-            key: (Component.from_dict(value) if key in components and isinstance(value, Mapping) else _freeze(value))
+            key: (Component.from_dict(value) if isinstance(value, Mapping) else _freeze(value))
             for key, value in params.items()
         }
         return cls(kind=kind, params=tuple(sorted(resolved.items())))
@@ -140,24 +140,9 @@ def fans(shape: Shape) -> tuple[int, int]:
     return shape[-2] * receptive, shape[-1] * receptive
 
 
-# --- parameters ------------------------------------------------------------------------
+# --- layer kinds -------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class LayerParam:
-    """One parameter of a layer kind: default and check.
-
-    check: a numeric check of harness.spec.components.check_number (positive, int_positive, unit, ...),
-    or 'bool', 'choice' (one of `choices`), 'ints' (a positive int or a list of `rank` positive ints,
-    stored as a tuple of `rank`), 'padding' ('valid' | 'same' | int | list of ints >= 0, stored as a
-    tuple), 'optional_int' (null or a positive int), 'shape' (a list of positive ints, one may be -1),
-    'activation' / 'initializer' (a component name or mapping, stored as a Component).
-    """
-
-    default: Any
-    check: str = "any"
-    choices: tuple[str, ...] = ()
-
-
+COMPONENT_KINDS = ("activation", "initializer")  # Parameter kinds resolved by harness.spec.components.resolve_component
 InferFn = Callable[[tuple[Shape, ...], Mapping[str, Any], str], tuple[Shape, tuple[TensorSpec, ...]]]
 
 
@@ -173,70 +158,13 @@ class LayerDef:
 
     name: str
     doc: str
-    params: Mapping[str, LayerParam]
+    params: Mapping[str, Parameter]
     infer: InferFn
     required: tuple[str, ...] = ()
     spatial_rank: int = 0
     arity: tuple[int, int] = (1, 1)
 
-
-# Parameters whose value is a Component, per layer kind: {parameter: component kind}.
-COMPONENT_PARAMS: dict[str, dict[str, str]] = {}
-
-
-def component_params(kind: str, mapping: Mapping[str, str]) -> None:
-    """Register which parameters of a layer kind hold components (used by resolve and from_dict)."""
-    COMPONENT_PARAMS[kind] = dict(mapping)
-
-
-def _positive_int(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SpecError(f"{where}: expected an integer > 0, got {value!r}.")
-    return value
-
-
-def check_layer_param(value: Any, param: LayerParam, rank: int, where: str) -> Any:
-    """Validate and normalize one layer parameter value (see LayerParam.check).
-
-    Raises:
-        SpecError: naming `where`, the value received and what is expected.
-    """
-    check = param.check
-    if check == "bool":
-        if not isinstance(value, bool):
-            raise SpecError(f"{where}: expected true or false, got {value!r}.")
-        return value
-    if check == "choice":
-        if value not in param.choices:
-            raise SpecError(f"{where}: expected one of {', '.join(map(repr, param.choices))}, got {value!r}.")
-        return value
-    if check == "optional_int":
-        return None if value is None else _positive_int(value, where)
-    if check == "ints":
-        values = [value] * rank if isinstance(value, int) and not isinstance(value, bool) else value
-        if not isinstance(values, (list, tuple)) or len(values) != rank:
-            raise SpecError(f"{where}: expected a positive integer or a list of {rank} positive integers, got {value!r}.")
-        return tuple(_positive_int(item, where) for item in values)
-    if check == "padding":
-        if value in ("valid", "same"):
-            return value
-        values = [value] * rank if isinstance(value, int) and not isinstance(value, bool) else value
-        if (
-            not isinstance(values, (list, tuple)) or len(values) != rank
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in values)
-        ):
-            raise SpecError(
-                f"{where}: expected 'valid', 'same', an integer >= 0 (zeros on both sides) or a list of {rank} "
-                f"such integers, got {value!r}."
-            )
-        return tuple(values)
-    if check == "shape":
-        if not isinstance(value, (list, tuple)) or not value:
-            raise SpecError(f"{where}: expected a non-empty list of dimensions such as [8, 8, 1], got {value!r}.")
-        for item in value:
-            if isinstance(item, bool) or not isinstance(item, int) or (item < 1 and item != -1):
-                raise SpecError(f"{where}: every dimension must be a positive integer (or one -1), got {value!r}.")
-        if list(value).count(-1) > 1:
-            raise SpecError(f"{where}: at most one dimension may be -1 (inferred), got {value!r}.")
-        return tuple(value)
-    return check_number(value, check, where)
+    @property
+    def components(self) -> dict[str, str]:
+        """{parameter: component kind} of the parameters whose value is a component (activation, initializer)."""
+        return {key: param.kind for key, param in self.params.items() if param.kind in COMPONENT_KINDS}

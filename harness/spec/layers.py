@@ -18,23 +18,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from harness.errors import SpecError, did_you_mean, unknown_name
+from harness.errors import SpecError, unknown_name
 from harness.spec.components import resolve_component
-from harness.spec.layer_types import (
-    COMPONENT_PARAMS,
-    ROLES,
-    LayerDef,
-    LayerParam,
-    LayerPlan,
-    LayerSpec,
-    Shape,
-    TensorSpec,
-    check_layer_param,
-    component_params,
-    fans,
-)
+from harness.spec.layer_types import ROLES, LayerDef, LayerPlan, LayerSpec, Shape, TensorSpec, fans
 from harness.spec.layers_sequence import SEQUENCE_LAYERS
 from harness.spec.layers_spatial import SPATIAL_LAYERS
+from harness.spec.params import Parameter, reject_unknown_keys
 
 BATCH_NORM_DOC = (
     "training: mu, var = mean and BIASED variance per channel over the batch and every position axis; "
@@ -103,7 +92,7 @@ LAYERS: dict[str, LayerDef] = {
         "dense",
         "y = activation(x @ kernel + bias); kernel (in, units), bias (units,); input a vector (in,), or a sequence "
         "(steps, in) with the one kernel applied at every step",
-        {"units": LayerParam(None, "int_positive"), "activation": LayerParam("linear", "activation"), "use_bias": LayerParam(True, "bool")},
+        {"units": Parameter("integer", None, "> 0"), "activation": Parameter("activation", "linear"), "use_bias": Parameter("bool", True)},
         _infer_dense,
         required=("units",),
     ),
@@ -111,21 +100,21 @@ LAYERS: dict[str, LayerDef] = {
         "dropout",
         "inverted dropout: in training each element is zeroed with probability rate and the survivors "
         "are scaled by 1/(1-rate); identity at evaluation",
-        {"rate": LayerParam(None, "unit")},
+        {"rate": Parameter("number", None, "[0, 1)")},
         _infer_identity,
         required=("rate",),
     ),
     "activation": LayerDef(
         "activation", "y = activation(x), element-wise (softmax: over the last axis)",
-        {"activation": LayerParam(None, "activation")}, _infer_identity, required=("activation",),
+        {"activation": Parameter("activation")}, _infer_identity, required=("activation",),
     ),
     "batch_norm": LayerDef(
         "batch_norm", BATCH_NORM_DOC,
-        {"momentum": LayerParam(0.9, "unit"), "eps": LayerParam(1e-5, "positive")}, _infer_batch_norm,
+        {"momentum": Parameter("number", 0.9, "[0, 1)"), "eps": Parameter("number", 1e-5, "> 0")}, _infer_batch_norm,
     ),
     "layer_norm": LayerDef(
         "layer_norm", "per sample over the last axis: y = gamma*(x - mean)/sqrt(var + eps) + beta (biased var)",
-        {"eps": LayerParam(1e-5, "positive")}, _infer_layer_norm,
+        {"eps": Parameter("number", 1e-5, "> 0")}, _infer_layer_norm,
     ),
     "add": LayerDef("add", "element-wise sum of >= 2 inputs of one shape (graph form)", {}, _infer_add, arity=(2, 64)),
     "concatenate": LayerDef(
@@ -135,11 +124,9 @@ LAYERS: dict[str, LayerDef] = {
     **SPATIAL_LAYERS,
     **SEQUENCE_LAYERS,
 }
-component_params("dense", {"activation": "activation"})
-component_params("activation", {"activation": "activation"})
 
 __all__ = [
-    "COMPONENT_PARAMS", "LAYERS", "ROLES", "LayerDef", "LayerParam", "LayerPlan", "LayerSpec", "Shape", "TensorSpec",
+    "LAYERS", "ROLES", "LayerDef", "LayerPlan", "LayerSpec", "Shape", "TensorSpec",
     "fans", "plan_layers", "infer_layer", "resolve_layer",
 ]
 
@@ -171,21 +158,16 @@ def resolve_layer(raw: Any, where: str) -> LayerSpec:
         given = {}  # {flatten: } or {flatten: null}
     if not isinstance(given, Mapping):
         raise SpecError(f"{here}: expected a mapping of parameters, got {given!r}.")
-    components = COMPONENT_PARAMS.get(kind, {})
+    components = definition.components
     params: dict[str, Any] = {}
+    reject_unknown_keys(given, sorted(definition.params), here, f"layer {kind!r}")
     for key, value in given.items():
-        if key not in definition.params:
-            valid = ", ".join(sorted(definition.params)) or "(none)"
-            raise SpecError(
-                f"{here}.{key}: layer {kind!r} has no parameter {key!r}.{did_you_mean(key, definition.params)} "
-                f"Its parameters: {valid}."
-            )
         if key in components and not (value is None and definition.params[key].default is None):
             params[key] = resolve_component(components[key], value, f"{here}.{key}")
         elif value is None and definition.params[key].default is None and key not in definition.required:
             params[key] = None  # an optional parameter left at its 'derive it' default
         else:
-            params[key] = check_layer_param(value, definition.params[key], definition.spatial_rank, f"{here}.{key}")
+            params[key] = definition.params[key].check(value, f"{here}.{key}", definition.spatial_rank)
     for key in definition.required:
         if key not in params:
             raise SpecError(f"{here}: layer {kind!r} needs the parameter {key!r}.")
@@ -194,8 +176,8 @@ def resolve_layer(raw: Any, where: str) -> LayerSpec:
             continue
         if key in components and param.default is not None:  # a None component: 'the suite's', decided later
             params[key] = resolve_component(components[key], param.default, here)
-        elif param.default is not None and param.check in ("ints", "padding"):
-            params[key] = check_layer_param(param.default, param, definition.spatial_rank, here)
+        elif param.default is not None and param.kind in ("ints", "padding"):
+            params[key] = param.check(param.default, here, definition.spatial_rank)
         else:
             params[key] = param.default
     return LayerSpec(kind=kind, params=tuple(sorted(params.items())))

@@ -44,7 +44,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.errors import SpecError
-from harness.spec.layer_types import LayerDef, LayerParam, Shape, TensorSpec, component_params
+from harness.spec.layer_types import LayerDef, Shape, TensorSpec
+from harness.spec.params import Parameter
 
 GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
 EMBEDDING_INITIALIZER = {"name": "uniform", "limit": 0.05}  # Keras' Embedding default: small values, any vocabulary
@@ -91,11 +92,11 @@ def _recurrent_def(kind: str, meaning: str) -> LayerDef:
         kind,
         meaning,
         {
-            "units": LayerParam(None, "int_positive"),
-            "return_sequences": LayerParam(False, "bool"),
-            "bidirectional": LayerParam(False, "bool"),
-            "recurrent_initializer": LayerParam("orthogonal", "initializer"),
-            "kernel_initializer": LayerParam(None, "initializer"),  # None: the suite's initializer
+            "units": Parameter("integer", None, "> 0"),
+            "return_sequences": Parameter("bool", False),
+            "bidirectional": Parameter("bool", False),
+            "recurrent_initializer": Parameter("initializer", "orthogonal"),
+            "kernel_initializer": Parameter("initializer"),  # None: the suite's initializer
         },
         _recurrent_infer(kind),
         required=("units",),
@@ -182,9 +183,9 @@ SEQUENCE_LAYERS: dict[str, LayerDef] = {
         "embedding",
         "integer token ids (any shape) -> rows of embeddings (vocabulary, dim); output (..., dim)",
         {
-            "vocabulary": LayerParam(None, "int_positive"),
-            "dim": LayerParam(None, "int_positive"),
-            "initializer": LayerParam(EMBEDDING_INITIALIZER, "initializer"),
+            "vocabulary": Parameter("integer", None, "> 0"),
+            "dim": Parameter("integer", None, "> 0"),
+            "initializer": Parameter("initializer", EMBEDDING_INITIALIZER),
         },
         _infer_embedding,
         required=("vocabulary", "dim"),
@@ -192,19 +193,19 @@ SEQUENCE_LAYERS: dict[str, LayerDef] = {
     "position_embedding": LayerDef(
         "position_embedding",
         "y = x + embeddings, a learned tensor of the input's shape (positions..., channels)",
-        {"initializer": LayerParam(EMBEDDING_INITIALIZER, "initializer")},
+        {"initializer": Parameter("initializer", EMBEDDING_INITIALIZER)},
         _infer_position,
     ),
     "multi_head_attention": LayerDef(
         "multi_head_attention",
         "scaled dot-product attention over heads; one input: self-attention; two: [query, context]",
         {
-            "heads": LayerParam(None, "int_positive"),
-            "key_dim": LayerParam(None, "int_positive"),
-            "value_dim": LayerParam(None, "optional_int"),
-            "output_dim": LayerParam(None, "optional_int"),
-            "use_bias": LayerParam(True, "bool"),
-            "causal": LayerParam(False, "bool"),
+            "heads": Parameter("integer", None, "> 0"),
+            "key_dim": Parameter("integer", None, "> 0"),
+            "value_dim": Parameter("integer", None, "> 0", nullable=True),
+            "output_dim": Parameter("integer", None, "> 0", nullable=True),
+            "use_bias": Parameter("bool", True),
+            "causal": Parameter("bool", False),
         },
         _infer_attention,
         required=("heads", "key_dim"),
@@ -214,20 +215,15 @@ SEQUENCE_LAYERS: dict[str, LayerDef] = {
         "transformer_encoder",
         "self-attention + feed-forward block with residuals and layer norms (norm post | pre) on (T, d)",
         {
-            "heads": LayerParam(None, "int_positive"),
-            "ffn_units": LayerParam(None, "int_positive"),
-            "key_dim": LayerParam(None, "optional_int"),
-            "activation": LayerParam("relu", "activation"),
-            "dropout": LayerParam(0.0, "unit"),
-            "norm": LayerParam("post", "choice", ("post", "pre")),
-            "eps": LayerParam(1e-5, "positive"),
+            "heads": Parameter("integer", None, "> 0"),
+            "ffn_units": Parameter("integer", None, "> 0"),
+            "key_dim": Parameter("integer", None, "> 0", nullable=True),
+            "activation": Parameter("activation", "relu"),
+            "dropout": Parameter("number", 0.0, "[0, 1)"),
+            "norm": Parameter("choice", "post", choices=("post", "pre")),
+            "eps": Parameter("number", 1e-5, "> 0"),
         },
         _infer_transformer,
         required=("heads", "ffn_units"),
     ),
 }
-for _kind in GATES:
-    component_params(_kind, {"recurrent_initializer": "initializer", "kernel_initializer": "initializer"})
-component_params("embedding", {"initializer": "initializer"})
-component_params("position_embedding", {"initializer": "initializer"})
-component_params("transformer_encoder", {"activation": "activation"})

@@ -24,7 +24,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.errors import SpecError
-from harness.spec.layer_types import LayerDef, LayerParam, Shape, TensorSpec, component_params
+from harness.spec.layer_types import LayerDef, Shape, TensorSpec
+from harness.spec.params import Parameter
 
 RANK_NAMES = {1: "(length, channels)", 2: "(height, width, channels)"}
 
@@ -159,13 +160,13 @@ def _conv_def(rank: int) -> LayerDef:
         "bias (filters,), then the activation; padding valid | same (TensorFlow's rule, extra zero at the end) | "
         "int (zeros on both sides)",
         {
-            "filters": LayerParam(None, "int_positive"),
-            "kernel_size": LayerParam(None, "ints"),
-            "strides": LayerParam(1, "ints"),
-            "padding": LayerParam("valid", "padding"),
-            "dilation": LayerParam(1, "ints"),
-            "activation": LayerParam("linear", "activation"),
-            "use_bias": LayerParam(True, "bool"),
+            "filters": Parameter("integer", None, "> 0"),
+            "kernel_size": Parameter("ints"),
+            "strides": Parameter("ints", 1),
+            "padding": Parameter("padding", "valid"),
+            "dilation": Parameter("ints", 1),
+            "activation": Parameter("activation", "linear"),
+            "use_bias": Parameter("bool", True),
         },
         _conv_infer(rank),
         required=("filters", "kernel_size"),
@@ -182,9 +183,9 @@ def _pool_def(mode: str, rank: int) -> LayerDef:
         f"{mode}_pool{rank}d",
         f"{meaning}, per channel, over a {RANK_NAMES[rank]} input; strides default to pool_size; padding valid | same",
         {
-            "pool_size": LayerParam(2, "ints"),
-            "strides": LayerParam(None, "ints"),
-            "padding": LayerParam("valid", "choice", ("valid", "same")),
+            "pool_size": Parameter("ints", 2),
+            "strides": Parameter("ints"),
+            "padding": Parameter("choice", "valid", choices=("valid", "same")),
         },
         _pool_infer(f"{mode}_pool{rank}d", rank),
         spatial_rank=rank,
@@ -212,8 +213,6 @@ SPATIAL_LAYERS: dict[str, LayerDef] = {
     ),
     "reshape": LayerDef(
         "reshape", "row-major reshape of the channels-last tensor to target_shape (one entry may be -1: inferred)",
-        {"target_shape": LayerParam(None, "shape")}, _infer_reshape, required=("target_shape",),
+        {"target_shape": Parameter("shape")}, _infer_reshape, required=("target_shape",),
     ),
 }
-component_params("conv1d", {"activation": "activation"})
-component_params("conv2d", {"activation": "activation"})
