@@ -24,8 +24,9 @@ from dataclasses import dataclass
 
 # -- splits -------------------------------------------------------------------------------------
 
-SPLITS = ("train", "validation", "test")  # the order of every table and figure
-HELD_OUT_SPLITS = ("test", "validation")  # where a held-out value is read, first found wins
+TRAINING_SPLIT, VALIDATION_SPLIT, TEST_SPLIT = "train", "validation", "test"
+SPLITS = (TRAINING_SPLIT, VALIDATION_SPLIT, TEST_SPLIT)  # the order of every table and figure
+HELD_OUT_SPLITS = (TEST_SPLIT, VALIDATION_SPLIT)  # where a held-out value is read, first found wins
 
 # -- tasks --------------------------------------------------------------------------------------
 
@@ -56,8 +57,9 @@ class Measure:
 
 
 # The one table. Order = display order within a split (tables, figures, baselines, reports).
+LOSS = "loss"  # the measure every task records: the data loss the optimizer minimizes
 MEASURE_TABLE: tuple[Measure, ...] = (
-    Measure("loss", False, 0.0, math.inf, TASKS,
+    Measure(LOSS, False, 0.0, math.inf, TASKS,
             "the task's data loss, penalties excluded: cross entropy, MSE for regression, ctc for sequences"),
     Measure("accuracy", True, 0.0, 1.0, ("classification", "binary", "sequence"),
             "share of samples predicted exactly (argmax, logit > 0, or the whole decoded string)"),
@@ -110,7 +112,7 @@ def bounds(metric: str) -> tuple[float, float]:
 
 # -- metric names -------------------------------------------------------------------------------
 
-MINIBATCH_LOSS = "minibatch_loss"  # mean training-mode data loss over an epoch's optimizer steps
+MINIBATCH_LOSS = f"minibatch_{LOSS}"  # mean training-mode data loss over an epoch's optimizer steps
 FINAL_PREFIX = "final_"  # final_<metric>: the metric's value at the trial's last epoch
 BEST_PREFIX = "best_"  # best_<metric>: its best value over every recorded epoch (in its direction)
 
@@ -123,6 +125,11 @@ def metric_name(split: str, measure: str) -> str:
 def split_metrics(measures: tuple[str, ...] = MEASURES) -> tuple[str, ...]:
     """`<split>_<measure>` for every split and measure, split-major (train_loss, train_accuracy, ...)."""
     return tuple(metric_name(split, measure) for split in SPLITS for measure in measures)
+
+
+def output_metric_name(metric: str, output: str) -> str:
+    """The name of `metric` for one output of a multi-output graph model: 'train_loss' + 'aux' -> 'train_loss_aux'."""
+    return f"{metric}_{output}"
 
 
 def best_name(metric: str) -> str:
@@ -142,6 +149,7 @@ def without_final_prefix(metric: str) -> str:
 
 # Every name the training loop can record for a single-output model, in display order.
 RECORDED_METRICS = (*split_metrics(), MINIBATCH_LOSS)
+TRAIN_LOSS = metric_name(TRAINING_SPLIT, LOSS)  # the final training loss, shown beside the primary metric
 
 
 def metric_sort_key(name: str) -> tuple[int, int, str]:
@@ -182,13 +190,14 @@ class TrialStatus:
     description: str
 
 
-STATUS_TABLE: tuple[TrialStatus, ...] = (
-    TrialStatus("ok", True, "ok", "ok", "trained for its whole budget"),
-    TrialStatus("diverged", True, "div", "div", "the mean minibatch loss of an epoch was NaN or infinite"),
-    TrialStatus("failed", False, "fail", "fail", "raised an error or its worker died; retried on the next run"),
-    TrialStatus("timeout", True, "time", "timeout", "stopped after training.max_seconds or the runner's time limit"),
-)
 OK = "ok"  # the one status whose values enter statistics
+DIVERGED, FAILED, TIMEOUT = "diverged", "failed", "timeout"
+STATUS_TABLE: tuple[TrialStatus, ...] = (
+    TrialStatus(OK, True, "ok", "ok", "trained for its whole budget"),
+    TrialStatus(DIVERGED, True, "div", "div", "the mean minibatch loss of an epoch was NaN or infinite"),
+    TrialStatus(FAILED, False, "fail", "fail", "raised an error or its worker died; retried on the next run"),
+    TrialStatus(TIMEOUT, True, "time", "timeout", "stopped after training.max_seconds or the runner's time limit"),
+)
 TRIAL_STATUSES = tuple(status.name for status in STATUS_TABLE)
 FINAL_STATUSES = tuple(status.name for status in STATUS_TABLE if status.final)
 PROBLEM_STATUSES = tuple(name for name in TRIAL_STATUSES if name != OK)  # what progress and reports call out

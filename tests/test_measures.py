@@ -5,6 +5,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from harness import measures
@@ -107,3 +108,29 @@ def test_imports_only_the_standard_library() -> None:
             "print(sorted(m for m in ('numpy', 'pandas', 'scipy', 'torch', 'tensorflow', 'keras', 'yaml') if m in sys.modules))")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
+
+
+def _outputs_and_targets(task: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Small random model outputs and targets of `task`, in the shapes harness.adapters.metrics expects."""
+    if task == "classification":
+        return rng.normal(size=(12, 3)), rng.integers(0, 3, size=12)
+    if task == "binary":
+        return rng.normal(size=(12, 1)), rng.integers(0, 2, size=12)
+    if task == "regression":
+        return rng.normal(size=(12, 2)), rng.normal(size=(12, 2)).astype(np.float32)
+    labels = np.zeros((12, 3), dtype=np.int64)  # sequence: label strings of classes 1..3, 0-padded
+    labels[:, 0] = rng.integers(1, 4, size=12)
+    labels[:6, 1] = rng.integers(1, 4, size=6)
+    return rng.normal(size=(12, 8, 4)), labels
+
+
+@pytest.mark.parametrize("task", measures.TASKS)
+def test_the_computed_metrics_are_the_declared_ones_within_their_bounds(task: str) -> None:
+    from harness.adapters.metrics import evaluate_outputs
+
+    outputs, targets = _outputs_and_targets(task, np.random.default_rng(0))
+    values = evaluate_outputs(outputs, targets, task)
+    assert tuple(values) == TASK_MEASURES[task]  # names and order: what the loop records per split
+    for name, value in values.items():
+        low, high = bounds(f"test_{name}")
+        assert low <= value <= high, (task, name, value)

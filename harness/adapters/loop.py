@@ -20,22 +20,21 @@ from harness.adapters.metrics import evaluate_outputs
 from harness.diagnostics import DiagnosticsSpec, probe_rows
 from harness.data.batches import epoch_batches
 from harness.data.types import Dataset
+from harness.measures import DIVERGED, LOSS, MINIBATCH_LOSS, OK, SPLITS, TIMEOUT, metric_name, output_metric_name
 from harness.spec.init import initial_weights
 from harness.spec.types import ModelOutput, TrialSpec
 
-SPLITS = ("train", "validation", "test")
-STATUSES = ("ok", "diverged", "failed", "timeout")
 
 
 @dataclass
 class TrialResult:
     """What one trial produced. Metrics are (epoch, name, value) rows; epoch 0 is before training.
 
-    Metric names: '<split>_<metric>' for split in train/validation/test (evaluation mode, whole
+    Metric names (harness.measures): '<split>_<measure>' for every split (evaluation mode, whole
     split, after the epoch) and 'minibatch_loss' (mean training-mode data loss over the epoch's steps).
     """
 
-    status: str  # one of STATUSES
+    status: str  # one of harness.measures.TRIAL_STATUSES
     metrics: list[tuple[int, str, float]] = field(default_factory=list)
     # (epoch, layer index, layer name, statistic, value) rows of harness.diagnostics; empty when off
     diagnostics: list[tuple[int, int, str, str, float]] = field(default_factory=list)
@@ -75,15 +74,15 @@ def evaluate_splits(model: Any, data: Dataset, epoch: int, outputs: tuple[ModelO
         if len(y) == 0:
             continue
         if len(outputs) == 1:
-            rows.extend((epoch, f"{split}_{name}", value) for name, value in evaluate_outputs(model.predict(x), y, task).items())
+            rows.extend((epoch, metric_name(split, name), value) for name, value in evaluate_outputs(model.predict(x), y, task).items())
             continue
         predictions = model.predict_outputs(x)
         first = evaluate_outputs(predictions[outputs[0].name], y, task)
-        losses = {output.name: evaluate_outputs(predictions[output.name], y, task)["loss"] for output in outputs}
+        losses = {output.name: evaluate_outputs(predictions[output.name], y, task)[LOSS] for output in outputs}
         total_weight = sum(output.weight for output in outputs)
-        first["loss"] = sum(output.weight * losses[output.name] for output in outputs) / total_weight
-        rows.extend((epoch, f"{split}_{name}", value) for name, value in first.items())
-        rows.extend((epoch, f"{split}_loss_{name}", value) for name, value in losses.items())
+        first[LOSS] = sum(output.weight * losses[output.name] for output in outputs) / total_weight
+        rows.extend((epoch, metric_name(split, name), value) for name, value in first.items())
+        rows.extend((epoch, output_metric_name(metric_name(split, LOSS), name), value) for name, value in losses.items())
     return rows
 
 
@@ -120,7 +119,7 @@ class _Probe:
 def train_trial(spec: TrialSpec, adapter: Any, data: Dataset) -> TrialResult:
     """Run one trial to its end (ok, diverged or timeout). Exceptions propagate to the runner."""
     started = time.perf_counter()
-    result = TrialResult(status="ok", started_at=now(), versions=adapter.versions(), device=adapter.device_info(spec.device))
+    result = TrialResult(status=OK, started_at=now(), versions=adapter.versions(), device=adapter.device_info(spec.device))
     model = adapter.build(spec, data.info)
     if spec.init_mode == "shared":
         model.set_weights(initial_weights(spec.model.plan(data.info.input_shape), spec.initializer, spec.seed))
@@ -140,12 +139,12 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset) -> TrialResult:
         losses = model.train_epoch(batches)
         result.train_seconds += time.perf_counter() - step_start
         mean_loss = float(np.mean(losses)) if len(losses) else float("nan")
-        result.metrics.append((epoch, "minibatch_loss", mean_loss))
+        result.metrics.append((epoch, MINIBATCH_LOSS, mean_loss))
         if len(outputs) > 1:
             for name, output_losses in model.output_losses.items():
-                result.metrics.append((epoch, f"minibatch_loss_{name}", float(np.mean(output_losses))))
+                result.metrics.append((epoch, output_metric_name(MINIBATCH_LOSS, name), float(np.mean(output_losses))))
         if not math.isfinite(mean_loss):
-            result.status, result.diverged_epoch = "diverged", epoch
+            result.status, result.diverged_epoch = DIVERGED, epoch
             break
         evaluation_start = time.perf_counter()
         result.metrics.extend(evaluate_splits(model, data, epoch, outputs))
@@ -154,7 +153,7 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset) -> TrialResult:
         probe.after_epoch(model, epoch)
         limit = spec.training.max_seconds
         if limit is not None and time.perf_counter() - started > limit:
-            result.status = "timeout"
+            result.status = TIMEOUT
             result.error = f"training.max_seconds={limit} exceeded after epoch {epoch}"
             break
     result.wall_seconds = time.perf_counter() - started

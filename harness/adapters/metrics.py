@@ -5,13 +5,14 @@ import numpy as np
 from scipy.special import log_softmax
 
 from harness.adapters.ctc import sequence_metrics
-from harness.data.types import TASK_MEASURES
+from harness.measures import TASK_MEASURES
 
-__all__ = ["TASK_MEASURES", "evaluate_outputs"]
+__all__ = ["TASK_MEASURES", "evaluate_outputs"]  # TASK_MEASURES: the keys evaluate_outputs returns per task
 
 
 def evaluate_outputs(outputs: np.ndarray, y: np.ndarray, task: str) -> dict[str, float]:
-    """Data loss (the canonical loss of the task, penalties excluded) and task metrics.
+    """Data loss (the canonical loss of the task, penalties excluded) and task metrics, keyed by the
+    measure names of `harness.measures.TASK_MEASURES[task]`, in that order.
 
     classification: cross entropy of logits (N, C) vs integer labels; accuracy of the argmax.
     binary: cross entropy of one logit (N, 1) vs 0/1 labels; accuracy of logit > 0.

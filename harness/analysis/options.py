@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.analysis.tables import MEASURES, SPLITS
+from harness.measures import MEASURES, SPLITS
 from harness.errors import SpecError, did_you_mean, unknown_name
 
 REPORT_KEYS = ("reference", "metric", "targets")

@@ -1,6 +1,6 @@
 """`Results`: every table the harness derives from one suite's stored trials.
 
-Build it from the store's frames (`harness.results.suite_results` does) and ask for tables:
+Build it from the store's frames (`harness.results_folder.suite_results` does) and ask for tables:
 
     results = Results(trials, metrics, arms=("sgd", "adam"), axes=("optimizer",), name="optimizers")
     results.summary()          # per arm and backend: mean, std, n, 95% CI over seeds
@@ -27,6 +27,10 @@ from harness.analysis.tables import (
     status_counts, tidy_epochs,
 )
 from harness.errors import SpecError
+from harness.measures import (
+    HELD_OUT_SPLITS, LOSS, OK, SPEED_METRIC, STATUS_COUNT_COLUMNS, TRAIN_LOSS, TRAINING_SPLIT, is_higher_better,
+    metric_name,
+)
 
 BACKEND_PREFERENCE = ("torch", "keras")  # differences read "torch - keras"; other backends follow, sorted
 
@@ -152,7 +156,7 @@ class Results:
         final = self.final()
         columns = [c for c in ("hash", "arm", "backend", "seed", *self.axes, "status", "diverged_epoch",
                                "epochs_completed", "error") if c in final.columns]
-        return final.loc[final["status"] != "ok", columns].reset_index(drop=True)
+        return final.loc[final["status"] != OK, columns].reset_index(drop=True)
 
     def environment(self) -> pd.DataFrame:
         """Distinct (backend, host, versions, device) combinations and how many trials ran on each."""
@@ -172,14 +176,14 @@ class Results:
         """
         def build() -> pd.DataFrame:
             final = self.final()
-            names = [name for name in [*self.metric_names, "train_seconds"] if name in final.columns]
+            names = [name for name in [*self.metric_names, SPEED_METRIC] if name in final.columns]
             values = final[["arm", "backend", *names]].copy()
-            values.loc[final["status"] != "ok", names] = np.nan  # only 'ok' trials enter a statistic
+            values.loc[final["status"] != OK, names] = np.nan  # only 'ok' trials enter a statistic
             table = describe_groups(values, ["arm", "backend"], names)
             counts = status_counts(final, ["arm", "backend"])
             table = table.merge(self.arm_labels(), on="arm", how="left").merge(counts, on=["arm", "backend"], how="left")
             columns = ["arm", "backend", *self.axes, "metric", "n", "mean", "std", "sem", "ci_low", "ci_high",
-                       "ci_method", "n_trials", "n_ok", "n_diverged", "n_failed", "n_timeout"]
+                       "ci_method", "n_trials", *STATUS_COUNT_COLUMNS]
             rank = {name: index for index, name in enumerate(names)}
             return sort_trials(table[columns].assign(metric_rank=table["metric"].map(rank)), self.arms, self.backends,
                                extra=("metric_rank",)).drop(columns="metric_rank")
@@ -193,7 +197,7 @@ class Results:
 
         def build() -> pd.DataFrame:
             epochs = self.epochs()
-            ok = epochs[(epochs["status"] == "ok") & epochs["metric"].isin(wanted)]
+            ok = epochs[(epochs["status"] == OK) & epochs["metric"].isin(wanted)]
             grouped = ok.groupby(["arm", "backend", "metric", "epoch"], sort=False)["value"]
             table = grouped.agg(n="count", mean="mean", std="std").reset_index()
             half = t_half_widths(table["std"].to_numpy(), table["n"].to_numpy())
@@ -208,21 +212,21 @@ class Results:
     def generalization_gap(self) -> pd.DataFrame:
         """Per arm and backend: the train/test gap of the primary metric's measure over 'ok' seeds.
 
-        gap = train - test for accuracy and r2, test - train for losses and mae: positive means
+        gap = train - test where higher is better (accuracy, r2), test - train otherwise: positive means
         the model does better on data it trained on (overfitting). The test split falls back to
         validation when no test split was recorded. Columns as `summary()`, metric '<measure>_gap'.
         """
         def build() -> pd.DataFrame:
-            measure = self.primary_metric.partition("_")[2] or "loss"
-            held_out = next((f"{split}_{measure}" for split in ("test", "validation")
-                             if f"{split}_{measure}" in self.metric_names), None)
+            measure = self.primary_metric.partition("_")[2] or LOSS
+            held_out = next((metric_name(split, measure) for split in HELD_OUT_SPLITS
+                             if metric_name(split, measure) in self.metric_names), None)
             columns = ["arm", "backend", *self.axes, "metric", "n", "mean", "std", "sem", "ci_low", "ci_high", "ci_method"]
-            train = f"train_{measure}"
+            train = metric_name(TRAINING_SPLIT, measure)
             if held_out is None or train not in self.metric_names:
                 return pd.DataFrame(columns=columns)
             final = self.final()
-            final = final[final["status"] == "ok"]
-            sign = 1.0 if measure in ("accuracy", "r2") else -1.0
+            final = final[final["status"] == OK]
+            sign = 1.0 if is_higher_better(measure) else -1.0
             gap = sign * (final[train].to_numpy(dtype=np.float64) - final[held_out].to_numpy(dtype=np.float64))
             final = final.assign(gap=gap)
             table = describe_groups(final, ["arm", "backend"], ["gap"]).assign(metric=f"{measure}_gap")
@@ -234,7 +238,7 @@ class Results:
 
     def _check_metric(self, metric: str | None, where: str) -> str:
         metric = metric or self.primary_metric
-        return check_metric_name(metric, {*self.metric_names, self.primary_metric, "train_seconds"}, where)
+        return check_metric_name(metric, {*self.metric_names, self.primary_metric, SPEED_METRIC}, where)
 
     def comparisons(self, reference: str | None = None, metric: str | None = None) -> pd.DataFrame:
         """Every arm vs the reference arm on `metric` (default: the primary metric), per backend,
@@ -257,7 +261,7 @@ class Results:
         paired by seed, for `metrics` (default: the primary metric, the final train loss and
         train_seconds): mean difference, 95% CI, largest |difference|, paired t-test p and Holm p."""
         if metrics is None:
-            metrics = [self.primary_metric, *(["train_loss"] if "train_loss" in self.metric_names else []), "train_seconds"]
+            metrics = [self.primary_metric, *([TRAIN_LOSS] if TRAIN_LOSS in self.metric_names else []), SPEED_METRIC]
             metrics = list(dict.fromkeys(metrics))
         wanted = tuple(self._check_metric(metric, "backend_deltas metric") for metric in metrics)
         return self._cached(("backend_deltas", wanted), lambda: comparisons.compare_backends(

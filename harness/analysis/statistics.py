@@ -32,6 +32,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+# A metric's range and direction are declared once, in harness.measures; the old names stay importable
+# (higher_is_better for harness.analysis.comparisons and harness.check.gate).
+from harness.measures import bounds as metric_bounds
+from harness.measures import is_higher_better as higher_is_better  # noqa: F401
+
 CONFIDENCE = 0.95  # every interval in the harness is a 95% interval
 ALPHA = 0.05  # significance level of the Holm-corrected paired tests
 BOOTSTRAP_MIN_N = 10  # below this the bootstrap under-covers (see the module docstring)
@@ -46,26 +51,6 @@ class Interval:
     low: float
     high: float
     method: str
-
-
-def metric_bounds(metric: str) -> tuple[float, float]:
-    """The range a metric's values can take: (low, high), with +-inf for no bound.
-
-    Accuracy lies in [0, 1]; r2 is at most 1; losses, mae, error rates and seconds are >= 0.
-    Any other name (a custom metric, a generalization gap) is unbounded.
-    """
-    if metric.endswith("accuracy"):
-        return 0.0, 1.0
-    if metric.endswith("r2"):
-        return -math.inf, 1.0
-    if metric.endswith(("loss", "mae", "error_rate", "seconds")):
-        return 0.0, math.inf
-    return -math.inf, math.inf
-
-
-def higher_is_better(metric: str) -> bool:
-    """True for accuracy and r2 (and their best_ forms), False for losses, errors and times."""
-    return metric.endswith(("accuracy", "r2"))
 
 
 def _clean(values: Sequence[float] | np.ndarray) -> np.ndarray:

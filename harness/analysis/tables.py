@@ -11,24 +11,12 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from harness.analysis.statistics import higher_is_better
-from harness.data.types import MEASURES
+from harness.measures import (
+    STATUS_COUNT_COLUMNS, TIMING_COLUMNS, TRIAL_STATUSES, best_name, is_higher_better, metric_sort_key,
+)
 
-SPLITS = ("train", "validation", "test")
-STATUSES = ("ok", "diverged", "failed", "timeout")
-TIMING_COLUMNS = ("train_seconds", "eval_seconds", "wall_seconds")
 TRIAL_REQUIRED = ("hash", "arm", "backend", "seed", "status")
 METRIC_REQUIRED = ("hash", "epoch", "metric", "value")
-
-
-def metric_sort_key(name: str) -> tuple[int, int, str]:
-    """Display order: train, validation, test; within a split loss, accuracy, error_rate, mae, r2; then the rest."""
-    split, _, measure = name.partition("_")
-    if split in SPLITS and measure in MEASURES:
-        return (0, SPLITS.index(split) * len(MEASURES) + MEASURES.index(measure), name)
-    if name == "minibatch_loss":
-        return (1, 0, name)
-    return (2, 0, name)
 
 
 def order_metrics(names: Iterable[str]) -> list[str]:
@@ -104,7 +92,7 @@ def final_table(trials: pd.DataFrame, metrics: pd.DataFrame, axes: Sequence[str]
     The final epoch is the trial's last recorded epoch (`final_epoch`). A diverged trial's final
     epoch holds only its NaN minibatch loss, so its final metrics are NaN: a diverged run has no
     final accuracy. `best_<metric>` is the best finite value over every recorded epoch (epoch 0
-    included): the maximum for accuracy and r2, the minimum for losses and mae.
+    included): the maximum where higher is better (accuracy, r2), else the minimum (harness.measures).
     """
     names = order_metrics(metrics["metric"].unique())
     if len(metrics):
@@ -115,12 +103,12 @@ def final_table(trials: pd.DataFrame, metrics: pd.DataFrame, axes: Sequence[str]
         best_max = extremes["max"].unstack("metric")
         best_min = extremes["min"].unstack("metric")
         best = pd.DataFrame(
-            {f"best_{name}": (best_max[name] if higher_is_better(name) else best_min[name]) for name in names}
+            {best_name(name): (best_max[name] if is_higher_better(name) else best_min[name]) for name in names}
         )
         wide = final_values.reindex(columns=names).join(best, how="outer")
         wide.insert(0, "final_epoch", last_epoch)
     else:
-        wide = pd.DataFrame(columns=["final_epoch", *names, *(f"best_{name}" for name in names)])
+        wide = pd.DataFrame(columns=["final_epoch", *names, *(best_name(name) for name in names)])
     present = [column for column in ("error", "diverged_epoch", "epochs_completed", *TIMING_COLUMNS) if column in trials.columns]
     base = trials[[*label_columns(axes), "status", *present]]
     # Align by position (reindex on hash) rather than merge: works whatever the index dtypes, and a
@@ -131,9 +119,9 @@ def final_table(trials: pd.DataFrame, metrics: pd.DataFrame, axes: Sequence[str]
 
 
 def status_counts(trials: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
-    """Per `keys` group: n_trials and n_<status> for every status (ok, diverged, failed, timeout)."""
+    """Per `keys` group: n_trials and n_<status> for every trial status (harness.measures.TRIAL_STATUSES)."""
     counts = pd.crosstab([trials[key] for key in keys], trials["status"]) if len(trials) else pd.DataFrame()
-    counts = counts.reindex(columns=list(STATUSES), fill_value=0)
-    counts.columns = [f"n_{status}" for status in STATUSES]
+    counts = counts.reindex(columns=list(TRIAL_STATUSES), fill_value=0)
+    counts.columns = list(STATUS_COUNT_COLUMNS)
     counts.insert(0, "n_trials", counts.sum(axis=1))
     return counts.reset_index() if len(counts) else pd.DataFrame(columns=[*keys, "n_trials", *counts.columns[1:]])

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from harness.measures import SPEED_METRIC, STATUS_COUNT_COLUMNS, STATUS_TABLE, TRAIN_LOSS
+
 if TYPE_CHECKING:
     from harness.analysis.results import Results
 
@@ -42,6 +44,15 @@ def format_mean_ci(mean: float, low: float, high: float) -> str:
     return f"{format_number(mean)} [{format_number(low)}, {format_number(high)}]"
 
 
+# The trial counts per status in one column, e.g. 'ok/div/fail/time' = '3/0/0/0'.
+STATUS_COUNTS_HEADER = "/".join(status.abbreviation for status in STATUS_TABLE)
+
+
+def status_counts_text(row: pd.Series, columns: tuple[str, ...] = STATUS_COUNT_COLUMNS) -> str:
+    """A summary row's trial counts per status joined by '/', in TRIAL_STATUSES order."""
+    return "/".join(str(row[column]) for column in columns)
+
+
 def summary_rows(results: Results) -> pd.DataFrame:
     """One row per (arm, backend) with the display strings of `summary_text` (also used by reports)."""
     summary = results.summary()
@@ -61,11 +72,11 @@ def summary_rows(results: Results) -> pd.DataFrame:
             "n": int(primary["n"]) if primary is not None else 0,
             metric: format_mean_ci(float(primary["mean"]), float(primary["ci_low"]), float(primary["ci_high"]))
             if primary is not None else "-",
-            "train_loss": format_number(mean_of("train_loss")),
-            "train_s": format_number(mean_of("train_seconds"), 3),
-            "ok/div/fail/time": f"{first['n_ok']}/{first['n_diverged']}/{first['n_failed']}/{first['n_timeout']}",
+            TRAIN_LOSS: format_number(mean_of(TRAIN_LOSS)),
+            "train_s": format_number(mean_of(SPEED_METRIC), 3),
+            STATUS_COUNTS_HEADER: status_counts_text(first),
         })
-    columns = ["arm", "backend", "n", metric, "train_loss", "train_s", "ok/div/fail/time"]
+    columns = ["arm", "backend", "n", metric, TRAIN_LOSS, "train_s", STATUS_COUNTS_HEADER]
     frame = pd.DataFrame(rows, columns=columns)
     if len(results.backends) > 1 and not frame.empty:
         # The framework delta, paired by seed: (reference backend - this backend) of the primary

@@ -38,13 +38,13 @@ from typing import TYPE_CHECKING, Any
 from harness import __version__
 from harness.check.options import TIMING_METRICS
 from harness.errors import HarnessError
+from harness.measures import OK, TRIAL_STATUSES, direction
 
 if TYPE_CHECKING:
     from harness.analysis import Results
 
 BASELINE_FORMAT = "harness-baseline"
 BASELINE_VERSION = 1  # bump on any change of the layout below; older files are refused with the fix
-STATUSES = ("ok", "diverged", "failed", "timeout")
 SUMMARY_KEYS = ("n", "mean", "std", "ci_low", "ci_high", "ci_method")
 
 Cell = tuple[str, str]  # (arm, backend)
@@ -156,18 +156,16 @@ def build_baseline(results: Results, source: str = "") -> dict[str, Any]:
     """The baseline document (a JSON-ready dict) of a suite's stored results.
 
     Args:
-        results: the suite's results (`harness.results.open_results`).
+        results: the suite's results (`harness.results_folder.open_results`).
         source: what it was made from (the suite file or results folder), for the reader.
     """
-    from harness.analysis.statistics import higher_is_better
-
     final = results.final()
     metrics = [name for name in baseline_metrics(results) if name in final.columns]
     summary = results.summary().set_index(["arm", "backend", "metric"])
-    ok = final[final["status"] == "ok"]
+    ok = final[final["status"] == OK]
     document_results: dict[str, dict[str, Any]] = {}
     for (arm, backend), group in final.groupby(["arm", "backend"], sort=False):
-        counts = {status: int((group["status"] == status).sum()) for status in STATUSES}
+        counts = {status: int((group["status"] == status).sum()) for status in TRIAL_STATUSES}
         cell_ok = ok[(ok["arm"] == arm) & (ok["backend"] == backend)]
         cell_metrics: dict[str, Any] = {}
         for metric in metrics:
@@ -188,7 +186,7 @@ def build_baseline(results: Results, source: str = "") -> dict[str, Any]:
         "harness_version": __version__,
         "source": str(source),
         "primary_metric": results.primary_metric,
-        "directions": {metric: "higher" if higher_is_better(metric) else "lower" for metric in metrics},
+        "directions": {metric: direction(metric) for metric in metrics},
         "environment": environment_of(results.trials),
         "results": document_results,
     }
@@ -287,9 +285,9 @@ def _parse_document(document: Mapping[str, Any], path: Path, hint: str) -> Basel
             where = f"results.{arm}.{backend}"
             cell = _mapping(cell, path, where, hint)
             trials = _mapping(cell.get("trials"), path, f"{where}.trials", hint)
-            if any(not isinstance(trials.get(status), int) for status in STATUSES):
-                raise _malformed(path, f"{where}.trials", f"a count for each of {', '.join(STATUSES)}", trials, hint)
-            counts[(arm, backend)] = {status: int(trials[status]) for status in STATUSES}
+            if any(not isinstance(trials.get(status), int) for status in TRIAL_STATUSES):
+                raise _malformed(path, f"{where}.trials", f"a count for each of {', '.join(TRIAL_STATUSES)}", trials, hint)
+            counts[(arm, backend)] = {status: int(trials[status]) for status in TRIAL_STATUSES}
             metrics: dict[str, dict[int, float]] = {}
             for metric, entry in _mapping(cell.get("metrics"), path, f"{where}.metrics", hint).items():
                 entry = _mapping(entry, path, f"{where}.metrics.{metric}", hint)

@@ -39,11 +39,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.check.options import RECORDED_METRICS
 from harness.errors import SpecError, did_you_mean, unknown_name
+from harness.measures import RECORDED_METRICS, TIMING_COLUMNS, best_name, final_name, without_final_prefix
 
 COMPARISONS = (">=", "<=", ">", "<")  # longest first for the tokenizer
-TIMINGS = ("train_seconds", "eval_seconds", "wall_seconds")
 MAX_CLAIM_CHARACTERS = 1000
 MAX_NESTING = 32  # parentheses and unary signs; deeper is certainly a mistake (and bounds the recursion)
 
@@ -55,12 +54,12 @@ class ClaimError(SpecError):
 def claim_metrics(recorded: Iterable[str] = RECORDED_METRICS) -> tuple[str, ...]:
     """Every metric name a claim may use, given the recorded final metrics."""
     recorded = tuple(recorded)
-    return (*recorded, *(f"final_{name}" for name in recorded), *(f"best_{name}" for name in recorded), *TIMINGS)
+    return (*recorded, *(final_name(name) for name in recorded), *(best_name(name) for name in recorded), *TIMING_COLUMNS)
 
 
 def metric_column(metric: str) -> str:
     """The column of `Results.final()` a claim metric reads: final_x -> x; others as written."""
-    return metric[len("final_"):] if metric.startswith("final_") else metric
+    return without_final_prefix(metric)
 
 
 # -- tokens ---------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.check.claims import Claim, Operand, check_claim_names, claim_metrics, metric_column, parse_claim
+from harness.measures import OK
 
 if TYPE_CHECKING:
     from harness.analysis import Results
@@ -74,7 +75,7 @@ class ClaimResult:
 
 def _operand_values(final: Any, backend: str, operand: Operand) -> dict[int, float]:
     column = metric_column(operand.metric)
-    rows = final[(final["arm"] == operand.arm) & (final["backend"] == backend) & (final["status"] == "ok")]
+    rows = final[(final["arm"] == operand.arm) & (final["backend"] == backend) & (final["status"] == OK)]
     values: dict[int, float] = {}
     for seed, value in zip(rows["seed"], rows[column]):
         value = float(value) if value is not None else math.nan

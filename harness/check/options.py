@@ -24,14 +24,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.data.types import MEASURES
 from harness.errors import SpecError, unknown_name
+# The metric names the training loop records, from the standard-library-only harness.measures, so that
+# parsing a suite's check block imports neither pandas nor the analysis package.
+from harness.measures import RECORDED_METRICS, SPEED_METRIC
 
-# The metric names the training loop records (harness.adapters.loop / metrics), from the numpy-only
-# harness.data.types, so that parsing a suite's check block imports neither pandas nor the analysis package.
-SPLITS = ("train", "validation", "test")
-RECORDED_METRICS = tuple(f"{split}_{measure}" for split in SPLITS for measure in MEASURES) + ("minibatch_loss",)
-TIMING_METRICS = ("train_seconds",)  # the timing a baseline keeps (optimizer steps only, see TrialResult)
+TIMING_METRICS = (SPEED_METRIC,)  # the timing a baseline keeps (optimizer steps only, see TrialResult)
 CHECKABLE_METRICS = RECORDED_METRICS + TIMING_METRICS
 
 DEFAULT_METRIC_TOLERANCE = "1%"  # the primary metric, when nothing is configured
@@ -106,7 +104,7 @@ def default_metrics(primary_metric: str) -> dict[str, Tolerance]:
     """The primary metric at 1% and train_seconds at 20%, both relative to the baseline mean."""
     return {
         primary_metric: parse_tolerance(DEFAULT_METRIC_TOLERANCE, "default"),
-        "train_seconds": parse_tolerance(DEFAULT_SPEED_TOLERANCE, "default"),
+        SPEED_METRIC: parse_tolerance(DEFAULT_SPEED_TOLERANCE, "default"),
     }
 
 

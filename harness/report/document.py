@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness import __version__
 from harness.errors import HarnessError
+from harness.measures import TRIAL_STATUSES
 from harness.report import sections
 from harness.report.gallery import ReportFigure, build_figures
 from harness.report.html import render_html
@@ -47,7 +48,7 @@ class ReportContent:
 def _meta_lines(results: Results, generated: str) -> tuple[str, ...]:
     trials = results.trials
     counts = trials["status"].value_counts()
-    status = ", ".join(f"{int(counts.get(name, 0))} {name}" for name in ("ok", "diverged", "failed", "timeout"))
+    status = ", ".join(f"{int(counts.get(name, 0))} {name}" for name in TRIAL_STATUSES)
     seeds = trials["seed"].nunique() if len(trials) else 0
     return (
         f"{len(trials)} trials: {status}",

@@ -27,7 +27,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-LINE_STYLES = {"train": "-", "validation": "--", "test": ":"}
+from harness.measures import OK, TEST_SPLIT, TRAINING_SPLIT, VALIDATION_SPLIT, metric_name
+
+LINE_STYLES = {TRAINING_SPLIT: "-", VALIDATION_SPLIT: "--", TEST_SPLIT: ":"}
 BACKEND_MARKERS = ("o", "s", "D", "^", "v")
 WIDTH = 9.0  # inches: the figure width of every report figure (a page width at 100 dpi = 900 px)
 ROW_HEIGHT = 0.28  # inches per arm row in the per-arm plots
@@ -84,7 +86,7 @@ def figure_legend(figure: Figure, handles: Sequence[Artist]) -> None:
 
 
 def learning_curves(curves: pd.DataFrame, *, measure: str, arms: Sequence[str], backends: Sequence[str],
-                    splits: Sequence[str] = ("train", "validation")) -> Figure:
+                    splits: Sequence[str] = (TRAINING_SPLIT, VALIDATION_SPLIT)) -> Figure:
     """Mean learning curve per arm with its 95% band, one panel per backend, one line style per split.
 
     Args:
@@ -93,7 +95,7 @@ def learning_curves(curves: pd.DataFrame, *, measure: str, arms: Sequence[str], 
         arms, backends: drawing order; arms without data are left out of the legend.
         splits: which splits to draw (solid train, dashed validation, dotted test).
     """
-    metrics = {f"{split}_{measure}": split for split in splits}
+    metrics = {metric_name(split, measure): split for split in splits}
     selected = curves[curves["metric"].isin(list(metrics))]
     groups = {key: group for key, group in selected.groupby(["arm", "backend", "metric"], sort=False)}
     colors = arm_colors(arms)
@@ -240,7 +242,7 @@ def backend_parity_plot(final: pd.DataFrame, *, metric: str, arms: Sequence[str]
     Args:
         final: `Results.final()`.
     """
-    ok = final[final["status"] == "ok"]
+    ok = final[final["status"] == OK]
     x_values = ok[ok["backend"] == first].set_index(["arm", "seed"])[metric]
     y_values = ok[ok["backend"] == second].set_index(["arm", "seed"])[metric]
     pairs = pd.concat({"x": x_values, "y": y_values}, axis=1, join="inner").dropna().reset_index()

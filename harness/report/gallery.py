@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from matplotlib.figure import Figure
 
-from harness.analysis.statistics import higher_is_better
+from harness.measures import LOSS, OK, TEST_SPLIT, TRAINING_SPLIT, VALIDATION_SPLIT, is_higher_better, metric_name
 from harness.report import figures
 
 if TYPE_CHECKING:
@@ -44,20 +44,21 @@ FigureBuilder = Callable[["Results"], list[ReportFigure]]
 
 
 def _curve_splits(results: Results, measure: str) -> tuple[str, ...]:
-    held_out = "validation" if f"validation_{measure}" in results.metric_names else "test"
-    return tuple(split for split in ("train", held_out) if f"{split}_{measure}" in results.metric_names)
+    # the validation split when recorded (what a user tunes against), else the test split
+    held_out = VALIDATION_SPLIT if metric_name(VALIDATION_SPLIT, measure) in results.metric_names else TEST_SPLIT
+    return tuple(split for split in (TRAINING_SPLIT, held_out) if metric_name(split, measure) in results.metric_names)
 
 
 def learning_curve_figures(results: Results) -> list[ReportFigure]:
     """Loss curves, and curves of the primary metric's measure when it is not the loss."""
     primary_measure = results.primary_metric.partition("_")[2]
-    measures = list(dict.fromkeys(["loss", primary_measure]))
+    measures = list(dict.fromkeys([LOSS, primary_measure]))
     found = []
     for measure in measures:
         splits = _curve_splits(results, measure)
         if not splits:
             continue
-        curves = results.curves([f"{split}_{measure}" for split in splits])
+        curves = results.curves([metric_name(split, measure) for split in splits])
         if curves.empty:  # no trial finished ok
             continue
         figure = figures.learning_curves(curves, measure=measure, arms=results.arms, backends=results.backends, splits=splits)
@@ -102,7 +103,7 @@ def heatmap_figures(results: Results) -> list[ReportFigure]:
         if table.isna().all().all():
             continue
         figure = figures.grid_heatmap(table, metric=results.primary_metric,
-                                      higher_is_better=higher_is_better(results.primary_metric),
+                                      higher_is_better=is_higher_better(results.primary_metric),
                                       title=f"Mean {results.primary_metric} over seeds ({backend})")
         found.append(ReportFigure(f"heatmap_{backend}", f"Grid heatmap ({backend})",
                                   f"{results.axes[0]} x {results.axes[1]}: mean {results.primary_metric} over ok seeds.", figure))
@@ -125,7 +126,7 @@ def parity_figures(results: Results) -> list[ReportFigure]:
     if len(results.backends) < 2:
         return []
     final = results.final()
-    if final.loc[final["status"] == "ok", "backend"].nunique() < 2:  # no (arm, seed) can pair up
+    if final.loc[final["status"] == OK, "backend"].nunique() < 2:  # no (arm, seed) can pair up
         return []
     first = results.backends[0]
     return [
@@ -154,7 +155,7 @@ def _hidden_layers(diagnostics: pd.DataFrame) -> list[str]:
 def activation_histogram_figures(results: Results) -> list[ReportFigure]:
     """Per-layer activation histograms (layers x arms) at the first and last probed epochs, first backend."""
     diagnostics = results.diagnostics()
-    diagnostics = diagnostics[(diagnostics["status"] == "ok") & (diagnostics["backend"] == results.backends[0])]
+    diagnostics = diagnostics[(diagnostics["status"] == OK) & (diagnostics["backend"] == results.backends[0])]
     arms = [arm for arm in results.arms if arm in set(diagnostics["arm"])]
     if diagnostics.empty or len(arms) > MAX_HISTOGRAM_ARMS:
         return []
@@ -181,7 +182,7 @@ def activation_histogram_figures(results: Results) -> list[ReportFigure]:
 def gradient_norm_figures(results: Results) -> list[ReportFigure]:
     """Gradient norm per layer, one panel per probed epoch, first backend, mean over ok seeds."""
     diagnostics = results.diagnostics()
-    norms = diagnostics[(diagnostics["statistic"] == "gradient_norm") & (diagnostics["status"] == "ok")
+    norms = diagnostics[(diagnostics["statistic"] == "gradient_norm") & (diagnostics["status"] == OK)
                         & (diagnostics["backend"] == results.backends[0])]
     if norms.empty:
         return []
@@ -225,7 +226,7 @@ def shape_heatmap_figures(results: Results) -> list[ReportFigure]:
     if len(shapes) != len(results.arms) or shapes["depth"].nunique() < 2 or shapes["width"].nunique() < 2:
         return []
     final = results.final()
-    final = final[final["status"] == "ok"].merge(shapes, on="arm")
+    final = final[final["status"] == OK].merge(shapes, on="arm")
     found = []
     for backend in results.backends:
         part = final[final["backend"] == backend]
@@ -233,7 +234,7 @@ def shape_heatmap_figures(results: Results) -> list[ReportFigure]:
             continue
         table = part.pivot_table(index="depth", columns="width", values=results.primary_metric, aggfunc="mean")
         figure = figures.grid_heatmap(table, metric=results.primary_metric,
-                                      higher_is_better=higher_is_better(results.primary_metric),
+                                      higher_is_better=is_higher_better(results.primary_metric),
                                       title=f"Mean {results.primary_metric} over seeds by depth x width ({backend})")
         found.append(ReportFigure(f"shape_heatmap_{backend}", f"Depth x width: {results.primary_metric} ({backend})",
                                   "Hidden layers (rows) x units per hidden layer (columns) of each arm's MLP.", figure))

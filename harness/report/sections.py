@@ -13,12 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from harness.analysis.text import format_number
+from harness.analysis.text import format_number, status_counts_text
+from harness.measures import LOSS, SPEED_METRIC, STATUS_TABLE, TEST_SPLIT, TRAINING_SPLIT, metric_name, reaches
 
 if TYPE_CHECKING:
     from harness.analysis import Results
 
 VOLATILE_SPEC_KEYS = ("seed", "backend")  # differ between trials of one arm: not part of an arm's spec
+SUMMARY_LOSSES = tuple(metric_name(split, LOSS) for split in (TRAINING_SPLIT, TEST_SPLIT))  # beside the primary metric
+STATUS_COUNTS_HEADER = "/".join(status.label for status in STATUS_TABLE)  # 'ok/div/fail/timeout'
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ def summary_table(results: Results) -> DisplayTable:
     """Per arm and backend: n ok, the primary metric's mean and CI, final losses, train seconds, statuses."""
     summary = results.summary()
     metric = results.primary_metric
-    extra = [name for name in ("train_loss", "test_loss") if name in results.metric_names and name != metric]
+    extra = [name for name in SUMMARY_LOSSES if name in results.metric_names and name != metric]
     rows = []
     for (arm, backend), group in summary.groupby(["arm", "backend"], sort=False):
         by_metric = group.set_index("metric")
@@ -65,10 +68,10 @@ def summary_table(results: Results) -> DisplayTable:
         else:
             row += ["-", "-", "-"]
         row += [format_number(float(by_metric.at[name, "mean"])) if name in by_metric.index else "-" for name in extra]
-        seconds = float(by_metric.at["train_seconds", "mean"]) if "train_seconds" in by_metric.index else math.nan
-        row += [format_number(seconds, 3), f"{first['n_ok']}/{first['n_diverged']}/{first['n_failed']}/{first['n_timeout']}"]
+        seconds = float(by_metric.at[SPEED_METRIC, "mean"]) if SPEED_METRIC in by_metric.index else math.nan
+        row += [format_number(seconds, 3), status_counts_text(first)]
         rows.append(row)
-    columns = ["arm", "backend", "n", f"{metric} (mean)", "95% CI", "CI method", *extra, "train s", "ok/div/fail/timeout"]
+    columns = ["arm", "backend", "n", f"{metric} (mean)", "95% CI", "CI method", *extra, "train s", STATUS_COUNTS_HEADER]
     return _table("summary", "Summary per arm",
                   f"Final {metric}: mean over the seeds that finished ok, 95% confidence interval and how it was "
                   "computed (t: Student t; bootstrap: BCa; t-clipped: t cut at the metric's bound; exact: all equal). "
@@ -104,8 +107,7 @@ def time_to_target_table(results: Results) -> DisplayTable:
     table = results.time_to_target_summary()
     rows = []
     for row in table.to_dict("records"):
-        direction = ">=" if row["metric"].endswith(("accuracy", "r2")) else "<="
-        rows.append([row["arm"], row["backend"], f"{row['metric']} {direction} {format_number(row['target'])}",
+        rows.append([row["arm"], row["backend"], f"{row['metric']} {reaches(row['metric'])} {format_number(row['target'])}",
                      f"{row['n_reached']}/{row['n']}", format_number(row["median_epoch"]) if not math.isnan(row["median_epoch"]) else "not reached",
                      format_number(row["median_seconds"], 3) if not math.isnan(row["median_seconds"]) else "not reached"])
     return _table("time_to_target", "Time to target",

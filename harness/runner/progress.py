@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from harness.measures import PROBLEM_STATUSES
 from harness.spec.types import Trial
 
 
@@ -56,7 +57,7 @@ class RunProgress:
         """A trial was recorded with this status."""
         self.counts[status] += 1
         outcomes = ", ".join(
-            f"{self.counts[name]} {name}" for name in ("diverged", "failed", "timeout") if self.counts[name]
+            f"{self.counts[name]} {name}" for name in PROBLEM_STATUSES if self.counts[name]
         )
         self._progress.update(self._task, advance=1, outcomes=outcomes)
 
