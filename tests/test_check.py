@@ -30,8 +30,8 @@ from harness.analysis.statistics import holm
 from harness.check.baseline import (
     BASELINE_VERSION, BaselineError, build_baseline, ends_early, read_baseline, write_baseline,
 )
-from harness.check.commands import baseline as baseline_command
-from harness.check.commands import check as check_command
+from harness.cli.baseline import baseline as baseline_command
+from harness.cli.check import check as check_command
 from harness.analysis.statistics import welch_test
 from harness.check.gate import compare
 from harness.check.options import (
@@ -602,7 +602,8 @@ def test_help_documents_exit_codes(harness_cli) -> None:
 
 def test_cli_commands_and_claim_parsing_import_no_framework() -> None:
     """`harness --help` and the suite loader's claim/check validation stay light: no framework, no pandas."""
-    code = ("import sys, harness.cli, harness.check.commands, harness.check.claims, harness.check.options; "
+    code = ("import sys, harness.cli, harness.cli.check, harness.cli.baseline, harness.check.claims, "
+            "harness.check.options; "
             "harness.check.claims.validate_claims(['a.test_accuracy > 0'], ['a']); "
             "print(sorted(m for m in ('torch', 'tensorflow', 'keras', 'jax', 'pandas', 'scipy') if m in sys.modules))")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -1,4 +1,4 @@
-"""harness.report.compare: B - A per arm and backend (paired by seed, or Welch), and `harness compare`."""
+"""harness.report.compare: B - A per arm and backend (paired by seed, or Welch), and `harness compare` (harness.cli.compare)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,14 +7,15 @@ import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers.synthetic import synthetic_frames
 from scipy import stats
 
 from harness.adapters.loop import train_trial
 from harness.analysis import Results
-from harness.analysis.synthetic import synthetic_frames
 from harness.data import load_dataset
 from harness.errors import SpecError
-from harness.report.compare import COLUMNS, compare, compare_results
+from harness.cli.compare import compare
+from harness.report.compare import COLUMNS, compare_results
 from harness.store import Store
 from harness.suite import load_suite
 
@@ -25,6 +26,13 @@ def synthetic_results(seeds: int, shift: float = 0.0, random_seed: int = 0) -> R
     metrics = frames.metrics.copy()
     metrics.loc[metrics["metric"] == "test_accuracy", "value"] += shift
     return Results(frames.trials, metrics, frames.arms, frames.axes, name="synthetic")
+
+
+def seed_subset(results: Results, seeds: range) -> Results:
+    """The same results, keeping only these seeds' trials."""
+    trials = results.trials[results.trials["seed"].isin(list(seeds))]
+    metrics = results.metrics[results.metrics["hash"].isin(trials["hash"])]
+    return Results(trials, metrics, results.arms, results.axes, name=results.name)
 
 
 def test_same_seeds_are_paired_and_match_scipy():
@@ -45,7 +53,8 @@ def test_same_seeds_are_paired_and_match_scipy():
 
 
 def test_different_seeds_use_welch():
-    first, second = synthetic_results(3), synthetic_results(5, random_seed=2)
+    # seeds 0-2 vs 10-14: none in common (overlapping seed sets pair on the common seeds, see below)
+    first, second = synthetic_results(3), seed_subset(synthetic_results(15, random_seed=2), range(10, 15))
     table = compare_results(first, second, "test_accuracy")
     assert set(table["test"]) == {"welch"} and set(table["n_a"]) == {3} and set(table["n_b"]) == {5}
     row = table.iloc[0]
@@ -55,6 +64,49 @@ def test_different_seeds_use_welch():
     reference = stats.ttest_ind(b, a, equal_var=False)
     assert row["p_value"] == pytest.approx(reference.pvalue, rel=1e-12)
     assert (row["ci_low"], row["ci_high"]) == pytest.approx(tuple(reference.confidence_interval(0.95)), rel=1e-12)
+
+
+
+AGREEMENT_CASES = {
+    # id: (A's seeds, B's seeds, the test both must choose)
+    "same-seeds": (range(5), range(5), "paired"),
+    "overlapping": (range(5), range(2, 8), "paired"),  # 3 common seeds: paired on those
+    "overlapping-too-few-common": (range(4), range(2, 6), "welch"),  # 2 common < the check's minimum of 3
+    "disjoint": (range(4), range(10, 14), "welch"),
+}
+
+
+@pytest.mark.parametrize("case", list(AGREEMENT_CASES), ids=list(AGREEMENT_CASES))
+def test_compare_and_check_agree_on_the_same_data(case: str, tmp_path: Path) -> None:
+    """`harness compare A B` and `harness check B --baseline A` measure one change the same way."""
+    from harness.check.baseline import build_baseline, read_baseline, write_baseline
+    from harness.check.gate import compare as gate
+    from harness.check.options import CheckOptions, Tolerance
+
+    seeds_a, seeds_b, test = AGREEMENT_CASES[case]
+    first = seed_subset(synthetic_results(14), seeds_a)
+    second = seed_subset(synthetic_results(14, shift=0.02, random_seed=1), seeds_b)
+    table = compare_results(first, second, "test_accuracy").set_index("arm")
+    path = write_baseline(build_baseline(first, source="A"), tmp_path / "a.json")
+    options = CheckOptions({"test_accuracy": Tolerance(0.01, relative=False)})  # the default min_seeds
+    verdicts = gate(second, read_baseline(path, suite=first.name), options)
+    assert len(verdicts) == len(table) == len(first.arms)
+    for verdict in verdicts:
+        row = table.loc[verdict.arm]
+        assert verdict.test == row["test"] == test
+        assert verdict.change == pytest.approx(row["mean_difference"], rel=1e-12)
+        assert (verdict.ci_low, verdict.ci_high) == pytest.approx((row["ci_low"], row["ci_high"]), rel=1e-12)
+        assert verdict.p_value == pytest.approx(row["p_value"], rel=1e-12)
+        assert (verdict.baseline_mean, verdict.current_mean) == pytest.approx((row["mean_a"], row["mean_b"]), rel=1e-12)
+    if case == "overlapping":  # the change and its interval are those of the common seeds
+        final_a, final_b = first.final(), second.final()
+        arm = verdicts[0].arm
+        a = final_a[(final_a["arm"] == arm) & final_a["seed"].isin([2, 3, 4])].sort_values("seed")["test_accuracy"]
+        b = final_b[(final_b["arm"] == arm) & final_b["seed"].isin([2, 3, 4])].sort_values("seed")["test_accuracy"]
+        reference = stats.ttest_rel(b.to_numpy(), a.to_numpy())
+        assert table.loc[arm, "p_value"] == pytest.approx(reference.pvalue, rel=1e-12)
+        assert table.loc[arm, "mean_difference"] == pytest.approx(np.mean(b.to_numpy() - a.to_numpy()), rel=1e-12)
+        assert table.loc[arm, "n_a"] == table.loc[arm, "n_b"] == 3
 
 
 def test_unknown_metric_is_a_spec_error():
@@ -96,7 +148,7 @@ def test_compare_command_writes_table_and_figure(tmp_path):
     pytest.importorskip("torch")
     suite_a, store_a = run_tiny(tmp_path, "short", epochs=1)
     suite_b, store_b = run_tiny(tmp_path, "long", epochs=6)
-    group = click.Group("harness", commands={"compare": compare})  # the lead registers it in cli.py
+    group = click.Group("harness", commands={"compare": compare})  # the command alone, as harness.cli registers it
     output = tmp_path / "out"
     result = CliRunner().invoke(group, ["compare", str(suite_a), str(suite_b), "--store-a", str(store_a),
                                         "--store-b", str(store_b), "--metric", "train_loss", "-o", str(output)],

@@ -16,7 +16,9 @@ Modules (each one job):
     claims    the `expect:` expression language (tokenizer + recursive descent, no eval)
     evidence  claims evaluated on results: 95% CI over seeds, per backend
     render    exit code, text table, --json document
-    commands  the click commands `baseline save` and `check`
+
+The click commands `harness baseline save` and `harness check` are in harness.cli.baseline and
+harness.cli.check; nothing here imports click.
 
 For the suite loader (no pandas, no framework imported): `parse_claim`, `validate_claims` and
 `parse_check_block` check a suite's `expect:` and `check:` blocks before anything runs.

@@ -3,12 +3,13 @@
 Rule for one (arm, backend, metric), with `change = mean(current) - mean(baseline)` over the
 'ok' seeds and `limit` its tolerance in the metric's units:
 
-1. Pairing. When at least `min_seeds` seeds ran on both sides, the change is tested PAIRED by
-   seed on those common seeds (`harness.analysis.statistics.paired_test`: scipy's ttest_rel;
-   same seed = same initial weights and batches, so the seed's share of the variance cancels).
-   Otherwise, when both sides have at least `min_seeds` seeds, UNPAIRED (Welch's t-test,
-   `welch_test`, scipy's ttest_ind with unequal variances). Otherwise the seeds are
-   INSUFFICIENT (the asv-style minimum-n guard): significance cannot be claimed.
+1. Pairing, by the before/after rule shared with `harness compare`
+   (`harness.analysis.before_after`). When at least `min_seeds` seeds ran on both sides, the
+   change is tested PAIRED by seed on those common seeds (scipy's ttest_rel; same seed = same
+   initial weights and batches, so the seed's share of the variance cancels). Otherwise, when
+   both sides have at least `min_seeds` seeds, UNPAIRED (Welch's t-test, scipy's ttest_ind with
+   unequal variances). Otherwise the seeds are INSUFFICIENT (the asv-style minimum-n guard):
+   significance cannot be claimed.
 2. Significance. The two-sided p-values of every tested row of one check are Holm-corrected
    together (`harness.analysis.statistics.holm`), so a check that compares 20 rows still
    false-alarms at most 5% of the time when nothing changed; a row is significant when its Holm
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.analysis.statistics import welch_test
+from harness.analysis.before_after import INSUFFICIENT, PAIRED, before_after
 from harness.check.baseline import Baseline, environment_of
 from harness.check.options import TIMING_METRICS, CheckOptions, Tolerance
 from harness.errors import SpecError
@@ -45,8 +46,8 @@ from harness.errors import SpecError
 if TYPE_CHECKING:
     from harness.analysis import Results
 
-STATUSES = ("PASS", "REGRESSED", "IMPROVED", "UNCERTAIN", "MISSING", "NEW")
-FAILING_STATUSES = ("REGRESSED", "MISSING")
+VERDICTS = ("PASS", "REGRESSED", "IMPROVED", "UNCERTAIN", "MISSING", "NEW")  # what a checked row can come to
+FAILING_VERDICTS = ("REGRESSED", "MISSING")
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Verdict:
     arm: str
     backend: str
     metric: str
-    status: str  # one of STATUSES
+    status: str  # one of VERDICTS
     direction: str  # 'higher' or 'lower' is better
     tolerance: str  # as written: '1%' or '0.01'
     limit: float  # the tolerance in the metric's units (NaN without a baseline mean)
@@ -150,7 +151,7 @@ def _current_values(final: Any, metric: str) -> dict[tuple[str, str], dict[int, 
 def _row(arm: str, backend: str, metric: str, tolerance: Tolerance, before: Mapping[int, float] | None,
          after: Mapping[int, float] | None, min_seeds: int) -> dict[str, Any]:
     """The statistics of one row, before Holm and the verdict (status '' = to be decided)."""
-    from harness.analysis.statistics import higher_is_better, paired_test
+    from harness.analysis.statistics import higher_is_better
 
     direction = "higher" if higher_is_better(metric) else "lower"
     before, after = dict(before or {}), dict(after or {})
@@ -171,23 +172,17 @@ def _row(arm: str, backend: str, metric: str, tolerance: Tolerance, before: Mapp
     if not after:
         row["status"] = "MISSING"
         return row
-    common = sorted(set(before) & set(after))
-    if len(common) >= min_seeds:
-        test = paired_test([after[seed] for seed in common], [before[seed] for seed in common])
-        row["test"] = "paired"
-        if len(common) < max(len(before), len(after)):  # the change is then the paired one, on those seeds
-            row["notes"].append(f"paired on the {len(common)} common seeds; the change is theirs")
-            row["change"] = float(test["mean_difference"])
-            row["relative_change"] = row["change"] / abs(mean_before) if mean_before != 0 else math.nan
-    elif len(before) >= min_seeds and len(after) >= min_seeds:
-        test = welch_test(list(after.values()), list(before.values()))
-        row["test"] = "welch"
-    else:
-        row["test"] = "insufficient seeds"
-        row["seed_counts"] = (f"{len(before)} baseline, {len(after)} current, {len(common)} shared seeds; "
+    result = before_after(before, after, min_seeds)
+    row["test"] = result.method
+    if result.method == INSUFFICIENT:
+        row["seed_counts"] = (f"{len(before)} baseline, {len(after)} current, {result.shared_seeds} shared seeds; "
                               f"significance needs {min_seeds}")
         return row
-    row.update(ci_low=float(test["ci_low"]), ci_high=float(test["ci_high"]), p_value=float(test["p_value"]))
+    if result.method == PAIRED and result.n_after < max(len(before), len(after)):
+        row["notes"].append(f"paired on the {result.n_after} common seeds; the change is theirs")
+        row["change"] = result.change
+        row["relative_change"] = row["change"] / abs(mean_before) if mean_before != 0 else math.nan
+    row.update(ci_low=result.ci_low, ci_high=result.ci_high, p_value=result.p_value)
     return row
 
 
@@ -195,7 +190,7 @@ def compare(results: Results, baseline: Baseline, options: CheckOptions) -> list
     """Every (arm, backend, checked metric) of the results and the baseline, with its verdict.
 
     Args:
-        results: the current results (`harness.results.open_results`).
+        results: the current results (`harness.results_folder.open_results`).
         baseline: the baseline read with `read_baseline` (same suite).
         options: tolerances and the seed rule (`harness.check.options`).
 

@@ -19,7 +19,7 @@ import pandas as pd
 from harness.analysis.text import format_number, render_table
 from harness.check.baseline import Baseline
 from harness.check.evidence import ClaimResult
-from harness.check.gate import FAILING_STATUSES, STATUSES, Verdict
+from harness.check.gate import FAILING_VERDICTS, VERDICTS, Verdict
 from harness.check.options import CheckOptions
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_TRIALS = 0, 1, 2, 3
@@ -38,7 +38,7 @@ class CheckOutcome:
 
     @property
     def failing_rows(self) -> list[Verdict]:
-        return [verdict for verdict in self.verdicts if verdict.status in FAILING_STATUSES]
+        return [verdict for verdict in self.verdicts if verdict.status in FAILING_VERDICTS]
 
     @property
     def false_claims(self) -> list[ClaimResult]:
@@ -161,7 +161,7 @@ def render_text(outcome: CheckOutcome) -> str:
 def result_line(outcome: CheckOutcome) -> str:
     """'result: PASS/FAIL ...' with the counts and the exit code."""
     counts = Counter(verdict.status for verdict in outcome.verdicts)
-    parts = [f"{counts[status]} {status}" for status in STATUSES if counts[status]]
+    parts = [f"{counts[status]} {status}" for status in VERDICTS if counts[status]]
     if outcome.claims:
         parts.append(f"{len(outcome.claims) - len(outcome.false_claims)}/{len(outcome.claims)} claims hold")
     failing = [f"{v.arm} / {v.backend} / {v.metric} {v.status}" for v in outcome.failing_rows]

@@ -1,23 +1,24 @@
-"""`harness compare A B`: two result sets side by side, per arm and backend.
+"""Two result sets side by side, per arm and backend: the library behind `harness compare A B`.
 
 Each side is a suite YAML file (read from its store) or a results folder (`results/<suite>/`),
-opened with `harness.results.open_results`. For every (arm, backend) present on both sides, the
+opened with `harness.results_folder.open_results`. For every (arm, backend) present on both sides, the
 difference B - A of a final metric (default: A's primary metric) over the trials that finished
-'ok', with its 95% CI:
+'ok', with its 95% CI, by the before/after rule `harness check` uses
+(`harness.analysis.before_after`, A before, B after):
 
-- paired by seed (`harness.analysis.statistics.paired_test`, a paired t interval) when both
-  sides ran the same set of seeds (at least two): the seeds pair the runs, as in a
-  before/after comparison of one change;
-- Welch's unequal-variance t interval (`welch_test`) otherwise.
+- paired by seed (a paired t interval) on the seeds both sides ran, when there are at least
+  the check's default minimum (3) of them;
+- otherwise Welch's unequal-variance t interval, when both sides have that many seeds;
+- below that minimum, where `harness check` reports 'insufficient seeds', compare still shows
+  the interval the same rule gives with the fewest seeds an interval needs (2): it reports a
+  number, it decides nothing. One seed on a side: no interval (NaN), labelled 'welch'.
 
-Writes `compare.csv` and `compare.png` (a forest plot) into `--output` and prints the table.
+`compare_results` builds the table, `comparison_figure` the forest plot, `format_table` the
+printed text; the command (`harness.cli.compare`) writes compare.csv and compare.png.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
-
-import click
 
 if TYPE_CHECKING:  # registering the command in the CLI must not load scipy or matplotlib
     import pandas as pd
@@ -27,7 +28,6 @@ if TYPE_CHECKING:  # registering the command in the CLI must not load scipy or m
 
 COLUMNS = ["arm", "backend", "metric", "test", "n_a", "n_b", "mean_a", "mean_b", "mean_difference", "ci_low", "ci_high",
            "p_value"]
-MIN_PAIRS = 2  # a paired t interval needs two differences
 
 
 def _ok_values(results: Results, metric: str) -> pd.DataFrame:
@@ -39,7 +39,9 @@ def _ok_values(results: Results, metric: str) -> pd.DataFrame:
 def compare_results(first: Results, second: Results, metric: str | None = None) -> pd.DataFrame:
     """Per (arm, backend) on both sides: B - A of `metric` with a 95% CI (columns COLUMNS).
 
-    `test` is 'paired' (same seed set on both sides, >= 2 seeds; n_a = n_b = pairs) or 'welch'.
+    `test` is 'paired' (on the seeds both sides ran; n_a = n_b = pairs) or 'welch', by the rule of
+    the module docstring. mean_a and mean_b are over every 'ok' seed of their side; mean_difference
+    is B - A of the values the test used (the common seeds when paired on only some of them).
     Arms are in A's order, then B's arms not in A; an (arm, backend) missing on either side is left out.
 
     Raises:
@@ -47,8 +49,9 @@ def compare_results(first: Results, second: Results, metric: str | None = None) 
     """
     import pandas as pd
 
+    from harness.analysis.before_after import INSUFFICIENT, MIN_PAIRS, WELCH, before_after
     from harness.analysis.options import check_metric_name
-    from harness.analysis.statistics import paired_test, welch_test
+    from harness.check.options import DEFAULT_MIN_SEEDS
 
     metric = metric or first.primary_metric
     for side, results in (("A", first), ("B", second)):
@@ -59,22 +62,23 @@ def compare_results(first: Results, second: Results, metric: str | None = None) 
     rows = []
     for arm in arms:
         for backend in backends:
-            part_a = values_a[(values_a["arm"] == arm) & (values_a["backend"] == backend)].set_index("seed")[metric]
-            part_b = values_b[(values_b["arm"] == arm) & (values_b["backend"] == backend)].set_index("seed")[metric]
+            part_a = values_a[(values_a["arm"] == arm) & (values_a["backend"] == backend)]
+            part_b = values_b[(values_b["arm"] == arm) & (values_b["backend"] == backend)]
             if part_a.empty or part_b.empty:
                 continue
-            row = {"arm": arm, "backend": backend, "metric": metric,
-                   "mean_a": float(part_a.mean()), "mean_b": float(part_b.mean())}
-            if set(part_a.index) == set(part_b.index) and len(part_a) >= MIN_PAIRS:
-                seeds = sorted(part_a.index)
-                test = paired_test(part_b.loc[seeds].to_numpy(), part_a.loc[seeds].to_numpy())
-                row.update(test="paired", n_a=int(test["n_pairs"]), n_b=int(test["n_pairs"]))
-            else:
-                test = welch_test(part_b.to_numpy(), part_a.to_numpy())
-                row.update(test="welch", n_a=int(test["n_baseline"]), n_b=int(test["n_current"]))
-            row.update(mean_difference=float(part_b.mean() - part_a.mean()), ci_low=test["ci_low"],
-                       ci_high=test["ci_high"], p_value=test["p_value"])
-            rows.append(row)
+            before = dict(zip(part_a["seed"].astype(int), part_a[metric]))
+            after = dict(zip(part_b["seed"].astype(int), part_b[metric]))
+            change = before_after(before, after, DEFAULT_MIN_SEEDS)
+            if change.method == INSUFFICIENT:  # where `check` claims nothing, still show the smallest interval
+                change = before_after(before, after, MIN_PAIRS)
+            rows.append({
+                "arm": arm, "backend": backend, "metric": metric,
+                # one seed on a side: no interval either way; the row keeps the label compare always gave it
+                "test": WELCH if change.method == INSUFFICIENT else change.method,
+                "n_a": change.n_before, "n_b": change.n_after, "mean_a": change.mean_before,
+                "mean_b": change.mean_after, "mean_difference": change.change, "ci_low": change.ci_low,
+                "ci_high": change.ci_high, "p_value": change.p_value,
+            })
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -90,7 +94,8 @@ def comparison_figure(table: pd.DataFrame, *, name_a: str, name_b: str) -> Figur
         title=f"{name_b} - {name_a} (filled: 95% CI excludes 0)", xlabel=f"{metric}: B - A")
 
 
-def _format(table: pd.DataFrame) -> str:
+def format_table(table: pd.DataFrame) -> str:
+    """The comparison table as printed: 4 significant digits, p to 3, NaN as 'nan'."""
     import numpy as np
 
     shown = table.copy()
@@ -98,42 +103,3 @@ def _format(table: pd.DataFrame) -> str:
         shown[column] = shown[column].map(lambda v: f"{v:.4g}" if np.isfinite(v) else "nan")
     shown["p_value"] = shown["p_value"].map(lambda v: f"{v:.3g}" if np.isfinite(v) else "nan")
     return shown.to_string(index=False)
-
-
-@click.command("compare")
-@click.argument("first", metavar="A", type=click.Path(path_type=Path))
-@click.argument("second", metavar="B", type=click.Path(path_type=Path))
-@click.option("--store-a", type=click.Path(path_type=Path), default=None,
-              help="The store of A (default: results/ for a suite file, the parent folder for a results folder).")
-@click.option("--store-b", type=click.Path(path_type=Path), default=None, help="The store of B (same default).")
-@click.option("--metric", default=None, help="The final metric to compare (default: A's primary metric).")
-@click.option("--output", "-o", "output", type=click.Path(path_type=Path), default=None,
-              help="Folder for compare.csv and compare.png (default: reports/compare_<A>_vs_<B>/).")
-def compare(first: Path, second: Path, store_a: Path | None, store_b: Path | None, metric: str | None,
-            output: Path | None) -> None:
-    """Compare two result sets (suite files or results folders) arm by arm: B - A with a 95% CI.
-
-    Paired by seed where both ran the same seeds, Welch's t interval otherwise.
-
-    \b
-    Examples:
-      harness compare results/optimizers results_new/optimizers
-      harness compare suites/optimizers.yaml results/optimizers_v2 --metric test_loss
-    """
-    from harness.report import figures
-    from harness.results import open_results  # the store and suite loader load only when the command runs
-
-    results_a, record_a = open_results(first, store_a)
-    results_b, record_b = open_results(second, store_b)
-    table = compare_results(results_a, results_b, metric)
-    output = output or Path("reports") / f"compare_{record_a.name}_vs_{record_b.name}"
-    output.mkdir(parents=True, exist_ok=True)
-    table.to_csv(output / "compare.csv", index=False)
-    click.echo(f"A: {first} ({record_a.name})   B: {second} ({record_b.name})")
-    if table.empty:
-        click.echo("No (arm, backend) finished ok on both sides: nothing to compare.")
-        return
-    click.echo(_format(table))
-    figure = comparison_figure(table, name_a=str(first), name_b=str(second))
-    (output / "compare.png").write_bytes(figures.figure_png(figure))
-    click.echo(f"Wrote {output / 'compare.csv'} and {output / 'compare.png'}")

@@ -1,0 +1,72 @@
+"""The `harness` command: a thin click layer over the library, one module per command.
+
+    run        harness.cli.run        train a suite's trials, write and print the tables
+    validate   harness.cli.validate   check suites without training
+    report     harness.cli.report     the HTML and PDF report
+    compare    harness.cli.compare    two result sets side by side
+    baseline   harness.cli.baseline   `baseline save`: a baseline file for `check`
+    check      harness.cli.check      results vs a baseline and `expect:` claims
+    parity     harness.cli.parity     every arm trains identically in each backend
+    list       harness.cli.listing    shipped suites, datasets, components, backends
+    common     what they share: exit codes, the default store, `load_checked_suite`
+
+Each command only parses its options, calls the library (imported inside the command) and maps
+the outcome to an exit code. Exit codes: 0 success; 1 a check or parity disagreement; 2 bad input
+(suite, flags, store path, missing extra), printed without a traceback; 3 some trials failed or
+timed out; 130 interrupted (Ctrl-C; run again to resume).
+`harness --help` and `harness validate` import no deep-learning framework.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import click
+
+from harness import __version__
+from harness.errors import HarnessError
+
+EPILOG = """\b
+Exit codes: 0 success, 1 check/parity disagreement, 2 bad input (no traceback,
+nothing written), 3 some trials failed or timed out, 130 interrupted (run again to resume).
+"""
+
+
+class HarnessGroup(click.Group):
+    """Turns a HarnessError (bad input) into its message on stderr and exit code 2, no traceback."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except HarnessError as error:
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(error.exit_code)
+
+
+@click.group(cls=HarnessGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="harness")
+def cli() -> None:
+    """Compare deep-learning models, optimizers and training choices, with seeds and confidence intervals.
+
+    Write an experiment once as a YAML suite; `harness run` trains every cell of its
+    grid for every seed and backend, stores every result, and prints a summary.
+    """
+
+
+def _register_commands() -> None:
+    # Imported here, not bound at module level: `harness.cli.run` etc. stay the modules.
+    from harness.cli import baseline, check, compare, listing, parity, report, run, validate
+
+    for command in (run.run, validate.validate, report.report, compare.compare, baseline.baseline, check.check,
+                    parity.parity, listing.list_command):
+        cli.add_command(command)
+
+
+_register_commands()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point (`harness`, `python -m harness`)."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="harness")
+
+
+__all__ = ["EPILOG", "HarnessGroup", "cli", "main"]

@@ -1,0 +1,43 @@
+"""What every command shares: exit codes, the default store, and loading a suite with its later-stage blocks checked."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from harness.suite import Suite
+
+EXIT_OK, EXIT_DISAGREE, EXIT_USAGE, EXIT_TRIALS_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+DEFAULT_STORE = Path("results")
+
+
+def load_checked_suite(path: Path, backends: Sequence[str] | None = None, seeds: str | None = None) -> Suite:
+    """Load a suite and check the blocks later stages read (report options), before anything runs."""
+    from harness.analysis import check_report_options
+    from harness.errors import SpecError
+    from harness.suite import load_suite
+
+    suite = load_suite(path, backends=list(backends or []) or None, seeds=_seeds_option(seeds))
+    from harness.check import parse_check_block, validate_claims
+
+    try:
+        check_report_options(suite.report, suite.arms, where="report")
+        validate_claims(suite.expect, suite.arms, where="expect")
+        parse_check_block(suite.check, where="check")
+    except SpecError as error:
+        raise SpecError(f"{path}: {error}") from None
+    return suite
+
+
+def _seeds_option(value: str | None) -> int | list[int] | None:
+    if value is None:
+        return None
+    try:
+        if "," in value:
+            return [int(part) for part in value.split(",") if part.strip()]
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a count such as 3 or a list such as 0,1,2, got {value!r}") from None

@@ -1,0 +1,38 @@
+"""`harness validate`: check suites without training."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from harness.cli.common import EXIT_USAGE, load_checked_suite
+from harness.errors import HarnessError
+
+
+@click.command()
+@click.argument("suite_paths", metavar="SUITE...", nargs=-1, required=True, type=click.Path(path_type=Path))
+def validate(suite_paths: Sequence[Path]) -> None:
+    """Check suites without training: schema, names, grid, shapes, backends.
+
+    \b
+    Example:
+      harness validate suites/*.yaml
+    """
+    failures = 0
+    for path in suite_paths:
+        try:
+            suite = load_checked_suite(path)
+        except HarnessError as error:
+            failures += 1
+            click.echo(f"error: {error}", err=True)
+            continue
+        per_arm = len(suite.backends) * len(suite.seeds)
+        click.echo(
+            f"ok  {path}: {suite.name!r}, {len(suite.arms)} arms x {len(suite.backends)} backends "
+            f"({', '.join(suite.backends)}) x {len(suite.seeds)} seeds = {len(suite.trials)} trials"
+        )
+        for arm in suite.arms:
+            click.echo(f"      {arm}  ({per_arm} trials)")
+    if failures:
+        raise SystemExit(EXIT_USAGE)
