@@ -10,6 +10,7 @@ from harness.adapters import BACKENDS
 from harness.spec.components import REGISTRIES
 from harness.spec.layers import LAYERS
 from harness.spec.model import FAMILIES
+from harness.spec.params import declared
 from harness.spec.types import RegularizerSpec
 
 
@@ -61,7 +62,10 @@ def list_components() -> str:
     lines.append("Model families")
     lines.extend(f"  {name}: {doc}" for name, doc in FAMILIES.items())
     lines.append("Regularizers (suite key `regularizer`)")
-    lines.extend("  " + line.strip() for line in (RegularizerSpec.__doc__ or "").splitlines()[2:] if line.strip())
+    for key, declaration in declared(RegularizerSpec).items():
+        lines.append(f"  {key + ':':<13} {declaration.formula}")
+        if declaration.description:
+            lines.append(f"  ({declaration.description})")
     return "\n".join(lines) + "\n"
 
 

@@ -6,15 +6,18 @@ names) are NOT part of it, so renaming an arm does not rerun anything.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.errors import SpecError
 from harness.spec.components import Component
 from harness.spec.graph import GraphSpec, ModelOutput, plan_graph
 from harness.spec.layers import LayerPlan, LayerSpec, Shape, plan_layers
+from harness.spec.params import parameter
 
 HASH_LENGTH = 16  # hex digits of SHA-256 kept: 64 bits, collision-free for any realistic store
 
@@ -42,48 +45,73 @@ class DatasetSpec:
         )
 
 
+L2_PENALTY = "loss += (l2 / 2) * sum(kernel^2) over every kernel   => gradient += l2 * kernel"
+
+
 @dataclass(frozen=True)
 class RegularizerSpec:
-    """Every regularizer, explicit. Kernels are the weights of dense/conv layers; biases are never touched.
+    """Every regularizer, explicit. Kernels are the weight matrices (harness.spec.layer_types.REGULARIZED_ROLES);
+    biases are never touched. Each field's formula is its declaration's `formula` (`harness list components`)."""
 
-    l1:           loss += l1 * sum(|kernel|) over every kernel
-    l2:           loss += (l2 / 2) * sum(kernel^2) over every kernel   => gradient += l2 * kernel
-                  (the coupled "weight decay" of Deep Learning from Scratch; Keras' L2(x) is x*sum(w^2))
-    weight_decay: decoupled: kernel -= lr * weight_decay * kernel before each optimizer step
-    dropout:      a dropout layer of this rate after each hidden activation of a family model (mlp)
-    clip_norm:    if the global L2 norm of all gradients exceeds it, scale them all by clip_norm / norm
-    clip_value:   clamp every gradient element to [-clip_value, clip_value] (applied after clip_norm)
-    """
-
-    l1: float = 0.0
-    l2: float = 0.0
-    weight_decay: float = 0.0
-    dropout: float = 0.0
-    clip_norm: float | None = None
-    clip_value: float | None = None
+    l1: float = parameter("number", 0.0, ">= 0", formula="loss += l1 * sum(|kernel|) over every kernel", example=0.0001)
+    l2: float = parameter(
+        "number", 0.0, ">= 0", formula=L2_PENALTY, example=0.1,
+        description="the coupled \"weight decay\" of Deep Learning from Scratch; Keras' L2(x) is x*sum(w^2)",
+    )
+    weight_decay: float = parameter(
+        "number", 0.0, ">= 0", example=0.01,
+        formula="decoupled: kernel -= lr * weight_decay * kernel before each optimizer step",
+    )
+    dropout: float = parameter(
+        "number", 0.0, "[0, 1)", noun="a rate", example=0.2,
+        formula="a dropout layer of this rate after each hidden activation of a family model (mlp)",
+    )
+    clip_norm: float | None = parameter(
+        "number", None, "> 0", nullable=True, noun="a global gradient norm", example=1.0,
+        formula="if the global L2 norm of all gradients exceeds it, scale them all by clip_norm / norm",
+    )
+    clip_value: float | None = parameter(
+        "number", None, "> 0", nullable=True, noun="a bound", example=0.5,
+        formula="clamp every gradient element to [-clip_value, clip_value] (applied after clip_norm)",
+    )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "l1": self.l1, "l2": self.l2, "weight_decay": self.weight_decay, "dropout": self.dropout,
-            "clip_norm": self.clip_norm, "clip_value": self.clip_value,
-        }
+        return dataclasses.asdict(self)
+
+
+def effective_weight_decay(optimizer: Component, regularizer: RegularizerSpec) -> float:
+    """The decoupled decay of the kernels, `kernel -= lr * decay * kernel` before each step.
+
+    It is adamw's weight_decay or regularizer.weight_decay; a trial sets at most one of them.
+
+    Raises:
+        SpecError: both are nonzero (at regularizer.weight_decay).
+    """
+    own = optimizer["weight_decay"] if optimizer.name == "adamw" else 0.0
+    if own > 0 and regularizer.weight_decay > 0:
+        raise SpecError(
+            f"regularizer.weight_decay: set weight decay once: optimizer 'adamw' already decays the weights (its "
+            f"weight_decay is {own}) and regularizer.weight_decay is {regularizer.weight_decay}, so both would "
+            "apply. Set regularizer.weight_decay: 0, or set the optimizer's weight_decay: 0 (or use adam)."
+        )
+    return regularizer.weight_decay + own
 
 
 @dataclass(frozen=True)
 class TrainingSpec:
     """The training budget and batching."""
 
-    epochs: int
-    batch_size: int
-    shuffle: bool = True  # False: batches taken in order every epoch (the MNIST-1D recipe)
-    drop_last: bool = False  # True: drop the final partial batch of each epoch
-    max_seconds: float | None = None  # wall-clock limit of one trial's training; exceeded => status 'timeout'
+    epochs: int = parameter("integer", constraint="> 0", description="passes over the training split", example=20)
+    batch_size: int = parameter("integer", constraint="> 0", description="samples per optimizer step", example=100)
+    shuffle: bool = parameter("bool", True, description="false: the same batch order every epoch, the MNIST-1D recipe")
+    drop_last: bool = parameter("bool", False, description="true: drop each epoch's final partial batch")
+    max_seconds: float | None = parameter(
+        "number", None, "> 0", nullable=True, noun="a number of seconds",
+        description="wall-clock limit of one trial's training; null: no limit; a trial over it is recorded as 'timeout'",
+    )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "epochs": self.epochs, "batch_size": self.batch_size, "shuffle": self.shuffle,
-            "drop_last": self.drop_last, "max_seconds": self.max_seconds,
-        }
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,14 @@ from harness.diagnostics import EXTRAS_KEY, resolve_diagnostics
 from harness.errors import HarnessError, SpecError
 from harness.spec import Trial, TrialSpec, check_model_against_task, resolve_component, resolve_model
 from harness.spec.model import LOSS_TASKS
+from harness.spec.types import effective_weight_decay
 from harness.suite.grid import AXIS_FIELDS, Cell, apply_cell, expand_grid, normalize_document, parse_grid
 from harness.suite.schema import (
     SuiteDocument,
     check_device,
     check_init_mode,
     check_required,
+    issue_from_error,
     parse_backends,
     parse_seeds,
     received,
@@ -38,8 +40,6 @@ from harness.suite.schema import (
 from harness.suite.yaml_source import KeyPath, SourceMap, SuiteIssue, display_path, load_yaml, split_path_prefix
 
 DEFAULT_BACKENDS = ("torch",)
-
-# The dataset task each loss is defined for (harness.spec.components.LOSSES gives the formulas).
 
 
 @dataclass(frozen=True)
@@ -222,13 +222,10 @@ def resolve_cell(document: Mapping[str, Any], backend: str) -> TrialSpec:
         )
     optimizer = resolve_component("optimizer", document.get("optimizer"), "optimizer")
     initializer = resolve_component("initializer", document.get("initializer"), "initializer")
-    if optimizer.name == "adamw" and optimizer["weight_decay"] > 0 and regularizer.weight_decay > 0:
-        raise SuiteIssue(
-            ("regularizer", "weight_decay"),
-            f"set weight decay once: optimizer 'adamw' already decays the weights (its weight_decay is "
-            f"{optimizer['weight_decay']}) and regularizer.weight_decay is {regularizer.weight_decay}, so both would "
-            "apply. Set regularizer.weight_decay: 0, or set the optimizer's weight_decay: 0 (or use adam).",
-        )
+    try:
+        effective_weight_decay(optimizer, regularizer)
+    except SpecError as error:
+        raise issue_from_error(error, ("regularizer", "weight_decay")) from None
     model = resolve_model(document.get("model"), info.num_outputs, dropout=regularizer.dropout, where="model",
                           input_shape=info.input_shape)
     if regularizer.dropout > 0 and model.family is None:

@@ -8,15 +8,17 @@ have their own resolvers (harness.spec, harness.data) and are typed `Any` here.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from harness.adapters import check_backend
 from harness.errors import HarnessError, did_you_mean
 from harness.spec import INITIALIZERS, LOSSES, OPTIMIZERS, RegularizerSpec, TrainingSpec
+from harness.spec.params import Parameter
 from harness.suite.yaml_source import KeyPath, SuiteIssue, display_path
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"  # it names a results folder: no '/', '..', spaces or leading '-'
@@ -61,35 +63,30 @@ class SuiteDocument(_Block):
     diagnostics: Any = None  # per-layer statistics at chosen epochs; checked by harness.diagnostics.resolve_diagnostics
 
 
-class TrainingBlock(_Block):
-    """`training:` -> TrainingSpec."""
-
-    epochs: int = Field(gt=0, description="an integer > 0 (passes over the training split), e.g. epochs: 20")
-    batch_size: int = Field(gt=0, description="an integer > 0 (samples per optimizer step), e.g. batch_size: 100")
-    shuffle: bool = Field(True, description="true or false (false: the same batch order every epoch)")
-    drop_last: bool = Field(False, description="true or false (true: drop each epoch's final partial batch)")
-    max_seconds: float | None = Field(
-        None, gt=0, allow_inf_nan=False,
-        description="a number of seconds > 0, or null for no limit (a trial over it is recorded as 'timeout')",
-    )
+_ANNOTATIONS: dict[str, Any] = {"number": float, "integer": int, "bool": bool}
 
 
-class RegularizerBlock(_Block):
-    """`regularizer:` -> RegularizerSpec (every key optional; absent means off)."""
+def block_model(spec_class: type, name: str) -> type[_Block]:
+    """A strict pydantic model of a suite block, derived from the Parameters its spec dataclass declares.
 
-    l1: float = Field(0.0, ge=0, allow_inf_nan=False, description="a number >= 0 (loss += l1*sum|kernel|), e.g. l1: 0.0001")
-    l2: float = Field(0.0, ge=0, allow_inf_nan=False, description="a number >= 0 (loss += l2/2*sum kernel^2), e.g. l2: 0.1")
-    weight_decay: float = Field(
-        0.0, ge=0, allow_inf_nan=False,
-        description="a number >= 0 (decoupled: kernel -= lr*weight_decay*kernel each step), e.g. weight_decay: 0.01",
-    )
-    dropout: float = Field(0.0, ge=0, lt=1, allow_inf_nan=False, description="a rate in [0, 1), e.g. dropout: 0.2")
-    clip_norm: float | None = Field(
-        None, gt=0, allow_inf_nan=False, description="a global gradient norm > 0, or null for none, e.g. clip_norm: 1.0"
-    )
-    clip_value: float | None = Field(
-        None, gt=0, allow_inf_nan=False, description="a bound > 0 on each gradient element, or null, e.g. clip_value: 0.5"
-    )
+    Each field's type, bounds and default come from the declaration; its description (used in
+    every message about the key) is `Parameter.explained`: 'an integer > 0 (passes over the
+    training split), e.g. epochs: 20'.
+    """
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(spec_class):
+        declaration: Parameter = field.metadata["parameter"]
+        annotation = _ANNOTATIONS[declaration.kind]
+        options: dict[str, Any] = dict(declaration.bounds.pydantic(), description=declaration.explained(field.name))
+        if declaration.kind == "number":
+            options["allow_inf_nan"] = False
+        default = ... if field.default is dataclasses.MISSING else field.default  # ...: required
+        fields[field.name] = (annotation | None if declaration.nullable else annotation, Field(default, **options))
+    return create_model(name, __base__=_Block, __doc__=f"`{name.removesuffix('Block').lower()}:` -> {spec_class.__name__}.", **fields)
+
+
+TrainingBlock = block_model(TrainingSpec, "TrainingBlock")
+RegularizerBlock = block_model(RegularizerSpec, "RegularizerBlock")  # every key optional; absent means off
 
 
 REQUIRED = {
