@@ -6,7 +6,6 @@ content hashes. `dataset_info` answers shape and task questions without loading 
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,54 +13,13 @@ from typing import Any
 from harness.data import sources
 from harness.data.splits import held_out_count
 from harness.data.types import DatasetInfo
-from harness.errors import DatasetError, did_you_mean, unknown_name
+from harness.errors import DatasetError, SpecError, did_you_mean, unknown_name
+from harness.spec.params import Parameter, defaults, reject_unknown_keys, split_named
 from harness.spec.types import DatasetSpec
 
 Options = Mapping[str, Any]
 TEST_FRACTION = 0.25  # held out (stratified where labelled) by datasets without their own test split
 GENERAL_KEYS = ("name", "validation", "train_samples")  # keys of every dataset; the rest are options
-
-
-@dataclass(frozen=True)
-class Option:
-    """One dataset option: its default and the values it accepts."""
-
-    default: Any
-    kind: str = "choice"  # choice (one of `choices`) | bool | int | float
-    choices: tuple[str, ...] = ()
-    minimum: float | None = None  # int/float: smallest allowed value
-    exclusive: bool = False  # float: the minimum itself is not allowed (value > minimum)
-    doc: str = ""
-
-    def expected(self) -> str:
-        """What a valid value looks like, for error messages."""
-        if self.kind == "choice":
-            return "one of " + ", ".join(repr(choice) for choice in self.choices)
-        if self.kind == "bool":
-            return "true or false"
-        noun = "an integer" if self.kind == "int" else "a number"
-        return noun if self.minimum is None else f"{noun} {'>' if self.exclusive else '>='} {self.minimum:g}"
-
-    def check(self, value: Any, where: str) -> Any:
-        """Return `value` in canonical form (floats as float), or raise DatasetError naming `where`."""
-        if self.kind == "choice":
-            valid = isinstance(value, str) and value in self.choices
-        elif self.kind == "bool":
-            valid = isinstance(value, bool)
-        elif self.kind == "int":
-            valid = isinstance(value, int) and not isinstance(value, bool)
-        else:
-            valid = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            value = float(value) if valid else value
-        if valid and self.minimum is not None:
-            valid = value > self.minimum if self.exclusive else value >= self.minimum
-        if not valid:
-            hint = did_you_mean(value, self.choices) if self.kind == "choice" else ""
-            raise DatasetError(
-                f"{where}: expected {self.expected()}, got {value!r} ({type(value).__name__}).{hint} "
-                f"Default: {self.default!r}."
-            )
-        return value
 
 
 @dataclass(frozen=True)
@@ -71,7 +29,7 @@ class DatasetDefinition:
     name: str
     task: str  # one of harness.data.types.TASKS
     description: str  # one line, shown by `harness list`
-    options: Mapping[str, Option]
+    options: Mapping[str, Parameter]
     produce: Callable[[Options], sources.Arrays]  # raw float64 x, labels/targets y (+ x_test, y_test if its own split)
     num_rows: Callable[[Options], int]  # rows before the test split; for own-split sets, the training rows
     input_shape: Callable[[Options], tuple[int, ...]]  # one sample, no batch axis
@@ -83,7 +41,7 @@ class DatasetDefinition:
     check_options: Callable[[Options, str], None] | None = None  # rules between options; raises DatasetError
 
     def defaults(self) -> dict[str, Any]:
-        return {key: option.default for key, option in self.options.items()}
+        return defaults(self.options)
 
     def num_train(self, options: Options) -> int:
         """Training rows available before train_samples and validation (static, no loading)."""
@@ -103,11 +61,27 @@ class DatasetDefinition:
         )
 
 
-def _scale(default: str, *choices: str) -> Option:
-    return Option(default, choices=choices, doc="feature scaling fitted on the training split only")
+def _scale(default: str, *choices: str) -> Parameter:
+    return Parameter("choice", default, choices=choices, description="feature scaling fitted on the training split only")
 
 
-_SCALE_TARGET = Option(True, "bool", doc="standardize targets with training mean and std (metrics then in target std units)")
+def _rows(default: int, minimum: int) -> Parameter:
+    return Parameter("integer", default, f">= {minimum}", "rows before the 25% test split")
+
+
+def _noise(default: float, description: str) -> Parameter:
+    return Parameter("number", default, ">= 0", description)
+
+
+def _count(default: int, description: str) -> Parameter:
+    return Parameter("integer", default, ">= 1", description)
+
+
+_SCALE_TARGET = Parameter(
+    "bool", True, description="standardize targets with training mean and std (metrics then in target std units)"
+)
+# Options that choose how the harness prepares the arrays, never passed to a generator.
+_PREPARATION = ("scale", "scale_target")
 
 
 def _mnist1d(options: Options) -> sources.Arrays:
@@ -129,7 +103,7 @@ def _check_symbol_frames(options: Options, where: str) -> None:
 
 
 def _bundled(name: str, task: str, rows: int, features: int, classes: int | None, description: str,
-             options: Mapping[str, Option], **extra: Any) -> DatasetDefinition:
+             options: Mapping[str, Parameter], **extra: Any) -> DatasetDefinition:
     return DatasetDefinition(
         name=name, task=task, description=description, options=options,
         produce=lambda _options: sources.sklearn_arrays(name), num_rows=lambda _options: rows,
@@ -137,14 +111,27 @@ def _bundled(name: str, task: str, rows: int, features: int, classes: int | None
     )
 
 
+def _synthetic(name: str, task: str, description: str, generate: Callable[..., sources.Arrays],
+               options: Mapping[str, Parameter], **extra: Any) -> DatasetDefinition:
+    """A dataset made in code: `generate` takes every option but the preparation ones, by name; n_samples rows."""
+    return DatasetDefinition(
+        name=name, task=task, description=description, options=options,
+        produce=lambda chosen: generate(**{key: value for key, value in chosen.items() if key not in _PREPARATION}),
+        num_rows=lambda chosen: chosen["n_samples"], **extra,
+    )
+
+
+_STANDARD = _scale("standard", "standard", "minmax", "none")
+
 _DEFINITIONS = [
     DatasetDefinition(
         name="mnist1d",
         task="classification",
         description="MNIST-1D (Greydanus & Kobak 2024): 10 digit templates as 40-point signals, 4000 train / 1000 test",
         options={
-            "shape": Option("vector", choices=("vector", "sequence"), doc="vector (40,) or sequence (40, 1) for conv/RNN"),
-            "permute": Option(False, "bool", doc="one fixed permutation of the 40 positions (spatial-prior ablation)"),
+            "shape": Parameter("choice", "vector", choices=("vector", "sequence"),
+                               description="vector (40,) or sequence (40, 1) for conv/RNN"),
+            "permute": Parameter("bool", False, description="one fixed permutation of the 40 positions (spatial-prior ablation)"),
             "scale": _scale("none", "none", "standard"),  # already standardized by the generator
         },
         produce=_mnist1d,
@@ -158,7 +145,8 @@ _DEFINITIONS = [
         "scikit-learn digits: 8x8 grey-level (0-16) handwritten digits, 1347 train / 450 test",
         {
             "scale": _scale("standard", "standard", "unit", "minmax", "none"),  # unit: X/16 (Deep Learning from Scratch)
-            "shape": Option("vector", choices=("vector", "image"), doc="vector (64,) or image (8, 8, 1), channels last"),
+            "shape": Parameter("choice", "vector", choices=("vector", "image"),
+                               description="vector (64,) or image (8, 8, 1), channels last"),
         },
         input_shape=lambda options: (64,) if options["shape"] == "vector" else (8, 8, 1),
         unit_range=16.0,
@@ -166,76 +154,58 @@ _DEFINITIONS = [
     _bundled(
         "breast_cancer", "binary", 569, 30, 2,
         "scikit-learn Wisconsin breast cancer: 30 cell-nucleus features, malignant 0 / benign 1, 426 train / 143 test",
-        {"scale": _scale("standard", "standard", "minmax", "none")},
+        {"scale": _STANDARD},
     ),
-    _bundled(
-        "iris", "classification", 150, 4, 3,
-        "scikit-learn iris: 4 flower measurements, 3 species, 112 train / 38 test",
-        {"scale": _scale("standard", "standard", "minmax", "none")},
-    ),
-    _bundled(
-        "wine", "classification", 178, 13, 3,
-        "scikit-learn wine: 13 chemical measurements, 3 cultivars, 133 train / 45 test",
-        {"scale": _scale("standard", "standard", "minmax", "none")},
-    ),
+    _bundled("iris", "classification", 150, 4, 3, "scikit-learn iris: 4 flower measurements, 3 species, 112 train / 38 test",
+             {"scale": _STANDARD}),
+    _bundled("wine", "classification", 178, 13, 3, "scikit-learn wine: 13 chemical measurements, 3 cultivars, 133 train / 45 test",
+             {"scale": _STANDARD}),
     _bundled(
         "diabetes", "regression", 442, 10, None,
         "scikit-learn diabetes: 10 patient features -> disease progression after one year, 331 train / 111 test",
-        {"scale": _scale("standard", "standard", "minmax", "none"), "scale_target": _SCALE_TARGET},
+        {"scale": _STANDARD, "scale_target": _SCALE_TARGET},
     ),
-    DatasetDefinition(
-        name="spirals",
-        task="binary",
-        description="two interleaved spirals in 2-D (synthetic, fixed seed): a classic nonlinear benchmark",
-        options={
-            "n_samples": Option(1000, "int", minimum=8, doc="rows before the 25% test split"),
-            "noise": Option(0.2, "float", minimum=0.0, doc="Gaussian jitter std; adjacent arms are 1 apart"),
-            "turns": Option(1.5, "float", minimum=0.0, exclusive=True, doc="turns of each spiral"),
-            "scale": _scale("standard", "standard", "minmax", "none"),
+    _synthetic(
+        "spirals", "binary", "two interleaved spirals in 2-D (synthetic, fixed seed): a classic nonlinear benchmark",
+        sources.make_spirals,
+        {
+            "n_samples": _rows(1000, minimum=8),
+            "noise": _noise(0.2, "Gaussian jitter std; adjacent arms are 1 apart"),
+            "turns": Parameter("number", 1.5, "> 0", "turns of each spiral"),
+            "scale": _STANDARD,
         },
-        produce=lambda options: sources.make_spirals(options["n_samples"], options["noise"], options["turns"]),
-        num_rows=lambda options: options["n_samples"],
         input_shape=lambda _options: (2,),
         num_classes=2,
     ),
-    DatasetDefinition(
-        name="teacher_student",
-        task="regression",
-        description="Gaussian inputs through a fixed random tanh teacher MLP plus noise (synthetic regression)",
-        options={
-            "n_samples": Option(1000, "int", minimum=4, doc="rows before the 25% test split"),
-            "n_features": Option(10, "int", minimum=1, doc="input dimension"),
-            "teacher_hidden": Option(32, "int", minimum=1, doc="hidden units of the teacher"),
-            "n_targets": Option(1, "int", minimum=1, doc="outputs of the teacher"),
-            "noise": Option(0.1, "float", minimum=0.0, doc="std of the noise added to the targets"),
-            "scale": _scale("standard", "standard", "minmax", "none"),
+    _synthetic(
+        "teacher_student", "regression",
+        "Gaussian inputs through a fixed random tanh teacher MLP plus noise (synthetic regression)",
+        sources.make_teacher_student,
+        {
+            "n_samples": _rows(1000, minimum=4),
+            "n_features": _count(10, "input dimension"),
+            "teacher_hidden": _count(32, "hidden units of the teacher"),
+            "n_targets": _count(1, "outputs of the teacher"),
+            "noise": _noise(0.1, "std of the noise added to the targets"),
+            "scale": _STANDARD,
             "scale_target": _SCALE_TARGET,
         },
-        produce=lambda options: sources.make_teacher_student(
-            options["n_samples"], options["n_features"], options["teacher_hidden"], options["n_targets"], options["noise"]
-        ),
-        num_rows=lambda options: options["n_samples"],
         input_shape=lambda options: (options["n_features"],),
         num_targets=lambda options: options["n_targets"],
     ),
-    DatasetDefinition(
-        name="symbol_sequences",
-        task="sequence",
-        description="noisy frames of a short symbol string, unaligned -> the string (synthetic sequence labelling, for ctc)",
-        options={
-            "n_samples": Option(2000, "int", minimum=8, doc="rows before the 25% test split"),
-            "num_symbols": Option(8, "int", minimum=1, doc="alphabet size; the model outputs num_symbols + 1 classes (0: blank)"),
-            "max_length": Option(5, "int", minimum=1, doc="longest string; lengths are uniform in 1..max_length"),
-            "timesteps": Option(32, "int", minimum=1, doc="frames per sample, at least 5*max_length - 1"),
-            "features": Option(8, "int", minimum=1, doc="values per frame"),
-            "noise": Option(0.75, "float", minimum=0.0, doc="std of the Gaussian noise on every value; prototypes are N(0, 1)"),
+    _synthetic(
+        "symbol_sequences", "sequence",
+        "noisy frames of a short symbol string, unaligned -> the string (synthetic sequence labelling, for ctc)",
+        sources.make_symbol_sequences,
+        {
+            "n_samples": _rows(2000, minimum=8),
+            "num_symbols": _count(8, "alphabet size; the model outputs num_symbols + 1 classes (0: blank)"),
+            "max_length": _count(5, "longest string; lengths are uniform in 1..max_length"),
+            "timesteps": _count(32, "frames per sample, at least 5*max_length - 1"),
+            "features": _count(8, "values per frame"),
+            "noise": _noise(0.75, "std of the Gaussian noise on every value; prototypes are N(0, 1)"),
             "scale": _scale("none", "none", "standard"),
         },
-        produce=lambda options: sources.make_symbol_sequences(
-            options["n_samples"], options["num_symbols"], options["max_length"], options["timesteps"],
-            options["features"], options["noise"],
-        ),
-        num_rows=lambda options: options["n_samples"],
         input_shape=lambda options: (options["timesteps"], options["features"]),
         num_classes=lambda options: options["num_symbols"] + 1,
         target_length=lambda options: options["max_length"],
@@ -271,33 +241,16 @@ def resolve_dataset(raw: str | Mapping[str, Any] | DatasetSpec, where: str = "da
     """
     if isinstance(raw, DatasetSpec):
         raw = raw.to_dict()
-    if isinstance(raw, str):
-        given: dict[str, Any] = {"name": raw}
-    elif isinstance(raw, Mapping):
-        if "name" not in raw:
-            raise DatasetError(
-                f"{where}: a dataset mapping needs a 'name' key, got keys {sorted(map(str, raw))}. "
-                f"Write e.g. {{name: mnist1d, validation: 0.1}} or just the name as a string."
-            )
-        given = dict(raw)
-    else:
-        raise DatasetError(
-            f"{where}: expected a dataset name (string) or a mapping with 'name', got {raw!r} ({type(raw).__name__})."
-        )
-    name = given.pop("name")
+    name, given = split_named(raw, where, "dataset", "name: mnist1d, validation: 0.1", DatasetError)
     definition = definition_of(name, f"{where}.name" if isinstance(raw, Mapping) else where)
     validation = _check_validation(given.pop("validation", 0.0), f"{where}.validation")
     train_samples = given.pop("train_samples", None)
 
     options = definition.defaults()
+    valid = [*GENERAL_KEYS[1:], *definition.options]
+    reject_unknown_keys(given, valid, where, f"dataset {name!r}", noun="option", label="Its keys", error=DatasetError)
     for key, value in given.items():
-        if key not in definition.options:
-            valid = [*GENERAL_KEYS[1:], *definition.options]
-            raise DatasetError(
-                f"{where}.{key}: dataset {name!r} has no option {key!r}.{did_you_mean(key, valid)} "
-                f"Its keys: {', '.join(valid)}."
-            )
-        options[key] = definition.options[key].check(value, f"{where}.{key}")
+        options[key] = _check_option(definition.options[key], value, f"{where}.{key}")
     if definition.check_options is not None:
         definition.check_options(options, where)
 
@@ -315,6 +268,18 @@ def resolve_dataset(raw: str | Mapping[str, Any] | DatasetSpec, where: str = "da
             f"Lower validation or raise train_samples."
         )
     return DatasetSpec(name=name, validation=validation, train_samples=train_samples, options=tuple(sorted(options.items())))
+
+
+def _check_option(option: Parameter, value: Any, where: str) -> Any:
+    """The option's check, reworded as a dataset error: what was received (and its type), and the default."""
+    try:
+        return option.check(value, where)
+    except SpecError:
+        hint = did_you_mean(value, option.choices) if option.kind == "choice" else ""
+        raise DatasetError(
+            f"{where}: expected {option.expected()}, got {value!r} ({type(value).__name__}).{hint} "
+            f"Default: {option.default!r}."
+        ) from None
 
 
 def _check_validation(value: Any, where: str) -> float:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import SpecError, unknown_name
-from harness.spec.params import Parameter, defaults, reject_unknown_keys
+from harness.spec.params import Parameter, defaults, reject_unknown_keys, split_named
 
 
 @dataclass(frozen=True)
@@ -177,20 +177,7 @@ def resolve_component(kind: str, raw: Any, where: str) -> Component:
         SpecError: unknown name (with did-you-mean), unknown parameter, or a bad value.
     """
     registry = REGISTRIES[kind]
-    if isinstance(raw, str):
-        name, given = raw, {}
-    elif isinstance(raw, Mapping):
-        if "name" not in raw:
-            raise SpecError(
-                f"{where}: a {kind} mapping needs a 'name' key, got keys {sorted(raw)}. "
-                f"Write e.g. {{name: {next(iter(registry))}, ...}} or just the name as a string."
-            )
-        given = dict(raw)
-        name = given.pop("name")
-    else:
-        raise SpecError(
-            f"{where}: expected a {kind} name (string) or a mapping with 'name', got {raw!r} ({type(raw).__name__})."
-        )
+    name, given = split_named(raw, where, kind, f"name: {next(iter(registry))}, ...")
     if not isinstance(name, str) or name not in registry:
         raise unknown_name(kind, str(name), registry, where)
     definition = registry[name]

@@ -184,6 +184,29 @@ def reject_unknown_keys(
             )
 
 
+def split_named(
+    raw: Any, where: str, what: str, example: str, error: type[HarnessError] = SpecError
+) -> tuple[Any, dict[str, Any]]:
+    """An entry written as a name or as a mapping with a name: 'adam' -> ('adam', {});
+    {name: adam, lr: 0.1} -> ('adam', {'lr': 0.1}).
+
+    Raises:
+        `error`: a mapping without 'name', or neither a string nor a mapping. `example` is the
+            inside of a mapping to suggest ('name: adam, ...').
+    """
+    if isinstance(raw, str):
+        return raw, {}
+    if isinstance(raw, Mapping):
+        if "name" not in raw:
+            raise error(
+                f"{where}: a {what} mapping needs a 'name' key, got keys {sorted(map(str, raw))}. "
+                f"Write e.g. {{{example}}} or just the name as a string."
+            )
+        given = dict(raw)
+        return given.pop("name"), given
+    raise error(f"{where}: expected a {what} name (string) or a mapping with 'name', got {raw!r} ({type(raw).__name__}).")
+
+
 def declared(spec_class: type) -> dict[str, Parameter]:
     """The Parameters a dataclass declares with `parameter(...)` fields, by field name, in field order."""
     return {
