@@ -13,10 +13,10 @@ start-up included: a fixed few seconds per worker for importing torch) and at st
       in worker     worker wall - train - evaluation: model build, initial weights, data on device
       runner        driver time - worker wall: claim, pipe round trip, pickling, SQLite commit
 
-Issue 7's overhead target (< 50 ms) is about `overhead`; `driver time - train` (which
+The overhead target (< 50 ms) is about `overhead`; `driver time - train` (which
 includes the evaluation) is printed too. Targets: speedup >= 1.8x, overhead < 50 ms.
 
-    python benchmarks/bench_jobs.py [--trials 24] [--epochs 10] [--rounds 3]
+    python -m benchmarks.bench_jobs [--trials 24] [--epochs 10] [--rounds 3]
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import mnist1d_spec
+from benchmarks.common import mnist1d_spec
 
 from harness.runner import RunEvent, run_trials
 from harness.spec import Trial

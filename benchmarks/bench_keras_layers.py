@@ -15,7 +15,7 @@ Both build a new model every repeat, interleaved (the order alternates; shared c
 benchmarks/common.py), one process, the same thread count. Prints both medians and the ratio
 adapter/plain per workload. Target: ratio <= 1.10.
 
-    python benchmarks/bench_keras_layers.py [--repeats 3] [--epochs 5] [--threads 1] [--models cnn gru]
+    python -m benchmarks.bench_keras_layers [--repeats 3] [--epochs 5] [--threads 1] [--models cnn gru]
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up banner out of the table
 
-from common import MNIST1D_MODELS, adapter_seconds, interleaved, mnist1d_spec  # noqa: E402
+from benchmarks.common import MNIST1D_MODELS, adapter_seconds, interleaved, mnist1d_spec  # noqa: E402
 
 from harness.adapters import get_adapter  # noqa: E402
 from harness.data import load_dataset  # noqa: E402

@@ -16,7 +16,7 @@ Both sides build a new model every repeat, so both pay their tracing every time.
 Keras' own (non-canonical) Adam and its own shuffling: it is the speed reference, not a
 parity reference. Prints both medians and the ratio adapter/fit. Target: ratio <= 1.
 
-    python benchmarks/bench_keras_loop.py [--repeats 5] [--epochs 20] [--threads 1]
+    python -m benchmarks.bench_keras_loop [--repeats 5] [--epochs 20] [--threads 1]
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up banner out of the table
 
-from common import REFERENCE_MLP, adapter_seconds, interleaved, mnist1d_spec  # noqa: E402
+from benchmarks.common import REFERENCE_MLP, adapter_seconds, interleaved, mnist1d_spec  # noqa: E402
 
 from harness.adapters import get_adapter  # noqa: E402
 from harness.data import load_dataset  # noqa: E402

@@ -5,7 +5,7 @@ about 355,000 metric rows). The synthetic data is made first and not timed; the 
 what `harness report` does after reading the store: build `Results`, compute every table,
 draw every figure, write report.html and report.pdf.
 
-    python benchmarks/bench_report.py [--out DIRECTORY]
+    python -m benchmarks.bench_report [--out DIRECTORY]
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
 
     from harness.analysis import Results
-    from harness.analysis.synthetic import synthetic_frames
+    from tests.helpers.synthetic import synthetic_frames
     from harness.report import write_report
     import harness.report.document  # noqa: F401 - import matplotlib/seaborn/jinja2 outside the timed part
 

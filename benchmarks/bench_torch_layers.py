@@ -1,6 +1,7 @@
 """Adapter overhead on conv and recurrent models: the torch adapter vs a hand-written PyTorch loop.
 
-Workloads (REFERENCES.md section 1, the MNIST-1D recipe: Adam lr 1e-2, batch 100, batches in order):
+Workloads (the MNIST-1D recipe of Greydanus & Kobak, "Scaling down deep learning with MNIST-1D",
+ICML 2024: Adam lr 1e-2, batch 100, batches in order):
     cnn  Conv1d(1->25, k5, s2, p1) -> Conv1d(25->25, k3, s2, p1) -> Conv1d(25->25, k3, s2, p1), ReLU
          after each, flatten (125) -> Linear(10); 5,210 parameters
     gru  bidirectional GRU, hidden 6, over the 40 steps, flatten (480) -> Linear(10); 5,134 parameters
@@ -13,9 +14,9 @@ benchmarks/common.py).
              nn.Flatten of NCL; nn.GRU) + torch.optim.Adam + F.cross_entropy, timed the same way.
              The canonical weights are converted by hand (conv kernels, the NCL flatten order of the
              dense rows, GRU gate order), so equal final losses also cross-check the adapter's layouts.
-Prints both medians and the ratio adapter/hand per model. Target (issue 4): ratio <= 1.10.
+Prints both medians and the ratio adapter/hand per model. Target: ratio <= 1.10.
 
-    python benchmarks/bench_torch_layers.py [--repeats 5] [--cnn-epochs 10] [--gru-epochs 3] [--threads 1]
+    python -m benchmarks.bench_torch_layers [--repeats 5] [--cnn-epochs 10] [--gru-epochs 3] [--threads 1]
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import statistics
 
 import numpy as np
 import torch
-from common import (
+from benchmarks.common import (
     MNIST1D_MODELS,
     adapter_seconds,
     interleaved,

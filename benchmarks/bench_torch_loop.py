@@ -10,9 +10,9 @@ benchmarks/common.py).
              steps alone; per-epoch evaluation is timed separately by the loop)
     hand:    nn.Sequential + torch.optim.Adam + F.cross_entropy, training tensors indexed in
              memory, timed the same way (per epoch, index arrays -> steps -> losses)
-Prints both medians and the ratio adapter/hand. Target (issue 4): ratio <= 1.10.
+Prints both medians and the ratio adapter/hand. Target: ratio <= 1.10.
 
-    python benchmarks/bench_torch_loop.py [--repeats 7] [--epochs 20] [--threads 1]
+    python -m benchmarks.bench_torch_loop [--repeats 7] [--epochs 20] [--threads 1]
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import argparse
 import statistics
 
 import torch
-from common import (
+from benchmarks.common import (
     REFERENCE_MLP,
     adapter_seconds,
     interleaved,

@@ -1,10 +1,9 @@
-"""Shared by the benchmark scripts (benchmarks/bench_*.py) and the pytest benchmarks (tests/benchmarks/):
+"""Shared by the benchmark scripts (benchmarks/bench_*.py) and the pytest benchmarks (benchmarks/test_bench_*.py):
 the MNIST-1D workloads as TrialSpecs, the adapter's side of a timing, the hand-written PyTorch loop the
 torch adapter is compared with, and interleaved repeats.
 
 Imports no framework at module level (the Keras scripts must not pay for torch); the PyTorch loop
-imports torch when called. Scripts import it as `common` (their folder is sys.path[0]);
-tests/benchmarks/conftest.py puts this folder on sys.path for the pytest benchmarks.
+imports torch when called. Both import it as `benchmarks.common` (see benchmarks/__init__.py).
 """
 from __future__ import annotations
 
@@ -24,9 +23,11 @@ from harness.spec import (
     resolve_model,
 )
 
-# The speed reference of SEMANTICS.md: MLP 40-100-100-10 with ReLU (Adam lr 1e-3, batch 100, he_normal).
+# The speed reference workload (docs/semantics.md, "How the Keras adapter runs (speed)"): MLP 40-100-100-10
+# with ReLU (Adam lr 1e-3, batch 100, he_normal).
 REFERENCE_MLP = {"mlp": {"hidden": [100, 100], "activation": "relu"}}
-# The MNIST-1D paper's models on the (40, 1) sequence (REFERENCES.md section 1; Adam lr 1e-2, batch 100).
+# The MNIST-1D paper's models on the (40, 1) sequence (Greydanus & Kobak, "Scaling down deep learning with
+# MNIST-1D", ICML 2024; Adam lr 1e-2, batch 100).
 MNIST1D_MODELS = {
     "cnn": {"cnn": {"filters": [25, 25, 25], "kernel_size": [5, 3, 3], "strides": 2, "padding": 1}},  # 5,210 parameters
     "gru": {"rnn": {"cell": "gru", "units": 6, "bidirectional": True, "readout": "flatten"}},  # 5,134 parameters

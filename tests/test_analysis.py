@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.synthetic import synthetic_frames
 from scipy import stats
 
 from harness.analysis import Results, check_report_options
@@ -18,7 +19,6 @@ from harness.analysis.export import parquet_available
 from harness.analysis.statistics import (
     BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, describe, describe_groups, holm, mean_interval, metric_bounds, paired_test,
 )
-from harness.analysis.synthetic import synthetic_frames
 from harness.errors import SpecError
 
 REPOSITORY = Path(__file__).resolve().parents[1]

@@ -8,10 +8,10 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.synthetic import synthetic_frames
 from matplotlib.collections import LineCollection, PathCollection, PolyCollection
 
 from harness.analysis import Results
-from harness.analysis.synthetic import synthetic_frames
 from harness.report import figures, gallery
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

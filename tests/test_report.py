@@ -16,10 +16,10 @@ from typing import Any
 
 import matplotlib.image
 import pytest
+from helpers.synthetic import synthetic_frames
 from pypdf import PdfReader
 
 from harness.analysis import Results
-from harness.analysis.synthetic import synthetic_frames
 from harness.errors import HarnessError
 from harness.report import write_report
 
@@ -183,7 +183,7 @@ def test_unwritable_folder_is_a_harness_error(report, tmp_path: Path) -> None:
 def test_missing_report_extra_says_how_to_install(tmp_path: Path) -> None:
     code = (
         "import sys; sys.modules['seaborn'] = None\n"  # makes `import seaborn` raise ImportError
-        "from harness.analysis import Results\nfrom harness.analysis.synthetic import synthetic_frames\n"
+        "from harness.analysis import Results\nfrom tests.helpers.synthetic import synthetic_frames\n"
         "from harness.report import write_report\nfrom harness.errors import HarnessError\n"
         "f = synthetic_frames(optimizers=('sgd',), widths=(8,), backends=('torch',), seeds=2, epochs=2)\n"
         "try:\n    write_report(Results(f.trials, f.metrics, f.arms, f.axes, name='x'), sys.argv[1])\n"

@@ -23,15 +23,15 @@ harness.cli.check; nothing here imports click.
 For the suite loader (no pandas, no framework imported): `parse_claim`, `validate_claims` and
 `parse_check_block` check a suite's `expect:` and `check:` blocks before anything runs.
 
-Speed benchmarks (pytest-benchmark, in tests/benchmarks/, not part of the default test run):
+Speed benchmarks (pytest-benchmark, in benchmarks/, not part of the default test run):
 
-    pytest tests/benchmarks                                     # run them, print the table
-    pytest tests/benchmarks --benchmark-autosave                # also save .benchmarks/<machine>/0001_*.json
-    pytest tests/benchmarks --benchmark-compare                 # compare with the latest saved run
-    pytest tests/benchmarks --benchmark-compare=0001 --benchmark-compare-fail=median:15%
+    pytest benchmarks                                           # run them, print the table
+    pytest benchmarks --benchmark-autosave                      # also save .benchmarks/<machine>/0001_*.json
+    pytest benchmarks --benchmark-compare                       # compare with the latest saved run
+    pytest benchmarks --benchmark-compare=0001 --benchmark-compare-fail=median:15%
                                                                 # exit non-zero when a benchmark's median
                                                                 # is more than 15% slower than in run 0001
-    pytest tests/benchmarks --benchmark-compare-fail=min:0.005  # or more than 5 ms slower (absolute, seconds)
+    pytest benchmarks --benchmark-compare-fail=min:0.005        # or more than 5 ms slower (absolute, seconds)
 
 `--benchmark-compare-fail` takes FIELD:THRESHOLD (field: min, max, mean, median, stddev, iqr...;
 threshold a percentage or seconds) and may be repeated. Compare only runs saved on the same

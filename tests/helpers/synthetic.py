@@ -1,4 +1,7 @@
-"""Synthetic stored results in the store's exact schema, for tests, benchmarks and report demos.
+"""Synthetic stored results in the store's exact schema, for tests and benchmarks.
+
+Imported as `helpers.synthetic` by the tests (pytest puts tests/ on sys.path) and as
+`tests.helpers.synthetic` by the benchmarks and by subprocesses started in the repository root.
 
 A two-axis grid (optimizer x hidden width) run on every backend for every seed. Curves are
 smooth saturating exponentials with a per-(arm, seed) offset shared by the backends (so seeds

@@ -1,9 +1,9 @@
 """Report generation: `harness.report.write_report` (HTML + PDF) for a made-up grid.
 
-3 optimizers x 2 widths x 2 backends x 4 seeds x 12 epochs (harness.analysis.synthetic: no
+3 optimizers x 2 widths x 2 backends x 4 seeds x 12 epochs (tests.helpers.synthetic: no
 training). Skipped when the report extra (matplotlib, seaborn, jinja2) is not installed.
 
-    pytest tests/benchmarks/test_bench_report.py
+    pytest benchmarks/test_bench_report.py
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def test_report_generation(benchmark, tmp_path: Path) -> None:
     for package in ("matplotlib", "seaborn", "jinja2"):
         pytest.importorskip(package)
     from harness.analysis import Results
-    from harness.analysis.synthetic import synthetic_frames
+    from tests.helpers.synthetic import synthetic_frames
     from harness.report import write_report
 
     frames = synthetic_frames()
