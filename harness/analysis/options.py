@@ -116,7 +116,7 @@ def check_report_options(
         reference_arms = reference_arms_by_axis(variants, arms, arm_labels or {}, f"{where}.reference")
         reference = reference_arms[arms[0]]
     elif reference not in arms:
-        example = f" or a variant of one axis, e.g. {{{_first_axis_example(arms, arm_labels)}}}" if _has_axes(arm_labels) else ""
+        example = f" or a variant of one axis, e.g. {{{_first_axis_example(arms, arm_labels)}}}" if _several_axes(arm_labels) else ""
         raise SpecError(
             f"{where}.reference: {reference!r} is not an arm of this suite.{did_you_mean(str(reference), arms)} "
             f"Expected one of: {', '.join(arms)}. Fix: name an arm as printed by `harness validate`{example}."
@@ -180,8 +180,9 @@ def _describe_cell(labels: Mapping[str, str]) -> str:
     return "{" + ", ".join(f"{axis}: {label}" for axis, label in labels.items()) + "}"
 
 
-def _has_axes(arm_labels: ArmLabels | None) -> bool:
-    return bool(arm_labels) and any(arm_labels.values())  # type: ignore[union-attr]
+def _several_axes(arm_labels: ArmLabels | None) -> bool:
+    """True when arm names join several labels, so naming one axis' variant is the shorter way."""
+    return any(len(labels) > 1 for labels in (arm_labels or {}).values())
 
 
 def _first_axis_example(arms: Sequence[str], arm_labels: ArmLabels | None) -> str:
