@@ -13,6 +13,12 @@ every attempt). <how>:
 
 Workers inherit the variable from the driver's environment (local) or receive it through the
 task's runtime_env (Ray). The fault tests in tests/test_faults.py use it; nothing else should.
+
+Why this test code stays in the package: the crash must happen inside a real worker process, a
+spawned local process or a Ray actor (possibly on another node), which imports only `harness`:
+tests/ is not on its import path, and a Ray worker has no copy of it. Injecting a test module by
+name would need both; this module is small, imports nothing heavy, and costs a worker one
+environment lookup per trial when the variable is unset.
 """
 from __future__ import annotations
 
