@@ -1,4 +1,4 @@
-"""harness.report.compare: B - A per arm and backend (paired by seed, or Welch), and `harness compare` (harness.cli.compare)."""
+"""harness.report.compare: B - A per arm and backend (paired by seed, or Welch); the `harness compare` command."""
 from __future__ import annotations
 
 from pathlib import Path

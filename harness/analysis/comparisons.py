@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis.statistics import ALPHA, higher_is_better, holm, paired_test
+from harness.analysis.statistics import ALPHA, holm, paired_test
+from harness.measures import DIVERGED, OK, SPEED_METRIC, is_higher_better
 
 COMPARISON_COLUMNS = (
     "arm", "backend", "reference", "metric", "n_pairs", "mean_reference", "mean_arm", "mean_difference",
@@ -29,7 +30,7 @@ TARGET_COLUMNS = ("hash", "arm", "backend", "seed", "status", "metric", "target"
 
 def values_by_cell(final: pd.DataFrame, metric: str) -> dict[tuple[str, str], pd.Series]:
     """(arm, backend) -> the metric of its 'ok' trials, indexed by seed (one groupby, no per-arm filtering)."""
-    ok = final.loc[final["status"] == "ok", ["arm", "backend", "seed", metric]]
+    ok = final.loc[final["status"] == OK, ["arm", "backend", "seed", metric]]
     return {
         (arm, backend): pd.Series(group[metric].to_numpy(dtype=np.float64), index=group["seed"].to_numpy())
         for (arm, backend), group in ok.groupby(["arm", "backend"], sort=False)
@@ -52,7 +53,7 @@ def _paired(first: pd.Series, second: pd.Series) -> tuple[np.ndarray, np.ndarray
 def _verdict(row: Mapping[str, object], metric: str) -> str:
     if not row["significant"]:
         return "no significant difference"
-    improved = (float(row["mean_difference"]) > 0) == higher_is_better(metric)
+    improved = (float(row["mean_difference"]) > 0) == is_higher_better(metric)
     return "better" if improved else "worse"
 
 
@@ -135,20 +136,20 @@ def time_to_target(trials: pd.DataFrame, metrics: pd.DataFrame, targets: Mapping
     Every status is listed; summaries use only 'ok' trials.
     """
     columns = [*TARGET_COLUMNS[:4], *axes, *TARGET_COLUMNS[4:]]
-    base = trials[["hash", "arm", "backend", "seed", *axes, "status", "train_seconds", "epochs_completed", "diverged_epoch"]]
+    base = trials[["hash", "arm", "backend", "seed", *axes, "status", SPEED_METRIC, "epochs_completed", "diverged_epoch"]]
     frames = []
     for metric, target in targets.items():
         rows = metrics[metrics["metric"] == metric]
         values = rows["value"].to_numpy(dtype=np.float64)
-        hit = values >= target if higher_is_better(metric) else values <= target
+        hit = values >= target if is_higher_better(metric) else values <= target
         first_epoch = rows[hit].groupby("hash")["epoch"].min()
         frame = base.copy()
         frame["metric"], frame["target"] = metric, target
         frame["epoch"] = frame["hash"].map(first_epoch).astype("float64")
-        trained = np.where(frame["status"] == "diverged",
+        trained = np.where(frame["status"] == DIVERGED,
                            frame["diverged_epoch"].astype("float64").fillna(0), frame["epochs_completed"].astype("float64"))
         with np.errstate(invalid="ignore", divide="ignore"):
-            seconds = frame["train_seconds"].to_numpy(dtype=np.float64) * frame["epoch"].to_numpy() / trained
+            seconds = frame[SPEED_METRIC].to_numpy(dtype=np.float64) * frame["epoch"].to_numpy() / trained
         frame["seconds"] = np.where(frame["epoch"].to_numpy() == 0, 0.0, seconds)
         frame["reached"] = frame["epoch"].notna()
         frames.append(frame[columns])
@@ -172,7 +173,7 @@ def summarize_time_to_target(per_trial: pd.DataFrame, *, arms: Sequence[str], ba
     """
     columns = ["arm", "backend", *axes, "metric", "target", "n", "n_reached", "median_epoch", "median_seconds"]
     rows = []
-    ok = per_trial[per_trial["status"] == "ok"]
+    ok = per_trial[per_trial["status"] == OK]
     for (arm, backend, metric), group in ok.groupby(["arm", "backend", "metric"], sort=False):
         epochs = group["epoch"].fillna(np.inf).to_numpy(dtype=np.float64)
         seconds = group["seconds"].fillna(np.inf).to_numpy(dtype=np.float64)
@@ -196,7 +197,7 @@ def pivot_grid(final: pd.DataFrame, *, metric: str, axes: Sequence[str], variant
     Args:
         backend: only this backend's trials; None pools every backend.
     """
-    ok = final[final["status"] == "ok"]
+    ok = final[final["status"] == OK]
     if backend is not None:
         ok = ok[ok["backend"] == backend]
     rows_axis, columns_axis = axes

@@ -32,10 +32,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-# A metric's range and direction are declared once, in harness.measures; the old names stay importable
-# (higher_is_better for harness.analysis.comparisons and harness.check.gate).
+# A metric's range is declared once, in harness.measures (its direction too: `is_higher_better`).
 from harness.measures import bounds as metric_bounds
-from harness.measures import is_higher_better as higher_is_better  # noqa: F401
 
 CONFIDENCE = 0.95  # every interval in the harness is a 95% interval
 ALPHA = 0.05  # significance level of the Holm-corrected paired tests

@@ -42,6 +42,7 @@ from harness.analysis.before_after import INSUFFICIENT, PAIRED, before_after
 from harness.check.baseline import Baseline, environment_of
 from harness.check.options import TIMING_METRICS, CheckOptions, Tolerance
 from harness.errors import SpecError
+from harness import measures
 
 if TYPE_CHECKING:
     from harness.analysis import Results
@@ -139,7 +140,7 @@ def _check_metric_names(metrics: Mapping[str, Tolerance], final: Any, baseline: 
 def _current_values(final: Any, metric: str) -> dict[tuple[str, str], dict[int, float]]:
     if metric not in final.columns:
         return {}
-    ok = final[final["status"] == "ok"]
+    ok = final[final["status"] == measures.OK]
     values: dict[tuple[str, str], dict[int, float]] = {}
     for arm, backend, seed, value in zip(ok["arm"], ok["backend"], ok["seed"], ok[metric]):
         value = float(value) if value is not None else math.nan
@@ -151,9 +152,7 @@ def _current_values(final: Any, metric: str) -> dict[tuple[str, str], dict[int, 
 def _row(arm: str, backend: str, metric: str, tolerance: Tolerance, before: Mapping[int, float] | None,
          after: Mapping[int, float] | None, min_seeds: int) -> dict[str, Any]:
     """The statistics of one row, before Holm and the verdict (status '' = to be decided)."""
-    from harness.analysis.statistics import higher_is_better
-
-    direction = "higher" if higher_is_better(metric) else "lower"
+    direction = measures.direction(metric)
     before, after = dict(before or {}), dict(after or {})
     mean_before = float(np.mean(list(before.values()))) if before else math.nan
     mean_after = float(np.mean(list(after.values()))) if after else math.nan

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from harness.measures import OK, SPEED_METRIC
+
 if TYPE_CHECKING:  # registering the command in the CLI must not load scipy or matplotlib
     import pandas as pd
     from matplotlib.figure import Figure
@@ -32,7 +34,7 @@ COLUMNS = ["arm", "backend", "metric", "test", "n_a", "n_b", "mean_a", "mean_b",
 
 def _ok_values(results: Results, metric: str) -> pd.DataFrame:
     final = results.final()
-    final = final[final["status"] == "ok"]
+    final = final[final["status"] == OK]
     return final[["arm", "backend", "seed", metric]]
 
 
@@ -55,7 +57,7 @@ def compare_results(first: Results, second: Results, metric: str | None = None) 
 
     metric = metric or first.primary_metric
     for side, results in (("A", first), ("B", second)):
-        check_metric_name(metric, {*results.metric_names, "train_seconds"}, f"compare --metric (result set {side})")
+        check_metric_name(metric, {*results.metric_names, SPEED_METRIC}, f"compare --metric (result set {side})")
     values_a, values_b = _ok_values(first, metric), _ok_values(second, metric)
     arms = list(dict.fromkeys([*first.arms, *second.arms]))
     backends = list(dict.fromkeys([*first.backends, *second.backends]))
