@@ -170,6 +170,17 @@ REGISTRIES: dict[str, dict[str, ComponentDef]] = {
 }
 
 
+def formula_doc(kind: str, name: str, realization: str = "") -> str:
+    """The docstring of an adapter's realization of a canonical component: the canonical formula
+    (written once, here) and then what the adapter adds about how it realizes it.
+
+        class SGD(CanonicalOptimizer):
+            __doc__ = formula_doc("optimizer", "sgd")
+    """
+    text = f"{kind} {name}: {REGISTRIES[kind][name].formula}"
+    return f"{text}\n\n{realization}" if realization else text
+
+
 def resolve_component(kind: str, raw: Any, where: str) -> Component:
     """Turn `'adam'` or `{name: adam, lr: 0.01}` into a Component with all defaults filled.
 

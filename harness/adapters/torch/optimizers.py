@@ -1,21 +1,21 @@
 """Canonical optimizer rules, gradient clipping and decoupled weight decay in torch.
 
-Every canonical rule (harness.spec.components.OPTIMIZERS) is one torch built-in configured
-to be exactly that formula (read from torch 2.13's torch/optim/*.py, `_single_tensor_*`):
-    sgd       SGD(momentum=0)                       p -= lr*g
-    momentum  SGD(momentum, dampening=0)            v = mu*v + g (first v = g, i.e. v0 = 0); p -= lr*v
-    nesterov  SGD(momentum, dampening=0, nesterov)  p -= lr*(g + mu*v)
-    adagrad   Adagrad(lr_decay=0, initial_accumulator_value, eps)  G += g^2; p -= lr*g/(sqrt(G) + eps)
-    rmsprop   RMSprop(alpha=rho, momentum=0, centered=False)      s = rho*s + (1-rho)*g^2; p -= lr*g/(sqrt(s) + eps)
-    adam      Adam(betas, eps, amsgrad=False)  denom = sqrt(v)/sqrt(1-b2^t) + eps; p -= lr/(1-b1^t) * m/denom
+Every canonical rule (harness.spec.components.OPTIMIZERS, where each formula is written) is
+one torch built-in configured to be exactly that formula (read from torch 2.13's
+torch/optim/*.py, `_single_tensor_*`):
+    sgd       SGD(momentum=0)
+    momentum  SGD(momentum, dampening=0)           v starts at 0: the first v is g
+    nesterov  SGD(momentum, dampening=0, nesterov)
+    adagrad   Adagrad(lr_decay=0, initial_accumulator_value, eps)
+    rmsprop   RMSprop(alpha=rho, momentum=0, centered=False)
+    adam      Adam(betas, eps, amsgrad=False)      denom = sqrt(v)/sqrt(1-b2^t) + eps; p -= lr/(1-b1^t) * m/denom,
+                                                   the canonical update rearranged
     adamw     the adam rule above, plus the decoupled decay below
 No built-in gets weight_decay: torch's coupled weight_decay touches biases too, and AdamW's
-decay touches every parameter of its group. Decoupled weight decay (adamw's weight_decay plus
-RegularizerSpec.weight_decay; a suite sets at most one) is done here, on kernels only:
-    kernel -= lr * weight_decay * kernel   (before the step, after the gradient was computed)
-Clipping is done here too: torch's clip_grad_norm_ scales by c/(norm + 1e-6), not c/norm.
-    clip_norm:  if the global L2 norm of all gradients exceeds c, scale them all by c/norm
-    clip_value: clamp every gradient element to [-c, c], after clip_norm
+decay touches every parameter of its group. The decoupled decay
+(harness.spec.types.effective_weight_decay) is done here, on kernels only, before the step and
+after the gradient was computed. Clipping (RegularizerSpec.clip_norm, clip_value) is done here
+too: torch's clip_grad_norm_ scales by c/(norm + 1e-6), not c/norm.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import torch
 
 from harness.errors import BackendError
 from harness.spec.components import OPTIMIZERS, Component
-from harness.spec.types import RegularizerSpec
+from harness.spec.types import RegularizerSpec, effective_weight_decay
 
 OptimizerFactory = Callable[[list[torch.nn.Parameter], Component], torch.optim.Optimizer]
 
@@ -98,7 +98,7 @@ class CanonicalUpdate:
         self.kernels = list(kernels)
         self.clip_norm = regularizer.clip_norm
         self.clip_value = regularizer.clip_value
-        weight_decay = regularizer.weight_decay + (optimizer["weight_decay"] if optimizer.name == "adamw" else 0.0)
+        weight_decay = effective_weight_decay(optimizer, regularizer)
         # kernel -= lr*wd*kernel, as one multiply by (1 - lr*wd) like torch's AdamW
         self.decay_factor = 1.0 - optimizer["lr"] * weight_decay if weight_decay else None
         self.optimizer = BUILT_IN[optimizer.name](self.parameters, optimizer)
