@@ -113,21 +113,19 @@ class Momentum(CanonicalOptimizer):
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
         lr = ops.cast(learning_rate, variable.dtype)
         (velocity,) = self.state_of(variable)
-        momentum = self.hyperparameters["momentum"]
-        self.assign(velocity, momentum * velocity + gradient)
-        self.assign_sub(variable, lr * velocity)
+        self.assign(velocity, self.hyperparameters["momentum"] * velocity + gradient)
+        self.assign_sub(variable, lr * self.direction(gradient, velocity))
+
+    def direction(self, gradient: Any, velocity: Any) -> Any:
+        """What the parameter moves along, times -lr: the velocity itself (heavy ball)."""
+        return velocity
 
 
-class Nesterov(CanonicalOptimizer):
+class Nesterov(Momentum):
     __doc__ = formula_doc("optimizer", "nesterov")
-    slots = ("velocity",)
 
-    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
-        lr = ops.cast(learning_rate, variable.dtype)
-        (velocity,) = self.state_of(variable)
-        momentum = self.hyperparameters["momentum"]
-        self.assign(velocity, momentum * velocity + gradient)
-        self.assign_sub(variable, lr * (gradient + momentum * velocity))
+    def direction(self, gradient: Any, velocity: Any) -> Any:
+        return gradient + self.hyperparameters["momentum"] * velocity
 
 
 class Adagrad(CanonicalOptimizer):
