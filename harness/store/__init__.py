@@ -23,7 +23,6 @@ from harness.store.schema import (
     CLAIM_COLUMNS,
     DATABASE_NAME,
     DIAGNOSTIC_COLUMNS,
-    FINAL_STATUSES,
     METRIC_COLUMNS,
     SCHEMA_VERSION,
     TRIAL_COLUMNS,
@@ -32,7 +31,7 @@ from harness.store.writes import TrialWriter
 
 __all__ = [
     "BUSY_TIMEOUT_MILLISECONDS", "CLAIM_COLUMNS", "CLAIM_OUTCOMES", "DATABASE_NAME", "DIAGNOSTIC_COLUMNS",
-    "FINAL_STATUSES", "METRIC_COLUMNS", "SCHEMA_VERSION", "TRIAL_COLUMNS", "ClaimOwner", "Store",
+    "METRIC_COLUMNS", "SCHEMA_VERSION", "TRIAL_COLUMNS", "ClaimOwner", "Store",
     "StoreConnection", "claim_owner_alive", "process_start",
 ]
 

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from harness.measures import FINAL_STATUSES
 from harness.store.connection import StoreConnection
-from harness.store.schema import CLAIM_COLUMNS, FINAL_STATUSES
+from harness.store.schema import CLAIM_COLUMNS
 
 CLAIM_OUTCOMES = ("claimed", "done", "busy")  # what Store.claim answers
 

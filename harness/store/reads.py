@@ -12,8 +12,9 @@ from typing import Any
 
 import pandas as pd
 
+from harness.measures import FINAL_STATUSES
 from harness.store.connection import StoreConnection
-from harness.store.schema import DIAGNOSTIC_COLUMNS, FINAL_STATUSES, METRIC_COLUMNS, TRIAL_COLUMNS
+from harness.store.schema import DIAGNOSTIC_COLUMNS, METRIC_COLUMNS, TRIAL_COLUMNS
 
 
 class TrialReader(StoreConnection):

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 DATABASE_NAME = "harness.sqlite"
 SCHEMA_VERSION = 2  # bump on any schema change; a newer store is refused, an older one migrated (MIGRATIONS)
-FINAL_STATUSES = ("ok", "diverged", "timeout")  # 'failed' trials are retried on the next run
 BUSY_TIMEOUT_MILLISECONDS = 60_000  # how long a writer waits for another run's transaction to finish
 
 SCHEMA = """
