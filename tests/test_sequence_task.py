@@ -106,12 +106,12 @@ def test_sequence_metrics_count_exact_strings_and_edit_distance() -> None:
 
 def test_torch_ctc_loss_is_the_canonical_mean() -> None:
     torch = pytest.importorskip("torch")
-    from harness.adapters.torch.losses import data_loss_function, prepare_targets
+    from harness.adapters.torch.losses import loss_function, prepare_targets
 
     rng = np.random.default_rng(1)
     logits = rng.standard_normal((16, 10, 5)).astype(np.float32)
     labels = random_strings(rng, 16, 4, 5)
-    value = data_loss_function("ctc")(torch.tensor(logits), prepare_targets("ctc", labels, torch.device("cpu")))
+    value = loss_function("ctc")(torch.tensor(logits), prepare_targets("ctc", labels, torch.device("cpu")))
     # float32 log-softmax and recursion vs float64: relative 1e-6 covers the rounding of ~10 steps
     assert float(value) == pytest.approx(ctc_negative_log_likelihood(logits, labels).mean(), rel=1e-6)
 
@@ -126,7 +126,7 @@ def test_keras_ctc_loss_is_the_canonical_mean() -> None:
     rng = np.random.default_rng(1)
     logits = rng.standard_normal((16, 10, 5)).astype(np.float32)
     labels = random_strings(rng, 16, 4, 5)
-    value = loss_function("ctc")(ops.convert_to_tensor(prepare_targets("ctc", labels, 5)), ops.convert_to_tensor(logits))
+    value = loss_function("ctc")(ops.convert_to_tensor(logits), ops.convert_to_tensor(prepare_targets("ctc", labels, 5)))
     assert float(ops.convert_to_numpy(value)) == pytest.approx(ctc_negative_log_likelihood(logits, labels).mean(), rel=1e-6)
 
 

@@ -1,12 +1,14 @@
 """The Keras 3 adapter. Imported only through harness.adapters.get_adapter (it imports keras).
 
-Modules (mirroring harness/adapters/torch/ file for file): adapter (setup, devices, build),
+Modules (mirroring harness/adapters/torch/ name for name): adapter (setup, devices, build),
 layers (canonical layers written with keras.ops where Keras' built-ins differ), realize (each
 canonical layer as a Keras layer and where its tensors live), network (the functional model of
 a stack or graph, canonical activations, weight keys, native init), optimizers (canonical
-rules, clipping, decoupled decay), losses (canonical losses, kernel penalties), model
-(KerasModel: training, several outputs, layer_outputs, gradients). Importing this package does NOT import keras: `make_adapter` first sets
-KERAS_BACKEND, which Keras reads once, at its first import.
+rules, clipping, decoupled decay; make_optimizer), losses (LOSS_FUNCTIONS, loss_function,
+kernel_penalty; every loss takes (outputs, targets)), model (KerasModel), training (an epoch of
+steps and a batch's gradients on each Keras backend). What both adapters share is in
+harness.adapters.common. Importing this package does NOT import keras: `make_adapter` first
+sets KERAS_BACKEND, which Keras reads once, at its first import.
 """
 from __future__ import annotations
 

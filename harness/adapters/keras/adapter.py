@@ -7,23 +7,21 @@ the framework-specific calls (threads, determinism, devices) branch on it.
 from __future__ import annotations
 
 import importlib
-import re
 import warnings
 
 import keras
 import numpy as np
 
-from harness.adapters.host import cpu_name
-from harness.adapters.keras.losses import loss_function, penalty_function
+from harness.adapters.common import check_gpu_visible, check_init_mode, cpu_name, requested_gpu
+from harness.adapters.keras.losses import kernel_penalty
 from harness.adapters.keras.model import KerasModel
 from harness.adapters.keras.network import SEED_LIMIT, build_network
 from harness.adapters.keras.optimizers import make_optimizer
 from harness.data.types import DatasetInfo
-from harness.errors import BackendError, SpecError
+from harness.errors import BackendError
 from harness.spec.init import FRAMEWORK_STREAM
 from harness.spec.types import TrialSpec
 
-INIT_MODES = ("shared", "native")
 SUPPORTED_BACKENDS = ("tensorflow", "torch", "jax")
 
 
@@ -52,25 +50,15 @@ def resolve_device(device: str) -> str:
         BackendError: a GPU is asked for but none (or not that many) is visible, or the name is unknown.
     """
     gpus = visible_gpus()
+    index = requested_gpu(device, "Keras")
     if device == "auto":
         return "gpu:0" if gpus else "cpu:0"
-    if device == "cpu":
+    if index is None:
         return "cpu:0"
-    match = re.fullmatch(r"cuda(?::(\d+))?", device)
-    if match is None:
-        raise BackendError(f"device: the Keras backend got {device!r}; expected 'cpu', 'cuda', 'cuda:N' or 'auto'.")
-    backend = keras.backend.backend()
-    if not gpus:
-        raise BackendError(
-            f"device: {device!r} was asked for, but Keras' {backend} backend sees no GPU. "
-            "Use device 'cpu' or 'auto', or install a GPU build of the backend on a GPU machine."
-        )
-    index = int(match.group(1) or 0)
-    if index >= len(gpus):
-        raise BackendError(
-            f"device: {device!r} was asked for, but Keras' {backend} backend sees {len(gpus)} GPU(s) "
-            f"(cuda:0..cuda:{len(gpus) - 1}). Pick one of those, or 'auto'."
-        )
+    check_gpu_visible(
+        device, index, len(gpus), f"Keras' {keras.backend.backend()} backend",
+        ". Use device 'cpu' or 'auto', or install a GPU build of the backend on a GPU machine.",
+    )
     return f"gpu:{index}"
 
 
@@ -165,8 +153,7 @@ class KerasAdapter:
             SpecError: unknown init_mode. BackendError: device not available, or a layer, loss or
                 optimizer this adapter does not realize.
         """
-        if spec.init_mode not in INIT_MODES:
-            raise SpecError(f"init_mode: expected one of {', '.join(INIT_MODES)}, got {spec.init_mode!r}.")
+        check_init_mode(spec.init_mode)
         device = resolve_device(spec.device)
         global_seed = int(np.random.default_rng([spec.seed, FRAMEWORK_STREAM, 1]).integers(0, SEED_LIMIT))
         keras.utils.set_random_seed(global_seed)
@@ -175,12 +162,6 @@ class KerasAdapter:
                 spec.model.plan(info.input_shape), info.input_shape, spec.initializer, spec.seed, spec.model.outputs()
             )
         regularizer = spec.regularizer
-        return KerasModel(
-            network=network,
-            loss_name=spec.loss.name,
-            data_loss=loss_function(spec.loss.name),
-            penalty=penalty_function(network.kernels, regularizer.l1, regularizer.l2),
-            optimizer=make_optimizer(spec.optimizer, regularizer, network.biases),
-            num_outputs=info.num_outputs,
-            device=device,
-        )
+        penalty = kernel_penalty(network.kernels, regularizer.l1, regularizer.l2)
+        optimizer = make_optimizer(spec.optimizer, regularizer, network.biases)
+        return KerasModel(network, spec.loss.name, penalty, optimizer, info.num_outputs, device)

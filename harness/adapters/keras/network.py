@@ -29,13 +29,34 @@ import numpy as np
 from keras import ops
 
 from harness.adapters.keras.realize import realize
-from harness.errors import BackendError
-from harness.spec.components import Component
-from harness.spec.init import FRAMEWORK_STREAM, weight_key
+from harness.adapters.common import complete_table, look_up
+from harness.spec.components import ACTIVATIONS, INITIALIZERS, Component
+from harness.spec.init import CONSTANTS, FRAMEWORK_STREAM, weight_key
 from harness.spec.layers import LayerPlan, Shape, fans
 from harness.spec.types import ModelOutput
 
 SEED_LIMIT = 2**31 - 1  # Keras seeds are Python ints; stay inside int32 for every backend
+
+
+# Each canonical activation as a keras.ops function with its canonical parameters (None: 'linear', Dense adds nothing).
+ACTIVATION_FUNCTIONS: dict[str, Callable[[Component], Callable | None]] = complete_table({
+    "linear": lambda component: None,
+    "relu": lambda component: ops.relu,
+    "sigmoid": lambda component: ops.sigmoid,
+    "tanh": lambda component: ops.tanh,
+    "leaky_relu": lambda component: _leaky_relu(float(component["negative_slope"])),
+    "elu": lambda component: _elu(float(component["alpha"])),
+    "gelu": lambda component: lambda x: ops.gelu(x, approximate=False),  # exact x*Phi(x); Keras defaults to the tanh form
+    "softmax": lambda component: lambda x: ops.softmax(x, axis=-1),
+}, ACTIVATIONS, "Keras", "activation")
+
+
+def _leaky_relu(slope: float) -> Callable:
+    return lambda x: ops.leaky_relu(x, negative_slope=slope)
+
+
+def _elu(alpha: float) -> Callable:
+    return lambda x: ops.elu(x, alpha=alpha)
 
 
 def activation_function(activation: Component) -> Callable | None:
@@ -44,64 +65,48 @@ def activation_function(activation: Component) -> Callable | None:
     Raises:
         BackendError: an activation this adapter does not realize.
     """
-    name = activation.name
-    if name == "linear":
-        return None
-    if name == "relu":
-        return ops.relu
-    if name == "sigmoid":
-        return ops.sigmoid
-    if name == "tanh":
-        return ops.tanh
-    if name == "leaky_relu":
-        slope = float(activation["negative_slope"])
-        return lambda x: ops.leaky_relu(x, negative_slope=slope)
-    if name == "elu":
-        alpha = float(activation["alpha"])
-        return lambda x: ops.elu(x, alpha=alpha)
-    if name == "gelu":
-        return lambda x: ops.gelu(x, approximate=False)  # exact x*Phi(x); Keras defaults to the tanh form
-    if name == "softmax":
-        return lambda x: ops.softmax(x, axis=-1)
-    raise BackendError(f"activation: the Keras backend has no realization of {name!r}.")
+    return look_up(ACTIVATION_FUNCTIONS, activation.name, "Keras", "activation")(activation)
+
+
+# Native mode: Keras initializers configured to each canonical formula, from (component, fan_in,
+# fan_out, seed). Keras' GlorotNormal / HeNormal / LecunNormal are TRUNCATED normals; the canonical
+# ones are plain, so they become RandomNormal with the canonical standard deviation.
+KernelInit = Callable[[Component, int, int, int], keras.initializers.Initializer]
+KERNEL_INITIALIZERS: dict[str, KernelInit] = complete_table({
+    "zeros": lambda c, fan_in, fan_out, seed: keras.initializers.Zeros(),
+    "normal": lambda c, fan_in, fan_out, seed: keras.initializers.RandomNormal(0.0, c["std"], seed=seed),
+    "uniform": lambda c, fan_in, fan_out, seed: keras.initializers.RandomUniform(-c["limit"], c["limit"], seed=seed),
+    "xavier_uniform": lambda c, fan_in, fan_out, seed: _symmetric_uniform(c["gain"] * math.sqrt(6.0 / (fan_in + fan_out)), seed),
+    "xavier_normal": lambda c, fan_in, fan_out, seed: keras.initializers.RandomNormal(
+        0.0, c["gain"] * math.sqrt(2.0 / (fan_in + fan_out)), seed=seed
+    ),
+    "he_normal": lambda c, fan_in, fan_out, seed: keras.initializers.RandomNormal(0.0, math.sqrt(2.0 / fan_in), seed=seed),
+    "he_uniform": lambda c, fan_in, fan_out, seed: _symmetric_uniform(math.sqrt(6.0 / fan_in), seed),
+    "lecun_normal": lambda c, fan_in, fan_out, seed: keras.initializers.RandomNormal(0.0, math.sqrt(1.0 / fan_in), seed=seed),
+    # Keras' Orthogonal: QR of a normal matrix, sign-corrected by diag(R), times gain
+    "orthogonal": lambda c, fan_in, fan_out, seed: keras.initializers.Orthogonal(gain=c["gain"], seed=seed),
+    "fan_in_uniform": lambda c, fan_in, fan_out, seed: _symmetric_uniform(1.0 / math.sqrt(fan_in), seed),
+}, INITIALIZERS, "Keras", "initializer")
+
+
+def _symmetric_uniform(limit: float, seed: int) -> keras.initializers.Initializer:
+    return keras.initializers.RandomUniform(-limit, limit, seed=seed)
 
 
 def kernel_initializer(initializer: Component, shape: Shape, seed: int) -> keras.initializers.Initializer:
-    """A Keras initializer drawing a kernel of canonical `shape` from the canonical distribution."""
-    name = initializer.name
-    fan_in, fan_out = fans(shape)
-    if name == "zeros":
-        return keras.initializers.Zeros()
-    if name == "normal":
-        return keras.initializers.RandomNormal(0.0, initializer["std"], seed=seed)
-    if name == "uniform":
-        limit = initializer["limit"]
-        return keras.initializers.RandomUniform(-limit, limit, seed=seed)
-    if name == "xavier_uniform":
-        limit = initializer["gain"] * math.sqrt(6.0 / (fan_in + fan_out))
-        return keras.initializers.RandomUniform(-limit, limit, seed=seed)
-    if name == "xavier_normal":  # plain normal: keras.initializers.GlorotNormal is truncated
-        return keras.initializers.RandomNormal(0.0, initializer["gain"] * math.sqrt(2.0 / (fan_in + fan_out)), seed=seed)
-    if name == "he_normal":  # plain normal: keras.initializers.HeNormal is truncated
-        return keras.initializers.RandomNormal(0.0, math.sqrt(2.0 / fan_in), seed=seed)
-    if name == "he_uniform":
-        limit = math.sqrt(6.0 / fan_in)
-        return keras.initializers.RandomUniform(-limit, limit, seed=seed)
-    if name == "lecun_normal":  # plain normal: keras.initializers.LecunNormal is truncated
-        return keras.initializers.RandomNormal(0.0, math.sqrt(1.0 / fan_in), seed=seed)
-    if name == "orthogonal":  # Keras' Orthogonal: QR of a normal matrix, sign-corrected by diag(R), times gain
-        return keras.initializers.Orthogonal(gain=initializer["gain"], seed=seed)
-    if name == "fan_in_uniform":
-        limit = 1.0 / math.sqrt(fan_in)
-        return keras.initializers.RandomUniform(-limit, limit, seed=seed)
-    raise BackendError(f"initializer: the Keras backend has no realization of {name!r}.")
+    """A Keras initializer drawing a kernel of canonical `shape` from the canonical distribution.
+
+    Raises:
+        BackendError: an initializer this adapter does not realize.
+    """
+    draw = look_up(KERNEL_INITIALIZERS, initializer.name, "Keras", "initializer")
+    return draw(initializer, *fans(shape), seed)
 
 
 def bias_initializer(initializer: Component, fan_in: int, seed: int) -> keras.initializers.Initializer:
     """Zeros, except fan_in_uniform, the one canonical initializer that draws biases U(±1/sqrt(fan_in))."""
     if initializer.name == "fan_in_uniform":
-        limit = 1.0 / math.sqrt(fan_in)
-        return keras.initializers.RandomUniform(-limit, limit, seed=seed)
+        return _symmetric_uniform(1.0 / math.sqrt(fan_in), seed)
     return keras.initializers.Zeros()
 
 
@@ -181,9 +186,6 @@ def build_network(
     network = Network(model, variables, kernels, biases, tuple(outputs), state, layer_model)
     initialize_native(network, plans, initializer, seed)
     return network
-
-
-CONSTANTS = {"gamma": 1.0, "beta": 0.0, "moving_mean": 0.0, "moving_variance": 1.0}
 
 
 def initialize_native(network: Network, plans: tuple[LayerPlan, ...], initializer: Component, seed: int) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import keras
 
 from harness.adapters.keras import layers as canonical
-from harness.errors import BackendError
+from harness.adapters.common import look_up, realizer_table
 from harness.spec.layer_types import LayerPlan
 from harness.spec.layers_sequence import transformer_key_dim
 from harness.spec.layers_spatial import axis_paddings
@@ -173,17 +173,14 @@ def concatenate(plan: LayerPlan, activation: Callable, seed: int) -> Realization
 
 
 Realizer = Callable[[LayerPlan, Callable, int], Realization]
-REALIZERS: dict[str, Realizer] = {
-    "dense": dense, "activation": activation_layer, "dropout": dropout,
-    "conv1d": convolution, "conv2d": convolution,
-    "max_pool1d": pool, "max_pool2d": pool, "avg_pool1d": pool, "avg_pool2d": pool,
-    "global_avg_pool": global_pool, "global_max_pool": global_pool, "flatten": flatten, "reshape": reshape,
-    "batch_norm": batch_norm, "layer_norm": layer_norm,
-    "simple_rnn": recurrent, "lstm": recurrent, "gru": recurrent,
-    "embedding": embedding, "position_embedding": position_embedding,
-    "multi_head_attention": attention, "transformer_encoder": transformer,
+# layer kind -> realizer, through the families of harness.adapters.common.REALIZER_FAMILIES
+REALIZERS: dict[str, Realizer] = realizer_table({
+    "dense": dense, "activation": activation_layer, "dropout": dropout, "convolution": convolution, "pool": pool,
+    "global_pool": global_pool, "flatten": flatten, "reshape": reshape, "batch_norm": batch_norm,
+    "layer_norm": layer_norm, "recurrent": recurrent, "embedding": embedding,
+    "position_embedding": position_embedding, "attention": attention, "transformer": transformer,
     "add": add, "concatenate": concatenate,
-}
+}, "Keras")
 
 
 def realize(plan: LayerPlan, activation: Callable, seed: int) -> Realization:
@@ -197,9 +194,4 @@ def realize(plan: LayerPlan, activation: Callable, seed: int) -> Realization:
     Raises:
         BackendError: a layer kind this adapter does not realize.
     """
-    if plan.layer.kind not in REALIZERS:
-        raise BackendError(
-            f"model layer {plan.name}: the Keras backend has no realization of layer {plan.layer.kind!r}. "
-            f"It realizes: {', '.join(sorted(REALIZERS))}."
-        )
-    return REALIZERS[plan.layer.kind](plan, activation, seed)
+    return look_up(REALIZERS, plan.layer.kind, "Keras", "layer", f"model layer {plan.name}")(plan, activation, seed)

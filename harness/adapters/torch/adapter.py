@@ -1,22 +1,18 @@
 """TorchAdapter: process setup, versions, devices, and building a TorchModel from a TrialSpec."""
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import torch
 
-from harness.adapters.host import cpu_name
-from harness.adapters.torch.losses import data_loss_function, kernel_penalty
+from harness.adapters.common import check_gpu_visible, check_init_mode, cpu_name, requested_gpu
+from harness.adapters.torch.losses import kernel_penalty
 from harness.adapters.torch.model import TorchModel
 from harness.adapters.torch.network import build_network, initialize_native
-from harness.adapters.torch.optimizers import CanonicalUpdate
+from harness.adapters.torch.optimizers import make_optimizer
 from harness.data.types import DatasetInfo
-from harness.errors import BackendError, SpecError
 from harness.spec.init import FRAMEWORK_STREAM
 from harness.spec.types import TrialSpec
 
-INIT_MODES = ("shared", "native")
 SEED_LIMIT = 2**63 - 1  # torch.Generator.manual_seed takes a 64-bit seed
 
 
@@ -26,26 +22,16 @@ def resolve_device(device: str) -> torch.device:
     Raises:
         BackendError: a cuda device is asked for but none is visible, or the name is unknown.
     """
+    index = requested_gpu(device, "torch")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cpu":
+    if index is None:
         return torch.device("cpu")
-    match = re.fullmatch(r"cuda(?::(\d+))?", device)
-    if match is None:
-        raise BackendError(
-            f"device: the torch backend got {device!r}; expected 'cpu', 'cuda', 'cuda:N' or 'auto'."
-        )
-    if not torch.cuda.is_available():
-        raise BackendError(
-            f"device: {device!r} was asked for, but torch sees no GPU (torch.cuda.is_available() is False; "
-            f"torch {torch.__version__}). Use device 'cpu' or 'auto', or install a CUDA build of torch on a GPU machine."
-        )
-    index = int(match.group(1) or 0)
-    if index >= torch.cuda.device_count():
-        raise BackendError(
-            f"device: {device!r} was asked for, but torch sees {torch.cuda.device_count()} GPU(s) "
-            f"(cuda:0..cuda:{torch.cuda.device_count() - 1}). Pick one of those, or 'auto'."
-        )
+    check_gpu_visible(
+        device, index, torch.cuda.device_count() if torch.cuda.is_available() else 0, "torch",
+        f" (torch.cuda.is_available() is False; torch {torch.__version__}). Use device 'cpu' or 'auto', "
+        "or install a CUDA build of torch on a GPU machine.",
+    )
     return torch.device("cuda", index)
 
 
@@ -93,8 +79,7 @@ class TorchAdapter:
         Raises:
             SpecError: unknown init_mode. BackendError: device, layer, loss or optimizer not realized.
         """
-        if spec.init_mode not in INIT_MODES:
-            raise SpecError(f"init_mode: expected one of {', '.join(INIT_MODES)}, got {spec.init_mode!r}.")
+        check_init_mode(spec.init_mode)
         device = resolve_device(spec.device)
         init_seed, dropout_seed = np.random.default_rng([spec.seed, FRAMEWORK_STREAM]).integers(0, SEED_LIMIT, size=2)
         dropout_generator = torch.Generator(device=device)
@@ -106,11 +91,6 @@ class TorchAdapter:
             initialize_native(network, spec.initializer, init_generator)
         network.module.to(device)  # in place: the slots keep pointing at the moved parameters
         regularizer = spec.regularizer
-        return TorchModel(
-            network=network,
-            loss_name=spec.loss.name,
-            data_loss=data_loss_function(spec.loss.name),
-            penalty=kernel_penalty(network.kernels, regularizer.l1, regularizer.l2),
-            update=CanonicalUpdate(spec.optimizer, regularizer, network.parameters, network.kernels),
-            device=device,
-        )
+        penalty = kernel_penalty(network.kernels, regularizer.l1, regularizer.l2)
+        optimizer = make_optimizer(spec.optimizer, regularizer, network.parameters, network.kernels)
+        return TorchModel(network, spec.loss.name, penalty, optimizer, device)

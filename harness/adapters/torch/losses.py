@@ -6,8 +6,7 @@ Losses (harness.spec.components.LOSSES), all a mean over the batch:
     mse                   predictions (N, K) vs targets (N, K), mean over ALL N*K elements -> F.mse_loss
     ctc                   logits (N, T, C) vs int64 label strings (N, S) padded with 0 -> F.ctc_loss per sample
                           (reduction='none': 'mean' would divide each by its string's length), then the mean
-Penalties (RegularizerSpec), over kernels only, never biases:
-    l1 * sum|kernel|  +  (l2 / 2) * sum kernel^2
+Penalties: harness.adapters.common.penalty_terms, over kernels only, never biases.
 """
 from __future__ import annotations
 
@@ -17,10 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.errors import BackendError
+from harness.adapters.common import complete_table, look_up, penalty_terms
 from harness.spec.components import LOSSES
 
-LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (outputs, targets) -> scalar tensor
 
 
 def _binary_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -39,24 +38,21 @@ def _ctc(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.ctc_loss(log_probs, labels, input_lengths, target_lengths, blank=0, reduction="none").mean()
 
 
-DATA_LOSSES: dict[str, LossFunction] = {
+LOSS_FUNCTIONS: dict[str, LossFunction] = complete_table({
     "cross_entropy": F.cross_entropy,  # mean reduction, no label smoothing, no class weights
     "binary_cross_entropy": _binary_cross_entropy,
     "mse": F.mse_loss,  # mean over every element
     "ctc": _ctc,
-}
-assert set(DATA_LOSSES) == set(LOSSES), "every canonical loss needs a torch realization"
+}, LOSSES, "torch", "loss")
 
 
-def data_loss_function(name: str) -> LossFunction:
+def loss_function(name: str) -> LossFunction:
     """The torch function computing canonical loss `name` from (outputs, targets).
 
     Raises:
         BackendError: a loss this adapter does not realize.
     """
-    if name not in DATA_LOSSES:
-        raise BackendError(f"loss: the torch backend has no realization of {name!r}. Expected one of: {', '.join(DATA_LOSSES)}.")
-    return DATA_LOSSES[name]
+    return look_up(LOSS_FUNCTIONS, name, "torch", "loss")
 
 
 def prepare_targets(name: str, targets: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -73,22 +69,22 @@ def prepare_targets(name: str, targets: np.ndarray, device: torch.device) -> tor
     return tensor.to(device)
 
 
-def kernel_penalty(kernels: Sequence[torch.Tensor], l1: float, l2: float) -> Callable[[], torch.Tensor] | None:
-    """A function returning l1*sum|k| + (l2/2)*sum k^2 over the kernels, or None when both are 0.
+ELEMENTWISE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"abs": torch.abs, "square": torch.square}
 
-    Its gradient is l1*sign(k) + l2*k (sign(0) = 0), added to the data-loss gradient by autograd.
-    """
-    if l1 == 0 and l2 == 0:
+
+def kernel_penalty(kernels: Sequence[torch.Tensor], l1: float, l2: float) -> Callable[[], torch.Tensor] | None:
+    """A function returning the canonical penalty (harness.adapters.common.penalty_terms) over the
+    kernels, or None when l1 and l2 are both 0. Autograd adds its gradient to the data loss's."""
+    terms = penalty_terms(l1, l2)
+    if not terms:
         return None
     kernels = list(kernels)
 
     def penalty() -> torch.Tensor:
         total = torch.zeros((), dtype=kernels[0].dtype, device=kernels[0].device) if kernels else torch.zeros(())
         for kernel in kernels:
-            if l1:
-                total = total + l1 * kernel.abs().sum()
-            if l2:
-                total = total + (0.5 * l2) * kernel.square().sum()
+            for term in terms:
+                total = total + term.coefficient * ELEMENTWISE[term.elementwise](kernel).sum()
         return total
 
     return penalty

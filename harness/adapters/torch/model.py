@@ -1,4 +1,8 @@
-"""TorchModel: a built network with its loss and canonical update, driven by the harness loop."""
+"""TorchModel: a built network with its loss and canonical update, driven by the harness loop.
+
+How an epoch and a batch's gradients run is in harness.adapters.torch.training (mirrored by
+harness.adapters.keras.training); this module holds the model's state and its public interface.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -6,12 +10,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from harness.adapters.torch.losses import LossFunction, data_loss_function, prepare_targets
-from harness.adapters.torch.layers import InvertedDropout
+from harness.adapters.common import output_losses, prediction_chunks, train_epoch
+from harness.adapters.torch.losses import loss_function, prepare_targets
 from harness.adapters.torch.network import Network, load_weights, read_weights
 from harness.adapters.torch.optimizers import CanonicalUpdate
-
-PREDICT_CHUNK = 8192  # rows per forward pass in predict: bounds memory on large splits
+from harness.adapters.torch.training import epoch_runner, objective_gradients
 
 
 class TorchModel:
@@ -19,10 +22,9 @@ class TorchModel:
 
     Args:
         network: modules plus the canonical view of their tensors.
-        loss_name: canonical loss name (decides how targets are stored).
-        data_loss: the torch function of that loss.
+        loss_name: canonical loss name of the trial (an output's own loss overrides it).
         penalty: returns the l1/l2 kernel penalty, or None when there is none.
-        update: clipping, decoupled decay and the optimizer rule.
+        optimizer: clipping, decoupled decay and the optimizer rule (optimizers.make_optimizer).
         device: where parameters and data live.
     """
 
@@ -30,28 +32,24 @@ class TorchModel:
         self,
         network: Network,
         loss_name: str,
-        data_loss: LossFunction,
         penalty: Callable[[], torch.Tensor] | None,
-        update: CanonicalUpdate,
+        optimizer: CanonicalUpdate,
         device: torch.device,
     ) -> None:
         self.network = network
         self.loss_name = loss_name
-        self.data_loss = data_loss
         self.penalty = penalty
-        self.update = update
+        self.optimizer = optimizer
         self.device = device
-        self._x: torch.Tensor | None = None
-        self._y: torch.Tensor | None = None
-        # Several outputs (graph form): each output's loss (its own, or the trial's) and its weight
-        # in the weighted mean sum_i(w_i * loss_i) / sum_i(w_i).
-        self.output_names = [output.name for output in network.outputs]
-        self.output_loss_names = [output.loss or loss_name for output in network.outputs]
-        self.output_loss_functions = [data_loss_function(name) for name in self.output_loss_names]
-        total_weight = sum(output.weight for output in network.outputs)
-        self.output_shares = [output.weight / total_weight for output in network.outputs]
-        self._targets: dict[str, torch.Tensor] = {}
+        self.losses = output_losses(network.outputs, loss_name, loss_function)
+        # What a step minimizes, one loss per target: with one output, the trial's loss; with
+        # several, each output's (weighted by self.losses.shares).
+        self.target_loss_names = (loss_name,) if len(self.losses.names) == 1 else self.losses.loss_names
+        self.target_functions = tuple(loss_function(name) for name in self.target_loss_names)
+        self.training_inputs: torch.Tensor | None = None  # the training split on the device (N, ...)
+        self.training_targets: list[torch.Tensor] = []  # its targets, one per target_loss_names entry
         self.output_losses: dict[str, np.ndarray] = {}  # per output, each step's loss in the last train_epoch
+        self._run_epoch = epoch_runner(self)
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
         """Load canonical-layout float32 arrays keyed by weight_key; resets optimizer state.
@@ -60,7 +58,7 @@ class TorchModel:
             ValueError: keys or shapes do not match the model.
         """
         load_weights(self.network, weights)
-        self.update.reset()
+        self.optimizer.reset()
 
     def get_weights(self) -> dict[str, np.ndarray]:
         """Every trainable tensor as a float32 array in canonical layout."""
@@ -68,87 +66,48 @@ class TorchModel:
 
     def set_training_data(self, x: np.ndarray, y: np.ndarray) -> None:
         """Keep the training split on the device once; steps only index it."""
-        self._x = torch.tensor(np.asarray(x, dtype=np.float32), device=self.device)
-        self._y = prepare_targets(self.loss_name, y, self.device)
-        self._targets = {name: prepare_targets(name, y, self.device) for name in set(self.output_loss_names)}
+        self.training_inputs = torch.tensor(np.asarray(x, dtype=np.float32), device=self.device)
+        self.training_targets = self.targets(y)
+
+    def targets(self, y: np.ndarray) -> list[torch.Tensor]:
+        """`y` on the device in the form each of target_loss_names consumes (prepared once per loss)."""
+        prepared = {name: prepare_targets(name, y, self.device) for name in set(self.target_loss_names)}
+        return [prepared[name] for name in self.target_loss_names]
 
     def train_epoch(self, batches: list[np.ndarray]) -> np.ndarray:
-        """One optimizer step per index array; returns each step's data loss as float64 (steps,).
-
-        The loss of a step is computed in its forward pass, before its update, in training mode
-        (dropout active). The minimized objective adds the kernel penalties; the returned value
-        does not. Non-finite losses are returned as they are (the loop detects divergence).
-
-        Raises:
-            RuntimeError: set_training_data was not called first.
-        """
-        if self._x is None or self._y is None:
+        """harness.adapters.base.Model.train_epoch; RuntimeError before set_training_data."""
+        if self.training_inputs is None:
             raise RuntimeError("call set_training_data before train_epoch")
-        if not batches:
-            self.output_losses = {name: np.zeros(0, dtype=np.float64) for name in self.output_names}
-            return np.zeros(0, dtype=np.float64)
-        if len(self.output_names) > 1:
-            return self._train_epoch_outputs(batches)
-        x, y = self._x, self._y
-        module, data_loss, penalty, update = self.network.module, self.data_loss, self.penalty, self.update
-        # all indices of the epoch in one tensor, split into views: one host->device copy
-        sizes = [len(batch) for batch in batches]
-        indices = torch.from_numpy(np.concatenate(batches).astype(np.int64, copy=False)).to(self.device)
-        losses = []  # detached 0-d tensors, stacked once at the end: no per-step host sync
-        module.train()
-        for index in indices.split(sizes):
-            loss = data_loss(module(x[index]), y[index])
-            losses.append(loss.detach())
-            objective = loss + penalty() if penalty is not None else loss
-            update.zero_grad()
-            objective.backward()
-            update.step()
-        result = torch.stack(losses).cpu().numpy().astype(np.float64)
-        self.output_losses = {self.output_names[0]: result}
-        return result
+        losses, self.output_losses = train_epoch(self._run_epoch, batches, self.losses.names)
+        return losses
 
-    def _train_epoch_outputs(self, batches: list[np.ndarray]) -> np.ndarray:
-        """train_epoch for several outputs: minimizes the weighted mean of their losses (+ penalties)."""
-        x, module, penalty, update = self._x, self.network.module, self.penalty, self.update
-        targets = [self._targets[name] for name in self.output_loss_names]
-        functions, shares = self.output_loss_functions, self.output_shares
-        sizes = [len(batch) for batch in batches]
-        indices = torch.from_numpy(np.concatenate(batches).astype(np.int64, copy=False)).to(self.device)
-        totals, per_output = [], []
-        module.train()
-        for index in indices.split(sizes):
-            outputs = module(x[index])
-            losses = [function(output, target[index]) for function, output, target in zip(functions, outputs, targets)]
-            loss = sum(share * value for share, value in zip(shares, losses))
-            totals.append(loss.detach())
-            per_output.append(torch.stack([value.detach() for value in losses]))
-            objective = loss + penalty() if penalty is not None else loss
-            update.zero_grad()
-            objective.backward()
-            update.step()
-        table = torch.stack(per_output).cpu().numpy().astype(np.float64)  # (steps, outputs)
-        self.output_losses = {name: table[:, i] for i, name in enumerate(self.output_names)}
-        return torch.stack(totals).cpu().numpy().astype(np.float64)
+    def objective_of(self, outputs: torch.Tensor | tuple[torch.Tensor, ...], targets: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(objective, losses) of a batch from the module's training-mode outputs (a tuple for several):
+        losses = [data loss (the weighted mean of the outputs' losses), each output's loss];
+        objective = data loss + penalty."""
+        outputs = outputs if len(self.target_functions) > 1 else (outputs,)
+        losses = [function(output, target) for function, output, target in zip(self.target_functions, outputs, targets)]
+        data_loss = losses[0] if len(losses) == 1 else sum(share * loss for share, loss in zip(self.losses.shares, losses))
+        objective = data_loss + self.penalty() if self.penalty is not None else data_loss
+        return objective, [data_loss, *losses]
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """The FIRST output in evaluation mode (dropout off, batch_norm on its running statistics),
         without gradients: float32 (N, outputs)."""
-        return self.predict_outputs(x)[self.output_names[0]]
+        return self.predict_outputs(x)[self.losses.names[0]]
 
     def predict_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Every output in evaluation mode, by output name, float32 (N, ...) in canonical layout."""
-        module = self.network.module
+        module, names = self.network.module, self.losses.names
         module.eval()
         inputs = torch.tensor(np.asarray(x, dtype=np.float32))  # a copy: dataset arrays are read-only
-        chunks: list[list[torch.Tensor]] = [[] for _ in self.output_names]
+        chunks: list[list[torch.Tensor]] = [[] for _ in names]
         with torch.inference_mode():
-            for start in range(0, max(len(inputs), 1), PREDICT_CHUNK):
-                outputs = module(inputs[start:start + PREDICT_CHUNK].to(self.device))
+            for rows in prediction_chunks(len(inputs)):
+                outputs = module(inputs[rows].to(self.device))
                 for chunk, output in zip(chunks, outputs if len(chunks) > 1 else (outputs,)):
                     chunk.append(output.cpu())
-        return {
-            name: torch.cat(chunk).numpy().astype(np.float32, copy=False) for name, chunk in zip(self.output_names, chunks)
-        }
+        return {name: torch.cat(chunk).numpy().astype(np.float32, copy=False) for name, chunk in zip(names, chunks)}
 
     # -- diagnostics (harness.diagnostics computes every statistic from these, in numpy) ----------
 
@@ -185,38 +144,10 @@ class TorchModel:
 
     def gradients(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
         """Gradient of data loss + penalties (training mode) on one batch, per canonical trainable key,
-        before clipping. Restores what the pass touched: dropout generator states, buffers (batch_norm
-        running statistics) and the parameters' .grad; no optimizer state is read or written."""
-        module = self.network.module
-        generators = {id(m.generator): m.generator for m in module.modules() if isinstance(m, InvertedDropout)}
-        generator_states = {key: generator.get_state() for key, generator in generators.items()}
-        # Everything the forward pass may move: registered buffers AND the state slots (batch_norm's
-        # moving statistics are non-trainable Parameters, which module.buffers() does not list).
-        state = list(module.buffers()) + [t for slot in self.network.slots if not slot.trainable for t in slot.tensors]
-        buffers = [(tensor, tensor.detach().clone()) for tensor in state]
-        parameters = self.network.parameters
-        saved_grads = [parameter.grad for parameter in parameters]
+        before clipping. Changes nothing (see training.objective_gradients)."""
         inputs = torch.tensor(np.asarray(x, dtype=np.float32), device=self.device)
-        try:
-            module.train()
-            outputs = module(inputs)
-            if len(self.output_names) > 1:
-                loss = sum(share * function(output, prepare_targets(name, y, self.device))
-                           for share, function, name, output in zip(self.output_shares, self.output_loss_functions,
-                                                                     self.output_loss_names, outputs))
-            else:
-                loss = self.data_loss(outputs, prepare_targets(self.loss_name, y, self.device))
-            objective = loss + self.penalty() if self.penalty is not None else loss
-            grads = torch.autograd.grad(objective, parameters, allow_unused=True)
-        finally:
-            for key, generator in generators.items():
-                generator.set_state(generator_states[key])
-            with torch.no_grad():
-                for buffer, copy in buffers:
-                    buffer.copy_(copy)
-            for parameter, grad in zip(parameters, saved_grads):
-                parameter.grad = grad
-        by_tensor = {id(parameter): grad for parameter, grad in zip(parameters, grads)}
+        grads = objective_gradients(self, inputs, self.targets(y))
+        by_tensor = {id(parameter): grad for parameter, grad in zip(self.network.parameters, grads)}
         result = {}
         for slot in self.network.slots:
             if not slot.trainable:

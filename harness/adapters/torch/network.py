@@ -19,9 +19,10 @@ from torch import nn
 
 from harness.adapters.torch.layers import ACTIVATION_MODULES, Graph, InvertedDropout, MultiInput, Permute, activation_module
 from harness.adapters.torch.realize import LAST, Context, TensorSlot, permutation, realize
-from harness.errors import BackendError
-from harness.spec.components import Component
+from harness.adapters.common import complete_table, look_up
+from harness.spec.components import INITIALIZERS, Component
 from harness.spec.graph import ModelOutput
+from harness.spec.init import CONSTANTS
 from harness.spec.layer_types import LayerPlan
 
 __all__ = [
@@ -150,7 +151,7 @@ def read_weights(network: Network) -> dict[str, np.ndarray]:
 # the canonical one. All normals here are plain (torch's normal_, kaiming_normal_, xavier_normal_
 # never truncate).
 KernelInit = Callable[[torch.Tensor, Component, torch.Generator], object]
-KERNEL_INITIALIZERS: dict[str, KernelInit] = {
+KERNEL_INITIALIZERS: dict[str, KernelInit] = complete_table({
     "zeros": lambda weight, c, generator: nn.init.zeros_(weight),
     "normal": lambda weight, c, generator: nn.init.normal_(weight, 0.0, c["std"], generator=generator),
     "uniform": lambda weight, c, generator: nn.init.uniform_(weight, -c["limit"], c["limit"], generator=generator),
@@ -176,8 +177,8 @@ KERNEL_INITIALIZERS: dict[str, KernelInit] = {
     "fan_in_uniform": lambda weight, c, generator: nn.init.uniform_(
         weight, -1.0 / np.sqrt(math.prod(weight.shape[1:])), 1.0 / np.sqrt(math.prod(weight.shape[1:])), generator=generator
     ),
-}
-CONSTANTS = {"gamma": 1.0, "beta": 0.0, "moving_mean": 0.0, "moving_variance": 1.0}
+}, INITIALIZERS, "torch", "initializer")
+NATIVE_FIX = "Use init_mode 'shared' instead."
 
 
 def _native_tensor(slot: TensorSlot, initializer: Component, generator: torch.Generator) -> np.ndarray:
@@ -191,13 +192,9 @@ def _native_tensor(slot: TensorSlot, initializer: Component, generator: torch.Ge
             nn.init.uniform_(array, -bound, bound, generator=generator)
         return array.numpy()
     component = spec.initializer or initializer  # a tensor's own (recurrent layers, embeddings), else the suite's
-    if component.name not in KERNEL_INITIALIZERS:
-        raise BackendError(
-            f"initializer: the torch backend has no native realization of {component.name!r} (tensor {slot.key}). "
-            f"Use init_mode 'shared', or one of: {', '.join(sorted(KERNEL_INITIALIZERS))}."
-        )
+    draw = look_up(KERNEL_INITIALIZERS, component.name, "torch", "initializer", f"initializer (tensor {slot.key})", NATIVE_FIX)
     reversed_shape = torch.empty(tuple(reversed(spec.shape)))  # torch's fan rule reads this layout
-    KERNEL_INITIALIZERS[component.name](reversed_shape, component, generator)
+    draw(reversed_shape, component, generator)
     return np.transpose(reversed_shape.numpy())
 
 
@@ -211,11 +208,7 @@ def initialize_native(network: Network, initializer: Component, generator: torch
     Raises:
         BackendError: an initializer this adapter does not realize.
     """
-    if initializer.name not in KERNEL_INITIALIZERS:
-        raise BackendError(
-            f"initializer: the torch backend has no native realization of {initializer.name!r}. "
-            f"Use init_mode 'shared', or one of: {', '.join(sorted(KERNEL_INITIALIZERS))}."
-        )
+    look_up(KERNEL_INITIALIZERS, initializer.name, "torch", "initializer", fix=NATIVE_FIX)
     with torch.no_grad():
         for slot in network.slots:
             write_slot(slot, _native_tensor(slot, initializer, generator))

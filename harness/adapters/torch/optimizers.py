@@ -127,3 +127,16 @@ class CanonicalUpdate:
             for kernel in self.kernels:
                 kernel.mul_(self.decay_factor)
         self.optimizer.step()
+
+
+def make_optimizer(
+    optimizer: Component, regularizer: RegularizerSpec, parameters: Sequence[torch.nn.Parameter],
+    kernels: Sequence[torch.nn.Parameter],
+) -> CanonicalUpdate:
+    """The canonical optimizer of a spec, with clipping and kernel-only decoupled weight decay
+    (the factory harness.adapters.keras.optimizers.make_optimizer mirrors).
+
+    Raises:
+        BackendError: an optimizer this adapter does not realize.
+    """
+    return CanonicalUpdate(optimizer, regularizer, parameters, kernels)

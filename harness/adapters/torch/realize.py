@@ -41,7 +41,7 @@ from harness.adapters.torch.layers import (
     TransformerEncoder,
     activation_module,
 )
-from harness.errors import BackendError
+from harness.adapters.common import look_up, realizer_table
 from harness.spec.init import weight_key
 from harness.spec.layer_types import LayerPlan, TensorSpec
 from harness.spec.layers_sequence import GATES, transformer_key_dim
@@ -285,17 +285,15 @@ def concatenate(plan: LayerPlan, context: Context) -> Realization:
     return Realization([Concatenate(dim)], None, layout)
 
 
-REALIZERS: dict[str, Callable[[LayerPlan, Context], Realization]] = {
-    "dense": dense, "activation": activation, "dropout": dropout,
-    "conv1d": convolution, "conv2d": convolution,
-    "max_pool1d": pool, "max_pool2d": pool, "avg_pool1d": pool, "avg_pool2d": pool,
-    "global_avg_pool": global_pool, "global_max_pool": global_pool, "flatten": flatten, "reshape": reshape,
-    "batch_norm": batch_norm, "layer_norm": layer_norm,
-    "simple_rnn": recurrent, "lstm": recurrent, "gru": recurrent,
-    "embedding": embedding, "position_embedding": position_embedding,
-    "multi_head_attention": attention, "transformer_encoder": transformer,
+Realizer = Callable[[LayerPlan, Context], Realization]
+# layer kind -> realizer, through the families of harness.adapters.common.REALIZER_FAMILIES
+REALIZERS: dict[str, Realizer] = realizer_table({
+    "dense": dense, "activation": activation, "dropout": dropout, "convolution": convolution, "pool": pool,
+    "global_pool": global_pool, "flatten": flatten, "reshape": reshape, "batch_norm": batch_norm,
+    "layer_norm": layer_norm, "recurrent": recurrent, "embedding": embedding,
+    "position_embedding": position_embedding, "attention": attention, "transformer": transformer,
     "add": add, "concatenate": concatenate,
-}
+}, "torch")
 
 
 def realize(plan: LayerPlan, context: Context) -> Realization:
@@ -304,9 +302,4 @@ def realize(plan: LayerPlan, context: Context) -> Realization:
     Raises:
         BackendError: a layer kind this adapter does not realize.
     """
-    if plan.layer.kind not in REALIZERS:
-        raise BackendError(
-            f"model layer {plan.name}: the torch backend has no realization of layer {plan.layer.kind!r}. "
-            f"It realizes: {', '.join(sorted(REALIZERS))}."
-        )
-    return REALIZERS[plan.layer.kind](plan, context)
+    return look_up(REALIZERS, plan.layer.kind, "torch", "layer", f"model layer {plan.name}")(plan, context)
