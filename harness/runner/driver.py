@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
 from harness.runner import devices
-from harness.runner.leases import ClaimKeeper
 from harness.runner.devices import Environment, environment_for, keras_environment, needs_gpu_query, with_device
+from harness.runner.leases import ClaimKeeper
 from harness.runner.pool import WorkerPool
 from harness.runner.progress import RunProgress, progress_enabled
 from harness.runner.schedule import longest_first
