@@ -108,15 +108,29 @@ DRIVER = textwrap.dedent("""
 """)
 
 
+COMMITS_PER_ROUND = 2  # a kill comes at the latest once a round has recorded this many trials
+
+
+def kill_at(driver: subprocess.Popen, deadline: float, store_dir: Path, limit: int) -> None:
+    """SIGKILL the driver at `deadline` (time.monotonic), or as soon as `limit` trials are stored.
+
+    The count bound keeps the test independent of the machine's speed: a kill window measured in
+    seconds (the time to a first commit, taken from an earlier round) let a driver record 22 trials,
+    and later ones finish the whole suite, when the machine sped up between rounds.
+    """
+    wait_for(lambda: time.monotonic() >= deadline or stored_count(store_dir) >= limit or driver.poll() is not None)
+    driver.kill()
+
+
 @pytest.mark.slow  # 10 driver starts and kills, then a full run: 40-70 s on a shared 2-core machine
 def test_driver_killed_ten_times_at_random_then_rerun_equals_uninterrupted(
     suite_file: Path, reference: Store, tmp_path: Path
 ) -> None:
     # The driver is the process running run_trials (what `harness run` does after loading the
     # suite, without the CLI's imports, which would only lengthen each round).
-    seed = time.time_ns() % 2**32
+    seed = int(os.environ.get("HARNESS_FAULT_SEED", time.time_ns() % 2**32))  # set it to replay a failure
     chooser = random.Random(seed)
-    where = f"(random seed {seed})"
+    where = f"(random seed {seed}: HARNESS_FAULT_SEED={seed} replays its choices)"
     script, store_dir = tmp_path / "driver.py", tmp_path / "store"
     script.write_text(DRIVER)
     killed, counts, startup = 0, [], 0.0
@@ -125,13 +139,12 @@ def test_driver_killed_ten_times_at_random_then_rerun_equals_uninterrupted(
         started = time.monotonic()
         driver = subprocess.Popen([sys.executable, str(script), str(REPOSITORY), str(suite_file), str(store_dir)],
                                   stderr=subprocess.PIPE, text=True)
-        if round_index % 2 == 0:  # while trials are recorded: right after a commit, or up to a few commits later
+        if round_index % 2 == 0:  # while trials are recorded: right after a commit, or a commit or two later
             wait_for(lambda before=before, driver=driver: stored_count(store_dir) > before or driver.poll() is not None)
             startup = time.monotonic() - started  # this machine's time to a driver's first commit, now
-            time.sleep(chooser.uniform(0.0, 0.25))
+            kill_at(driver, time.monotonic() + chooser.uniform(0.0, 0.25), store_dir, before + COMMITS_PER_ROUND)
         else:  # anywhere before the first commit: imports, opening the store, claiming, spawning, training
-            time.sleep(chooser.uniform(0.0, startup))
-        driver.kill()
+            kill_at(driver, started + chooser.uniform(0.0, startup), store_dir, before + 1)
         _, error = driver.communicate(timeout=WAIT_SECONDS)
         killed += driver.returncode == -signal.SIGKILL
         assert driver.returncode in (-signal.SIGKILL, 0), f"{where} round {round_index}: {error}"
