@@ -18,6 +18,7 @@ includes the evaluation) is printed too. Targets: speedup >= 1.8x, overhead < 50
 
     python -m benchmarks.bench_jobs [--trials 24] [--epochs 10] [--rounds 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,6 @@ import time
 from pathlib import Path
 
 from benchmarks.common import mnist1d_spec
-
 from harness.runner import RunEvent, run_trials
 from harness.spec import Trial
 from harness.store import Store
@@ -50,7 +50,11 @@ def measure(trials: list[Trial], jobs: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as directory, Store(Path(directory)) as store:
         start = time.perf_counter()
         summary = run_trials(
-            trials, store, jobs=jobs, quiet=True, on_event=lambda event: events.append((time.perf_counter(), event)),
+            trials,
+            store,
+            jobs=jobs,
+            quiet=True,
+            on_event=lambda event: events.append((time.perf_counter(), event)),
         )
         wall = time.perf_counter() - start
     assert summary.ok == len(trials), summary
@@ -72,7 +76,9 @@ def measure(trials: list[Trial], jobs: int) -> dict[str, float]:
         "train_ms": median_ms(event.result.train_seconds for event in warm),
         "evaluation_ms": median_ms(event.result.eval_seconds for event in warm),
         "driver_minus_train_ms": median_ms(event.seconds - event.result.train_seconds for event in warm),
-        "overhead_ms": median_ms(event.seconds - event.result.train_seconds - event.result.eval_seconds for event in warm),
+        "overhead_ms": median_ms(
+            event.seconds - event.result.train_seconds - event.result.eval_seconds for event in warm
+        ),
         "in_worker_ms": median_ms(
             event.result.wall_seconds - event.result.train_seconds - event.result.eval_seconds for event in warm
         ),
@@ -107,12 +113,18 @@ def main() -> None:
 
     speedup = median(1, "wall") / median(2, "wall")
     steady_speedup = median(2, "warm_throughput") / median(1, "warm_throughput")
-    print(f"\n{arguments.trials} trials x {arguments.epochs} epochs, MLP 40-100-100-10 on MNIST-1D (torch), "
-          f"{os.cpu_count()} cores, medians of {arguments.rounds} rounds:")
-    print(f"  jobs=1 wall {median(1, 'wall'):.2f} s   jobs=2 wall {median(2, 'wall'):.2f} s   "
-          f"speedup {speedup:.2f}x end to end (worker start-up included)")
-    print(f"  warm throughput: jobs=1 {median(1, 'warm_throughput'):.2f} trials/s, jobs=2 {median(2, 'warm_throughput'):.2f} "
-          f"trials/s   speedup {steady_speedup:.2f}x  (target >= 1.8x)")
+    print(
+        f"\n{arguments.trials} trials x {arguments.epochs} epochs, MLP 40-100-100-10 on MNIST-1D (torch), "
+        f"{os.cpu_count()} cores, medians of {arguments.rounds} rounds:"
+    )
+    print(
+        f"  jobs=1 wall {median(1, 'wall'):.2f} s   jobs=2 wall {median(2, 'wall'):.2f} s   "
+        f"speedup {speedup:.2f}x end to end (worker start-up included)"
+    )
+    print(
+        f"  warm throughput: jobs=1 {median(1, 'warm_throughput'):.2f} trials/s, jobs=2 {median(2, 'warm_throughput'):.2f} "
+        f"trials/s   speedup {steady_speedup:.2f}x  (target >= 1.8x)"
+    )
     for jobs in (1, 2):
         print(
             f"  jobs={jobs} warm trial: driver {median(jobs, 'driver_ms'):.0f} ms = train {median(jobs, 'train_ms'):.0f} "

@@ -17,6 +17,7 @@ adapter/plain per workload. Target: ratio <= 1.10.
 
     python -m benchmarks.bench_keras_layers [--repeats 3] [--epochs 5] [--threads 1] [--models cnn gru]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,12 +27,11 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up banner out of the table
 
-from benchmarks.common import MNIST1D_MODELS, adapter_seconds, interleaved, mnist1d_spec  # noqa: E402
-
-from harness.adapters import get_adapter  # noqa: E402
-from harness.data import load_dataset  # noqa: E402
-from harness.data.types import Dataset  # noqa: E402
-from harness.spec import TrialSpec  # noqa: E402
+from benchmarks.common import MNIST1D_MODELS, adapter_seconds, interleaved, mnist1d_spec
+from harness.adapters import get_adapter
+from harness.data import load_dataset
+from harness.data.types import Dataset
+from harness.spec import TrialSpec
 
 
 def plain_model(model: str, input_shape: tuple[int, ...]):
@@ -73,7 +73,7 @@ def plain_seconds(model: str, spec: TrialSpec, data: Dataset) -> tuple[float, fl
     start = time.perf_counter()
     losses = []
     for _ in range(spec.training.epochs):
-        losses = [step(x[i:i + size], y[i:i + size]) for i in range(0, len(data.y_train), size)]
+        losses = [step(x[i : i + size], y[i : i + size]) for i in range(0, len(data.y_train), size)]
     last = float(np.mean([float(loss) for loss in losses]))  # the host sync is inside the timed region
     return time.perf_counter() - start, last
 
@@ -91,20 +91,33 @@ def main() -> None:
     adapter.configure(args.threads)  # before any TensorFlow op: pins the pools for both sides
     summary = []
     for model in args.models:
-        spec = mnist1d_spec(MNIST1D_MODELS[model], "keras", epochs=args.epochs, lr=1e-2, initializer="fan_in_uniform",
-                            shuffle=False, shape="sequence", validation=0.0)
+        spec = mnist1d_spec(
+            MNIST1D_MODELS[model],
+            "keras",
+            epochs=args.epochs,
+            lr=1e-2,
+            initializer="fan_in_uniform",
+            shuffle=False,
+            shape="sequence",
+            validation=0.0,
+        )
         data = load_dataset(spec.dataset)
         times = interleaved(
-            {"adapter": lambda spec=spec, data=data: adapter_seconds(spec, adapter, data),
-             "plain": lambda model=model, spec=spec, data=data: plain_seconds(model, spec, data)},
-            args.repeats, workload=model,
+            {
+                "adapter": lambda spec=spec, data=data: adapter_seconds(spec, adapter, data),
+                "plain": lambda model=model, spec=spec, data=data: plain_seconds(model, spec, data),
+            },
+            args.repeats,
+            workload=model,
         )
         summary.append((model, statistics.median(times["adapter"]), statistics.median(times["plain"])))
     steps = args.epochs * 40
     print(f"\n{steps} steps per trial, threads={args.threads}, {args.repeats} repeats, {adapter.versions()}")
     for model, adapter_median, plain_median in summary:
-        print(f"{model}: adapter {adapter_median:.3f} s, plain loop {plain_median:.3f} s, "
-              f"ratio adapter/plain {adapter_median / plain_median:.3f}  (target <= 1.10)")
+        print(
+            f"{model}: adapter {adapter_median:.3f} s, plain loop {plain_median:.3f} s, "
+            f"ratio adapter/plain {adapter_median / plain_median:.3f}  (target <= 1.10)"
+        )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ parity reference. Prints both medians and the ratio adapter/fit. Target: ratio <
 
     python -m benchmarks.bench_keras_loop [--repeats 5] [--epochs 20] [--threads 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,12 +28,11 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up banner out of the table
 
-from benchmarks.common import REFERENCE_MLP, adapter_seconds, interleaved, mnist1d_spec  # noqa: E402
-
-from harness.adapters import get_adapter  # noqa: E402
-from harness.data import load_dataset  # noqa: E402
-from harness.data.types import Dataset  # noqa: E402
-from harness.spec import TrialSpec  # noqa: E402
+from benchmarks.common import REFERENCE_MLP, adapter_seconds, interleaved, mnist1d_spec
+from harness.adapters import get_adapter
+from harness.data import load_dataset
+from harness.data.types import Dataset
+from harness.spec import TrialSpec
 
 
 def fit_seconds(spec: TrialSpec, data: Dataset) -> tuple[float, float]:
@@ -40,20 +40,26 @@ def fit_seconds(spec: TrialSpec, data: Dataset) -> tuple[float, float]:
     import keras
 
     keras.utils.set_random_seed(spec.seed)
-    network = keras.Sequential([
-        keras.Input(shape=data.info.input_shape),
-        keras.layers.Dense(100, activation="relu", kernel_initializer="he_normal"),
-        keras.layers.Dense(100, activation="relu", kernel_initializer="he_normal"),
-        keras.layers.Dense(10, kernel_initializer="he_normal"),
-    ])
+    network = keras.Sequential(
+        [
+            keras.Input(shape=data.info.input_shape),
+            keras.layers.Dense(100, activation="relu", kernel_initializer="he_normal"),
+            keras.layers.Dense(100, activation="relu", kernel_initializer="he_normal"),
+            keras.layers.Dense(10, kernel_initializer="he_normal"),
+        ]
+    )
     network.compile(
         optimizer=keras.optimizers.Adam(learning_rate=spec.optimizer["lr"]),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     start = time.perf_counter()
     history = network.fit(
-        data.x_train, data.y_train, batch_size=spec.training.batch_size, epochs=spec.training.epochs,
-        shuffle=True, verbose=0,
+        data.x_train,
+        data.y_train,
+        batch_size=spec.training.batch_size,
+        epochs=spec.training.epochs,
+        shuffle=True,
+        verbose=0,
     )
     return time.perf_counter() - start, float(history.history["loss"][-1])
 
@@ -70,7 +76,9 @@ def main() -> None:
     adapter.configure(args.threads)  # before any TensorFlow op: pins the pools for both sides
     spec = mnist1d_spec(REFERENCE_MLP, "keras", epochs=args.epochs, lr=1e-3)
     data = load_dataset(spec.dataset)
-    times = interleaved({"adapter": lambda: adapter_seconds(spec, adapter, data), "fit": lambda: fit_seconds(spec, data)}, args.repeats)
+    times = interleaved(
+        {"adapter": lambda: adapter_seconds(spec, adapter, data), "fit": lambda: fit_seconds(spec, data)}, args.repeats
+    )
     adapter_median, fit_median = statistics.median(times["adapter"]), statistics.median(times["fit"])
     steps = args.epochs * -(-len(data.y_train) // spec.training.batch_size)
     print(f"\n{steps} steps, threads={args.threads}, {args.repeats} repeats, {adapter.versions()}")

@@ -7,6 +7,7 @@ draw every figure, write report.html and report.pdf.
 
     python -m benchmarks.bench_report [--out DIRECTORY]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,26 +24,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: a temporary folder)")
     arguments = parser.parse_args(argv)
 
-    from harness.analysis import Results
-    from tests.helpers.synthetic import synthetic_frames
-    from harness.report import write_report
     import harness.report.document  # noqa: F401 - import matplotlib/seaborn/jinja2 outside the timed part
+    from harness.analysis import Results
+    from harness.report import write_report
+    from tests.helpers.synthetic import synthetic_frames
 
     start = time.perf_counter()
     frames = synthetic_frames(
         optimizers=("sgd", "momentum", "adagrad", "rmsprop", "adam"),
         widths=(16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192),
-        backends=("torch", "keras"), seeds=10, epochs=50, diverged=3, failed=2,
+        backends=("torch", "keras"),
+        seeds=10,
+        epochs=50,
+        diverged=3,
+        failed=2,
     )
     made = time.perf_counter() - start
     print(f"synthetic data: {len(frames.trials)} trials, {len(frames.metrics)} metric rows ({made:.1f} s, not timed)")
 
     directory = arguments.out or Path(tempfile.mkdtemp(prefix="harness-bench-report-"))
     start = time.perf_counter()
-    results = Results(frames.trials, frames.metrics, frames.arms, frames.axes, name="bench_report",
-                      description="1,000 synthetic trials x 50 epochs (benchmark data, no training)",
-                      report_options={"reference": frames.arms[0], "targets": {"test_accuracy": 0.6}})
-    html_path, pdf_path = write_report(results, directory, {"name": "bench_report", "grid": {"optimizer": "...", "model.mlp.hidden": "..."}})
+    results = Results(
+        frames.trials,
+        frames.metrics,
+        frames.arms,
+        frames.axes,
+        name="bench_report",
+        description="1,000 synthetic trials x 50 epochs (benchmark data, no training)",
+        report_options={"reference": frames.arms[0], "targets": {"test_accuracy": 0.6}},
+    )
+    html_path, pdf_path = write_report(
+        results, directory, {"name": "bench_report", "grid": {"optimizer": "...", "model.mlp.hidden": "..."}}
+    )
     seconds = time.perf_counter() - start
     verdict = "ok" if seconds < TARGET_SECONDS else "TOO SLOW"
     print(f"report: {seconds:.2f} s (target < {TARGET_SECONDS:.0f} s): {verdict}")

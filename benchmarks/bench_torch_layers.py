@@ -18,6 +18,7 @@ Prints both medians and the ratio adapter/hand per model. Target: ratio <= 1.10.
 
     python -m benchmarks.bench_torch_layers [--repeats 5] [--cnn-epochs 10] [--gru-epochs 3] [--threads 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,6 +26,8 @@ import statistics
 
 import numpy as np
 import torch
+from torch import nn
+
 from benchmarks.common import (
     MNIST1D_MODELS,
     adapter_seconds,
@@ -32,8 +35,6 @@ from benchmarks.common import (
     mnist1d_spec,
     torch_loop_seconds,
 )
-from torch import nn
-
 from harness.adapters import get_adapter
 from harness.data import load_dataset
 from harness.data.batches import epoch_batches
@@ -43,12 +44,20 @@ from harness.spec import TrialSpec, initial_weights
 
 def hand_cnn(weights: dict[str, np.ndarray]) -> nn.Module:
     network = nn.Sequential(
-        nn.Conv1d(1, 25, 5, 2, 1), nn.ReLU(), nn.Conv1d(25, 25, 3, 2, 1), nn.ReLU(), nn.Conv1d(25, 25, 3, 2, 1), nn.ReLU(),
-        nn.Flatten(), nn.Linear(125, 10),
+        nn.Conv1d(1, 25, 5, 2, 1),
+        nn.ReLU(),
+        nn.Conv1d(25, 25, 3, 2, 1),
+        nn.ReLU(),
+        nn.Conv1d(25, 25, 3, 2, 1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(125, 10),
     )
     with torch.no_grad():
         for index, conv in zip((0, 1, 2), (network[0], network[2], network[4])):
-            conv.weight.copy_(torch.from_numpy(weights[f"{index}.conv1d.kernel"].transpose(2, 1, 0).copy()))  # (k,in,out)->(out,in,k)
+            conv.weight.copy_(
+                torch.from_numpy(weights[f"{index}.conv1d.kernel"].transpose(2, 1, 0).copy())
+            )  # (k,in,out)->(out,in,k)
             conv.bias.copy_(torch.from_numpy(weights[f"{index}.conv1d.bias"]))
         # canonical flatten is (length 5, channels 25) row-major; nn.Flatten of NCL is (channels, length)
         kernel = weights["4.dense.kernel"].reshape(5, 25, 10).transpose(1, 0, 2).reshape(125, 10)
@@ -73,8 +82,12 @@ class HandGRU(nn.Module):
                 getattr(self.gru, f"weight_ih_l0{suffix}").copy_(gates(weights[f"0.gru.{direction}_kernel"]))
                 getattr(self.gru, f"weight_hh_l0{suffix}").copy_(gates(weights[f"0.gru.{direction}_recurrent_kernel"]))
                 bias = weights[f"0.gru.{direction}_bias"]
-                getattr(self.gru, f"bias_ih_l0{suffix}").copy_(torch.from_numpy(bias[0].reshape(3, 6)[reorder].reshape(-1).copy()))
-                getattr(self.gru, f"bias_hh_l0{suffix}").copy_(torch.from_numpy(bias[1].reshape(3, 6)[reorder].reshape(-1).copy()))
+                getattr(self.gru, f"bias_ih_l0{suffix}").copy_(
+                    torch.from_numpy(bias[0].reshape(3, 6)[reorder].reshape(-1).copy())
+                )
+                getattr(self.gru, f"bias_hh_l0{suffix}").copy_(
+                    torch.from_numpy(bias[1].reshape(3, 6)[reorder].reshape(-1).copy())
+                )
             self.linear.weight.copy_(torch.from_numpy(weights["2.dense.kernel"].T.copy()))
             self.linear.bias.copy_(torch.from_numpy(weights["2.dense.bias"]))
 
@@ -95,18 +108,32 @@ def hand_written_seconds(name: str, spec: TrialSpec, data: Dataset) -> tuple[flo
 
 def compare(name: str, epochs: int, repeats: int, threads: int) -> float:
     adapter = get_adapter("torch")
-    spec = mnist1d_spec(MNIST1D_MODELS[name], "torch", epochs=epochs, lr=1e-2, initializer="fan_in_uniform",
-                        shuffle=False, shape="sequence")
+    spec = mnist1d_spec(
+        MNIST1D_MODELS[name],
+        "torch",
+        epochs=epochs,
+        lr=1e-2,
+        initializer="fan_in_uniform",
+        shuffle=False,
+        shape="sequence",
+    )
     data = load_dataset(spec.dataset)
     times = interleaved(
-        {"adapter": lambda: adapter_seconds(spec, adapter, data), "hand": lambda: hand_written_seconds(name, spec, data)},
-        repeats, workload=name, warm_up=True,
+        {
+            "adapter": lambda: adapter_seconds(spec, adapter, data),
+            "hand": lambda: hand_written_seconds(name, spec, data),
+        },
+        repeats,
+        workload=name,
+        warm_up=True,
     )
     adapter_median, hand_median = statistics.median(times["adapter"]), statistics.median(times["hand"])
     steps = epochs * len(epoch_batches(len(data.y_train), spec.training, spec.seed, 1))
     print(f"{name}: {steps} Adam steps, threads={threads}, torch {torch.__version__}, {repeats} repeats")
-    print(f"{name}: adapter median {adapter_median:.3f} s ({1e6 * adapter_median / steps:.0f} us/step), "
-          f"hand median {hand_median:.3f} s ({1e6 * hand_median / steps:.0f} us/step)")
+    print(
+        f"{name}: adapter median {adapter_median:.3f} s ({1e6 * adapter_median / steps:.0f} us/step), "
+        f"hand median {hand_median:.3f} s ({1e6 * hand_median / steps:.0f} us/step)"
+    )
     ratio = adapter_median / hand_median
     print(f"{name}: ratio adapter/hand = {ratio:.3f}  (target <= 1.10)\n")
     return ratio
@@ -121,7 +148,10 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MNIST1D_MODELS), choices=list(MNIST1D_MODELS))
     args = parser.parse_args()
     get_adapter("torch").configure(args.threads)  # process-wide: applies to the hand loop too
-    ratios = {name: compare(name, args.cnn_epochs if name == "cnn" else args.gru_epochs, args.repeats, args.threads) for name in args.models}
+    ratios = {
+        name: compare(name, args.cnn_epochs if name == "cnn" else args.gru_epochs, args.repeats, args.threads)
+        for name in args.models
+    }
     print("  ".join(f"{name} ratio {ratio:.3f}" for name, ratio in ratios.items()))
 
 

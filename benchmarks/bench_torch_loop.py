@@ -14,12 +14,15 @@ Prints both medians and the ratio adapter/hand. Target: ratio <= 1.10.
 
     python -m benchmarks.bench_torch_loop [--repeats 7] [--epochs 20] [--threads 1]
 """
+
 from __future__ import annotations
 
 import argparse
 import statistics
 
 import torch
+from torch import nn
+
 from benchmarks.common import (
     REFERENCE_MLP,
     adapter_seconds,
@@ -27,8 +30,6 @@ from benchmarks.common import (
     mnist1d_spec,
     torch_loop_seconds,
 )
-from torch import nn
-
 from harness.adapters import get_adapter
 from harness.data import load_dataset
 from harness.data.batches import epoch_batches
@@ -42,7 +43,9 @@ def hand_written_seconds(spec: TrialSpec, data: Dataset) -> tuple[float, float]:
     weights = initial_weights(spec.model.plan(data.info.input_shape), spec.initializer, spec.seed)
     with torch.no_grad():
         for index, linear in zip((0, 1, 2), (network[0], network[2], network[4])):
-            linear.weight.copy_(torch.from_numpy(weights[f"{index}.dense.kernel"].T.copy()))  # canonical (in, out) -> (out, in)
+            linear.weight.copy_(
+                torch.from_numpy(weights[f"{index}.dense.kernel"].T.copy())
+            )  # canonical (in, out) -> (out, in)
             linear.bias.copy_(torch.from_numpy(weights[f"{index}.dense.bias"]))
     return torch_loop_seconds(network, torch.tensor(data.x_train), torch.tensor(data.y_train), spec)
 
@@ -60,7 +63,8 @@ def main() -> None:
     data = load_dataset(spec.dataset)
     times = interleaved(
         {"adapter": lambda: adapter_seconds(spec, adapter, data), "hand": lambda: hand_written_seconds(spec, data)},
-        args.repeats, warm_up=True,
+        args.repeats,
+        warm_up=True,
     )
     adapter_median, hand_median = statistics.median(times["adapter"]), statistics.median(times["hand"])
     steps = args.epochs * len(epoch_batches(len(data.y_train), spec.training, spec.seed, 1))

@@ -5,6 +5,7 @@ torch adapter is compared with, and interleaved repeats.
 Imports no framework at module level (the Keras scripts must not pay for torch); the PyTorch loop
 imports torch when called. Both import it as `benchmarks.common` (see benchmarks/__init__.py).
 """
+
 from __future__ import annotations
 
 import time
@@ -35,8 +36,15 @@ MNIST1D_MODELS = {
 
 
 def mnist1d_spec(
-    model: Mapping[str, Any], backend: str, *, epochs: int, lr: float, initializer: str = "he_normal",
-    shuffle: bool = True, seed: int = 0, **dataset_options: Any,
+    model: Mapping[str, Any],
+    backend: str,
+    *,
+    epochs: int,
+    lr: float,
+    initializer: str = "he_normal",
+    shuffle: bool = True,
+    seed: int = 0,
+    **dataset_options: Any,
 ) -> TrialSpec:
     """A trial of `model` on MNIST-1D: cross entropy, Adam at `lr`, batch 100 (40 steps per epoch of the
     4000 training samples), no regularizer.
@@ -107,7 +115,10 @@ def torch_loop_seconds(network: Any, x: Any, y: Any, spec: TrialSpec) -> tuple[f
 
 
 def interleaved(
-    runs: Mapping[str, Callable[[], tuple[float, float]]], repeats: int, workload: str = "", warm_up: bool = False,
+    runs: Mapping[str, Callable[[], tuple[float, float]]],
+    repeats: int,
+    workload: str = "",
+    warm_up: bool = False,
 ) -> dict[str, list[float]]:
     """Time the `runs` side by side: `repeats` rounds, the order alternating every round, so a drift in
     the machine's speed (other processes, clocks) hits every side alike. Prints one line per run.
@@ -129,5 +140,7 @@ def interleaved(
             seconds, loss = runs[label]()
             times[label].append(seconds)
             prefix = f"{workload} " if workload else ""
-            print(f"{prefix}repeat {repeat + 1} {label:8s} {seconds:7.3f} s  final minibatch loss {loss:.4f}", flush=True)
+            print(
+                f"{prefix}repeat {repeat + 1} {label:8s} {seconds:7.3f} s  final minibatch loss {loss:.4f}", flush=True
+            )
     return times

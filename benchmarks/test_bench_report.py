@@ -5,6 +5,7 @@ training). Skipped when the report extra (matplotlib, seaborn, jinja2) is not in
 
     pytest benchmarks/test_bench_report.py
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,16 +17,22 @@ def test_report_generation(benchmark, tmp_path: Path) -> None:
     for package in ("matplotlib", "seaborn", "jinja2"):
         pytest.importorskip(package)
     from harness.analysis import Results
-    from tests.helpers.synthetic import synthetic_frames
     from harness.report import write_report
+    from tests.helpers.synthetic import synthetic_frames
 
     frames = synthetic_frames()
     counter = iter(range(1_000_000))
 
     def report() -> tuple[Path, Path]:
         # A fresh Results each round: its tables are cached, and the report should pay for them.
-        results = Results(frames.trials, frames.metrics, frames.arms, frames.axes, name="bench-report",
-                          report_options={"reference": frames.arms[0]})
+        results = Results(
+            frames.trials,
+            frames.metrics,
+            frames.arms,
+            frames.axes,
+            name="bench-report",
+            report_options={"reference": frames.arms[0]},
+        )
         return write_report(results, tmp_path / f"report-{next(counter)}", {"name": "bench-report"})
 
     html, pdf = benchmark.pedantic(report, rounds=3, iterations=1, warmup_rounds=1)

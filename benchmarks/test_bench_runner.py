@@ -6,6 +6,7 @@ spawning workers, importing torch in them, loading the dataset, recording each t
 
     pytest benchmarks/test_bench_runner.py
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -4,6 +4,7 @@
 
     pytest benchmarks/test_bench_store.py
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,8 +20,15 @@ from harness.suite import load_suite
 
 TRIALS = 500
 EPOCHS = 20
-METRICS = ("train_loss", "train_accuracy", "validation_loss", "validation_accuracy", "test_loss", "test_accuracy",
-           "minibatch_loss")
+METRICS = (
+    "train_loss",
+    "train_accuracy",
+    "validation_loss",
+    "validation_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "minibatch_loss",
+)
 MINIMAL_SUITE = Path(__file__).resolve().parents[1] / "tests" / "suites" / "minimal.yaml"
 
 
@@ -31,7 +39,9 @@ def made_up(count: int) -> list[tuple[Trial, TrialResult]]:
     pairs = []
     for seed in range(count):
         trial = dataclasses.replace(template, spec=dataclasses.replace(template.spec, seed=seed))
-        rows = [(epoch, name, float(value)) for epoch in range(EPOCHS + 1) for name, value in zip(METRICS, rng.random(7))]
+        rows = [
+            (epoch, name, float(value)) for epoch in range(EPOCHS + 1) for name, value in zip(METRICS, rng.random(7))
+        ]
         pairs.append((trial, TrialResult(status="ok", metrics=rows, train_seconds=1.0, epochs_completed=EPOCHS)))
     return pairs
 

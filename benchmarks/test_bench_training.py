@@ -7,13 +7,14 @@ TrialResult.train_seconds times them), one intra-op thread. `extra_info` records
 
     pytest benchmarks/test_bench_training.py
 """
+
 from __future__ import annotations
 
 import importlib.util
 
 import pytest
-from benchmarks.common import REFERENCE_MLP, mnist1d_spec
 
+from benchmarks.common import REFERENCE_MLP, mnist1d_spec
 from harness.data import load_dataset
 from harness.data.batches import epoch_batches
 from harness.spec import initial_weights
@@ -52,5 +53,9 @@ def test_training_epoch_throughput(benchmark, backend: str) -> None:
     losses = benchmark.pedantic(model.train_epoch, args=(batches,), rounds=10, iterations=1, warmup_rounds=1)
     assert len(losses) == len(batches) and all(loss == loss for loss in losses)  # one finite-or-not value per step
     if benchmark.stats is not None:  # None under --benchmark-disable: one plain call, nothing timed
-        benchmark.extra_info.update(backend=backend, steps_per_epoch=len(batches),
-                                    steps_per_second=len(batches) / benchmark.stats.stats.median, threads=THREADS)
+        benchmark.extra_info.update(
+            backend=backend,
+            steps_per_epoch=len(batches),
+            steps_per_second=len(batches) / benchmark.stats.stats.median,
+            threads=THREADS,
+        )

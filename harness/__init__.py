@@ -1,4 +1,5 @@
 """harness: a model-comparison benchmarking harness for deep learning (PyTorch and Keras)."""
+
 from __future__ import annotations
 
 from pathlib import Path

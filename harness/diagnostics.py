@@ -30,6 +30,7 @@ Statistics of layer L (plan index L, name '<L>.<kind>') at epoch e:
 A row (epoch, -1, '', 'seconds', s) records the wall time the diagnostics took (not in train_seconds).
 Non-finite elements (a diverged model) are left out of every activation statistic.
 """
+
 from __future__ import annotations
 
 import math
@@ -52,8 +53,13 @@ TANH_SATURATION = 0.95  # tanh |a| > 0.95 counts as saturated
 # Fixed histogram range per activation, so histograms of different arms and epochs share bins.
 # Unbounded activations: a range holding a unit-scale signal (He-initialized nets keep rms ~1).
 ACTIVATION_RANGES: dict[str, tuple[float, float]] = {
-    "sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0), "softmax": (0.0, 1.0),
-    "relu": (0.0, 4.0), "leaky_relu": (-1.0, 4.0), "elu": (-1.0, 4.0), "gelu": (-0.5, 4.0),
+    "sigmoid": (0.0, 1.0),
+    "tanh": (-1.0, 1.0),
+    "softmax": (0.0, 1.0),
+    "relu": (0.0, 4.0),
+    "leaky_relu": (-1.0, 4.0),
+    "elu": (-1.0, 4.0),
+    "gelu": (-0.5, 4.0),
 }
 DEFAULT_RANGE = (-4.0, 4.0)  # linear outputs (logits) and layers without an activation
 LAYER_STATISTIC = -1  # `layer` of rows that are not about one layer (the timing row)
@@ -105,7 +111,9 @@ def resolve_diagnostics(raw: Any, training_epochs: int, where: str = "diagnostic
     epochs: list[int] = []
     raw_epochs = raw.get("epochs", list(DEFAULT_EPOCHS))
     if not isinstance(raw_epochs, list) or not raw_epochs:
-        raise SpecError(f"{where}.epochs: expected a non-empty list of epochs (integers or 'last'), got {raw_epochs!r}.")
+        raise SpecError(
+            f"{where}.epochs: expected a non-empty list of epochs (integers or 'last'), got {raw_epochs!r}."
+        )
     for index, epoch in enumerate(raw_epochs):
         if epoch == "last":
             epochs.append(training_epochs)
@@ -149,7 +157,10 @@ def activation_rows(epoch: int, plan: LayerPlan, output: np.ndarray, bins: int) 
     add("activation_mean", values.mean() if count else math.nan)
     add("activation_std", values.std() if count else math.nan)
     if activation == "sigmoid":
-        add("fraction_saturated", np.mean((values < SIGMOID_SATURATION[0]) | (values > SIGMOID_SATURATION[1])) if count else math.nan)
+        add(
+            "fraction_saturated",
+            np.mean((values < SIGMOID_SATURATION[0]) | (values > SIGMOID_SATURATION[1])) if count else math.nan,
+        )
     elif activation == "tanh":
         add("fraction_saturated", np.mean(np.abs(values) > TANH_SATURATION) if count else math.nan)
     elif activation == "relu":
@@ -181,7 +192,10 @@ def layer_keys(plans: Sequence[LayerPlan], keys: Sequence[str]) -> dict[int, lis
 
 
 def weight_rows(
-    epoch: int, plans: Sequence[LayerPlan], gradients: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray],
+    epoch: int,
+    plans: Sequence[LayerPlan],
+    gradients: Mapping[str, np.ndarray],
+    weights: Mapping[str, np.ndarray],
     previous: Mapping[str, np.ndarray] | None,
 ) -> list[Row]:
     """gradient_norm, weight_norm and (with `previous`, the weights before epoch `epoch`) update_ratio per layer
@@ -202,7 +216,12 @@ def weight_rows(
 
 
 def probe_rows(
-    model: Any, plans: Sequence[LayerPlan], x: np.ndarray, y: np.ndarray, epoch: int, bins: int,
+    model: Any,
+    plans: Sequence[LayerPlan],
+    x: np.ndarray,
+    y: np.ndarray,
+    epoch: int,
+    bins: int,
     previous_weights: Mapping[str, np.ndarray] | None,
 ) -> list[Row]:
     """Every diagnostic row of one epoch, from one adapter model and the probe batch (x, y)."""

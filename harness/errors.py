@@ -3,6 +3,7 @@
 Every message names the input, what was received, what was expected, and how to fix
 it. Bugs may raise anything else; those keep their traceback.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -42,6 +43,5 @@ def unknown_name(kind: str, received: str, valid: Iterable[str], where: str = ""
     valid = sorted(valid)
     location = f"{where}: " if where else ""
     return SpecError(
-        f"{location}unknown {kind} {received!r}.{did_you_mean(received, valid)} "
-        f"Expected one of: {', '.join(valid)}."
+        f"{location}unknown {kind} {received!r}.{did_you_mean(received, valid)} Expected one of: {', '.join(valid)}."
     )

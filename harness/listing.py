@@ -1,4 +1,5 @@
 """Text for `harness list`: suites, datasets, components and backends, read from the registries."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -38,7 +39,9 @@ def list_datasets_text() -> str:
         classes = f"{info.num_classes} classes" if info.num_classes else f"{info.num_outputs} targets"
         if info.target_length:  # sequence: classes count the ctc blank; strings up to target_length
             classes = f"{info.num_classes - 1}+blank, <={info.target_length}"
-        lines.append(f"  {info.name:<16} {info.task:<14} input {str(info.input_shape):<10} {classes:<11} {info.description}")
+        lines.append(
+            f"  {info.name:<16} {info.task:<14} input {info.input_shape!s:<10} {classes:<11} {info.description}"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -17,6 +17,7 @@ A metric's direction and range come from the measure its name ENDS with (`best_t
 an accuracy; `accuracy_gap` and `train_loss_<output>` end with no measure); a name that ends with
 no measure is lower-is-better and unbounded.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,6 +37,7 @@ TASKS = ("classification", "binary", "regression", "sequence")
 
 
 # -- measures -----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Measure:
@@ -59,16 +61,39 @@ class Measure:
 # The one table. Order = display order within a split (tables, figures, baselines, reports).
 LOSS = "loss"  # the measure every task records: the data loss the optimizer minimizes
 MEASURE_TABLE: tuple[Measure, ...] = (
-    Measure(LOSS, False, 0.0, math.inf, TASKS,
-            "the task's data loss, penalties excluded: cross entropy, MSE for regression, ctc for sequences"),
-    Measure("accuracy", True, 0.0, 1.0, ("classification", "binary", "sequence"),
-            "share of samples predicted exactly (argmax, logit > 0, or the whole decoded string)"),
-    Measure("error_rate", False, 0.0, math.inf, ("sequence",),
-            "label error rate: summed edit distance of the greedy decoding over the summed true length"),
-    Measure("mae", False, 0.0, math.inf, ("regression",),
-            "mean absolute error over every target"),
-    Measure("r2", True, -math.inf, 1.0, ("regression",),
-            "coefficient of determination, 1 - SS_res / SS_tot over every target"),
+    Measure(
+        LOSS,
+        False,
+        0.0,
+        math.inf,
+        TASKS,
+        "the task's data loss, penalties excluded: cross entropy, MSE for regression, ctc for sequences",
+    ),
+    Measure(
+        "accuracy",
+        True,
+        0.0,
+        1.0,
+        ("classification", "binary", "sequence"),
+        "share of samples predicted exactly (argmax, logit > 0, or the whole decoded string)",
+    ),
+    Measure(
+        "error_rate",
+        False,
+        0.0,
+        math.inf,
+        ("sequence",),
+        "label error rate: summed edit distance of the greedy decoding over the summed true length",
+    ),
+    Measure("mae", False, 0.0, math.inf, ("regression",), "mean absolute error over every target"),
+    Measure(
+        "r2",
+        True,
+        -math.inf,
+        1.0,
+        ("regression",),
+        "coefficient of determination, 1 - SS_res / SS_tot over every target",
+    ),
 )
 # The timings (TIMING_COLUMNS and whatever else ends in 'seconds'): a measure, not a split metric.
 SECONDS = Measure("seconds", False, 0.0, math.inf, (), "wall time in seconds")
@@ -144,7 +169,7 @@ def final_name(metric: str) -> str:
 
 def without_final_prefix(metric: str) -> str:
     """final_x -> x; any other name as written."""
-    return metric[len(FINAL_PREFIX):] if metric.startswith(FINAL_PREFIX) else metric
+    return metric[len(FINAL_PREFIX) :] if metric.startswith(FINAL_PREFIX) else metric
 
 
 # Every name the training loop can record for a single-output model, in display order.
@@ -173,6 +198,7 @@ assert SPEED_METRIC in TIMING_COLUMNS
 
 
 # -- trial statuses -----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class TrialStatus:

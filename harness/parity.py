@@ -18,6 +18,7 @@ Framework-free: backends are reached through harness.adapters.get_adapter. Keras
 backend once per process, so one call can compare torch with ONE Keras backend (or two
 names of the same one); comparing two different Keras backends needs two processes.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -155,7 +156,11 @@ def describe_components(spec: TrialSpec) -> str:
         params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.params)
         return f"{kind} {value.name}({params})" if params else f"{kind} {value.name}"
 
-    parts = [component("optimizer", spec.optimizer), component("loss", spec.loss), component("initializer", spec.initializer)]
+    parts = [
+        component("optimizer", spec.optimizer),
+        component("loss", spec.loss),
+        component("initializer", spec.initializer),
+    ]
     regularizer = spec.regularizer
     active = {k: v for k, v in regularizer.to_dict().items() if v not in (0.0, None)}
     if active:
@@ -170,7 +175,9 @@ def describe_components(spec: TrialSpec) -> str:
         elif layer.kind == "activation":
             layers.append(f"activation({params['activation'].name})")
         else:  # every other family: its kind and the parameters that tell layers apart
-            shown = {k: v for k, v in params.items() if k in ("filters", "units", "heads", "pool_size", "kernel_size", "dim")}
+            shown = {
+                k: v for k, v in params.items() if k in ("filters", "units", "heads", "pool_size", "kernel_size", "dim")
+            }
             layers.append(f"{layer.kind}({', '.join(f'{k}={v}' for k, v in shown.items())})")
     joiner = " > " if spec.model.graph is None else ", "  # graph nodes are not a chain
     parts.append(("layers " if spec.model.graph is None else "graph nodes ") + joiner.join(layers))
@@ -250,7 +257,9 @@ class _Run:
     weights: list[dict[str, np.ndarray]] = field(default_factory=list)
 
 
-def _run_backend(spec: TrialSpec, backend: str, data: Dataset, weights: dict[str, np.ndarray], batches: list[np.ndarray]) -> _Run:
+def _run_backend(
+    spec: TrialSpec, backend: str, data: Dataset, weights: dict[str, np.ndarray], batches: list[np.ndarray]
+) -> _Run:
     from harness.adapters import get_adapter
 
     adapter = get_adapter(backend)
@@ -321,12 +330,24 @@ def parity_check(
 
     def result(passed: bool, failure: str = "", **values: Any) -> ParityResult:
         fields: dict[str, Any] = {
-            "max_loss_delta": 0.0, "max_param_delta": 0.0, "worst_step": 0, "worst_tensor": "", "first_failed_step": None,
+            "max_loss_delta": 0.0,
+            "max_param_delta": 0.0,
+            "worst_step": 0,
+            "worst_tensor": "",
+            "first_failed_step": None,
         }
         fields.update(values)
         return ParityResult(
-            label=label, backends=backends, steps=steps, losses={b: runs[b].losses for b in backends},
-            tolerance=tolerance, passed=passed, note=note, components=describe_components(spec), failure=failure, **fields,
+            label=label,
+            backends=backends,
+            steps=steps,
+            losses={b: runs[b].losses for b in backends},
+            tolerance=tolerance,
+            passed=passed,
+            note=note,
+            components=describe_components(spec),
+            failure=failure,
+            **fields,
         )
 
     # 1. the same tensors
@@ -335,31 +356,46 @@ def parity_check(
     for backend in backends:
         if shapes[backend] != expected:
             return result(
-                False, f"{backend} has tensors {shapes[backend]}, the spec defines {expected} "
-                f"({sum(math.prod(s) for s in expected.values())} parameters).", worst_tensor="structure",
+                False,
+                f"{backend} has tensors {shapes[backend]}, the spec defines {expected} "
+                f"({sum(math.prod(s) for s in expected.values())} parameters).",
+                worst_tensor="structure",
                 first_failed_step=0,
             )
     # 2. identical weights after loading, and the same outputs on one batch
     for backend in backends:
         for key, value in weights.items():
             if not np.array_equal(runs[backend].loaded[key], value):
-                return result(False, f"after loading the shared initial weights, {backend} returns a different "
-                              f"{key!r}: set_weights/get_weights must round-trip exactly.", worst_tensor=key, first_failed_step=0)
+                return result(
+                    False,
+                    f"after loading the shared initial weights, {backend} returns a different "
+                    f"{key!r}: set_weights/get_weights must round-trip exactly.",
+                    worst_tensor=key,
+                    first_failed_step=0,
+                )
     forward_delta, forward_excess = _excess(first.outputs, second.outputs, tolerance.forward, tolerance.forward)
     if forward_excess > 1.0:
-        return result(False, f"before training, the outputs on the first batch differ by {forward_delta:.3g} "
-                      f"(allowed {tolerance.forward:g} + {tolerance.forward:g}*|output|): the forward passes disagree.",
-                      worst_tensor="outputs", first_failed_step=0)
+        return result(
+            False,
+            f"before training, the outputs on the first batch differ by {forward_delta:.3g} "
+            f"(allowed {tolerance.forward:g} + {tolerance.forward:g}*|output|): the forward passes disagree.",
+            worst_tensor="outputs",
+            first_failed_step=0,
+        )
     # 3. every step: loss, then every parameter after the step's update
     worst = (forward_excess, 0, "outputs")
     first_failure: tuple[int, str, float, float] | None = None  # step, tensor, delta, excess
     max_loss_delta = max_param_delta = 0.0
     for step in range(steps):
-        loss_delta, loss_excess = _excess(first.losses[step], second.losses[step], tolerance.loss_rtol, tolerance.loss_atol)
+        loss_delta, loss_excess = _excess(
+            first.losses[step], second.losses[step], tolerance.loss_rtol, tolerance.loss_atol
+        )
         max_loss_delta = max(max_loss_delta, loss_delta)
         candidates = [("loss", loss_delta, loss_excess)]
         for key in weights:
-            delta, excess = _excess(first.weights[step][key], second.weights[step][key], tolerance.param_rtol, tolerance.param_atol)
+            delta, excess = _excess(
+                first.weights[step][key], second.weights[step][key], tolerance.param_rtol, tolerance.param_atol
+            )
             max_param_delta = max(max_param_delta, delta)
             candidates.append((key, delta, excess))
         for tensor, delta, excess in candidates:
@@ -371,15 +407,24 @@ def parity_check(
     if first_failure is not None:
         step, tensor, delta, excess = first_failure
         if tensor == "loss":
-            what = (f"the loss of step {step} is {first.losses[step - 1]:.8g} in {backends[0]} and "
-                    f"{second.losses[step - 1]:.8g} in {backends[1]}")
+            what = (
+                f"the loss of step {step} is {first.losses[step - 1]:.8g} in {backends[0]} and "
+                f"{second.losses[step - 1]:.8g} in {backends[1]}"
+            )
         else:
             what = f"parameter {tensor!r} after step {step} differs"
-        failure = (f"First exceeded the tolerance at step {step}: {what} (difference {delta:.3g}, "
-                   f"{excess:.3g}x the allowed difference).")
+        failure = (
+            f"First exceeded the tolerance at step {step}: {what} (difference {delta:.3g}, "
+            f"{excess:.3g}x the allowed difference)."
+        )
     return result(
-        first_failure is None, failure, max_loss_delta=max_loss_delta, max_param_delta=max_param_delta,
-        worst_step=worst[1], worst_tensor=worst[2], first_failed_step=first_failure[0] if first_failure else None,
+        first_failure is None,
+        failure,
+        max_loss_delta=max_loss_delta,
+        max_param_delta=max_param_delta,
+        worst_step=worst[1],
+        worst_tensor=worst[2],
+        first_failed_step=first_failure[0] if first_failure else None,
     )
 
 

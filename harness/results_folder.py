@@ -7,6 +7,7 @@ The store keys trials by content hash only; labels (arm, grid-axis variants) com
 the suite's current expansion, so renaming an arm relabels stored results instead of
 re-running them.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,17 +44,36 @@ class SuiteRecord:
     @classmethod
     def from_suite(cls, suite: Suite) -> SuiteRecord:
         """The record of a freshly loaded suite."""
-        return cls(suite.name, suite.description, suite.arms, suite.axes, dict(suite.report), dict(suite.check),
-                   tuple(suite.expect), dict(suite.document), labels_frame(suite))
+        return cls(
+            suite.name,
+            suite.description,
+            suite.arms,
+            suite.axes,
+            dict(suite.report),
+            dict(suite.check),
+            tuple(suite.expect),
+            dict(suite.document),
+            labels_frame(suite),
+        )
 
     def to_json(self) -> str:
         """The manifest text (`suite.json`), version MANIFEST_VERSION."""
-        return json.dumps({
-            "version": MANIFEST_VERSION, "name": self.name, "description": self.description,
-            "arms": list(self.arms), "axes": list(self.axes), "report": self.report, "check": self.check,
-            "expect": list(self.expect), "document": self.document,
-            "trials": self.labels.astype(object).to_dict(orient="records"),
-        }, indent=1, default=str)
+        return json.dumps(
+            {
+                "version": MANIFEST_VERSION,
+                "name": self.name,
+                "description": self.description,
+                "arms": list(self.arms),
+                "axes": list(self.axes),
+                "report": self.report,
+                "check": self.check,
+                "expect": list(self.expect),
+                "document": self.document,
+                "trials": self.labels.astype(object).to_dict(orient="records"),
+            },
+            indent=1,
+            default=str,
+        )
 
     @classmethod
     def read(cls, path: Path) -> SuiteRecord:
@@ -67,8 +87,17 @@ class SuiteRecord:
             if data.get("version") != MANIFEST_VERSION:
                 raise ValueError(f"manifest version {data.get('version')!r}, this harness reads {MANIFEST_VERSION}")
             labels = pd.DataFrame(data["trials"], columns=["hash", "arm", "backend", "seed", *data["axes"]])
-            return cls(data["name"], data["description"], tuple(data["arms"]), tuple(data["axes"]), data["report"],
-                       data["check"], tuple(data["expect"]), data["document"], labels)
+            return cls(
+                data["name"],
+                data["description"],
+                tuple(data["arms"]),
+                tuple(data["axes"]),
+                data["report"],
+                data["check"],
+                tuple(data["expect"]),
+                data["document"],
+                labels,
+            )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise StoreError(
                 f"{path}: not a readable results manifest ({error}). Run the suite again with "
@@ -80,7 +109,15 @@ def labels_frame(suite: Suite) -> pd.DataFrame:
     """One row per trial of the suite: hash, arm, backend, seed and one column per grid axis."""
     rows = []
     for trial in suite.trials:
-        rows.append({"hash": trial.hash, "arm": trial.arm, "backend": trial.spec.backend, "seed": trial.spec.seed, **dict(trial.cell)})
+        rows.append(
+            {
+                "hash": trial.hash,
+                "arm": trial.arm,
+                "backend": trial.spec.backend,
+                "seed": trial.spec.seed,
+                **dict(trial.cell),
+            }
+        )
     return pd.DataFrame(rows, columns=["hash", "arm", "backend", "seed", *suite.axes])
 
 

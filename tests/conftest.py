@@ -3,6 +3,7 @@ which runs a test once per framework (ids 'torch' and 'keras'; the Keras runs ca
 
 Shared non-fixture code lives in tests/helpers/ (spec builders, numpy references, suite texts).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator

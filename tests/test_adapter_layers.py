@@ -6,6 +6,7 @@ once per framework (the `adapter` fixture of tests/conftest.py: ids 'torch' and 
 
 Framework-specific checks (torch's second recurrent bias) live in tests/test_torch_layers.py.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -52,70 +53,149 @@ def build_with_random_weights(adapter, spec, input_shape, seed):
 
 HEAD = [{"flatten": {}}, {"dense": {}}]
 CASES = {
-    "conv1d-int-pad-stride": ((11, 2), [{"conv1d": {"filters": 4, "kernel_size": 5, "strides": 2, "padding": 1, "activation": "relu"}}]),
-    "conv1d-same-even-kernel-stride": ((9, 3), [{"conv1d": {"filters": 4, "kernel_size": 4, "strides": 2, "padding": "same"}}]),
-    "conv1d-same-dilation": ((10, 2), [{"conv1d": {"filters": 3, "kernel_size": 3, "dilation": 2, "padding": "same", "use_bias": False}}]),
-    "conv2d-same-stride": ((7, 6, 2), [{"conv2d": {"filters": 5, "kernel_size": 3, "strides": 2, "padding": "same", "activation": "tanh"}}]),
+    "conv1d-int-pad-stride": (
+        (11, 2),
+        [{"conv1d": {"filters": 4, "kernel_size": 5, "strides": 2, "padding": 1, "activation": "relu"}}],
+    ),
+    "conv1d-same-even-kernel-stride": (
+        (9, 3),
+        [{"conv1d": {"filters": 4, "kernel_size": 4, "strides": 2, "padding": "same"}}],
+    ),
+    "conv1d-same-dilation": (
+        (10, 2),
+        [{"conv1d": {"filters": 3, "kernel_size": 3, "dilation": 2, "padding": "same", "use_bias": False}}],
+    ),
+    "conv2d-same-stride": (
+        (7, 6, 2),
+        [{"conv2d": {"filters": 5, "kernel_size": 3, "strides": 2, "padding": "same", "activation": "tanh"}}],
+    ),
     "conv2d-valid-dilation-rect": ((8, 7, 2), [{"conv2d": {"filters": 3, "kernel_size": [2, 3], "dilation": [2, 1]}}]),
-    "conv2d-int-pad-per-axis": ((5, 6, 1), [{"conv2d": {"filters": 3, "kernel_size": 3, "padding": [2, 0], "strides": [1, 2]}}]),
-    "pools-1d-same": ((8, 3), [{"max_pool1d": {"pool_size": 3, "strides": 2, "padding": "same"}},
-                               {"avg_pool1d": {"pool_size": 3, "strides": 1, "padding": "same"}}]),
-    "pools-2d": ((7, 6, 2), [{"avg_pool2d": {"pool_size": 2, "padding": "same"}}, {"max_pool2d": {"pool_size": [2, 1]}}]),
+    "conv2d-int-pad-per-axis": (
+        (5, 6, 1),
+        [{"conv2d": {"filters": 3, "kernel_size": 3, "padding": [2, 0], "strides": [1, 2]}}],
+    ),
+    "pools-1d-same": (
+        (8, 3),
+        [
+            {"max_pool1d": {"pool_size": 3, "strides": 2, "padding": "same"}},
+            {"avg_pool1d": {"pool_size": 3, "strides": 1, "padding": "same"}},
+        ],
+    ),
+    "pools-2d": (
+        (7, 6, 2),
+        [{"avg_pool2d": {"pool_size": 2, "padding": "same"}}, {"max_pool2d": {"pool_size": [2, 1]}}],
+    ),
     "avg-pool2d-valid-stride": ((7, 7, 2), [{"avg_pool2d": {"pool_size": 3, "strides": 2}}]),
     "conv-global-avg": ((9, 2), [{"conv1d": {"filters": 4, "kernel_size": 3}}, {"global_avg_pool": {}}, {"dense": {}}]),
-    "conv2d-global-max": ((6, 6, 2), [{"conv2d": {"filters": 4, "kernel_size": 3}}, {"global_max_pool": {}}, {"dense": {}}]),
+    "conv2d-global-max": (
+        (6, 6, 2),
+        [{"conv2d": {"filters": 4, "kernel_size": 3}}, {"global_max_pool": {}}, {"dense": {}}],
+    ),
     "conv-softmax-channels": ((9, 2), [{"conv1d": {"filters": 4, "kernel_size": 3}}, {"activation": "softmax"}]),
     "reshape-to-conv": ((12,), [{"reshape": {"target_shape": [6, 2]}}, {"conv1d": {"filters": 3, "kernel_size": 2}}]),
-    "conv-reshape": ((8, 2), [{"conv1d": {"filters": 4, "kernel_size": 3}}, {"reshape": {"target_shape": [4, -1]}}, {"lstm": {"units": 2}}]),
-    "batch-norm-dense": ((5,), [{"dense": {"units": 6}}, {"batch_norm": {"eps": 1e-3}}, {"activation": "relu"}, {"dense": {}}]),
+    "conv-reshape": (
+        (8, 2),
+        [{"conv1d": {"filters": 4, "kernel_size": 3}}, {"reshape": {"target_shape": [4, -1]}}, {"lstm": {"units": 2}}],
+    ),
+    "batch-norm-dense": (
+        (5,),
+        [{"dense": {"units": 6}}, {"batch_norm": {"eps": 1e-3}}, {"activation": "relu"}, {"dense": {}}],
+    ),
     "batch-norm-conv2d": ((6, 5, 2), [{"conv2d": {"filters": 3, "kernel_size": 3}}, {"batch_norm": {}}]),
     "batch-norm-sequence": ((7, 3), [{"gru": {"units": 4, "return_sequences": True}}, {"batch_norm": {}}]),
     "layer-norm": ((6, 4), [{"layer_norm": {"eps": 1e-3}}]),
     "simple-rnn-last": ((12, 3), [{"simple_rnn": {"units": 5}}, {"dense": {}}]),
-    "simple-rnn-bi-sequences": ((6, 2), [{"simple_rnn": {"units": 3, "bidirectional": True, "return_sequences": True}}]),
+    "simple-rnn-bi-sequences": (
+        (6, 2),
+        [{"simple_rnn": {"units": 3, "bidirectional": True, "return_sequences": True}}],
+    ),
     "lstm-last": ((12, 3), [{"lstm": {"units": 5}}, {"dense": {}}]),
     "lstm-bi-sequences": ((7, 2), [{"lstm": {"units": 3, "bidirectional": True, "return_sequences": True}}]),
     "gru-last": ((12, 3), [{"gru": {"units": 5}}, {"dense": {}}]),
     "gru-bi-last": ((7, 2), [{"gru": {"units": 3, "bidirectional": True}}, {"dense": {}}]),
-    "stacked-lstm-gru": ((6, 2), [{"lstm": {"units": 4, "return_sequences": True}}, {"gru": {"units": 3, "bidirectional": True}}, {"dense": {}}]),
+    "stacked-lstm-gru": (
+        (6, 2),
+        [{"lstm": {"units": 4, "return_sequences": True}}, {"gru": {"units": 3, "bidirectional": True}}, {"dense": {}}],
+    ),
     "embedding-gru": ((9,), [{"embedding": {"vocabulary": 11, "dim": 4}}, {"gru": {"units": 3}}, {"dense": {}}]),
-    "position-self-attention": ((6, 4), [{"position_embedding": {}}, {"multi_head_attention": {"heads": 2, "key_dim": 3}}]),
-    "attention-causal-dims": ((5, 4), [{"multi_head_attention": {"heads": 3, "key_dim": 2, "value_dim": 5, "output_dim": 6, "causal": True}}]),
+    "position-self-attention": (
+        (6, 4),
+        [{"position_embedding": {}}, {"multi_head_attention": {"heads": 2, "key_dim": 3}}],
+    ),
+    "attention-causal-dims": (
+        (5, 4),
+        [{"multi_head_attention": {"heads": 3, "key_dim": 2, "value_dim": 5, "output_dim": 6, "causal": True}}],
+    ),
     "attention-no-bias": ((5, 4), [{"multi_head_attention": {"heads": 1, "key_dim": 4, "use_bias": False}}]),
     "transformer-post": ((6, 8), [{"transformer_encoder": {"heads": 2, "ffn_units": 16}}]),
-    "transformer-pre-gelu": ((6, 8), [{"transformer_encoder": {"heads": 4, "ffn_units": 12, "norm": "pre", "activation": "gelu", "key_dim": 3}}]),
+    "transformer-pre-gelu": (
+        (6, 8),
+        [{"transformer_encoder": {"heads": 4, "ffn_units": 12, "norm": "pre", "activation": "gelu", "key_dim": 3}}],
+    ),
     "mnist1d-cnn": ((40, 1), {"cnn": {"filters": [25, 25, 25], "kernel_size": [5, 3, 3], "strides": 2, "padding": 1}}),
     "mnist1d-gru": ((40, 1), {"rnn": {"cell": "gru", "units": 6, "bidirectional": True, "readout": "flatten"}}),
     "mnist1d-residual-mlp": ((40,), {"mlp": {"hidden": [20, 20], "residual": True}}),
     "lenet5-digits": ((8, 8, 1), {"lenet5": {}}),
     "transformer-family": ((10, 1), {"transformer": {"depth": 2, "heads": 2, "width": 8}}),
-    "graph-merge-layouts": ((12, 3), {"graph": {"inputs": "x", "nodes": [
-        {"name": "conv", "layer": {"conv1d": {"filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"}}, "from": "x"},
-        {"name": "rnn", "layer": {"lstm": {"units": 2, "return_sequences": True}}, "from": "x"},
-        {"name": "joined", "layer": {"concatenate": {}}, "from": ["conv", "rnn"]},
-        {"name": "conv2", "layer": {"conv1d": {"filters": 6, "kernel_size": 1}}, "from": "x"},
-        {"name": "summed", "layer": {"add": {}}, "from": ["conv2", "joined"]},
-        {"name": "pooled", "layer": {"max_pool1d": {}}},
-        {"name": "flat", "layer": {"flatten": {}}},
-        {"name": "out", "layer": {"dense": {}}},
-    ]}}),
-    "graph-conv-merge-first-layout": ((8, 2), {"graph": {"nodes": [
-        {"name": "a", "layer": {"conv1d": {"filters": 3, "kernel_size": 3, "padding": "same"}}, "from": "input"},
-        {"name": "b", "layer": {"conv1d": {"filters": 2, "kernel_size": 1}}, "from": "input"},
-        {"name": "joined", "layer": {"concatenate": {}}, "from": ["a", "b"]},
-        {"name": "normed", "layer": {"batch_norm": {}}},
-        {"name": "pooled", "layer": {"global_avg_pool": {}}},
-        {"name": "out", "layer": {"dense": {}}},
-    ]}}),
-    "graph-cross-attention": ((6, 4), {"graph": {"nodes": [
-        {"name": "context", "layer": {"conv1d": {"filters": 5, "kernel_size": 2}}, "from": "input"},
-        {"name": "attended", "layer": {"multi_head_attention": {"heads": 2, "key_dim": 3}}, "from": ["input", "context"]},
-        {"name": "flat", "layer": {"flatten": {}}},
-        {"name": "out", "layer": {"dense": {}}},
-    ]}}),
+    "graph-merge-layouts": (
+        (12, 3),
+        {
+            "graph": {
+                "inputs": "x",
+                "nodes": [
+                    {
+                        "name": "conv",
+                        "layer": {"conv1d": {"filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"}},
+                        "from": "x",
+                    },
+                    {"name": "rnn", "layer": {"lstm": {"units": 2, "return_sequences": True}}, "from": "x"},
+                    {"name": "joined", "layer": {"concatenate": {}}, "from": ["conv", "rnn"]},
+                    {"name": "conv2", "layer": {"conv1d": {"filters": 6, "kernel_size": 1}}, "from": "x"},
+                    {"name": "summed", "layer": {"add": {}}, "from": ["conv2", "joined"]},
+                    {"name": "pooled", "layer": {"max_pool1d": {}}},
+                    {"name": "flat", "layer": {"flatten": {}}},
+                    {"name": "out", "layer": {"dense": {}}},
+                ],
+            }
+        },
+    ),
+    "graph-conv-merge-first-layout": (
+        (8, 2),
+        {
+            "graph": {
+                "nodes": [
+                    {
+                        "name": "a",
+                        "layer": {"conv1d": {"filters": 3, "kernel_size": 3, "padding": "same"}},
+                        "from": "input",
+                    },
+                    {"name": "b", "layer": {"conv1d": {"filters": 2, "kernel_size": 1}}, "from": "input"},
+                    {"name": "joined", "layer": {"concatenate": {}}, "from": ["a", "b"]},
+                    {"name": "normed", "layer": {"batch_norm": {}}},
+                    {"name": "pooled", "layer": {"global_avg_pool": {}}},
+                    {"name": "out", "layer": {"dense": {}}},
+                ]
+            }
+        },
+    ),
+    "graph-cross-attention": (
+        (6, 4),
+        {
+            "graph": {
+                "nodes": [
+                    {"name": "context", "layer": {"conv1d": {"filters": 5, "kernel_size": 2}}, "from": "input"},
+                    {
+                        "name": "attended",
+                        "layer": {"multi_head_attention": {"heads": 2, "key_dim": 3}},
+                        "from": ["input", "context"],
+                    },
+                    {"name": "flat", "layer": {"flatten": {}}},
+                    {"name": "out", "layer": {"dense": {}}},
+                ]
+            }
+        },
+    ),
 }
-
-
 
 
 def case_model(name):
@@ -148,7 +228,9 @@ def test_every_layer_kind_has_a_realization(adapter):
 
 def test_every_layer_kind_has_a_forward_case():
     used = {kind for name in CASES for kind in layer_kinds(name)}
-    assert used | {"dropout"} == set(LAYERS)  # dropout: see test_transformer_dropout_is_active_in_training_only_and_seeded
+    assert used | {"dropout"} == set(
+        LAYERS
+    )  # dropout: see test_transformer_dropout_is_active_in_training_only_and_seeded
 
 
 @pytest.mark.parametrize("name", CASES, ids=str)
@@ -157,7 +239,9 @@ def test_forward_matches_the_canonical_formula(adapter, name):
     spec = layer_spec(adapter, raw, input_shape)
     model, plans, weights, rng = build_with_random_weights(adapter, spec, input_shape, seed=sum(map(ord, name)))
     loaded = model.get_weights()
-    assert loaded.keys() == weights.keys() and all(np.array_equal(loaded[k], weights[k]) for k in weights)  # exact round trip
+    assert loaded.keys() == weights.keys() and all(
+        np.array_equal(loaded[k], weights[k]) for k in weights
+    )  # exact round trip
     x = case_inputs(raw, input_shape, rng)
     expected, _ = reference(spec.model, plans, weights, x)
     outputs = model.predict_outputs(x)
@@ -193,7 +277,12 @@ BATCH_NORM_INPUTS = {  # name: (input shape, layers before batch_norm)
 def test_batch_norm_training_step_and_moving_statistics(adapter, name):
     """Training normalizes with the biased batch variance; moving_variance takes the UNBIASED one."""
     input_shape, before = BATCH_NORM_INPUTS[name]
-    layers = [*before, {"batch_norm": {"momentum": 0.8, "eps": 1e-3}}, *([{"flatten": {}}] if len(input_shape) > 1 else []), {"dense": {}}]
+    layers = [
+        *before,
+        {"batch_norm": {"momentum": 0.8, "eps": 1e-3}},
+        *([{"flatten": {}}] if len(input_shape) > 1 else []),
+        {"dense": {}},
+    ]
     spec = layer_spec(adapter, layers, optimizer={"name": "sgd", "lr": 1e-3})
     model, plans, weights, rng = build_with_random_weights(adapter, spec, input_shape, seed=4)
     key = next(plan.name for plan in plans if plan.layer.kind == "batch_norm")
@@ -218,11 +307,17 @@ def test_batch_norm_training_step_and_moving_statistics(adapter, name):
 
 
 def test_several_outputs_minimize_the_weighted_mean_and_record_each_loss(adapter):
-    raw = {"graph": {"inputs": "x", "nodes": [
-        {"name": "hidden", "layer": {"dense": {"units": 6, "activation": "tanh"}}, "from": "x"},
-        {"name": "main", "layer": {"dense": {}}},
-        {"name": "aux", "layer": {"dense": {}}, "from": "x"},
-    ], "outputs": [{"from": "main", "weight": 1.0}, {"from": "aux", "weight": 3.0}]}}
+    raw = {
+        "graph": {
+            "inputs": "x",
+            "nodes": [
+                {"name": "hidden", "layer": {"dense": {"units": 6, "activation": "tanh"}}, "from": "x"},
+                {"name": "main", "layer": {"dense": {}}},
+                {"name": "aux", "layer": {"dense": {}}, "from": "x"},
+            ],
+            "outputs": [{"from": "main", "weight": 1.0}, {"from": "aux", "weight": 3.0}],
+        }
+    }
     spec = layer_spec(adapter, raw, num_outputs=4, loss="cross_entropy", optimizer={"name": "sgd", "lr": 0.1})
     model, plans, weights, rng = build_with_random_weights(adapter, spec, (5,), seed=11)
     x = rng.normal(size=(16, 5)).astype(np.float32)
@@ -243,14 +338,21 @@ def train_steps(adapter, spec, input_shape, steps=3, num_outputs=3):
     model.set_weights(initial_weights(spec.model.plan(input_shape), spec.initializer, spec.seed))
     rng = np.random.default_rng(5)
     x = rng.normal(size=(24, *input_shape)).astype(np.float32)
-    y = rng.integers(0, num_outputs, 24) if spec.loss.name == "cross_entropy" else rng.normal(size=(24, num_outputs)).astype(np.float32)
+    y = (
+        rng.integers(0, num_outputs, 24)
+        if spec.loss.name == "cross_entropy"
+        else rng.normal(size=(24, num_outputs)).astype(np.float32)
+    )
     model.set_training_data(x, y)
     losses = model.train_epoch([np.arange(i * 8, (i + 1) * 8) for i in range(steps)])
     return losses, model.get_weights(), model
 
 
 DETERMINISM_MODELS = {
-    "cnn-bn-pool": ((12, 12, 1), {"cnn": {"filters": [4, 4], "padding": "same", "batch_norm": True, "pool": "avg", "dense": [8]}}),
+    "cnn-bn-pool": (
+        (12, 12, 1),
+        {"cnn": {"filters": [4, 4], "padding": "same", "batch_norm": True, "pool": "avg", "dense": [8]}},
+    ),
     "gru-lstm": ((10, 2), {"rnn": {"cell": "lstm", "units": 4, "depth": 2, "bidirectional": True}}),
     "transformer-dropout": ((10, 2), {"transformer": {"depth": 1, "heads": 2, "width": 8}}),
 }
@@ -269,14 +371,22 @@ def test_training_steps_are_deterministic(adapter, name):
 
 
 def test_transformer_dropout_is_active_in_training_only_and_seeded(adapter):
-    raw = {"layers": [{"transformer_encoder": {"heads": 2, "ffn_units": 8, "dropout": 0.5}}, {"flatten": {}}, {"dense": {}}]}
+    raw = {
+        "layers": [
+            {"transformer_encoder": {"heads": 2, "ffn_units": 8, "dropout": 0.5}},
+            {"flatten": {}},
+            {"dense": {}},
+        ]
+    }
     no_dropout = {"layers": [{"transformer_encoder": {"heads": 2, "ffn_units": 8}}, {"flatten": {}}, {"dense": {}}]}
     spec, plain = layer_spec(adapter, raw, (6, 4)), layer_spec(adapter, no_dropout, (6, 4))
     with_losses, with_weights, model = train_steps(adapter, spec, (6, 4), steps=1)
     again_losses, again_weights, _ = train_steps(adapter, spec, (6, 4), steps=1)
     plain_losses, _, _ = train_steps(adapter, plain, (6, 4), steps=1)
     assert with_losses[0] != plain_losses[0]  # the masks act in training
-    assert np.array_equal(with_losses, again_losses) and all(np.array_equal(with_weights[k], again_weights[k]) for k in with_weights)
+    assert np.array_equal(with_losses, again_losses) and all(
+        np.array_equal(with_weights[k], again_weights[k]) for k in with_weights
+    )
     weights = initial_weights(spec.model.plan((6, 4)), spec.initializer, 0)
     model.set_weights(weights)
     x = np.random.default_rng(0).normal(size=(3, 6, 4)).astype(np.float32)
@@ -302,7 +412,11 @@ def test_trains_exactly_the_canonical_parameters_of_the_mnist1d_models(adapter, 
     raw, input_shape, expected = {
         "logistic": ({"layers": [{"dense": {}}]}, (40,), 410),
         "mlp": ({"mlp": {"hidden": [100, 100], "residual": True}}, (40,), 15_210),
-        "cnn": ({"cnn": {"filters": [25, 25, 25], "kernel_size": [5, 3, 3], "strides": 2, "padding": 1}}, (40, 1), 5_210),
+        "cnn": (
+            {"cnn": {"filters": [25, 25, 25], "kernel_size": [5, 3, 3], "strides": 2, "padding": 1}},
+            (40, 1),
+            5_210,
+        ),
         "gru": ({"rnn": {"cell": "gru", "units": 6, "bidirectional": True, "readout": "flatten"}}, (40, 1), 5_134),
     }[name]
     spec = layer_spec(adapter, raw, input_shape, num_outputs=10, loss="cross_entropy")
@@ -312,13 +426,17 @@ def test_trains_exactly_the_canonical_parameters_of_the_mnist1d_models(adapter, 
 
 # --- native initialization: each framework's own initializers, configured to the canonical meaning ---------
 
+
 def test_native_init_of_every_role(adapter):
-    raw = {"layers": [
-        {"conv1d": {"filters": 200, "kernel_size": 3}}, {"batch_norm": {}},
-        {"lstm": {"units": 50, "return_sequences": True}},
-        {"gru": {"units": 50, "recurrent_initializer": {"name": "normal", "std": 0.2}}},
-        {"dense": {}},
-    ]}
+    raw = {
+        "layers": [
+            {"conv1d": {"filters": 200, "kernel_size": 3}},
+            {"batch_norm": {}},
+            {"lstm": {"units": 50, "return_sequences": True}},
+            {"gru": {"units": 50, "recurrent_initializer": {"name": "normal", "std": 0.2}}},
+            {"dense": {}},
+        ]
+    }
     spec = layer_spec(adapter, raw, init_mode="native", initializer="he_normal", seed=4)
     weights = adapter.build(spec, arrays_info((12, 100))).get_weights()
     conv_kernel = weights["0.conv1d.kernel"].ravel()  # fan_in 3*100
@@ -335,7 +453,9 @@ def test_native_init_of_every_role(adapter):
 
 def test_native_fan_in_uniform_biases_and_embeddings(adapter):
     raw = {"layers": [{"embedding": {"vocabulary": 300, "dim": 40}}, {"simple_rnn": {"units": 100}}, {"dense": {}}]}
-    weights = adapter.build(layer_spec(adapter, raw, init_mode="native", initializer="fan_in_uniform"), arrays_info((7,))).get_weights()
+    weights = adapter.build(
+        layer_spec(adapter, raw, init_mode="native", initializer="fan_in_uniform"), arrays_info((7,))
+    ).get_weights()
     table = weights["0.embedding.embeddings"]
     assert np.abs(table).max() <= 0.05 and stats.kstest(table.ravel(), stats.uniform(-0.05, 0.1).cdf).pvalue > 1e-3
     bias = weights["1.simple_rnn.bias"]  # the canonical recurrent bias rule (PyTorch's): U(+-1/sqrt(units))
@@ -347,10 +467,27 @@ def test_native_fan_in_uniform_biases_and_embeddings(adapter):
 # --- diagnostics: layer_outputs and gradients ----------------------------------------------------------
 
 DIAGNOSTIC_MODELS = {
-    "cnn-bn": ((10, 2), [{"conv1d": {"filters": 3, "kernel_size": 3, "padding": "same", "activation": "relu"}},
-                         {"batch_norm": {}}, {"max_pool1d": {}}, {"flatten": {}}, {"dense": {"units": 4, "activation": "tanh"}}, {"dense": {}}]),
-    "gru-attention": ((6, 3), [{"gru": {"units": 4, "return_sequences": True}}, {"multi_head_attention": {"heads": 2, "key_dim": 2}},
-                               {"layer_norm": {}}, {"global_avg_pool": {}}, {"dense": {}}]),
+    "cnn-bn": (
+        (10, 2),
+        [
+            {"conv1d": {"filters": 3, "kernel_size": 3, "padding": "same", "activation": "relu"}},
+            {"batch_norm": {}},
+            {"max_pool1d": {}},
+            {"flatten": {}},
+            {"dense": {"units": 4, "activation": "tanh"}},
+            {"dense": {}},
+        ],
+    ),
+    "gru-attention": (
+        (6, 3),
+        [
+            {"gru": {"units": 4, "return_sequences": True}},
+            {"multi_head_attention": {"heads": 2, "key_dim": 2}},
+            {"layer_norm": {}},
+            {"global_avg_pool": {}},
+            {"dense": {}},
+        ],
+    ),
 }
 
 

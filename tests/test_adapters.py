@@ -6,6 +6,7 @@ Each test runs once per framework (the `adapter` fixture of tests/conftest.py: i
 Framework-specific checks live in tests/test_torch_adapter.py and tests/test_keras_adapter.py;
 agreement of the two frameworks with each other in tests/test_parity.py.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -51,7 +52,13 @@ def component_id(value) -> str:
 # --- optimizers, losses, regularizers -------------------------------------------------------------------
 
 OPTIMIZERS = [
-    "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw",
+    "sgd",
+    "momentum",
+    "nesterov",
+    "adagrad",
+    "rmsprop",
+    "adam",
+    "adamw",
     {"name": "sgd", "lr": 0.3},
     {"name": "momentum", "lr": 0.1, "momentum": 0.5},
     {"name": "momentum", "momentum": 0.0},
@@ -76,8 +83,11 @@ LOSS_CASES = [(loss, optimizer) for optimizer in ({"name": "sgd", "lr": 0.2}, "a
 
 
 # Keras: sgd only (the loss gradient does not depend on the rule; adam on Keras: test_optimizer_...)
-@cases_per_adapter("loss, optimizer", {"torch": LOSS_CASES, "keras": LOSS_CASES[:3]},
-                   ids=lambda case: f"{component_id(case[1]).split('(')[0]}-{case[0]}")
+@cases_per_adapter(
+    "loss, optimizer",
+    {"torch": LOSS_CASES, "keras": LOSS_CASES[:3]},
+    ids=lambda case: f"{component_id(case[1]).split('(')[0]}-{case[0]}",
+)
 def test_loss_value_and_gradient_follow_the_canonical_formula(adapter, loss, optimizer):
     spec = dense_spec(adapter, optimizer=optimizer, loss=loss)
     assert_matches_reference(spec, *train_side_by_side(adapter, spec, steps=3)[:4])
@@ -107,7 +117,9 @@ def test_regularizer_follows_the_canonical_formula(adapter, name, optimizer):
 
 def test_clip_norm_below_the_norm_leaves_training_bit_identical(adapter):
     _, _, plain, _, reference_optimizer = train_side_by_side(adapter, dense_spec(adapter, optimizer="adam"))
-    _, _, clipped, _, _ = train_side_by_side(adapter, dense_spec(adapter, optimizer="adam", regularizer=RegularizerSpec(clip_norm=1e3)))
+    _, _, clipped, _, _ = train_side_by_side(
+        adapter, dense_spec(adapter, optimizer="adam", regularizer=RegularizerSpec(clip_norm=1e3))
+    )
     assert max(reference_optimizer.norms) < 1e3
     for ours, theirs in zip(plain, clipped):
         assert all(np.array_equal(ours[key], theirs[key]) for key in ours)
@@ -115,9 +127,21 @@ def test_clip_norm_below_the_norm_leaves_training_bit_identical(adapter):
 
 # optimizer -> (the optimizer with penalties and decay, its regularizer, the same optimizer without either)
 PENALIZED = {
-    "sgd": ({"name": "sgd", "lr": 1e-3}, RegularizerSpec(l1=1.0, l2=10.0, weight_decay=100.0), {"name": "sgd", "lr": 1e-3}),
-    "adam": ({"name": "adam", "lr": 1e-3}, RegularizerSpec(l1=1.0, l2=10.0, weight_decay=100.0), {"name": "adam", "lr": 1e-3}),
-    "adamw": ({"name": "adamw", "lr": 1e-3, "weight_decay": 100.0}, RegularizerSpec(l1=1.0, l2=10.0), {"name": "adam", "lr": 1e-3}),
+    "sgd": (
+        {"name": "sgd", "lr": 1e-3},
+        RegularizerSpec(l1=1.0, l2=10.0, weight_decay=100.0),
+        {"name": "sgd", "lr": 1e-3},
+    ),
+    "adam": (
+        {"name": "adam", "lr": 1e-3},
+        RegularizerSpec(l1=1.0, l2=10.0, weight_decay=100.0),
+        {"name": "adam", "lr": 1e-3},
+    ),
+    "adamw": (
+        {"name": "adamw", "lr": 1e-3, "weight_decay": 100.0},
+        RegularizerSpec(l1=1.0, l2=10.0),
+        {"name": "adam", "lr": 1e-3},
+    ),
 }
 
 
@@ -130,12 +154,18 @@ def test_penalties_and_decay_touch_kernels_only_and_stay_out_of_the_loss(adapter
     returned loss is the data loss of that same forward pass: the penalties are not in it."""
     optimizer, regularizer, plain_optimizer = PENALIZED[name]
     penalized_losses, _, (penalized,), _, _ = train_side_by_side(
-        adapter, dense_spec(adapter, optimizer=optimizer, regularizer=regularizer, initializer="fan_in_uniform"), steps=1)
+        adapter,
+        dense_spec(adapter, optimizer=optimizer, regularizer=regularizer, initializer="fan_in_uniform"),
+        steps=1,
+    )
     plain_losses, _, (plain,), _, _ = train_side_by_side(
-        adapter, dense_spec(adapter, optimizer=plain_optimizer, initializer="fan_in_uniform"), steps=1)
+        adapter, dense_spec(adapter, optimizer=plain_optimizer, initializer="fan_in_uniform"), steps=1
+    )
     np.testing.assert_array_equal(penalized_losses, plain_losses)
     info = labelled_arrays("cross_entropy")[0]
-    initial = initial_weights(dense_spec(adapter).model.plan(info.input_shape), resolve_component("initializer", "fan_in_uniform", "i"), 0)
+    initial = initial_weights(
+        dense_spec(adapter).model.plan(info.input_shape), resolve_component("initializer", "fan_in_uniform", "i"), 0
+    )
     for key in plain:
         if key.endswith("bias"):
             np.testing.assert_array_equal(penalized[key], plain[key], err_msg=key)
@@ -153,7 +183,10 @@ ACTIVATIONS = {  # label: (component, float64 formula)
     "relu": ("relu", lambda z: np.maximum(z, 0.0)),
     "sigmoid": ("sigmoid", special.expit),
     "tanh": ("tanh", np.tanh),
-    "leaky_relu": ("leaky_relu", lambda z: np.where(z > 0, z, 0.01 * z)),  # canonical slope 0.01 (keras.layers.LeakyReLU: 0.3)
+    "leaky_relu": (
+        "leaky_relu",
+        lambda z: np.where(z > 0, z, 0.01 * z),
+    ),  # canonical slope 0.01 (keras.layers.LeakyReLU: 0.3)
     "leaky_relu(0.25)": ({"name": "leaky_relu", "negative_slope": 0.25}, lambda z: np.where(z > 0, z, 0.25 * z)),
     "elu": ("elu", lambda z: np.where(z > 0, z, np.expm1(z))),
     "elu(0.5)": ({"name": "elu", "alpha": 0.5}, lambda z: np.where(z > 0, z, 0.5 * np.expm1(z))),
@@ -184,6 +217,7 @@ def test_activation_matches_numpy(adapter, label, placement):
 
 
 # --- weights, optimizer state, data ------------------------------------------------------------------------
+
 
 def test_weights_round_trip_exactly_as_copies(adapter):
     spec = dense_spec(adapter)
@@ -251,6 +285,7 @@ def test_train_epoch_needs_data_and_accepts_no_batches(adapter):
 
 # --- dropout, native initialization ---------------------------------------------------------------------
 
+
 def test_dropout_is_active_in_training_and_identity_in_predict(adapter):
     layers = [{"dense": {"units": 64, "activation": "relu"}}, {"dropout": 0.5}, {"dense": {}}]
     info, x, y = labelled_arrays("cross_entropy")
@@ -265,7 +300,9 @@ def test_dropout_is_active_in_training_and_identity_in_predict(adapter):
         losses.setdefault(seed, []).append(model.train_epoch([np.arange(8)] * 4))
         # evaluation: dropout off, so predict is deterministic and equals the dropout-free forward pass
         np.testing.assert_array_equal(model.predict(x), model.predict(x))
-        np.testing.assert_allclose(model.predict(x), reference(spec.model, plans, weights, x)[0]["output"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            model.predict(x), reference(spec.model, plans, weights, x)[0]["output"], rtol=1e-5, atol=1e-6
+        )
     first = losses[0][0]
     assert len(set(np.round(first, 6))) == 4  # a fresh mask every step (weights barely move at lr 1e-9)
     np.testing.assert_array_equal(first, losses[0][1])  # the trial seed fixes the masks
@@ -285,14 +322,23 @@ NATIVE_CASES = {  # name: None (all zeros) or (family, scale of (fan_in, fan_out
     "fan_in_uniform": ("uniform", lambda fan_in, fan_out: 1 / np.sqrt(fan_in)),
 }
 NATIVE_COMPONENTS = {
-    "normal": {"name": "normal", "std": 0.05}, "uniform": {"name": "uniform", "limit": 0.2},
-    "xavier_uniform": {"name": "xavier_uniform", "gain": 2.0}, "xavier_normal": {"name": "xavier_normal", "gain": 2.0},
+    "normal": {"name": "normal", "std": 0.05},
+    "uniform": {"name": "uniform", "limit": 0.2},
+    "xavier_uniform": {"name": "xavier_uniform", "gain": 2.0},
+    "xavier_normal": {"name": "xavier_normal", "gain": 2.0},
 }
 
 
 def native_weights(adapter, initializer, fan_in=300, fan_out=200, seed=0):
-    spec = trial_spec([{"dense": {"units": fan_out}}], fan_out, loss="mse", initializer=initializer, init_mode="native",
-                      seed=seed, backend=adapter.name)
+    spec = trial_spec(
+        [{"dense": {"units": fan_out}}],
+        fan_out,
+        loss="mse",
+        initializer=initializer,
+        init_mode="native",
+        seed=seed,
+        backend=adapter.name,
+    )
     return adapter.build(spec, arrays_info((fan_in,), fan_out)).get_weights()
 
 
@@ -341,6 +387,7 @@ def test_native_init_is_seeded_and_init_mode_is_checked(adapter):
 
 # --- the harness loop end to end ----------------------------------------------------------------------------
 
+
 def digits_dataset() -> Dataset:
     from sklearn.datasets import load_digits
 
@@ -354,9 +401,19 @@ def digits_dataset() -> Dataset:
 
 def digits_spec(adapter, init_mode="shared", seed=0):
     """MLP 64-32-10 with dropout 0.2 and l2, Adam, 3 epochs of batch 64."""
-    return trial_spec({"mlp": {"hidden": [32]}}, 10, optimizer={"name": "adam", "lr": 0.01}, dropout=0.2,
-                      regularizer=RegularizerSpec(dropout=0.2, l2=1e-4), epochs=3, batch_size=64, seed=seed,
-                      init_mode=init_mode, dataset=DatasetSpec("digits"), backend=adapter.name)
+    return trial_spec(
+        {"mlp": {"hidden": [32]}},
+        10,
+        optimizer={"name": "adam", "lr": 0.01},
+        dropout=0.2,
+        regularizer=RegularizerSpec(dropout=0.2, l2=1e-4),
+        epochs=3,
+        batch_size=64,
+        seed=seed,
+        init_mode=init_mode,
+        dataset=DatasetSpec("digits"),
+        backend=adapter.name,
+    )
 
 
 # each framework's global seed: the trial must not depend on it (dropout and shuffling use the trial's own)
@@ -385,8 +442,16 @@ def test_train_trial_end_to_end_learns_and_is_deterministic(adapter, init_mode):
 
 @pytest.mark.filterwarnings("error")  # e.g. torch's warning about non-writable numpy arrays
 def test_train_trial_on_a_harness_dataset(adapter):
-    spec = trial_spec({"mlp": {"hidden": [100, 100]}}, 10, optimizer={"name": "adam", "lr": 0.01}, epochs=3, batch_size=100,
-                      shuffle=False, dataset=resolve_dataset({"name": "mnist1d"}), backend=adapter.name)
+    spec = trial_spec(
+        {"mlp": {"hidden": [100, 100]}},
+        10,
+        optimizer={"name": "adam", "lr": 0.01},
+        epochs=3,
+        batch_size=100,
+        shuffle=False,
+        dataset=resolve_dataset({"name": "mnist1d"}),
+        backend=adapter.name,
+    )
     data = load_dataset(spec.dataset)  # read-only arrays, shared in the process
     result = train_trial(spec, adapter, data)
     assert result.status == "ok"
@@ -410,8 +475,15 @@ DIVERGING = {  # name: (data, loss, lr, epochs, the epoch it must diverge at or 
 def test_huge_learning_rate_is_reported_as_diverged(adapter, name):
     make_data, loss, lr, epochs, epoch = DIVERGING[name]
     data = make_data()
-    spec = trial_spec({"mlp": {"hidden": [16]}}, data.info.num_outputs, loss=loss, optimizer={"name": "sgd", "lr": lr},
-                      epochs=epochs, batch_size=20, backend=adapter.name)
+    spec = trial_spec(
+        {"mlp": {"hidden": [16]}},
+        data.info.num_outputs,
+        loss=loss,
+        optimizer={"name": "sgd", "lr": lr},
+        epochs=epochs,
+        batch_size=20,
+        backend=adapter.name,
+    )
     result = train_trial(spec, adapter, data)
     assert result.status == "diverged" and result.diverged_epoch is not None
     assert result.epochs_completed < epochs and not math.isfinite(result.metrics[-1][2])
@@ -420,6 +492,7 @@ def test_huge_learning_rate_is_reported_as_diverged(adapter, name):
 
 
 # --- devices ------------------------------------------------------------------------------------------------
+
 
 def test_cpu_device(adapter):
     info = adapter.device_info("cpu")

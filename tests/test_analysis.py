@@ -1,5 +1,6 @@
 """Tests of harness.analysis: statistics against scipy and hand-computed values, every Results table
 on a small hand-built store frame, the report options' errors, the exports and the terminal summary."""
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,14 @@ from scipy import stats
 from harness.analysis import Results, check_report_options
 from harness.analysis.export import parquet_available
 from harness.analysis.statistics import (
-    BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, describe, describe_groups, holm, mean_interval, metric_bounds, paired_test,
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    describe,
+    describe_groups,
+    holm,
+    mean_interval,
+    metric_bounds,
+    paired_test,
 )
 from harness.errors import SpecError
 
@@ -49,17 +57,28 @@ def hand_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
         for seed, final in enumerate(finals):
             key = (arm, backend, seed)
             status = "diverged" if key == DIVERGED else "failed" if key == FAILED else "ok"
-            trials.append({
-                "hash": _hash(*key), "arm": arm, "backend": backend, "seed": seed, "status": status,
-                "error": "ValueError: <boom>" if status == "failed" else None,
-                "diverged_epoch": 2 if status == "diverged" else None,
-                "epochs_completed": {"ok": 2, "diverged": 1, "failed": 0}[status],
-                "train_seconds": 1.0 + seed, "eval_seconds": 0.1, "wall_seconds": 2.0 + seed, "host": "host-a",
-                "versions": json.dumps({backend: "1.0"}), "device": json.dumps({"type": "cpu"}),
-                "spec": json.dumps({"optimizer": {"name": LABELS[arm]}, "seed": seed, "backend": backend}),
-                "started_at": "2026-01-01T00:00:00", "finished_at": "2026-01-01T00:00:02",
-                "optimizer": LABELS[arm],
-            })
+            trials.append(
+                {
+                    "hash": _hash(*key),
+                    "arm": arm,
+                    "backend": backend,
+                    "seed": seed,
+                    "status": status,
+                    "error": "ValueError: <boom>" if status == "failed" else None,
+                    "diverged_epoch": 2 if status == "diverged" else None,
+                    "epochs_completed": {"ok": 2, "diverged": 1, "failed": 0}[status],
+                    "train_seconds": 1.0 + seed,
+                    "eval_seconds": 0.1,
+                    "wall_seconds": 2.0 + seed,
+                    "host": "host-a",
+                    "versions": json.dumps({backend: "1.0"}),
+                    "device": json.dumps({"type": "cpu"}),
+                    "spec": json.dumps({"optimizer": {"name": LABELS[arm]}, "seed": seed, "backend": backend}),
+                    "started_at": "2026-01-01T00:00:00",
+                    "finished_at": "2026-01-01T00:00:02",
+                    "optimizer": LABELS[arm],
+                }
+            )
             if status == "failed":
                 continue
             last = 1 if status == "diverged" else 2
@@ -67,11 +86,18 @@ def hand_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
             for epoch in range(last + 1):
                 accuracy = test_accuracy[epoch]
                 train_accuracy = accuracy + 0.05
-                rows = {"train_loss": 2 * (1 - train_accuracy), "train_accuracy": train_accuracy,
-                        "test_loss": 2 * (1 - accuracy), "test_accuracy": accuracy}
+                rows = {
+                    "train_loss": 2 * (1 - train_accuracy),
+                    "train_accuracy": train_accuracy,
+                    "test_loss": 2 * (1 - accuracy),
+                    "test_accuracy": accuracy,
+                }
                 if epoch >= 1:
                     rows["minibatch_loss"] = 2 * (1 - train_accuracy)
-                metrics += [{"hash": _hash(*key), "epoch": epoch, "metric": name, "value": value} for name, value in rows.items()]
+                metrics += [
+                    {"hash": _hash(*key), "epoch": epoch, "metric": name, "value": value}
+                    for name, value in rows.items()
+                ]
             if status == "diverged":
                 metrics.append({"hash": _hash(*key), "epoch": 2, "metric": "minibatch_loss", "value": math.nan})
     return pd.DataFrame(trials).astype({"diverged_epoch": "Int64"}), pd.DataFrame(metrics)
@@ -80,21 +106,33 @@ def hand_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
 @pytest.fixture(scope="module")
 def results() -> Results:
     trials, metrics = hand_frames()
-    return Results(trials, metrics, arms=("base", "better"), axes=("optimizer",), name="hand",
-                   description="hand-built", report_options={"reference": "base", "targets": {"test_accuracy": 0.55}})
+    return Results(
+        trials,
+        metrics,
+        arms=("base", "better"),
+        axes=("optimizer",),
+        name="hand",
+        description="hand-built",
+        report_options={"reference": "base", "targets": {"test_accuracy": 0.55}},
+    )
 
 
 def ok_finals(arm: str, backend: str) -> dict[int, float]:
-    return {seed: value for seed, value in enumerate(FINAL_ACCURACY[(arm, backend)])
-            if (arm, backend, seed) not in (DIVERGED, FAILED)}
+    return {
+        seed: value
+        for seed, value in enumerate(FINAL_ACCURACY[(arm, backend)])
+        if (arm, backend, seed) not in (DIVERGED, FAILED)
+    }
 
 
 # -- imports ----------------------------------------------------------------------------------
 
 
 def test_import_loads_no_framework_and_no_plotting() -> None:
-    code = ("import sys, harness.analysis, harness.results_folder; "
-            "print(sorted(m for m in ('torch', 'tensorflow', 'keras', 'jax', 'matplotlib', 'seaborn', 'jinja2') if m in sys.modules))")
+    code = (
+        "import sys, harness.analysis, harness.results_folder; "
+        "print(sorted(m for m in ('torch', 'tensorflow', 'keras', 'jax', 'matplotlib', 'seaborn', 'jinja2') if m in sys.modules))"
+    )
     output = subprocess.run([sys.executable, "-c", code], cwd=REPOSITORY, capture_output=True, text=True, check=True)
     assert output.stdout.strip() == "[]"
 
@@ -139,10 +177,19 @@ def test_interval_rule(values, metric, method, expected) -> None:
 def test_bootstrap_only_for_a_crossed_bound_with_ten_or_more_values() -> None:
     values = np.array([1.0] * 9 + [0.9, 1.0, 0.97])  # n = 12: the t interval passes 1.0
     interval = mean_interval(values, "test_accuracy")
-    expected = stats.bootstrap((values,), np.mean, n_resamples=BOOTSTRAP_RESAMPLES, method="BCa",
-                               vectorized=True, rng=np.random.default_rng(BOOTSTRAP_SEED)).confidence_interval
+    expected = stats.bootstrap(
+        (values,),
+        np.mean,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        method="BCa",
+        vectorized=True,
+        rng=np.random.default_rng(BOOTSTRAP_SEED),
+    ).confidence_interval
     assert interval.method == "bootstrap"
-    assert (interval.low, interval.high) == (pytest.approx(expected.low, abs=1e-12), pytest.approx(expected.high, abs=1e-12))
+    assert (interval.low, interval.high) == (
+        pytest.approx(expected.low, abs=1e-12),
+        pytest.approx(expected.high, abs=1e-12),
+    )
     assert 0.0 <= interval.low < values.mean() < interval.high <= 1.0
 
 
@@ -171,7 +218,9 @@ def test_paired_test_matches_scipy_and_hand_effect_size() -> None:
 
 
 def test_describe_groups_equals_describe_per_group() -> None:
-    frames = synthetic_frames(optimizers=("sgd", "adam"), widths=(8,), backends=("torch",), seeds=5, epochs=3, diverged=0, failed=0)
+    frames = synthetic_frames(
+        optimizers=("sgd", "adam"), widths=(8,), backends=("torch",), seeds=5, epochs=3, diverged=0, failed=0
+    )
     results = Results(frames.trials, frames.metrics, frames.arms, frames.axes, name="s")
     final = results.final()
     table = describe_groups(final, ["arm"], ["test_accuracy", "train_loss"])
@@ -212,16 +261,24 @@ def test_final_takes_the_last_epoch_and_the_best(results: Results) -> None:
 
 def test_summary_uses_only_ok_trials(results: Results) -> None:
     summary = results.summary().set_index(["arm", "backend", "metric"])
-    for (arm, backend) in FINAL_ACCURACY:
+    for arm, backend in FINAL_ACCURACY:
         values = list(ok_finals(arm, backend).values())
         row = summary.loc[(arm, backend, "test_accuracy")]
         assert row["n"] == len(values)
         assert row["mean"] == pytest.approx(np.mean(values), abs=FLOAT_TOLERANCE)
         assert row["std"] == pytest.approx(np.std(values, ddof=1), abs=FLOAT_TOLERANCE)
         expected = mean_interval(values, "test_accuracy")
-        assert (row["ci_low"], row["ci_high"]) == (pytest.approx(expected.low, abs=1e-12), pytest.approx(expected.high, abs=1e-12))
+        assert (row["ci_low"], row["ci_high"]) == (
+            pytest.approx(expected.low, abs=1e-12),
+            pytest.approx(expected.high, abs=1e-12),
+        )
     keras_base = summary.loc[("base", "keras", "train_seconds")]
-    assert (keras_base["n_trials"], keras_base["n_ok"], keras_base["n_failed"], keras_base["n_diverged"]) == (4, 3, 1, 0)
+    assert (keras_base["n_trials"], keras_base["n_ok"], keras_base["n_failed"], keras_base["n_diverged"]) == (
+        4,
+        3,
+        1,
+        0,
+    )
     assert keras_base["mean"] == pytest.approx(np.mean([1.0, 2.0, 3.0]), abs=FLOAT_TOLERANCE)
     assert summary.loc[("better", "keras", "test_accuracy"), "n_diverged"] == 1
 
@@ -232,7 +289,10 @@ def test_curves_band_is_the_t_interval_clipped(results: Results) -> None:
     values = FINAL_ACCURACY[("better", "torch")]
     expected = mean_interval(values, "test_accuracy")
     assert row["n"] == 4 and row["mean"] == pytest.approx(np.mean(values), abs=FLOAT_TOLERANCE)
-    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(expected.low, abs=1e-12), pytest.approx(expected.high, abs=1e-12))
+    assert (row["ci_low"], row["ci_high"]) == (
+        pytest.approx(expected.low, abs=1e-12),
+        pytest.approx(expected.high, abs=1e-12),
+    )
     assert curves.loc[("base", "torch", 0), "ci_low"] == pytest.approx(0.1)  # all equal: zero width
 
 
@@ -263,7 +323,9 @@ def test_comparisons_verdict_follows_the_metric_direction(results: Results) -> N
     assert row["mean_difference"] < 0  # adam's loss is lower: lower is better for a loss
     assert row["verdict"] == ("better" if row["significant"] else "no significant difference")
     swapped = results.comparisons(reference="better").set_index("backend").loc["torch"]
-    assert swapped["mean_difference"] == pytest.approx(-results.comparisons().set_index("backend").loc["torch", "mean_difference"])
+    assert swapped["mean_difference"] == pytest.approx(
+        -results.comparisons().set_index("backend").loc["torch", "mean_difference"]
+    )
 
 
 def test_backend_deltas_pair_torch_minus_keras_by_seed(results: Results) -> None:
@@ -275,7 +337,9 @@ def test_backend_deltas_pair_torch_minus_keras_by_seed(results: Results) -> None
     assert (base["backend"], base["versus"], base["n_pairs"]) == ("torch", "keras", 3)
     assert base["mean_difference"] == pytest.approx(np.mean(differences), abs=FLOAT_TOLERANCE)
     assert base["max_abs_difference"] == pytest.approx(max(abs(x) for x in differences), abs=FLOAT_TOLERANCE)
-    assert base["p_value"] == pytest.approx(stats.ttest_rel([torch_values[s] for s in seeds], [keras_values[s] for s in seeds]).pvalue)
+    assert base["p_value"] == pytest.approx(
+        stats.ttest_rel([torch_values[s] for s in seeds], [keras_values[s] for s in seeds]).pvalue
+    )
 
 
 def test_backend_deltas_empty_with_one_backend() -> None:
@@ -335,7 +399,14 @@ def test_generalization_gap_is_train_minus_test_accuracy(results: Results) -> No
         ({"targets": [0.9]}, "report.targets: expected a mapping of metric to threshold"),
         ([1, 2], "report: expected a mapping"),
     ],
-    ids=["unknown-key", "reference-not-an-arm", "unknown-metric", "target-not-a-number", "targets-not-a-mapping", "not-a-mapping"],
+    ids=[
+        "unknown-key",
+        "reference-not-an-arm",
+        "unknown-metric",
+        "target-not-a-number",
+        "targets-not-a-mapping",
+        "not-a-mapping",
+    ],
 )
 def test_report_option_errors_name_the_key(options, message) -> None:
     with pytest.raises(SpecError) as error:
@@ -362,7 +433,15 @@ def test_default_metric_is_test_loss_for_regression() -> None:
 def test_write_csv_writes_every_table(results: Results, tmp_path: Path) -> None:
     written = results.write_csv(tmp_path)
     names = {path.name for path in written}
-    expected = {"epochs", "final", "summary", "comparisons", "backend_deltas", "time_to_target", "time_to_target_summary"}
+    expected = {
+        "epochs",
+        "final",
+        "summary",
+        "comparisons",
+        "backend_deltas",
+        "time_to_target",
+        "time_to_target_summary",
+    }
     assert {f"{stem}.csv" for stem in expected} <= names
     assert ({f"{stem}.parquet" for stem in expected} <= names) == parquet_available()
     summary = pd.read_csv(tmp_path / "summary.csv")
@@ -374,8 +453,18 @@ def test_summary_text_lists_every_arm_and_backend(results: Results) -> None:
     text = results.summary_text()
     lines = text.splitlines()
     assert lines[0].startswith("hand: test_accuracy, mean ± 95% CI")
-    assert lines[1].split() == ["arm", "backend", "n", "test_accuracy", "train_loss", "train_s", "ok/div/fail/time",
-                                "torch", "-", "this"]
+    assert lines[1].split() == [
+        "arm",
+        "backend",
+        "n",
+        "test_accuracy",
+        "train_loss",
+        "train_s",
+        "ok/div/fail/time",
+        "torch",
+        "-",
+        "this",
+    ]
     rows = {tuple(line.split()[:2]): line for line in lines[2:]}
     assert set(rows) == set(FINAL_ACCURACY)
     assert rows[("base", "keras")].split()[2] == "3" and "3/0/1/0" in rows[("base", "keras")]
@@ -393,29 +482,50 @@ def test_summary_text_lists_every_arm_and_backend(results: Results) -> None:
 def test_results_from_a_real_store(tmp_path: Path) -> None:
     """The store's own frames (NaN stored as NULL, JSON columns) go through Results unchanged."""
     from harness.adapters.loop import TrialResult
-    from harness.spec import DatasetSpec, RegularizerSpec, TrainingSpec, Trial, TrialSpec, resolve_component, resolve_model
+    from harness.spec import (
+        DatasetSpec,
+        RegularizerSpec,
+        TrainingSpec,
+        Trial,
+        TrialSpec,
+        resolve_component,
+        resolve_model,
+    )
     from harness.store import Store
 
     with Store(tmp_path) as store:
         for arm, lr in (("slow", 0.01), ("fast", 0.1)):
             for seed in range(3):
                 spec = TrialSpec(
-                    dataset=DatasetSpec("iris"), model=resolve_model({"mlp": {"hidden": [4]}}, num_outputs=3),
+                    dataset=DatasetSpec("iris"),
+                    model=resolve_model({"mlp": {"hidden": [4]}}, num_outputs=3),
                     loss=resolve_component("loss", "cross_entropy", "loss"),
                     optimizer=resolve_component("optimizer", {"name": "sgd", "lr": lr}, "optimizer"),
                     initializer=resolve_component("initializer", "he_normal", "initializer"),
-                    regularizer=RegularizerSpec(), training=TrainingSpec(epochs=2, batch_size=16), seed=seed, backend="torch",
+                    regularizer=RegularizerSpec(),
+                    training=TrainingSpec(epochs=2, batch_size=16),
+                    seed=seed,
+                    backend="torch",
                 )
                 diverged = arm == "fast" and seed == 2
                 rows = [(epoch, "test_accuracy", 0.3 + lr * epoch + 0.01 * seed) for epoch in range(3 - diverged)]
-                rows += [(1, "minibatch_loss", 1.0)] + ([(2, "minibatch_loss", math.nan)] if diverged else [(2, "minibatch_loss", 0.5)])
-                result = TrialResult(status="diverged" if diverged else "ok", metrics=rows, train_seconds=1.0,
-                                     epochs_completed=1 if diverged else 2, diverged_epoch=2 if diverged else None)
+                rows += [(1, "minibatch_loss", 1.0)] + (
+                    [(2, "minibatch_loss", math.nan)] if diverged else [(2, "minibatch_loss", 0.5)]
+                )
+                result = TrialResult(
+                    status="diverged" if diverged else "ok",
+                    metrics=rows,
+                    train_seconds=1.0,
+                    epochs_completed=1 if diverged else 2,
+                    diverged_epoch=2 if diverged else None,
+                )
                 store.record(Trial("unit", arm, (("optimizer.lr", str(lr)),), spec), result)
         trials = store.trials_frame()
         metrics = store.metrics_frame()
     trials["optimizer.lr"] = [json.loads(cell)["optimizer.lr"] for cell in trials["cell"]]
-    stored = Results(trials, metrics, ("slow", "fast"), ("optimizer.lr",), name="unit", report_options={"reference": "slow"})
+    stored = Results(
+        trials, metrics, ("slow", "fast"), ("optimizer.lr",), name="unit", report_options={"reference": "slow"}
+    )
     row = stored.comparisons().iloc[0]
     assert row["n_pairs"] == 2 and row["mean_difference"] == pytest.approx(2 * (0.1 - 0.01), abs=1e-12)
     assert stored.summary().set_index(["arm", "metric"]).loc[("fast", "test_accuracy"), "n_diverged"] == 1

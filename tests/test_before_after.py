@@ -1,4 +1,5 @@
 """harness.analysis.before_after: the one rule that pairs, or not, the seeds of a before/after change."""
+
 from __future__ import annotations
 
 import math

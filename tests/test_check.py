@@ -6,6 +6,7 @@ Two kinds of data:
   session through the real runner, then checked through the real CLI: the baseline, a
   deliberately regressed copy, an unchanged rerun, five reruns with other seeds, claims.
 """
+
 from __future__ import annotations
 
 import copy
@@ -26,51 +27,87 @@ from scipy import stats
 
 from harness.analysis import Results
 from harness.analysis.options import KNOWN_METRICS
-from harness.analysis.statistics import holm
+from harness.analysis.statistics import holm, welch_test
 from harness.check.baseline import (
-    BASELINE_VERSION, BaselineError, build_baseline, ends_early, read_baseline, write_baseline,
+    BASELINE_VERSION,
+    BaselineError,
+    build_baseline,
+    ends_early,
+    read_baseline,
+    write_baseline,
 )
-from harness.cli.baseline import baseline as baseline_command
-from harness.cli.check import check as check_command
-from harness.analysis.statistics import welch_test
 from harness.check.gate import compare
 from harness.check.options import (
-    RECORDED_METRICS, CheckOptions, Tolerance, merge_options, parse_check_block, parse_fail_on, parse_tolerance,
+    RECORDED_METRICS,
+    CheckOptions,
+    Tolerance,
+    merge_options,
+    parse_check_block,
+    parse_fail_on,
+    parse_tolerance,
 )
 from harness.check.render import CheckOutcome, outcome_document, render_text
+from harness.cli.baseline import baseline as baseline_command
+from harness.cli.check import check as check_command
 from harness.errors import SpecError
 
 FLOAT_TOLERANCE = 1e-12  # float64 arithmetic on a handful of values: only rounding separates the two sides
 
 # -- hand-built results ---------------------------------------------------------------------------
 
-ENVIRONMENT = {"host": "host-a", "versions": {"torch": "2.13.0", "numpy": "2.4"}, "device": {"device": "cpu", "name": "cpu-x"}}
+ENVIRONMENT = {
+    "host": "host-a",
+    "versions": {"torch": "2.13.0", "numpy": "2.4"},
+    "device": {"device": "cpu", "name": "cpu-x"},
+}
 
 
-def hand_results(cells: Mapping[tuple[str, str], Mapping[int, Mapping[str, float]]], *, name: str = "unit",
-                 environment: Mapping[str, object] = ENVIRONMENT,
-                 statuses: Mapping[tuple[str, str, int], str] | None = None) -> Results:
+def hand_results(
+    cells: Mapping[tuple[str, str], Mapping[int, Mapping[str, float]]],
+    *,
+    name: str = "unit",
+    environment: Mapping[str, object] = ENVIRONMENT,
+    statuses: Mapping[tuple[str, str, int], str] | None = None,
+) -> Results:
     """Results from {(arm, backend): {seed: {metric: final value, 'train_seconds': s}}} (epochs 0 and 1)."""
     trials, metrics = [], []
     for (arm, backend), seeds in cells.items():
         for seed, values in seeds.items():
             key = f"{arm}-{backend}-{seed}"
             status = (statuses or {}).get((arm, backend, seed), "ok")
-            trials.append({
-                "hash": key, "arm": arm, "backend": backend, "seed": seed, "status": status, "error": None,
-                "diverged_epoch": 1 if status == "diverged" else None, "epochs_completed": 1,
-                "train_seconds": values.get("train_seconds", 1.0), "eval_seconds": 0.1, "wall_seconds": 2.0,
-                "host": environment["host"], "versions": json.dumps(environment["versions"]),
-                "device": json.dumps(environment["device"]),
-            })
+            trials.append(
+                {
+                    "hash": key,
+                    "arm": arm,
+                    "backend": backend,
+                    "seed": seed,
+                    "status": status,
+                    "error": None,
+                    "diverged_epoch": 1 if status == "diverged" else None,
+                    "epochs_completed": 1,
+                    "train_seconds": values.get("train_seconds", 1.0),
+                    "eval_seconds": 0.1,
+                    "wall_seconds": 2.0,
+                    "host": environment["host"],
+                    "versions": json.dumps(environment["versions"]),
+                    "device": json.dumps(environment["device"]),
+                }
+            )
             for metric, value in values.items():
                 if metric != "train_seconds":
                     metrics.append({"hash": key, "epoch": 0, "metric": metric, "value": 0.1})
-                    metrics.append({"hash": key, "epoch": 1, "metric": metric,
-                                    "value": math.nan if status == "diverged" else value})
+                    metrics.append(
+                        {
+                            "hash": key,
+                            "epoch": 1,
+                            "metric": metric,
+                            "value": math.nan if status == "diverged" else value,
+                        }
+                    )
     arms = tuple(dict.fromkeys(arm for arm, _ in cells))
-    return Results(pd.DataFrame(trials).astype({"diverged_epoch": "Int64"}), pd.DataFrame(metrics),
-                   arms=arms, axes=(), name=name)
+    return Results(
+        pd.DataFrame(trials).astype({"diverged_epoch": "Int64"}), pd.DataFrame(metrics), arms=arms, axes=(), name=name
+    )
 
 
 BASE_ACCURACY = [0.90, 0.92, 0.91, 0.93, 0.89]
@@ -78,10 +115,14 @@ BASE_SECONDS = [1.00, 1.10, 0.90, 1.05, 0.95]
 NOISE = [0.004, -0.003, 0.001, -0.002, 0.000]  # small, so a shift of 0.05 is clearly significant
 
 
-def cell(accuracy: list[float], seconds: list[float] | None = None, seeds: list[int] | None = None) -> dict[int, dict[str, float]]:
+def cell(
+    accuracy: list[float], seconds: list[float] | None = None, seeds: list[int] | None = None
+) -> dict[int, dict[str, float]]:
     seeds = seeds if seeds is not None else list(range(len(accuracy)))
     seconds = seconds if seconds is not None else BASE_SECONDS[: len(accuracy)]
-    return {seed: {"test_accuracy": value, "train_seconds": time} for seed, value, time in zip(seeds, accuracy, seconds)}
+    return {
+        seed: {"test_accuracy": value, "train_seconds": time} for seed, value, time in zip(seeds, accuracy, seconds)
+    }
 
 
 def saved_baseline(results: Results, tmp_path: Path):
@@ -94,18 +135,31 @@ ACCURACY_ONLY = CheckOptions({"test_accuracy": Tolerance(0.01, relative=False)})
 
 # -- tolerances and options -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("raw, amount, relative", [
-    ("1%", 0.01, True), ("20 %", 0.20, True), (0.01, 0.01, False), ("0.5", 0.5, False), (3, 3.0, False),
-    ("1e-3", 0.001, False), ("0%", 0.0, True),
-], ids=["percent", "percent-space", "float", "string-number", "int", "scientific", "zero-percent"])
+
+@pytest.mark.parametrize(
+    "raw, amount, relative",
+    [
+        ("1%", 0.01, True),
+        ("20 %", 0.20, True),
+        (0.01, 0.01, False),
+        ("0.5", 0.5, False),
+        (3, 3.0, False),
+        ("1e-3", 0.001, False),
+        ("0%", 0.0, True),
+    ],
+    ids=["percent", "percent-space", "float", "string-number", "int", "scientific", "zero-percent"],
+)
 def test_parse_tolerance_accepts(raw: object, amount: float, relative: bool) -> None:
     tolerance = parse_tolerance(raw, "check.x")
     assert tolerance.relative is relative
     assert tolerance.amount == pytest.approx(amount, rel=FLOAT_TOLERANCE)
 
 
-@pytest.mark.parametrize("raw", [-0.1, "-5%", "abc", True, "nan", None, "5%%"],
-                         ids=["negative", "negative-percent", "word", "bool", "nan", "none", "double-percent"])
+@pytest.mark.parametrize(
+    "raw",
+    [-0.1, "-5%", "abc", True, "nan", None, "5%%"],
+    ids=["negative", "negative-percent", "word", "bool", "nan", "none", "double-percent"],
+)
 def test_parse_tolerance_rejects(raw: object) -> None:
     with pytest.raises(SpecError, match=r"check\.x: expected .*0\.01.*1%"):
         parse_tolerance(raw, "check.x")
@@ -118,10 +172,20 @@ def test_tolerance_limit_is_relative_to_the_baseline_mean() -> None:
 
 
 def test_check_block_forms_and_cli_override() -> None:
-    options = parse_check_block({"test_accuracy": {"tolerance": 0.01}, "train_seconds": {"tolerance": "20%"},
-                                 "test_loss": "5%", "min_seeds": 4, "few_seeds": "tolerance"})
-    assert options.metrics == {"test_accuracy": Tolerance(0.01, False), "train_seconds": Tolerance(0.2, True),
-                               "test_loss": Tolerance(0.05, True)}
+    options = parse_check_block(
+        {
+            "test_accuracy": {"tolerance": 0.01},
+            "train_seconds": {"tolerance": "20%"},
+            "test_loss": "5%",
+            "min_seeds": 4,
+            "few_seeds": "tolerance",
+        }
+    )
+    assert options.metrics == {
+        "test_accuracy": Tolerance(0.01, False),
+        "train_seconds": Tolerance(0.2, True),
+        "test_loss": Tolerance(0.05, True),
+    }
     assert (options.min_seeds, options.few_seeds) == (4, "tolerance")
     merged = merge_options(options, ["test_accuracy:2%", "validation_loss:0.1"], min_seeds=5)
     assert merged.metrics["test_accuracy"] == Tolerance(0.02, True)  # the CLI wins
@@ -131,29 +195,42 @@ def test_check_block_forms_and_cli_override() -> None:
 
 
 def test_defaults_when_nothing_is_configured() -> None:
-    assert CheckOptions().resolved_metrics("test_r2") == {"test_r2": Tolerance(0.01, True),
-                                                         "train_seconds": Tolerance(0.2, True)}
+    assert CheckOptions().resolved_metrics("test_r2") == {
+        "test_r2": Tolerance(0.01, True),
+        "train_seconds": Tolerance(0.2, True),
+    }
 
 
-@pytest.mark.parametrize("block, message", [
-    ({"test_acuracy": 0.01}, r"check: unknown check key 'test_acuracy'\. Did you mean 'test_accuracy'\?"),
-    ({"test_accuracy": {"tolerence": 0.01}}, r"check\.test_accuracy: unknown key 'tolerence'\. Did you mean 'tolerance'"),
-    ({"test_accuracy": {}}, r"check\.test_accuracy: expected \{tolerance: 0\.01\}"),
-    ({"test_accuracy": "a lot"}, r"check\.test_accuracy: expected a number"),
-    ({"min_seeds": 1}, r"check\.min_seeds: expected a whole number of seeds >= 2"),
-    ({"few_seeds": "fail"}, r"check\.few_seeds: unknown few_seeds rule 'fail'"),
-    (["test_accuracy"], r"check: expected a mapping"),
-], ids=["metric-typo", "key-typo", "no-tolerance", "bad-tolerance", "min-seeds", "few-seeds", "not-mapping"])
+@pytest.mark.parametrize(
+    "block, message",
+    [
+        ({"test_acuracy": 0.01}, r"check: unknown check key 'test_acuracy'\. Did you mean 'test_accuracy'\?"),
+        (
+            {"test_accuracy": {"tolerence": 0.01}},
+            r"check\.test_accuracy: unknown key 'tolerence'\. Did you mean 'tolerance'",
+        ),
+        ({"test_accuracy": {}}, r"check\.test_accuracy: expected \{tolerance: 0\.01\}"),
+        ({"test_accuracy": "a lot"}, r"check\.test_accuracy: expected a number"),
+        ({"min_seeds": 1}, r"check\.min_seeds: expected a whole number of seeds >= 2"),
+        ({"few_seeds": "fail"}, r"check\.few_seeds: unknown few_seeds rule 'fail'"),
+        (["test_accuracy"], r"check: expected a mapping"),
+    ],
+    ids=["metric-typo", "key-typo", "no-tolerance", "bad-tolerance", "min-seeds", "few-seeds", "not-mapping"],
+)
 def test_check_block_errors_name_the_key(block: object, message: str) -> None:
     with pytest.raises(SpecError, match=message):
         parse_check_block(block)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("value, message", [
-    ("test_accuracy", r"--fail-on: expected METRIC:TOLERANCE"),
-    ("test_acc:1%", r"--fail-on: unknown metric 'test_acc'"),
-    ("test_accuracy:lots", r"--fail-on test_accuracy: expected"),
-], ids=["no-colon", "unknown-metric", "bad-tolerance"])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("test_accuracy", r"--fail-on: expected METRIC:TOLERANCE"),
+        ("test_acc:1%", r"--fail-on: unknown metric 'test_acc'"),
+        ("test_accuracy:lots", r"--fail-on test_accuracy: expected"),
+    ],
+    ids=["no-colon", "unknown-metric", "bad-tolerance"],
+)
 def test_fail_on_errors(value: str, message: str) -> None:
     with pytest.raises(SpecError, match=message):
         parse_fail_on([value])
@@ -164,6 +241,7 @@ def test_checkable_metrics_match_the_analysis_package() -> None:
 
 
 # -- statistics -----------------------------------------------------------------------------------
+
 
 def test_welch_test_matches_scipy_and_the_textbook_formula() -> None:
     current, baseline = np.array([0.80, 0.83, 0.81, 0.86]), np.array([0.90, 0.92, 0.91])
@@ -193,9 +271,18 @@ SCENARIOS = {
     "regressed-paired": ([a - 0.05 + n for a, n in zip(BASE_ACCURACY, NOISE)], None, "REGRESSED", "paired"),
     "improved-paired": ([a + 0.05 + n for a, n in zip(BASE_ACCURACY, NOISE)], None, "IMPROVED", "paired"),
     "inside-tolerance": ([a - 0.005 + n / 10 for a, n in zip(BASE_ACCURACY, NOISE)], None, "PASS", "paired"),
-    "beyond-tolerance-but-noisy": ([a - 0.02 + n for a, n in zip(BASE_ACCURACY, [0.1, -0.1, 0.08, -0.09, 0.05])],
-                                   None, "PASS", "paired"),
-    "regressed-welch": ([a - 0.05 + n for a, n in zip(BASE_ACCURACY, NOISE)], [10, 11, 12, 13, 14], "REGRESSED", "welch"),
+    "beyond-tolerance-but-noisy": (
+        [a - 0.02 + n for a, n in zip(BASE_ACCURACY, [0.1, -0.1, 0.08, -0.09, 0.05])],
+        None,
+        "PASS",
+        "paired",
+    ),
+    "regressed-welch": (
+        [a - 0.05 + n for a, n in zip(BASE_ACCURACY, NOISE)],
+        [10, 11, 12, 13, 14],
+        "REGRESSED",
+        "welch",
+    ),
     "few-seeds": ([0.80, 0.81], None, "UNCERTAIN", "insufficient seeds"),
 }
 
@@ -241,10 +328,12 @@ def test_few_seeds_decided_by_tolerance_when_asked(tmp_path: Path) -> None:
 
 def test_holm_runs_over_every_tested_row(tmp_path: Path) -> None:
     shifted = [a - 0.03 + n for a, n in zip(BASE_ACCURACY, [0.01, -0.02, 0.015, -0.01, 0.0])]
-    baseline = saved_baseline(hand_results({("a", "torch"): cell(BASE_ACCURACY), ("b", "torch"): cell(BASE_ACCURACY)}),
-                              tmp_path)
-    current = hand_results({("a", "torch"): cell(shifted), ("b", "torch"): cell([a - 0.002 for a in BASE_ACCURACY[:4]]
-                                                                                 + [0.95])})
+    baseline = saved_baseline(
+        hand_results({("a", "torch"): cell(BASE_ACCURACY), ("b", "torch"): cell(BASE_ACCURACY)}), tmp_path
+    )
+    current = hand_results(
+        {("a", "torch"): cell(shifted), ("b", "torch"): cell([a - 0.002 for a in BASE_ACCURACY[:4]] + [0.95])}
+    )
     verdicts = compare(current, baseline, ACCURACY_ONLY)
     raw = [verdict.p_value for verdict in verdicts]
     assert [verdict.p_holm for verdict in verdicts] == pytest.approx(list(holm(raw)), rel=FLOAT_TOLERANCE)
@@ -252,8 +341,9 @@ def test_holm_runs_over_every_tested_row(tmp_path: Path) -> None:
 
 
 def test_missing_and_new_cells(tmp_path: Path) -> None:
-    baseline = saved_baseline(hand_results({("a", "torch"): cell(BASE_ACCURACY), ("gone", "torch"): cell(BASE_ACCURACY)}),
-                              tmp_path)
+    baseline = saved_baseline(
+        hand_results({("a", "torch"): cell(BASE_ACCURACY), ("gone", "torch"): cell(BASE_ACCURACY)}), tmp_path
+    )
     current = hand_results({("a", "torch"): cell(BASE_ACCURACY), ("fresh", "torch"): cell(BASE_ACCURACY)})
     statuses = {verdict.arm: verdict.status for verdict in compare(current, baseline, ACCURACY_ONLY)}
     assert statuses == {"a": "PASS", "gone": "MISSING", "fresh": "NEW"}
@@ -263,7 +353,9 @@ def test_missing_and_new_cells(tmp_path: Path) -> None:
 
 def test_diverged_everywhere_now_is_missing_and_exit_3(tmp_path: Path) -> None:
     baseline = saved_baseline(hand_results({("a", "torch"): cell(BASE_ACCURACY)}), tmp_path)
-    current = hand_results({("a", "torch"): cell(BASE_ACCURACY)}, statuses={("a", "torch", s): "diverged" for s in range(5)})
+    current = hand_results(
+        {("a", "torch"): cell(BASE_ACCURACY)}, statuses={("a", "torch", s): "diverged" for s in range(5)}
+    )
     verdicts = compare(current, baseline, ACCURACY_ONLY)
     assert verdicts[0].status == "MISSING" and "no 'ok' trial" in verdicts[0].notes[0]
     outcome = CheckOutcome("unit", ACCURACY_ONLY, verdicts, trials_not_ok=current.failures())
@@ -274,14 +366,19 @@ def test_diverged_everywhere_now_is_missing_and_exit_3(tmp_path: Path) -> None:
 SPEED_OPTIONS = CheckOptions({"train_seconds": Tolerance(0.2, relative=True)})
 
 
-@pytest.mark.parametrize("change, status, note", [
-    ({"host": "host-b"}, "REGRESSED", "environment-sensitive: host: host-a -> host-b"),
-    ({"versions": {"torch": "2.14.0", "numpy": "2.4"}}, "UNCERTAIN", "versions: torch 2.13.0 -> 2.14.0"),
-    ({"device": {"device": "cpu", "name": "cpu-y"}}, "UNCERTAIN", "CPU/GPU"),
-    ({}, "REGRESSED", None),
-], ids=["other-host", "other-versions", "other-cpu", "same-environment"])
-def test_speed_rows_are_environment_sensitive(change: dict[str, object], status: str, note: str | None,
-                                              tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "change, status, note",
+    [
+        ({"host": "host-b"}, "REGRESSED", "environment-sensitive: host: host-a -> host-b"),
+        ({"versions": {"torch": "2.14.0", "numpy": "2.4"}}, "UNCERTAIN", "versions: torch 2.13.0 -> 2.14.0"),
+        ({"device": {"device": "cpu", "name": "cpu-y"}}, "UNCERTAIN", "CPU/GPU"),
+        ({}, "REGRESSED", None),
+    ],
+    ids=["other-host", "other-versions", "other-cpu", "same-environment"],
+)
+def test_speed_rows_are_environment_sensitive(
+    change: dict[str, object], status: str, note: str | None, tmp_path: Path
+) -> None:
     baseline = saved_baseline(hand_results({("a", "torch"): cell(BASE_ACCURACY)}), tmp_path)
     slower = [2 * seconds + n for seconds, n in zip(BASE_SECONDS, NOISE)]
     current = hand_results({("a", "torch"): cell(BASE_ACCURACY, seconds=slower)}, environment={**ENVIRONMENT, **change})
@@ -303,16 +400,24 @@ def test_unknown_checked_metric_is_a_usage_error(tmp_path: Path) -> None:
 
 # -- the baseline file ----------------------------------------------------------------------------
 
+
 def test_baseline_file_is_sorted_complete_and_round_trips(tmp_path: Path) -> None:
     results = hand_results({("a", "torch"): cell(BASE_ACCURACY), ("b", "keras"): cell(BASE_ACCURACY[:3])})
     path = write_baseline(build_baseline(results, source="suites/unit.yaml"), tmp_path / "deep" / "unit.json")
     text = path.read_text()
     document = json.loads(text)
     assert text == json.dumps(document, indent=2, sort_keys=True) + "\n"  # sorted keys, indented: diffable
-    assert (document["format"], document["version"], document["suite"]) == ("harness-baseline", BASELINE_VERSION, "unit")
+    assert (document["format"], document["version"], document["suite"]) == (
+        "harness-baseline",
+        BASELINE_VERSION,
+        "unit",
+    )
     assert document["directions"] == {"test_accuracy": "higher", "train_seconds": "lower"}
-    assert document["environment"]["torch"] == {"hosts": ["host-a"], "devices": [ENVIRONMENT["device"]],
-                                                "versions": [ENVIRONMENT["versions"]]}
+    assert document["environment"]["torch"] == {
+        "hosts": ["host-a"],
+        "devices": [ENVIRONMENT["device"]],
+        "versions": [ENVIRONMENT["versions"]],
+    }
     entry = document["results"]["a"]["torch"]
     assert entry["trials"] == {"ok": 5, "diverged": 0, "failed": 0, "timeout": 0}
     assert entry["metrics"]["test_accuracy"]["seeds"] == {str(seed): value for seed, value in enumerate(BASE_ACCURACY)}
@@ -392,18 +497,33 @@ def real_runs(tmp_path_factory: pytest.TempPathFactory, harness_cli) -> dict[str
     paths["rerun"] = suite_copy(folder, "rerun", training={"epochs": 4, "batch_size": 64, "max_seconds": 3600})
     for run in range(1, DRIFT_RUNS + 1):
         paths[f"drift{run}"] = suite_copy(folder, f"drift{run}", seeds=[10 * run, 10 * run + 1, 10 * run + 2])
-    paths["wild"] = suite_copy(folder, "wild", name="ci-wild", check={},
-                               grid={"optimizer": {"calm": {"name": "sgd", "lr": 0.1}, "wild": {"name": "sgd", "lr": 1e6}}},
-                               expect=["calm.test_accuracy > 0.5"])
-    paths["claims-true"] = suite_copy(folder, "claims-true", expect=[
-        "sgd.test_accuracy > 0.5", "adam.final_train_loss < sgd.final_train_loss",
-        "`adam`.best_test_accuracy >= 0.8"])
-    paths["claims-false"] = suite_copy(folder, "claims-false", expect=[
-        "sgd.test_accuracy > 0.5", "sgd.test_accuracy - adam.test_accuracy > 0.05"])
+    paths["wild"] = suite_copy(
+        folder,
+        "wild",
+        name="ci-wild",
+        check={},
+        grid={"optimizer": {"calm": {"name": "sgd", "lr": 0.1}, "wild": {"name": "sgd", "lr": 1e6}}},
+        expect=["calm.test_accuracy > 0.5"],
+    )
+    paths["claims-true"] = suite_copy(
+        folder,
+        "claims-true",
+        expect=[
+            "sgd.test_accuracy > 0.5",
+            "adam.final_train_loss < sgd.final_train_loss",
+            "`adam`.best_test_accuracy >= 0.8",
+        ],
+    )
+    paths["claims-false"] = suite_copy(
+        folder, "claims-false", expect=["sgd.test_accuracy > 0.5", "sgd.test_accuracy - adam.test_accuracy > 0.05"]
+    )
     paths["typo"] = suite_copy(folder, "typo", check={"test_acuracy": 0.01})
     store = folder / "store"
-    trials = [trial for name in ("base", "regressed", "rerun", *(f"drift{r}" for r in range(1, DRIFT_RUNS + 1)), "wild")
-              for trial in load_suite(paths[name]).trials]
+    trials = [
+        trial
+        for name in ("base", "regressed", "rerun", *(f"drift{r}" for r in range(1, DRIFT_RUNS + 1)), "wild")
+        for trial in load_suite(paths[name]).trials
+    ]
     with Store(store) as opened:
         summary = run_trials(trials, opened, jobs=2, quiet=True)
     assert summary.failed == 0 and summary.timeout == 0, summary
@@ -411,8 +531,18 @@ def real_runs(tmp_path_factory: pytest.TempPathFactory, harness_cli) -> dict[str
     # the results folder's manifest (store/ci-check/), which the folder-target tests read.
     result = CliRunner().invoke(harness_cli, ["run", str(paths["base"]), "--store", str(store), "-q"])
     assert result.exit_code == 0, result.output
-    saved = CliRunner().invoke(harness_cli, ["baseline", "save", str(paths["base"]), "--store", str(store),
-                                             "-o", str(folder / "baselines" / "ci-check.json")])
+    saved = CliRunner().invoke(
+        harness_cli,
+        [
+            "baseline",
+            "save",
+            str(paths["base"]),
+            "--store",
+            str(store),
+            "-o",
+            str(folder / "baselines" / "ci-check.json"),
+        ],
+    )
     assert saved.exit_code == 0, saved.output
     return {**paths, "store": store, "baseline": folder / "baselines" / "ci-check.json", "folder": folder}
 
@@ -429,8 +559,11 @@ def test_deliberate_regression_fails_naming_arm_and_metric(harness_cli, real_run
     result = run_check(harness_cli, real_runs, "regressed")
     assert result.exit_code == 1, result.output
     assert "sgd / torch / test_accuracy REGRESSED" in result.output
-    rows = {tuple(line.split()[:3]): line.split()[-1] for line in result.output.splitlines()
-            if line.startswith(("sgd ", "adam "))}
+    rows = {
+        tuple(line.split()[:3]): line.split()[-1]
+        for line in result.output.splitlines()
+        if line.startswith(("sgd ", "adam "))
+    }
     assert rows[("sgd", "torch", "test_accuracy")] == "REGRESSED"
     assert rows[("adam", "torch", "test_accuracy")] == "PASS"  # adam's trials are the baseline's own
 
@@ -447,7 +580,9 @@ def test_unchanged_rerun_passes(harness_cli, real_runs) -> None:
     assert all(row["change"] == 0.0 for row in accuracy)
 
 
-@pytest.mark.parametrize("run", range(1, DRIFT_RUNS + 1), ids=[f"seeds-{10 * r}-{10 * r + 2}" for r in range(1, DRIFT_RUNS + 1)])
+@pytest.mark.parametrize(
+    "run", range(1, DRIFT_RUNS + 1), ids=[f"seeds-{10 * r}-{10 * r + 2}" for r in range(1, DRIFT_RUNS + 1)]
+)
 def test_no_false_alarm_with_other_seeds(harness_cli, real_runs, run: int) -> None:
     result = run_check(harness_cli, real_runs, f"drift{run}", "--json")
     assert result.exit_code == 0, result.output
@@ -474,8 +609,9 @@ def test_results_folder_target_and_json_agree_with_text(harness_cli, real_runs, 
 
 
 def test_fail_on_overrides_the_suite(harness_cli, real_runs) -> None:
-    result = run_check(harness_cli, real_runs, "regressed", "--json", "--fail-on", "test_accuracy:0.95",
-                       "--fail-on", "test_loss:10")
+    result = run_check(
+        harness_cli, real_runs, "regressed", "--json", "--fail-on", "test_accuracy:0.95", "--fail-on", "test_loss:10"
+    )
     assert result.exit_code == 0, result.output  # tolerances wider than the drop: nothing regressed
     verdicts = {(row["arm"], row["metric"]): row for row in json.loads(result.output)["verdicts"]}
     assert verdicts[("sgd", "test_accuracy")]["tolerance"] == "0.95"  # the CLI's, not the suite's 0.01
@@ -490,7 +626,9 @@ def test_claims_true_and_false_through_the_cli(harness_cli, real_runs) -> None:
     false = run_check(harness_cli, real_runs, "claims-false", baseline=False)
     assert false.exit_code == 1, false.output
     assert "FAIL  sgd.test_accuracy - adam.test_accuracy > 0.05" in false.output
-    assert "95% CI [" in false.output and "n=3 seeds" in false.output and "does not lie entirely above 0" in false.output
+    assert (
+        "95% CI [" in false.output and "n=3 seeds" in false.output and "does not lie entirely above 0" in false.output
+    )
 
 
 def test_diverged_trials_exit_3(harness_cli, real_runs) -> None:
@@ -503,7 +641,9 @@ def test_diverged_trials_exit_3(harness_cli, real_runs) -> None:
 def test_nothing_to_check_is_a_usage_error(harness_cli, real_runs) -> None:
     result = run_check(harness_cli, real_runs, "base", baseline=False)
     assert result.exit_code == 2
-    assert "nothing to check" in result.output and "harness baseline save" in result.output and "expect:" in result.output
+    assert (
+        "nothing to check" in result.output and "harness baseline save" in result.output and "expect:" in result.output
+    )
 
 
 def test_check_block_typo_is_a_usage_error(harness_cli, real_runs) -> None:
@@ -527,6 +667,7 @@ def _set(key: str, value: object):
         document = json.loads(text)
         document[key] = value
         return json.dumps(document)
+
     return edit
 
 
@@ -541,8 +682,10 @@ BAD_BASELINES = {
     "truncated-in-string": (_cut_inside_string, [r"is not valid JSON", r"truncated", r"harness baseline save"]),
     "newer-version": (_set("version", BASELINE_VERSION + 1), [r"schema version 2", r"newer harness", r"re-create"]),
     "older-version": (_set("version", 0), [r"schema version 0", r"reads version 1", r"re-create"]),
-    "other-suite": (_set("suite", "optimizers"), [r"baseline of suite 'optimizers'", r"results are of suite 'ci-check'",
-                                                  r"baselines/ci-check.json"]),
+    "other-suite": (
+        _set("suite", "optimizers"),
+        [r"baseline of suite 'optimizers'", r"results are of suite 'ci-check'", r"baselines/ci-check.json"],
+    ),
     "not-a-baseline": (lambda text: json.dumps({"benchmarks": []}), [r"is not a harness baseline"]),
     "bad-seed-entry": (_bad_seed, [r"malformed at results\.sgd\.torch\.metrics\.test_accuracy\.seeds"]),
     "empty-file": (lambda text: "", [r"is not valid JSON"]),
@@ -554,8 +697,10 @@ def test_bad_baseline_files_exit_2_with_a_clear_message(case: str, harness_cli, 
     edit, fragments = BAD_BASELINES[case]
     broken = tmp_path / "broken.json"
     broken.write_text(edit(real_runs["baseline"].read_text()))
-    result = CliRunner().invoke(harness_cli, ["check", str(real_runs["regressed"]), "--store", str(real_runs["store"]),
-                                              "--baseline", str(broken)])
+    result = CliRunner().invoke(
+        harness_cli,
+        ["check", str(real_runs["regressed"]), "--store", str(real_runs["store"]), "--baseline", str(broken)],
+    )
     assert result.exit_code == 2, result.output
     assert str(broken) in result.output and "Traceback" not in result.output
     for fragment in fragments:
@@ -575,7 +720,7 @@ def test_a_baseline_cut_anywhere_is_called_truncated(real_runs, tmp_path: Path) 
         with pytest.raises(BaselineError) as caught:
             read_baseline(broken, suite="ci-check")
         if "truncated?" not in str(caught.value):
-            missed.append((cut, text[max(0, cut - 20):cut], str(caught.value)))
+            missed.append((cut, text[max(0, cut - 20) : cut], str(caught.value)))
     assert not missed, missed[:3]
 
 
@@ -595,17 +740,26 @@ def test_missing_baseline_file_says_how_to_create_it(harness_cli, real_runs, tmp
 def test_help_documents_exit_codes(harness_cli) -> None:
     result = CliRunner().invoke(harness_cli, ["check", "--help"])
     assert result.exit_code == 0
-    for fragment in ("Exit codes:", "0  every checked metric passes", "1  a metric REGRESSED", "2  bad input",
-                     "3  some checked trials failed", "--fail-on", "--baseline"):
+    for fragment in (
+        "Exit codes:",
+        "0  every checked metric passes",
+        "1  a metric REGRESSED",
+        "2  bad input",
+        "3  some checked trials failed",
+        "--fail-on",
+        "--baseline",
+    ):
         assert fragment in result.output
 
 
 def test_cli_commands_and_claim_parsing_import_no_framework() -> None:
     """`harness --help` and the suite loader's claim/check validation stay light: no framework, no pandas."""
-    code = ("import sys, harness.cli, harness.cli.check, harness.cli.baseline, harness.check.claims, "
-            "harness.check.options; "
-            "harness.check.claims.validate_claims(['a.test_accuracy > 0'], ['a']); "
-            "print(sorted(m for m in ('torch', 'tensorflow', 'keras', 'jax', 'pandas', 'scipy') if m in sys.modules))")
+    code = (
+        "import sys, harness.cli, harness.cli.check, harness.cli.baseline, harness.check.claims, "
+        "harness.check.options; "
+        "harness.check.claims.validate_claims(['a.test_accuracy > 0'], ['a']); "
+        "print(sorted(m for m in ('torch', 'tensorflow', 'keras', 'jax', 'pandas', 'scipy') if m in sys.modules))"
+    )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
 

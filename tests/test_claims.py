@@ -1,5 +1,6 @@
 """Tests of the `expect:` claim language (harness.check.claims) and its evaluation over seeds
 (harness.check.evidence), on hand-built results whose intervals are recomputed with scipy."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,15 @@ from scipy import stats
 
 from harness.analysis import Results
 from harness.check.claims import (
-    Binary, ClaimError, Negative, Number, Operand, claim_metrics, parse_claim, tokenize, validate_claims,
+    Binary,
+    ClaimError,
+    Negative,
+    Number,
+    Operand,
+    claim_metrics,
+    parse_claim,
+    tokenize,
+    validate_claims,
 )
 from harness.check.evidence import evaluate_claims
 
@@ -21,14 +30,33 @@ FLOAT_TOLERANCE = 1e-12  # float64 sums of a handful of values
 # -- parsing --------------------------------------------------------------------------------------
 
 VALID = {
-    "arm-vs-arm": ("he.test_accuracy > xavier.test_accuracy", [("he", "test_accuracy"), ("xavier", "test_accuracy")], ">"),
+    "arm-vs-arm": (
+        "he.test_accuracy > xavier.test_accuracy",
+        [("he", "test_accuracy"), ("xavier", "test_accuracy")],
+        ">",
+    ),
     "arm-vs-constant": ("std001.final_train_loss > 2.2", [("std001", "final_train_loss")], ">"),
-    "difference": ("adam.test_accuracy - sgd.test_accuracy > 0.05", [("adam", "test_accuracy"), ("sgd", "test_accuracy")], ">"),
-    "backticks": ("`hidden=[32]`.test_accuracy >= `hidden=[8]`.test_accuracy",
-                  [("hidden=[32]", "test_accuracy"), ("hidden=[8]", "test_accuracy")], ">="),
-    "double-quotes": ('"lr=0.1,initializer=he_normal".test_loss <= 1', [("lr=0.1,initializer=he_normal", "test_loss")], "<="),
+    "difference": (
+        "adam.test_accuracy - sgd.test_accuracy > 0.05",
+        [("adam", "test_accuracy"), ("sgd", "test_accuracy")],
+        ">",
+    ),
+    "backticks": (
+        "`hidden=[32]`.test_accuracy >= `hidden=[8]`.test_accuracy",
+        [("hidden=[32]", "test_accuracy"), ("hidden=[8]", "test_accuracy")],
+        ">=",
+    ),
+    "double-quotes": (
+        '"lr=0.1,initializer=he_normal".test_loss <= 1',
+        [("lr=0.1,initializer=he_normal", "test_loss")],
+        "<=",
+    ),
     "single-quotes": ("'a b'.best_test_accuracy < 1e-1", [("a b", "best_test_accuracy")], "<"),
-    "arithmetic": ("(a.train_seconds + b.train_seconds) / 2 * -1 < -0.5", [("a", "train_seconds"), ("b", "train_seconds")], "<"),
+    "arithmetic": (
+        "(a.train_seconds + b.train_seconds) / 2 * -1 < -0.5",
+        [("a", "train_seconds"), ("b", "train_seconds")],
+        "<",
+    ),
     "constant-left": ("0.9 < a.test_accuracy", [("a", "test_accuracy")], "<"),
     "repeated-operand": ("a.test_loss - a.test_loss * 2 < 0", [("a", "test_loss")], "<"),
 }
@@ -44,8 +72,9 @@ def test_parse_valid_claims(case: str) -> None:
 
 def test_parse_builds_the_expected_tree() -> None:
     claim = parse_claim("-a.x * (b.y - 2) / 4 > c.z + 1")
-    assert claim.left == Binary("/", Binary("*", Negative(Operand("a", "x")), Binary("-", Operand("b", "y"), Number(2.0))),
-                                Number(4.0))
+    assert claim.left == Binary(
+        "/", Binary("*", Negative(Operand("a", "x")), Binary("-", Operand("b", "y"), Number(2.0))), Number(4.0)
+    )
     assert claim.right == Binary("+", Operand("c", "z"), Number(1.0))
     values = {("a", "x"): np.array([1.0, 2.0]), ("b", "y"): np.array([4.0, 6.0]), ("c", "z"): np.array([0.0, 1.0])}
     # left = -x * (y - 2) / 4 = [-0.5, -2.0]; right = z + 1 = [1, 2]; margin = left - right
@@ -100,15 +129,29 @@ def test_error_points_at_the_column() -> None:
 
 def test_tokenizer_reads_numbers_and_quotes() -> None:
     kinds = [(token.kind, token.text) for token in tokenize("`a.b`.c >= .5e-2")]
-    assert kinds == [("quoted", "a.b"), ("dot", "."), ("name", "c"), ("compare", ">="), ("number", ".5e-2"), ("end", "")]
+    assert kinds == [
+        ("quoted", "a.b"),
+        ("dot", "."),
+        ("name", "c"),
+        ("compare", ">="),
+        ("number", ".5e-2"),
+        ("end", ""),
+    ]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("adma.test_accuracy > sgd.test_accuracy", r"expect\[0\]: claim .*unknown arm 'adma'\. Did you mean 'adam'\?"),
-    ("adam.test_acuracy > 0.5", r"expect\[0\]: claim .*unknown metric 'test_acuracy'\. Did you mean 'test_accuracy'\?"),
-    ("adam.__class__ > 0", r"unknown metric '__class__'"),
-    ("hidden.test_accuracy > 0", r"unknown arm 'hidden'.*go in backticks"),
-], ids=["arm-typo", "metric-typo", "dunder-metric", "unquoted-arm"])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("adma.test_accuracy > sgd.test_accuracy", r"expect\[0\]: claim .*unknown arm 'adma'\. Did you mean 'adam'\?"),
+        (
+            "adam.test_acuracy > 0.5",
+            r"expect\[0\]: claim .*unknown metric 'test_acuracy'\. Did you mean 'test_accuracy'\?",
+        ),
+        ("adam.__class__ > 0", r"unknown metric '__class__'"),
+        ("hidden.test_accuracy > 0", r"unknown arm 'hidden'.*go in backticks"),
+    ],
+    ids=["arm-typo", "metric-typo", "dunder-metric", "unquoted-arm"],
+)
 def test_validate_claims_names_unknown_arms_and_metrics(text: str, message: str) -> None:
     with pytest.raises(ClaimError, match=message):
         validate_claims([text], arms=("sgd", "adam", "hidden=[32]"))
@@ -116,8 +159,13 @@ def test_validate_claims_names_unknown_arms_and_metrics(text: str, message: str)
 
 def test_validate_claims_accepts_every_documented_metric_form() -> None:
     arms = ("sgd", "hidden=[32]")
-    texts = ["sgd.final_train_loss > 2.2", "sgd.best_validation_accuracy > 0", "`hidden=[32]`.train_seconds < 10",
-             "sgd.test_r2 < 1", "sgd.wall_seconds > sgd.eval_seconds"]
+    texts = [
+        "sgd.final_train_loss > 2.2",
+        "sgd.best_validation_accuracy > 0",
+        "`hidden=[32]`.train_seconds < 10",
+        "sgd.test_r2 < 1",
+        "sgd.wall_seconds > sgd.eval_seconds",
+    ]
     claims = validate_claims(texts, arms)
     assert [claim.text for claim in claims] == texts
     assert {"final_train_loss", "best_test_accuracy", "train_seconds", "minibatch_loss"} <= set(claim_metrics())
@@ -132,12 +180,16 @@ def test_validate_claims_reports_the_position() -> None:
 
 # Final test accuracy and train loss per (arm, backend), one value per seed 0..3.
 ACCURACY = {
-    ("he", "torch"): [0.91, 0.93, 0.90, 0.92], ("xavier", "torch"): [0.88, 0.90, 0.88, 0.89],
-    ("he", "keras"): [0.91, 0.89, 0.93, 0.90], ("xavier", "keras"): [0.90, 0.91, 0.89, 0.92],
+    ("he", "torch"): [0.91, 0.93, 0.90, 0.92],
+    ("xavier", "torch"): [0.88, 0.90, 0.88, 0.89],
+    ("he", "keras"): [0.91, 0.89, 0.93, 0.90],
+    ("xavier", "keras"): [0.90, 0.91, 0.89, 0.92],
 }
 TRAIN_LOSS = {
-    ("he", "torch"): [0.20, 0.25, 0.22, 0.21], ("xavier", "torch"): [2.30, 2.31, 2.29, 2.32],
-    ("he", "keras"): [0.21, 0.24, 0.23, 0.20], ("xavier", "keras"): [2.31, 2.30, 2.30, 2.33],
+    ("he", "torch"): [0.20, 0.25, 0.22, 0.21],
+    ("xavier", "torch"): [2.30, 2.31, 2.29, 2.32],
+    ("he", "keras"): [0.21, 0.24, 0.23, 0.20],
+    ("xavier", "keras"): [2.31, 2.30, 2.30, 2.33],
 }
 
 
@@ -149,21 +201,52 @@ def claim_results(diverged: tuple[str, str, int] | None = None, zero_seconds: tu
             key = f"{arm}-{backend}-{seed}"
             status = "diverged" if diverged == (arm, backend, seed) else "ok"
             seconds = 0.0 if zero_seconds == (arm, seed) else 1.0 + 0.1 * seed + (0.5 if arm == "xavier" else 0.0)
-            trials.append({"hash": key, "arm": arm, "backend": backend, "seed": seed, "status": status, "error": None,
-                           "diverged_epoch": 2 if status == "diverged" else None, "epochs_completed": 2,
-                           "train_seconds": seconds, "eval_seconds": 0.1, "wall_seconds": seconds + 0.5,
-                           "host": "h", "versions": json.dumps({backend: "1"}), "device": json.dumps({"device": "cpu"})})
+            trials.append(
+                {
+                    "hash": key,
+                    "arm": arm,
+                    "backend": backend,
+                    "seed": seed,
+                    "status": status,
+                    "error": None,
+                    "diverged_epoch": 2 if status == "diverged" else None,
+                    "epochs_completed": 2,
+                    "train_seconds": seconds,
+                    "eval_seconds": 0.1,
+                    "wall_seconds": seconds + 0.5,
+                    "host": "h",
+                    "versions": json.dumps({backend: "1"}),
+                    "device": json.dumps({"device": "cpu"}),
+                }
+            )
             for epoch, scale in ((0, 0.1), (1, 0.5), (2, 1.0)):
                 final = epoch == 2
                 loss = TRAIN_LOSS[(arm, backend)][seed]
                 metrics += [
-                    {"hash": key, "epoch": epoch, "metric": "test_accuracy",
-                     "value": math.nan if final and status == "diverged" else accuracy * scale if not final else accuracy},
-                    {"hash": key, "epoch": epoch, "metric": "train_loss",
-                     "value": math.nan if final and status == "diverged" else loss / scale if not final else loss},
+                    {
+                        "hash": key,
+                        "epoch": epoch,
+                        "metric": "test_accuracy",
+                        "value": math.nan
+                        if final and status == "diverged"
+                        else accuracy * scale
+                        if not final
+                        else accuracy,
+                    },
+                    {
+                        "hash": key,
+                        "epoch": epoch,
+                        "metric": "train_loss",
+                        "value": math.nan if final and status == "diverged" else loss / scale if not final else loss,
+                    },
                 ]
-    return Results(pd.DataFrame(trials).astype({"diverged_epoch": "Int64"}), pd.DataFrame(metrics),
-                   arms=("he", "xavier"), axes=(), name="initializers")
+    return Results(
+        pd.DataFrame(trials).astype({"diverged_epoch": "Int64"}),
+        pd.DataFrame(metrics),
+        arms=("he", "xavier"),
+        axes=(),
+        name="initializers",
+    )
 
 
 def t_interval(values: np.ndarray) -> tuple[float, float]:
@@ -186,8 +269,10 @@ def test_arm_vs_arm_is_the_paired_difference_ci_per_backend() -> None:
 
 
 def test_difference_against_a_constant_shifts_the_interval() -> None:
-    [holds, fails] = evaluate_claims(claim_results(), ["he.test_accuracy - xavier.test_accuracy > 0.01",
-                                                       "he.test_accuracy - xavier.test_accuracy > 0.03"])
+    [holds, fails] = evaluate_claims(
+        claim_results(),
+        ["he.test_accuracy - xavier.test_accuracy > 0.01", "he.test_accuracy - xavier.test_accuracy > 0.03"],
+    )
     difference = np.array(ACCURACY[("he", "torch")]) - np.array(ACCURACY[("xavier", "torch")])
     low, high = t_interval(difference - 0.01)
     torch = holds.outcomes[0]
@@ -224,7 +309,9 @@ def test_less_than_uses_the_upper_bound() -> None:
 
 
 def test_diverged_seed_leaves_the_pair_out() -> None:
-    [result] = evaluate_claims(claim_results(diverged=("xavier", "torch", 1)), ["he.test_accuracy > xavier.test_accuracy"])
+    [result] = evaluate_claims(
+        claim_results(diverged=("xavier", "torch", 1)), ["he.test_accuracy > xavier.test_accuracy"]
+    )
     torch = result.outcomes[0]
     assert torch.seeds == (0, 2, 3) and torch.n == 3
     kept = [0, 2, 3]
@@ -233,16 +320,16 @@ def test_diverged_seed_leaves_the_pair_out() -> None:
 
 
 def test_division_by_zero_drops_the_seed_and_says_so() -> None:
-    [result] = evaluate_claims(claim_results(zero_seconds=("he", 2)),
-                               ["xavier.train_seconds / he.train_seconds > 1"])
+    [result] = evaluate_claims(claim_results(zero_seconds=("he", 2)), ["xavier.train_seconds / he.train_seconds > 1"])
     torch = result.outcomes[0]
     assert torch.n == 3 and 2 not in torch.seeds and "1 seed(s) left out" in torch.reason
 
 
 def test_fewer_than_two_seeds_cannot_show_a_claim() -> None:
     results = claim_results()
-    only_seed_zero = Results(results.trials[results.trials["seed"] == 0], results.metrics, arms=results.arms, axes=(),
-                             name="initializers")
+    only_seed_zero = Results(
+        results.trials[results.trials["seed"] == 0], results.metrics, arms=results.arms, axes=(), name="initializers"
+    )
     [result] = evaluate_claims(only_seed_zero, ["he.test_accuracy > 0"])
     assert not result.passed and "needs at least 2 seeds" in result.outcomes[0].reason
 

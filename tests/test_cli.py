@@ -1,4 +1,5 @@
 """The `harness` command through click's CliRunner, with real training of a tiny suite."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,12 @@ from harness.cli import cli
 REPO = Path(__file__).resolve().parent.parent
 
 TINY = optimizer_grid_suite(
-    "tiny", "SGD vs Adam on iris, two epochs.", dataset="{name: iris, validation: 0.2}",
-    model="{mlp: {hidden: [8], activation: relu}}", training="{epochs: 2, batch_size: 16}", seeds=2,
+    "tiny",
+    "SGD vs Adam on iris, two epochs.",
+    dataset="{name: iris, validation: 0.2}",
+    model="{mlp: {hidden: [8], activation: relu}}",
+    training="{epochs: 2, batch_size: 16}",
+    seeds=2,
     arms={"sgd": "{name: sgd, lr: 0.1}", "adam": "{name: adam, lr: 0.01}"},
 )
 
@@ -86,8 +91,19 @@ class TestRun:
         assert (summary["n"] == 2).all()
 
     def test_seed_and_backend_overrides(self, tiny_suite, tmp_path):
-        result = invoke("run", str(tiny_suite), "--store", str(tmp_path / "s"), "--seeds", "5", "--backend", "torch",
-                        "--quiet", "--jobs", "1")
+        result = invoke(
+            "run",
+            str(tiny_suite),
+            "--store",
+            str(tmp_path / "s"),
+            "--seeds",
+            "5",
+            "--backend",
+            "torch",
+            "--quiet",
+            "--jobs",
+            "1",
+        )
         assert result.exit_code == 0, result.output
         final = pd.read_csv(tmp_path / "s" / "tiny" / "final.csv")
         assert sorted(set(final["seed"])) == [0, 1, 2, 3, 4]
@@ -143,15 +159,22 @@ class TestListAndValidate:
         assert result.exit_code == 0, result.output
         assert "'optimizers', 5 arms x 1 backends (torch) x 3 seeds = 15 trials" in result.output
 
-    @pytest.mark.parametrize("what, expected", [
-        ("components", "adam(lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)"),
-        # required parameters bare, derived ones =auto
-        ("components", "gru(units, return_sequences=False, bidirectional=False, recurrent_initializer=orthogonal, kernel_initializer=auto)"),
-        ("datasets", "mnist1d"),
-        ("datasets", "symbol_sequences sequence       input (32, 8)    8+blank, <=5"),
-        ("backends", "torch"),
-        ("suites", "optimizers.yaml"),
-    ], ids=["components", "layer-parameters", "datasets", "sequence-dataset", "backends", "suites"])
+    @pytest.mark.parametrize(
+        "what, expected",
+        [
+            ("components", "adam(lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)"),
+            # required parameters bare, derived ones =auto
+            (
+                "components",
+                "gru(units, return_sequences=False, bidirectional=False, recurrent_initializer=orthogonal, kernel_initializer=auto)",
+            ),
+            ("datasets", "mnist1d"),
+            ("datasets", "symbol_sequences sequence       input (32, 8)    8+blank, <=5"),
+            ("backends", "torch"),
+            ("suites", "optimizers.yaml"),
+        ],
+        ids=["components", "layer-parameters", "datasets", "sequence-dataset", "backends", "suites"],
+    )
     def test_list_sections(self, what, expected):
         result = invoke("list", what, "--suites-dir", str(REPO / "suites"))
         assert result.exit_code == 0 and expected in result.output

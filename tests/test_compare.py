@@ -1,4 +1,5 @@
 """harness.report.compare: B - A per arm and backend (paired by seed, or Welch); the `harness compare` command."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,17 +13,25 @@ from scipy import stats
 
 from harness.adapters.loop import train_trial
 from harness.analysis import Results
+from harness.cli.compare import compare
 from harness.data import load_dataset
 from harness.errors import SpecError
-from harness.cli.compare import compare
 from harness.report.compare import COLUMNS, compare_results
 from harness.store import Store
 from harness.suite import load_suite
 
 
 def synthetic_results(seeds: int, shift: float = 0.0, random_seed: int = 0) -> Results:
-    frames = synthetic_frames(optimizers=("sgd", "adam"), widths=(32,), backends=("torch",), seeds=seeds,
-                              epochs=3, diverged=0, failed=0, random_seed=random_seed)
+    frames = synthetic_frames(
+        optimizers=("sgd", "adam"),
+        widths=(32,),
+        backends=("torch",),
+        seeds=seeds,
+        epochs=3,
+        diverged=0,
+        failed=0,
+        random_seed=random_seed,
+    )
     metrics = frames.metrics.copy()
     metrics.loc[metrics["metric"] == "test_accuracy", "value"] += shift
     return Results(frames.trials, metrics, frames.arms, frames.axes, name="synthetic")
@@ -64,7 +73,6 @@ def test_different_seeds_use_welch():
     reference = stats.ttest_ind(b, a, equal_var=False)
     assert row["p_value"] == pytest.approx(reference.pvalue, rel=1e-12)
     assert (row["ci_low"], row["ci_high"]) == pytest.approx(tuple(reference.confidence_interval(0.95)), rel=1e-12)
-
 
 
 AGREEMENT_CASES = {
@@ -150,9 +158,23 @@ def test_compare_command_writes_table_and_figure(tmp_path):
     suite_b, store_b = run_tiny(tmp_path, "long", epochs=6)
     group = click.Group("harness", commands={"compare": compare})  # the command alone, as harness.cli registers it
     output = tmp_path / "out"
-    result = CliRunner().invoke(group, ["compare", str(suite_a), str(suite_b), "--store-a", str(store_a),
-                                        "--store-b", str(store_b), "--metric", "train_loss", "-o", str(output)],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        group,
+        [
+            "compare",
+            str(suite_a),
+            str(suite_b),
+            "--store-a",
+            str(store_a),
+            "--store-b",
+            str(store_b),
+            "--metric",
+            "train_loss",
+            "-o",
+            str(output),
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     assert "paired" in result.output and "sgd" in result.output and "adam" in result.output
     import pandas as pd

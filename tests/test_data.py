@@ -1,4 +1,5 @@
 """harness.data: registry and resolution, fixed splits, scaling, sources, the disk cache, errors."""
+
 from __future__ import annotations
 
 import itertools
@@ -10,8 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.data import DATASETS, TASKS, clear_cache, dataset_info, list_datasets, load_dataset, resolve_dataset
-from harness.data import sources
+from harness.data import (
+    DATASETS,
+    TASKS,
+    clear_cache,
+    dataset_info,
+    list_datasets,
+    load_dataset,
+    resolve_dataset,
+    sources,
+)
 from harness.data.splits import held_out_count, split_indices, stratified_counts
 from harness.errors import DatasetError, HarnessError, SpecError
 from harness.spec.types import DatasetSpec
@@ -62,8 +71,16 @@ def load(raw) -> object:
 def option_combinations() -> list[tuple[str, dict]]:
     """Every choice/bool option combination of every dataset, plus each numeric option moved off its default."""
     alternative = {
-        "n_samples": 101, "noise": 0.0, "turns": 3.0, "n_features": 3, "teacher_hidden": 5, "n_targets": 2,
-        "num_symbols": 3, "max_length": 2, "timesteps": 40, "features": 3,
+        "n_samples": 101,
+        "noise": 0.0,
+        "turns": 3.0,
+        "n_features": 3,
+        "teacher_hidden": 5,
+        "n_targets": 2,
+        "num_symbols": 3,
+        "max_length": 2,
+        "timesteps": 40,
+        "features": 3,
     }
     cases = []
     for name, definition in DATASETS.items():
@@ -115,7 +132,9 @@ class TestRegistry:
         assert listed[0].input_shape == (40,) and all(info.description for info in listed)
 
     @pytest.mark.parametrize(
-        "name, options", COMBINATIONS, ids=[f"{name}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for name, o in COMBINATIONS]
+        "name, options",
+        COMBINATIONS,
+        ids=[f"{name}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for name, o in COMBINATIONS],
     )
     def test_static_info_agrees_with_loaded_data(self, name, options):
         spec = resolve_dataset({"name": name, **options})
@@ -127,7 +146,7 @@ class TestRegistry:
         if info.task == "regression":
             assert data.y_train.shape[1] == info.num_outputs
         else:
-            assert 0 <= data.y_train.min() and data.y_train.max() < info.num_classes
+            assert data.y_train.min() >= 0 and data.y_train.max() < info.num_classes
 
     def test_resolution_is_canonical_and_fills_every_default(self):
         by_name = resolve_dataset("spirals")
@@ -187,15 +206,21 @@ class TestSplits:
         ],
         ids=["digits-val", "digits-300-val", "cancer-val", "mnist1d-1000-val", "iris-rounding", "wine-all"],
     )
-    def test_train_samples_then_validation_arithmetic(self, name, train_samples, validation, expected_train, expected_validation):
-        spec = resolve_dataset({"name": name, "train_samples": train_samples, "validation": validation, "scale": "none"})
+    def test_train_samples_then_validation_arithmetic(
+        self, name, train_samples, validation, expected_train, expected_validation
+    ):
+        spec = resolve_dataset(
+            {"name": name, "train_samples": train_samples, "validation": validation, "scale": "none"}
+        )
         data = load_dataset(spec)
         assert (len(data.y_train), len(data.y_validation)) == (expected_train, expected_validation)
         assert len(data.y_test) == SPLIT_SIZES[name][1]  # the test split never changes
         # train + validation are exactly the first N training rows of the full split, order kept
         full = load({"name": name, "scale": "none"})
         first_rows = full.x_train[: train_samples or len(full.x_train)]
-        kept, held = split_indices(len(first_rows), validation, sources.VALIDATION_STREAM, labels=full.y_train[: len(first_rows)])
+        kept, held = split_indices(
+            len(first_rows), validation, sources.VALIDATION_STREAM, labels=full.y_train[: len(first_rows)]
+        )
         np.testing.assert_array_equal(data.x_train, first_rows[kept])
         np.testing.assert_array_equal(data.x_validation, first_rows[held])
         assert np.all(np.diff(kept) > 0) and np.all(np.diff(held) > 0)
@@ -208,7 +233,8 @@ class TestSplits:
         assert np.all(np.abs(counts - shares) < 1.0)
 
     @pytest.mark.parametrize(
-        "num_samples, fraction, expected", [(569, 0.25, 143), (1797, 0.25, 450), (25, 0.28, 7), (10, 0.0, 0), (7, 0.01, 1)],
+        "num_samples, fraction, expected",
+        [(569, 0.25, 143), (1797, 0.25, 450), (25, 0.28, 7), (10, 0.0, 0), (7, 0.01, 1)],
         ids=["cancer", "digits", "float-rounding", "zero", "tiny-fraction"],
     )
     def test_held_out_count(self, num_samples, fraction, expected):
@@ -246,7 +272,7 @@ class TestScaling:
         raw = load({"name": "diabetes", "scale_target": False})
         assert abs(float(scaled.y_train.mean())) < 1e-6 and abs(float(scaled.y_train.std()) - 1.0) < 1e-6
         # raw targets are integer disease-progression scores 25..346 (sklearn loaded unscaled)
-        assert np.all(raw.y_test == np.round(raw.y_test)) and 25 <= raw.y_train.min() and raw.y_train.max() <= 346
+        assert np.all(raw.y_test == np.round(raw.y_test)) and raw.y_train.min() >= 25 and raw.y_train.max() <= 346
         mean, std = raw.y_train.astype(np.float64).mean(), raw.y_train.astype(np.float64).std()
         np.testing.assert_allclose(scaled.y_test, (raw.y_test - mean) / std, rtol=1e-6)
 
@@ -275,7 +301,9 @@ class TestSources:
         assert sorted(mappings[0]) == list(range(40)) and (mappings[0] != np.arange(40)).sum() > 30
         np.testing.assert_array_equal(mappings[0], sources.mnist1d_permutation())
 
-    def test_disk_cache_is_bit_identical_and_restores_global_random_state(self, tmp_path, monkeypatch, mnist1d_reference):
+    def test_disk_cache_is_bit_identical_and_restores_global_random_state(
+        self, tmp_path, monkeypatch, mnist1d_reference
+    ):
         monkeypatch.setenv(sources.CACHE_ENVIRONMENT_VARIABLE, str(tmp_path))
         np.random.seed(7)
         generated = sources.mnist1d_arrays()  # miss: generates and writes
@@ -317,7 +345,9 @@ class TestSources:
             "assert not [m for m in heavy if m in sys.modules], [m for m in heavy if m in sys.modules]\n"
         )
         environment = {**os.environ, sources.CACHE_ENVIRONMENT_VARIABLE: str(private_cache)}
-        completed = subprocess.run([sys.executable, "-c", script], cwd=REPOSITORY, env=environment, capture_output=True, text=True)
+        completed = subprocess.run(
+            [sys.executable, "-c", script], cwd=REPOSITORY, env=environment, capture_output=True, text=True
+        )
         assert completed.returncode == 0, completed.stderr
 
     def test_spirals_lie_on_their_arms_without_noise(self):
@@ -344,7 +374,11 @@ class TestSources:
 BAD_INPUTS = [
     ("mnist1", SpecError, ["dataset", "Did you mean 'mnist1d'?", "Expected one of"]),
     ({"name": "mnist_1d"}, SpecError, ["dataset.name", "Did you mean 'mnist1d'?"]),
-    ({"name": "digits", "scal": "unit"}, DatasetError, ["dataset.scal: ", "no option 'scal'", "Did you mean 'scale'?", "validation, train_samples, scale, shape"]),
+    (
+        {"name": "digits", "scal": "unit"},
+        DatasetError,
+        ["dataset.scal: ", "no option 'scal'", "Did you mean 'scale'?", "validation, train_samples, scale, shape"],
+    ),
     ({"name": "digits", "validation": 1.0}, DatasetError, ["dataset.validation", "[0, 1)", "0 for no validation"]),
     ({"name": "digits", "validation": -0.1}, DatasetError, ["dataset.validation", "[0, 1)"]),
     ({"name": "digits", "validation": "0.1"}, DatasetError, ["dataset.validation", "'0.1'"]),
@@ -353,7 +387,11 @@ BAD_INPUTS = [
     ({"name": "digits", "train_samples": 0}, DatasetError, ["dataset.train_samples", "got 0"]),
     ({"name": "digits", "train_samples": 1.5}, DatasetError, ["dataset.train_samples", "integer"]),
     ({"name": "spirals", "n_samples": 100, "train_samples": 80}, DatasetError, ["from 1 to 75"]),
-    ({"name": "iris", "train_samples": 1, "validation": 0.5}, DatasetError, ["dataset.validation", "no row to train on"]),
+    (
+        {"name": "iris", "train_samples": 1, "validation": 0.5},
+        DatasetError,
+        ["dataset.validation", "no row to train on"],
+    ),
     ({"name": "digits", "scale": "unitt"}, DatasetError, ["dataset.scale", "Did you mean 'unit'?", "'standard'"]),
     ({"name": "mnist1d", "permute": "yes"}, DatasetError, ["dataset.permute", "true or false", "'yes'"]),
     ({"name": "mnist1d", "scale": "unit"}, DatasetError, ["dataset.scale", "one of 'none', 'standard'"]),
@@ -367,11 +405,31 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize(
-    "raw, error_type, fragments", BAD_INPUTS,
-    ids=["unknown", "unknown-mapping", "unknown-option", "validation-1", "validation-negative", "validation-string",
-         "validation-bool", "train-too-many", "train-zero", "train-float", "train-vs-n_samples", "nothing-left",
-         "bad-choice", "bad-bool", "choice-other-dataset", "int-minimum", "float-minimum", "float-exclusive",
-         "float-nan", "no-name", "not-a-mapping"],
+    "raw, error_type, fragments",
+    BAD_INPUTS,
+    ids=[
+        "unknown",
+        "unknown-mapping",
+        "unknown-option",
+        "validation-1",
+        "validation-negative",
+        "validation-string",
+        "validation-bool",
+        "train-too-many",
+        "train-zero",
+        "train-float",
+        "train-vs-n_samples",
+        "nothing-left",
+        "bad-choice",
+        "bad-bool",
+        "choice-other-dataset",
+        "int-minimum",
+        "float-minimum",
+        "float-exclusive",
+        "float-nan",
+        "no-name",
+        "not-a-mapping",
+    ],
 )
 def test_bad_input_raises_a_harness_error_naming_key_and_fix(raw, error_type, fragments):
     with pytest.raises(error_type) as caught:

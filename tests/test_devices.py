@@ -5,6 +5,7 @@ with the machine's GPU query (`visible_gpu_ids`) replaced to report two GPUs: re
 start with the environment chosen for them and record it with their trials. Tests that need
 a real GPU carry the `gpu` marker and are skipped where none is visible.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,7 +21,13 @@ from harness.errors import HarnessError
 from harness.results_folder import Results
 from harness.runner import devices, run_trials, with_device
 from harness.runner.devices import (
-    GPU_VARIABLES, THREAD_VARIABLES, Environment, environment_for, pick_gpu, visible_gpu_ids, worker_variables,
+    GPU_VARIABLES,
+    THREAD_VARIABLES,
+    Environment,
+    environment_for,
+    pick_gpu,
+    visible_gpu_ids,
+    worker_variables,
 )
 from harness.store import Store
 
@@ -37,8 +44,16 @@ from harness.store import Store
         ("cuda:1", "torch", ["0", "1"], Environment("default", "inherit")),
         ("auto", "keras-torch", ["0"], Environment("torch", "one")),
     ],
-    ids=["cpu-no-gpu", "auto-no-gpu", "cuda-no-gpu", "cpu-hides-gpus", "auto-one-gpu", "keras-cuda-one-gpu",
-         "indexed-sees-all", "keras-torch-auto"],
+    ids=[
+        "cpu-no-gpu",
+        "auto-no-gpu",
+        "cuda-no-gpu",
+        "cpu-hides-gpus",
+        "auto-one-gpu",
+        "keras-cuda-one-gpu",
+        "indexed-sees-all",
+        "keras-torch-auto",
+    ],
 )
 def test_environment_for_a_trial(device: str, backend: str, gpu_ids: list[str], expected: Environment) -> None:
     trial = make_trial("a", 0, device=device)
@@ -66,7 +81,9 @@ def test_one_gpu_workers_are_spread_round_robin_and_refill_gaps() -> None:
     ],
     ids=["inherit", "hidden", "pinned"],
 )
-def test_worker_variables(environment: Environment, visible: str | None, expected_cuda: str | None, expected_keras: str | None) -> None:
+def test_worker_variables(
+    environment: Environment, visible: str | None, expected_cuda: str | None, expected_keras: str | None
+) -> None:
     variables = worker_variables(environment, threads=3, visible_devices=visible)
     assert {name: variables[name] for name in THREAD_VARIABLES} == {name: "3" for name in THREAD_VARIABLES}
     assert variables["TF_FORCE_GPU_ALLOW_GROWTH"] == "true" and variables["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
@@ -85,7 +102,9 @@ def test_a_one_gpu_worker_needs_its_gpu() -> None:
     [("0,2", ["0", "2"]), (" 3 ", ["3"]), ("", []), ("-1", []), ("GPU-5e1a,GPU-77f0", ["GPU-5e1a", "GPU-77f0"])],
     ids=["two", "spaces", "empty-hides-all", "minus-one-hides-all", "uuids"],
 )
-def test_visible_gpus_follow_cuda_visible_devices(monkeypatch: pytest.MonkeyPatch, declared: str, expected: list[str]) -> None:
+def test_visible_gpus_follow_cuda_visible_devices(
+    monkeypatch: pytest.MonkeyPatch, declared: str, expected: list[str]
+) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", declared)
     assert visible_gpu_ids() == expected
 
@@ -99,13 +118,18 @@ def _tool(directory: Path, name: str, script: str) -> None:
 @pytest.mark.parametrize(
     ("script", "expected"),
     [
-        ('echo "GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-1)"\necho "GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-2)"\n', ["0", "1"]),
+        (
+            'echo "GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-1)"\necho "GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-2)"\n',
+            ["0", "1"],
+        ),
         ('echo "NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver." >&2\nexit 9\n', []),
         (None, []),
     ],
     ids=["two-gpus", "driver-missing", "no-nvidia-smi"],
 )
-def test_visible_gpus_from_nvidia_smi(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, script: str | None, expected: list[str]) -> None:
+def test_visible_gpus_from_nvidia_smi(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, script: str | None, expected: list[str]
+) -> None:
     # A stand-in nvidia-smi (there is no NVIDIA driver here) printing what the real one prints.
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     if script is not None:
@@ -118,7 +142,12 @@ def test_with_device_replaces_the_device_and_so_the_hash() -> None:
     trial = make_trial("a", 0)
     (moved,) = with_device([trial], "auto")
     assert moved.spec.device == "auto" and moved.hash != trial.hash
-    assert (moved.suite, moved.arm, moved.cell, moved.spec.seed) == (trial.suite, trial.arm, trial.cell, trial.spec.seed)
+    assert (moved.suite, moved.arm, moved.cell, moved.spec.seed) == (
+        trial.suite,
+        trial.arm,
+        trial.cell,
+        trial.spec.seed,
+    )
     with pytest.raises(HarnessError) as caught:
         with_device([trial], "gpu0")
     assert "--device" in str(caught.value) and "'gpu0'" in str(caught.value) and "cuda:N" in str(caught.value)

@@ -1,6 +1,7 @@
 """harness.diagnostics: statistics against hand-computed numpy, the torch probes (layer_outputs,
 gradients) against a float64 numpy forward and finite differences, the suite key, the loop
 (opt-in: off records nothing), the store table, Results.diagnostics and the report figures."""
+
 from __future__ import annotations
 
 import math
@@ -12,7 +13,11 @@ import pytest
 from harness.adapters.loop import train_trial
 from harness.data import load_dataset
 from harness.diagnostics import (
-    ACTIVATION_RANGES, DiagnosticsSpec, activation_rows, resolve_diagnostics, weight_rows,
+    ACTIVATION_RANGES,
+    DiagnosticsSpec,
+    activation_rows,
+    resolve_diagnostics,
+    weight_rows,
 )
 from harness.errors import SpecError
 from harness.spec.init import initial_weights
@@ -95,7 +100,9 @@ def test_weight_rows_norms_and_update_ratio(tmp_path):
     kernel, bias = weights["1.dense.kernel"], weights["1.dense.bias"]
     grad_kernel, grad_bias = gradients["1.dense.kernel"], gradients["1.dense.bias"]
     assert by_key[(1, "weight_norm")] == pytest.approx(math.sqrt((kernel**2).sum() + (bias**2).sum()), rel=1e-12)
-    assert by_key[(1, "gradient_norm")] == pytest.approx(math.sqrt((grad_kernel**2).sum() + (grad_bias**2).sum()), rel=1e-12)
+    assert by_key[(1, "gradient_norm")] == pytest.approx(
+        math.sqrt((grad_kernel**2).sum() + (grad_bias**2).sum()), rel=1e-12
+    )
     before = math.sqrt((previous["1.dense.kernel"] ** 2).sum() + (previous["1.dense.bias"] ** 2).sum())
     change = 0.01 * by_key[(1, "gradient_norm")]
     assert by_key[(1, "update_ratio")] == pytest.approx(change / before, rel=1e-9)
@@ -103,6 +110,7 @@ def test_weight_rows_norms_and_update_ratio(tmp_path):
 
 
 # -- the suite key --------------------------------------------------------------------------------------
+
 
 def test_suite_key_resolves_last_and_lives_in_extras(tmp_path):
     on = load_suite(write_suite(tmp_path, extra="diagnostics: {epochs: [last, 0, 1, 1], samples: 200, bins: 20}"))
@@ -114,12 +122,16 @@ def test_suite_key_resolves_last_and_lives_in_extras(tmp_path):
     assert DiagnosticsSpec.from_extras(off.trials[0].spec.extras) is None
 
 
-@pytest.mark.parametrize("value, fragment", [
-    ("{epochs: [0, 9]}", "diagnostics.epochs[1]: expected an epoch from 0 (before training) to 3"),
-    ("{epoch: [0]}", "diagnostics: unknown key 'epoch'"),
-    ("{bins: 0}", "diagnostics.bins: expected an integer > 0"),
-    ("[0, 1]", "diagnostics: expected a mapping"),
-], ids=["epoch-out-of-range", "unknown-key", "zero-bins", "not-a-mapping"])
+@pytest.mark.parametrize(
+    "value, fragment",
+    [
+        ("{epochs: [0, 9]}", "diagnostics.epochs[1]: expected an epoch from 0 (before training) to 3"),
+        ("{epoch: [0]}", "diagnostics: unknown key 'epoch'"),
+        ("{bins: 0}", "diagnostics.bins: expected an integer > 0"),
+        ("[0, 1]", "diagnostics: expected a mapping"),
+    ],
+    ids=["epoch-out-of-range", "unknown-key", "zero-bins", "not-a-mapping"],
+)
 def test_bad_diagnostics_key_is_located(tmp_path, value, fragment):
     path = write_suite(tmp_path, extra=f"diagnostics: {value}")
     with pytest.raises(SpecError) as error:
@@ -212,14 +224,20 @@ def test_gradients_change_nothing_even_with_dropout(tmp_path):
 
 # -- the loop: opt-in ---------------------------------------------------------------------------------
 
+
 def test_loop_off_records_nothing_and_on_leaves_training_unchanged(tmp_path):
     from harness.adapters.torch import TorchAdapter
 
     adapter = TorchAdapter()
     adapter.configure(1)
     off = load_suite(write_suite(tmp_path, "relu")).trials[0].spec
-    on = load_suite(write_suite(tmp_path, "relu", "diagnostics: {epochs: [0, 2, last], samples: 300, bins: 10}",
-                                name="on.yaml")).trials[0].spec
+    on = (
+        load_suite(
+            write_suite(tmp_path, "relu", "diagnostics: {epochs: [0, 2, last], samples: 300, bins: 10}", name="on.yaml")
+        )
+        .trials[0]
+        .spec
+    )
     data = load_dataset(off.dataset)
     result_off, result_on = train_trial(off, adapter, data), train_trial(on, adapter, data)
     assert result_off.diagnostics == [] and result_off.diagnostics_seconds == 0.0
@@ -236,10 +254,11 @@ def test_loop_off_records_nothing_and_on_leaves_training_unchanged(tmp_path):
 
 # -- store, Results, figures ------------------------------------------------------------------------
 
+
 def test_store_results_and_figures(tmp_path):
     from harness.adapters.torch import TorchAdapter
     from harness.report.gallery import activation_histogram_figures, gradient_norm_figures
-    from harness.results_folder import record_results, SuiteRecord
+    from harness.results_folder import SuiteRecord, record_results
     from harness.store import Store
 
     grid = "diagnostics: {epochs: [0, last], samples: 200, bins: 8}\nseeds: 2\ngrid: {initializer: {small: {name: normal, std: 0.01}, he: he_normal}}"
@@ -284,8 +303,17 @@ def test_torch_gradients_leave_batch_norm_moving_statistics_untouched() -> None:
     info = dataset_info(dataset)
     layers = [{"dense": {"units": 16}}, {"batch_norm": {}}, {"activation": "relu"}, {"dense": {}}]
     model = resolve_model({"layers": layers}, 10, input_shape=info.input_shape)
-    spec = TrialSpec(dataset, model, resolve_component("loss", "cross_entropy", "l"), resolve_component("optimizer", "sgd", "o"),
-                     resolve_component("initializer", "he_normal", "i"), RegularizerSpec(), TrainingSpec(1, 32), 0, "torch")
+    spec = TrialSpec(
+        dataset,
+        model,
+        resolve_component("loss", "cross_entropy", "l"),
+        resolve_component("optimizer", "sgd", "o"),
+        resolve_component("initializer", "he_normal", "i"),
+        RegularizerSpec(),
+        TrainingSpec(1, 32),
+        0,
+        "torch",
+    )
     data = load_dataset(dataset)
     built = get_adapter("torch").build(spec, info)
     built.set_weights(initial_weights(model.plan(info.input_shape), spec.initializer, 0))

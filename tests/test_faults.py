@@ -11,6 +11,7 @@
 Every `harness run` here starts worker processes that import torch (seconds each on a shared
 2-core machine): scenarios are kept to a few runs each, and every wait is bounded.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,12 @@ from harness.store import DATABASE_NAME, Store
 from harness.suite import load_suite
 
 SUITE = optimizer_grid_suite(
-    "faults", "40 short MLP trials on MNIST-1D, one arm of which diverges.", dataset="{name: mnist1d}",
-    model="{mlp: {hidden: [64]}}", training="{epochs: 3, batch_size: 100}", seeds=8,
+    "faults",
+    "40 short MLP trials on MNIST-1D, one arm of which diverges.",
+    dataset="{name: mnist1d}",
+    model="{mlp: {hidden: [64]}}",
+    training="{epochs: 3, batch_size: 100}",
+    seeds=8,
     arms={
         "adam-slow": "{name: adam, lr: 0.001}",
         "adam": "{name: adam, lr: 0.003}",
@@ -56,8 +61,9 @@ def harness_run(suite: Path, store: Path, *extra: str, **popen: object) -> subpr
     """`harness run SUITE --store STORE -q` as its own process (python -m harness, this checkout)."""
     command = [sys.executable, "-m", "harness", "run", str(suite), "--store", str(store), "--quiet", *extra]
     environment = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
-    return subprocess.Popen(command, cwd=REPOSITORY, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **popen)
+    return subprocess.Popen(
+        command, cwd=REPOSITORY, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
+    )
 
 
 def stored_count(store: Path) -> int:
@@ -137,8 +143,11 @@ def test_driver_killed_ten_times_at_random_then_rerun_equals_uninterrupted(
     for round_index in range(10):
         before = stored_count(store_dir)
         started = time.monotonic()
-        driver = subprocess.Popen([sys.executable, str(script), str(REPOSITORY), str(suite_file), str(store_dir)],
-                                  stderr=subprocess.PIPE, text=True)
+        driver = subprocess.Popen(
+            [sys.executable, str(script), str(REPOSITORY), str(suite_file), str(store_dir)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         if round_index % 2 == 0:  # while trials are recorded: right after a commit, or a commit or two later
             wait_for(lambda before=before, driver=driver: stored_count(store_dir) > before or driver.poll() is not None)
             startup = time.monotonic() - started  # this machine's time to a driver's first commit, now
@@ -181,7 +190,9 @@ CRASHES = {
 @pytest.fixture(scope="module")
 def crash_run(tmp_path_factory: pytest.TempPathFactory):
     """One run where four trials crash their workers as CRASHES says and two do not: (store, events)."""
-    crashing = {arm: make_trial(arm, seed, epochs=30) for seed, arm in enumerate(CRASHES)}  # seeds make the hashes differ
+    crashing = {
+        arm: make_trial(arm, seed, epochs=30) for seed, arm in enumerate(CRASHES)
+    }  # seeds make the hashes differ
     healthy = [make_trial("healthy", seed, epochs=30) for seed in (10, 11)]
     setting = ",".join(
         f"{crashing[arm].hash}:{how}" + ("" if attempts is None else f":{attempts}")
@@ -206,7 +217,9 @@ def test_a_crashing_worker_is_retried_once_then_failed_with_its_cause(crash_run,
     row = store.trials_frame().set_index("arm").loc[arm]
     _, _, status, cause = CRASHES[arm]
     assert row["status"] == status and row["attempts"] == 2  # the first attempt crashed; one retry
-    kinds = [event.kind for event in events if event.trial.arm == arm and event.kind in ("started", "retry", "finished")]
+    kinds = [
+        event.kind for event in events if event.trial.arm == arm and event.kind in ("started", "retry", "finished")
+    ]
     assert kinds == ["started", "retry", "started", "finished"]
     pids = [event.worker_pid for event in events if event.trial.arm == arm and event.kind == "started"]
     assert pids[0] != pids[1]  # the retry ran on a fresh worker
@@ -237,6 +250,7 @@ def test_the_crash_hook_is_inert_unless_it_names_the_trial(setting: str, attempt
 
 
 # -- two runs at once, and Ctrl-C ----------------------------------------------------------------------------
+
 
 @pytest.mark.slow  # two `harness run` processes with two workers each: about 15 s on a shared 2-core machine
 def test_two_runs_on_one_store_split_the_trials(suite_file: Path, reference: Store, tmp_path: Path) -> None:
@@ -283,4 +297,3 @@ def _group_gone(group: int) -> bool:
     except ProcessLookupError:
         return True
     return False
-

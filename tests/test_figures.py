@@ -1,4 +1,5 @@
 """Tests of harness.report.figures and gallery: each figure draws exactly the numbers of its table."""
+
 from __future__ import annotations
 
 import io
@@ -20,10 +21,17 @@ DRAWN_TOLERANCE = 1e-12  # drawn coordinates are the table's float64 values, cop
 
 @pytest.fixture(scope="module")
 def results() -> Results:
-    frames = synthetic_frames(optimizers=("sgd", "momentum", "adam"), widths=(16, 64), backends=("torch", "keras"),
-                              seeds=3, epochs=6)
-    return Results(frames.trials, frames.metrics, frames.arms, frames.axes, name="figures",
-                   report_options={"reference": frames.arms[0]})
+    frames = synthetic_frames(
+        optimizers=("sgd", "momentum", "adam"), widths=(16, 64), backends=("torch", "keras"), seeds=3, epochs=6
+    )
+    return Results(
+        frames.trials,
+        frames.metrics,
+        frames.arms,
+        frames.axes,
+        name="figures",
+        report_options={"reference": frames.arms[0]},
+    )
 
 
 def _scatter_points(axis: matplotlib.axes.Axes) -> list[np.ndarray]:
@@ -72,7 +80,9 @@ def test_forest_plot_fills_only_significant_markers(results: Results) -> None:
     assert any(np.allclose(line.get_xdata(), 0.0) for line in axis.get_lines())  # the zero line
     for collection, backend in zip([c for c in axis.collections if isinstance(c, PathCollection)], results.backends):
         rows = comparisons[comparisons["backend"] == backend]
-        np.testing.assert_allclose(collection.get_offsets()[:, 0], rows["mean_difference"], rtol=0, atol=DRAWN_TOLERANCE)
+        np.testing.assert_allclose(
+            collection.get_offsets()[:, 0], rows["mean_difference"], rtol=0, atol=DRAWN_TOLERANCE
+        )
         white = np.all(np.isclose(collection.get_facecolors()[:, :3], 1.0), axis=1)
         assert white.tolist() == (~rows["significant"].to_numpy(dtype=bool)).tolist()
 
@@ -89,7 +99,9 @@ def test_heatmap_annotates_every_cell(results: Results) -> None:
 
 def test_backend_parity_plots_each_seed_pair(results: Results) -> None:
     final = results.final()
-    figure = figures.backend_parity_plot(final, metric="test_accuracy", arms=results.arms, first="torch", second="keras")
+    figure = figures.backend_parity_plot(
+        final, metric="test_accuracy", arms=results.arms, first="torch", second="keras"
+    )
     (axis,) = figure.axes
     points = np.concatenate(_scatter_points(axis))
     ok = final[final["status"] == "ok"]
@@ -110,7 +122,9 @@ def test_generalization_gap_plot_draws_the_gap_means(results: Results) -> None:
     np.testing.assert_allclose(first[:, 0], rows["mean"].to_numpy(), rtol=0, atol=DRAWN_TOLERANCE)
 
 
-@pytest.mark.parametrize("arm", [r"$\notacommand{$", "cost $5 and $6", "<b>x</b> & y"], ids=["bad-mathtext", "dollars", "markup"])
+@pytest.mark.parametrize(
+    "arm", [r"$\notacommand{$", "cost $5 and $6", "<b>x</b> & y"], ids=["bad-mathtext", "dollars", "markup"]
+)
 def test_user_strings_are_printed_not_parsed_as_mathtext(results: Results, arm: str) -> None:
     summary = results.summary()
     summary = summary.assign(arm=summary["arm"].replace({results.arms[0]: arm}))
@@ -130,11 +144,26 @@ def test_figures_change_no_global_setting(results: Results) -> None:
 
 def test_gallery_picks_the_figures_that_apply(results: Results) -> None:
     keys = [item.key for item in gallery.build_figures(results)]
-    assert keys == ["curves_loss", "curves_accuracy", "final_metric", "forest", "heatmap_torch", "heatmap_keras",
-                    "gap", "parity_keras"]
-    frames = synthetic_frames(optimizers=("sgd",), widths=(16,), backends=("torch",), seeds=2, epochs=3, failed=0, diverged=0)
+    assert keys == [
+        "curves_loss",
+        "curves_accuracy",
+        "final_metric",
+        "forest",
+        "heatmap_torch",
+        "heatmap_keras",
+        "gap",
+        "parity_keras",
+    ]
+    frames = synthetic_frames(
+        optimizers=("sgd",), widths=(16,), backends=("torch",), seeds=2, epochs=3, failed=0, diverged=0
+    )
     single = Results(frames.trials, frames.metrics, frames.arms, frames.axes[:1], name="single")
-    assert [item.key for item in gallery.build_figures(single)] == ["curves_loss", "curves_accuracy", "final_metric", "gap"]
+    assert [item.key for item in gallery.build_figures(single)] == [
+        "curves_loss",
+        "curves_accuracy",
+        "final_metric",
+        "gap",
+    ]
 
 
 def test_a_registered_builder_adds_its_figure(results: Results) -> None:
@@ -153,7 +182,9 @@ def test_a_registered_builder_adds_its_figure(results: Results) -> None:
 
 
 def test_figure_png_is_a_decodable_image(results: Results) -> None:
-    figure = figures.final_metric_plot(results.summary(), metric="test_accuracy", arms=results.arms, backends=results.backends)
+    figure = figures.final_metric_plot(
+        results.summary(), metric="test_accuracy", arms=results.arms, backends=results.backends
+    )
     png = figures.figure_png(figure, dpi=50)
     pixels = matplotlib.image.imread(io.BytesIO(png), format="png")  # a real PNG decoder
     width, height = figures.png_size(png)
@@ -164,6 +195,8 @@ def test_figure_png_is_a_decodable_image(results: Results) -> None:
 
 
 def test_empty_comparisons_still_draw() -> None:
-    empty = pd.DataFrame(columns=["arm", "backend", "metric", "reference", "mean_difference", "ci_low", "ci_high", "significant"])
+    empty = pd.DataFrame(
+        columns=["arm", "backend", "metric", "reference", "mean_difference", "ci_low", "ci_high", "significant"]
+    )
     figure = figures.forest_plot(empty, arms=["a"], backends=["torch"])
     assert figures.figure_png(figure).startswith(PNG_SIGNATURE)

@@ -1,4 +1,5 @@
 """Grid expansion (harness.suite.grid): axes, labels, cartesian product, zip, exclude, applying cells."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -55,7 +56,11 @@ class TestLabels:
 
     @pytest.mark.parametrize(
         "text, fragment",
-        [("optimiser.lr", "Did you mean 'optimizer'?"), ("name", "'name' cannot be a grid axis"), ("model..mlp", "malformed path")],
+        [
+            ("optimiser.lr", "Did you mean 'optimizer'?"),
+            ("name", "'name' cannot be a grid axis"),
+            ("model..mlp", "malformed path"),
+        ],
         ids=["typo-root", "not-variable", "empty-segment"],
     )
     def test_parse_axis_path_errors(self, text, fragment):
@@ -73,8 +78,12 @@ class TestExpansion:
         cells = expand_grid(axes, None)
         assert len(cells) == 6
         assert [cell.arm for cell in cells] == [
-            "sgd,batch_size=16", "sgd,batch_size=32", "sgd,batch_size=64",
-            "adam,batch_size=16", "adam,batch_size=32", "adam,batch_size=64",
+            "sgd,batch_size=16",
+            "sgd,batch_size=32",
+            "sgd,batch_size=64",
+            "adam,batch_size=16",
+            "adam,batch_size=32",
+            "adam,batch_size=64",
         ]
         assert cells[4].labels == (("optimizer", "adam"), ("training.batch_size", "32"))
 
@@ -83,18 +92,31 @@ class TestExpansion:
         assert [cell.arm for cell in cells] == ["[32]", "[64, 64]"]
 
     def test_list_of_components_is_labelled_by_name(self):
-        cells = expand_grid(parse_grid({"optimizer": ["sgd", {"name": "adam", "lr": 0.01}], "loss": ["cross_entropy"]}), None)
+        cells = expand_grid(
+            parse_grid({"optimizer": ["sgd", {"name": "adam", "lr": 0.01}], "loss": ["cross_entropy"]}), None
+        )
         assert [cell.arm for cell in cells] == ["optimizer=sgd,loss=cross_entropy", "optimizer=adam,loss=cross_entropy"]
 
     def test_zip_is_one_axis_of_paired_values(self):
-        axes = parse_grid({"lr_batch": {"zip": {"optimizer.lr": [0.1, 0.01, 0.001], "training.batch_size": [32, 64, 128]}}})
+        axes = parse_grid(
+            {"lr_batch": {"zip": {"optimizer.lr": [0.1, 0.01, 0.001], "training.batch_size": [32, 64, 128]}}}
+        )
         assert len(axes) == 1 and axes[0].kind == "zip"
         cells = expand_grid(axes, None)
-        assert [cell.arm for cell in cells] == ["lr=0.1,batch_size=32", "lr=0.01,batch_size=64", "lr=0.001,batch_size=128"]
-        assert [(a.target, a.value) for a in cells[1].assignments] == [(("optimizer", "lr"), 0.01), (("training", "batch_size"), 64)]
+        assert [cell.arm for cell in cells] == [
+            "lr=0.1,batch_size=32",
+            "lr=0.01,batch_size=64",
+            "lr=0.001,batch_size=128",
+        ]
+        assert [(a.target, a.value) for a in cells[1].assignments] == [
+            (("optimizer", "lr"), 0.01),
+            (("training", "batch_size"), 64),
+        ]
 
     def test_zip_times_another_axis(self):
-        axes = parse_grid({"optimizer": {"sgd": "sgd", "adam": "adam"}, "lr_batch": {"zip": {"optimizer.lr": [0.1, 0.01, 0.001]}}})
+        axes = parse_grid(
+            {"optimizer": {"sgd": "sgd", "adam": "adam"}, "lr_batch": {"zip": {"optimizer.lr": [0.1, 0.01, 0.001]}}}
+        )
         assert len(expand_grid(axes, None)) == 6
 
     def test_exclude_removes_every_matching_cell(self):
@@ -106,20 +128,39 @@ class TestExpansion:
         axes = parse_grid({"model.mlp.hidden": [[32], [64, 64]], "optimizer.lr": [0.1, 0.01]})
         as_label = expand_grid(axes, [{"model.mlp.hidden": "[32]", "optimizer.lr": "0.1"}])
         as_value = expand_grid(axes, [{"model.mlp.hidden": [32], "optimizer.lr": 0.1}])
-        assert [c.arm for c in as_label] == [c.arm for c in as_value] == ["hidden=[32],lr=0.01", "hidden=[64, 64],lr=0.1", "hidden=[64, 64],lr=0.01"]
+        assert (
+            [c.arm for c in as_label]
+            == [c.arm for c in as_value]
+            == ["hidden=[32],lr=0.01", "hidden=[64, 64],lr=0.1", "hidden=[64, 64],lr=0.01"]
+        )
 
     @pytest.mark.parametrize(
         "grid, exclude, path, fragment",
         [
-            ({"optimizer": ["sgd", "adam"]}, [{"optimzer": "sgd"}], ("exclude", 0, "optimzer"), "Did you mean 'optimizer'?"),
-            ({"optimizer": ["sgd", "adam"]}, [{"optimizer": "sdg"}], ("exclude", 0, "optimizer"), "Did you mean 'sgd'?"),
+            (
+                {"optimizer": ["sgd", "adam"]},
+                [{"optimzer": "sgd"}],
+                ("exclude", 0, "optimzer"),
+                "Did you mean 'optimizer'?",
+            ),
+            (
+                {"optimizer": ["sgd", "adam"]},
+                [{"optimizer": "sdg"}],
+                ("exclude", 0, "optimizer"),
+                "Did you mean 'sgd'?",
+            ),
             (
                 {"optimizer": ["sgd", "adam"], "optimizer.lr": [0.1, 0.2]},
                 [{"optimizer": "sgd"}, {"optimizer": "sgd", "optimizer.lr": 0.1}],
                 ("exclude", 1),
                 "matches no cell that is not already excluded",
             ),
-            ({"optimizer": ["sgd", "adam"]}, [{"optimizer": "sgd"}, {"optimizer": "adam"}], ("exclude",), "remove every cell"),
+            (
+                {"optimizer": ["sgd", "adam"]},
+                [{"optimizer": "sgd"}, {"optimizer": "adam"}],
+                ("exclude",),
+                "remove every cell",
+            ),
             ({"optimizer": ["sgd", "adam"]}, [{}], ("exclude", 0), "expected a mapping of axis: label"),
             ({"optimizer": ["sgd", "adam"]}, ["sgd"], ("exclude", 0), "expected a mapping of axis: label"),
             (None, [{"optimizer": "sgd"}], ("exclude",), "no grid to exclude"),
@@ -139,7 +180,11 @@ class TestExpansion:
             ({"optimizer": "adam"}, ("grid", "optimizer"), "expected a list of values"),
             ({"optimizer": ["sgd", {"name": "sgd", "lr": 0.5}]}, ("grid", "optimizer", 1), "duplicate label 'sgd'"),
             ({"optimizer.lr": [0.1, 0.1]}, ("grid", "optimizer.lr", 1), "duplicate label '0.1'"),
-            ({"ab": {"zip": {"optimizer.lr": [0.1, 0.2], "training.epochs": [1]}}}, ("grid", "ab", "zip"), "equal lengths"),
+            (
+                {"ab": {"zip": {"optimizer.lr": [0.1, 0.2], "training.epochs": [1]}}},
+                ("grid", "ab", "zip"),
+                "equal lengths",
+            ),
             ({"ab": {"zip": {"optimizer.lr": []}}}, ("grid", "ab", "zip", "optimizer.lr"), "non-empty list"),
             (
                 {"optimizer.lr": [0.1, 0.2], "ab": {"zip": {"optimizer.lr": [0.3, 0.4]}}},
@@ -148,8 +193,17 @@ class TestExpansion:
             ),
             ({"seeds": [1, 2]}, ("grid", "seeds"), "cannot be a grid axis"),
         ],
-        ids=["empty-list", "empty-mapping", "scalar", "duplicate-component-label", "duplicate-value-label",
-             "zip-unequal", "zip-empty", "same-path-twice", "not-an-axis-field"],
+        ids=[
+            "empty-list",
+            "empty-mapping",
+            "scalar",
+            "duplicate-component-label",
+            "duplicate-value-label",
+            "zip-unequal",
+            "zip-empty",
+            "same-path-twice",
+            "not-an-axis-field",
+        ],
     )
     def test_axis_errors(self, grid, path, fragment):
         with pytest.raises(SuiteIssue, match=fragment) as raised:
@@ -159,8 +213,12 @@ class TestExpansion:
 
 class TestApply:
     base = normalize_document(
-        {"optimizer": "sgd", "training": {"epochs": 2, "batch_size": 16}, "model": {"mlp": {"hidden": [8]}},
-         "regularizer": {"clip_norm": 1.0}}
+        {
+            "optimizer": "sgd",
+            "training": {"epochs": 2, "batch_size": 16},
+            "model": {"mlp": {"hidden": [8]}},
+            "regularizer": {"clip_norm": 1.0},
+        }
     )
 
     def cell_document(self, grid: dict, index: int = 0) -> dict:
@@ -170,7 +228,10 @@ class TestApply:
         assert self.cell_document({"optimizer.lr": [0.5]})["optimizer"] == {"name": "sgd", "lr": 0.5}
 
     def test_training_variant_merges_over_the_base_block(self):
-        assert self.cell_document({"training": {"long": {"epochs": 50}}})["training"] == {"epochs": 50, "batch_size": 16}
+        assert self.cell_document({"training": {"long": {"epochs": 50}}})["training"] == {
+            "epochs": 50,
+            "batch_size": 16,
+        }
 
     def test_regularizer_variant_merges_over_the_base_block(self):
         assert self.cell_document({"regularizer": {"l2": {"l2": 0.1}}})["regularizer"] == {"clip_norm": 1.0, "l2": 0.1}
@@ -239,25 +300,39 @@ class TestThroughLoadSuite:
         assert [[layer["units"] for layer in t.spec.model.layers] for t in suite.trials] == [[4, 10], [16, 10]]
 
     def test_grid_may_provide_a_required_field_whole(self, tmp_path):
-        text = BASE_SUITE.replace("optimizer: {name: sgd, lr: 0.1}\n", "") + "grid:\n  optimizer: {sgd: sgd, adam: adam}\n"
+        text = (
+            BASE_SUITE.replace("optimizer: {name: sgd, lr: 0.1}\n", "") + "grid:\n  optimizer: {sgd: sgd, adam: adam}\n"
+        )
         assert [t.spec.optimizer.name for t in load_suite_text(tmp_path, text).trials] == ["sgd", "adam"]
 
     def test_mlp_path_on_a_layers_model_names_the_existing_keys(self, tmp_path):
         text = BASE_SUITE.replace("mlp: {hidden: [8]}", "layers: [{dense: {units: 8}}, {dense: {}}]")
         with pytest.raises(SpecError) as raised:
             load_suite_text(tmp_path, text + "grid:\n  model.mlp.hidden: [[32], [64]]\n")
-        assert str(raised.value).startswith(f"{tmp_path / 'suite.yaml'}:10: grid.model.mlp.hidden: the path model.mlp.hidden")
+        assert str(raised.value).startswith(
+            f"{tmp_path / 'suite.yaml'}:10: grid.model.mlp.hidden: the path model.mlp.hidden"
+        )
         assert "model has no key 'mlp'. Its keys: layers." in str(raised.value)
 
     def test_zip_of_a_whole_field_provides_it_but_a_zip_named_like_a_field_does_not(self, tmp_path):
         text = BASE_SUITE.replace("optimizer: {name: sgd, lr: 0.1}\n", "")
-        suite = load_suite_text(tmp_path, text + "grid:\n  opt:\n    zip:\n      optimizer: [sgd, adam]\n      optimizer.lr: [0.5, 0.05]\n")
+        suite = load_suite_text(
+            tmp_path, text + "grid:\n  opt:\n    zip:\n      optimizer: [sgd, adam]\n      optimizer.lr: [0.5, 0.05]\n"
+        )
         assert suite.arms == ("optimizer=sgd,lr=0.5", "optimizer=adam,lr=0.05")
-        assert [t.spec.optimizer.to_dict() for t in suite.trials] == [{"name": "sgd", "lr": 0.5}, {"name": "adam", "lr": 0.05, "beta1": 0.9, "beta2": 0.999, "eps": 1e-08}]
+        assert [t.spec.optimizer.to_dict() for t in suite.trials] == [
+            {"name": "sgd", "lr": 0.5},
+            {"name": "adam", "lr": 0.05, "beta1": 0.9, "beta2": 0.999, "eps": 1e-08},
+        ]
         with pytest.raises(SpecError, match="missing required key 'optimizer'"):
             load_suite_text(tmp_path, text + "grid:\n  optimizer:\n    zip:\n      training.epochs: [1, 2]\n")
 
     def test_yaml_anchors_and_merge_keys_in_variants(self, tmp_path):
         text = BASE_SUITE.replace("training: {epochs", "training: &budget {epochs")
-        suite = load_suite_text(tmp_path, text + "grid:\n  training:\n    short: *budget\n    long:\n      <<: *budget\n      epochs: 9\n")
-        assert [(t.arm, t.spec.training.epochs, t.spec.training.batch_size) for t in suite.trials] == [("short", 2, 16), ("long", 9, 16)]
+        suite = load_suite_text(
+            tmp_path, text + "grid:\n  training:\n    short: *budget\n    long:\n      <<: *budget\n      epochs: 9\n"
+        )
+        assert [(t.arm, t.spec.training.epochs, t.spec.training.batch_size) for t in suite.trials] == [
+            ("short", 2, 16),
+            ("long", 9, 16),
+        ]

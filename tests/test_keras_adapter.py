@@ -3,6 +3,7 @@ Keras backend it runs on, one per process, and the other Keras backends in their
 canonical optimizers, losses, regularizers, activations, weights, dropout, native initializers, devices
 and the loop end to end are checked for every adapter in tests/test_adapters.py; agreement with PyTorch
 in tests/test_parity.py."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -30,10 +31,15 @@ def test_keras_builtin_adam_would_not_match(keras_adapter, monkeypatch) -> None:
     import harness.adapters.keras.adapter as adapter_module
 
     monkeypatch.setattr(
-        adapter_module, "make_optimizer",
-        lambda optimizer, regularizer, biases: keras.optimizers.Adam(learning_rate=optimizer["lr"], epsilon=optimizer["eps"]),
+        adapter_module,
+        "make_optimizer",
+        lambda optimizer, regularizer, biases: keras.optimizers.Adam(
+            learning_rate=optimizer["lr"], epsilon=optimizer["eps"]
+        ),
     )
-    spec = trial_spec(optimizer={"name": "adam", "lr": 0.05, "eps": 1e-3}, initializer="xavier_uniform", backend="keras")
+    spec = trial_spec(
+        optimizer={"name": "adam", "lr": 0.05, "eps": 1e-3}, initializer="xavier_uniform", backend="keras"
+    )
     losses, reference_losses, ours, theirs, _ = train_side_by_side(keras_adapter, spec)
     np.testing.assert_allclose(losses[0], reference_losses[0], rtol=RTOL)  # the first loss precedes any update
     deviation = max(np.abs(ours[-1][key] - value).max() for key, value in theirs[-1].items())
@@ -42,6 +48,7 @@ def test_keras_builtin_adam_would_not_match(keras_adapter, monkeypatch) -> None:
 
 # --- backend selection and versions -----------------------------------------------------------------
 
+
 def test_backend_names_and_versions(keras_adapter) -> None:
     import keras
     import tensorflow as tf
@@ -49,7 +56,10 @@ def test_backend_names_and_versions(keras_adapter) -> None:
     assert keras_adapter.name == "keras" and keras_adapter.keras_backend == "tensorflow"
     assert get_adapter("keras-tensorflow").name == "keras-tensorflow"
     assert keras_adapter.versions() == {
-        "keras": keras.__version__, "keras_backend": "tensorflow", "tensorflow": tf.__version__, "numpy": np.__version__,
+        "keras": keras.__version__,
+        "keras_backend": "tensorflow",
+        "tensorflow": tf.__version__,
+        "numpy": np.__version__,
     }
 
 
@@ -101,8 +111,13 @@ def test_other_keras_backends_in_their_own_process(name) -> None:
         pytest.skip(f"{name} needs {needed} and torch installed")
     environment = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
     completed = subprocess.run(
-        [sys.executable, "-c", OTHER_BACKEND_SCRIPT, name], check=False, capture_output=True, text=True, timeout=300,
-        env=environment, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        [sys.executable, "-c", OTHER_BACKEND_SCRIPT, name],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     report = json.loads(completed.stdout.strip().splitlines()[-1])

@@ -1,4 +1,5 @@
 """harness.measures: the one declaration of splits, statuses, timings and measures, and what derives from it."""
+
 from __future__ import annotations
 
 import math
@@ -10,32 +11,70 @@ import pytest
 
 from harness import measures
 from harness.measures import (
-    FINAL_STATUSES, MEASURES, RECORDED_METRICS, SPEED_METRIC, SPLITS, STATUS_COUNT_COLUMNS, TASK_MEASURES,
-    TIMING_COLUMNS, TRIAL_STATUSES, best_name, bounds, direction, final_name, is_higher_better, measure_of,
-    metric_sort_key, reaches, without_final_prefix,
+    FINAL_STATUSES,
+    MEASURES,
+    RECORDED_METRICS,
+    SPEED_METRIC,
+    SPLITS,
+    STATUS_COUNT_COLUMNS,
+    TASK_MEASURES,
+    TIMING_COLUMNS,
+    TRIAL_STATUSES,
+    best_name,
+    bounds,
+    direction,
+    final_name,
+    is_higher_better,
+    measure_of,
+    metric_sort_key,
+    reaches,
+    without_final_prefix,
 )
 
 
-@pytest.mark.parametrize(("metric", "higher"), [
-    ("test_accuracy", True), ("train_accuracy", True), ("best_validation_accuracy", True), ("final_test_accuracy", True),
-    ("test_r2", True), ("best_train_r2", True),
-    ("test_loss", False), ("minibatch_loss", False), ("best_train_loss", False), ("test_mae", False),
-    ("validation_error_rate", False), ("train_seconds", False), ("wall_seconds", False),
-    ("accuracy_gap", False), ("train_loss_main", False), ("custom", False),
-])
+@pytest.mark.parametrize(
+    ("metric", "higher"),
+    [
+        ("test_accuracy", True),
+        ("train_accuracy", True),
+        ("best_validation_accuracy", True),
+        ("final_test_accuracy", True),
+        ("test_r2", True),
+        ("best_train_r2", True),
+        ("test_loss", False),
+        ("minibatch_loss", False),
+        ("best_train_loss", False),
+        ("test_mae", False),
+        ("validation_error_rate", False),
+        ("train_seconds", False),
+        ("wall_seconds", False),
+        ("accuracy_gap", False),
+        ("train_loss_main", False),
+        ("custom", False),
+    ],
+)
 def test_direction_follows_the_measure_the_name_ends_with(metric: str, higher: bool) -> None:
     assert is_higher_better(metric) is higher
     assert direction(metric) == ("higher" if higher else "lower")
     assert reaches(metric) == (">=" if higher else "<=")
 
 
-@pytest.mark.parametrize(("metric", "expected"), [
-    ("test_accuracy", (0.0, 1.0)), ("best_train_accuracy", (0.0, 1.0)),
-    ("test_r2", (-math.inf, 1.0)),
-    ("train_loss", (0.0, math.inf)), ("minibatch_loss", (0.0, math.inf)), ("test_mae", (0.0, math.inf)),
-    ("test_error_rate", (0.0, math.inf)), ("train_seconds", (0.0, math.inf)),
-    ("loss_gap", (-math.inf, math.inf)), ("train_loss_main", (-math.inf, math.inf)), ("", (-math.inf, math.inf)),
-])
+@pytest.mark.parametrize(
+    ("metric", "expected"),
+    [
+        ("test_accuracy", (0.0, 1.0)),
+        ("best_train_accuracy", (0.0, 1.0)),
+        ("test_r2", (-math.inf, 1.0)),
+        ("train_loss", (0.0, math.inf)),
+        ("minibatch_loss", (0.0, math.inf)),
+        ("test_mae", (0.0, math.inf)),
+        ("test_error_rate", (0.0, math.inf)),
+        ("train_seconds", (0.0, math.inf)),
+        ("loss_gap", (-math.inf, math.inf)),
+        ("train_loss_main", (-math.inf, math.inf)),
+        ("", (-math.inf, math.inf)),
+    ],
+)
 def test_bounds(metric: str, expected: tuple[float, float]) -> None:
     assert bounds(metric) == expected
 
@@ -82,7 +121,14 @@ def test_recorded_metric_names_and_their_display_order() -> None:
     assert "validation_error_rate" in RECORDED_METRICS
     shuffled = ["zeta", "minibatch_loss", "test_accuracy", "train_r2", "train_loss", "validation_loss", "test_loss"]
     assert sorted(shuffled, key=metric_sort_key) == [
-        "train_loss", "train_r2", "validation_loss", "test_loss", "test_accuracy", "minibatch_loss", "zeta"]
+        "train_loss",
+        "train_r2",
+        "validation_loss",
+        "test_loss",
+        "test_accuracy",
+        "minibatch_loss",
+        "zeta",
+    ]
     assert sorted(reversed(RECORDED_METRICS), key=metric_sort_key) == list(RECORDED_METRICS)
 
 
@@ -104,8 +150,10 @@ def test_statuses_and_timings() -> None:
 
 
 def test_imports_only_the_standard_library() -> None:
-    code = ("import sys; import harness.measures; "
-            "print(sorted(m for m in ('numpy', 'pandas', 'scipy', 'torch', 'tensorflow', 'keras', 'yaml') if m in sys.modules))")
+    code = (
+        "import sys; import harness.measures; "
+        "print(sorted(m for m in ('numpy', 'pandas', 'scipy', 'torch', 'tensorflow', 'keras', 'yaml') if m in sys.modules))"
+    )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
 

@@ -7,6 +7,7 @@ parameter after every step within the component's tolerance (harness.parity.tole
 (4) native init: each framework's samples follow the canonical distribution; (5) dropout:
 same mask rate and scale. Plus the checker itself fails on a deliberately wrong mapping.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,13 +21,19 @@ pytest.importorskip("torch")
 pytest.importorskip("keras")
 pytest.importorskip("tensorflow")
 
-from harness.adapters import get_adapter  # noqa: E402
-from harness.data import dataset_info, load_dataset, resolve_dataset  # noqa: E402
-from harness.data.types import Dataset, DatasetInfo  # noqa: E402
-from harness.errors import HarnessError  # noqa: E402
-from harness.parity import ParityResult, ParityTolerance, parity_check, parity_for_suite, tolerance_for  # noqa: E402
-from harness.spec import (  # noqa: E402
-    DatasetSpec, RegularizerSpec, TrainingSpec, TrialSpec, initial_weights, resolve_component, resolve_model,
+from harness.adapters import get_adapter
+from harness.data import dataset_info, load_dataset, resolve_dataset
+from harness.data.types import Dataset, DatasetInfo
+from harness.errors import HarnessError
+from harness.parity import ParityResult, ParityTolerance, parity_check, parity_for_suite, tolerance_for
+from harness.spec import (
+    DatasetSpec,
+    RegularizerSpec,
+    TrainingSpec,
+    TrialSpec,
+    initial_weights,
+    resolve_component,
+    resolve_model,
 )
 
 pytestmark = pytest.mark.keras
@@ -34,21 +41,31 @@ pytestmark = pytest.mark.keras
 BACKENDS = ("torch", "keras")
 STEPS = 20
 DATASETS = {
-    "cross_entropy": "digits", "binary_cross_entropy": "breast_cancer", "mse": "diabetes",
+    "cross_entropy": "digits",
+    "binary_cross_entropy": "breast_cancer",
+    "mse": "diabetes",
     # ctc: the default mlp applies per frame of the (32, 8) sequences, so it emits (32, 9) per sample
     "ctc": {"name": "symbol_sequences", "n_samples": 400},
 }
 
 
 def make_spec(
-    optimizer="sgd", loss="cross_entropy", model=None, initializer="he_normal", regularizer=None, seed=3,
-    batch_size=32, init_mode="shared",
+    optimizer="sgd",
+    loss="cross_entropy",
+    model=None,
+    initializer="he_normal",
+    regularizer=None,
+    seed=3,
+    batch_size=32,
+    init_mode="shared",
 ) -> tuple[TrialSpec, Dataset]:
     dataset = resolve_dataset(DATASETS[loss])
     info = dataset_info(dataset)
     spec = TrialSpec(
         dataset=dataset,
-        model=resolve_model(model or {"mlp": {"hidden": [16], "activation": "relu"}}, info.num_outputs, input_shape=info.input_shape),
+        model=resolve_model(
+            model or {"mlp": {"hidden": [16], "activation": "relu"}}, info.num_outputs, input_shape=info.input_shape
+        ),
         loss=resolve_component("loss", loss, "loss"),
         optimizer=resolve_component("optimizer", optimizer, "optimizer"),
         initializer=resolve_component("initializer", initializer, "initializer"),
@@ -78,7 +95,13 @@ def assert_parity(result: ParityResult) -> None:
 # --- (3) every component, 20 steps -----------------------------------------------------------
 
 OPTIMIZERS = [
-    "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw",
+    "sgd",
+    "momentum",
+    "nesterov",
+    "adagrad",
+    "rmsprop",
+    "adam",
+    "adamw",
     {"name": "sgd", "lr": 0.05},
     {"name": "momentum", "lr": 0.02, "momentum": 0.5},
     {"name": "nesterov", "lr": 0.02, "momentum": 0.7},
@@ -118,15 +141,24 @@ CTC_MODELS = {  # sequence labelling: the time axis kept to the output, a dense 
 def test_ctc_parity_on_sequence_models(name) -> None:
     """ctc (F.ctc_loss vs keras.ops.ctc_loss, both not length-normalized) through recurrent and conv
     stacks whose per-step dense head reads a (steps, features) tensor: channels-first in torch's conv."""
-    spec, data = make_spec(loss="ctc", model=CTC_MODELS[name], optimizer={"name": "adam", "lr": 0.01}, initializer="xavier_uniform")
+    spec, data = make_spec(
+        loss="ctc", model=CTC_MODELS[name], optimizer={"name": "adam", "lr": 0.01}, initializer="xavier_uniform"
+    )
     assert spec.model.plan(data.info.input_shape)[-1].output_shape == (32, 9)
     assert_parity(parity_check(spec, BACKENDS, data, steps=STEPS, label=name))
 
 
 INITIALIZERS = [
-    "zeros", {"name": "normal", "std": 0.1}, {"name": "uniform", "limit": 0.2}, "xavier_uniform",
-    {"name": "xavier_normal", "gain": 1.5}, "he_normal", "he_uniform", "lecun_normal",
-    {"name": "orthogonal", "gain": 1.2}, "fan_in_uniform",
+    "zeros",
+    {"name": "normal", "std": 0.1},
+    {"name": "uniform", "limit": 0.2},
+    "xavier_uniform",
+    {"name": "xavier_normal", "gain": 1.5},
+    "he_normal",
+    "he_uniform",
+    "lecun_normal",
+    {"name": "orthogonal", "gain": 1.2},
+    "fan_in_uniform",
 ]
 
 
@@ -155,8 +187,15 @@ def test_regularizer_parity(name, optimizer) -> None:
 
 
 ACTIVATIONS = [
-    "linear", "relu", "sigmoid", "tanh", {"name": "leaky_relu", "negative_slope": 0.2}, "leaky_relu",
-    {"name": "elu", "alpha": 0.7}, "gelu", "softmax",
+    "linear",
+    "relu",
+    "sigmoid",
+    "tanh",
+    {"name": "leaky_relu", "negative_slope": 0.2},
+    "leaky_relu",
+    {"name": "elu", "alpha": 0.7},
+    "gelu",
+    "softmax",
 ]
 
 
@@ -168,7 +207,9 @@ def test_activation_parity(activation) -> None:
 
 
 LAYER_MODELS = {
-    "dense_without_bias": {"layers": [{"dense": {"units": 16, "activation": "tanh", "use_bias": False}}, {"dense": {}}]},
+    "dense_without_bias": {
+        "layers": [{"dense": {"units": 16, "activation": "tanh", "use_bias": False}}, {"dense": {}}]
+    },
     "activation_layer": {"layers": [{"dense": {"units": 16}}, {"activation": "elu"}, {"dense": {}}]},
     "dropout_layer": {"layers": [{"dense": {"units": 16, "activation": "relu"}}, {"dropout": 0.5}, {"dense": {}}]},
 }
@@ -296,7 +337,10 @@ def test_native_initializers_follow_the_canonical_distribution(raw) -> None:
             assert not bias.any(), f"{backend}: {initializer.name} must leave biases at zero"
     if distribution is not None:
         # the two frameworks' draws come from one distribution
-        assert stats.ks_2samp(drawn["torch"]["0.dense.kernel"].ravel(), drawn["keras"]["0.dense.kernel"].ravel()).pvalue > 1e-3
+        assert (
+            stats.ks_2samp(drawn["torch"]["0.dense.kernel"].ravel(), drawn["keras"]["0.dense.kernel"].ravel()).pvalue
+            > 1e-3
+        )
 
 
 def test_native_recurrent_layers_follow_their_own_kernel_initializers() -> None:
@@ -309,10 +353,16 @@ def test_native_recurrent_layers_follow_their_own_kernel_initializers() -> None:
     layers = [{"gru": {"units": units, "kernel_initializer": uniform, "recurrent_initializer": uniform}}, {"dense": {}}]
     for backend in BACKENDS:
         spec = TrialSpec(
-            dataset=DatasetSpec("arrays"), model=resolve_model({"layers": layers}, 1),
-            loss=resolve_component("loss", "mse", "loss"), optimizer=resolve_component("optimizer", "sgd", "optimizer"),
-            initializer=resolve_component("initializer", "fan_in_uniform", "initializer"), regularizer=RegularizerSpec(),
-            training=TrainingSpec(epochs=1, batch_size=8), seed=4, backend=backend, init_mode="native",
+            dataset=DatasetSpec("arrays"),
+            model=resolve_model({"layers": layers}, 1),
+            loss=resolve_component("loss", "mse", "loss"),
+            optimizer=resolve_component("optimizer", "sgd", "optimizer"),
+            initializer=resolve_component("initializer", "fan_in_uniform", "initializer"),
+            regularizer=RegularizerSpec(),
+            training=TrainingSpec(epochs=1, batch_size=8),
+            seed=4,
+            backend=backend,
+            init_mode="native",
         )
         weights = get_adapter(backend).build(spec, info).get_weights()
         for key in ("0.gru.kernel", "0.gru.recurrent_kernel", "0.gru.bias"):  # 9,000 / 30,000 / 600 draws
@@ -347,12 +397,20 @@ def dropout_statistics(backend: str, rate: float) -> tuple[float, float, np.ndar
     info = DatasetInfo("arrays", "regression", (DROPOUT_WIDTH,), DROPOUT_WIDTH, None)
     layers = [{"dense": {"units": DROPOUT_WIDTH}}, {"dropout": rate}]
     spec = TrialSpec(
-        dataset=DatasetSpec("arrays"), model=resolve_model({"layers": layers}, DROPOUT_WIDTH),
-        loss=resolve_component("loss", "mse", "loss"), optimizer=resolve_component("optimizer", {"name": "sgd", "lr": 1e-9}, "o"),
-        initializer=resolve_component("initializer", "zeros", "i"), regularizer=RegularizerSpec(),
-        training=TrainingSpec(epochs=1, batch_size=DROPOUT_ROWS), seed=4, backend=backend,
+        dataset=DatasetSpec("arrays"),
+        model=resolve_model({"layers": layers}, DROPOUT_WIDTH),
+        loss=resolve_component("loss", "mse", "loss"),
+        optimizer=resolve_component("optimizer", {"name": "sgd", "lr": 1e-9}, "o"),
+        initializer=resolve_component("initializer", "zeros", "i"),
+        regularizer=RegularizerSpec(),
+        training=TrainingSpec(epochs=1, batch_size=DROPOUT_ROWS),
+        seed=4,
+        backend=backend,
     )
-    weights = {"0.dense.kernel": np.eye(DROPOUT_WIDTH, dtype=np.float32), "0.dense.bias": np.zeros(DROPOUT_WIDTH, np.float32)}
+    weights = {
+        "0.dense.kernel": np.eye(DROPOUT_WIDTH, dtype=np.float32),
+        "0.dense.bias": np.zeros(DROPOUT_WIDTH, np.float32),
+    }
     x = np.ones((DROPOUT_ROWS, DROPOUT_WIDTH), np.float32)
     losses = []
     for target in (0.0, 1.0):
@@ -486,53 +544,163 @@ LAYER_DATASETS = {
 }
 HEAD_LAYERS = [{"flatten": {}}, {"dense": {}}]
 FAMILY_MODELS = {  # name: (dataset, model, optimizer)
-    "conv1d-same-stride-bn-maxpool": ("sequence", {"layers": [
-        {"conv1d": {"filters": 6, "kernel_size": 5, "strides": 2, "padding": "same"}}, {"batch_norm": {}},
-        {"activation": "relu"}, {"max_pool1d": {"pool_size": 3, "strides": 2, "padding": "same"}}, *HEAD_LAYERS]}, None),
-    "conv1d-int-pad-dilation-avgpool-global": ("sequence", {"layers": [
-        {"conv1d": {"filters": 5, "kernel_size": 3, "dilation": 2, "padding": 2, "activation": "tanh"}},
-        {"avg_pool1d": {"pool_size": 3, "padding": "same"}}, {"global_avg_pool": {}}, {"dense": {}}]}, None),
-    "conv2d-pools-global-max": ("image", {"layers": [
-        {"conv2d": {"filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"}},
-        {"avg_pool2d": {"pool_size": 2}}, {"conv2d": {"filters": 6, "kernel_size": [2, 3], "strides": [1, 2]}},
-        {"max_pool2d": {"pool_size": 2, "padding": "same"}}, {"global_max_pool": {}}, {"dense": {}}]}, None),
+    "conv1d-same-stride-bn-maxpool": (
+        "sequence",
+        {
+            "layers": [
+                {"conv1d": {"filters": 6, "kernel_size": 5, "strides": 2, "padding": "same"}},
+                {"batch_norm": {}},
+                {"activation": "relu"},
+                {"max_pool1d": {"pool_size": 3, "strides": 2, "padding": "same"}},
+                *HEAD_LAYERS,
+            ]
+        },
+        None,
+    ),
+    "conv1d-int-pad-dilation-avgpool-global": (
+        "sequence",
+        {
+            "layers": [
+                {"conv1d": {"filters": 5, "kernel_size": 3, "dilation": 2, "padding": 2, "activation": "tanh"}},
+                {"avg_pool1d": {"pool_size": 3, "padding": "same"}},
+                {"global_avg_pool": {}},
+                {"dense": {}},
+            ]
+        },
+        None,
+    ),
+    "conv2d-pools-global-max": (
+        "image",
+        {
+            "layers": [
+                {"conv2d": {"filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"}},
+                {"avg_pool2d": {"pool_size": 2}},
+                {"conv2d": {"filters": 6, "kernel_size": [2, 3], "strides": [1, 2]}},
+                {"max_pool2d": {"pool_size": 2, "padding": "same"}},
+                {"global_max_pool": {}},
+                {"dense": {}},
+            ]
+        },
+        None,
+    ),
     "lenet5": ("image", {"lenet5": {}}, None),
-    "batch-norm-dense-momentum": ("vector", {"layers": [
-        {"dense": {"units": 16}}, {"batch_norm": {"momentum": 0.7, "eps": 1e-3}}, {"activation": "relu"}, {"dense": {}}]}, None),
-    "layer-norm-reshape": ("vector", {"layers": [
-        {"reshape": {"target_shape": [8, -1]}}, {"layer_norm": {}}, {"conv1d": {"filters": 4, "kernel_size": 2}}, *HEAD_LAYERS]}, None),
-    "simple-rnn-bidirectional-sequences": ("sequence", {"layers": [
-        {"simple_rnn": {"units": 5, "bidirectional": True, "return_sequences": True}}, {"global_avg_pool": {}}, {"dense": {}}]}, None),
+    "batch-norm-dense-momentum": (
+        "vector",
+        {
+            "layers": [
+                {"dense": {"units": 16}},
+                {"batch_norm": {"momentum": 0.7, "eps": 1e-3}},
+                {"activation": "relu"},
+                {"dense": {}},
+            ]
+        },
+        None,
+    ),
+    "layer-norm-reshape": (
+        "vector",
+        {
+            "layers": [
+                {"reshape": {"target_shape": [8, -1]}},
+                {"layer_norm": {}},
+                {"conv1d": {"filters": 4, "kernel_size": 2}},
+                *HEAD_LAYERS,
+            ]
+        },
+        None,
+    ),
+    "simple-rnn-bidirectional-sequences": (
+        "sequence",
+        {
+            "layers": [
+                {"simple_rnn": {"units": 5, "bidirectional": True, "return_sequences": True}},
+                {"global_avg_pool": {}},
+                {"dense": {}},
+            ]
+        },
+        None,
+    ),
     "lstm-last": ("sequence", {"layers": [{"lstm": {"units": 6}}, {"dense": {}}]}, None),
-    "gru-bidirectional-flatten": ("sequence", {"rnn": {"cell": "gru", "units": 6, "bidirectional": True, "readout": "flatten"}}, None),
-    "embedding-gru": ("tokens", {"layers": [
-        {"embedding": {"vocabulary": 17, "dim": 4}}, {"gru": {"units": 5}}, {"dense": {}}]}, None),
-    "attention-causal-position": ("sequence", {"layers": [
-        {"conv1d": {"filters": 8, "kernel_size": 4, "strides": 4}}, {"position_embedding": {}},
-        {"multi_head_attention": {"heads": 2, "key_dim": 3, "value_dim": 5, "causal": True}}, *HEAD_LAYERS]}, None),
-    "transformer-post-dropout": ("sequence", {"layers": [
-        {"conv1d": {"filters": 8, "kernel_size": 4, "strides": 4}},
-        # sgd at lr 0.01, not adam: attention's key_bias has a zero gradient by construction (softmax ignores a
-        # shift shared by every key), so it holds only rounding noise, which adam scales up to lr-sized steps
-        # (measured: key_bias 88x over adam's tolerance at step 1). At lr 0.05 this post-norm block is unstable
-        # (differences grew ~2x per step from 1e-6 at step 3 to 3e-2 at step 20, measured), as parity.py warns.
-        {"transformer_encoder": {"heads": 2, "ffn_units": 16, "dropout": 0.1}}, *HEAD_LAYERS]}, {"name": "sgd", "lr": 0.01}),
+    "gru-bidirectional-flatten": (
+        "sequence",
+        {"rnn": {"cell": "gru", "units": 6, "bidirectional": True, "readout": "flatten"}},
+        None,
+    ),
+    "embedding-gru": (
+        "tokens",
+        {"layers": [{"embedding": {"vocabulary": 17, "dim": 4}}, {"gru": {"units": 5}}, {"dense": {}}]},
+        None,
+    ),
+    "attention-causal-position": (
+        "sequence",
+        {
+            "layers": [
+                {"conv1d": {"filters": 8, "kernel_size": 4, "strides": 4}},
+                {"position_embedding": {}},
+                {"multi_head_attention": {"heads": 2, "key_dim": 3, "value_dim": 5, "causal": True}},
+                *HEAD_LAYERS,
+            ]
+        },
+        None,
+    ),
+    "transformer-post-dropout": (
+        "sequence",
+        {
+            "layers": [
+                {"conv1d": {"filters": 8, "kernel_size": 4, "strides": 4}},
+                # sgd at lr 0.01, not adam: attention's key_bias has a zero gradient by construction (softmax ignores a
+                # shift shared by every key), so it holds only rounding noise, which adam scales up to lr-sized steps
+                # (measured: key_bias 88x over adam's tolerance at step 1). At lr 0.05 this post-norm block is unstable
+                # (differences grew ~2x per step from 1e-6 at step 3 to 3e-2 at step 20, measured), as parity.py warns.
+                {"transformer_encoder": {"heads": 2, "ffn_units": 16, "dropout": 0.1}},
+                *HEAD_LAYERS,
+            ]
+        },
+        {"name": "sgd", "lr": 0.01},
+    ),
     "transformer-family": ("sequence", {"transformer": {"depth": 2, "heads": 2, "width": 8}}, None),
-    "transformer-pre-gelu": ("sequence", {"layers": [
-        {"conv1d": {"filters": 8, "kernel_size": 5, "strides": 5}},
-        {"transformer_encoder": {"heads": 4, "ffn_units": 12, "norm": "pre", "activation": "gelu", "key_dim": 3}},
-        *HEAD_LAYERS]}, None),
+    "transformer-pre-gelu": (
+        "sequence",
+        {
+            "layers": [
+                {"conv1d": {"filters": 8, "kernel_size": 5, "strides": 5}},
+                {
+                    "transformer_encoder": {
+                        "heads": 4,
+                        "ffn_units": 12,
+                        "norm": "pre",
+                        "activation": "gelu",
+                        "key_dim": 3,
+                    }
+                },
+                *HEAD_LAYERS,
+            ]
+        },
+        None,
+    ),
     "residual-mlp": ("vector", {"mlp": {"hidden": [32, 32], "residual": True}}, None),
-    "cnn-family-bn": ("sequence", {"cnn": {"filters": [8, 8], "padding": "same", "batch_norm": True, "pool": "avg",
-                                                   "dense": [16]}}, {"name": "momentum", "lr": 0.02}),
-    "graph-two-outputs-add-concatenate": ("vector", {"graph": {"inputs": "x", "nodes": [
-        {"name": "a", "layer": {"dense": {"units": 12, "activation": "relu"}}, "from": "x"},
-        {"name": "b", "layer": {"dense": {"units": 12, "activation": "tanh"}}, "from": "x"},
-        {"name": "summed", "layer": {"add": {}}, "from": ["a", "b"]},
-        {"name": "joined", "layer": {"concatenate": {}}, "from": ["summed", "a"]},
-        {"name": "main", "layer": {"dense": {}}},
-        {"name": "aux", "layer": {"dense": {}}, "from": "b"},
-    ], "outputs": [{"from": "main", "weight": 1.0}, {"from": "aux", "weight": 0.5}]}}, None),
+    "cnn-family-bn": (
+        "sequence",
+        {"cnn": {"filters": [8, 8], "padding": "same", "batch_norm": True, "pool": "avg", "dense": [16]}},
+        {"name": "momentum", "lr": 0.02},
+    ),
+    "graph-two-outputs-add-concatenate": (
+        "vector",
+        {
+            "graph": {
+                "inputs": "x",
+                "nodes": [
+                    {"name": "a", "layer": {"dense": {"units": 12, "activation": "relu"}}, "from": "x"},
+                    {"name": "b", "layer": {"dense": {"units": 12, "activation": "tanh"}}, "from": "x"},
+                    {"name": "summed", "layer": {"add": {}}, "from": ["a", "b"]},
+                    {"name": "joined", "layer": {"concatenate": {}}, "from": ["summed", "a"]},
+                    {"name": "main", "layer": {"dense": {}}},
+                    {"name": "aux", "layer": {"dense": {}}, "from": "b"},
+                ],
+                "outputs": [{"from": "main", "weight": 1.0}, {"from": "aux", "weight": 0.5}],
+            }
+        },
+        None,
+    ),
 }
 
 
@@ -575,8 +743,11 @@ def test_parity_runs_transformer_dropout_at_zero() -> None:
     assert "transformer_encoder's inner dropout" in note
 
 
-@pytest.mark.parametrize("name", ["cnn-family-bn", "graph-two-outputs-add-concatenate", "gru-bidirectional-flatten",
-                                  "transformer-pre-gelu"], ids=str)
+@pytest.mark.parametrize(
+    "name",
+    ["cnn-family-bn", "graph-two-outputs-add-concatenate", "gru-bidirectional-flatten", "transformer-pre-gelu"],
+    ids=str,
+)
 def test_layer_outputs_and_gradients_agree_with_torch(name) -> None:
     """The diagnostics inputs: same weights -> every layer's output and every gradient within 1e-5 relative."""
     from harness.parity import parity_spec
@@ -590,13 +761,18 @@ def test_layer_outputs_and_gradients_agree_with_torch(name) -> None:
         model = get_adapter(backend).build(dataclasses.replace(spec, backend=backend), data.info)
         model.set_weights(weights)
         results[backend] = (model.layer_outputs(x), model.gradients(x, y), model.get_weights())
-    (torch_layers, torch_gradients, _), (keras_layers, keras_gradients, keras_after) = results["torch"], results["keras"]
+    (torch_layers, torch_gradients, _), (keras_layers, keras_gradients, keras_after) = (
+        results["torch"],
+        results["keras"],
+    )
     largest = max(float(np.abs(g).max()) for g in torch_gradients.values())
     assert len(torch_layers) == len(keras_layers) == len(spec.model.plan(data.info.input_shape))
     for index, (a, b) in enumerate(zip(torch_layers, keras_layers)):
         assert a.shape == b.shape, index
         # float32 rounding of up to a few layers, relative to the layer's scale
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * max(1.0, float(np.abs(a).max())), err_msg=f"layer {index}")
+        np.testing.assert_allclose(
+            a, b, rtol=1e-5, atol=1e-5 * max(1.0, float(np.abs(a).max())), err_msg=f"layer {index}"
+        )
     assert torch_gradients.keys() == keras_gradients.keys()
     for key in torch_gradients:
         a, b = torch_gradients[key], keras_gradients[key]

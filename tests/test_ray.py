@@ -11,6 +11,7 @@ Token authentication is turned off (RAY_AUTH_MODE=disabled) for the cluster and 
 the test cluster is private to this machine, and the test must not depend on a token file
 in the user's home.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,13 +59,26 @@ DEAD = "<a free port>"  # replaced by 127.0.0.1:<a port nobody listens at>: the 
         ("dask", None, None, None, "--executor: expected one of local, ray, got 'dask'"),
         ("local", 2.0, None, None, "apply to --executor ray only"),
         ("local", None, None, "auto", "apply to --executor ray only"),
-        ("ray", -1.0, None, None, "--num-cpus: expected the CPUs each trial reserves, a number >= 0 (0.5 shares one), got -1.0"),
+        (
+            "ray",
+            -1.0,
+            None,
+            None,
+            "--num-cpus: expected the CPUs each trial reserves, a number >= 0 (0.5 shares one), got -1.0",
+        ),
         ("ray", 0.0, 0.0, None, "must reserve some resource"),
         ("ray", None, None, DEAD, "--address: nothing answers at '127.0.0.1:"),
         ("ray", None, None, "head-node", "--address: expected 'auto', host:port or ray://host:port"),
     ],
-    ids=["unknown", "resources-locally", "address-locally", "negative-cpus", "nothing-reserved", "dead-address",
-         "malformed-address"],
+    ids=[
+        "unknown",
+        "resources-locally",
+        "address-locally",
+        "negative-cpus",
+        "nothing-reserved",
+        "dead-address",
+        "malformed-address",
+    ],
 )
 def test_executor_options_are_checked(
     executor: str, num_cpus: float | None, num_gpus: float | None, address: str | None, expected: str
@@ -95,17 +109,38 @@ def cluster() -> Iterator[str]:
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's unix socket paths must stay < 108 chars
     port = _free_port()
     command = [
-        "ray", "start", "--head", "--block", "--num-cpus", "2", "--port", port, "--node-ip-address", "127.0.0.1",
-        "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", temp_dir,
+        "ray",
+        "start",
+        "--head",
+        "--block",
+        "--num-cpus",
+        "2",
+        "--port",
+        port,
+        "--node-ip-address",
+        "127.0.0.1",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        "--temp-dir",
+        temp_dir,
         # Every other listening port free too, so the fixture never collides with another cluster here.
-        "--ray-client-server-port", _free_port(), "--dashboard-agent-listen-port", _free_port(),
-        "--dashboard-agent-grpc-port", _free_port(), "--metrics-export-port", _free_port(),
-        "--runtime-env-agent-port", _free_port(),
+        "--ray-client-server-port",
+        _free_port(),
+        "--dashboard-agent-listen-port",
+        _free_port(),
+        "--dashboard-agent-grpc-port",
+        _free_port(),
+        "--metrics-export-port",
+        _free_port(),
+        "--runtime-env-agent-port",
+        _free_port(),
     ]
     saved = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "disabled"
     started = time.monotonic()
-    head = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    head = subprocess.Popen(
+        command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     log: list[str] = []
     try:
         assert head.stdout is not None
@@ -160,10 +195,20 @@ def test_ray_gives_the_local_table_and_isolates_crashes_and_timeouts(
     trials = [*mixed_trials(), crash_once, crash_always, slow]
     events = []
     with Store(tmp_path) as store:
-        summary = run_trials(trials, store, executor="ray", address=cluster, num_cpus=1, quiet=True,
-                             grace_seconds=0.5, on_event=events.append)
+        summary = run_trials(
+            trials,
+            store,
+            executor="ray",
+            address=cluster,
+            num_cpus=1,
+            quiet=True,
+            grace_seconds=0.5,
+            on_event=events.append,
+        )
         frame = store.trials_frame().set_index("arm")
-        assert (summary.ok, summary.diverged, summary.failed, summary.timeout) == (7, 1, 2, 1), frame["error"].to_string()
+        assert (summary.ok, summary.diverged, summary.failed, summary.timeout) == (7, 1, 2, 1), frame[
+            "error"
+        ].to_string()
         _same_trials(store, local_reference, {trial.hash for trial in mixed_trials()})  # bit-identical metrics
 
         assert frame.loc["crash-once", "status"] == "ok" and frame.loc["crash-once", "attempts"] == 2
@@ -196,7 +241,8 @@ def test_ray_run_resumes_after_the_driver_is_killed(cluster: str, local_referenc
     script, directory = tmp_path / "driver.py", tmp_path / "store"
     script.write_text(RAY_DRIVER)
     driver = subprocess.Popen(
-        [sys.executable, str(script), str(REPOSITORY), str(TESTS), str(directory), cluster], stderr=subprocess.PIPE,
+        [sys.executable, str(script), str(REPOSITORY), str(TESTS), str(directory), cluster],
+        stderr=subprocess.PIPE,
     )
     assert wait_for(lambda: stored_count(directory) >= 2 or driver.poll() is not None)
     driver.kill()
@@ -207,7 +253,9 @@ def test_ray_run_resumes_after_the_driver_is_killed(cluster: str, local_referenc
 
     with Store(directory) as store:
         assert store.integrity_check() == "ok"
-        final_before = store.finished(trial.hash for trial in mixed_trials())  # the failed trial is not final: it runs again
+        final_before = store.finished(
+            trial.hash for trial in mixed_trials()
+        )  # the failed trial is not final: it runs again
         summary = run_trials(mixed_trials(), store, executor="ray", address=cluster, num_cpus=1, quiet=True)
         assert summary.total == 8 and summary.skipped == len(final_before) >= count - 1
         _same_trials(store, local_reference, {trial.hash for trial in mixed_trials()})

@@ -1,6 +1,7 @@
 """The README tells the truth: its suite example validates, its snippets parse, every command and
 option it shows exists, its tables name what is shipped, and the example CI workflow installs what
 the suite it runs needs. Nothing here trains or imports a framework."""
+
 from __future__ import annotations
 
 import re
@@ -13,9 +14,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+import harness.cli
 from harness.adapters import BACKENDS
 from harness.analysis import check_report_options
-import harness.cli
 from harness.suite import load_suite
 
 REPO = Path(__file__).parent.parent
@@ -31,6 +32,7 @@ REDIRECTIONS = {">", ">>", "<", "2>"}
 
 # -- reading the README ------------------------------------------------------------------------
 
+
 def fenced_blocks(text: str) -> list[tuple[str, str]]:
     """Every fenced code block as (language, body)."""
     return [(match.group(1), match.group(2)) for match in re.finditer(r"^```(\w*)\n(.*?)^```", text, re.S | re.M)]
@@ -40,7 +42,7 @@ def section(text: str, heading: str) -> str:
     """The text under the heading `heading` (any level), up to the next heading of that level or higher."""
     match = re.search(rf"^(#+) {re.escape(heading)}$", text, re.M)
     assert match, f"README has no section {heading!r}"
-    rest = text[match.end():]
+    rest = text[match.end() :]
     end = re.search(rf"^#{{1,{len(match.group(1))}}} ", rest, re.M)
     return rest[: end.start()] if end else rest
 
@@ -103,13 +105,19 @@ def resolve(arguments: list[str]) -> tuple[click.Command, str, list[str]]:
 
 
 def option_names(command: click.Command) -> set[str]:
-    return {name for parameter in command.params for name in (*parameter.opts, *parameter.secondary_opts) if name.startswith("-")}
+    return {
+        name
+        for parameter in command.params
+        for name in (*parameter.opts, *parameter.secondary_opts)
+        if name.startswith("-")
+    }
 
 
 README_COMMANDS = sorted(set(command_lines(README)))
 
 
 # -- the suite format --------------------------------------------------------------------------
+
 
 def test_the_suite_example_loads_and_its_report_block_is_valid(tmp_path):
     path = tmp_path / "example.yaml"
@@ -121,15 +129,19 @@ def test_the_suite_example_loads_and_its_report_block_is_valid(tmp_path):
     for arm in suite.arms:
         reference = options.reference_for(arm)
         assert labels[reference]["optimizer"] == "sgd"
-        assert {axis: label for axis, label in labels[reference].items() if axis != "optimizer"} == \
-               {axis: label for axis, label in labels[arm].items() if axis != "optimizer"}
+        assert {axis: label for axis, label in labels[reference].items() if axis != "optimizer"} == {
+            axis: label for axis, label in labels[arm].items() if axis != "optimizer"
+        }
     # The prose quotes the example's arm names; they must be real.
     assert "sgd,hidden=[64, 64],lr=0.1,batch_size=32" in suite.arms
     assert "adam,hidden=[64, 64],lr=0.1,batch_size=32" in suite.arms
 
 
-@pytest.mark.xfail(strict=True, reason="needs harness/cli/common.py load_checked_suite to pass arm_labels "
-                                       "to check_report_options (helper E's report); remove this marker then")
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs harness/cli/common.py load_checked_suite to pass arm_labels "
+    "to check_report_options (helper E's report); remove this marker then",
+)
 def test_the_suite_example_passes_harness_validate(tmp_path):
     path = tmp_path / "example.yaml"
     path.write_text(suite_example())
@@ -158,6 +170,7 @@ def test_the_yaml_snippets_parse(tmp_path):
 
 # -- commands ----------------------------------------------------------------------------------
 
+
 def test_the_readme_shows_commands():
     assert len(README_COMMANDS) > 15 and any(line.startswith("harness baseline save") for line in README_COMMANDS)
 
@@ -176,7 +189,9 @@ def check_command_parses(line: str) -> None:
         if token == "--":
             break
         if token.startswith("-") and len(token) > 1 and not token[1].isdigit():
-            assert token.split("=")[0] in known, f"{line!r}: `harness {name}` has no option {token!r}; it has {sorted(known)}"
+            assert token.split("=")[0] in known, (
+                f"{line!r}: `harness {name}` has no option {token!r}; it has {sorted(known)}"
+            )
     with command.make_context(f"harness {name}", list(arguments), resilient_parsing=True):
         pass
 
@@ -188,7 +203,9 @@ def test_every_command_is_in_the_commands_table_with_an_example():
         words = shlex.split(command_cell.strip("`"))
         _, name, _ = resolve(words[1:])
         listed[name] = example
-        assert example.startswith(f"`harness {name} "), f"{command_cell}: the example column shows no `harness {name}` call"
+        assert example.startswith(f"`harness {name} "), (
+            f"{command_cell}: the example column shows no `harness {name}` call"
+        )
     expected = set()
     for name, command in GROUP.commands.items():
         if isinstance(command, click.Group):
@@ -214,16 +231,22 @@ def test_the_options_the_readme_lists_exist():
     for name, options in documented.items():
         command, _, _ = resolve(name.split())
         assert options, name
-        assert options <= option_names(command), f"`harness {name}`: {sorted(options - option_names(command))} do not exist"
+        assert options <= option_names(command), (
+            f"`harness {name}`: {sorted(options - option_names(command))} do not exist"
+        )
     # The run paragraph names every option of `harness run` (the other tables may abridge nothing either).
     for name, options in documented.items():
         command, _, _ = resolve(name.split())
-        missing = {max(parameter.opts, key=len) for parameter in command.params
-                   if isinstance(parameter, click.Option) and not set(parameter.opts) & options} - {"--help"}
+        missing = {
+            max(parameter.opts, key=len)
+            for parameter in command.params
+            if isinstance(parameter, click.Option) and not set(parameter.opts) & options
+        } - {"--help"}
         assert not missing, f"the README does not list `harness {name}` options {sorted(missing)}"
 
 
 # -- tables ------------------------------------------------------------------------------------
+
 
 def test_every_shipped_suite_is_in_the_suites_table_and_nothing_else():
     rows = table_rows(README.split("Shipped suites")[1].split("\n## ")[0])
@@ -242,6 +265,7 @@ def test_the_backend_table_names_each_backends_extras():
 
 
 # -- installs: pyproject extras and the example workflow -----------------------------------------
+
 
 def pyproject() -> dict:
     try:
@@ -296,7 +320,9 @@ def test_the_workflow_installs_what_its_suite_needs():
                     suite = load_suite(REPO / arguments[0])
                     for backend in backends or suite.backends:
                         missing = backend_extras(backend) - installed
-                        assert not missing, f"job {job_name}: `{line}` runs {backend}, but the workflow does not install {missing}"
+                        assert not missing, (
+                            f"job {job_name}: `{line}` runs {backend}, but the workflow does not install {missing}"
+                        )
                     checked += 1
                 if name == "report" or "--report" in arguments:
                     assert "report" in installed, f"job {job_name}: `{line}` needs the report extra"
@@ -305,8 +331,13 @@ def test_the_workflow_installs_what_its_suite_needs():
 
 def test_the_workflow_commands_parse():
     workflow = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
-    lines = [part for job in workflow["jobs"].values() for step in job["steps"]
-             for text in step.get("run", "").splitlines() for part in split_commands(text)]
+    lines = [
+        part
+        for job in workflow["jobs"].values()
+        for step in job["steps"]
+        for text in step.get("run", "").splitlines()
+        for part in split_commands(text)
+    ]
     assert len(lines) >= 5
     for line in lines:
         check_command_parses(line)

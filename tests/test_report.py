@@ -1,5 +1,6 @@
 """Tests of harness.report: the HTML page in real headless Chromium (over the DevTools protocol on a
 pipe), the PDF parsed page by page (pypdf) and rendered (poppler's pdftoppm), escaping of user strings."""
+
 from __future__ import annotations
 
 import json
@@ -29,28 +30,58 @@ PDFTOPPM = shutil.which("pdftoppm")
 SCRIPT = '<script>alert("pwned")</script>'
 EVIL_ARM = "adam<script>steal()</script>-h64"
 DESCRIPTION = f"Optimizers {SCRIPT} & widths, cost $5 and $6"
-SUITE_DOCUMENT = {"name": "report-test", "description": DESCRIPTION, "grid": {"optimizer": ["sgd", "momentum", "adam"]},
-                  "report": {"targets": {"test_accuracy": 0.6}}}
+SUITE_DOCUMENT = {
+    "name": "report-test",
+    "description": DESCRIPTION,
+    "grid": {"optimizer": ["sgd", "momentum", "adam"]},
+    "report": {"targets": {"test_accuracy": 0.6}},
+}
 # The PDF's pages in order, each with a text it must contain. The fixture is small enough for every
 # table and text to fit on one page, so the page count is exactly the length of this list.
 EXPECTED_PAGES = [
-    "36 trials: 34 ok, 1 diverged, 1 failed", "Summary per arm", "Comparisons vs sgd-h16", "Backend deltas",
-    "Time to target", "Learning curves: loss", "Learning curves: accuracy", "Final test_accuracy: mean and 95% CI",
-    "Paired difference vs sgd-h16", "Mean test_accuracy over seeds (torch)", "Mean test_accuracy over seeds (keras)",
-    "Generalization gap (accuracy_gap)", "Backend parity: test_accuracy, torch vs keras",
-    "Failed, diverged and timed-out trials", "Environment", "Suite as written",
-    "Resolved spec of the reference arm (sgd-h16)", "What each arm changes vs sgd-h16",
+    "36 trials: 34 ok, 1 diverged, 1 failed",
+    "Summary per arm",
+    "Comparisons vs sgd-h16",
+    "Backend deltas",
+    "Time to target",
+    "Learning curves: loss",
+    "Learning curves: accuracy",
+    "Final test_accuracy: mean and 95% CI",
+    "Paired difference vs sgd-h16",
+    "Mean test_accuracy over seeds (torch)",
+    "Mean test_accuracy over seeds (keras)",
+    "Generalization gap (accuracy_gap)",
+    "Backend parity: test_accuracy, torch vs keras",
+    "Failed, diverged and timed-out trials",
+    "Environment",
+    "Suite as written",
+    "Resolved spec of the reference arm (sgd-h16)",
+    "What each arm changes vs sgd-h16",
 ]
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Results]:
-    frames = synthetic_frames(optimizers=("sgd", "momentum", "adam"), widths=(16, 64), backends=("torch", "keras"),
-                              seeds=3, epochs=8, diverged=1, failed=1)
+    frames = synthetic_frames(
+        optimizers=("sgd", "momentum", "adam"),
+        widths=(16, 64),
+        backends=("torch", "keras"),
+        seeds=3,
+        epochs=8,
+        diverged=1,
+        failed=1,
+    )
     trials = frames.trials.replace({"arm": {"adam-h64": EVIL_ARM}})
     arms = tuple(EVIL_ARM if arm == "adam-h64" else arm for arm in frames.arms)
-    results = Results(trials, frames.metrics, arms, frames.axes, name="report-test", description=DESCRIPTION,
-                      report_options={"targets": {"test_accuracy": 0.6}})
+    results = Results(
+        trials,
+        frames.metrics,
+        arms,
+        frames.axes,
+        name="report-test",
+        description=DESCRIPTION,
+        report_options={"targets": {"test_accuracy": 0.6}},
+    )
     html_path, pdf_path = write_report(results, tmp_path_factory.mktemp("reports") / "report-test", SUITE_DOCUMENT)
     return html_path, pdf_path, results
 
@@ -67,7 +98,16 @@ def test_html_is_one_self_contained_file(report) -> None:
     assert sources and all(source.startswith("data:") for source in sources)  # nothing to fetch
     assert not re.search(r"https?://", html)
     assert html.count('<img src="data:image/png;base64,') == 8
-    for section in ("summary", "comparisons", "backend_deltas", "time_to_target", "figures", "failures", "environment", "spec"):
+    for section in (
+        "summary",
+        "comparisons",
+        "backend_deltas",
+        "time_to_target",
+        "figures",
+        "failures",
+        "environment",
+        "spec",
+    ):
         assert f'id="{section}"' in html
     failures = results.failures()
     assert len(failures) == 2 and "RuntimeError: synthetic failure &lt;before&gt; training &amp; co" in html
@@ -107,7 +147,9 @@ def test_html_in_headless_chromium(report, tmp_path: Path) -> None:
     assert EVIL_ARM in facts["arms"]
     errors = [event for event in events if _is_error(event)]
     assert errors == []
-    requested = [event["params"]["request"]["url"] for event in events if event["method"] == "Network.requestWillBeSent"]
+    requested = [
+        event["params"]["request"]["url"] for event in events if event["method"] == "Network.requestWillBeSent"
+    ]
     assert requested and all(url.startswith(("file:", "data:")) for url in requested), requested
 
 
@@ -165,8 +207,13 @@ def test_report_of_only_failed_trials(tmp_path: Path) -> None:
     assert html.count("MemoryError: out of memory") == len(trials)
     texts = [page.extract_text() for page in PdfReader(pdf_path).pages]
     assert [_section(text) for text in texts[1:]] == [
-        "Summary per arm", "Comparisons vs sgd-h8", "Backend deltas", "Failed, diverged and timed-out trials",
-        "Environment", "Resolved spec of the reference arm (sgd-h8)", "What each arm changes vs sgd-h8",
+        "Summary per arm",
+        "Comparisons vs sgd-h8",
+        "Backend deltas",
+        "Failed, diverged and timed-out trials",
+        "Environment",
+        "Resolved spec of the reference arm (sgd-h8)",
+        "What each arm changes vs sgd-h8",
     ]
 
 
@@ -189,8 +236,14 @@ def test_missing_report_extra_says_how_to_install(tmp_path: Path) -> None:
         "try:\n    write_report(Results(f.trials, f.metrics, f.arms, f.axes, name='x'), sys.argv[1])\n"
         "except HarnessError as error:\n    print(error)\n"
     )
-    output = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPOSITORY, capture_output=True, text=True,
-                            check=True, timeout=120)
+    output = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     assert "'seaborn' is not installed" in output.stdout and "pip install 'harness[report]'" in output.stdout
 
 
@@ -218,12 +271,22 @@ class DevTools:
             os.dup2(replies_write, 4)
 
         arguments = [
-            self.executable, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={self.profile}", "--remote-debugging-pipe", "about:blank",
+            self.executable,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={self.profile}",
+            "--remote-debugging-pipe",
+            "about:blank",
         ]
-        self.process = subprocess.Popen(arguments, preexec_fn=connect_pipes, pass_fds=(3, 4),
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            arguments, preexec_fn=connect_pipes, pass_fds=(3, 4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         os.close(commands_read)
         os.close(replies_write)
         threading.Thread(target=self._read, daemon=True).start()
@@ -295,8 +358,11 @@ class Page:
         self.browser, self.session = browser, session
 
     def evaluate(self, expression: str) -> Any:
-        result = self.browser.send("Runtime.evaluate", {"expression": expression, "returnByValue": True,
-                                                        "awaitPromise": True}, session=self.session)
+        result = self.browser.send(
+            "Runtime.evaluate",
+            {"expression": expression, "returnByValue": True, "awaitPromise": True},
+            session=self.session,
+        )
         if "exceptionDetails" in result:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"]["value"]

@@ -4,6 +4,7 @@ Every run here spawns fresh workers that import torch (about 1-3 s each on a sha
 machine), so scenarios share runs where they can: `reference` is one uninterrupted run of
 MIXED, the table every other way of running the same trials must reproduce exactly.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,7 +36,19 @@ TESTS = Path(__file__).resolve().parent
 REPOSITORY = TESTS.parent
 
 # Columns that must be identical between two runs of the same trials (timings, host and dates vary).
-DETERMINISTIC_COLUMNS = ["hash", "suite", "arm", "backend", "seed", "status", "error", "diverged_epoch", "epochs_completed", "spec", "cell"]
+DETERMINISTIC_COLUMNS = [
+    "hash",
+    "suite",
+    "arm",
+    "backend",
+    "seed",
+    "status",
+    "error",
+    "diverged_epoch",
+    "epochs_completed",
+    "spec",
+    "cell",
+]
 
 
 def make_trial(
@@ -86,7 +99,9 @@ MIXED_STATUSES = {"adam": "ok", "sgd": "ok", "huge-lr": "diverged", "gpu": "fail
 
 def assert_same_tables(store: Store, reference: Store) -> None:
     """Same trial rows (deterministic columns) and bit-identical metrics, NaN where NaN."""
-    pd.testing.assert_frame_equal(store.trials_frame()[DETERMINISTIC_COLUMNS], reference.trials_frame()[DETERMINISTIC_COLUMNS])
+    pd.testing.assert_frame_equal(
+        store.trials_frame()[DETERMINISTIC_COLUMNS], reference.trials_frame()[DETERMINISTIC_COLUMNS]
+    )
     metrics = store.metrics_frame()
     assert not metrics.duplicated(["hash", "epoch", "metric"]).any()
     pd.testing.assert_frame_equal(metrics, reference.metrics_frame(), check_exact=True)
@@ -107,10 +122,19 @@ def reference(tmp_path_factory: pytest.TempPathFactory):
 
 def test_mixed_outcomes_are_recorded_and_the_rest_go_on(reference: tuple[Store, RunSummary]) -> None:
     store, summary = reference
-    assert (summary.total, summary.skipped, summary.ok, summary.diverged, summary.failed, summary.timeout) == (8, 0, 6, 1, 1, 0)
+    assert (summary.total, summary.skipped, summary.ok, summary.diverged, summary.failed, summary.timeout) == (
+        8,
+        0,
+        6,
+        1,
+        1,
+        0,
+    )
     assert not summary.interrupted and no_workers_left()
     trials = store.trials_frame().set_index("arm")
-    assert trials.groupby(level=0)["status"].agg(set).to_dict() == {arm: {status} for arm, status in MIXED_STATUSES.items()}
+    assert trials.groupby(level=0)["status"].agg(set).to_dict() == {
+        arm: {status} for arm, status in MIXED_STATUSES.items()
+    }
     diverged = trials.loc["huge-lr"]
     assert diverged["diverged_epoch"] >= 1 and diverged["epochs_completed"] == diverged["diverged_epoch"] - 1
     failed = trials.loc["gpu"]
@@ -132,7 +156,9 @@ def test_two_workers_give_the_same_table_as_one(tmp_path: Path, reference: tuple
         assert_same_tables(store, reference[0])
 
 
-def test_interrupt_keeps_finished_trials_and_resume_completes(tmp_path: Path, reference: tuple[Store, RunSummary]) -> None:
+def test_interrupt_keeps_finished_trials_and_resume_completes(
+    tmp_path: Path, reference: tuple[Store, RunSummary]
+) -> None:
     finished: list[str] = []
 
     def interrupt_after_two(event: RunEvent) -> None:
@@ -152,11 +178,18 @@ def test_interrupt_keeps_finished_trials_and_resume_completes(tmp_path: Path, re
         remaining = [trial for trial in trials if trial.hash not in stored]
         planned = [trial.hash for trial in longest_first(remaining, store)]  # the finished ones inform the estimates
         dispatched: list[str] = []
-        resumed = run_trials(trials, store, jobs=2, quiet=True,
-                             on_event=lambda e: dispatched.append(e.trial.hash) if e.kind == "dispatched" else None)
+        resumed = run_trials(
+            trials,
+            store,
+            jobs=2,
+            quiet=True,
+            on_event=lambda e: dispatched.append(e.trial.hash) if e.kind == "dispatched" else None,
+        )
         assert dispatched == planned  # the run starts its trials in the schedule's order
         assert not resumed.interrupted
-        assert resumed.skipped == len(stored) and resumed.ok + resumed.diverged + resumed.failed == len(trials) - len(stored)
+        assert resumed.skipped == len(stored) and resumed.ok + resumed.diverged + resumed.failed == len(trials) - len(
+            stored
+        )
         assert_same_tables(store, reference[0])
 
         again = run_trials(trials, store, jobs=2, quiet=True)  # only the failed trial is not final: it runs again
@@ -178,7 +211,9 @@ def test_jobs_below_one_is_a_user_error(tmp_path: Path, jobs: int) -> None:
     [(True, False, True), (True, True, False), (False, False, False), (False, True, False)],
     ids=["terminal", "terminal-quiet", "pipe", "pipe-quiet"],
 )
-def test_progress_only_on_a_terminal_and_not_quiet(monkeypatch: pytest.MonkeyPatch, terminal: bool, quiet: bool, expected: bool) -> None:
+def test_progress_only_on_a_terminal_and_not_quiet(
+    monkeypatch: pytest.MonkeyPatch, terminal: bool, quiet: bool, expected: bool
+) -> None:
     if terminal:
         controller, device = os.openpty()  # a real pseudo-terminal: isatty() is True
         stream = open(device, "w")  # noqa: SIM115 - closed below
@@ -218,11 +253,15 @@ def test_each_keras_backend_runs_in_a_worker_of_its_own(tmp_path: Path) -> None:
     trials = [on("keras", 0), on("keras-torch", 0), on("keras-tensorflow", 1)]
     started: dict[str, int | None] = {}
     with Store(tmp_path) as store:
-        summary = run_trials(trials, store, jobs=1, quiet=True, on_event=lambda e: started.setdefault(e.trial.arm, e.worker_pid))
+        summary = run_trials(
+            trials, store, jobs=1, quiet=True, on_event=lambda e: started.setdefault(e.trial.arm, e.worker_pid)
+        )
         assert summary.ok == 3, store.trials_frame()["error"].tolist()
         versions = {row.arm: json.loads(row.versions) for row in store.trials_frame().itertuples()}
     assert {arm: v.get("keras_backend") for arm, v in versions.items()} == {
-        "keras": "tensorflow", "keras-tensorflow": "tensorflow", "keras-torch": "torch",
+        "keras": "tensorflow",
+        "keras-tensorflow": "tensorflow",
+        "keras-torch": "torch",
     }
     assert started["keras"] == started["keras-tensorflow"] != started["keras-torch"]
     assert no_workers_left()
@@ -266,6 +305,7 @@ def test_trial_past_max_seconds_is_killed_and_recorded_timeout(tmp_path: Path) -
 
 # -- scheduling: longest first ---------------------------------------------------------------------
 
+
 def _recorded(store: Store, trial: Trial, seconds: float, status: str = "ok") -> None:
     store.record(trial, TrialResult(status=status, wall_seconds=seconds))
 
@@ -281,14 +321,24 @@ def test_estimates_use_the_most_specific_earlier_trial(tmp_path: Path) -> None:
         _recorded(store, make_trial("b", 2, optimizer="sgd"), 3.0)
         _recorded(store, make_trial("c", 0, optimizer="rmsprop", epochs=9), 7.0)
         _recorded(store, make_trial("c", 1, optimizer="rmsprop", epochs=9), 9.0)
-        _recorded(store, make_trial("d", 1, optimizer="adagrad"), 99.0, status="failed")  # a crash says nothing of length
+        _recorded(
+            store, make_trial("d", 1, optimizer="adagrad"), 99.0, status="failed"
+        )  # a crash says nothing of length
         estimates = estimate_durations([same, other_seed, same_arm, unknown], store)
     assert estimates == {same.hash: 4.0, other_seed.hash: 2.5, same_arm.hash: 8.0, unknown.hash: None}
 
 
 def test_longest_first_puts_unknown_first_in_suite_order_then_longest(tmp_path: Path) -> None:
-    trials = [make_trial(arm, 0, optimizer=name) for arm, name in
-              (("short", "sgd"), ("new-1", "adagrad"), ("long", "adam"), ("middle", "rmsprop"), ("new-2", "adamw"))]
+    trials = [
+        make_trial(arm, 0, optimizer=name)
+        for arm, name in (
+            ("short", "sgd"),
+            ("new-1", "adagrad"),
+            ("long", "adam"),
+            ("middle", "rmsprop"),
+            ("new-2", "adamw"),
+        )
+    ]
     with Store(tmp_path) as store:
         assert [t.arm for t in longest_first(trials, store)] == [t.arm for t in trials]  # nothing known: suite order
         for arm, optimizer, seconds in (("short", "sgd", 1.0), ("long", "adam", 9.0), ("middle", "rmsprop", 5.0)):

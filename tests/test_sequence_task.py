@@ -5,6 +5,7 @@ The numpy ctc (harness.adapters.ctc) is the evaluation every backend shares, so 
 twice independently: against an enumeration of every alignment on tiny cases (the definition
 itself), and against PyTorch's F.ctc_loss on random strings with repeats and empty strings.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -12,6 +13,7 @@ import itertools
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers.suites import write_suite
 from scipy.special import log_softmax
 
 from harness.adapters.ctc import ctc_negative_log_likelihood, greedy_decode, label_lengths, sequence_metrics
@@ -22,7 +24,6 @@ from harness.errors import DatasetError, SpecError
 from harness.spec import resolve_model
 from harness.spec.model import check_model_against_task
 from harness.suite import load_suite
-from helpers.suites import write_suite
 
 
 def random_strings(rng: np.random.Generator, count: int, width: int, classes: int, repeats: bool = True) -> np.ndarray:
@@ -42,6 +43,7 @@ def collapse(path: tuple[int, ...]) -> list[int]:
 
 
 # --- the numpy ctc ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("string", [[], [1], [2, 2], [1, 2], [2, 1, 2]], ids=["empty", "one", "repeat", "two", "three"])
 def test_ctc_equals_the_sum_over_every_alignment(string) -> None:
@@ -68,8 +70,12 @@ def test_ctc_matches_pytorch_per_sample() -> None:
     logits = rng.standard_normal((count, steps, classes)) * 2.0
     labels = random_strings(rng, count, width, classes)
     expected = functional.ctc_loss(
-        functional.log_softmax(torch.tensor(logits), dim=-1).transpose(0, 1), torch.tensor(labels),
-        torch.full((count,), steps), torch.tensor(label_lengths(labels)), blank=0, reduction="none",
+        functional.log_softmax(torch.tensor(logits), dim=-1).transpose(0, 1),
+        torch.tensor(labels),
+        torch.full((count,), steps),
+        torch.tensor(label_lengths(labels)),
+        blank=0,
+        reduction="none",
     ).numpy()
     # both in float64: the same recursion summed in a different order
     np.testing.assert_allclose(ctc_negative_log_likelihood(logits, labels), expected, rtol=1e-12)
@@ -104,6 +110,7 @@ def test_sequence_metrics_count_exact_strings_and_edit_distance() -> None:
 
 # --- the adapters' ctc equals the numpy one ---------------------------------------------------------
 
+
 def test_torch_ctc_loss_is_the_canonical_mean() -> None:
     torch = pytest.importorskip("torch")
     from harness.adapters.torch.losses import loss_function, prepare_targets
@@ -126,16 +133,29 @@ def test_keras_ctc_loss_is_the_canonical_mean() -> None:
     rng = np.random.default_rng(1)
     logits = rng.standard_normal((16, 10, 5)).astype(np.float32)
     labels = random_strings(rng, 16, 4, 5)
-    value = loss_function("ctc")(ops.convert_to_tensor(logits), ops.convert_to_tensor(prepare_targets("ctc", labels, 5)))
-    assert float(ops.convert_to_numpy(value)) == pytest.approx(ctc_negative_log_likelihood(logits, labels).mean(), rel=1e-6)
+    value = loss_function("ctc")(
+        ops.convert_to_tensor(logits), ops.convert_to_tensor(prepare_targets("ctc", labels, 5))
+    )
+    assert float(ops.convert_to_numpy(value)) == pytest.approx(
+        ctc_negative_log_likelihood(logits, labels).mean(), rel=1e-6
+    )
 
 
 # --- the symbol_sequences dataset -------------------------------------------------------------------
 
+
 def test_symbol_sequences_shapes_and_static_facts() -> None:
-    spec = resolve_dataset({"name": "symbol_sequences", "num_symbols": 4, "max_length": 3, "timesteps": 20, "features": 5})
+    spec = resolve_dataset(
+        {"name": "symbol_sequences", "num_symbols": 4, "max_length": 3, "timesteps": 20, "features": 5}
+    )
     info = dataset_info(spec)
-    assert (info.task, info.input_shape, info.num_outputs, info.num_classes, info.target_length) == ("sequence", (20, 5), 5, 5, 3)
+    assert (info.task, info.input_shape, info.num_outputs, info.num_classes, info.target_length) == (
+        "sequence",
+        (20, 5),
+        5,
+        5,
+        3,
+    )
     data = load_dataset(spec)
     assert data.x_train.shape == (1500, 20, 5) and data.x_test.shape == (500, 20, 5)
     assert data.y_train.shape == (1500, 3) and data.y_train.dtype == np.int64
@@ -187,7 +207,10 @@ SEQUENCE_SHAPE = (32, 8)
     [
         ({"rnn": {"cell": "gru", "units": 6, "bidirectional": True, "readout": "sequence"}}, (32, 9)),
         ({"rnn": {"cell": "lstm", "units": 6, "depth": 2, "readout": "sequence", "dense": [10]}}, (32, 9)),
-        ({"cnn": {"filters": [4, 4], "kernel_size": 3, "strides": [2, 1], "padding": "same", "readout": "sequence"}}, (16, 9)),
+        (
+            {"cnn": {"filters": [4, 4], "kernel_size": 3, "strides": [2, 1], "padding": "same", "readout": "sequence"}},
+            (16, 9),
+        ),
         ({"transformer": {"depth": 1, "heads": 2, "width": 8, "readout": "sequence"}}, (32, 9)),
         ({"layers": [{"dense": {"units": 5, "activation": "relu"}}, {"dense": {}}]}, (32, 9)),
     ],
@@ -209,13 +232,19 @@ def test_a_per_step_dense_kernel_is_shared_across_steps() -> None:
 @pytest.mark.parametrize(
     "model, fragment",
     [
-        ({"rnn": {"cell": "gru", "units": 6, "readout": "flatten"}},
-         r"output shape is \(9,\), but loss 'ctc' needs one score per class at every step, \(steps, 9\)"),
+        (
+            {"rnn": {"cell": "gru", "units": 6, "readout": "flatten"}},
+            r"output shape is \(9,\), but loss 'ctc' needs one score per class at every step, \(steps, 9\)",
+        ),
         ({"rnn": {"cell": "gru", "units": 6}}, r"Keep the time axis \(return_sequences: true"),
-        ({"cnn": {"filters": [4, 4, 4], "strides": 2, "padding": "same", "readout": "sequence"}},
-         r"emits 4 steps, but loss 'ctc' needs at least 9 to spell the longest label string \(5 symbols"),
-        ({"layers": [{"gru": {"units": 4, "return_sequences": True}}, {"dense": {"activation": "softmax"}}]},
-         r"applies 'softmax', but loss 'ctc' takes logits"),
+        (
+            {"cnn": {"filters": [4, 4, 4], "strides": 2, "padding": "same", "readout": "sequence"}},
+            r"emits 4 steps, but loss 'ctc' needs at least 9 to spell the longest label string \(5 symbols",
+        ),
+        (
+            {"layers": [{"gru": {"units": 4, "return_sequences": True}}, {"dense": {"activation": "softmax"}}]},
+            r"applies 'softmax', but loss 'ctc' takes logits",
+        ),
     ],
     ids=["flatten", "last-state", "too-much-striding", "softmax"],
 )
@@ -227,13 +256,18 @@ def test_ctc_output_errors_name_the_fix(model, fragment) -> None:
 
 def test_dense_on_an_image_still_asks_for_a_flatten() -> None:
     spec = resolve_model({"layers": [{"dense": {"units": 4}}]}, 4)
-    with pytest.raises(SpecError, match=r"dense expects a vector \(features,\) or a sequence \(steps, features\), got shape \(8, 8, 1\)"):
+    with pytest.raises(
+        SpecError,
+        match=r"dense expects a vector \(features,\) or a sequence \(steps, features\), got shape \(8, 8, 1\)",
+    ):
         spec.plan((8, 8, 1))
 
 
 def test_classification_output_with_a_time_axis_suggests_a_readout() -> None:
     spec = resolve_model({"layers": [{"conv1d": {"filters": 4, "kernel_size": 3}}, {"dense": {}}]}, 10)
-    with pytest.raises(SpecError, match=r"output shape is \(38, 10\).*Put a flatten or global pooling layer before the output"):
+    with pytest.raises(
+        SpecError, match=r"output shape is \(38, 10\).*Put a flatten or global pooling layer before the output"
+    ):
         check_model_against_task(spec, (40, 1), "cross_entropy", "classification", 10)
 
 
@@ -266,9 +300,16 @@ expect:  # validated at load: error_rate is a metric claims may name
 @pytest.mark.parametrize(
     "old, new, fragment",
     [
-        ("loss: ctc", "loss: cross_entropy", "loss 'cross_entropy' needs a classification dataset, but 'symbol_sequences' is a sequence dataset"),
-        ("dataset: {name: symbol_sequences, n_samples: 120, max_length: 3, timesteps: 16, features: 4}", "dataset: digits",
-         "loss 'ctc' needs a sequence dataset, but 'digits' is a classification dataset"),
+        (
+            "loss: ctc",
+            "loss: cross_entropy",
+            "loss 'cross_entropy' needs a classification dataset, but 'symbol_sequences' is a sequence dataset",
+        ),
+        (
+            "dataset: {name: symbol_sequences, n_samples: 120, max_length: 3, timesteps: 16, features: 4}",
+            "dataset: digits",
+            "loss 'ctc' needs a sequence dataset, but 'digits' is a classification dataset",
+        ),
         ("timesteps: 16", "timesteps: 12", "dataset.timesteps: 12 frames cannot hold 3 symbols"),
     ],
     ids=["ce-on-sequences", "ctc-on-digits", "timesteps"],

@@ -1,4 +1,5 @@
 """The framework-free spec: component resolution, layer planning, shared-mode initial weights, hashing."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -93,7 +94,9 @@ class TestLayers:
         assert count == 40 * 100 + 100 + 100 * 100 + 100 + 100 * 10 + 10  # 15,210 as in the MNIST-1D paper
 
     def test_explicit_layers_take_output_width_from_dataset(self):
-        model = resolve_model({"layers": [{"dense": {"units": 8, "activation": "relu"}}, {"dropout": 0.5}, {"dense": {}}]}, 3)
+        model = resolve_model(
+            {"layers": [{"dense": {"units": 8, "activation": "relu"}}, {"dropout": 0.5}, {"dense": {}}]}, 3
+        )
         assert model.layers[-1]["units"] == 3 and model.layers[1]["rate"] == 0.5
 
     @pytest.mark.parametrize(
@@ -116,7 +119,10 @@ class TestLayers:
 
     def test_dense_on_an_image_names_the_layer_and_shapes(self):
         model = resolve_model({"mlp": {"hidden": [4]}}, 2)
-        with pytest.raises(SpecError, match=r"model.layers\[0\] \(dense\): dense expects a vector \(features,\) or a sequence .* got shape \(8, 8, 1\)"):
+        with pytest.raises(
+            SpecError,
+            match=r"model.layers\[0\] \(dense\): dense expects a vector \(features,\) or a sequence .* got shape \(8, 8, 1\)",
+        ):
             model.plan((8, 8, 1))
 
     def test_fans_follow_the_frameworks_rule(self):

@@ -1,5 +1,6 @@
 """The framework-free layer spec (harness.spec.layers*, graph, families, init): shapes, tensors,
 canonical padding, graph wiring, family expansions, parameter counts and shared-init roles."""
+
 from __future__ import annotations
 
 import math
@@ -92,10 +93,29 @@ def test_same_padding_is_tensorflows_rule(kernel, stride):
         ({"transformer_encoder": {"heads": 2, "ffn_units": 16}}, (12, 8), (12, 8)),
     ],
     ids=[
-        "conv1d-valid", "conv1d-int-pad-stride", "conv1d-same-even-kernel", "conv1d-dilation", "conv1d-same-dilation",
-        "conv2d-same-stride", "conv2d-int-pad-per-axis", "max-pool1d", "avg-pool1d-same", "max-pool2d-same", "global-avg",
-        "global-max", "flatten", "reshape-infer", "batch-norm", "layer-norm", "lstm", "gru-bi-seq", "rnn-bi-last",
-        "embedding", "position", "attention", "transformer",
+        "conv1d-valid",
+        "conv1d-int-pad-stride",
+        "conv1d-same-even-kernel",
+        "conv1d-dilation",
+        "conv1d-same-dilation",
+        "conv2d-same-stride",
+        "conv2d-int-pad-per-axis",
+        "max-pool1d",
+        "avg-pool1d-same",
+        "max-pool2d-same",
+        "global-avg",
+        "global-max",
+        "flatten",
+        "reshape-infer",
+        "batch-norm",
+        "layer-norm",
+        "lstm",
+        "gru-bi-seq",
+        "rnn-bi-last",
+        "embedding",
+        "position",
+        "attention",
+        "transformer",
     ],
 )
 def test_output_shapes(layer, input_shape, output_shape):
@@ -108,17 +128,34 @@ def test_output_shapes(layer, input_shape, output_shape):
         ({"conv2d": {"filters": 6, "kernel_size": [2, 3]}}, (8, 8, 4), {"kernel": (2, 3, 4, 6), "bias": (6,)}),
         ({"lstm": {"units": 5}}, (10, 3), {"kernel": (3, 20), "recurrent_kernel": (5, 20), "bias": (20,)}),
         (
-            {"gru": {"units": 5, "bidirectional": True}}, (10, 3),
-            {"forward_kernel": (3, 15), "forward_recurrent_kernel": (5, 15), "forward_bias": (2, 15),
-             "backward_kernel": (3, 15), "backward_recurrent_kernel": (5, 15), "backward_bias": (2, 15)},
+            {"gru": {"units": 5, "bidirectional": True}},
+            (10, 3),
+            {
+                "forward_kernel": (3, 15),
+                "forward_recurrent_kernel": (5, 15),
+                "forward_bias": (2, 15),
+                "backward_kernel": (3, 15),
+                "backward_recurrent_kernel": (5, 15),
+                "backward_bias": (2, 15),
+            },
         ),
         (
-            {"multi_head_attention": {"heads": 2, "key_dim": 3, "value_dim": 4}}, (12, 8),
-            {"query_kernel": (8, 6), "query_bias": (6,), "key_kernel": (8, 6), "key_bias": (6,),
-             "value_kernel": (8, 8), "value_bias": (8,), "output_kernel": (8, 8), "output_bias": (8,)},
+            {"multi_head_attention": {"heads": 2, "key_dim": 3, "value_dim": 4}},
+            (12, 8),
+            {
+                "query_kernel": (8, 6),
+                "query_bias": (6,),
+                "key_kernel": (8, 6),
+                "key_bias": (6,),
+                "value_kernel": (8, 8),
+                "value_bias": (8,),
+                "output_kernel": (8, 8),
+                "output_bias": (8,),
+            },
         ),
         (
-            {"batch_norm": {}}, (7, 3),
+            {"batch_norm": {}},
+            (7, 3),
             {"gamma": (3,), "beta": (3,), "moving_mean": (3,), "moving_variance": (3,)},
         ),
     ],
@@ -131,22 +168,42 @@ def test_canonical_tensor_names_shapes_and_draw_order(layer, input_shape, expect
 
 def test_roles_decide_training_and_regularization():
     (plan,) = resolve_model({"layers": [{"batch_norm": {}}]}, 3).plan((3,))
-    assert [(t.trainable, t.regularized) for t in plan.tensors] == [(True, False), (True, False), (False, False), (False, False)]
+    assert [(t.trainable, t.regularized) for t in plan.tensors] == [
+        (True, False),
+        (True, False),
+        (False, False),
+        (False, False),
+    ]
     (plan,) = resolve_model({"layers": [{"lstm": {"units": 2}}]}, 3).plan((4, 3))
-    assert [(t.role, t.regularized) for t in plan.tensors] == [("kernel", True), ("recurrent_kernel", True), ("bias", False)]
+    assert [(t.role, t.regularized) for t in plan.tensors] == [
+        ("kernel", True),
+        ("recurrent_kernel", True),
+        ("bias", False),
+    ]
 
 
 @pytest.mark.parametrize(
     "layers, input_shape, fragment",
     [
-        ([{"dense": {"units": 4}}, {"conv2d": {"filters": 2, "kernel_size": 3}}], (8,),
-         r"model.layers\[1\] \(conv2d\): conv2d expects a \(height, width, channels\) input, got shape \(4,\)"),
-        ([{"lstm": {"units": 4}}], (8, 8, 1), r"model.layers\[0\] \(lstm\): lstm expects a \(time, channels\) input, got shape \(8, 8, 1\)"),
+        (
+            [{"dense": {"units": 4}}, {"conv2d": {"filters": 2, "kernel_size": 3}}],
+            (8,),
+            r"model.layers\[1\] \(conv2d\): conv2d expects a \(height, width, channels\) input, got shape \(4,\)",
+        ),
+        (
+            [{"lstm": {"units": 4}}],
+            (8, 8, 1),
+            r"model.layers\[0\] \(lstm\): lstm expects a \(time, channels\) input, got shape \(8, 8, 1\)",
+        ),
         ([{"conv1d": {"filters": 2, "kernel_size": 3}}], (40,), r"shape: sequence.*target_shape: \[40, 1\]"),
         ([{"gru": {"units": 4}}], (40,), r"gru expects a \(time, channels\) input, got shape \(40,\)"),
         ([{"conv1d": {"filters": 2, "kernel_size": 9}}], (5, 1), r"window spans 9 positions but the input axis has 5"),
         ([{"max_pool2d": {"pool_size": 4}}], (3, 8, 1), r"window spans 4 positions but the input axis has 3"),
-        ([{"conv1d": {"filters": 2, "kernel_size": 3, "strides": 2, "dilation": 2}}], (9, 1), r"stride > 1 with a dilation > 1"),
+        (
+            [{"conv1d": {"filters": 2, "kernel_size": 3, "strides": 2, "dilation": 2}}],
+            (9, 1),
+            r"stride > 1 with a dilation > 1",
+        ),
         ([{"reshape": {"target_shape": [7, -1]}}], (40,), r"cannot reshape \(40,\) \(40 values\) to \(7, -1\)"),
         ([{"transformer_encoder": {"heads": 3, "ffn_units": 8}}], (5, 8), r"8 channels, not divisible by heads=3"),
         ([{"global_avg_pool": {}}], (8,), r"global_avg_pool pools over the positions.*got shape \(8,\)"),
@@ -154,8 +211,17 @@ def test_roles_decide_training_and_regularization():
         ([{"position_embedding": {}}], (8,), r"position_embedding expects a \(positions..., channels\) input"),
     ],
     ids=[
-        "conv2d-after-dense", "lstm-on-image", "conv1d-on-vector-hint", "gru-on-vector", "kernel-too-large",
-        "pool-too-large", "stride-and-dilation", "reshape-size", "heads-divide", "global-pool-vector", "add-in-stack",
+        "conv2d-after-dense",
+        "lstm-on-image",
+        "conv1d-on-vector-hint",
+        "gru-on-vector",
+        "kernel-too-large",
+        "pool-too-large",
+        "stride-and-dilation",
+        "reshape-size",
+        "heads-divide",
+        "global-pool-vector",
+        "add-in-stack",
         "position-on-vector",
     ],
 )
@@ -179,7 +245,18 @@ def test_shape_errors_name_the_layer_and_shapes(layers, input_shape, fragment):
         ({"conv1d": {"filter": 2, "kernel_size": 3}}, "Did you mean 'filters'?"),
         ({"reshape": {"target_shape": [-1, -1]}}, "at most one dimension may be -1"),
     ],
-    ids=["missing-kernel", "kernel-rank", "bad-padding", "pool-int-padding", "bool", "initializer-typo", "norm", "momentum", "typo", "two-minus-one"],
+    ids=[
+        "missing-kernel",
+        "kernel-rank",
+        "bad-padding",
+        "pool-int-padding",
+        "bool",
+        "initializer-typo",
+        "norm",
+        "momentum",
+        "typo",
+        "two-minus-one",
+    ],
 )
 def test_bad_layer_parameters(raw, fragment):
     with pytest.raises(SpecError) as caught:
@@ -265,29 +342,67 @@ class TestGraph:
         model = resolve_model({"graph": GRAPH}, 3)
         plans = model.plan((4,))
         assert [(p.node, p.inputs, p.output_shape) for p in plans] == [
-            ("a", (-1,), (5,)), ("b", (-1,), (5,)), ("summed", (0, 1), (5,)), ("joined", (2, 0), (10,)),
-            ("logits", (3,), (3,)), ("aux", (1,), (3,)),
+            ("a", (-1,), (5,)),
+            ("b", (-1,), (5,)),
+            ("summed", (0, 1), (5,)),
+            ("joined", (2, 0), (10,)),
+            ("logits", (3,), (3,)),
+            ("aux", (1,), (3,)),
         ]
         assert [(o.name, o.index, o.loss, o.weight) for o in model.outputs()] == [
-            ("logits", 4, None, 1.0), ("aux", 5, "cross_entropy", 0.5)
+            ("logits", 4, None, 1.0),
+            ("aux", 5, "cross_entropy", 0.5),
         ]
         assert plans[3].input_shapes == ((5,), (5,))
         check_model_against_task(model, (4,), "cross_entropy", "classification", 3)
 
     def test_defaults_input_name_from_previous_node_and_last_node_output(self):
-        model = resolve_model({"graph": {"nodes": [{"name": "h", "layer": {"dense": {"units": 4}}}, {"name": "out", "layer": {"dense": {}}}]}}, 2)
+        model = resolve_model(
+            {
+                "graph": {
+                    "nodes": [{"name": "h", "layer": {"dense": {"units": 4}}}, {"name": "out", "layer": {"dense": {}}}]
+                }
+            },
+            2,
+        )
         assert model.graph.input == "input" and [n.sources for n in model.graph.nodes] == [("input",), ("h",)]
         assert [o.name for o in model.outputs()] == ["out"] and model.layers[-1]["units"] == 2
 
     @pytest.mark.parametrize(
         "change, fragment",
         [
-            ({"nodes": [{"name": "a", "layer": {"dense": {"units": 2}}, "from": "y"}]}, "'y' is not the input or an earlier node"),
-            ({"nodes": [{"name": "a", "layer": {"dense": {"units": 2}}, "from": "b"}, {"name": "b", "layer": {"dense": {"units": 2}}}]},
-             "'b' is listed below this node"),
-            ({"nodes": [{"name": "a", "layer": {"dense": {"units": 2}}}, {"name": "a", "layer": {"dense": {"units": 2}}}]}, "already used"),
-            ({"nodes": [{"name": "a", "layer": {"dense": {"units": 2}}}, {"name": "b", "layer": {"dense": {"units": 2}}, "from": "x"}],
-              "outputs": ["b"]}, "node(s) 'a' feed no other node and no output"),
+            (
+                {"nodes": [{"name": "a", "layer": {"dense": {"units": 2}}, "from": "y"}]},
+                "'y' is not the input or an earlier node",
+            ),
+            (
+                {
+                    "nodes": [
+                        {"name": "a", "layer": {"dense": {"units": 2}}, "from": "b"},
+                        {"name": "b", "layer": {"dense": {"units": 2}}},
+                    ]
+                },
+                "'b' is listed below this node",
+            ),
+            (
+                {
+                    "nodes": [
+                        {"name": "a", "layer": {"dense": {"units": 2}}},
+                        {"name": "a", "layer": {"dense": {"units": 2}}},
+                    ]
+                },
+                "already used",
+            ),
+            (
+                {
+                    "nodes": [
+                        {"name": "a", "layer": {"dense": {"units": 2}}},
+                        {"name": "b", "layer": {"dense": {"units": 2}}, "from": "x"},
+                    ],
+                    "outputs": ["b"],
+                },
+                "node(s) 'a' feed no other node and no output",
+            ),
             ({"outputs": [{"from": "logits", "loss": "hinge"}]}, "unknown loss 'hinge'"),
             ({"outputs": [{"from": "logits", "weight": 0}]}, "expected a number > 0"),
             ({"outputs": ["logit"]}, "Did you mean 'logits'?"),
@@ -295,8 +410,18 @@ class TestGraph:
             ({"edges": []}, "unknown key 'edges'"),
             ({"nodes": [{"name": "2a", "layer": {"dense": {"units": 2}}}]}, "expected a name of letters"),
         ],
-        ids=["unknown-source", "forward-reference", "duplicate", "dead-node", "bad-loss", "zero-weight", "typo-output",
-             "duplicate-output", "unknown-key", "bad-name"],
+        ids=[
+            "unknown-source",
+            "forward-reference",
+            "duplicate",
+            "dead-node",
+            "bad-loss",
+            "zero-weight",
+            "typo-output",
+            "duplicate-output",
+            "unknown-key",
+            "bad-name",
+        ],
     )
     def test_wiring_errors(self, change, fragment):
         raw = {**GRAPH, **change}
@@ -307,31 +432,46 @@ class TestGraph:
         assert fragment in str(caught.value) and str(caught.value).startswith("model.graph")
 
     def test_add_of_different_shapes_names_the_node_and_shapes(self):
-        raw = {"inputs": "x", "nodes": [
-            {"name": "wide", "layer": {"dense": {"units": 8}}, "from": "x"},
-            {"name": "narrow", "layer": {"dense": {"units": 4}}, "from": "x"},
-            {"name": "merged", "layer": {"add": {}}, "from": ["wide", "narrow"]},
-            {"name": "out", "layer": {"dense": {}}},
-        ]}
-        with pytest.raises(SpecError, match=r"model.graph.nodes\[2\] 'merged' \(add\): add needs inputs of one shape, got \(8,\), \(4,\)"):
+        raw = {
+            "inputs": "x",
+            "nodes": [
+                {"name": "wide", "layer": {"dense": {"units": 8}}, "from": "x"},
+                {"name": "narrow", "layer": {"dense": {"units": 4}}, "from": "x"},
+                {"name": "merged", "layer": {"add": {}}, "from": ["wide", "narrow"]},
+                {"name": "out", "layer": {"dense": {}}},
+            ],
+        }
+        with pytest.raises(
+            SpecError,
+            match=r"model.graph.nodes\[2\] 'merged' \(add\): add needs inputs of one shape, got \(8,\), \(4,\)",
+        ):
             resolve_model({"graph": raw}, 3).plan((5,))
 
     def test_concatenate_mismatch_and_conv_after_dense_in_a_graph(self):
-        raw = {"nodes": [
-            {"name": "seq", "layer": {"conv1d": {"filters": 2, "kernel_size": 3}}},
-            {"name": "same", "layer": {"conv1d": {"filters": 2, "kernel_size": 1}}, "from": "input"},
-            {"name": "joined", "layer": {"concatenate": {}}, "from": ["seq", "same"]},
-            {"name": "out", "layer": {"dense": {}}},
-        ]}
+        raw = {
+            "nodes": [
+                {"name": "seq", "layer": {"conv1d": {"filters": 2, "kernel_size": 3}}},
+                {"name": "same", "layer": {"conv1d": {"filters": 2, "kernel_size": 1}}, "from": "input"},
+                {"name": "joined", "layer": {"concatenate": {}}, "from": ["seq", "same"]},
+                {"name": "out", "layer": {"dense": {}}},
+            ]
+        }
         with pytest.raises(SpecError, match=r"nodes\[2\] 'joined' \(concatenate\).*got \(6, 2\), \(8, 2\)"):
             resolve_model({"graph": raw}, 3).plan((8, 1))
 
     def test_output_checks_per_output(self):
-        raw = {"nodes": [{"name": "h", "layer": {"dense": {"units": 4}}}, {"name": "out", "layer": {"dense": {"units": 5}}}]}
+        raw = {
+            "nodes": [
+                {"name": "h", "layer": {"dense": {"units": 4}}},
+                {"name": "out", "layer": {"dense": {"units": 5}}},
+            ]
+        }
         with pytest.raises(SpecError, match=r"model.graph.outputs 'out': the output shape is \(5,\)"):
             check_model_against_task(resolve_model({"graph": raw}, 3), (4,), "cross_entropy", "classification", 3)
         raw = {**GRAPH, "outputs": [{"from": "logits", "loss": "mse"}, "aux"]}
-        with pytest.raises(SpecError, match=r"loss 'mse' needs a regression dataset, but this dataset is a classification"):
+        with pytest.raises(
+            SpecError, match=r"loss 'mse' needs a regression dataset, but this dataset is a classification"
+        ):
             check_model_against_task(resolve_model({"graph": raw}, 3), (4,), "cross_entropy", "classification", 3)
         softmax = {"nodes": [{"name": "out", "layer": {"dense": {"activation": "softmax"}}}]}
         with pytest.raises(SpecError, match="takes logits"):
@@ -343,7 +483,10 @@ class TestFamilies:
         model = resolve_model({"mlp": {"hidden": [100, 100], "residual": True}}, 10)
         assert model.family == "mlp"
         assert [(n.name, n.sources) for n in model.graph.nodes] == [
-            ("hidden0", ("input",)), ("branch1", ("hidden0",)), ("residual1", ("hidden0", "branch1")), ("logits", ("residual1",)),
+            ("hidden0", ("input",)),
+            ("branch1", ("hidden0",)),
+            ("residual1", ("hidden0", "branch1")),
+            ("logits", ("residual1",)),
         ]
         assert model.layers[1]["activation"].name == "relu" and model.layers[3]["activation"].name == "linear"
 
@@ -360,25 +503,51 @@ class TestFamilies:
         raw = {"cnn": {"filters": [4, 8], "padding": "same", "batch_norm": True, "pool": "max", "dense": [16]}}
         model = resolve_model(raw, 10, input_shape=(8, 8, 1), dropout=0.25)
         assert [layer.kind for layer in model.layers] == [
-            "conv2d", "batch_norm", "activation", "max_pool2d", "conv2d", "batch_norm", "activation", "max_pool2d",
-            "flatten", "dropout", "dense", "dropout", "dense",
+            "conv2d",
+            "batch_norm",
+            "activation",
+            "max_pool2d",
+            "conv2d",
+            "batch_norm",
+            "activation",
+            "max_pool2d",
+            "flatten",
+            "dropout",
+            "dense",
+            "dropout",
+            "dense",
         ]
         assert model.layers[0]["activation"].name == "linear" and model.layers[2]["activation"].name == "relu"
         assert [p.output_shape for p in model.plan((8, 8, 1))][-5:] == [(32,), (32,), (16,), (16,), (10,)]
         assert resolve_model({"cnn": {"filters": [4]}}, 10).layers[0].kind == "conv1d"  # no input shape: 1-D
 
     def test_cnn_per_layer_lists_must_have_one_value_per_layer(self):
-        with pytest.raises(SpecError, match=r"model.cnn.kernel_size: a list gives one value per conv layer: expected 3 values, got 2"):
+        with pytest.raises(
+            SpecError, match=r"model.cnn.kernel_size: a list gives one value per conv layer: expected 3 values, got 2"
+        ):
             resolve_model({"cnn": {"filters": [2, 2, 2], "kernel_size": [3, 3]}}, 10)
 
     def test_lenet5_on_digits_and_on_mnist_sized_images(self):
         model = resolve_model({"lenet5": {}}, 10, input_shape=(8, 8, 1))
         assert [p.output_shape for p in model.plan((8, 8, 1))] == [
-            (8, 8, 6), (4, 4, 6), (4, 4, 16), (2, 2, 16), (64,), (120,), (84,), (10,),
+            (8, 8, 6),
+            (4, 4, 6),
+            (4, 4, 16),
+            (2, 2, 16),
+            (64,),
+            (120,),
+            (84,),
+            (10,),
         ]
         classic = resolve_model({"lenet5": {"padding": "valid"}}, 10, input_shape=(28, 28, 1))
         # LeCun et al. 1998: C1 28x28x6, S2 14x14, C3 10x10x16, S4 5x5 -> 400 -> 120 -> 84 -> 10
-        assert [p.output_shape for p in classic.plan((28, 28, 1))][:5] == [(28, 28, 6), (14, 14, 6), (10, 10, 16), (5, 5, 16), (400,)]
+        assert [p.output_shape for p in classic.plan((28, 28, 1))][:5] == [
+            (28, 28, 6),
+            (14, 14, 6),
+            (10, 10, 16),
+            (5, 5, 16),
+            (400,),
+        ]
         assert count(classic, (28, 28, 1)) == 156 + 2416 + 400 * 120 + 120 + 120 * 84 + 84 + 84 * 10 + 10
 
     def test_rnn_stacks_return_sequences_below_the_top(self):
@@ -392,7 +561,13 @@ class TestFamilies:
     def test_transformer_expansion(self):
         model = resolve_model({"transformer": {"depth": 2, "heads": 2, "width": 8}}, 3, dropout=0.1)
         assert [layer.kind for layer in model.layers] == [
-            "conv1d", "position_embedding", "transformer_encoder", "transformer_encoder", "layer_norm", "global_avg_pool", "dense",
+            "conv1d",
+            "position_embedding",
+            "transformer_encoder",
+            "transformer_encoder",
+            "layer_norm",
+            "global_avg_pool",
+            "dense",
         ]
         block = model.layers[2]
         assert (block["ffn_units"], block["dropout"], block["norm"]) == (32, 0.1, "pre")
@@ -413,7 +588,9 @@ class TestInitialWeights:
 
     def test_constant_roles(self):
         weights = self.weights([{"batch_norm": {}}, {"layer_norm": {}}], (6,), "fan_in_uniform")
-        assert weights["0.batch_norm.gamma"].tolist() == [1.0] * 6 and weights["0.batch_norm.beta"].tolist() == [0.0] * 6
+        assert (
+            weights["0.batch_norm.gamma"].tolist() == [1.0] * 6 and weights["0.batch_norm.beta"].tolist() == [0.0] * 6
+        )
         assert weights["0.batch_norm.moving_mean"].tolist() == [0.0] * 6
         assert weights["0.batch_norm.moving_variance"].tolist() == [1.0] * 6
         assert weights["1.layer_norm.gamma"].tolist() == [1.0] * 6 and not weights["1.layer_norm.beta"].any()
@@ -447,7 +624,9 @@ class TestInitialWeights:
 
     def test_fan_in_uniform_biases_use_each_tensors_fan(self):
         conv = self.weights([{"conv1d": {"filters": 400, "kernel_size": 5}}], (9, 4), "fan_in_uniform")
-        assert np.abs(conv["0.conv1d.bias"]).max() <= 1 / np.sqrt(20) and np.abs(conv["0.conv1d.bias"]).max() > 0.9 / np.sqrt(20)
+        assert np.abs(conv["0.conv1d.bias"]).max() <= 1 / np.sqrt(20) and np.abs(
+            conv["0.conv1d.bias"]
+        ).max() > 0.9 / np.sqrt(20)
         rnn = self.weights([{"gru": {"units": 100}}], (5, 3), "fan_in_uniform")
         bias = rnn["0.gru.bias"]  # PyTorch's RNN rule: U(+-1/sqrt(units))
         assert bias.shape == (2, 300) and np.abs(bias).max() <= 0.1 and np.abs(bias).max() > 0.09
@@ -458,7 +637,11 @@ class TestInitialWeights:
         np.testing.assert_allclose(matrix.T @ matrix, np.eye(8), atol=1e-6)
 
     def test_every_tensor_is_float32_and_seeded(self):
-        layers = [{"conv1d": {"filters": 4, "kernel_size": 3}}, {"gru": {"units": 3, "bidirectional": True}}, {"dense": {}}]
+        layers = [
+            {"conv1d": {"filters": 4, "kernel_size": 3}},
+            {"gru": {"units": 3, "bidirectional": True}},
+            {"dense": {}},
+        ]
         first, again, other = (self.weights(layers, (8, 2), seed=s) for s in (1, 1, 2))
         assert {w.dtype for w in first.values()} == {np.dtype(np.float32)}
         assert all(np.array_equal(first[k], again[k]) for k in first)
@@ -468,6 +651,8 @@ class TestInitialWeights:
 
 @pytest.mark.parametrize("kernel_initializer", [None, "he_uniform"], ids=["suites", "own"])
 def test_layer_spec_hashable_and_equal_after_json(kernel_initializer):
-    layer = resolve_layer({"gru": {"units": 3, "recurrent_initializer": "he_uniform", "kernel_initializer": kernel_initializer}}, "x")
+    layer = resolve_layer(
+        {"gru": {"units": 3, "recurrent_initializer": "he_uniform", "kernel_initializer": kernel_initializer}}, "x"
+    )
     assert hash(layer) == hash(LayerSpec.from_dict(layer.to_dict())) and LayerSpec.from_dict(layer.to_dict()) == layer
     assert (layer["kernel_initializer"] is None) == (kernel_initializer is None)

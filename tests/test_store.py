@@ -1,4 +1,5 @@
 """Tests of harness.store: real SQLite files, real processes for crashes and concurrent writers."""
+
 from __future__ import annotations
 
 import json
@@ -44,9 +45,14 @@ def make_result(status: str = "ok", metrics: list[tuple[int, str, float]] | None
     if metrics is None:
         metrics = [(epoch, "train_loss", 1.0 / (epoch + 1)) for epoch in range(4)]
     defaults = dict(
-        train_seconds=0.25, eval_seconds=0.05, wall_seconds=0.5, epochs_completed=3,
-        versions={"torch": "2.13.0", "numpy": "2.0"}, device={"device": "cpu"},
-        started_at="2026-01-01T00:00:00.000+00:00", finished_at="2026-01-01T00:00:01.000+00:00",
+        train_seconds=0.25,
+        eval_seconds=0.05,
+        wall_seconds=0.5,
+        epochs_completed=3,
+        versions={"torch": "2.13.0", "numpy": "2.0"},
+        device={"device": "cpu"},
+        started_at="2026-01-01T00:00:00.000+00:00",
+        finished_at="2026-01-01T00:00:01.000+00:00",
     )
     defaults.update(fields)
     return TrialResult(status=status, metrics=metrics, **defaults)
@@ -73,8 +79,12 @@ def test_creates_folder_database_and_wal(tmp_path: Path) -> None:
 def test_round_trip_every_column_and_non_finite_values(store: Store) -> None:
     trial = make_trial()
     metrics = [
-        (0, "train_loss", 2.5), (0, "test_accuracy", np.float64(0.25)), (1, "train_loss", 1.25),
-        (1, "minibatch_loss", float("inf")), (2, "minibatch_loss", float("nan")), (2, "train_loss", float("-inf")),
+        (0, "train_loss", 2.5),
+        (0, "test_accuracy", np.float64(0.25)),
+        (1, "train_loss", 1.25),
+        (1, "minibatch_loss", float("inf")),
+        (2, "minibatch_loss", float("nan")),
+        (2, "train_loss", float("-inf")),
     ]
     result = make_result("diverged", metrics, diverged_epoch=2, epochs_completed=1, error=None, host="node-1")
     store.record(trial, result)
@@ -86,7 +96,9 @@ def test_round_trip_every_column_and_non_finite_values(store: Store) -> None:
     assert row["backend"] == "torch" and row["seed"] == 0 and row["status"] == "diverged"
     assert row["diverged_epoch"] == 2 and row["epochs_completed"] == 1 and row["attempts"] == 1
     assert (row["train_seconds"], row["eval_seconds"], row["wall_seconds"]) == (0.25, 0.05, 0.5)
-    assert row["host"] == "node-1" and row["started_at"] == result.started_at and row["finished_at"] == result.finished_at
+    assert (
+        row["host"] == "node-1" and row["started_at"] == result.started_at and row["finished_at"] == result.finished_at
+    )
     assert json.loads(row["versions"]) == result.versions and json.loads(row["device"]) == result.device
     assert row["spec"] == trial.spec.to_json()
     assert TrialSpec.from_dict(json.loads(row["spec"])).hash == trial.hash
@@ -108,7 +120,9 @@ def test_round_trip_every_column_and_non_finite_values(store: Store) -> None:
 
 def test_rerecord_replaces_row_and_metrics_atomically(store: Store) -> None:
     trial = make_trial()
-    store.record(trial, make_result("failed", [(0, "train_loss", 9.0), (1, "train_loss", 8.0), (2, "x", 1.0)], error="boom"))
+    store.record(
+        trial, make_result("failed", [(0, "train_loss", 9.0), (1, "train_loss", 8.0), (2, "x", 1.0)], error="boom")
+    )
     store.record(trial, make_result("ok", [(0, "train_loss", 3.0)]), attempts=2)
     trials = store.trials_frame()
     assert len(trials) == 1

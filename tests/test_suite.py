@@ -1,4 +1,5 @@
 """Suite loading (harness.suite): the Suite and its trials, hashes, and every user error located to a line."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,9 +35,20 @@ class TestLoad:
         spec = trial.spec
         assert (spec.init_mode, spec.device, spec.backend, spec.seed) == ("shared", "cpu", "torch", 0)
         assert spec.regularizer.to_dict() == {
-            "l1": 0.0, "l2": 0.0, "weight_decay": 0.0, "dropout": 0.0, "clip_norm": None, "clip_value": None,
+            "l1": 0.0,
+            "l2": 0.0,
+            "weight_decay": 0.0,
+            "dropout": 0.0,
+            "clip_norm": None,
+            "clip_value": None,
         }
-        assert spec.training.to_dict() == {"epochs": 2, "batch_size": 16, "shuffle": True, "drop_last": False, "max_seconds": None}
+        assert spec.training.to_dict() == {
+            "epochs": 2,
+            "batch_size": 16,
+            "shuffle": True,
+            "drop_last": False,
+            "max_seconds": None,
+        }
         assert spec.optimizer.to_dict() == {"name": "sgd", "lr": 0.01}  # the canonical default, filled in
         assert [layer["units"] for layer in spec.model.layers] == [8, 3]  # iris: 3 classes
 
@@ -55,10 +67,16 @@ class TestLoad:
         expected = [(arm, backend, seed) for arm in suite.arms for backend in ("torch", "keras") for seed in (0, 7)]
         assert order == expected
         assert all(trial.suite == "grid-features" for trial in suite.trials)
-        assert suite.trials[0].cell == (("optimizer", "sgd"), ("model.mlp.hidden", "[16]"), ("lr_batch", "epochs=3,batch_size=32"))
+        assert suite.trials[0].cell == (
+            ("optimizer", "sgd"),
+            ("model.mlp.hidden", "[16]"),
+            ("lr_batch", "epochs=3,batch_size=32"),
+        )
 
     def test_overrides_replace_backends_and_seeds(self, tmp_path):
-        suite = load_suite_text(tmp_path, BASE_SUITE + "seeds: 5\nbackends: [torch, keras]\n", backends=["keras"], seeds=[3, 4])
+        suite = load_suite_text(
+            tmp_path, BASE_SUITE + "seeds: 5\nbackends: [torch, keras]\n", backends=["keras"], seeds=[3, 4]
+        )
         assert (suite.backends, suite.seeds) == (("keras",), (3, 4))
         assert [(t.spec.backend, t.spec.seed) for t in suite.trials] == [("keras", 3), ("keras", 4)]
         assert load_suite_text(tmp_path, BASE_SUITE, seeds=3).seeds == (0, 1, 2)
@@ -68,16 +86,38 @@ class TestLoad:
         [
             (replace("lr: 0.1", "lr: 1e-3"), lambda spec: spec.optimizer["lr"] == 0.001),
             (replace("lr: 0.1", "lr: 5E-2"), lambda spec: spec.optimizer["lr"] == 0.05),
-            (BASE_SUITE + "regularizer: {l2: 1}\n", lambda spec: spec.regularizer.l2 == 1.0 and isinstance(spec.regularizer.l2, float)),
-            (BASE_SUITE + "training_note: x\n".replace("training_note: x\n", "device: auto\ninit_mode: native\n"),
-             lambda spec: (spec.device, spec.init_mode) == ("auto", "native")),
-            (replace("dataset: mnist1d", "dataset: {name: breast_cancer, validation: 0.1}").replace("cross_entropy", "binary_cross_entropy"),
-             lambda spec: spec.model.layers[-1]["units"] == 1),
-            (replace("dataset: mnist1d", "dataset: diabetes").replace("cross_entropy", "mse"),
-             lambda spec: spec.loss.name == "mse" and spec.model.layers[-1]["units"] == 1),
-            (BASE_SUITE + "regularizer: {dropout: 0.5}\n", lambda spec: [layer.kind for layer in spec.model.layers] == ["dense", "dropout", "dense"]),
+            (
+                BASE_SUITE + "regularizer: {l2: 1}\n",
+                lambda spec: spec.regularizer.l2 == 1.0 and isinstance(spec.regularizer.l2, float),
+            ),
+            (
+                BASE_SUITE + "training_note: x\n".replace("training_note: x\n", "device: auto\ninit_mode: native\n"),
+                lambda spec: (spec.device, spec.init_mode) == ("auto", "native"),
+            ),
+            (
+                replace("dataset: mnist1d", "dataset: {name: breast_cancer, validation: 0.1}").replace(
+                    "cross_entropy", "binary_cross_entropy"
+                ),
+                lambda spec: spec.model.layers[-1]["units"] == 1,
+            ),
+            (
+                replace("dataset: mnist1d", "dataset: diabetes").replace("cross_entropy", "mse"),
+                lambda spec: spec.loss.name == "mse" and spec.model.layers[-1]["units"] == 1,
+            ),
+            (
+                BASE_SUITE + "regularizer: {dropout: 0.5}\n",
+                lambda spec: [layer.kind for layer in spec.model.layers] == ["dense", "dropout", "dense"],
+            ),
         ],
-        ids=["yaml12-float", "yaml12-float-upper", "int-becomes-float", "device-init-mode", "binary", "regression", "dropout-mlp"],
+        ids=[
+            "yaml12-float",
+            "yaml12-float-upper",
+            "int-becomes-float",
+            "device-init-mode",
+            "binary",
+            "regression",
+            "dropout-mlp",
+        ],
     )
     def test_valid_variations(self, tmp_path, text, check):
         (trial,) = load_suite_text(tmp_path, text).trials
@@ -147,58 +187,289 @@ class TestHashes:
 
 # (id, suite text, line, key path, fragments the message must contain, error class)
 ERROR_CASES = [
-    ("unknown-top-level-key", BASE_SUITE + "optimiser: adam\n", 9, "optimiser", ["unknown key 'optimiser'", "Did you mean 'optimizer'?"], SpecError),
+    (
+        "unknown-top-level-key",
+        BASE_SUITE + "optimiser: adam\n",
+        9,
+        "optimiser",
+        ["unknown key 'optimiser'", "Did you mean 'optimizer'?"],
+        SpecError,
+    ),
     ("duplicate-key", BASE_SUITE + "loss: mse\n", 9, "loss", ["given twice", "first at line 5"], SpecError),
-    ("missing-required", replace("loss: cross_entropy\n", ""), 1, "loss", ["missing required key 'loss'", "cross_entropy"], SpecError),
+    (
+        "missing-required",
+        replace("loss: cross_entropy\n", ""),
+        1,
+        "loss",
+        ["missing required key 'loss'", "cross_entropy"],
+        SpecError,
+    ),
     ("name-type", replace("name: t", "name: 3"), 1, "name", ["got 3 (int)"], SpecError),
     ("name-parent", replace("name: t", "name: ../x"), 1, "name", ["got '../x'", "letters, digits, - and _"], SpecError),
     ("name-slash", replace("name: t", "name: a/b"), 1, "name", ["got 'a/b'"], SpecError),
     ("name-dash", replace("name: t", "name: -rf"), 1, "name", ["got '-rf'"], SpecError),
     ("description-type", BASE_SUITE + "description: [a]\n", 9, "description", ["got ['a'] (list)"], SpecError),
-    ("training-type", replace("training: {epochs: 2, batch_size: 16}", "training: [2, 16]"), 8, "training", ["expected a mapping"], SpecError),
-    ("training-string-number", replace("epochs: 2", "epochs: '2'"), 8, "training.epochs", ["got '2' (string)", "integer > 0"], SpecError),
-    ("training-float-epochs", replace("epochs: 2", "epochs: 2.5"), 8, "training.epochs", ["got 2.5 (float)"], SpecError),
-    ("training-unknown-key", replace("epochs: 2", "epoch: 2"), 8, "training.epoch", ["Did you mean 'epochs'?"], SpecError),
-    ("training-shuffle-type", replace("batch_size: 16}", "batch_size: 16, shuffle: 1}"), 8, "training.shuffle", ["true or false", "got 1 (int)"], SpecError),
+    (
+        "training-type",
+        replace("training: {epochs: 2, batch_size: 16}", "training: [2, 16]"),
+        8,
+        "training",
+        ["expected a mapping"],
+        SpecError,
+    ),
+    (
+        "training-string-number",
+        replace("epochs: 2", "epochs: '2'"),
+        8,
+        "training.epochs",
+        ["got '2' (string)", "integer > 0"],
+        SpecError,
+    ),
+    (
+        "training-float-epochs",
+        replace("epochs: 2", "epochs: 2.5"),
+        8,
+        "training.epochs",
+        ["got 2.5 (float)"],
+        SpecError,
+    ),
+    (
+        "training-unknown-key",
+        replace("epochs: 2", "epoch: 2"),
+        8,
+        "training.epoch",
+        ["Did you mean 'epochs'?"],
+        SpecError,
+    ),
+    (
+        "training-shuffle-type",
+        replace("batch_size: 16}", "batch_size: 16, shuffle: 1}"),
+        8,
+        "training.shuffle",
+        ["true or false", "got 1 (int)"],
+        SpecError,
+    ),
     ("epochs-zero", replace("epochs: 2", "epochs: 0"), 8, "training.epochs", ["integer > 0", "got 0"], SpecError),
     ("epochs-negative", replace("epochs: 2", "epochs: -3"), 8, "training.epochs", ["got -3"], SpecError),
-    ("batch-size-zero", replace("training: {epochs: 2, batch_size: 16}", "training:\n  epochs: 2\n  batch_size: 0"), 10, "training.batch_size", ["got 0"], SpecError),
-    ("max-seconds-negative", replace("batch_size: 16}", "batch_size: 16, max_seconds: -1}"), 8, "training.max_seconds", ["got -1"], SpecError),
+    (
+        "batch-size-zero",
+        replace("training: {epochs: 2, batch_size: 16}", "training:\n  epochs: 2\n  batch_size: 0"),
+        10,
+        "training.batch_size",
+        ["got 0"],
+        SpecError,
+    ),
+    (
+        "max-seconds-negative",
+        replace("batch_size: 16}", "batch_size: 16, max_seconds: -1}"),
+        8,
+        "training.max_seconds",
+        ["got -1"],
+        SpecError,
+    ),
     ("lr-zero", replace("lr: 0.1", "lr: 0"), 6, "optimizer.lr", ["expected a number > 0, got 0"], SpecError),
-    ("lr-negative-block", replace("optimizer: {name: sgd, lr: 0.1}", "optimizer:\n  name: sgd\n  lr: -0.1"), 8, "optimizer.lr", ["got -0.1"], SpecError),
+    (
+        "lr-negative-block",
+        replace("optimizer: {name: sgd, lr: 0.1}", "optimizer:\n  name: sgd\n  lr: -0.1"),
+        8,
+        "optimizer.lr",
+        ["got -0.1"],
+        SpecError,
+    ),
     ("lr-string", replace("lr: 0.1", "lr: fast"), 6, "optimizer.lr", ["got 'fast'"], SpecError),
-    ("unknown-optimizer", replace("{name: sgd, lr: 0.1}", "adamm"), 6, "optimizer", ["unknown optimizer 'adamm'", "Did you mean 'adam'?"], SpecError),
-    ("unknown-initializer", replace("he_normal", "he_norml"), 7, "initializer", ["Did you mean 'he_normal'?"], SpecError),
-    ("unknown-loss", replace("loss: cross_entropy", "loss: crossentropy"), 5, "loss", ["Did you mean 'cross_entropy'?"], SpecError),
-    ("unknown-param", replace("lr: 0.1", "learning_rate: 0.1"), 6, "optimizer.learning_rate", ["no parameter 'learning_rate'", "Its parameters: lr"], SpecError),
-    ("unknown-param-block", replace("optimizer: {name: sgd, lr: 0.1}", "optimizer:\n  name: sgd\n  lr: 0.1\n  nesterov: true"), 9,
-     "optimizer.nesterov", ["no parameter 'nesterov'"], SpecError),
-    ("unknown-mlp-key", replace("hidden: [8]", "hidden: [8], widths: [3]"), 4, "model.mlp.widths", ["unknown key 'widths'"], SpecError),
-    ("unknown-dataset-option", replace("dataset: mnist1d", "dataset:\n  name: mnist1d\n  permut: true"), 4, "dataset.permut",
-     ["no option 'permut'", "Did you mean 'permute'?"], DatasetError),
-    ("unknown-activation", replace("hidden: [8]", "hidden: [8], activation: rleu"), 4, "model.mlp.activation", ["Did you mean 'relu'?"], SpecError),
-    ("regularizer-unknown-key", BASE_SUITE + "regularizer: {weight_decy: 0.1}\n", 9, "regularizer.weight_decy", ["Did you mean 'weight_decay'?"], SpecError),
-    ("regularizer-negative", BASE_SUITE + "regularizer:\n  l2: -0.1\n", 10, "regularizer.l2", ["a number >= 0", "got -0.1"], SpecError),
-    ("dropout-one", BASE_SUITE + "regularizer: {dropout: 1.0}\n", 9, "regularizer.dropout", ["a rate in [0, 1)"], SpecError),
-    ("dropout-with-layers", replace("mlp: {hidden: [8]}", "layers: [{dense: {units: 8}}, {dense: {}}]") + "regularizer: {dropout: 0.2}\n",
-     9, "regularizer.dropout", ["explicit layer list", "model.layers"], SpecError),
-    ("adamw-twice", replace("{name: sgd, lr: 0.1}", "adamw") + "regularizer: {weight_decay: 0.1}\n", 9, "regularizer.weight_decay",
-     ["set weight decay once"], SpecError),
-    ("binary-loss-10-classes", replace("loss: cross_entropy", "loss: binary_cross_entropy"), 5, "loss",
-     ["needs a binary dataset", "10 classes", "Use loss: cross_entropy"], SpecError),
-    ("mse-on-classification", replace("loss: cross_entropy", "loss: mse"), 5, "loss", ["needs a regression dataset"], SpecError),
-    ("cross-entropy-on-regression", replace("dataset: mnist1d", "dataset: diabetes"), 5, "loss", ["Use loss: mse"], SpecError),
-    ("output-width", replace("mlp: {hidden: [8]}", "layers: [{dense: {units: 8}}, {dense: {units: 5}}]"), 3, "model",
-     ["output shape is (5,)", "needs (10,)"], SpecError),
-    ("mlp-output-width", replace("hidden: [8]", "hidden: [8], output_units: 3"), 3, "model", ["output shape is (3,)"], SpecError),
-    ("model-two-forms", replace("  mlp: {hidden: [8]}", "  mlp: {hidden: [8]}\n  layers: []"), 3, "model", ["exactly one of"], SpecError),
-    ("hidden-zero", replace("model:\n  mlp: {hidden: [8]}", "model:\n  mlp:\n    hidden:\n      - 8\n      - 0"), 7, "model.mlp.hidden[1]",
-     ["integer > 0"], SpecError),
-    ("dataset-unknown", replace("dataset: mnist1d", "dataset: mnist2d"), 2, "dataset", ["Did you mean 'mnist1d'?"], SpecError),
-    ("dataset-option", replace("dataset: mnist1d", "dataset:\n  name: digits\n  scale: huge"), 4, "dataset.scale", ["got 'huge'"], DatasetError),
-    ("init-mode", BASE_SUITE + "init_mode: shard\n", 9, "init_mode", ["shared, native", "Did you mean 'shared'?"], SpecError),
+    (
+        "unknown-optimizer",
+        replace("{name: sgd, lr: 0.1}", "adamm"),
+        6,
+        "optimizer",
+        ["unknown optimizer 'adamm'", "Did you mean 'adam'?"],
+        SpecError,
+    ),
+    (
+        "unknown-initializer",
+        replace("he_normal", "he_norml"),
+        7,
+        "initializer",
+        ["Did you mean 'he_normal'?"],
+        SpecError,
+    ),
+    (
+        "unknown-loss",
+        replace("loss: cross_entropy", "loss: crossentropy"),
+        5,
+        "loss",
+        ["Did you mean 'cross_entropy'?"],
+        SpecError,
+    ),
+    (
+        "unknown-param",
+        replace("lr: 0.1", "learning_rate: 0.1"),
+        6,
+        "optimizer.learning_rate",
+        ["no parameter 'learning_rate'", "Its parameters: lr"],
+        SpecError,
+    ),
+    (
+        "unknown-param-block",
+        replace("optimizer: {name: sgd, lr: 0.1}", "optimizer:\n  name: sgd\n  lr: 0.1\n  nesterov: true"),
+        9,
+        "optimizer.nesterov",
+        ["no parameter 'nesterov'"],
+        SpecError,
+    ),
+    (
+        "unknown-mlp-key",
+        replace("hidden: [8]", "hidden: [8], widths: [3]"),
+        4,
+        "model.mlp.widths",
+        ["unknown key 'widths'"],
+        SpecError,
+    ),
+    (
+        "unknown-dataset-option",
+        replace("dataset: mnist1d", "dataset:\n  name: mnist1d\n  permut: true"),
+        4,
+        "dataset.permut",
+        ["no option 'permut'", "Did you mean 'permute'?"],
+        DatasetError,
+    ),
+    (
+        "unknown-activation",
+        replace("hidden: [8]", "hidden: [8], activation: rleu"),
+        4,
+        "model.mlp.activation",
+        ["Did you mean 'relu'?"],
+        SpecError,
+    ),
+    (
+        "regularizer-unknown-key",
+        BASE_SUITE + "regularizer: {weight_decy: 0.1}\n",
+        9,
+        "regularizer.weight_decy",
+        ["Did you mean 'weight_decay'?"],
+        SpecError,
+    ),
+    (
+        "regularizer-negative",
+        BASE_SUITE + "regularizer:\n  l2: -0.1\n",
+        10,
+        "regularizer.l2",
+        ["a number >= 0", "got -0.1"],
+        SpecError,
+    ),
+    (
+        "dropout-one",
+        BASE_SUITE + "regularizer: {dropout: 1.0}\n",
+        9,
+        "regularizer.dropout",
+        ["a rate in [0, 1)"],
+        SpecError,
+    ),
+    (
+        "dropout-with-layers",
+        replace("mlp: {hidden: [8]}", "layers: [{dense: {units: 8}}, {dense: {}}]") + "regularizer: {dropout: 0.2}\n",
+        9,
+        "regularizer.dropout",
+        ["explicit layer list", "model.layers"],
+        SpecError,
+    ),
+    (
+        "adamw-twice",
+        replace("{name: sgd, lr: 0.1}", "adamw") + "regularizer: {weight_decay: 0.1}\n",
+        9,
+        "regularizer.weight_decay",
+        ["set weight decay once"],
+        SpecError,
+    ),
+    (
+        "binary-loss-10-classes",
+        replace("loss: cross_entropy", "loss: binary_cross_entropy"),
+        5,
+        "loss",
+        ["needs a binary dataset", "10 classes", "Use loss: cross_entropy"],
+        SpecError,
+    ),
+    (
+        "mse-on-classification",
+        replace("loss: cross_entropy", "loss: mse"),
+        5,
+        "loss",
+        ["needs a regression dataset"],
+        SpecError,
+    ),
+    (
+        "cross-entropy-on-regression",
+        replace("dataset: mnist1d", "dataset: diabetes"),
+        5,
+        "loss",
+        ["Use loss: mse"],
+        SpecError,
+    ),
+    (
+        "output-width",
+        replace("mlp: {hidden: [8]}", "layers: [{dense: {units: 8}}, {dense: {units: 5}}]"),
+        3,
+        "model",
+        ["output shape is (5,)", "needs (10,)"],
+        SpecError,
+    ),
+    (
+        "mlp-output-width",
+        replace("hidden: [8]", "hidden: [8], output_units: 3"),
+        3,
+        "model",
+        ["output shape is (3,)"],
+        SpecError,
+    ),
+    (
+        "model-two-forms",
+        replace("  mlp: {hidden: [8]}", "  mlp: {hidden: [8]}\n  layers: []"),
+        3,
+        "model",
+        ["exactly one of"],
+        SpecError,
+    ),
+    (
+        "hidden-zero",
+        replace("model:\n  mlp: {hidden: [8]}", "model:\n  mlp:\n    hidden:\n      - 8\n      - 0"),
+        7,
+        "model.mlp.hidden[1]",
+        ["integer > 0"],
+        SpecError,
+    ),
+    (
+        "dataset-unknown",
+        replace("dataset: mnist1d", "dataset: mnist2d"),
+        2,
+        "dataset",
+        ["Did you mean 'mnist1d'?"],
+        SpecError,
+    ),
+    (
+        "dataset-option",
+        replace("dataset: mnist1d", "dataset:\n  name: digits\n  scale: huge"),
+        4,
+        "dataset.scale",
+        ["got 'huge'"],
+        DatasetError,
+    ),
+    (
+        "init-mode",
+        BASE_SUITE + "init_mode: shard\n",
+        9,
+        "init_mode",
+        ["shared, native", "Did you mean 'shared'?"],
+        SpecError,
+    ),
     ("device", BASE_SUITE + "device: gpu\n", 9, "device", ["cuda:N", "got 'gpu'"], SpecError),
-    ("backend-unknown", BASE_SUITE + "backends: [torch, torhc]\n", 9, "backends[1]", ["unknown backend 'torhc'", "Did you mean 'torch'?"], SpecError),
+    (
+        "backend-unknown",
+        BASE_SUITE + "backends: [torch, torhc]\n",
+        9,
+        "backends[1]",
+        ["unknown backend 'torhc'", "Did you mean 'torch'?"],
+        SpecError,
+    ),
     ("backend-twice", BASE_SUITE + "backends: [torch, torch]\n", 9, "backends[1]", ["listed twice"], SpecError),
     ("backend-empty", BASE_SUITE + "backends: []\n", 9, "backends", ["non-empty list"], SpecError),
     ("seeds-zero", BASE_SUITE + "seeds: 0\n", 9, "seeds", ["a count > 0", "got 0"], SpecError),
@@ -207,42 +478,154 @@ ERROR_CASES = [
     ("seeds-float", BASE_SUITE + "seeds: 2.5\n", 9, "seeds", ["got 2.5"], SpecError),
     ("seeds-empty", BASE_SUITE + "seeds: []\n", 9, "seeds", ["got [] (list)"], SpecError),
     ("seeds-repeat", BASE_SUITE + "seeds: [0, 1, 0]\n", 9, "seeds", ["seed 0 is listed more than once"], SpecError),
-    ("seeds-negative-item", BASE_SUITE + "seeds:\n  - 1\n  - -1\n", 11, "seeds[1]", ["integer >= 0", "got -1"], SpecError),
+    (
+        "seeds-negative-item",
+        BASE_SUITE + "seeds:\n  - 1\n  - -1\n",
+        11,
+        "seeds[1]",
+        ["integer >= 0", "got -1"],
+        SpecError,
+    ),
     ("grid-type", BASE_SUITE + "grid: [optimizer]\n", 9, "grid", ["a mapping of axes"], SpecError),
-    ("grid-empty-axis", BASE_SUITE + "grid:\n  optimizer: []\n", 10, "grid.optimizer", ["the axis is empty"], SpecError),
-    ("grid-bad-root", BASE_SUITE + "grid:\n  optimiser.lr: [0.1]\n", 10, "grid.optimiser.lr", ["Did you mean 'optimizer'?"], SpecError),
-    ("grid-missing-path", BASE_SUITE + "grid:\n  model.layers[0].dense.units: [4]\n", 10, "grid.model.layers[0].dense.units",
-     ["model has no key 'layers'", "Its keys: mlp"], SpecError),
-    ("grid-variant-value", BASE_SUITE + "grid:\n  optimizer:\n    sgd: sgd\n    adam:\n      name: adam\n      lr: -1\n", 14,
-     "grid.optimizer.adam.lr", ["expected a number > 0, got -1", "[grid cell 'adam']"], SpecError),
-    ("grid-list-value", BASE_SUITE + "grid:\n  optimizer.lr:\n    - 0.1\n    - -1\n", 12, "grid.optimizer.lr[1]", ["got -1"], SpecError),
-    ("grid-zip-value", BASE_SUITE + "grid:\n  ab:\n    zip:\n      optimizer.lr: [0.1, 0.2]\n      training.batch_size: [8, 0]\n", 13,
-     "grid.ab.zip.training.batch_size[1]", ["integer > 0", "[grid cell 'lr=0.2,batch_size=0']"], SpecError),
-    ("grid-merged-training", BASE_SUITE + "grid:\n  training:\n    short: {epochs: 1}\n    bad: {epochs: 1, shuffle: maybe}\n", 12,
-     "grid.training.bad.shuffle", ["true or false"], SpecError),
-    ("grid-unknown-param", BASE_SUITE + "grid:\n  optimizer.lrr: [0.1]\n", 10, "grid.optimizer.lrr[0]", ["no parameter 'lrr'", "Did you mean 'lr'?"], SpecError),
-    ("grid-dataset-breaks-loss", BASE_SUITE + "grid:\n  dataset: [mnist1d, diabetes]\n", 5, "loss", ["[grid cell 'diabetes']", "Use loss: mse"], SpecError),
-    ("grid-duplicate-label", BASE_SUITE + "grid:\n  optimizer:\n    - sgd\n    - {name: sgd, lr: 0.5}\n", 12, "grid.optimizer[1]",
-     ["duplicate label 'sgd'", "named variants"], SpecError),
-    ("grid-duplicate-trial", BASE_SUITE + "grid:\n  optimizer:\n    a: {name: sgd, lr: 0.01}\n    b: sgd\n", 9, "grid",
-     ["cells 'a' and 'b' resolve to the same trial"], SpecError),
-    ("exclude-unknown-axis", BASE_SUITE + "grid:\n  optimizer: [sgd, adam]\nexclude:\n  - {optimzer: sgd}\n", 12, "exclude[0].optimzer",
-     ["Did you mean 'optimizer'?"], SpecError),
-    ("exclude-unknown-label", BASE_SUITE + "grid:\n  optimizer: [sgd, adam]\nexclude:\n  - optimizer: adma\n", 12, "exclude[0].optimizer",
-     ["no label 'adma'", "Did you mean 'adam'?", "Its labels: sgd, adam"], SpecError),
-    ("exclude-matches-nothing", BASE_SUITE + "grid:\n  optimizer: [sgd, adam]\nexclude:\n  - optimizer: sgd\n  - optimizer: sgd\n", 13, "exclude[1]",
-     ["matches no cell"], SpecError),
+    (
+        "grid-empty-axis",
+        BASE_SUITE + "grid:\n  optimizer: []\n",
+        10,
+        "grid.optimizer",
+        ["the axis is empty"],
+        SpecError,
+    ),
+    (
+        "grid-bad-root",
+        BASE_SUITE + "grid:\n  optimiser.lr: [0.1]\n",
+        10,
+        "grid.optimiser.lr",
+        ["Did you mean 'optimizer'?"],
+        SpecError,
+    ),
+    (
+        "grid-missing-path",
+        BASE_SUITE + "grid:\n  model.layers[0].dense.units: [4]\n",
+        10,
+        "grid.model.layers[0].dense.units",
+        ["model has no key 'layers'", "Its keys: mlp"],
+        SpecError,
+    ),
+    (
+        "grid-variant-value",
+        BASE_SUITE + "grid:\n  optimizer:\n    sgd: sgd\n    adam:\n      name: adam\n      lr: -1\n",
+        14,
+        "grid.optimizer.adam.lr",
+        ["expected a number > 0, got -1", "[grid cell 'adam']"],
+        SpecError,
+    ),
+    (
+        "grid-list-value",
+        BASE_SUITE + "grid:\n  optimizer.lr:\n    - 0.1\n    - -1\n",
+        12,
+        "grid.optimizer.lr[1]",
+        ["got -1"],
+        SpecError,
+    ),
+    (
+        "grid-zip-value",
+        BASE_SUITE + "grid:\n  ab:\n    zip:\n      optimizer.lr: [0.1, 0.2]\n      training.batch_size: [8, 0]\n",
+        13,
+        "grid.ab.zip.training.batch_size[1]",
+        ["integer > 0", "[grid cell 'lr=0.2,batch_size=0']"],
+        SpecError,
+    ),
+    (
+        "grid-merged-training",
+        BASE_SUITE + "grid:\n  training:\n    short: {epochs: 1}\n    bad: {epochs: 1, shuffle: maybe}\n",
+        12,
+        "grid.training.bad.shuffle",
+        ["true or false"],
+        SpecError,
+    ),
+    (
+        "grid-unknown-param",
+        BASE_SUITE + "grid:\n  optimizer.lrr: [0.1]\n",
+        10,
+        "grid.optimizer.lrr[0]",
+        ["no parameter 'lrr'", "Did you mean 'lr'?"],
+        SpecError,
+    ),
+    (
+        "grid-dataset-breaks-loss",
+        BASE_SUITE + "grid:\n  dataset: [mnist1d, diabetes]\n",
+        5,
+        "loss",
+        ["[grid cell 'diabetes']", "Use loss: mse"],
+        SpecError,
+    ),
+    (
+        "grid-duplicate-label",
+        BASE_SUITE + "grid:\n  optimizer:\n    - sgd\n    - {name: sgd, lr: 0.5}\n",
+        12,
+        "grid.optimizer[1]",
+        ["duplicate label 'sgd'", "named variants"],
+        SpecError,
+    ),
+    (
+        "grid-duplicate-trial",
+        BASE_SUITE + "grid:\n  optimizer:\n    a: {name: sgd, lr: 0.01}\n    b: sgd\n",
+        9,
+        "grid",
+        ["cells 'a' and 'b' resolve to the same trial"],
+        SpecError,
+    ),
+    (
+        "exclude-unknown-axis",
+        BASE_SUITE + "grid:\n  optimizer: [sgd, adam]\nexclude:\n  - {optimzer: sgd}\n",
+        12,
+        "exclude[0].optimzer",
+        ["Did you mean 'optimizer'?"],
+        SpecError,
+    ),
+    (
+        "exclude-unknown-label",
+        BASE_SUITE + "grid:\n  optimizer: [sgd, adam]\nexclude:\n  - optimizer: adma\n",
+        12,
+        "exclude[0].optimizer",
+        ["no label 'adma'", "Did you mean 'adam'?", "Its labels: sgd, adam"],
+        SpecError,
+    ),
+    (
+        "exclude-matches-nothing",
+        BASE_SUITE + "grid:\n  optimizer: [sgd, adam]\nexclude:\n  - optimizer: sgd\n  - optimizer: sgd\n",
+        13,
+        "exclude[1]",
+        ["matches no cell"],
+        SpecError,
+    ),
     ("exclude-without-grid", BASE_SUITE + "exclude:\n  - optimizer: sgd\n", 9, "exclude", ["no grid"], SpecError),
-    ("exclude-type", BASE_SUITE + "grid:\n  optimizer: [sgd, adam]\nexclude: {optimizer: sgd}\n", 11, "exclude", ["a list of mappings"], SpecError),
+    (
+        "exclude-type",
+        BASE_SUITE + "grid:\n  optimizer: [sgd, adam]\nexclude: {optimizer: sgd}\n",
+        11,
+        "exclude",
+        ["a list of mappings"],
+        SpecError,
+    ),
     ("report-type", BASE_SUITE + "report: [reference]\n", 9, "report", ["a mapping of report options"], SpecError),
     ("check-type", BASE_SUITE + "check: 3\n", 9, "check", ["got 3 (int)"], SpecError),
-    ("expect-item-type", BASE_SUITE + "expect:\n  - adam beats sgd\n  - 3\n", 11, "expect[1]", ["a list of claim strings", "got 3 (int)"], SpecError),
+    (
+        "expect-item-type",
+        BASE_SUITE + "expect:\n  - adam beats sgd\n  - 3\n",
+        11,
+        "expect[1]",
+        ["a list of claim strings", "got 3 (int)"],
+        SpecError,
+    ),
 ]
 
 
 class TestErrors:
     @pytest.mark.parametrize(
-        "text, line, key_path, fragments, kind", [case[1:] for case in ERROR_CASES], ids=[case[0] for case in ERROR_CASES]
+        "text, line, key_path, fragments, kind",
+        [case[1:] for case in ERROR_CASES],
+        ids=[case[0] for case in ERROR_CASES],
     )
     def test_error_names_file_line_key_path_and_fix(self, tmp_path, text, line, key_path, fragments, kind):
         path = write_suite(tmp_path, text)
@@ -281,7 +664,11 @@ class TestErrors:
 
     @pytest.mark.parametrize(
         "text, fragment",
-        [("", "the file is empty"), ("- a\n- b\n", "got ['a', 'b'] (list)"), ("just text\n", "got 'just text' (string)")],
+        [
+            ("", "the file is empty"),
+            ("- a\n- b\n", "got ['a', 'b'] (list)"),
+            ("just text\n", "got 'just text' (string)"),
+        ],
         ids=["empty", "list", "scalar"],
     )
     def test_not_a_mapping(self, tmp_path, text, fragment):
@@ -291,7 +678,9 @@ class TestErrors:
         assert str(raised.value).startswith(f"{path}:1: (top level): a suite is a YAML mapping")
         assert fragment in str(raised.value)
 
-    @pytest.mark.skipif(importlib.util.find_spec("jax") is not None, reason="needs a backend whose framework is missing")
+    @pytest.mark.skipif(
+        importlib.util.find_spec("jax") is not None, reason="needs a backend whose framework is missing"
+    )
     def test_backend_not_installed_names_the_extra(self, tmp_path):
         path = write_suite(tmp_path, BASE_SUITE + "backends: [torch, keras-jax]\n")
         with pytest.raises(BackendError) as raised:
@@ -369,17 +758,28 @@ class TestReportReference:
         _, as_list = self.options({"model.mlp.hidden": [16]})
         _, as_text = self.options({"model.mlp.hidden": "[16]"})
         assert as_list == as_text
-        assert as_list.reference_for("adam,hidden=[32, 32],epochs=3,batch_size=32") == "adam,hidden=[16],epochs=3,batch_size=32"
+        assert (
+            as_list.reference_for("adam,hidden=[32, 32],epochs=3,batch_size=32")
+            == "adam,hidden=[16],epochs=3,batch_size=32"
+        )
 
     def test_naming_every_axis_names_one_arm(self):
-        suite, options = self.options({"optimizer": "sgd", "model.mlp.hidden": "[16]", "lr_batch": "epochs=3,batch_size=32"})
+        suite, options = self.options(
+            {"optimizer": "sgd", "model.mlp.hidden": "[16]", "lr_batch": "epochs=3,batch_size=32"}
+        )
         assert {options.reference_for(arm) for arm in suite.arms} == {"sgd,hidden=[16],epochs=3,batch_size=32"}
 
     @pytest.mark.parametrize(
         "reference, fragment",
         [
-            ({"optimiser": "sgd"}, "report.reference.optimiser: unknown grid axis 'optimiser'. Did you mean 'optimizer'?"),
-            ({"optimizer": "sgdd"}, "report.reference.optimizer: axis 'optimizer' has no label 'sgdd'. Did you mean 'sgd'?"),
+            (
+                {"optimiser": "sgd"},
+                "report.reference.optimiser: unknown grid axis 'optimiser'. Did you mean 'optimizer'?",
+            ),
+            (
+                {"optimizer": "sgdd"},
+                "report.reference.optimizer: axis 'optimizer' has no label 'sgdd'. Did you mean 'sgd'?",
+            ),
             ({}, "report.reference: an empty mapping names no variant"),
             # grid.yaml excludes adam x [32, 32] x epochs=5: that sgd arm has no adam counterpart.
             ({"optimizer": "adam"}, "'sgd,hidden=[32, 32],epochs=5,batch_size=64' (needs {optimizer: adam, "),
@@ -402,11 +802,16 @@ class TestReportReference:
         from harness.analysis import check_report_options
         from harness.suite.yaml_source import locate_message
 
-        text = BASE_SUITE + "grid:\n  optimizer:\n    sgd: {name: sgd}\n    adam: {name: adam}\nreport:\n  reference: sgdd\n"
+        text = (
+            BASE_SUITE
+            + "grid:\n  optimizer:\n    sgd: {name: sgd}\n    adam: {name: adam}\nreport:\n  reference: sgdd\n"
+        )
         path = write_suite(tmp_path, text)
         suite = load_suite(path)
         with pytest.raises(SpecError) as raised:
             check_report_options(suite.report, suite.arms, where="report")
         located = locate_message(path, str(raised.value), type(raised.value))
         assert isinstance(located, SpecError)
-        assert str(located).startswith(f"{path}:14: report.reference: 'sgdd' is not an arm of this suite. Did you mean 'sgd'?")
+        assert str(located).startswith(
+            f"{path}:14: report.reference: 'sgdd' is not an arm of this suite. Did you mean 'sgd'?"
+        )

@@ -2,6 +2,7 @@
 module's rate and scale, and the process settings it pins. The canonical optimizers, losses, regularizers,
 activations, weights, native initializers and the loop end to end are checked for every adapter in
 tests/test_adapters.py."""
+
 from __future__ import annotations
 
 import numpy as np

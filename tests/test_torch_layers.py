@@ -1,6 +1,7 @@
 """What only the PyTorch realization of the canonical layers has to get right: torch's recurrent layers
 carry a second bias (bias_hh) that the canonical simple_rnn and lstm do not have. Every framework-neutral
 layer check (forward formulas, training steps, native init, diagnostics) is in tests/test_adapter_layers.py."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,7 +17,9 @@ def test_recurrent_biases_move_by_one_gradient(torch_adapter, kind):
     """One SGD step moves each canonical bias by exactly lr * dL/dbias (finite differences in float64):
     torch's second bias (bias_hh) must not add a second gradient for simple_rnn/lstm."""
     lr = 0.5
-    spec = trial_spec([{kind: {"units": 3, "bidirectional": True}}, {"dense": {}}], loss="mse", optimizer={"name": "sgd", "lr": lr})
+    spec = trial_spec(
+        [{kind: {"units": 3, "bidirectional": True}}, {"dense": {}}], loss="mse", optimizer={"name": "sgd", "lr": lr}
+    )
     model = torch_adapter.build(spec, arrays_info((5, 2)))
     plans = spec.model.plan((5, 2))
     rng = np.random.default_rng(3)
@@ -28,6 +31,7 @@ def test_recurrent_biases_move_by_one_gradient(torch_adapter, kind):
     model.train_epoch([np.arange(4)])
     after = model.get_weights()
     for key in (f"0.{kind}.forward_bias", f"0.{kind}.backward_bias"):
+
         def loss_of(bias, key=key):
             changed = {k: v.astype(np.float64) for k, v in weights.items()}
             changed[key] = bias

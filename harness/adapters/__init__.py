@@ -4,6 +4,7 @@ Backend names: 'torch'; 'keras' (Keras 3 on its configured backend, TensorFlow b
 'keras-tensorflow', 'keras-jax', 'keras-torch' (one Keras backend per worker process,
 since Keras reads KERAS_BACKEND once at import).
 """
+
 from __future__ import annotations
 
 import importlib

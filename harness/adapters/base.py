@@ -4,6 +4,7 @@ An adapter builds a `Model` from a TrialSpec. The harness's own loop (loop.py) d
 it draws the initial weights and the batch order, times the training, evaluates and
 detects divergence, so those are identical whatever the framework.
 """
+
 from __future__ import annotations
 
 from typing import Protocol

@@ -7,6 +7,7 @@ realizer serves each layer kind, the "has no realization" error, and the host's 
 Each adapter folder (harness/adapters/torch/, harness/adapters/keras/) holds only what its
 framework needs to realize these facts.
 """
+
 from __future__ import annotations
 
 import platform
@@ -29,7 +30,10 @@ Function = TypeVar("Function")
 
 # --- errors -------------------------------------------------------------------------------------
 
-def no_realization(backend: str, what: str, name: str, known: Iterable[str], where: str = "", fix: str = "") -> BackendError:
+
+def no_realization(
+    backend: str, what: str, name: str, known: Iterable[str], where: str = "", fix: str = ""
+) -> BackendError:
     """The error for a canonical name (loss, layer, optimizer, initializer, ...) an adapter does not realize.
 
     Args:
@@ -54,6 +58,7 @@ def check_init_mode(init_mode: str) -> None:
 
 
 # --- devices ------------------------------------------------------------------------------------
+
 
 def requested_gpu(device: str, backend: str) -> int | None:
     """The GPU index a trial's `device` asks for: None for 'cpu' and 'auto', N for 'cuda:N' ('cuda' = 0).
@@ -102,7 +107,10 @@ def cpu_name() -> str:
 
 # --- tables from canonical names to a framework's realizations ----------------------------------
 
-def complete_table(table: Mapping[str, Function], canonical: Iterable[str], backend: str, what: str) -> dict[str, Function]:
+
+def complete_table(
+    table: Mapping[str, Function], canonical: Iterable[str], backend: str, what: str
+) -> dict[str, Function]:
     """`table` as a dict, after checking it realizes exactly the canonical names (a programming error otherwise)."""
     expected, have = set(canonical), set(table)
     if have != expected:
@@ -113,7 +121,9 @@ def complete_table(table: Mapping[str, Function], canonical: Iterable[str], back
     return dict(table)
 
 
-def look_up(table: Mapping[str, Function], name: str, backend: str, what: str, where: str = "", fix: str = "") -> Function:
+def look_up(
+    table: Mapping[str, Function], name: str, backend: str, what: str, where: str = "", fix: str = ""
+) -> Function:
     """table[name], or the no_realization error naming every key of the table."""
     if name not in table:
         raise no_realization(backend, what, name, table, where, fix)
@@ -123,15 +133,30 @@ def look_up(table: Mapping[str, Function], name: str, backend: str, what: str, w
 # Which realizer function builds each canonical layer kind (harness.spec.layers.LAYERS): each adapter's
 # realize.py defines one function per family, under these names, and builds REALIZERS with realizer_table.
 REALIZER_FAMILIES: dict[str, str] = {
-    "dense": "dense", "activation": "activation", "dropout": "dropout",
-    "conv1d": "convolution", "conv2d": "convolution",
-    "max_pool1d": "pool", "max_pool2d": "pool", "avg_pool1d": "pool", "avg_pool2d": "pool",
-    "global_avg_pool": "global_pool", "global_max_pool": "global_pool", "flatten": "flatten", "reshape": "reshape",
-    "batch_norm": "batch_norm", "layer_norm": "layer_norm",
-    "simple_rnn": "recurrent", "lstm": "recurrent", "gru": "recurrent",
-    "embedding": "embedding", "position_embedding": "position_embedding",
-    "multi_head_attention": "attention", "transformer_encoder": "transformer",
-    "add": "add", "concatenate": "concatenate",
+    "dense": "dense",
+    "activation": "activation",
+    "dropout": "dropout",
+    "conv1d": "convolution",
+    "conv2d": "convolution",
+    "max_pool1d": "pool",
+    "max_pool2d": "pool",
+    "avg_pool1d": "pool",
+    "avg_pool2d": "pool",
+    "global_avg_pool": "global_pool",
+    "global_max_pool": "global_pool",
+    "flatten": "flatten",
+    "reshape": "reshape",
+    "batch_norm": "batch_norm",
+    "layer_norm": "layer_norm",
+    "simple_rnn": "recurrent",
+    "lstm": "recurrent",
+    "gru": "recurrent",
+    "embedding": "embedding",
+    "position_embedding": "position_embedding",
+    "multi_head_attention": "attention",
+    "transformer_encoder": "transformer",
+    "add": "add",
+    "concatenate": "concatenate",
 }
 assert set(REALIZER_FAMILIES) == set(LAYERS), "every canonical layer kind needs a realizer family"
 
@@ -143,6 +168,7 @@ def realizer_table(families: Mapping[str, Function], backend: str) -> dict[str, 
 
 
 # --- the kernel penalty, as data ----------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class PenaltyTerm:
@@ -168,6 +194,7 @@ def penalty_terms(l1: float, l2: float) -> tuple[PenaltyTerm, ...]:
 
 # --- several outputs ----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class OutputLosses(Generic[Function]):
     """Each output's name, canonical loss, that loss's function in one framework, and its share.
@@ -183,7 +210,9 @@ class OutputLosses(Generic[Function]):
     shares: tuple[float, ...]  # w_i / sum_j(w_j)
 
 
-def output_losses(outputs: Sequence[ModelOutput], trial_loss: str, loss_function: Callable[[str], Function]) -> OutputLosses[Function]:
+def output_losses(
+    outputs: Sequence[ModelOutput], trial_loss: str, loss_function: Callable[[str], Function]
+) -> OutputLosses[Function]:
     """The OutputLosses of a model's outputs (ModelSpec.outputs()), with functions from the adapter's `loss_function`."""
     loss_names = tuple(output.loss or trial_loss for output in outputs)
     total_weight = sum(output.weight for output in outputs)

@@ -5,6 +5,7 @@ the adapters' ctc losses are tested against. Conventions are the canonical loss'
 (harness.spec.components.LOSSES['ctc']): logits (N, T, C) with class 0 the blank; label
 strings (N, S) of classes >= 1, padded with 0 after the string.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,6 +5,7 @@ order, times the training loop, evaluates every split with numpy metrics, and de
 divergence. So two backends running the same TrialSpec differ only in what the
 adapter realizes: the model's arithmetic and the optimizer rule.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,13 +18,12 @@ from typing import Any
 import numpy as np
 
 from harness.adapters.metrics import evaluate_outputs
-from harness.diagnostics import DiagnosticsSpec, probe_rows
 from harness.data.batches import epoch_batches
 from harness.data.types import Dataset
+from harness.diagnostics import DiagnosticsSpec, probe_rows
 from harness.measures import DIVERGED, LOSS, MINIBATCH_LOSS, OK, SPLITS, TIMEOUT, metric_name, output_metric_name
 from harness.spec.init import initial_weights
 from harness.spec.types import ModelOutput, TrialSpec
-
 
 
 @dataclass
@@ -63,7 +63,9 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def evaluate_splits(model: Any, data: Dataset, epoch: int, outputs: tuple[ModelOutput, ...]) -> list[tuple[int, str, float]]:
+def evaluate_splits(
+    model: Any, data: Dataset, epoch: int, outputs: tuple[ModelOutput, ...]
+) -> list[tuple[int, str, float]]:
     """Evaluation-mode metrics of every split. With several outputs (graph models): task metrics of
     the first output, `<split>_loss_<output>` per output, and `<split>_loss` = their weighted mean
     (the quantity minimized, see ModelSpec.outputs)."""
@@ -74,7 +76,10 @@ def evaluate_splits(model: Any, data: Dataset, epoch: int, outputs: tuple[ModelO
         if len(y) == 0:
             continue
         if len(outputs) == 1:
-            rows.extend((epoch, metric_name(split, name), value) for name, value in evaluate_outputs(model.predict(x), y, task).items())
+            rows.extend(
+                (epoch, metric_name(split, name), value)
+                for name, value in evaluate_outputs(model.predict(x), y, task).items()
+            )
             continue
         predictions = model.predict_outputs(x)
         first = evaluate_outputs(predictions[outputs[0].name], y, task)
@@ -82,7 +87,9 @@ def evaluate_splits(model: Any, data: Dataset, epoch: int, outputs: tuple[ModelO
         total_weight = sum(output.weight for output in outputs)
         first[LOSS] = sum(output.weight * losses[output.name] for output in outputs) / total_weight
         rows.extend((epoch, metric_name(split, name), value) for name, value in first.items())
-        rows.extend((epoch, output_metric_name(metric_name(split, LOSS), name), value) for name, value in losses.items())
+        rows.extend(
+            (epoch, output_metric_name(metric_name(split, LOSS), name), value) for name, value in losses.items()
+        )
     return rows
 
 
@@ -110,7 +117,9 @@ class _Probe:
         if self.config is None or epoch not in self.epochs:
             return
         started = time.perf_counter()
-        rows = probe_rows(model, self.plans, self.x, self.y, epoch, self.config.bins, self.previous if epoch > 0 else None)
+        rows = probe_rows(
+            model, self.plans, self.x, self.y, epoch, self.config.bins, self.previous if epoch > 0 else None
+        )
         self.result.diagnostics.extend(rows)
         self.previous = None
         self.result.diagnostics_seconds += time.perf_counter() - started
@@ -119,7 +128,9 @@ class _Probe:
 def train_trial(spec: TrialSpec, adapter: Any, data: Dataset) -> TrialResult:
     """Run one trial to its end (ok, diverged or timeout). Exceptions propagate to the runner."""
     started = time.perf_counter()
-    result = TrialResult(status=OK, started_at=now(), versions=adapter.versions(), device=adapter.device_info(spec.device))
+    result = TrialResult(
+        status=OK, started_at=now(), versions=adapter.versions(), device=adapter.device_info(spec.device)
+    )
     model = adapter.build(spec, data.info)
     if spec.init_mode == "shared":
         model.set_weights(initial_weights(spec.model.plan(data.info.input_shape), spec.initializer, spec.seed))

@@ -1,4 +1,5 @@
 """Evaluation metrics computed in numpy from model outputs: one definition for every backend."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,6 +5,7 @@ backend deltas, time to target and grid pivots.
 Imports no deep-learning framework and no plotting library (the CLI's --help stays fast);
 figures and reports live in `harness.report`.
 """
+
 from __future__ import annotations
 
 from harness.analysis.options import ReportOptions, check_report_options

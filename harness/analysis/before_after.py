@@ -15,6 +15,7 @@ test paired only some of the seeds (the sides also ran seeds the other did not):
 then the mean per-seed difference on the common seeds, so that the change and its interval
 describe the same values. Non-finite values are left out before anything is decided.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,8 +48,9 @@ class BeforeAfter:
 
 
 def _finite(values: Mapping[int, float]) -> dict[int, float]:
-    return {int(seed): float(value) for seed, value in values.items()
-            if value is not None and math.isfinite(float(value))}
+    return {
+        int(seed): float(value) for seed, value in values.items() if value is not None and math.isfinite(float(value))
+    }
 
 
 def before_after(before: Mapping[int, float], after: Mapping[int, float], min_seeds: int) -> BeforeAfter:
@@ -81,7 +83,27 @@ def before_after(before: Mapping[int, float], after: Mapping[int, float], min_se
         test = welch_test(list(after.values()), list(before.values()))
         method, n_before, n_after = WELCH, int(test["n_baseline"]), int(test["n_current"])
     else:
-        return BeforeAfter(INSUFFICIENT, len(before), len(after), len(common), mean_before, mean_after, change,
-                           math.nan, math.nan, math.nan)
-    return BeforeAfter(method, n_before, n_after, len(common), mean_before, mean_after, change,
-                       float(test["ci_low"]), float(test["ci_high"]), float(test["p_value"]))
+        return BeforeAfter(
+            INSUFFICIENT,
+            len(before),
+            len(after),
+            len(common),
+            mean_before,
+            mean_after,
+            change,
+            math.nan,
+            math.nan,
+            math.nan,
+        )
+    return BeforeAfter(
+        method,
+        n_before,
+        n_after,
+        len(common),
+        mean_before,
+        mean_after,
+        change,
+        float(test["ci_low"]),
+        float(test["ci_high"]),
+        float(test["p_value"]),
+    )

@@ -5,6 +5,7 @@ arm A and seed s of arm B start from the same weights (when the model is the sam
 the same batches, so their difference removes the seed's share of the variance. Only trials
 with status 'ok' and a finite value enter a pair.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,12 +19,38 @@ from harness.analysis.statistics import ALPHA, holm, paired_test
 from harness.measures import DIVERGED, OK, SPEED_METRIC, is_higher_better
 
 COMPARISON_COLUMNS = (
-    "arm", "backend", "reference", "metric", "n_pairs", "mean_reference", "mean_arm", "mean_difference",
-    "ci_low", "ci_high", "t_statistic", "p_value", "p_holm", "cohens_dz", "significant", "verdict",
+    "arm",
+    "backend",
+    "reference",
+    "metric",
+    "n_pairs",
+    "mean_reference",
+    "mean_arm",
+    "mean_difference",
+    "ci_low",
+    "ci_high",
+    "t_statistic",
+    "p_value",
+    "p_holm",
+    "cohens_dz",
+    "significant",
+    "verdict",
 )
 BACKEND_DELTA_COLUMNS = (
-    "arm", "backend", "versus", "metric", "n_pairs", "mean_backend", "mean_versus", "mean_difference",
-    "ci_low", "ci_high", "max_abs_difference", "t_statistic", "p_value", "p_holm",
+    "arm",
+    "backend",
+    "versus",
+    "metric",
+    "n_pairs",
+    "mean_backend",
+    "mean_versus",
+    "mean_difference",
+    "ci_low",
+    "ci_high",
+    "max_abs_difference",
+    "t_statistic",
+    "p_value",
+    "p_holm",
 )
 TARGET_COLUMNS = ("hash", "arm", "backend", "seed", "status", "metric", "target", "epoch", "seconds", "reached")
 
@@ -57,8 +84,15 @@ def _verdict(row: Mapping[str, object], metric: str) -> str:
     return "better" if improved else "worse"
 
 
-def compare_arms(final: pd.DataFrame, *, metric: str, reference: str, arms: Sequence[str],
-                 backends: Sequence[str], axes: Sequence[str]) -> pd.DataFrame:
+def compare_arms(
+    final: pd.DataFrame,
+    *,
+    metric: str,
+    reference: str,
+    arms: Sequence[str],
+    backends: Sequence[str],
+    axes: Sequence[str],
+) -> pd.DataFrame:
     """Every arm vs `reference` on `metric`, per backend, paired by seed.
 
     Differences are arm - reference. p is the two-sided paired t-test (scipy.stats.ttest_rel);
@@ -78,8 +112,16 @@ def compare_arms(final: pd.DataFrame, *, metric: str, reference: str, arms: Sequ
             arm_values, paired_reference = _paired(cells.get((arm, backend), empty), reference_values)
             test = paired_test(arm_values, paired_reference)
             labels = present[(arm, backend)]
-            rows.append({"arm": arm, "backend": backend, "reference": reference, "metric": metric, **test,
-                         **{axis: labels[axis] for axis in axes}})
+            rows.append(
+                {
+                    "arm": arm,
+                    "backend": backend,
+                    "reference": reference,
+                    "metric": metric,
+                    **test,
+                    **{axis: labels[axis] for axis in axes},
+                }
+            )
     table = pd.DataFrame(rows, columns=[*COMPARISON_COLUMNS[:2], *axes, *COMPARISON_COLUMNS[2:]])
     table["p_holm"] = holm(table["p_value"].to_numpy(dtype=np.float64)) if len(table) else []
     table["significant"] = (table["p_holm"] < ALPHA).astype(bool)
@@ -87,8 +129,9 @@ def compare_arms(final: pd.DataFrame, *, metric: str, reference: str, arms: Sequ
     return table
 
 
-def compare_backends(final: pd.DataFrame, *, metrics: Sequence[str], arms: Sequence[str],
-                     backends: Sequence[str], axes: Sequence[str]) -> pd.DataFrame:
+def compare_backends(
+    final: pd.DataFrame, *, metrics: Sequence[str], arms: Sequence[str], backends: Sequence[str], axes: Sequence[str]
+) -> pd.DataFrame:
     """Per arm and metric: the first backend minus each other backend, paired by seed.
 
     For a framework-independent spec the true difference is 0, so a confidence interval that
@@ -113,12 +156,24 @@ def compare_backends(final: pd.DataFrame, *, metrics: Sequence[str], arms: Seque
                 test = paired_test(a, b)
                 finite = np.isfinite(a) & np.isfinite(b)
                 largest = float(np.max(np.abs(a[finite] - b[finite]))) if finite.any() else math.nan
-                rows.append({
-                    "arm": arm, **labels, "backend": first, "versus": versus, "metric": metric,
-                    "n_pairs": test["n_pairs"], "mean_backend": test["mean_arm"], "mean_versus": test["mean_reference"],
-                    "mean_difference": test["mean_difference"], "ci_low": test["ci_low"], "ci_high": test["ci_high"],
-                    "max_abs_difference": largest, "t_statistic": test["t_statistic"], "p_value": test["p_value"],
-                })
+                rows.append(
+                    {
+                        "arm": arm,
+                        **labels,
+                        "backend": first,
+                        "versus": versus,
+                        "metric": metric,
+                        "n_pairs": test["n_pairs"],
+                        "mean_backend": test["mean_arm"],
+                        "mean_versus": test["mean_reference"],
+                        "mean_difference": test["mean_difference"],
+                        "ci_low": test["ci_low"],
+                        "ci_high": test["ci_high"],
+                        "max_abs_difference": largest,
+                        "t_statistic": test["t_statistic"],
+                        "p_value": test["p_value"],
+                    }
+                )
     table = pd.DataFrame(rows, columns=[column for column in columns if column != "p_holm"])
     table["p_holm"] = np.nan
     for _, index in table.groupby(["metric", "versus"], sort=False).groups.items():
@@ -126,8 +181,9 @@ def compare_backends(final: pd.DataFrame, *, metrics: Sequence[str], arms: Seque
     return table[columns]
 
 
-def time_to_target(trials: pd.DataFrame, metrics: pd.DataFrame, targets: Mapping[str, float],
-                   axes: Sequence[str]) -> pd.DataFrame:
+def time_to_target(
+    trials: pd.DataFrame, metrics: pd.DataFrame, targets: Mapping[str, float], axes: Sequence[str]
+) -> pd.DataFrame:
     """Per trial and target: the first epoch whose `metric` reaches `target`, and when.
 
     'Reaches' is >= for accuracy and r2, <= for losses and mae. seconds = train_seconds * epoch /
@@ -136,7 +192,9 @@ def time_to_target(trials: pd.DataFrame, metrics: pd.DataFrame, targets: Mapping
     Every status is listed; summaries use only 'ok' trials.
     """
     columns = [*TARGET_COLUMNS[:4], *axes, *TARGET_COLUMNS[4:]]
-    base = trials[["hash", "arm", "backend", "seed", *axes, "status", SPEED_METRIC, "epochs_completed", "diverged_epoch"]]
+    base = trials[
+        ["hash", "arm", "backend", "seed", *axes, "status", SPEED_METRIC, "epochs_completed", "diverged_epoch"]
+    ]
     frames = []
     for metric, target in targets.items():
         rows = metrics[metrics["metric"] == metric]
@@ -146,8 +204,11 @@ def time_to_target(trials: pd.DataFrame, metrics: pd.DataFrame, targets: Mapping
         frame = base.copy()
         frame["metric"], frame["target"] = metric, target
         frame["epoch"] = frame["hash"].map(first_epoch).astype("float64")
-        trained = np.where(frame["status"] == DIVERGED,
-                           frame["diverged_epoch"].astype("float64").fillna(0), frame["epochs_completed"].astype("float64"))
+        trained = np.where(
+            frame["status"] == DIVERGED,
+            frame["diverged_epoch"].astype("float64").fillna(0),
+            frame["epochs_completed"].astype("float64"),
+        )
         with np.errstate(invalid="ignore", divide="ignore"):
             seconds = frame[SPEED_METRIC].to_numpy(dtype=np.float64) * frame["epoch"].to_numpy() / trained
         frame["seconds"] = np.where(frame["epoch"].to_numpy() == 0, 0.0, seconds)
@@ -164,8 +225,9 @@ def _median_or_nan(values: np.ndarray) -> float:
     return median if math.isfinite(median) else math.nan
 
 
-def summarize_time_to_target(per_trial: pd.DataFrame, *, arms: Sequence[str], backends: Sequence[str],
-                             axes: Sequence[str]) -> pd.DataFrame:
+def summarize_time_to_target(
+    per_trial: pd.DataFrame, *, arms: Sequence[str], backends: Sequence[str], axes: Sequence[str]
+) -> pd.DataFrame:
     """Per arm, backend and target metric over 'ok' trials: n, n_reached and the median epoch and seconds.
 
     A trial that never reaches the target counts as +inf in the median, so the median is NaN
@@ -177,21 +239,40 @@ def summarize_time_to_target(per_trial: pd.DataFrame, *, arms: Sequence[str], ba
     for (arm, backend, metric), group in ok.groupby(["arm", "backend", "metric"], sort=False):
         epochs = group["epoch"].fillna(np.inf).to_numpy(dtype=np.float64)
         seconds = group["seconds"].fillna(np.inf).to_numpy(dtype=np.float64)
-        rows.append({
-            "arm": arm, "backend": backend, **{axis: group[axis].iloc[0] for axis in axes}, "metric": metric,
-            "target": group["target"].iloc[0], "n": len(group), "n_reached": int(group["reached"].sum()),
-            "median_epoch": _median_or_nan(epochs), "median_seconds": _median_or_nan(seconds),
-        })
+        rows.append(
+            {
+                "arm": arm,
+                "backend": backend,
+                **{axis: group[axis].iloc[0] for axis in axes},
+                "metric": metric,
+                "target": group["target"].iloc[0],
+                "n": len(group),
+                "n_reached": int(group["reached"].sum()),
+                "median_epoch": _median_or_nan(epochs),
+                "median_seconds": _median_or_nan(seconds),
+            }
+        )
     table = pd.DataFrame(rows, columns=columns)
     arm_rank = {arm: index for index, arm in enumerate(arms)}
     backend_rank = {backend: index for index, backend in enumerate(backends)}
-    order = sorted(range(len(table)), key=lambda i: (arm_rank.get(table["arm"].iat[i], len(arm_rank)),
-                                                     backend_rank.get(table["backend"].iat[i], len(backend_rank))))
+    order = sorted(
+        range(len(table)),
+        key=lambda i: (
+            arm_rank.get(table["arm"].iat[i], len(arm_rank)),
+            backend_rank.get(table["backend"].iat[i], len(backend_rank)),
+        ),
+    )
     return table.iloc[order].reset_index(drop=True)
 
 
-def pivot_grid(final: pd.DataFrame, *, metric: str, axes: Sequence[str], variant_order: Mapping[str, Sequence[str]],
-               backend: str | None = None) -> pd.DataFrame:
+def pivot_grid(
+    final: pd.DataFrame,
+    *,
+    metric: str,
+    axes: Sequence[str],
+    variant_order: Mapping[str, Sequence[str]],
+    backend: str | None = None,
+) -> pd.DataFrame:
     """Mean of `metric` over 'ok' seeds for every (axes[0], axes[1]) cell: rows axes[0], columns axes[1].
 
     Args:

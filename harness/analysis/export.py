@@ -1,4 +1,5 @@
 """Write a `Results`' tables to a folder: CSV always, a Parquet copy when pyarrow is installed."""
+
 from __future__ import annotations
 
 import importlib.util

@@ -20,6 +20,7 @@ gives the mapping; a string names one arm exactly as before.
 `check_report_options` needs only the suite (so the CLI can call it right after loading, before
 any training); `Results` checks the metric names again against the metrics actually recorded.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.measures import MEASURES, SPLITS
 from harness.errors import SpecError, did_you_mean, unknown_name
+from harness.measures import MEASURES, SPLITS
 
 REPORT_KEYS = ("reference", "metric", "targets")
 # Every metric name the training loop can record (harness.adapters.loop / metrics).
@@ -82,7 +83,11 @@ class ReportOptions:
 
 
 def check_report_options(
-    options: Mapping[str, Any] | None, arms: Sequence[str], where: str = "report", *, arm_labels: ArmLabels | None = None,
+    options: Mapping[str, Any] | None,
+    arms: Sequence[str],
+    where: str = "report",
+    *,
+    arm_labels: ArmLabels | None = None,
 ) -> ReportOptions:
     """Validate a suite's `report:` mapping against its arms.
 
@@ -108,7 +113,9 @@ def check_report_options(
         if key not in REPORT_KEYS:
             raise unknown_name("report option", key, REPORT_KEYS, where)
     if not arms:
-        raise SpecError(f"{where}: the suite has no arms, so there is nothing to report. Add a grid or check `exclude`.")
+        raise SpecError(
+            f"{where}: the suite has no arms, so there is nothing to report. Add a grid or check `exclude`."
+        )
     reference = options.get("reference", arms[0])
     variants: dict[str, str] = {}
     if isinstance(reference, Mapping):
@@ -116,7 +123,11 @@ def check_report_options(
         reference_arms = reference_arms_by_axis(variants, arms, arm_labels or {}, f"{where}.reference")
         reference = reference_arms[arms[0]]
     elif reference not in arms:
-        example = f" or a variant of one axis, e.g. {{{_first_axis_example(arms, arm_labels)}}}" if _several_axes(arm_labels) else ""
+        example = (
+            f" or a variant of one axis, e.g. {{{_first_axis_example(arms, arm_labels)}}}"
+            if _several_axes(arm_labels)
+            else ""
+        )
         raise SpecError(
             f"{where}.reference: {reference!r} is not an arm of this suite.{did_you_mean(str(reference), arms)} "
             f"Expected one of: {', '.join(arms)}. Fix: name an arm as printed by `harness validate`{example}."
@@ -140,11 +151,18 @@ def check_report_options(
                 f"got {value!r}. Example: targets: {{{name}: 0.9}}."
             )
         targets[str(name)] = float(value)
-    return ReportOptions(reference=str(reference), metric=metric, targets=targets,
-                         reference_variants=variants, reference_arms=reference_arms)
+    return ReportOptions(
+        reference=str(reference),
+        metric=metric,
+        targets=targets,
+        reference_variants=variants,
+        reference_arms=reference_arms,
+    )
 
 
-def reference_arms_by_axis(variants: Mapping[str, str], arms: Sequence[str], arm_labels: ArmLabels, where: str) -> dict[str, str]:
+def reference_arms_by_axis(
+    variants: Mapping[str, str], arms: Sequence[str], arm_labels: ArmLabels, where: str
+) -> dict[str, str]:
     """arm -> the arm with `variants` on their axes and the arm's own labels on every other axis.
 
     Pure: the labels decide, not the arm names. A reference arm maps to itself.
@@ -191,8 +209,9 @@ def _first_axis_example(arms: Sequence[str], arm_labels: ArmLabels | None) -> st
     return f"{axis}: {label}"
 
 
-def _check_reference_variants(reference: Mapping[Any, Any], arms: Sequence[str], arm_labels: ArmLabels | None,
-                              where: str) -> dict[str, str]:
+def _check_reference_variants(
+    reference: Mapping[Any, Any], arms: Sequence[str], arm_labels: ArmLabels | None, where: str
+) -> dict[str, str]:
     """The per-axis reference as {axis: label}, each axis and label checked against the grid."""
     if arm_labels is None:
         raise TypeError("check_report_options: a per-axis reference needs arm_labels (arm -> {axis: label})")
@@ -212,7 +231,9 @@ def _check_reference_variants(reference: Mapping[Any, Any], arms: Sequence[str],
         )
     if not reference:
         example = f"{{{next(iter(axes))}: {axes[next(iter(axes))][0]}}}"
-        raise SpecError(f"{where}: an empty mapping names no variant. Expected an axis and one of its labels, e.g. {example}.")
+        raise SpecError(
+            f"{where}: an empty mapping names no variant. Expected an axis and one of its labels, e.g. {example}."
+        )
     variants: dict[str, str] = {}
     for axis, value in reference.items():
         if axis not in axes:

@@ -10,6 +10,7 @@ Build it from the store's frames (`harness.results_folder.suite_results` does) a
 Every method returns a fresh DataFrame (computed once, then copied). Only trials with status
 'ok' enter a statistic; the others are counted (n_diverged, n_failed, n_timeout).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -23,12 +24,25 @@ from harness.analysis import comparisons, export, text
 from harness.analysis.options import check_metric_name, check_report_options, default_metric, infer_task
 from harness.analysis.statistics import describe_groups, metric_bounds, t_half_widths
 from harness.analysis.tables import (
-    METRIC_REQUIRED, TRIAL_REQUIRED, check_columns, final_table, order_metrics, sort_trials,
-    status_counts, tidy_epochs,
+    METRIC_REQUIRED,
+    TRIAL_REQUIRED,
+    check_columns,
+    final_table,
+    order_metrics,
+    sort_trials,
+    status_counts,
+    tidy_epochs,
 )
 from harness.errors import SpecError
 from harness.measures import (
-    HELD_OUT_SPLITS, LOSS, OK, SPEED_METRIC, STATUS_COUNT_COLUMNS, TRAIN_LOSS, TRAINING_SPLIT, is_higher_better,
+    HELD_OUT_SPLITS,
+    LOSS,
+    OK,
+    SPEED_METRIC,
+    STATUS_COUNT_COLUMNS,
+    TRAIN_LOSS,
+    TRAINING_SPLIT,
+    is_higher_better,
     metric_name,
 )
 
@@ -64,9 +78,19 @@ class Results:
             was not recorded, a target that is not a number).
     """
 
-    def __init__(self, trials: pd.DataFrame, metrics: pd.DataFrame, arms: Sequence[str], axes: Sequence[str],
-                 name: str, description: str = "", report_options: Mapping[str, Any] | None = None,
-                 *, backends: Sequence[str] | None = None, diagnostics: pd.DataFrame | None = None) -> None:
+    def __init__(
+        self,
+        trials: pd.DataFrame,
+        metrics: pd.DataFrame,
+        arms: Sequence[str],
+        axes: Sequence[str],
+        name: str,
+        description: str = "",
+        report_options: Mapping[str, Any] | None = None,
+        *,
+        backends: Sequence[str] | None = None,
+        diagnostics: pd.DataFrame | None = None,
+    ) -> None:
         check_columns(trials, (*TRIAL_REQUIRED, *axes), "trials")
         check_columns(metrics, METRIC_REQUIRED, "metrics")
         self.trials = trials.reset_index(drop=True)
@@ -122,7 +146,19 @@ class Results:
     def diagnostics(self) -> pd.DataFrame:
         """Per-layer diagnostics (harness.diagnostics) with labels: hash, arm, backend, seed, *axes, status,
         epoch, layer, layer_name, statistic, value; in suite order. Empty (same columns) when none were recorded."""
-        columns = ["hash", "arm", "backend", "seed", *self.axes, "status", "epoch", "layer", "layer_name", "statistic", "value"]
+        columns = [
+            "hash",
+            "arm",
+            "backend",
+            "seed",
+            *self.axes,
+            "status",
+            "epoch",
+            "layer",
+            "layer_name",
+            "statistic",
+            "value",
+        ]
 
         def build() -> pd.DataFrame:
             if self._diagnostics is None or self._diagnostics.empty:
@@ -131,31 +167,49 @@ class Results:
             table = labels.merge(self._diagnostics, on="hash", how="inner")
             table = sort_trials(table, self.arms, self.backends, extra=("hash", "epoch", "layer"))
             return table[columns].reset_index(drop=True)
+
         return self._cached(("diagnostics",), build)
 
     def epochs(self) -> pd.DataFrame:
         """Tidy: one row per trial, epoch and metric (hash, arm, backend, seed, *axes, status, epoch, metric, value)."""
+
         def build() -> pd.DataFrame:
             ordered = sort_trials(self.trials, self.arms, self.backends, extra=("hash",))
             rank = {name: index for index, name in enumerate(self.metric_names)}
             return tidy_epochs(ordered, self.metrics, self.axes, rank)
+
         return self._cached(("epochs",), build)
 
     def final(self) -> pd.DataFrame:
         """One row per trial: labels, status, error, timings, final_epoch, the final value of every
         metric (wide) and best_<metric> over epochs (max for accuracy/r2, min for losses/mae)."""
+
         def build() -> pd.DataFrame:
             table = final_table(self.trials, self.metrics, self.axes)
             if self.primary_metric not in table.columns:  # nothing recorded yet: the column exists, all NaN
                 table[self.primary_metric] = np.nan
             return sort_trials(table, self.arms, self.backends, extra=("hash",))
+
         return self._cached(("final",), build)
 
     def failures(self) -> pd.DataFrame:
         """Trials whose status is not 'ok': labels, status, diverged_epoch, epochs_completed, error."""
         final = self.final()
-        columns = [c for c in ("hash", "arm", "backend", "seed", *self.axes, "status", "diverged_epoch",
-                               "epochs_completed", "error") if c in final.columns]
+        columns = [
+            c
+            for c in (
+                "hash",
+                "arm",
+                "backend",
+                "seed",
+                *self.axes,
+                "status",
+                "diverged_epoch",
+                "epochs_completed",
+                "error",
+            )
+            if c in final.columns
+        ]
         return final.loc[final["status"] != OK, columns].reset_index(drop=True)
 
     def environment(self) -> pd.DataFrame:
@@ -174,6 +228,7 @@ class Results:
         only when the t interval leaves a bounded metric's range and n >= 10; t clipped to the bound
         below that) is documented in `harness.analysis.statistics`.
         """
+
         def build() -> pd.DataFrame:
             final = self.final()
             names = [name for name in [*self.metric_names, SPEED_METRIC] if name in final.columns]
@@ -181,12 +236,32 @@ class Results:
             values.loc[final["status"] != OK, names] = np.nan  # only 'ok' trials enter a statistic
             table = describe_groups(values, ["arm", "backend"], names)
             counts = status_counts(final, ["arm", "backend"])
-            table = table.merge(self.arm_labels(), on="arm", how="left").merge(counts, on=["arm", "backend"], how="left")
-            columns = ["arm", "backend", *self.axes, "metric", "n", "mean", "std", "sem", "ci_low", "ci_high",
-                       "ci_method", "n_trials", *STATUS_COUNT_COLUMNS]
+            table = table.merge(self.arm_labels(), on="arm", how="left").merge(
+                counts, on=["arm", "backend"], how="left"
+            )
+            columns = [
+                "arm",
+                "backend",
+                *self.axes,
+                "metric",
+                "n",
+                "mean",
+                "std",
+                "sem",
+                "ci_low",
+                "ci_high",
+                "ci_method",
+                "n_trials",
+                *STATUS_COUNT_COLUMNS,
+            ]
             rank = {name: index for index, name in enumerate(names)}
-            return sort_trials(table[columns].assign(metric_rank=table["metric"].map(rank)), self.arms, self.backends,
-                               extra=("metric_rank",)).drop(columns="metric_rank")
+            return sort_trials(
+                table[columns].assign(metric_rank=table["metric"].map(rank)),
+                self.arms,
+                self.backends,
+                extra=("metric_rank",),
+            ).drop(columns="metric_rank")
+
         return self._cached(("summary",), build)
 
     def curves(self, metrics: Sequence[str] | None = None) -> pd.DataFrame:
@@ -207,6 +282,7 @@ class Results:
             table["ci_low"] = np.maximum(low, bounds[:, 0]) if len(table) else low
             table["ci_high"] = np.minimum(high, bounds[:, 1]) if len(table) else high
             return sort_trials(table, self.arms, self.backends, extra=("metric", "epoch"))
+
         return self._cached(("curves", wanted), build)
 
     def generalization_gap(self) -> pd.DataFrame:
@@ -216,11 +292,30 @@ class Results:
         the model does better on data it trained on (overfitting). The test split falls back to
         validation when no test split was recorded. Columns as `summary()`, metric '<measure>_gap'.
         """
+
         def build() -> pd.DataFrame:
             measure = self.primary_metric.partition("_")[2] or LOSS
-            held_out = next((metric_name(split, measure) for split in HELD_OUT_SPLITS
-                             if metric_name(split, measure) in self.metric_names), None)
-            columns = ["arm", "backend", *self.axes, "metric", "n", "mean", "std", "sem", "ci_low", "ci_high", "ci_method"]
+            held_out = next(
+                (
+                    metric_name(split, measure)
+                    for split in HELD_OUT_SPLITS
+                    if metric_name(split, measure) in self.metric_names
+                ),
+                None,
+            )
+            columns = [
+                "arm",
+                "backend",
+                *self.axes,
+                "metric",
+                "n",
+                "mean",
+                "std",
+                "sem",
+                "ci_low",
+                "ci_high",
+                "ci_method",
+            ]
             train = metric_name(TRAINING_SPLIT, measure)
             if held_out is None or train not in self.metric_names:
                 return pd.DataFrame(columns=columns)
@@ -232,6 +327,7 @@ class Results:
             table = describe_groups(final, ["arm", "backend"], ["gap"]).assign(metric=f"{measure}_gap")
             table = table.merge(self.arm_labels(), on="arm", how="left")
             return sort_trials(table[columns], self.arms, self.backends)
+
         return self._cached(("gap",), build)
 
     # -- comparisons ----------------------------------------------------------------------
@@ -251,10 +347,16 @@ class Results:
         """
         reference = reference or self.reference
         if reference not in self.arms:
-            raise SpecError(f"comparisons: reference {reference!r} is not an arm. Expected one of: {', '.join(self.arms)}.")
+            raise SpecError(
+                f"comparisons: reference {reference!r} is not an arm. Expected one of: {', '.join(self.arms)}."
+            )
         metric = self._check_metric(metric, "comparisons metric")
-        return self._cached(("comparisons", reference, metric), lambda: comparisons.compare_arms(
-            self.final(), metric=metric, reference=reference, arms=self.arms, backends=self.backends, axes=self.axes))
+        return self._cached(
+            ("comparisons", reference, metric),
+            lambda: comparisons.compare_arms(
+                self.final(), metric=metric, reference=reference, arms=self.arms, backends=self.backends, axes=self.axes
+            ),
+        )
 
     def backend_deltas(self, metrics: Sequence[str] | None = None) -> pd.DataFrame:
         """Per arm, when more than one backend ran: first backend minus each other one (torch - keras),
@@ -264,20 +366,35 @@ class Results:
             metrics = [self.primary_metric, *([TRAIN_LOSS] if TRAIN_LOSS in self.metric_names else []), SPEED_METRIC]
             metrics = list(dict.fromkeys(metrics))
         wanted = tuple(self._check_metric(metric, "backend_deltas metric") for metric in metrics)
-        return self._cached(("backend_deltas", wanted), lambda: comparisons.compare_backends(
-            self.final(), metrics=wanted, arms=self.arms, backends=self.backends, axes=self.axes))
+        return self._cached(
+            ("backend_deltas", wanted),
+            lambda: comparisons.compare_backends(
+                self.final(), metrics=wanted, arms=self.arms, backends=self.backends, axes=self.axes
+            ),
+        )
 
     def time_to_target(self) -> pd.DataFrame:
         """Per trial and `report.targets` entry: first epoch reaching the target, its pro-rated training
         seconds, reached flag (see `harness.analysis.comparisons.time_to_target`). Empty without targets."""
-        return self._cached(("time_to_target",), lambda: sort_trials(comparisons.time_to_target(
-            self.final(), self.metrics, self.targets, self.axes), self.arms, self.backends, extra=("metric",)))
+        return self._cached(
+            ("time_to_target",),
+            lambda: sort_trials(
+                comparisons.time_to_target(self.final(), self.metrics, self.targets, self.axes),
+                self.arms,
+                self.backends,
+                extra=("metric",),
+            ),
+        )
 
     def time_to_target_summary(self) -> pd.DataFrame:
         """Per arm, backend and target over 'ok' seeds: n, n_reached, median epoch and seconds
         (NaN when half or more never reach it)."""
-        return self._cached(("time_to_target_summary",), lambda: comparisons.summarize_time_to_target(
-            self.time_to_target(), arms=self.arms, backends=self.backends, axes=self.axes))
+        return self._cached(
+            ("time_to_target_summary",),
+            lambda: comparisons.summarize_time_to_target(
+                self.time_to_target(), arms=self.arms, backends=self.backends, axes=self.axes
+            ),
+        )
 
     def pivot(self, metric: str | None = None, backend: str | None = None) -> pd.DataFrame:
         """For a two-axis grid: axis 1 (rows) x axis 2 (columns) table of the mean of `metric`
@@ -294,8 +411,12 @@ class Results:
         metric = self._check_metric(metric, "pivot metric")
         if backend is not None and backend not in self.backends:
             raise SpecError(f"pivot: backend {backend!r} did not run. Expected one of: {', '.join(self.backends)}.")
-        return self._cached(("pivot", metric, backend), lambda: comparisons.pivot_grid(
-            self.final(), metric=metric, axes=self.axes, variant_order=self.variant_order(), backend=backend))
+        return self._cached(
+            ("pivot", metric, backend),
+            lambda: comparisons.pivot_grid(
+                self.final(), metric=metric, axes=self.axes, variant_order=self.variant_order(), backend=backend
+            ),
+        )
 
     # -- output ---------------------------------------------------------------------------
 
@@ -310,5 +431,7 @@ class Results:
         return text.summary_text(self)
 
     def __repr__(self) -> str:
-        return (f"Results({self.name!r}: {len(self.trials)} trials, {len(self.arms)} arms, "
-                f"backends {list(self.backends)}, primary metric {self.primary_metric!r})")
+        return (
+            f"Results({self.name!r}: {len(self.trials)} trials, {len(self.arms)} arms, "
+            f"backends {list(self.backends)}, primary metric {self.primary_metric!r})"
+        )

@@ -21,6 +21,7 @@ vs 82%; n=10: 96% vs 90%; data piled near a bound (Beta(40, 2)), n=5: t 92%, BCa
 interval is the honest choice for few seeds; the bootstrap serves only where the t interval
 leaves the metric's range.
 """
+
 from __future__ import annotations
 
 import math
@@ -81,8 +82,13 @@ def mean_interval(values: Sequence[float] | np.ndarray, metric: str = "") -> Int
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # BCa warns on near-degenerate data; NaN is handled below
             result = stats.bootstrap(
-                (array,), np.mean, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=CONFIDENCE,
-                method="BCa", vectorized=True, rng=np.random.default_rng(BOOTSTRAP_SEED),
+                (array,),
+                np.mean,
+                n_resamples=BOOTSTRAP_RESAMPLES,
+                confidence_level=CONFIDENCE,
+                method="BCa",
+                vectorized=True,
+                rng=np.random.default_rng(BOOTSTRAP_SEED),
             )
         interval = result.confidence_interval
         if np.isfinite(interval.low) and np.isfinite(interval.high):
@@ -161,7 +167,9 @@ def describe_groups(frame: pd.DataFrame, keys: Sequence[str], metrics: Sequence[
             key = tuple(table.loc[row, [*keys, "metric"]])
             interval = mean_interval(samples[key].to_numpy(), str(table.at[row, "metric"]))
             ci_low[row], ci_high[row], method[row] = interval.low, interval.high, interval.method
-    table = table.drop(columns=["low", "high"]).assign(std=std, sem=sem, ci_low=ci_low, ci_high=ci_high, ci_method=method)
+    table = table.drop(columns=["low", "high"]).assign(
+        std=std, sem=sem, ci_low=ci_low, ci_high=ci_high, ci_method=method
+    )
     rank = {metric: index for index, metric in enumerate(metrics)}
     group_rank = table.groupby(keys, sort=False, dropna=False).ngroup() if keys else pd.Series(0, index=table.index)
     order = np.lexsort((table["metric"].map(rank).to_numpy(), group_rank.to_numpy()))
@@ -192,7 +200,11 @@ def paired_test(arm: Sequence[float] | np.ndarray, reference: Sequence[float] | 
         "mean_arm": float(a.mean()) if n else math.nan,
         "mean_reference": float(b.mean()) if n else math.nan,
         "mean_difference": float((a - b).mean()) if n else math.nan,
-        "ci_low": math.nan, "ci_high": math.nan, "t_statistic": math.nan, "p_value": math.nan, "cohens_dz": math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "t_statistic": math.nan,
+        "p_value": math.nan,
+        "cohens_dz": math.nan,
     }
     if n < 2:
         return result
@@ -208,8 +220,11 @@ def paired_test(arm: Sequence[float] | np.ndarray, reference: Sequence[float] | 
     else:
         effect = math.copysign(math.inf, mean_difference) if mean_difference != 0 else math.nan
     result.update(
-        ci_low=float(interval.low), ci_high=float(interval.high), t_statistic=float(test.statistic),
-        p_value=float(test.pvalue), cohens_dz=effect,
+        ci_low=float(interval.low),
+        ci_high=float(interval.high),
+        t_statistic=float(test.statistic),
+        p_value=float(test.pvalue),
+        cohens_dz=effect,
     )
     return result
 
@@ -248,15 +263,25 @@ def welch_test(current: Sequence[float] | np.ndarray, baseline: Sequence[float] 
     a = np.asarray(current, dtype=np.float64).reshape(-1)
     b = np.asarray(baseline, dtype=np.float64).reshape(-1)
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    result = {"n_current": len(a), "n_baseline": len(b),
-              "mean_difference": float(a.mean() - b.mean()) if len(a) and len(b) else math.nan,
-              "ci_low": math.nan, "ci_high": math.nan, "t_statistic": math.nan, "p_value": math.nan}
+    result = {
+        "n_current": len(a),
+        "n_baseline": len(b),
+        "mean_difference": float(a.mean() - b.mean()) if len(a) and len(b) else math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "t_statistic": math.nan,
+        "p_value": math.nan,
+    }
     if len(a) < 2 or len(b) < 2:
         return result
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # near-identical samples: scipy warns; its numbers are still the defined ones
         test = stats.ttest_ind(a, b, equal_var=False)
         interval = test.confidence_interval(confidence_level=CONFIDENCE)
-    result.update(ci_low=float(interval.low), ci_high=float(interval.high), t_statistic=float(test.statistic),
-                  p_value=float(test.pvalue))
+    result.update(
+        ci_low=float(interval.low),
+        ci_high=float(interval.high),
+        t_statistic=float(test.statistic),
+        p_value=float(test.pvalue),
+    )
     return result

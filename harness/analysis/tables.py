@@ -4,6 +4,7 @@ Input frames (see `harness.store`): `trials` has one row per trial (hash, arm, b
 status, ..., one column per grid axis); `metrics` is long (hash, epoch, metric, value), epoch 0
 is before training, NaN marks a diverged epoch's values.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -12,7 +13,12 @@ import numpy as np
 import pandas as pd
 
 from harness.measures import (
-    STATUS_COUNT_COLUMNS, TIMING_COLUMNS, TRIAL_STATUSES, best_name, is_higher_better, metric_sort_key,
+    STATUS_COUNT_COLUMNS,
+    TIMING_COLUMNS,
+    TRIAL_STATUSES,
+    best_name,
+    is_higher_better,
+    metric_sort_key,
 )
 
 TRIAL_REQUIRED = ("hash", "arm", "backend", "seed", "status")
@@ -49,7 +55,9 @@ def rank_codes(values: pd.Series, rank: dict[object, int]) -> np.ndarray:
     return lookup[codes] if len(codes) else np.zeros(0)
 
 
-def sort_trials(frame: pd.DataFrame, arms: Sequence[str], backends: Sequence[str], extra: Sequence[str] = ()) -> pd.DataFrame:
+def sort_trials(
+    frame: pd.DataFrame, arms: Sequence[str], backends: Sequence[str], extra: Sequence[str] = ()
+) -> pd.DataFrame:
     """Sort rows by arm (suite order), backend (given order), then seed and the `extra` columns.
 
     Stable, and a single np.lexsort on numeric codes (fast on the 10^5-10^6 rows of epochs()).
@@ -68,8 +76,9 @@ def label_columns(axes: Sequence[str]) -> list[str]:
     return ["hash", "arm", "backend", "seed", *axes]
 
 
-def tidy_epochs(trials: pd.DataFrame, metrics: pd.DataFrame, axes: Sequence[str],
-                metric_rank: dict[str, int] | None = None) -> pd.DataFrame:
+def tidy_epochs(
+    trials: pd.DataFrame, metrics: pd.DataFrame, axes: Sequence[str], metric_rank: dict[str, int] | None = None
+) -> pd.DataFrame:
     """Per trial per epoch per metric: hash, arm, backend, seed, *axes, status, epoch, metric, value.
 
     Rows follow the order of `trials` (sort it first), then epoch, then `metric_rank` (default:
@@ -109,7 +118,11 @@ def final_table(trials: pd.DataFrame, metrics: pd.DataFrame, axes: Sequence[str]
         wide.insert(0, "final_epoch", last_epoch)
     else:
         wide = pd.DataFrame(columns=["final_epoch", *names, *(best_name(name) for name in names)])
-    present = [column for column in ("error", "diverged_epoch", "epochs_completed", *TIMING_COLUMNS) if column in trials.columns]
+    present = [
+        column
+        for column in ("error", "diverged_epoch", "epochs_completed", *TIMING_COLUMNS)
+        if column in trials.columns
+    ]
     base = trials[[*label_columns(axes), "status", *present]]
     # Align by position (reindex on hash) rather than merge: works whatever the index dtypes, and a
     # trial without metric rows (failed before epoch 0) gets NaN everywhere.

@@ -1,9 +1,10 @@
 """The compact per-arm summary `harness run` prints at the end (plain text, no colors).
 
-    optimizers: test_accuracy, mean ± 95% CI half-width over ok seeds (reference arm: sgd)
-    arm       backend  n  test_accuracy      train_loss  train_s  ok/div/fail/time
-    sgd       torch    3  0.6120 ± 0.0210    1.023       4.10     3/0/0/0
+optimizers: test_accuracy, mean ± 95% CI half-width over ok seeds (reference arm: sgd)
+arm       backend  n  test_accuracy      train_loss  train_s  ok/div/fail/time
+sgd       torch    3  0.6120 ± 0.0210    1.023       4.10     3/0/0/0
 """
+
 from __future__ import annotations
 
 import math
@@ -66,16 +67,19 @@ def summary_rows(results: Results) -> pd.DataFrame:
             return float(by_metric.at[name, "mean"]) if name in by_metric.index else math.nan
 
         primary = by_metric.loc[metric] if metric in by_metric.index else None
-        rows.append({
-            "arm": arm,
-            "backend": backend,
-            "n": int(primary["n"]) if primary is not None else 0,
-            metric: format_mean_ci(float(primary["mean"]), float(primary["ci_low"]), float(primary["ci_high"]))
-            if primary is not None else "-",
-            TRAIN_LOSS: format_number(mean_of(TRAIN_LOSS)),
-            "train_s": format_number(mean_of(SPEED_METRIC), 3),
-            STATUS_COUNTS_HEADER: status_counts_text(first),
-        })
+        rows.append(
+            {
+                "arm": arm,
+                "backend": backend,
+                "n": int(primary["n"]) if primary is not None else 0,
+                metric: format_mean_ci(float(primary["mean"]), float(primary["ci_low"]), float(primary["ci_high"]))
+                if primary is not None
+                else "-",
+                TRAIN_LOSS: format_number(mean_of(TRAIN_LOSS)),
+                "train_s": format_number(mean_of(SPEED_METRIC), 3),
+                STATUS_COUNTS_HEADER: status_counts_text(first),
+            }
+        )
     columns = ["arm", "backend", "n", metric, TRAIN_LOSS, "train_s", STATUS_COUNTS_HEADER]
     frame = pd.DataFrame(rows, columns=columns)
     if len(results.backends) > 1 and not frame.empty:
@@ -86,7 +90,9 @@ def summary_rows(results: Results) -> pd.DataFrame:
         frame[label] = ""
         for _, delta in deltas.iterrows():
             where = (frame["arm"] == delta["arm"]) & (frame["backend"] == delta["versus"])
-            frame.loc[where, label] = format_mean_ci(float(delta["mean_difference"]), float(delta["ci_low"]), float(delta["ci_high"]))
+            frame.loc[where, label] = format_mean_ci(
+                float(delta["mean_difference"]), float(delta["ci_low"]), float(delta["ci_high"])
+            )
     return frame
 
 
@@ -101,8 +107,10 @@ def render_table(frame: pd.DataFrame) -> str:
 
 def summary_text(results: Results) -> str:
     """The per-arm summary for the terminal: a title line and one line per (arm, backend)."""
-    title = (f"{results.name}: {results.primary_metric}, mean ± 95% CI half-width over ok seeds, "
-             f"[low, high] where the CI meets the metric's bound (reference arm: {results.reference})")
+    title = (
+        f"{results.name}: {results.primary_metric}, mean ± 95% CI half-width over ok seeds, "
+        f"[low, high] where the CI meets the metric's bound (reference arm: {results.reference})"
+    )
     if not len(results.trials):
         return f"{title}\n(no trials stored yet)"
     return f"{title}\n{render_table(summary_rows(results))}"

@@ -40,12 +40,19 @@ CI runner. The benchmarks: one training epoch of the reference MLP per adapter (
 installed), trials per second through `harness.runner.run_trials` for tiny trials, store insert
 and query, and report generation.
 """
+
 from __future__ import annotations
 
 from harness.check.claims import Claim, ClaimError, parse_claim, validate_claims
 from harness.check.options import CheckOptions, Tolerance, parse_check_block, parse_tolerance
 
 __all__ = [
-    "CheckOptions", "Claim", "ClaimError", "Tolerance", "parse_check_block", "parse_claim", "parse_tolerance",
+    "CheckOptions",
+    "Claim",
+    "ClaimError",
+    "Tolerance",
+    "parse_check_block",
+    "parse_claim",
+    "parse_tolerance",
     "validate_claims",
 ]

@@ -23,6 +23,7 @@ diverged trial has no final value; the trial counts say how many there were). Va
 full float64 precision so an unchanged rerun compares exactly equal. Summaries use the harness's
 one interval rule (`harness.analysis.statistics`). NaN is written as null (JSON has no NaN).
 """
+
 from __future__ import annotations
 
 import json
@@ -73,7 +74,9 @@ class Baseline:
 
 
 # What may stand at the end of a JSON text cut short inside a scalar: a prefix of a literal or a number.
-_SCALAR_PREFIX = re.compile(r"-?[0-9]*\.?[0-9]*(?:[eE][+-]?[0-9]*)?|t(?:r(?:ue?)?)?|f(?:a(?:l(?:se?)?)?)?|n(?:u(?:ll?)?)?")
+_SCALAR_PREFIX = re.compile(
+    r"-?[0-9]*\.?[0-9]*(?:[eE][+-]?[0-9]*)?|t(?:r(?:ue?)?)?|f(?:a(?:l(?:se?)?)?)?|n(?:u(?:ll?)?)?"
+)
 
 
 def ends_early(text: str, error: ValueError) -> bool:
@@ -169,8 +172,11 @@ def build_baseline(results: Results, source: str = "") -> dict[str, Any]:
         cell_ok = ok[(ok["arm"] == arm) & (ok["backend"] == backend)]
         cell_metrics: dict[str, Any] = {}
         for metric in metrics:
-            seeds = {str(int(seed)): float(value) for seed, value in zip(cell_ok["seed"], cell_ok[metric])
-                     if value is not None and math.isfinite(float(value))}
+            seeds = {
+                str(int(seed)): float(value)
+                for seed, value in zip(cell_ok["seed"], cell_ok[metric])
+                if value is not None and math.isfinite(float(value))
+            }
             key = (arm, backend, metric)
             row = summary.loc[key] if key in summary.index else None
             cell_metrics[metric] = {
@@ -229,8 +235,10 @@ def read_baseline(path: str | Path, suite: str | None = None) -> Baseline:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise BaselineError(f"--baseline: {str(path)!r} does not exist. Create it with: harness baseline save "
-                            f"suites/{suite or 'SUITE'}.yaml -o {path}") from None
+        raise BaselineError(
+            f"--baseline: {str(path)!r} does not exist. Create it with: harness baseline save "
+            f"suites/{suite or 'SUITE'}.yaml -o {path}"
+        ) from None
     except (OSError, UnicodeDecodeError) as error:
         raise BaselineError(f"--baseline: cannot read {str(path)!r} ({error}). {hint}") from None
     try:
@@ -286,7 +294,9 @@ def _parse_document(document: Mapping[str, Any], path: Path, hint: str) -> Basel
             cell = _mapping(cell, path, where, hint)
             trials = _mapping(cell.get("trials"), path, f"{where}.trials", hint)
             if any(not isinstance(trials.get(status), int) for status in TRIAL_STATUSES):
-                raise _malformed(path, f"{where}.trials", f"a count for each of {', '.join(TRIAL_STATUSES)}", trials, hint)
+                raise _malformed(
+                    path, f"{where}.trials", f"a count for each of {', '.join(TRIAL_STATUSES)}", trials, hint
+                )
             counts[(arm, backend)] = {status: int(trials[status]) for status in TRIAL_STATUSES}
             metrics: dict[str, dict[int, float]] = {}
             for metric, entry in _mapping(cell.get("metrics"), path, f"{where}.metrics", hint).items():
@@ -295,15 +305,23 @@ def _parse_document(document: Mapping[str, Any], path: Path, hint: str) -> Basel
                 parsed: dict[int, float] = {}
                 for seed, value in seeds.items():
                     if not str(seed).isdigit() or isinstance(value, bool) or not isinstance(value, (int, float)):
-                        raise _malformed(path, f"{where}.metrics.{metric}.seeds",
-                                         'seed -> number entries such as {"0": 0.93}', {seed: value}, hint)
+                        raise _malformed(
+                            path,
+                            f"{where}.metrics.{metric}.seeds",
+                            'seed -> number entries such as {"0": 0.93}',
+                            {seed: value},
+                            hint,
+                        )
                     parsed[int(seed)] = float(value)
                 metrics[str(metric)] = parsed
             values[(arm, backend)] = metrics
     environment = _mapping(document.get("environment", {}), path, "environment", hint)
     return Baseline(
-        suite=document["suite"], created_at=document["created_at"], primary_metric=document["primary_metric"],
-        values=values, trial_counts=counts, environment={str(key): dict(value) for key, value in environment.items()
-                                                        if isinstance(value, Mapping)},
+        suite=document["suite"],
+        created_at=document["created_at"],
+        primary_metric=document["primary_metric"],
+        values=values,
+        trial_counts=counts,
+        environment={str(key): dict(value) for key, value in environment.items() if isinstance(value, Mapping)},
         path=path,
     )

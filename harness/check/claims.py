@@ -31,6 +31,7 @@ Anything else is rejected with the column where it went wrong: calls, attribute 
 indexing, bare names, `==`, `and`/`or`, strings used as values. Meaning (CI over seeds, per
 backend) is defined in `harness.check.evidence`.
 """
+
 from __future__ import annotations
 
 import re
@@ -54,7 +55,12 @@ class ClaimError(SpecError):
 def claim_metrics(recorded: Iterable[str] = RECORDED_METRICS) -> tuple[str, ...]:
     """Every metric name a claim may use, given the recorded final metrics."""
     recorded = tuple(recorded)
-    return (*recorded, *(final_name(name) for name in recorded), *(best_name(name) for name in recorded), *TIMING_COLUMNS)
+    return (
+        *recorded,
+        *(final_name(name) for name in recorded),
+        *(best_name(name) for name in recorded),
+        *TIMING_COLUMNS,
+    )
 
 
 def metric_column(metric: str) -> str:
@@ -63,6 +69,7 @@ def metric_column(metric: str) -> str:
 
 
 # -- tokens ---------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Token:
@@ -76,9 +83,23 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _QUOTES = "`\"'"
 _SINGLE = {"+": "op", "-": "op", "*": "op", "/": "op", ".": "dot", "(": "open", ")": "close"}
 _FORBIDDEN = {
-    "[": "indexing", "]": "indexing", "=": "'=' (compare with > >= < <=)", "!": "'!' (compare with > >= < <=)",
-    ",": "a comma", ":": "a colon", ";": "a semicolon", "{": "a brace", "}": "a brace", "@": "'@'", "%": "'%'",
-    "\\": "a backslash", "&": "'&'", "|": "'|'", "^": "'^'", "~": "'~'", "#": "a comment",
+    "[": "indexing",
+    "]": "indexing",
+    "=": "'=' (compare with > >= < <=)",
+    "!": "'!' (compare with > >= < <=)",
+    ",": "a comma",
+    ":": "a colon",
+    ";": "a semicolon",
+    "{": "a brace",
+    "}": "a brace",
+    "@": "'@'",
+    "%": "'%'",
+    "\\": "a backslash",
+    "&": "'&'",
+    "|": "'|'",
+    "^": "'^'",
+    "~": "'~'",
+    "#": "a comment",
 }
 
 
@@ -107,7 +128,7 @@ def tokenize(text: str) -> list[Token]:
                 raise _error(text, column, f"the quoted arm name opened here is never closed with {character}")
             if end == position + 1:
                 raise _error(text, column, "an empty quoted arm name")
-            tokens.append(Token("quoted", text[position + 1:end], column))
+            tokens.append(Token("quoted", text[position + 1 : end], column))
             position = end + 1
             continue
         if text.startswith((">=", "<=", ">", "<"), position):
@@ -131,13 +152,18 @@ def tokenize(text: str) -> list[Token]:
             position += 1
             continue
         what = _FORBIDDEN.get(character, repr(character))
-        raise _error(text, column, f"{what} is not part of the claim language (numbers, <arm>.<metric>, + - * /, "
-                                   "parentheses and one of > >= < <=)")
+        raise _error(
+            text,
+            column,
+            f"{what} is not part of the claim language (numbers, <arm>.<metric>, + - * /, "
+            "parentheses and one of > >= < <=)",
+        )
     tokens.append(Token("end", "", len(text) + 1))
     return tokens
 
 
 # -- expression tree ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Number:
@@ -226,6 +252,7 @@ class Claim:
 
 # -- parser ---------------------------------------------------------------------------------------
 
+
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
@@ -294,8 +321,7 @@ class _Parser:
                 node = self.sum()
             closing = self.take()
             if closing.kind != "close":
-                raise self.fail(closing, self._unexpected(closing, "')' to close the '(' at column "
-                                                                   f"{token.column}"))
+                raise self.fail(closing, self._unexpected(closing, f"')' to close the '(' at column {token.column}"))
             return node
         if token.kind in ("name", "quoted"):
             return self.operand(token)
@@ -307,10 +333,15 @@ class _Parser:
             raise self.fail(dot, f"calls such as {arm.text}(...) are not part of the claim language")
         if dot.kind != "dot":
             if arm.kind == "quoted":
-                raise self.fail(dot, f"a quoted arm name must be followed by .<metric>, e.g. `{arm.text}`.test_accuracy; "
-                                     f"{self._unexpected(dot, 'a dot')}")
-            hint = ("a bare name is not a value: write <arm>.<metric>, e.g. sgd.test_accuracy. Arm names with "
-                    "characters other than letters, digits and _ go in backticks: `hidden=[32]`.test_accuracy")
+                raise self.fail(
+                    dot,
+                    f"a quoted arm name must be followed by .<metric>, e.g. `{arm.text}`.test_accuracy; "
+                    f"{self._unexpected(dot, 'a dot')}",
+                )
+            hint = (
+                "a bare name is not a value: write <arm>.<metric>, e.g. sgd.test_accuracy. Arm names with "
+                "characters other than letters, digits and _ go in backticks: `hidden=[32]`.test_accuracy"
+            )
             raise self.fail(arm, f"{arm.text!r}: {hint}")
         metric = self.take()
         if metric.kind != "name":
@@ -372,8 +403,10 @@ def check_claim_names(claim: Claim, arms: Sequence[str], metrics: Iterable[str],
             hint = did_you_mean(operand.arm, arms)
             quoting = ""
             if any(not _NAME.fullmatch(arm) for arm in arms):
-                quoting = (f" Arm names with characters other than letters, digits and _ go in backticks, e.g. "
-                           f"{Operand(next(arm for arm in arms if not _NAME.fullmatch(arm)), operand.metric).text()}.")
+                quoting = (
+                    f" Arm names with characters other than letters, digits and _ go in backticks, e.g. "
+                    f"{Operand(next(arm for arm in arms if not _NAME.fullmatch(arm)), operand.metric).text()}."
+                )
             raise ClaimError(
                 f"{where}: claim {claim.text!r}: unknown arm {operand.arm!r}.{hint}{quoting} "
                 f"Expected one of: {', '.join(arms)}."
@@ -384,8 +417,9 @@ def check_claim_names(claim: Claim, arms: Sequence[str], metrics: Iterable[str],
     return claim
 
 
-def validate_claims(texts: Sequence[str], arms: Sequence[str], where: str = "expect",
-                    metrics: Iterable[str] | None = None) -> tuple[Claim, ...]:
+def validate_claims(
+    texts: Sequence[str], arms: Sequence[str], where: str = "expect", metrics: Iterable[str] | None = None
+) -> tuple[Claim, ...]:
     """Parse and name-check a suite's `expect:` list; the suite loader can call this before any run.
 
     Args:

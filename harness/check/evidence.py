@@ -15,6 +15,7 @@ With fewer than two seeds there is no interval and the claim FAILS (it cannot be
 margin that is not finite on a seed (a division by zero) leaves that seed out, and says so. The
 claim passes when it passes on every backend that ran.
 """
+
 from __future__ import annotations
 
 import math
@@ -61,15 +62,28 @@ class ClaimResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (NaN as None)."""
+
         def clean(value: Any) -> Any:
             if isinstance(value, float) and not math.isfinite(value):
                 return None
             return value
+
         return {
-            "claim": self.claim.text, "passed": self.passed,
-            "outcomes": [{key: (dict(value) if isinstance(value, Mapping) else list(value) if isinstance(value, tuple)
-                                else clean(value)) for key, value in outcome.__dict__.items()}
-                         for outcome in self.outcomes],
+            "claim": self.claim.text,
+            "passed": self.passed,
+            "outcomes": [
+                {
+                    key: (
+                        dict(value)
+                        if isinstance(value, Mapping)
+                        else list(value)
+                        if isinstance(value, tuple)
+                        else clean(value)
+                    )
+                    for key, value in outcome.__dict__.items()
+                }
+                for outcome in self.outcomes
+            ],
         }
 
 
@@ -96,11 +110,25 @@ def evaluate_on_backend(claim: Claim, final: Any, backend: str) -> ClaimOutcome:
     per_operand = {operand: _operand_values(final, backend, operand) for operand in claim.operands}
     empty = [operand.text() for operand, values in per_operand.items() if not values]
     if empty:
-        return ClaimOutcome(backend, False, 0, (), {}, math.nan, math.nan, math.nan, math.nan, math.nan, "none",
-                            f"no 'ok' trial with a finite value for {', '.join(empty)} on {backend}")
+        return ClaimOutcome(
+            backend,
+            False,
+            0,
+            (),
+            {},
+            math.nan,
+            math.nan,
+            math.nan,
+            math.nan,
+            math.nan,
+            "none",
+            f"no 'ok' trial with a finite value for {', '.join(empty)} on {backend}",
+        )
     seeds = sorted(set.intersection(*(set(values) for values in per_operand.values())))
-    arrays = {(operand.arm, operand.metric): np.array([values[seed] for seed in seeds], dtype=np.float64)
-              for operand, values in per_operand.items()}
+    arrays = {
+        (operand.arm, operand.metric): np.array([values[seed] for seed in seeds], dtype=np.float64)
+        for operand, values in per_operand.items()
+    }
     margin = claim.margin(arrays) * np.ones(len(seeds))
     finite = np.isfinite(margin)
     used = [seed for seed, keep in zip(seeds, finite) if keep]
@@ -112,14 +140,38 @@ def evaluate_on_backend(claim: Claim, final: Any, backend: str) -> ClaimOutcome:
     dropped = f"; {len(seeds) - n} seed(s) left out where the margin is not finite" if n < len(seeds) else ""
     if n < 2:
         reason = f"needs at least 2 seeds shared by {', '.join(claim.arms)}, has {n}{dropped}"
-        return ClaimOutcome(backend, False, n, tuple(used), operand_means, left, right, _mean(margin[finite]),
-                            math.nan, math.nan, interval.method, reason)
+        return ClaimOutcome(
+            backend,
+            False,
+            n,
+            tuple(used),
+            operand_means,
+            left,
+            right,
+            _mean(margin[finite]),
+            math.nan,
+            math.nan,
+            interval.method,
+            reason,
+        )
     low, high = interval.low, interval.high
     passed = {">": low > 0, ">=": low >= 0, "<": high < 0, "<=": high <= 0}[claim.comparison]
     verb = "lies" if passed else "does not lie"
     reason = f"95% CI of left - right {verb} entirely {SIDE[claim.comparison]} 0{dropped}"
-    return ClaimOutcome(backend, bool(passed), n, tuple(used), operand_means, left, right, _mean(margin[finite]),
-                        low, high, interval.method, reason)
+    return ClaimOutcome(
+        backend,
+        bool(passed),
+        n,
+        tuple(used),
+        operand_means,
+        left,
+        right,
+        _mean(margin[finite]),
+        low,
+        high,
+        interval.method,
+        reason,
+    )
 
 
 def evaluate_claims(results: Results, texts: Sequence[str], where: str = "expect") -> list[ClaimResult]:

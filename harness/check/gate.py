@@ -28,6 +28,7 @@ Rule for one (arm, backend, metric), with `change = mean(current) - mean(baselin
    not the code, may explain it); a different host name alone (CI runners get a fresh name
    per run) only flags it. Save the speed baseline on the machine type CI runs on.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,11 +39,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from harness import measures
 from harness.analysis.before_after import INSUFFICIENT, PAIRED, before_after
 from harness.check.baseline import Baseline, environment_of
 from harness.check.options import TIMING_METRICS, CheckOptions, Tolerance
 from harness.errors import SpecError
-from harness import measures
 
 if TYPE_CHECKING:
     from harness.analysis import Results
@@ -78,9 +79,16 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: NaN becomes None."""
-        return {key: (None if isinstance(value, float) and not math.isfinite(value) else
-                      list(value) if isinstance(value, tuple) else value)
-                for key, value in self.__dict__.items()}
+        return {
+            key: (
+                None
+                if isinstance(value, float) and not math.isfinite(value)
+                else list(value)
+                if isinstance(value, tuple)
+                else value
+            )
+            for key, value in self.__dict__.items()
+        }
 
 
 # -- environment ------------------------------------------------------------------------------------
@@ -100,15 +108,19 @@ def environment_differences(baseline: Mapping[str, Any], current: Mapping[str, A
     comparable = True
     for key, label in (("hosts", "host"), ("devices", "CPU/GPU"), ("versions", "versions")):
         before, after = list(baseline.get(key, [])), list(current.get(key, []))
-        if sorted(json.dumps(item, sort_keys=True) for item in before) == sorted(json.dumps(item, sort_keys=True)
-                                                                                 for item in after):
+        if sorted(json.dumps(item, sort_keys=True) for item in before) == sorted(
+            json.dumps(item, sort_keys=True) for item in after
+        ):
             continue
         if key != "hosts":
             comparable = False
         if key == "versions" and len(before) == 1 and len(after) == 1:
             names = sorted(set(before[0]) | set(after[0]))
-            changed = [f"{name} {before[0].get(name, 'absent')} -> {after[0].get(name, 'absent')}"
-                       for name in names if before[0].get(name) != after[0].get(name)]
+            changed = [
+                f"{name} {before[0].get(name, 'absent')} -> {after[0].get(name, 'absent')}"
+                for name in names
+                if before[0].get(name) != after[0].get(name)
+            ]
             differences.append("versions: " + "; ".join(changed))
         else:
             differences.append(f"{label}: {_describe_items(before)} -> {_describe_items(after)}")
@@ -123,8 +135,15 @@ def _ordered_cells(results: Results, baseline: Baseline, final: Any) -> list[tup
     cells = set(present) | set(baseline.values)
     arm_rank = {arm: index for index, arm in enumerate(results.arms)}
     backend_rank = {backend: index for index, backend in enumerate(results.backends)}
-    return sorted(cells, key=lambda cell: (arm_rank.get(cell[0], len(arm_rank)), cell[0],
-                                           backend_rank.get(cell[1], len(backend_rank)), cell[1]))
+    return sorted(
+        cells,
+        key=lambda cell: (
+            arm_rank.get(cell[0], len(arm_rank)),
+            cell[0],
+            backend_rank.get(cell[1], len(backend_rank)),
+            cell[1],
+        ),
+    )
 
 
 def _check_metric_names(metrics: Mapping[str, Tolerance], final: Any, baseline: Baseline) -> None:
@@ -149,8 +168,15 @@ def _current_values(final: Any, metric: str) -> dict[tuple[str, str], dict[int, 
     return values
 
 
-def _row(arm: str, backend: str, metric: str, tolerance: Tolerance, before: Mapping[int, float] | None,
-         after: Mapping[int, float] | None, min_seeds: int) -> dict[str, Any]:
+def _row(
+    arm: str,
+    backend: str,
+    metric: str,
+    tolerance: Tolerance,
+    before: Mapping[int, float] | None,
+    after: Mapping[int, float] | None,
+    min_seeds: int,
+) -> dict[str, Any]:
     """The statistics of one row, before Holm and the verdict (status '' = to be decided)."""
     direction = measures.direction(metric)
     before, after = dict(before or {}), dict(after or {})
@@ -158,12 +184,26 @@ def _row(arm: str, backend: str, metric: str, tolerance: Tolerance, before: Mapp
     mean_after = float(np.mean(list(after.values()))) if after else math.nan
     change = mean_after - mean_before
     row = {
-        "arm": arm, "backend": backend, "metric": metric, "status": "", "direction": direction,
-        "tolerance": str(tolerance), "limit": tolerance.limit(mean_before) if before else math.nan,
-        "baseline_mean": mean_before, "baseline_n": len(before), "current_mean": mean_after, "current_n": len(after),
-        "change": change, "relative_change": change / abs(mean_before) if before and mean_before != 0 else math.nan,
-        "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan, "p_holm": math.nan, "test": "",
-        "significant": False, "notes": [],
+        "arm": arm,
+        "backend": backend,
+        "metric": metric,
+        "status": "",
+        "direction": direction,
+        "tolerance": str(tolerance),
+        "limit": tolerance.limit(mean_before) if before else math.nan,
+        "baseline_mean": mean_before,
+        "baseline_n": len(before),
+        "current_mean": mean_after,
+        "current_n": len(after),
+        "change": change,
+        "relative_change": change / abs(mean_before) if before and mean_before != 0 else math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "p_value": math.nan,
+        "p_holm": math.nan,
+        "test": "",
+        "significant": False,
+        "notes": [],
     }
     if not before:
         row["status"] = "NEW"
@@ -174,8 +214,10 @@ def _row(arm: str, backend: str, metric: str, tolerance: Tolerance, before: Mapp
     result = before_after(before, after, min_seeds)
     row["test"] = result.method
     if result.method == INSUFFICIENT:
-        row["seed_counts"] = (f"{len(before)} baseline, {len(after)} current, {result.shared_seeds} shared seeds; "
-                              f"significance needs {min_seeds}")
+        row["seed_counts"] = (
+            f"{len(before)} baseline, {len(after)} current, {result.shared_seeds} shared seeds; "
+            f"significance needs {min_seeds}"
+        )
         return row
     if result.method == PAIRED and result.n_after < max(len(before), len(after)):
         row["notes"].append(f"paired on the {result.n_after} common seeds; the change is theirs")
@@ -209,8 +251,9 @@ def compare(results: Results, baseline: Baseline, options: CheckOptions) -> list
     environment_now = environment_of(results.trials)
     rows = []
     for arm, backend in _ordered_cells(results, baseline, final):
-        differences, comparable = environment_differences(baseline.environment.get(backend, {}),
-                                                          environment_now.get(backend, {}))
+        differences, comparable = environment_differences(
+            baseline.environment.get(backend, {}), environment_now.get(backend, {})
+        )
         for metric, tolerance in metrics.items():
             before = baseline.values.get((arm, backend), {}).get(metric) or None  # {}: no 'ok' seed
             after = current[metric].get((arm, backend))
@@ -247,14 +290,18 @@ def _decide(row: dict[str, Any], options: CheckOptions) -> Verdict:
                 row["notes"].append(f"decided by the tolerance alone (few_seeds: tolerance; {seed_counts})")
             else:
                 row["status"] = "UNCERTAIN"
-                row["notes"].append(f"{'worse' if worse else 'better'} beyond the tolerance, but {seed_counts}: add "
-                                    "seeds, or pass --few-seeds tolerance to let the tolerance alone decide")
+                row["notes"].append(
+                    f"{'worse' if worse else 'better'} beyond the tolerance, but {seed_counts}: add "
+                    "seeds, or pass --few-seeds tolerance to let the tolerance alone decide"
+                )
         elif row["significant"]:
             row["status"] = moved
         else:
             row["status"] = "PASS"
-            row["notes"].append(f"{'worse' if worse else 'better'} beyond the tolerance but not significant "
-                                f"(Holm p = {row['p_holm']:.3g})")
+            row["notes"].append(
+                f"{'worse' if worse else 'better'} beyond the tolerance but not significant "
+                f"(Holm p = {row['p_holm']:.3g})"
+            )
         if row["metric"] in TIMING_METRICS and not comparable and row["status"] in ("REGRESSED", "IMPROVED"):
             row["status"] = "UNCERTAIN"
             row["notes"].append("speed compared across different CPUs/GPUs or versions: not decided")

@@ -16,6 +16,7 @@ units: 0.01 is one accuracy point, 0.5 is half a second) or a percentage of the 
 primary metric (`report.metric`, else test accuracy, test error_rate for sequence labelling, or test loss for regression) with a 1%
 relative tolerance, and train_seconds with a 20% relative tolerance.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import SpecError, unknown_name
+
 # The metric names the training loop records, from the standard-library-only harness.measures, so that
 # parsing a suite's check block imports neither pandas nor the analysis package.
 from harness.measures import RECORDED_METRICS, SPEED_METRIC
@@ -191,8 +193,9 @@ def parse_fail_on(values: Iterable[str]) -> dict[str, Tolerance]:
     return metrics
 
 
-def merge_options(suite: CheckOptions, fail_on: Sequence[str] = (), min_seeds: int | None = None,
-                  few_seeds: str | None = None) -> CheckOptions:
+def merge_options(
+    suite: CheckOptions, fail_on: Sequence[str] = (), min_seeds: int | None = None, few_seeds: str | None = None
+) -> CheckOptions:
     """The suite's options overridden by the command line (the CLI wins, metric by metric)."""
     metrics = {**suite.metrics, **parse_fail_on(fail_on)}
     return CheckOptions(

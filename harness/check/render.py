@@ -5,6 +5,7 @@ claim; 3 some checked trials failed, diverged or timed out (it takes precedence 
 verdicts were computed without those trials, so fix the run first); 2 is raised earlier, for
 bad input (HarnessError).
 """
+
 from __future__ import annotations
 
 import json
@@ -77,20 +78,39 @@ def _interval_text(low: float, high: float) -> str:
 
 def verdict_table(verdicts: Sequence[Verdict]) -> str:
     """The per-row table, plain text in aligned columns."""
-    rows = [{
-        "arm": verdict.arm, "backend": verdict.backend, "metric": verdict.metric,
-        "better": verdict.direction,
-        "baseline": f"{_number(verdict.baseline_mean)} (n={verdict.baseline_n})",
-        "current": f"{_number(verdict.current_mean)} (n={verdict.current_n})",
-        "change": _change_text(verdict),
-        "tolerance": f"{verdict.tolerance} ({_number(verdict.limit)})" if math.isfinite(verdict.limit) else verdict.tolerance,
-        "95% CI of change": _interval_text(verdict.ci_low, verdict.ci_high),
-        "test": verdict.test or "-",
-        "p (Holm)": format_number(verdict.p_holm, 2),
-        "status": verdict.status,
-    } for verdict in verdicts]
-    columns = ["arm", "backend", "metric", "better", "baseline", "current", "change", "tolerance",
-               "95% CI of change", "test", "p (Holm)", "status"]
+    rows = [
+        {
+            "arm": verdict.arm,
+            "backend": verdict.backend,
+            "metric": verdict.metric,
+            "better": verdict.direction,
+            "baseline": f"{_number(verdict.baseline_mean)} (n={verdict.baseline_n})",
+            "current": f"{_number(verdict.current_mean)} (n={verdict.current_n})",
+            "change": _change_text(verdict),
+            "tolerance": f"{verdict.tolerance} ({_number(verdict.limit)})"
+            if math.isfinite(verdict.limit)
+            else verdict.tolerance,
+            "95% CI of change": _interval_text(verdict.ci_low, verdict.ci_high),
+            "test": verdict.test or "-",
+            "p (Holm)": format_number(verdict.p_holm, 2),
+            "status": verdict.status,
+        }
+        for verdict in verdicts
+    ]
+    columns = [
+        "arm",
+        "backend",
+        "metric",
+        "better",
+        "baseline",
+        "current",
+        "change",
+        "tolerance",
+        "95% CI of change",
+        "test",
+        "p (Holm)",
+        "status",
+    ]
     return render_table(pd.DataFrame(rows, columns=columns))
 
 
@@ -99,9 +119,11 @@ def claim_lines(result: ClaimResult) -> list[str]:
     lines = [f"{'PASS' if result.passed else 'FAIL'}  {result.claim.text}"]
     for outcome in result.outcomes:
         operands = ", ".join(f"{name} {_number(mean)}" for name, mean in outcome.operand_means.items())
-        numbers = (f"left {_number(outcome.left_mean)}, right {_number(outcome.right_mean)}; "
-                   f"left - right = {_number(outcome.margin_mean)}, 95% CI {_interval_text(outcome.ci_low, outcome.ci_high)}, "
-                   f"n={outcome.n} seeds")
+        numbers = (
+            f"left {_number(outcome.left_mean)}, right {_number(outcome.right_mean)}; "
+            f"left - right = {_number(outcome.margin_mean)}, 95% CI {_interval_text(outcome.ci_low, outcome.ci_high)}, "
+            f"n={outcome.n} seeds"
+        )
         lines.append(f"      [{outcome.backend}] {'pass' if outcome.passed else 'FAIL'}: {numbers}: {outcome.reason}")
         if operands:
             lines.append(f"      [{outcome.backend}] means over those seeds: {operands}")
@@ -114,7 +136,11 @@ def _trial_lines(failures: pd.DataFrame) -> list[str]:
     lines = []
     for row in failures.to_dict("records"):
         detail = ""
-        if row.get("status") == "diverged" and row.get("diverged_epoch") is not None and not pd.isna(row.get("diverged_epoch")):
+        if (
+            row.get("status") == "diverged"
+            and row.get("diverged_epoch") is not None
+            and not pd.isna(row.get("diverged_epoch"))
+        ):
             detail = f" at epoch {int(row['diverged_epoch'])}"
         error = row.get("error")
         if isinstance(error, str) and error:
@@ -138,8 +164,10 @@ def render_text(outcome: CheckOutcome) -> str:
         lines.append(verdict_table(outcome.verdicts) if outcome.verdicts else "(no rows to compare)")
         few = sum(verdict.test == "insufficient seeds" for verdict in outcome.verdicts)
         if few:
-            lines.append(f"{few} row(s) have fewer than {options.min_seeds} seeds on a side: a change there cannot be "
-                         "shown significant (add seeds to the suite).")
+            lines.append(
+                f"{few} row(s) have fewer than {options.min_seeds} seeds on a side: a change there cannot be "
+                "shown significant (add seeds to the suite)."
+            )
         noted = [verdict for verdict in outcome.verdicts if verdict.notes]
         if noted:
             lines.append("notes:")
@@ -151,8 +179,10 @@ def render_text(outcome: CheckOutcome) -> str:
     failures = outcome.trials_not_ok
     if failures is not None and len(failures):
         counts = Counter(failures["status"])
-        lines.append(f"trials not ok ({', '.join(f'{n} {status}' for status, n in counts.items())}); the verdicts "
-                     "above leave them out:")
+        lines.append(
+            f"trials not ok ({', '.join(f'{n} {status}' for status, n in counts.items())}); the verdicts "
+            "above leave them out:"
+        )
         lines += _trial_lines(failures)
     lines.append(result_line(outcome))
     return "\n".join(lines)
@@ -176,19 +206,37 @@ def outcome_document(outcome: CheckOutcome) -> dict[str, Any]:
     """The --json document: the same verdicts, claims and exit code as the text report."""
     baseline = outcome.baseline
     failures = outcome.trials_not_ok
-    trials = [] if failures is None else [
-        {key: (None if pd.isna(value) else int(value) if key in ("seed", "diverged_epoch", "epochs_completed") else value)
-         for key, value in row.items() if key in ("hash", "arm", "backend", "seed", "status", "diverged_epoch", "error")}
-        for row in failures.to_dict("records")
-    ]
+    trials = (
+        []
+        if failures is None
+        else [
+            {
+                key: (
+                    None
+                    if pd.isna(value)
+                    else int(value)
+                    if key in ("seed", "diverged_epoch", "epochs_completed")
+                    else value
+                )
+                for key, value in row.items()
+                if key in ("hash", "arm", "backend", "seed", "status", "diverged_epoch", "error")
+            }
+            for row in failures.to_dict("records")
+        ]
+    )
     return {
         "suite": outcome.suite,
         "exit_code": outcome.exit_code,
         "result": {EXIT_PASS: "pass", EXIT_FAIL: "fail", EXIT_TRIALS: "trials not ok"}[outcome.exit_code],
-        "baseline": None if baseline is None else {"path": str(baseline.path), "suite": baseline.suite,
-                                                   "created_at": baseline.created_at},
-        "rule": {"min_seeds": outcome.options.min_seeds, "few_seeds": outcome.options.few_seeds,
-                 "confidence": 0.95, "correction": "holm"},
+        "baseline": None
+        if baseline is None
+        else {"path": str(baseline.path), "suite": baseline.suite, "created_at": baseline.created_at},
+        "rule": {
+            "min_seeds": outcome.options.min_seeds,
+            "few_seeds": outcome.options.few_seeds,
+            "confidence": 0.95,
+            "correction": "holm",
+        },
         "counts": dict(Counter(verdict.status for verdict in outcome.verdicts)),
         "verdicts": [verdict.to_dict() for verdict in outcome.verdicts],
         "claims": [claim.to_dict() for claim in outcome.claims],

@@ -16,6 +16,7 @@ the outcome to an exit code. Exit codes: 0 success; 1 a check or parity disagree
 timed out; 130 interrupted (Ctrl-C; run again to resume).
 `harness --help` and `harness validate` import no deep-learning framework.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -42,7 +43,9 @@ class HarnessGroup(click.Group):
             ctx.exit(error.exit_code)
 
 
-@click.group(cls=HarnessGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=HarnessGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(__version__, prog_name="harness")
 def cli() -> None:
     """Compare deep-learning models, optimizers and training choices, with seeds and confidence intervals.
@@ -56,8 +59,16 @@ def _register_commands() -> None:
     # Imported here, not bound at module level: `harness.cli.run` etc. stay the modules.
     from harness.cli import baseline, check, compare, listing, parity, report, run, validate
 
-    for command in (run.run, validate.validate, report.report, compare.compare, baseline.baseline, check.check,
-                    parity.parity, listing.list_command):
+    for command in (
+        run.run,
+        validate.validate,
+        report.report,
+        compare.compare,
+        baseline.baseline,
+        check.check,
+        parity.parity,
+        listing.list_command,
+    ):
         cli.add_command(command)
 
 

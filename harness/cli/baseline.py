@@ -2,6 +2,7 @@
 
 The file format (build, write, read, validate) is library code in harness.check.baseline.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,10 +28,20 @@ def baseline() -> None:
 
 @baseline.command(name="save", epilog=SAVE_EPILOG)
 @click.argument("target", metavar="SUITE_OR_RESULTS", type=click.Path(path_type=Path))
-@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
-              help="The baseline file to write (default: baselines/<suite>.json).")
-@click.option("--store", "store_dir", type=click.Path(path_type=Path), default=None,
-              help="The folder given to `harness run --store` (default: results/, or the parent of a results folder).")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The baseline file to write (default: baselines/<suite>.json).",
+)
+@click.option(
+    "--store",
+    "store_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The folder given to `harness run --store` (default: results/, or the parent of a results folder).",
+)
 def save(target: Path, output: Path | None, store_dir: Path | None) -> None:
     """Write the per-seed final metrics and train_seconds of SUITE_OR_RESULTS as sorted, diffable JSON.
 
@@ -43,17 +54,30 @@ def save(target: Path, output: Path | None, store_dir: Path | None) -> None:
     document = build_baseline(results, source=str(target))
     path = write_baseline(document, output if output is not None else DEFAULT_BASELINE_FOLDER / f"{record.name}.json")
     cells = document["results"]
-    seeds = sorted({int(seed) for arm in cells.values() for cell in arm.values()
-                    for entry in cell["metrics"].values() for seed in entry["seeds"]})
+    seeds = sorted(
+        {
+            int(seed)
+            for arm in cells.values()
+            for cell in arm.values()
+            for entry in cell["metrics"].values()
+            for seed in entry["seeds"]
+        }
+    )
     click.echo(
         f"saved {path}: suite {record.name!r}, {len(cells)} arms, backends {', '.join(sorted(document['environment']))}, "
         f"seeds {', '.join(map(str, seeds)) or 'none'}, metrics {', '.join(document['directions'])}"
     )
     failures = results.failures()
     if len(failures):
-        click.echo(f"warning: {len(failures)} trial(s) are not ok ({', '.join(sorted(set(failures['status'])))}); "
-                   "the baseline counts them but holds no value for them.", err=True)
+        click.echo(
+            f"warning: {len(failures)} trial(s) are not ok ({', '.join(sorted(set(failures['status'])))}); "
+            "the baseline counts them but holds no value for them.",
+            err=True,
+        )
     expected = len(record.labels)
     if len(results.trials) < expected:
-        click.echo(f"warning: only {len(results.trials)} of the suite's {expected} trials are in the store; "
-                   "run `harness run` first for a complete baseline.", err=True)
+        click.echo(
+            f"warning: only {len(results.trials)} of the suite's {expected} trials are in the store; "
+            "run `harness run` first for a complete baseline.",
+            err=True,
+        )

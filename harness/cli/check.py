@@ -3,6 +3,7 @@
 The gate, the claims and the rendering are library code in harness.check; heavy imports (pandas,
 scipy) happen inside the command, so `harness --help` stays fast.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -39,21 +40,51 @@ when neither names one: the primary metric at 1% and train_seconds at 20%.
 
 @click.command(name="check", epilog=CHECK_EPILOG)
 @click.argument("target", metavar="SUITE_OR_RESULTS", type=click.Path(path_type=Path))
-@click.option("--baseline", "baseline_path", type=click.Path(path_type=Path), default=None,
-              help="Baseline file from `harness baseline save`. Optional when the suite has `expect:` claims.")
-@click.option("--fail-on", "fail_on", multiple=True, metavar="METRIC:TOL",
-              help="Check METRIC with this tolerance: absolute (test_accuracy:0.01) or relative (train_seconds:20%). "
-                   "Repeatable; overrides the suite's `check:` for that metric.")
-@click.option("--min-seeds", type=int, default=None,
-              help="Seeds needed on each side to call a change significant (default 3, or the suite's check.min_seeds).")
-@click.option("--few-seeds", type=click.Choice(["pass", "tolerance"]), default=None,
-              help="Below --min-seeds: 'pass' reports UNCERTAIN and does not fail (default); 'tolerance' lets the "
-                   "tolerance alone decide.")
+@click.option(
+    "--baseline",
+    "baseline_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Baseline file from `harness baseline save`. Optional when the suite has `expect:` claims.",
+)
+@click.option(
+    "--fail-on",
+    "fail_on",
+    multiple=True,
+    metavar="METRIC:TOL",
+    help="Check METRIC with this tolerance: absolute (test_accuracy:0.01) or relative (train_seconds:20%). "
+    "Repeatable; overrides the suite's `check:` for that metric.",
+)
+@click.option(
+    "--min-seeds",
+    type=int,
+    default=None,
+    help="Seeds needed on each side to call a change significant (default 3, or the suite's check.min_seeds).",
+)
+@click.option(
+    "--few-seeds",
+    type=click.Choice(["pass", "tolerance"]),
+    default=None,
+    help="Below --min-seeds: 'pass' reports UNCERTAIN and does not fail (default); 'tolerance' lets the "
+    "tolerance alone decide.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON (the same verdicts and exit code).")
-@click.option("--store", "store_dir", type=click.Path(path_type=Path), default=None,
-              help="The folder given to `harness run --store` (default: results/, or the parent of a results folder).")
-def check(target: Path, baseline_path: Path | None, fail_on: Sequence[str], min_seeds: int | None,
-          few_seeds: str | None, as_json: bool, store_dir: Path | None) -> None:
+@click.option(
+    "--store",
+    "store_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The folder given to `harness run --store` (default: results/, or the parent of a results folder).",
+)
+def check(
+    target: Path,
+    baseline_path: Path | None,
+    fail_on: Sequence[str],
+    min_seeds: int | None,
+    few_seeds: str | None,
+    as_json: bool,
+    store_dir: Path | None,
+) -> None:
     """Compare SUITE_OR_RESULTS with a baseline and evaluate the suite's `expect:` claims; exit 1 on a regression.
 
     \b
@@ -76,13 +107,19 @@ def check(target: Path, baseline_path: Path | None, fail_on: Sequence[str], min_
             f"check: nothing to check for suite {record.name!r}: no --baseline and no `expect:` claims in the suite. "
             f"Fix: create a baseline with `harness baseline save {target} -o baselines/{record.name}.json` and pass "
             f"--baseline baselines/{record.name}.json, or add claims such as "
-            "`expect: [\"adam.test_accuracy > sgd.test_accuracy\"]` to the suite."
+            '`expect: ["adam.test_accuracy > sgd.test_accuracy"]` to the suite.'
         )
     claims = evaluate_claims(results, record.expect) if record.expect else []
     loaded = read_baseline(baseline_path, suite=record.name) if baseline_path is not None else None
     verdicts = compare(results, loaded, options) if loaded is not None else []
-    outcome = CheckOutcome(suite=record.name, options=options, verdicts=verdicts, claims=claims,
-                           trials_not_ok=results.failures(), baseline=loaded)
+    outcome = CheckOutcome(
+        suite=record.name,
+        options=options,
+        verdicts=verdicts,
+        claims=claims,
+        trials_not_ok=results.failures(),
+        baseline=loaded,
+    )
     click.echo(render_json(outcome) if as_json else render_text(outcome))
     if outcome.exit_code:
         raise SystemExit(outcome.exit_code)

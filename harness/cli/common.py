@@ -1,4 +1,5 @@
 """What every command shares: exit codes, the default store, and loading a suite with its later-stage blocks checked."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -2,6 +2,7 @@
 
 The table, its statistic and the forest plot are library code in harness.report.compare.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,14 +13,25 @@ import click
 @click.command("compare")
 @click.argument("first", metavar="A", type=click.Path(path_type=Path))
 @click.argument("second", metavar="B", type=click.Path(path_type=Path))
-@click.option("--store-a", type=click.Path(path_type=Path), default=None,
-              help="The store of A (default: results/ for a suite file, the parent folder for a results folder).")
+@click.option(
+    "--store-a",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The store of A (default: results/ for a suite file, the parent folder for a results folder).",
+)
 @click.option("--store-b", type=click.Path(path_type=Path), default=None, help="The store of B (same default).")
 @click.option("--metric", default=None, help="The final metric to compare (default: A's primary metric).")
-@click.option("--output", "-o", "output", type=click.Path(path_type=Path), default=None,
-              help="Folder for compare.csv and compare.png (default: reports/compare_<A>_vs_<B>/).")
-def compare(first: Path, second: Path, store_a: Path | None, store_b: Path | None, metric: str | None,
-            output: Path | None) -> None:
+@click.option(
+    "--output",
+    "-o",
+    "output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for compare.csv and compare.png (default: reports/compare_<A>_vs_<B>/).",
+)
+def compare(
+    first: Path, second: Path, store_a: Path | None, store_b: Path | None, metric: str | None, output: Path | None
+) -> None:
     """Compare two result sets (suite files or results folders) arm by arm: B - A with a 95% CI.
 
     Paired by seed on the seeds both ran, Welch's t interval otherwise: the rule of `harness check`.

@@ -1,4 +1,5 @@
 """`harness list`: shipped suites, datasets, components and backends."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """`harness parity`: every arm of a suite trains identically in each backend, or exit 1."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -11,8 +12,13 @@ from harness.cli.common import EXIT_DISAGREE, load_checked_suite
 
 @click.command()
 @click.argument("suite_path", metavar="SUITE", type=click.Path(path_type=Path))
-@click.option("--backend", "backends", multiple=True, metavar="NAME",
-              help="Backends to compare (repeatable; default: the suite's, at least two). The first is the reference.")
+@click.option(
+    "--backend",
+    "backends",
+    multiple=True,
+    metavar="NAME",
+    help="Backends to compare (repeatable; default: the suite's, at least two). The first is the reference.",
+)
 @click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True, help="Optimizer steps per arm.")
 def parity(suite_path: Path, backends: Sequence[str], steps: int) -> None:
     """Check that every arm of SUITE trains identically in each backend.
@@ -35,8 +41,10 @@ def parity(suite_path: Path, backends: Sequence[str], steps: int) -> None:
     click.echo(f"{'arm':<{width}}  backends          steps  max|dloss|  max|dparam|  verdict")
     for result in results:
         verdict = "agree" if result.passed else "DISAGREE"
-        click.echo(f"{result.label:<{width}}  {' vs '.join(result.backends):<16}  {result.steps:>5}  "
-                   f"{result.max_loss_delta:>10.2e}  {result.max_param_delta:>11.2e}  {verdict}")
+        click.echo(
+            f"{result.label:<{width}}  {' vs '.join(result.backends):<16}  {result.steps:>5}  "
+            f"{result.max_loss_delta:>10.2e}  {result.max_param_delta:>11.2e}  {verdict}"
+        )
     notes = sorted({result.note for result in results if result.note})
     for note in notes:
         click.echo(f"note: {note}")

@@ -1,4 +1,5 @@
 """`harness report`: the HTML and PDF report of a suite's stored results."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,10 +9,22 @@ import click
 
 @click.command()
 @click.argument("target", metavar="SUITE_OR_RESULTS", type=click.Path(path_type=Path))
-@click.option("--store", "store_dir", type=click.Path(path_type=Path), default=None,
-              help="The store folder (default: results/ for a suite file, the parent of a results folder).")
-@click.option("--output", "-o", "reports_dir", type=click.Path(path_type=Path), default=Path("reports"), show_default=True,
-              help="Reports go to <output>/<suite>/report.html and report.pdf.")
+@click.option(
+    "--store",
+    "store_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The store folder (default: results/ for a suite file, the parent of a results folder).",
+)
+@click.option(
+    "--output",
+    "-o",
+    "reports_dir",
+    type=click.Path(path_type=Path),
+    default=Path("reports"),
+    show_default=True,
+    help="Reports go to <output>/<suite>/report.html and report.pdf.",
+)
 def report(target: Path, store_dir: Path | None, reports_dir: Path) -> None:
     """Write the HTML and PDF report of a suite's stored results.
 

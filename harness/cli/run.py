@@ -1,4 +1,5 @@
 """`harness run`: train every trial of a suite not yet in the store, then write and print the tables."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,32 +13,90 @@ from harness.cli.common import DEFAULT_STORE, EXIT_INTERRUPTED, EXIT_TRIALS_FAIL
 
 @click.command()
 @click.argument("suite_path", metavar="SUITE", type=click.Path(path_type=Path))
-@click.option("--store", "store_dir", type=click.Path(path_type=Path), default=DEFAULT_STORE, show_default=True,
-              help="Folder for the SQLite store (harness.sqlite) and the exported tables (<store>/<suite>/).")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
-              help="Worker processes (default: the number of cores), each reused and pinned to cores/jobs threads; "
-                   "with --executor ray, trials at once (default: as many as the cluster's CPUs/GPUs hold).")
-@click.option("--backend", "backends", multiple=True, metavar="NAME",
-              help="Run only these backends (repeatable), overriding the suite's `backends`.")
-@click.option("--seeds", "seeds", default=None, metavar="N|LIST",
-              help="Override the suite's seeds: a count (3) or a list (0,1,2).")
+@click.option(
+    "--store",
+    "store_dir",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_STORE,
+    show_default=True,
+    help="Folder for the SQLite store (harness.sqlite) and the exported tables (<store>/<suite>/).",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes (default: the number of cores), each reused and pinned to cores/jobs threads; "
+    "with --executor ray, trials at once (default: as many as the cluster's CPUs/GPUs hold).",
+)
+@click.option(
+    "--backend",
+    "backends",
+    multiple=True,
+    metavar="NAME",
+    help="Run only these backends (repeatable), overriding the suite's `backends`.",
+)
+@click.option(
+    "--seeds",
+    "seeds",
+    default=None,
+    metavar="N|LIST",
+    help="Override the suite's seeds: a count (3) or a list (0,1,2).",
+)
 @click.option("--rerun", is_flag=True, help="Run trials again even when the store has their result.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
-@click.option("--device", default=None, metavar="DEVICE",
-              help="cpu, auto (a GPU when the backend sees one), cuda or cuda:N; overrides the suite's `device`.")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: worker processes here; ray: actors on a Ray cluster (pip install \"harness[ray]\").")
-@click.option("--address", default=None, metavar="ADDR",
-              help="Ray cluster address (auto, host:port, ray://host:port); default RAY_ADDRESS, else a new local Ray.")
-@click.option("--num-cpus", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Ray: CPUs each trial reserves (default 1).")
-@click.option("--num-gpus", type=click.FloatRange(min=0), default=None, help="Ray: GPUs each trial reserves (default 0).")
+@click.option(
+    "--device",
+    default=None,
+    metavar="DEVICE",
+    help="cpu, auto (a GPU when the backend sees one), cuda or cuda:N; overrides the suite's `device`.",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help='local: worker processes here; ray: actors on a Ray cluster (pip install "harness[ray]").',
+)
+@click.option(
+    "--address",
+    default=None,
+    metavar="ADDR",
+    help="Ray cluster address (auto, host:port, ray://host:port); default RAY_ADDRESS, else a new local Ray.",
+)
+@click.option(
+    "--num-cpus",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Ray: CPUs each trial reserves (default 1).",
+)
+@click.option(
+    "--num-gpus", type=click.FloatRange(min=0), default=None, help="Ray: GPUs each trial reserves (default 0)."
+)
 @click.option("--report", "make_report", is_flag=True, help="Also write reports/<suite>/report.html and report.pdf.")
-@click.option("--reports-dir", type=click.Path(path_type=Path), default=Path("reports"), show_default=True,
-              help="Where --report writes (reports/<suite>/).")
-def run(suite_path: Path, store_dir: Path, jobs: int | None, backends: Sequence[str], seeds: str | None,
-        rerun: bool, quiet: bool, device: str | None, executor: str, address: str | None, num_cpus: float | None,
-        num_gpus: float | None, make_report: bool, reports_dir: Path) -> None:
+@click.option(
+    "--reports-dir",
+    type=click.Path(path_type=Path),
+    default=Path("reports"),
+    show_default=True,
+    help="Where --report writes (reports/<suite>/).",
+)
+def run(
+    suite_path: Path,
+    store_dir: Path,
+    jobs: int | None,
+    backends: Sequence[str],
+    seeds: str | None,
+    rerun: bool,
+    quiet: bool,
+    device: str | None,
+    executor: str,
+    address: str | None,
+    num_cpus: float | None,
+    num_gpus: float | None,
+    make_report: bool,
+    reports_dir: Path,
+) -> None:
     """Run every trial of SUITE not yet in the store, then write and print the tables.
 
     \b
@@ -53,8 +112,17 @@ def run(suite_path: Path, store_dir: Path, jobs: int | None, backends: Sequence[
         suite = dataclasses.replace(suite, trials=with_device(suite.trials, device))
     check_executor(executor, num_cpus, num_gpus, address)  # bad Ray input fails before the store exists
     with Store(store_dir) as store:  # validated input first: bad input writes nothing
-        summary = run_trials(suite.trials, store, jobs=jobs, rerun=rerun, quiet=quiet, executor=executor,
-                             address=address, num_cpus=num_cpus, num_gpus=num_gpus)
+        summary = run_trials(
+            suite.trials,
+            store,
+            jobs=jobs,
+            rerun=rerun,
+            quiet=quiet,
+            executor=executor,
+            address=address,
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+        )
         record = SuiteRecord.from_suite(suite)
         results = record_results(record, store)
         written = export_tables(results, store_dir / suite.name, record)
@@ -73,7 +141,10 @@ def run(suite_path: Path, store_dir: Path, jobs: int | None, backends: Sequence[
         html_path, pdf_path = write_report(results, reports_dir / suite.name, record.document)
         echo(f"Report: {html_path}  {pdf_path}")
     if summary.interrupted:
-        echo(f"Interrupted. Finished trials are saved; resume with: harness run {suite_path} --store {store_dir}", err=True)
+        echo(
+            f"Interrupted. Finished trials are saved; resume with: harness run {suite_path} --store {store_dir}",
+            err=True,
+        )
         raise SystemExit(EXIT_INTERRUPTED)
     if summary.failed or summary.timeout:
         echo("Some trials failed or timed out; see the 'error' column of final.csv.", err=True)

@@ -1,4 +1,5 @@
 """`harness validate`: check suites without training."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

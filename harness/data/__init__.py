@@ -18,9 +18,11 @@ How a dataset is cut, in order (every step from the fixed dataset seed, never th
 Importing this package loads numpy only; scikit-learn and mnist1d are imported by the
 loaders that need them, and only when their disk cache misses.
 """
+
 from __future__ import annotations
 
 import functools
+
 import numpy as np
 
 from harness.data import sources
@@ -79,8 +81,11 @@ def _load_resolved(spec: DatasetSpec) -> Dataset:
         x_test, y_test = arrays["x_test"], arrays["y_test"]
     else:
         kept, held = split_indices(
-            len(y_pool), TEST_FRACTION, sources.TEST_SPLIT_STREAM,
-            labels=y_pool if labelled else None, shuffle_kept=True,
+            len(y_pool),
+            TEST_FRACTION,
+            sources.TEST_SPLIT_STREAM,
+            labels=y_pool if labelled else None,
+            shuffle_kept=True,
         )
         x_test, y_test, x_pool, y_pool = x_pool[held], y_pool[held], x_pool[kept], y_pool[kept]
     # 2. the first N training rows
@@ -110,9 +115,12 @@ def _load_resolved(spec: DatasetSpec) -> Dataset:
 
     return Dataset(
         info=info,
-        x_train=features(x_train), y_train=targets(y_train),
-        x_validation=features(x_validation), y_validation=targets(y_validation),
-        x_test=features(x_test), y_test=targets(y_test),
+        x_train=features(x_train),
+        y_train=targets(y_train),
+        x_validation=features(x_validation),
+        y_validation=targets(y_validation),
+        x_test=features(x_test),
+        y_test=targets(y_test),
     )
 
 

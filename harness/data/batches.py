@@ -1,4 +1,5 @@
 """Batch order drawn by the harness from the trial seed, so every backend sees the same batches."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,4 +21,4 @@ def epoch_batches(num_samples: int, training: TrainingSpec, seed: int, epoch: in
         order = np.arange(num_samples)
     size = training.batch_size
     stop = num_samples - num_samples % size if training.drop_last else num_samples
-    return [order[start:min(start + size, stop)] for start in range(0, stop, size)]
+    return [order[start : min(start + size, stop)] for start in range(0, stop, size)]

@@ -4,6 +4,7 @@
 scale: unit}` into a DatasetSpec with EVERY option explicit, so equal experiments have equal
 content hashes. `dataset_info` answers shape and task questions without loading anything.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -55,14 +56,20 @@ class DatasetDefinition:
         else:
             num_outputs = 1 if self.task == "binary" else int(classes or 0)
         return DatasetInfo(
-            name=self.name, task=self.task, input_shape=self.input_shape(options),
-            num_outputs=num_outputs, num_classes=classes, description=self.description,
+            name=self.name,
+            task=self.task,
+            input_shape=self.input_shape(options),
+            num_outputs=num_outputs,
+            num_classes=classes,
+            description=self.description,
             target_length=self.target_length(options) if self.target_length is not None else None,
         )
 
 
 def _scale(default: str, *choices: str) -> Parameter:
-    return Parameter("choice", default, choices=choices, description="feature scaling fitted on the training split only")
+    return Parameter(
+        "choice", default, choices=choices, description="feature scaling fitted on the training split only"
+    )
 
 
 def _rows(default: int, minimum: int) -> Parameter:
@@ -102,22 +109,46 @@ def _check_symbol_frames(options: Options, where: str) -> None:
         )
 
 
-def _bundled(name: str, task: str, rows: int, features: int, classes: int | None, description: str,
-             options: Mapping[str, Parameter], **extra: Any) -> DatasetDefinition:
+def _bundled(
+    name: str,
+    task: str,
+    rows: int,
+    features: int,
+    classes: int | None,
+    description: str,
+    options: Mapping[str, Parameter],
+    **extra: Any,
+) -> DatasetDefinition:
     return DatasetDefinition(
-        name=name, task=task, description=description, options=options,
-        produce=lambda _options: sources.sklearn_arrays(name), num_rows=lambda _options: rows,
-        input_shape=extra.pop("input_shape", lambda _options: (features,)), num_classes=classes, **extra,
+        name=name,
+        task=task,
+        description=description,
+        options=options,
+        produce=lambda _options: sources.sklearn_arrays(name),
+        num_rows=lambda _options: rows,
+        input_shape=extra.pop("input_shape", lambda _options: (features,)),
+        num_classes=classes,
+        **extra,
     )
 
 
-def _synthetic(name: str, task: str, description: str, generate: Callable[..., sources.Arrays],
-               options: Mapping[str, Parameter], **extra: Any) -> DatasetDefinition:
+def _synthetic(
+    name: str,
+    task: str,
+    description: str,
+    generate: Callable[..., sources.Arrays],
+    options: Mapping[str, Parameter],
+    **extra: Any,
+) -> DatasetDefinition:
     """A dataset made in code: `generate` takes every option but the preparation ones, by name; n_samples rows."""
     return DatasetDefinition(
-        name=name, task=task, description=description, options=options,
+        name=name,
+        task=task,
+        description=description,
+        options=options,
         produce=lambda chosen: generate(**{key: value for key, value in chosen.items() if key not in _PREPARATION}),
-        num_rows=lambda chosen: chosen["n_samples"], **extra,
+        num_rows=lambda chosen: chosen["n_samples"],
+        **extra,
     )
 
 
@@ -129,9 +160,15 @@ _DEFINITIONS = [
         task="classification",
         description="MNIST-1D (Greydanus & Kobak 2024): 10 digit templates as 40-point signals, 4000 train / 1000 test",
         options={
-            "shape": Parameter("choice", "vector", choices=("vector", "sequence"),
-                               description="vector (40,) or sequence (40, 1) for conv/RNN"),
-            "permute": Parameter("bool", False, description="one fixed permutation of the 40 positions (spatial-prior ablation)"),
+            "shape": Parameter(
+                "choice",
+                "vector",
+                choices=("vector", "sequence"),
+                description="vector (40,) or sequence (40, 1) for conv/RNN",
+            ),
+            "permute": Parameter(
+                "bool", False, description="one fixed permutation of the 40 positions (spatial-prior ablation)"
+            ),
             "scale": _scale("none", "none", "standard"),  # already standardized by the generator
         },
         produce=_mnist1d,
@@ -141,32 +178,66 @@ _DEFINITIONS = [
         own_test_split=True,
     ),
     _bundled(
-        "digits", "classification", 1797, 64, 10,
+        "digits",
+        "classification",
+        1797,
+        64,
+        10,
         "scikit-learn digits: 8x8 grey-level (0-16) handwritten digits, 1347 train / 450 test",
         {
-            "scale": _scale("standard", "standard", "unit", "minmax", "none"),  # unit: X/16 (Deep Learning from Scratch)
-            "shape": Parameter("choice", "vector", choices=("vector", "image"),
-                               description="vector (64,) or image (8, 8, 1), channels last"),
+            "scale": _scale(
+                "standard", "standard", "unit", "minmax", "none"
+            ),  # unit: X/16 (Deep Learning from Scratch)
+            "shape": Parameter(
+                "choice",
+                "vector",
+                choices=("vector", "image"),
+                description="vector (64,) or image (8, 8, 1), channels last",
+            ),
         },
         input_shape=lambda options: (64,) if options["shape"] == "vector" else (8, 8, 1),
         unit_range=16.0,
     ),
     _bundled(
-        "breast_cancer", "binary", 569, 30, 2,
+        "breast_cancer",
+        "binary",
+        569,
+        30,
+        2,
         "scikit-learn Wisconsin breast cancer: 30 cell-nucleus features, malignant 0 / benign 1, 426 train / 143 test",
         {"scale": _STANDARD},
     ),
-    _bundled("iris", "classification", 150, 4, 3, "scikit-learn iris: 4 flower measurements, 3 species, 112 train / 38 test",
-             {"scale": _STANDARD}),
-    _bundled("wine", "classification", 178, 13, 3, "scikit-learn wine: 13 chemical measurements, 3 cultivars, 133 train / 45 test",
-             {"scale": _STANDARD}),
     _bundled(
-        "diabetes", "regression", 442, 10, None,
+        "iris",
+        "classification",
+        150,
+        4,
+        3,
+        "scikit-learn iris: 4 flower measurements, 3 species, 112 train / 38 test",
+        {"scale": _STANDARD},
+    ),
+    _bundled(
+        "wine",
+        "classification",
+        178,
+        13,
+        3,
+        "scikit-learn wine: 13 chemical measurements, 3 cultivars, 133 train / 45 test",
+        {"scale": _STANDARD},
+    ),
+    _bundled(
+        "diabetes",
+        "regression",
+        442,
+        10,
+        None,
         "scikit-learn diabetes: 10 patient features -> disease progression after one year, 331 train / 111 test",
         {"scale": _STANDARD, "scale_target": _SCALE_TARGET},
     ),
     _synthetic(
-        "spirals", "binary", "two interleaved spirals in 2-D (synthetic, fixed seed): a classic nonlinear benchmark",
+        "spirals",
+        "binary",
+        "two interleaved spirals in 2-D (synthetic, fixed seed): a classic nonlinear benchmark",
         sources.make_spirals,
         {
             "n_samples": _rows(1000, minimum=8),
@@ -178,7 +249,8 @@ _DEFINITIONS = [
         num_classes=2,
     ),
     _synthetic(
-        "teacher_student", "regression",
+        "teacher_student",
+        "regression",
         "Gaussian inputs through a fixed random tanh teacher MLP plus noise (synthetic regression)",
         sources.make_teacher_student,
         {
@@ -194,7 +266,8 @@ _DEFINITIONS = [
         num_targets=lambda options: options["n_targets"],
     ),
     _synthetic(
-        "symbol_sequences", "sequence",
+        "symbol_sequences",
+        "sequence",
         "noisy frames of a short symbol string, unaligned -> the string (synthetic sequence labelling, for ctc)",
         sources.make_symbol_sequences,
         {
@@ -267,7 +340,9 @@ def resolve_dataset(raw: str | Mapping[str, Any] | DatasetSpec, where: str = "da
             f"{where}.validation: {validation} of {kept} training rows leaves no row to train on. "
             f"Lower validation or raise train_samples."
         )
-    return DatasetSpec(name=name, validation=validation, train_samples=train_samples, options=tuple(sorted(options.items())))
+    return DatasetSpec(
+        name=name, validation=validation, train_samples=train_samples, options=tuple(sorted(options.items()))
+    )
 
 
 def _check_option(option: Parameter, value: Any, where: str) -> Any:

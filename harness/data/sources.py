@@ -10,6 +10,7 @@ import) are cached on disk under `$HARNESS_CACHE` (default ~/.cache/harness) as 
 keyed by the producing package's version, and written atomically. A cache hit returns
 bit-identical arrays and imports neither package.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -269,7 +270,9 @@ def make_symbol_sequences(
         {'x': (n_samples, timesteps * features) float64, 'y': (n_samples, max_length) int64}
     """
     if timesteps < symbol_sequence_frames(max_length):
-        raise ValueError(f"timesteps {timesteps} < {symbol_sequence_frames(max_length)} frames needed for max_length {max_length}")
+        raise ValueError(
+            f"timesteps {timesteps} < {symbol_sequence_frames(max_length)} frames needed for max_length {max_length}"
+        )
     prototypes = np.random.default_rng([DATASET_SEED, SYMBOL_PROTOTYPES_STREAM, num_symbols, features]).standard_normal(
         (num_symbols + 1, features)
     )
@@ -287,7 +290,7 @@ def make_symbol_sequences(
         gaps[1:-1] += 1
         position = gaps[0]
         for symbol, duration, gap in zip(symbols, durations, gaps[1:]):
-            frames[row, position:position + duration] = symbol
+            frames[row, position : position + duration] = symbol
             position += duration + gap
         labels[row, :length] = symbols
     x = prototypes[frames] + noise * rng.standard_normal((n_samples, timesteps, features))

@@ -5,6 +5,7 @@ them every stored result) stay the same across scikit-learn versions and need no
 Held-out sizes follow scikit-learn's convention, ceil(fraction * N): breast_cancer's 569
 rows give 426 train / 143 test, digits' 1797 give 1347 / 450.
 """
+
 from __future__ import annotations
 
 import math

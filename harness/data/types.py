@@ -1,4 +1,5 @@
 """The dataset contract every adapter consumes: numpy arrays, fixed splits, static metadata."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -3,6 +3,7 @@
 Importing this package imports no plotting library; `write_report` loads matplotlib, seaborn
 and jinja2 when called, and says how to install them when they are missing.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -17,7 +18,9 @@ if TYPE_CHECKING:
 REPORT_PACKAGES = ("matplotlib", "seaborn", "jinja2")
 
 
-def write_report(results: Results, directory: str | Path, suite_document: Mapping[str, Any] | None = None) -> tuple[Path, Path]:
+def write_report(
+    results: Results, directory: str | Path, suite_document: Mapping[str, Any] | None = None
+) -> tuple[Path, Path]:
     """Write `<directory>/report.html` and `<directory>/report.pdf`; return their paths.
 
     See `harness.report.document.write_report`.

@@ -16,6 +16,7 @@ difference B - A of a final metric (default: A's primary metric) over the trials
 `compare_results` builds the table, `comparison_figure` the forest plot, `format_table` the
 printed text; the command (`harness.cli.compare`) writes compare.csv and compare.png.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -28,8 +29,20 @@ if TYPE_CHECKING:  # registering the command in the CLI must not load scipy or m
 
     from harness.analysis import Results
 
-COLUMNS = ["arm", "backend", "metric", "test", "n_a", "n_b", "mean_a", "mean_b", "mean_difference", "ci_low", "ci_high",
-           "p_value"]
+COLUMNS = [
+    "arm",
+    "backend",
+    "metric",
+    "test",
+    "n_a",
+    "n_b",
+    "mean_a",
+    "mean_b",
+    "mean_difference",
+    "ci_low",
+    "ci_high",
+    "p_value",
+]
 
 
 def _ok_values(results: Results, metric: str) -> pd.DataFrame:
@@ -73,14 +86,23 @@ def compare_results(first: Results, second: Results, metric: str | None = None) 
             change = before_after(before, after, DEFAULT_MIN_SEEDS)
             if change.method == INSUFFICIENT:  # where `check` claims nothing, still show the smallest interval
                 change = before_after(before, after, MIN_PAIRS)
-            rows.append({
-                "arm": arm, "backend": backend, "metric": metric,
-                # one seed on a side: no interval either way; the row keeps the label compare always gave it
-                "test": WELCH if change.method == INSUFFICIENT else change.method,
-                "n_a": change.n_before, "n_b": change.n_after, "mean_a": change.mean_before,
-                "mean_b": change.mean_after, "mean_difference": change.change, "ci_low": change.ci_low,
-                "ci_high": change.ci_high, "p_value": change.p_value,
-            })
+            rows.append(
+                {
+                    "arm": arm,
+                    "backend": backend,
+                    "metric": metric,
+                    # one seed on a side: no interval either way; the row keeps the label compare always gave it
+                    "test": WELCH if change.method == INSUFFICIENT else change.method,
+                    "n_a": change.n_before,
+                    "n_b": change.n_after,
+                    "mean_a": change.mean_before,
+                    "mean_b": change.mean_after,
+                    "mean_difference": change.change,
+                    "ci_low": change.ci_low,
+                    "ci_high": change.ci_high,
+                    "p_value": change.p_value,
+                }
+            )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -90,10 +112,18 @@ def comparison_figure(table: pd.DataFrame, *, name_a: str, name_b: str) -> Figur
 
     metric = table["metric"].iloc[0] if len(table) else "metric"
     excludes_zero = (table["ci_low"] > 0) | (table["ci_high"] < 0)
-    return figures._interval_plot(  # noqa: SLF001 - the shared point-and-interval layout of the report
-        table, value="mean_difference", low="ci_low", high="ci_high", arms=list(dict.fromkeys(table["arm"])),
-        backends=list(dict.fromkeys(table["backend"])), zero_line=True, filled=excludes_zero,
-        title=f"{name_b} - {name_a} (filled: 95% CI excludes 0)", xlabel=f"{metric}: B - A")
+    return figures._interval_plot(
+        table,
+        value="mean_difference",
+        low="ci_low",
+        high="ci_high",
+        arms=list(dict.fromkeys(table["arm"])),
+        backends=list(dict.fromkeys(table["backend"])),
+        zero_line=True,
+        filled=excludes_zero,
+        title=f"{name_b} - {name_a} (filled: 95% CI excludes 0)",
+        xlabel=f"{metric}: B - A",
+    )
 
 
 def format_table(table: pd.DataFrame) -> str:

@@ -1,4 +1,5 @@
 """`write_report`: a suite's results as one self-contained HTML page and a multi-page PDF."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -77,7 +78,9 @@ def report_content(results: Results, suite_document: Mapping[str, Any] | None = 
     )
 
 
-def write_report(results: Results, directory: str | Path, suite_document: Mapping[str, Any] | None = None) -> tuple[Path, Path]:
+def write_report(
+    results: Results, directory: str | Path, suite_document: Mapping[str, Any] | None = None
+) -> tuple[Path, Path]:
     """Write `<directory>/report.html` (one self-contained file) and `<directory>/report.pdf`.
 
     Args:

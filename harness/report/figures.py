@@ -9,6 +9,7 @@ Inputs are the frames of `harness.analysis.Results`: `curves()`, `summary()`, `c
 `pivot()`, `generalization_gap()`, `final()`. Which figures a report shows, and where new ones
 (e.g. the per-layer activation histograms of the diagnostics step) plug in: `harness.report.gallery`.
 """
+
 from __future__ import annotations
 
 import io
@@ -20,9 +21,9 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.artist import Artist
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection, PolyCollection
-from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
@@ -81,12 +82,23 @@ def figure_legend(figure: Figure, handles: Sequence[Artist]) -> None:
         figure.legend(handles=handles, loc="outside right upper", frameon=False)
         return
     labels = [str(handle.get_label()) for handle in handles]
-    figure.legend(handles=handles, loc="outside lower center", ncols=legend_columns(labels, figure.get_figwidth()),
-                  frameon=False, fontsize="small")
+    figure.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=legend_columns(labels, figure.get_figwidth()),
+        frameon=False,
+        fontsize="small",
+    )
 
 
-def learning_curves(curves: pd.DataFrame, *, measure: str, arms: Sequence[str], backends: Sequence[str],
-                    splits: Sequence[str] = (TRAINING_SPLIT, VALIDATION_SPLIT)) -> Figure:
+def learning_curves(
+    curves: pd.DataFrame,
+    *,
+    measure: str,
+    arms: Sequence[str],
+    backends: Sequence[str],
+    splits: Sequence[str] = (TRAINING_SPLIT, VALIDATION_SPLIT),
+) -> Figure:
     """Mean learning curve per arm with its 95% band, one panel per backend, one line style per split.
 
     Args:
@@ -119,16 +131,28 @@ def learning_curves(curves: pd.DataFrame, *, measure: str, arms: Sequence[str], 
                     low, high = group["ci_low"].to_numpy(dtype=np.float64), group["ci_high"].to_numpy(dtype=np.float64)
                     finite = np.isfinite(low) & np.isfinite(high)
                     if finite.sum() >= 2:
-                        bands.append(np.concatenate([np.column_stack([epochs[finite], low[finite]]),
-                                                     np.column_stack([epochs[finite], high[finite]])[::-1]]))
+                        bands.append(
+                            np.concatenate(
+                                [
+                                    np.column_stack([epochs[finite], low[finite]]),
+                                    np.column_stack([epochs[finite], high[finite]])[::-1],
+                                ]
+                            )
+                        )
                         band_colors.append((*colors[arm], 0.15))
                     if arm not in drawn:
                         drawn.append(arm)
             if bands:
                 axis.add_collection(PolyCollection(bands, facecolors=band_colors, edgecolors="none"))
             if lines:
-                axis.add_collection(LineCollection(lines, colors=line_colors, linestyles=line_styles,
-                                                   linewidths=matplotlib.rcParams["lines.linewidth"]))
+                axis.add_collection(
+                    LineCollection(
+                        lines,
+                        colors=line_colors,
+                        linestyles=line_styles,
+                        linewidths=matplotlib.rcParams["lines.linewidth"],
+                    )
+                )
             axis.autoscale_view()
             axis.set_title(backend)
             axis.set_xlabel("epoch")
@@ -140,9 +164,19 @@ def learning_curves(curves: pd.DataFrame, *, measure: str, arms: Sequence[str], 
     return figure
 
 
-def _interval_plot(table: pd.DataFrame, *, value: str, low: str, high: str, arms: Sequence[str],
-                   backends: Sequence[str], title: str, xlabel: str, zero_line: bool = False,
-                   filled: pd.Series | None = None) -> Figure:
+def _interval_plot(
+    table: pd.DataFrame,
+    *,
+    value: str,
+    low: str,
+    high: str,
+    arms: Sequence[str],
+    backends: Sequence[str],
+    title: str,
+    xlabel: str,
+    zero_line: bool = False,
+    filled: pd.Series | None = None,
+) -> Figure:
     """Horizontal point-and-interval plot: one row per arm, one marker and offset per backend."""
     rows = [arm for arm in arms if arm in set(table["arm"])]
     position = {arm: index for index, arm in enumerate(rows)}
@@ -161,9 +195,19 @@ def _interval_plot(table: pd.DataFrame, *, value: str, low: str, high: str, arms
             errors = np.where(np.isfinite(errors), errors, 0.0)
             color = palette[index]
             axis.errorbar(x, y, xerr=errors, fmt="none", ecolor=color, elinewidth=1.2, capsize=2)
-            face = [color if flag else "white" for flag in (filled[part.index] if filled is not None else [True] * len(part))]
-            axis.scatter(x, y, marker=BACKEND_MARKERS[index % len(BACKEND_MARKERS)], facecolors=face,
-                         edgecolors=[color] * len(part), zorder=3, label=backend)
+            face = [
+                color if flag else "white"
+                for flag in (filled[part.index] if filled is not None else [True] * len(part))
+            ]
+            axis.scatter(
+                x,
+                y,
+                marker=BACKEND_MARKERS[index % len(BACKEND_MARKERS)],
+                facecolors=face,
+                edgecolors=[color] * len(part),
+                zorder=3,
+                label=backend,
+            )
         if zero_line:
             axis.axvline(0.0, color="0.4", linewidth=0.8)
         axis.set_yticks(range(len(rows)), rows)
@@ -182,8 +226,16 @@ def final_metric_plot(summary: pd.DataFrame, *, metric: str, arms: Sequence[str]
         summary: `Results.summary()` (rows of every metric; the `metric` rows are drawn).
     """
     rows = summary[summary["metric"] == metric]
-    return _interval_plot(rows, value="mean", low="ci_low", high="ci_high", arms=arms, backends=backends,
-                          title=f"Final {metric}: mean and 95% CI over seeds", xlabel=metric)
+    return _interval_plot(
+        rows,
+        value="mean",
+        low="ci_low",
+        high="ci_high",
+        arms=arms,
+        backends=backends,
+        title=f"Final {metric}: mean and 95% CI over seeds",
+        xlabel=metric,
+    )
 
 
 def forest_plot(comparisons: pd.DataFrame, *, arms: Sequence[str], backends: Sequence[str]) -> Figure:
@@ -195,10 +247,18 @@ def forest_plot(comparisons: pd.DataFrame, *, arms: Sequence[str], backends: Seq
     """
     metric = comparisons["metric"].iloc[0] if len(comparisons) else "metric"
     reference = comparisons["reference"].iloc[0] if len(comparisons) else "reference"
-    return _interval_plot(comparisons, value="mean_difference", low="ci_low", high="ci_high", arms=arms,
-                          backends=backends, zero_line=True, filled=comparisons["significant"].astype(bool),
-                          title=f"Paired difference vs {reference} (filled: significant, Holm p < 0.05)",
-                          xlabel=f"{metric}: arm - {reference}")
+    return _interval_plot(
+        comparisons,
+        value="mean_difference",
+        low="ci_low",
+        high="ci_high",
+        arms=arms,
+        backends=backends,
+        zero_line=True,
+        filled=comparisons["significant"].astype(bool),
+        title=f"Paired difference vs {reference} (filled: significant, Holm p < 0.05)",
+        xlabel=f"{metric}: arm - {reference}",
+    )
 
 
 def generalization_gap_plot(gap: pd.DataFrame, *, arms: Sequence[str], backends: Sequence[str]) -> Figure:
@@ -208,12 +268,22 @@ def generalization_gap_plot(gap: pd.DataFrame, *, arms: Sequence[str], backends:
         gap: `Results.generalization_gap()`.
     """
     name = gap["metric"].iloc[0] if len(gap) else "gap"
-    return _interval_plot(gap, value="mean", low="ci_low", high="ci_high", arms=arms, backends=backends,
-                          zero_line=True, title=f"Generalization gap ({name}): mean and 95% CI over seeds",
-                          xlabel=f"{name} (train better when positive)")
+    return _interval_plot(
+        gap,
+        value="mean",
+        low="ci_low",
+        high="ci_high",
+        arms=arms,
+        backends=backends,
+        zero_line=True,
+        title=f"Generalization gap ({name}): mean and 95% CI over seeds",
+        xlabel=f"{name} (train better when positive)",
+    )
 
 
-def grid_heatmap(table: pd.DataFrame, *, metric: str, higher_is_better: bool = True, title: str | None = None) -> Figure:
+def grid_heatmap(
+    table: pd.DataFrame, *, metric: str, higher_is_better: bool = True, title: str | None = None
+) -> Figure:
     """Heatmap of a two-axis grid: rows axis 1, columns axis 2, cells the mean `metric` (annotated).
 
     Args:
@@ -225,8 +295,15 @@ def grid_heatmap(table: pd.DataFrame, *, metric: str, higher_is_better: bool = T
         width = min(WIDTH, max(4.0, 2.5 + 0.9 * len(table.columns)))
         figure = new_figure(width, height)
         axis = figure.subplots()
-        sns.heatmap(table.astype(float), annot=True, fmt=".3g", cmap="viridis" if higher_is_better else "viridis_r",
-                    linewidths=0.5, cbar_kws={"label": metric}, ax=axis)
+        sns.heatmap(
+            table.astype(float),
+            annot=True,
+            fmt=".3g",
+            cmap="viridis" if higher_is_better else "viridis_r",
+            linewidths=0.5,
+            cbar_kws={"label": metric},
+            ax=axis,
+        )
         axis.tick_params(axis="y", labelrotation=0)  # seaborn turns long row labels vertical
         axis.set_ylabel(str(table.index.name or ""))
         axis.set_xlabel(str(table.columns.name or ""))
@@ -271,7 +348,9 @@ def backend_parity_plot(final: pd.DataFrame, *, metric: str, arms: Sequence[str]
     return figure
 
 
-def activation_histograms(histograms: pd.DataFrame, *, arms: Sequence[str], layers: Sequence[str], title: str) -> Figure:
+def activation_histograms(
+    histograms: pd.DataFrame, *, arms: Sequence[str], layers: Sequence[str], title: str
+) -> Figure:
     """A grid of per-layer activation histograms: one row per layer, one column per arm (the classic
     "Xavier vs He" figure of Glorot & Bengio 2010 / Saito ch. 6).
 
@@ -292,8 +371,14 @@ def activation_histograms(histograms: pd.DataFrame, *, arms: Sequence[str], laye
                     part = indexed.loc[(arm, layer)].sort_values("bin")
                     low, high, count = float(part["low"].iloc[0]), float(part["high"].iloc[0]), len(part)
                     width = (high - low) / count
-                    axis.bar(low + width * part["bin"].to_numpy(), part["fraction"].to_numpy(), width=width, align="edge",
-                             color=sns.color_palette("deep")[0], linewidth=0)
+                    axis.bar(
+                        low + width * part["bin"].to_numpy(),
+                        part["fraction"].to_numpy(),
+                        width=width,
+                        align="edge",
+                        color=sns.color_palette("deep")[0],
+                        linewidth=0,
+                    )
                     axis.set_xlim(low, high)
                 else:
                     axis.text(0.5, 0.5, "no layer", ha="center", va="center", transform=axis.transAxes, color="0.5")
@@ -327,8 +412,14 @@ def layer_statistic_plot(table: pd.DataFrame, *, statistic: str, arms: Sequence[
             for arm in present:
                 part = table[(table["arm"] == arm) & (table["epoch"] == epoch)].sort_values("layer")
                 positive = part["value"] > 0 if log_scale else part["value"].notna()
-                (line,) = axis.plot(part["layer"][positive], part["value"][positive], marker="o", markersize=3,
-                                    color=colors[arm], label=arm)
+                (line,) = axis.plot(
+                    part["layer"][positive],
+                    part["value"][positive],
+                    marker="o",
+                    markersize=3,
+                    color=colors[arm],
+                    label=arm,
+                )
                 if index == 0:
                     handles.append(line)
             axis.set_title(f"epoch {epoch}", fontsize=8)

@@ -14,6 +14,7 @@ its figures by registering one more builder, without touching the report:
 
     register_figure_builder(activation_histograms)
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -61,12 +62,17 @@ def learning_curve_figures(results: Results) -> list[ReportFigure]:
         curves = results.curves([metric_name(split, measure) for split in splits])
         if curves.empty:  # no trial finished ok
             continue
-        figure = figures.learning_curves(curves, measure=measure, arms=results.arms, backends=results.backends, splits=splits)
-        found.append(ReportFigure(
-            f"curves_{measure}", f"Learning curves: {measure}",
-            f"Mean {' and '.join(splits)} {measure} per epoch over the seeds that finished ok; bands are 95% t intervals.",
-            figure,
-        ))
+        figure = figures.learning_curves(
+            curves, measure=measure, arms=results.arms, backends=results.backends, splits=splits
+        )
+        found.append(
+            ReportFigure(
+                f"curves_{measure}",
+                f"Learning curves: {measure}",
+                f"Mean {' and '.join(splits)} {measure} per epoch over the seeds that finished ok; bands are 95% t intervals.",
+                figure,
+            )
+        )
     return found
 
 
@@ -75,9 +81,17 @@ def final_metric_figures(results: Results) -> list[ReportFigure]:
     summary = results.summary()
     if not summary.loc[summary["metric"] == results.primary_metric, "mean"].notna().any():
         return []
-    figure = figures.final_metric_plot(summary, metric=results.primary_metric, arms=results.arms, backends=results.backends)
-    return [ReportFigure("final_metric", f"Final {results.primary_metric}",
-                         "Mean over ok seeds with its 95% confidence interval (rule: harness.analysis.statistics).", figure)]
+    figure = figures.final_metric_plot(
+        summary, metric=results.primary_metric, arms=results.arms, backends=results.backends
+    )
+    return [
+        ReportFigure(
+            "final_metric",
+            f"Final {results.primary_metric}",
+            "Mean over ok seeds with its 95% confidence interval (rule: harness.analysis.statistics).",
+            figure,
+        )
+    ]
 
 
 def forest_figures(results: Results) -> list[ReportFigure]:
@@ -88,9 +102,15 @@ def forest_figures(results: Results) -> list[ReportFigure]:
     if not table["mean_difference"].notna().any():
         return []
     figure = figures.forest_plot(table, arms=results.arms, backends=results.backends)
-    return [ReportFigure("forest", f"Paired differences vs {results.reference}",
-                         "Mean paired difference (same seed) with its 95% CI; filled markers are significant "
-                         "after Holm's correction over the whole table.", figure)]
+    return [
+        ReportFigure(
+            "forest",
+            f"Paired differences vs {results.reference}",
+            "Mean paired difference (same seed) with its 95% CI; filled markers are significant "
+            "after Holm's correction over the whole table.",
+            figure,
+        )
+    ]
 
 
 def heatmap_figures(results: Results) -> list[ReportFigure]:
@@ -102,11 +122,20 @@ def heatmap_figures(results: Results) -> list[ReportFigure]:
         table = results.pivot(backend=backend)
         if table.isna().all().all():
             continue
-        figure = figures.grid_heatmap(table, metric=results.primary_metric,
-                                      higher_is_better=is_higher_better(results.primary_metric),
-                                      title=f"Mean {results.primary_metric} over seeds ({backend})")
-        found.append(ReportFigure(f"heatmap_{backend}", f"Grid heatmap ({backend})",
-                                  f"{results.axes[0]} x {results.axes[1]}: mean {results.primary_metric} over ok seeds.", figure))
+        figure = figures.grid_heatmap(
+            table,
+            metric=results.primary_metric,
+            higher_is_better=is_higher_better(results.primary_metric),
+            title=f"Mean {results.primary_metric} over seeds ({backend})",
+        )
+        found.append(
+            ReportFigure(
+                f"heatmap_{backend}",
+                f"Grid heatmap ({backend})",
+                f"{results.axes[0]} x {results.axes[1]}: mean {results.primary_metric} over ok seeds.",
+                figure,
+            )
+        )
     return found
 
 
@@ -116,9 +145,15 @@ def gap_figures(results: Results) -> list[ReportFigure]:
     if not len(gap) or not gap["n"].gt(0).any():
         return []
     figure = figures.generalization_gap_plot(gap, arms=results.arms, backends=results.backends)
-    return [ReportFigure("gap", "Generalization gap",
-                         "Train minus test (accuracy) or test minus train (loss) at the final epoch; positive means "
-                         "the model does better on its training data.", figure)]
+    return [
+        ReportFigure(
+            "gap",
+            "Generalization gap",
+            "Train minus test (accuracy) or test minus train (loss) at the final epoch; positive means "
+            "the model does better on its training data.",
+            figure,
+        )
+    ]
 
 
 def parity_figures(results: Results) -> list[ReportFigure]:
@@ -130,10 +165,14 @@ def parity_figures(results: Results) -> list[ReportFigure]:
         return []
     first = results.backends[0]
     return [
-        ReportFigure(f"parity_{other}", f"Backend parity: {first} vs {other}",
-                     f"Final {results.primary_metric} of the same trial in two frameworks; the dashed line is equality.",
-                     figures.backend_parity_plot(final, metric=results.primary_metric, arms=results.arms,
-                                                 first=first, second=other))
+        ReportFigure(
+            f"parity_{other}",
+            f"Backend parity: {first} vs {other}",
+            f"Final {results.primary_metric} of the same trial in two frameworks; the dashed line is equality.",
+            figures.backend_parity_plot(
+                final, metric=results.primary_metric, arms=results.arms, first=first, second=other
+            ),
+        )
         for other in results.backends[1:]
     ]
 
@@ -166,32 +205,52 @@ def activation_histogram_figures(results: Results) -> list[ReportFigure]:
     found = []
     epochs = sorted(bins["epoch"].unique())
     for epoch in dict.fromkeys([epochs[0], epochs[-1]]) if epochs else []:
-        part = bins[bins["epoch"] == epoch].assign(bin=lambda f: f["statistic"].str.slice(len("histogram.")).astype(int))
+        part = bins[bins["epoch"] == epoch].assign(
+            bin=lambda f: f["statistic"].str.slice(len("histogram.")).astype(int)
+        )
         table = part.groupby(["arm", "layer_name", "bin"], sort=False)["value"].mean().rename("fraction").reset_index()
-        table = table.join(ranges.rename(columns={"histogram_low": "low", "histogram_high": "high"}), on=["arm", "layer_name"])
+        table = table.join(
+            ranges.rename(columns={"histogram_low": "low", "histogram_high": "high"}), on=["arm", "layer_name"]
+        )
         figure = figures.activation_histograms(
-            table, arms=arms, layers=layers,
-            title=f"Activations per layer at epoch {epoch} ({results.backends[0]}, probe batch, mean over seeds)")
-        found.append(ReportFigure(
-            f"activations_epoch_{epoch}", f"Activation histograms, epoch {epoch}",
-            "Fraction of the probe batch's activations per bin, per hidden layer (rows) and arm (columns); fixed "
-            "range per activation (harness.diagnostics), values outside counted in the edge bins.", figure))
+            table,
+            arms=arms,
+            layers=layers,
+            title=f"Activations per layer at epoch {epoch} ({results.backends[0]}, probe batch, mean over seeds)",
+        )
+        found.append(
+            ReportFigure(
+                f"activations_epoch_{epoch}",
+                f"Activation histograms, epoch {epoch}",
+                "Fraction of the probe batch's activations per bin, per hidden layer (rows) and arm (columns); fixed "
+                "range per activation (harness.diagnostics), values outside counted in the edge bins.",
+                figure,
+            )
+        )
     return found
 
 
 def gradient_norm_figures(results: Results) -> list[ReportFigure]:
     """Gradient norm per layer, one panel per probed epoch, first backend, mean over ok seeds."""
     diagnostics = results.diagnostics()
-    norms = diagnostics[(diagnostics["statistic"] == "gradient_norm") & (diagnostics["status"] == OK)
-                        & (diagnostics["backend"] == results.backends[0])]
+    norms = diagnostics[
+        (diagnostics["statistic"] == "gradient_norm")
+        & (diagnostics["status"] == OK)
+        & (diagnostics["backend"] == results.backends[0])
+    ]
     if norms.empty:
         return []
     table = norms.groupby(["arm", "epoch", "layer"], sort=False)["value"].mean().reset_index()
     figure = figures.layer_statistic_plot(table, statistic="gradient norm", arms=results.arms)
-    return [ReportFigure(
-        "gradient_norms", "Gradient norm per layer",
-        f"L2 norm of each layer's gradient on the probe batch at each probed epoch ({results.backends[0]}, mean over "
-        "ok seeds, log scale): vanishing gradients show as norms falling toward the first layers.", figure)]
+    return [
+        ReportFigure(
+            "gradient_norms",
+            "Gradient norm per layer",
+            f"L2 norm of each layer's gradient on the probe batch at each probed epoch ({results.backends[0]}, mean over "
+            "ok seeds, log scale): vanishing gradients show as norms falling toward the first layers.",
+            figure,
+        )
+    ]
 
 
 def mlp_shapes(results: Results) -> pd.DataFrame:
@@ -233,21 +292,43 @@ def shape_heatmap_figures(results: Results) -> list[ReportFigure]:
         if part.empty:
             continue
         table = part.pivot_table(index="depth", columns="width", values=results.primary_metric, aggfunc="mean")
-        figure = figures.grid_heatmap(table, metric=results.primary_metric,
-                                      higher_is_better=is_higher_better(results.primary_metric),
-                                      title=f"Mean {results.primary_metric} over seeds by depth x width ({backend})")
-        found.append(ReportFigure(f"shape_heatmap_{backend}", f"Depth x width: {results.primary_metric} ({backend})",
-                                  "Hidden layers (rows) x units per hidden layer (columns) of each arm's MLP.", figure))
+        figure = figures.grid_heatmap(
+            table,
+            metric=results.primary_metric,
+            higher_is_better=is_higher_better(results.primary_metric),
+            title=f"Mean {results.primary_metric} over seeds by depth x width ({backend})",
+        )
+        found.append(
+            ReportFigure(
+                f"shape_heatmap_{backend}",
+                f"Depth x width: {results.primary_metric} ({backend})",
+                "Hidden layers (rows) x units per hidden layer (columns) of each arm's MLP.",
+                figure,
+            )
+        )
     parameters = shapes.pivot_table(index="depth", columns="width", values="parameters", aggfunc="first")
     figure = figures.grid_heatmap(parameters, metric="parameters", title="Trainable parameters by depth x width")
-    found.append(ReportFigure("shape_parameters", "Depth x width: parameter count",
-                              "Trainable parameters of each MLP shape (weights and biases, output layer included).", figure))
+    found.append(
+        ReportFigure(
+            "shape_parameters",
+            "Depth x width: parameter count",
+            "Trainable parameters of each MLP shape (weights and biases, output layer included).",
+            figure,
+        )
+    )
     return found
 
 
 FIGURE_BUILDERS: list[FigureBuilder] = [
-    learning_curve_figures, final_metric_figures, forest_figures, heatmap_figures, gap_figures, parity_figures,
-    activation_histogram_figures, gradient_norm_figures, shape_heatmap_figures,
+    learning_curve_figures,
+    final_metric_figures,
+    forest_figures,
+    heatmap_figures,
+    gap_figures,
+    parity_figures,
+    activation_histogram_figures,
+    gradient_norm_figures,
+    shape_heatmap_figures,
 ]
 
 

@@ -1,4 +1,5 @@
 """The self-contained HTML report: one file, jinja2 with autoescaping, figures as base64 PNG."""
+
 from __future__ import annotations
 
 import base64
@@ -37,10 +38,16 @@ def embed_figures(content: ReportContent, dpi: int = PNG_DPI) -> list[EmbeddedFi
         png = figure_png(item.figure, dpi)
         width, height = png_size(png)
         freeze_layout(item.figure)  # the PDF saves it again: reuse this layout
-        embedded.append(EmbeddedFigure(
-            item.key, item.title, item.caption, base64.b64encode(png).decode("ascii"),
-            width, height,
-        ))
+        embedded.append(
+            EmbeddedFigure(
+                item.key,
+                item.title,
+                item.caption,
+                base64.b64encode(png).decode("ascii"),
+                width,
+                height,
+            )
+        )
     return embedded
 
 

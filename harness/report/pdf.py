@@ -6,6 +6,7 @@ environment; the suite and the reference arm's resolved spec as text; the per-ar
 differences. Tables are monospace text (one text line per row), so they stay fast at thousands
 of rows and their text can be extracted from the PDF.
 """
+
 from __future__ import annotations
 
 import logging
@@ -75,10 +76,12 @@ def table_pages(table: DisplayTable) -> list[Figure]:
             suffix = f" (page {page + 1} of {count})" if count > 1 else ""
             y = _page_header(figure, table.title + suffix, table.caption)
             step = min(0.024, (y - MARGIN) / (TABLE_ROWS_PER_PAGE + 1))
-            figure.text(MARGIN, y, line(table.columns), family="monospace", fontsize=font_size, fontweight="bold", va="top")
+            figure.text(
+                MARGIN, y, line(table.columns), family="monospace", fontsize=font_size, fontweight="bold", va="top"
+            )
             y -= step
             figure.add_artist(_rule(y + step * 0.15))
-            chunk = cells[page * TABLE_ROWS_PER_PAGE:(page + 1) * TABLE_ROWS_PER_PAGE]
+            chunk = cells[page * TABLE_ROWS_PER_PAGE : (page + 1) * TABLE_ROWS_PER_PAGE]
             if not chunk:
                 figure.text(MARGIN, y, "Nothing to show.", fontsize=9, style="italic", va="top")
             for row in chunk:
@@ -105,7 +108,7 @@ def text_pages(title: str, text: str, caption: str = "") -> list[Figure]:
             figure.set_layout_engine("none")
             suffix = f" (page {page + 1} of {count})" if count > 1 else ""
             y = _page_header(figure, title + suffix, caption)
-            chunk = lines[page * TEXT_LINES_PER_PAGE:(page + 1) * TEXT_LINES_PER_PAGE]
+            chunk = lines[page * TEXT_LINES_PER_PAGE : (page + 1) * TEXT_LINES_PER_PAGE]
             figure.text(MARGIN, y, "\n".join(chunk), family="monospace", fontsize=6.5, va="top", linespacing=1.25)
         pages.append(figure)
     return pages
@@ -140,8 +143,11 @@ def report_pages(content: ReportContent) -> list[Figure]:
     if content.suite_text:
         pages += text_pages("Suite as written", content.suite_text)
     if content.reference_spec:
-        pages += text_pages(f"Resolved spec of the reference arm ({content.reference})", content.reference_spec,
-                            "Every default filled in; seed and backend vary per trial and are left out.")
+        pages += text_pages(
+            f"Resolved spec of the reference arm ({content.reference})",
+            content.reference_spec,
+            "Every default filled in; seed and backend vary per trial and are left out.",
+        )
     if content.spec_differences.rows:
         pages += table_pages(content.spec_differences)
     return pages

@@ -3,6 +3,7 @@
 Nothing here draws or escapes: values become plain strings (numbers to 4 significant digits,
 intervals as 'mean [low, high]'); the HTML template escapes them, the PDF prints them as text.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,43 +64,90 @@ def summary_table(results: Results) -> DisplayTable:
         primary = by_metric.loc[metric] if metric in by_metric.index else None
         row: list[Any] = [arm, backend, int(first["n_ok"])]
         if primary is not None:
-            row += [format_number(float(primary["mean"])), _interval(float(primary["ci_low"]), float(primary["ci_high"])),
-                    primary["ci_method"]]
+            row += [
+                format_number(float(primary["mean"])),
+                _interval(float(primary["ci_low"]), float(primary["ci_high"])),
+                primary["ci_method"],
+            ]
         else:
             row += ["-", "-", "-"]
         row += [format_number(float(by_metric.at[name, "mean"])) if name in by_metric.index else "-" for name in extra]
         seconds = float(by_metric.at[SPEED_METRIC, "mean"]) if SPEED_METRIC in by_metric.index else math.nan
         row += [format_number(seconds, 3), status_counts_text(first)]
         rows.append(row)
-    columns = ["arm", "backend", "n", f"{metric} (mean)", "95% CI", "CI method", *extra, "train s", STATUS_COUNTS_HEADER]
-    return _table("summary", "Summary per arm",
-                  f"Final {metric}: mean over the seeds that finished ok, 95% confidence interval and how it was "
-                  "computed (t: Student t; bootstrap: BCa; t-clipped: t cut at the metric's bound; exact: all equal). "
-                  "Losses and seconds are means over the same seeds.", columns, rows)
+    columns = [
+        "arm",
+        "backend",
+        "n",
+        f"{metric} (mean)",
+        "95% CI",
+        "CI method",
+        *extra,
+        "train s",
+        STATUS_COUNTS_HEADER,
+    ]
+    return _table(
+        "summary",
+        "Summary per arm",
+        f"Final {metric}: mean over the seeds that finished ok, 95% confidence interval and how it was "
+        "computed (t: Student t; bootstrap: BCa; t-clipped: t cut at the metric's bound; exact: all equal). "
+        "Losses and seconds are means over the same seeds.",
+        columns,
+        rows,
+    )
 
 
 def comparisons_table(results: Results) -> DisplayTable:
     """Every arm vs the reference arm (paired by seed), with Holm-corrected p-values."""
     table = results.comparisons()
-    rows = [[row["arm"], row["backend"], int(row["n_pairs"]), format_number(row["mean_difference"]),
-             _interval(row["ci_low"], row["ci_high"]), _p_value(row["p_value"]), _p_value(row["p_holm"]),
-             format_number(row["cohens_dz"], 3), row["verdict"]] for row in table.to_dict("records")]
-    return _table("comparisons", f"Comparisons vs {results.reference}",
-                  f"{results.primary_metric}: arm minus {results.reference} on the same seed and backend; paired t-test "
-                  "(scipy.stats.ttest_rel), p Holm-corrected over the whole table, effect size Cohen's d_z.",
-                  ["arm", "backend", "pairs", "difference", "95% CI", "p", "p (Holm)", "d_z", "verdict"], rows)
+    rows = [
+        [
+            row["arm"],
+            row["backend"],
+            int(row["n_pairs"]),
+            format_number(row["mean_difference"]),
+            _interval(row["ci_low"], row["ci_high"]),
+            _p_value(row["p_value"]),
+            _p_value(row["p_holm"]),
+            format_number(row["cohens_dz"], 3),
+            row["verdict"],
+        ]
+        for row in table.to_dict("records")
+    ]
+    return _table(
+        "comparisons",
+        f"Comparisons vs {results.reference}",
+        f"{results.primary_metric}: arm minus {results.reference} on the same seed and backend; paired t-test "
+        "(scipy.stats.ttest_rel), p Holm-corrected over the whole table, effect size Cohen's d_z.",
+        ["arm", "backend", "pairs", "difference", "95% CI", "p", "p (Holm)", "d_z", "verdict"],
+        rows,
+    )
 
 
 def backend_table(results: Results) -> DisplayTable:
     """First backend minus each other backend per arm (paired by seed)."""
     table = results.backend_deltas()
-    rows = [[row["arm"], f"{row['backend']} - {row['versus']}", row["metric"], int(row["n_pairs"]),
-             format_number(row["mean_difference"]), _interval(row["ci_low"], row["ci_high"]),
-             format_number(row["max_abs_difference"]), _p_value(row["p_holm"])] for row in table.to_dict("records")]
-    return _table("backend_deltas", "Backend deltas",
-                  "The same trial (arm, seed) in two frameworks: mean difference with its 95% CI, the largest "
-                  "absolute difference, and the paired t-test p (Holm-corrected over arms).",
-                  ["arm", "difference", "metric", "pairs", "mean", "95% CI", "max |difference|", "p (Holm)"], rows)
+    rows = [
+        [
+            row["arm"],
+            f"{row['backend']} - {row['versus']}",
+            row["metric"],
+            int(row["n_pairs"]),
+            format_number(row["mean_difference"]),
+            _interval(row["ci_low"], row["ci_high"]),
+            format_number(row["max_abs_difference"]),
+            _p_value(row["p_holm"]),
+        ]
+        for row in table.to_dict("records")
+    ]
+    return _table(
+        "backend_deltas",
+        "Backend deltas",
+        "The same trial (arm, seed) in two frameworks: mean difference with its 95% CI, the largest "
+        "absolute difference, and the paired t-test p (Holm-corrected over arms).",
+        ["arm", "difference", "metric", "pairs", "mean", "95% CI", "max |difference|", "p (Holm)"],
+        rows,
+    )
 
 
 def time_to_target_table(results: Results) -> DisplayTable:
@@ -107,13 +155,24 @@ def time_to_target_table(results: Results) -> DisplayTable:
     table = results.time_to_target_summary()
     rows = []
     for row in table.to_dict("records"):
-        rows.append([row["arm"], row["backend"], f"{row['metric']} {reaches(row['metric'])} {format_number(row['target'])}",
-                     f"{row['n_reached']}/{row['n']}", format_number(row["median_epoch"]) if not math.isnan(row["median_epoch"]) else "not reached",
-                     format_number(row["median_seconds"], 3) if not math.isnan(row["median_seconds"]) else "not reached"])
-    return _table("time_to_target", "Time to target",
-                  "Median over ok seeds of the first epoch reaching the target, and the training seconds pro-rated "
-                  "to it; 'not reached' when half or more of the seeds never reach it.",
-                  ["arm", "backend", "target", "reached", "median epoch", "median train s"], rows)
+        rows.append(
+            [
+                row["arm"],
+                row["backend"],
+                f"{row['metric']} {reaches(row['metric'])} {format_number(row['target'])}",
+                f"{row['n_reached']}/{row['n']}",
+                format_number(row["median_epoch"]) if not math.isnan(row["median_epoch"]) else "not reached",
+                format_number(row["median_seconds"], 3) if not math.isnan(row["median_seconds"]) else "not reached",
+            ]
+        )
+    return _table(
+        "time_to_target",
+        "Time to target",
+        "Median over ok seeds of the first epoch reaching the target, and the training seconds pro-rated "
+        "to it; 'not reached' when half or more of the seeds never reach it.",
+        ["arm", "backend", "target", "reached", "median epoch", "median train s"],
+        rows,
+    )
 
 
 def _mapping_text(raw: Any) -> str:
@@ -129,22 +188,47 @@ def _mapping_text(raw: Any) -> str:
 def environment_table(results: Results) -> DisplayTable:
     """Where the trials ran: backend, host, versions, device, trial count."""
     table = results.environment()
-    rows = [[row.get("backend", "-"), row.get("host") or "-", _mapping_text(row.get("versions", "")),
-             _mapping_text(row.get("device", "")), int(row["n_trials"])] for row in table.to_dict("records")]
-    return _table("environment", "Environment", "Library versions, device and host recorded with the trials.",
-                  ["backend", "host", "versions", "device", "trials"], rows)
+    rows = [
+        [
+            row.get("backend", "-"),
+            row.get("host") or "-",
+            _mapping_text(row.get("versions", "")),
+            _mapping_text(row.get("device", "")),
+            int(row["n_trials"]),
+        ]
+        for row in table.to_dict("records")
+    ]
+    return _table(
+        "environment",
+        "Environment",
+        "Library versions, device and host recorded with the trials.",
+        ["backend", "host", "versions", "device", "trials"],
+        rows,
+    )
 
 
 def failures_table(results: Results) -> DisplayTable:
     """Trials that did not finish ok, with their errors."""
     table = results.failures()
-    rows = [[row["arm"], row["backend"], row["seed"], row["status"],
-             "-" if row.get("diverged_epoch") is None or _missing(row.get("diverged_epoch")) else row["diverged_epoch"],
-             row.get("epochs_completed", "-"), "" if _missing(row.get("error")) else row["error"]]
-            for row in table.to_dict("records")]
-    return _table("failures", "Failed, diverged and timed-out trials",
-                  "They are counted in the summary but enter no statistic.",
-                  ["arm", "backend", "seed", "status", "diverged at epoch", "epochs done", "error"], rows)
+    rows = [
+        [
+            row["arm"],
+            row["backend"],
+            row["seed"],
+            row["status"],
+            "-" if row.get("diverged_epoch") is None or _missing(row.get("diverged_epoch")) else row["diverged_epoch"],
+            row.get("epochs_completed", "-"),
+            "" if _missing(row.get("error")) else row["error"],
+        ]
+        for row in table.to_dict("records")
+    ]
+    return _table(
+        "failures",
+        "Failed, diverged and timed-out trials",
+        "They are counted in the summary but enter no statistic.",
+        ["arm", "backend", "seed", "status", "diverged at epoch", "epochs done", "error"],
+        rows,
+    )
 
 
 def _missing(value: Any) -> bool:
@@ -196,10 +280,16 @@ def spec_differences_table(results: Results) -> DisplayTable:
         flat = _flatten(specs[arm])
         for key in sorted(set(flat) | set(reference)):
             if flat.get(key, "(absent)") != reference.get(key, "(absent)"):
-                rows.append([arm, key, json.dumps(flat.get(key, "(absent)")), json.dumps(reference.get(key, "(absent)"))])
-    return _table("spec_differences", f"What each arm changes vs {results.reference}",
-                  "Resolved spec values (every default filled in) that differ from the reference arm's.",
-                  ["arm", "key", "value", f"{results.reference} value"], rows)
+                rows.append(
+                    [arm, key, json.dumps(flat.get(key, "(absent)")), json.dumps(reference.get(key, "(absent)"))]
+                )
+    return _table(
+        "spec_differences",
+        f"What each arm changes vs {results.reference}",
+        "Resolved spec values (every default filled in) that differ from the reference arm's.",
+        ["arm", "key", "value", f"{results.reference} value"],
+        rows,
+    )
 
 
 def reference_spec_text(results: Results) -> str:

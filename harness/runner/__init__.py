@@ -22,17 +22,31 @@ names below are imported on first use: a worker process imports `harness.runner.
 this package, and must not pay for the driver's imports (pandas, SQLite store, rich), which
 would add about a second to every worker's start.
 """
+
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
 _EXPORTS = {
-    "EXECUTORS": "driver", "RunSummary": "driver", "check_executor": "driver", "run_trials": "driver",
-    "worker_threads": "driver", "MAX_ATTEMPTS": "tasks", "RunEvent": "tasks", "with_device": "devices",
+    "EXECUTORS": "driver",
+    "RunSummary": "driver",
+    "check_executor": "driver",
+    "run_trials": "driver",
+    "worker_threads": "driver",
+    "MAX_ATTEMPTS": "tasks",
+    "RunEvent": "tasks",
+    "with_device": "devices",
 }
 __all__ = [
-    "EXECUTORS", "MAX_ATTEMPTS", "RunEvent", "RunSummary", "check_executor", "run_trials", "with_device", "worker_threads",
+    "EXECUTORS",
+    "MAX_ATTEMPTS",
+    "RunEvent",
+    "RunSummary",
+    "check_executor",
+    "run_trials",
+    "with_device",
+    "worker_threads",
 ]
 
 

@@ -16,6 +16,7 @@ do not preallocate it, so a torch worker and a Keras worker can share one card.
 The GPU count comes from CUDA_VISIBLE_DEVICES when the driver has it set, else from
 `nvidia-smi -L` (NVIDIA only). Tests replace `visible_gpu_ids` to simulate a multi-GPU machine.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,7 +31,11 @@ from harness.spec.types import Trial
 from harness.suite.schema import DEVICE_PATTERN
 
 THREAD_VARIABLES = (  # read by OpenMP, MKL, OpenBLAS (torch, numpy) and TensorFlow at import
-    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
 )
 GPU_VARIABLES = {
     "TF_FORCE_GPU_ALLOW_GROWTH": "true",  # TensorFlow takes GPU memory as it needs it, not all of it at start
@@ -68,13 +73,19 @@ def visible_gpu_ids() -> list[str]:
         return [] if ids[:1] == ["-1"] else ids
     try:
         listing = subprocess.run(
-            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=GPU_QUERY_SECONDS, check=False,
+            ["nvidia-smi", "-L"],
+            capture_output=True,
+            text=True,
+            timeout=GPU_QUERY_SECONDS,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):  # no NVIDIA driver, or it hangs
         return []
     if listing.returncode != 0:
         return []
-    return [str(index) for index, line in enumerate(line for line in listing.stdout.splitlines() if line.startswith("GPU "))]
+    return [
+        str(index) for index, line in enumerate(line for line in listing.stdout.splitlines() if line.startswith("GPU "))
+    ]
 
 
 def keras_environment(backend: str) -> str:
@@ -114,7 +125,9 @@ def worker_variables(environment: Environment, threads: int, visible_devices: st
     """Environment variables of a worker: pinned thread counts, its Keras backend, GPU memory growth,
     and CUDA_VISIBLE_DEVICES when it is restricted ('' hides every GPU)."""
     variables = {name: str(threads) for name in THREAD_VARIABLES}
-    variables["TF_CPP_MIN_LOG_LEVEL"] = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's info logs off the progress bar
+    variables["TF_CPP_MIN_LOG_LEVEL"] = os.environ.get(
+        "TF_CPP_MIN_LOG_LEVEL", "2"
+    )  # keep TF's info logs off the progress bar
     variables.update(GPU_VARIABLES)
     if environment.keras_backend != DEFAULT_ENVIRONMENT.keras_backend:
         variables["KERAS_BACKEND"] = environment.keras_backend

@@ -1,4 +1,5 @@
 """The driver: `run_trials` and what it needs before any worker starts (see harness.runner)."""
+
 from __future__ import annotations
 
 import os
@@ -23,7 +24,14 @@ if TYPE_CHECKING:
     from harness.adapters.loop import TrialResult
 
 __all__ = [
-    "EXECUTORS", "MAX_ATTEMPTS", "RunEvent", "RunSummary", "check_executor", "run_trials", "with_device", "worker_threads",
+    "EXECUTORS",
+    "MAX_ATTEMPTS",
+    "RunEvent",
+    "RunSummary",
+    "check_executor",
+    "run_trials",
+    "with_device",
+    "worker_threads",
 ]
 
 EXECUTORS = ("local", "ray")
@@ -52,7 +60,10 @@ def worker_threads(jobs: int, cpu_count: int | None = None) -> int:
 
 
 def check_executor(
-    executor: str, num_cpus: float | None = None, num_gpus: float | None = None, address: str | None = None,
+    executor: str,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    address: str | None = None,
 ) -> None:
     """Validate the executor and its options before anything is opened or written.
 
@@ -72,7 +83,9 @@ def check_executor(
         return
     for name, unit, value in (("--num-cpus", "CPUs", num_cpus), ("--num-gpus", "GPUs", num_gpus)):
         if value is not None and not value >= 0:
-            raise HarnessError(f"{name}: expected the {unit} each trial reserves, a number >= 0 (0.5 shares one), got {value!r}.")
+            raise HarnessError(
+                f"{name}: expected the {unit} each trial reserves, a number >= 0 (0.5 shares one), got {value!r}."
+            )
     if num_cpus is not None and num_gpus is not None and num_cpus == 0 and num_gpus == 0:
         raise HarnessError("--num-cpus/--num-gpus: a trial must reserve some resource; got 0 CPUs and 0 GPUs.")
     try:
@@ -147,15 +160,23 @@ def run_trials(
     clock = time.perf_counter()
     check_executor(executor, num_cpus, num_gpus, address)
     if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
-        raise HarnessError(f"jobs: expected a whole number of worker processes >= 1, got {jobs!r}. Fix: pass --jobs 1 or more.")
+        raise HarnessError(
+            f"jobs: expected a whole number of worker processes >= 1, got {jobs!r}. Fix: pass --jobs 1 or more."
+        )
     unique: dict[str, Trial] = {}
     for trial in trials:
         unique.setdefault(trial.hash, trial)  # the first of duplicates wins
     done = set() if rerun else store.finished(unique)
     todo = longest_first([trial for trial in unique.values() if trial.hash not in done], store)
     summary = RunSummary(
-        total=len(unique), skipped=len(unique) - len(todo), ok=0, diverged=0, failed=0, timeout=0,
-        interrupted=False, wall_seconds=0.0,
+        total=len(unique),
+        skipped=len(unique) - len(todo),
+        ok=0,
+        diverged=0,
+        failed=0,
+        timeout=0,
+        interrupted=False,
+        wall_seconds=0.0,
     )
     if todo:
         with RunProgress(len(todo), progress_enabled(quiet)) as progress:
@@ -180,12 +201,16 @@ def run_trials(
             tasks = [Task(index, trial) for index, trial in enumerate(todo)]
             try:
                 if executor == "ray":
-                    _run_on_ray(tasks, keeper, record, observe, elsewhere, jobs, grace_seconds, address, num_cpus, num_gpus)
+                    _run_on_ray(
+                        tasks, keeper, record, observe, elsewhere, jobs, grace_seconds, address, num_cpus, num_gpus
+                    )
                 else:
                     gpu_ids = devices.visible_gpu_ids() if needs_gpu_query(todo) else []
                     queue = TaskQueue(tasks, lambda trial: environment_for(trial, gpu_ids), keeper.claim, elsewhere)
                     jobs = jobs or os.cpu_count() or 1
-                    pool = WorkerPool(min(jobs, len(todo)), worker_threads(jobs), record, observe, grace_seconds, gpu_ids)
+                    pool = WorkerPool(
+                        min(jobs, len(todo)), worker_threads(jobs), record, observe, grace_seconds, gpu_ids
+                    )
                     try:
                         pool.run(queue)
                     finally:
@@ -221,7 +246,9 @@ def _run_on_ray(
         slots = cluster_slots(cpus, gpus)  # also refuses resources the cluster cannot give even once
         slots = jobs or slots
         # Ray assigns GPUs itself (CUDA_VISIBLE_DEVICES per actor): environments differ by Keras backend only.
-        queue = TaskQueue(tasks, lambda trial: Environment(keras_environment(trial.spec.backend)), keeper.claim, elsewhere)
+        queue = TaskQueue(
+            tasks, lambda trial: Environment(keras_environment(trial.spec.backend)), keeper.claim, elsewhere
+        )
         pool = RayPool(min(slots, len(tasks)), max(1, int(cpus)), record, observe, grace_seconds, cpus, gpus)
         try:
             pool.run(queue)

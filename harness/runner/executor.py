@@ -16,6 +16,7 @@ running at most one trial at a time, and owns a trial's whole way through them:
 A subclass says only how a worker is started (`_start`), given a task (`_send`), waited on
 (`_handles`, `_wait_on`, `_collect`) and ended (`_kill`, `_stop`, `_reap`).
 """
+
 from __future__ import annotations
 
 import time
@@ -177,11 +178,17 @@ class Executor(ABC, Generic[WorkerType]):
     def _finish(self, task: Task, result: TrialResult, worker: WorkerType | None) -> None:
         """Record the task's final result (worker None: it died or was killed)."""
         self.on_result(task.trial, result, task.attempts)
-        self._emit(RunEvent(
-            "finished", task.trial, worker.pid if worker else None, task.attempts,
-            seconds=time.perf_counter() - task.dispatched_at, result=result,
-            worker_trials=worker.trials_done if worker else 0,
-        ))
+        self._emit(
+            RunEvent(
+                "finished",
+                task.trial,
+                worker.pid if worker else None,
+                task.attempts,
+                seconds=time.perf_counter() - task.dispatched_at,
+                result=result,
+                worker_trials=worker.trials_done if worker else 0,
+            )
+        )
 
     def _on_death(self, task: Task, cause: str, pid: int | None, queue: TaskQueue) -> None:
         """The task's worker died (already removed): queue it again once, then record it 'failed'."""

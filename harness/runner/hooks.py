@@ -20,6 +20,7 @@ tests/ is not on its import path, and a Ray worker has no copy of it. Injecting 
 name would need both; this module is small, imports nothing heavy, and costs a worker one
 environment lookup per trial when the variable is unset.
 """
+
 from __future__ import annotations
 
 import ctypes

@@ -12,6 +12,7 @@ over by the next run that asks: at once when its owner ran on this host and that
 gone, otherwise once its lease has expired (clocks of the hosts are assumed in sync to
 well within the lease).
 """
+
 from __future__ import annotations
 
 import threading
@@ -36,7 +37,11 @@ class ClaimKeeper:
     """
 
     def __init__(
-        self, store: Store, lease_seconds: float = LEASE_SECONDS, seen_attempts: dict[str, int] | None = None, rerun: bool = False,
+        self,
+        store: Store,
+        lease_seconds: float = LEASE_SECONDS,
+        seen_attempts: dict[str, int] | None = None,
+        rerun: bool = False,
     ) -> None:
         self.store = store
         self.rerun = rerun
@@ -50,7 +55,10 @@ class ClaimKeeper:
     def claim(self, trial: Trial) -> str:
         """'claimed' (run it), 'done' (a final result exists, or another run recorded it) or 'busy'."""
         return self.store.claim(
-            trial.hash, self.owner, lease_seconds=self.lease_seconds, seen_attempts=self.seen_attempts.get(trial.hash, 0),
+            trial.hash,
+            self.owner,
+            lease_seconds=self.lease_seconds,
+            seen_attempts=self.seen_attempts.get(trial.hash, 0),
             rerun=self.rerun,
         )
 
@@ -62,7 +70,7 @@ class ClaimKeeper:
                     if store is None:
                         store = Store(self.store.directory)  # SQLite connections stay in the thread that made them
                     store.renew_claims(self.owner.id, self.lease_seconds)
-                except Exception:  # noqa: BLE001 - a busy or briefly unwritable store: try again next beat
+                except Exception:
                     continue
         finally:
             if store is not None:
@@ -77,5 +85,7 @@ class ClaimKeeper:
     def __enter__(self) -> ClaimKeeper:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self.close()

@@ -11,6 +11,7 @@ read CUDA_VISIBLE_DEVICES once, so each worker is bound to one `Environment` and
 trials of that environment. Thread counts, KERAS_BACKEND and the GPU a worker may see are
 placed in the child's environment before it starts, hence before any framework import.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -87,7 +88,9 @@ class Worker:
         visible_devices: the GPU id a one-GPU worker sees (CUDA_VISIBLE_DEVICES), else None.
     """
 
-    def __init__(self, context: Any, environment: Environment, threads: int, visible_devices: str | None = None) -> None:
+    def __init__(
+        self, context: Any, environment: Environment, threads: int, visible_devices: str | None = None
+    ) -> None:
         self.environment = environment
         self.visible_devices = visible_devices
         self.task: Task | None = None
@@ -95,7 +98,10 @@ class Worker:
         self.crash_cause: str | None = None  # what the worker said before exiting on its own (out of memory)
         self.connection, child_end = context.Pipe(duplex=True)
         self.process = context.Process(
-            target=worker_main, args=(child_end, threads), name=f"harness-worker-{environment}", daemon=True,
+            target=worker_main,
+            args=(child_end, threads),
+            name=f"harness-worker-{environment}",
+            daemon=True,
         )
         with _environment(worker_variables(environment, threads, visible_devices)), _sigint_ignored():
             self.process.start()
@@ -138,8 +144,12 @@ class WorkerPool(Executor[Worker]):
     """
 
     def __init__(
-        self, jobs: int, threads: int, on_result: Callable[[Trial, TrialResult, int], None],
-        on_event: Callable[[RunEvent], None] | None = None, grace_seconds: float | None = None,
+        self,
+        jobs: int,
+        threads: int,
+        on_result: Callable[[Trial, TrialResult, int], None],
+        on_event: Callable[[RunEvent], None] | None = None,
+        grace_seconds: float | None = None,
         gpu_ids: Sequence[str] = (),
     ) -> None:
         super().__init__(jobs, threads, on_result, on_event, grace_seconds)

@@ -3,6 +3,7 @@
 Shown only on an interactive terminal and when not quiet, so logs, CI output and piped
 output stay clean.
 """
+
 from __future__ import annotations
 
 import sys
@@ -56,14 +57,14 @@ class RunProgress:
     def finished(self, status: str) -> None:
         """A trial was recorded with this status."""
         self.counts[status] += 1
-        outcomes = ", ".join(
-            f"{self.counts[name]} {name}" for name in PROBLEM_STATUSES if self.counts[name]
-        )
+        outcomes = ", ".join(f"{self.counts[name]} {name}" for name in PROBLEM_STATUSES if self.counts[name])
         self._progress.update(self._task, advance=1, outcomes=outcomes)
 
     def __enter__(self) -> RunProgress:
         self._progress.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self._progress.stop()

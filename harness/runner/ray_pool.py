@@ -17,6 +17,7 @@ the scheduling loop and outcome rules) like pool.py's WorkerPool; here a worker 
 - Actors are owned by the driver: if the driver dies, Ray ends them, and the next run
   resumes from the store by content hash, exactly as locally.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -55,7 +56,7 @@ class TrialActor:
         """Import and configure the backend's adapter now, so a trial's clock starts warm."""
         try:
             self.executor.adapter(backend)
-        except Exception:  # noqa: BLE001 - the trial itself reports the error, as a failed result
+        except Exception:
             pass
         return {"pid": os.getpid(), "host": socket.gethostname()}
 
@@ -140,9 +141,14 @@ class RayPool(Executor[Slot]):
     """
 
     def __init__(
-        self, jobs: int, threads: int, on_result: Callable[[Trial, TrialResult, int], None],
-        on_event: Callable[[RunEvent], None] | None = None, grace_seconds: float | None = None,
-        num_cpus: float = 1.0, num_gpus: float = 0.0,
+        self,
+        jobs: int,
+        threads: int,
+        on_result: Callable[[Trial, TrialResult, int], None],
+        on_event: Callable[[RunEvent], None] | None = None,
+        grace_seconds: float | None = None,
+        num_cpus: float = 1.0,
+        num_gpus: float = 0.0,
     ) -> None:
         super().__init__(jobs, threads, on_result, on_event, grace_seconds)
         self.num_cpus, self.num_gpus = num_cpus, num_gpus
@@ -153,7 +159,10 @@ class RayPool(Executor[Slot]):
         if os.environ.get(CRASH_HOOK_VARIABLE):
             variables[CRASH_HOOK_VARIABLE] = os.environ[CRASH_HOOK_VARIABLE]
         actor = self._remote.options(
-            num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_restarts=0, max_concurrency=1,
+            num_cpus=self.num_cpus,
+            num_gpus=self.num_gpus,
+            max_restarts=0,
+            max_concurrency=1,
             runtime_env={"env_vars": variables},
         ).remote(self.threads)
         return Slot(actor, environment, actor.prepare.remote(task.trial.spec.backend))
@@ -168,7 +177,9 @@ class RayPool(Executor[Slot]):
             self._started(slot)
 
     def _handles(self) -> list[Any]:
-        return [s.ready for s in self.workers if s.ready is not None] + [s.call for s in self.workers if s.call is not None]
+        return [s.ready for s in self.workers if s.ready is not None] + [
+            s.call for s in self.workers if s.call is not None
+        ]
 
     def _wait_on(self, handles: list[Any], timeout: float) -> Collection[Any]:
         ready, _ = ray.wait(handles, num_returns=1, timeout=timeout)

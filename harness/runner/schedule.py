@@ -13,6 +13,7 @@ Trials with no match keep their suite order and go BEFORE the estimated ones: an
 trial may be the longest of all, so it must not be left for last. With nothing known
 (a first run), the order is the suite's.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,7 +46,9 @@ def estimate_durations(trials: Sequence[Trial], store: Store) -> dict[str, float
         if trial.hash in by_hash:
             estimates[trial.hash] = by_hash[trial.hash]
         else:
-            seconds = by_spec.get(_without_seed(trial.spec.to_dict())) or by_arm.get((trial.suite, trial.arm, trial.spec.backend))
+            seconds = by_spec.get(_without_seed(trial.spec.to_dict())) or by_arm.get(
+                (trial.suite, trial.arm, trial.spec.backend)
+            )
             estimates[trial.hash] = statistics.median(seconds) if seconds else None
     return estimates
 

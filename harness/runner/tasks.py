@@ -5,6 +5,7 @@ order (longest first, see schedule.py). Before a trial leaves the queue it is cl
 the store (leases.py): a trial another live run is executing is set aside and asked about
 again every few seconds, and one that run recorded meanwhile is dropped ('done elsewhere').
 """
+
 from __future__ import annotations
 
 import time

@@ -13,6 +13,7 @@ TrialResult and the worker goes on, except running out of memory: the worker the
 treats it like a dead worker (retry once on a fresh one). A dying process (signal, segfault,
 the kernel's out-of-memory killer) sends nothing; the driver sees it die.
 """
+
 from __future__ import annotations
 
 import os
@@ -92,7 +93,7 @@ class TrialExecutor:
             on_start()
             crash_if_planned(spec.hash, attempt)  # test hook; inert unless HARNESS_TEST_CRASH names this trial
             result = train_trial(spec, adapter, data)
-        except Exception as error:  # noqa: BLE001 - isolating a trial's failure is this function's job
+        except Exception as error:
             if is_out_of_memory(error):
                 detail = f": {error}" if str(error) else ""
                 self.unusable = f"worker out of memory ({type(error).__name__}{detail})"
@@ -118,7 +119,7 @@ def _safe_versions(adapter: Any) -> dict[str, str]:
         return {}
     try:
         return dict(adapter.versions())
-    except Exception:  # noqa: BLE001 - the original error matters, not this one
+    except Exception:
         return {}
 
 

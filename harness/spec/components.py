@@ -8,13 +8,14 @@ A component in a suite is a string (`adam`) or a mapping (`{name: adam, lr: 0.01
 Notation in the formulas: g = gradient of the total objective (data loss + penalties)
 after clipping, p = parameter, t = step count starting at 1.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import SpecError, unknown_name
+from harness.errors import unknown_name
 from harness.spec.params import Parameter, defaults, reject_unknown_keys, split_named
 
 
@@ -92,7 +93,11 @@ OPTIMIZERS = _defs(
     (
         "rmsprop",
         "s = rho*s + (1-rho)*g^2; p -= lr*g/(sqrt(s) + eps)   (s starts at 0; eps OUTSIDE the sqrt)",
-        {"lr": Parameter("number", 0.01, "> 0", _LR), "rho": Parameter("number", 0.99, "(0, 1)"), "eps": Parameter("number", 1e-8, "> 0")},
+        {
+            "lr": Parameter("number", 0.01, "> 0", _LR),
+            "rho": Parameter("number", 0.99, "(0, 1)"),
+            "eps": Parameter("number", 1e-8, "> 0"),
+        },
     ),
     (
         "adam",
@@ -131,8 +136,16 @@ INITIALIZERS = _defs(
     ("zeros", "w = 0", {}),
     ("normal", "w ~ N(0, std^2), plain (not truncated)", {"std": Parameter("number", 0.01, "> 0")}),
     ("uniform", "w ~ U(-limit, limit)", {"limit": Parameter("number", 0.05, "> 0")}),
-    ("xavier_uniform", "w ~ U(-a, a), a = gain*sqrt(6/(fan_in+fan_out))   (Glorot & Bengio 2010)", {"gain": Parameter("number", 1.0, "> 0")}),
-    ("xavier_normal", "w ~ N(0, s^2), s = gain*sqrt(2/(fan_in+fan_out)), plain (not truncated)", {"gain": Parameter("number", 1.0, "> 0")}),
+    (
+        "xavier_uniform",
+        "w ~ U(-a, a), a = gain*sqrt(6/(fan_in+fan_out))   (Glorot & Bengio 2010)",
+        {"gain": Parameter("number", 1.0, "> 0")},
+    ),
+    (
+        "xavier_normal",
+        "w ~ N(0, s^2), s = gain*sqrt(2/(fan_in+fan_out)), plain (not truncated)",
+        {"gain": Parameter("number", 1.0, "> 0")},
+    ),
     ("he_normal", "w ~ N(0, s^2), s = sqrt(2/fan_in), plain (not truncated)   (He et al. 2015)", {}),
     ("he_uniform", "w ~ U(-a, a), a = sqrt(6/fan_in)", {}),
     ("lecun_normal", "w ~ N(0, s^2), s = sqrt(1/fan_in), plain (not truncated)   (the book's 'Xavier')", {}),

@@ -31,6 +31,7 @@ emits (steps, classes), what the ctc loss reads (sequence labelling); 1-D inputs
 Dropout from the suite's regularizer: mlp after each hidden layer; cnn/lenet5/rnn before every dense
 layer of the head (after the readout and after each hidden dense layer); transformer inside its blocks.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -113,7 +114,9 @@ def _activation(value: Any, where: str) -> dict[str, Any]:
     return resolve_component("activation", value, where).to_dict()
 
 
-def _head(layers: list[LayerSpec], hidden: list[int], activation: Any, output_units: int, dropout: float, where: str) -> None:
+def _head(
+    layers: list[LayerSpec], hidden: list[int], activation: Any, output_units: int, dropout: float, where: str
+) -> None:
     """Append the dense head: [dropout] (dense hidden, [dropout])*, linear output."""
     if dropout > 0:
         layers.append(resolve_layer({"dropout": dropout}, where))
@@ -125,9 +128,20 @@ def _head(layers: list[LayerSpec], hidden: list[int], activation: Any, output_un
 
 
 def expand_mlp(value: Any, num_outputs: int, dropout: float, where: str, input_shape: Shape | None = None) -> Expansion:
-    o = options(value, {"hidden": None, "depth": None, "width": None, "activation": "relu", "output_units": num_outputs,
-                        "use_bias": True, "residual": False},
-                where, "{hidden: [100, 100], activation: relu}")
+    o = options(
+        value,
+        {
+            "hidden": None,
+            "depth": None,
+            "width": None,
+            "activation": "relu",
+            "output_units": num_outputs,
+            "use_bias": True,
+            "residual": False,
+        },
+        where,
+        "{hidden: [100, 100], activation: relu}",
+    )
     hidden = _hidden_widths(o, where)
     use_bias = _bool(o["use_bias"], f"{where}.use_bias")
     output_units = POSITIVE_INTEGER.check(o["output_units"], f"{where}.output_units")
@@ -166,7 +180,9 @@ def _per_layer(value: Any, count: int, where: str) -> list[Any]:
     """One value for every conv layer, or a list with one value per conv layer."""
     if isinstance(value, list):
         if len(value) != count:
-            raise SpecError(f"{where}: a list gives one value per conv layer: expected {count} values, got {len(value)} ({value!r}).")
+            raise SpecError(
+                f"{where}: a list gives one value per conv layer: expected {count} values, got {len(value)} ({value!r})."
+            )
         return value
     return [value] * count
 
@@ -180,8 +196,18 @@ def _dimensions(value: Any, input_shape: Shape | None, where: str) -> int:
 
 
 CNN_DEFAULTS = {
-    "filters": _ABSENT, "kernel_size": 3, "strides": 1, "padding": "valid", "activation": "relu", "batch_norm": False,
-    "pool": "none", "pool_size": 2, "readout": "flatten", "dense": [], "dimensions": None, "output_units": None,
+    "filters": _ABSENT,
+    "kernel_size": 3,
+    "strides": 1,
+    "padding": "valid",
+    "activation": "relu",
+    "batch_norm": False,
+    "pool": "none",
+    "pool_size": 2,
+    "readout": "flatten",
+    "dense": [],
+    "dimensions": None,
+    "output_units": None,
 }
 
 
@@ -197,8 +223,10 @@ def expand_cnn(value: Any, num_outputs: int, dropout: float, where: str, input_s
     pool = _choice(o["pool"], ("none", "max", "avg"), f"{where}.pool")
     readout = _choice(o["readout"], ("flatten", "global_avg_pool", "global_max_pool", "sequence"), f"{where}.readout")
     if readout == "sequence" and rank != 1:
-        raise SpecError(f"{where}.readout: 'sequence' keeps the time axis of a conv1d stack; this cnn is 2-D (conv2d). "
-                        "Use flatten or a global pooling readout.")
+        raise SpecError(
+            f"{where}.readout: 'sequence' keeps the time axis of a conv1d stack; this cnn is 2-D (conv2d). "
+            "Use flatten or a global pooling readout."
+        )
     batch_norm = _bool(o["batch_norm"], f"{where}.batch_norm")
     activation = _activation(o["activation"], f"{where}.activation")
     output_units = POSITIVE_INTEGER.check(o["output_units"] or num_outputs, f"{where}.output_units")
@@ -206,7 +234,9 @@ def expand_cnn(value: Any, num_outputs: int, dropout: float, where: str, input_s
     for i, width in enumerate(filters):
         here = f"{where}.filters[{i}]"
         conv = {"filters": width, "kernel_size": kernel_sizes[i], "strides": strides[i], "padding": paddings[i]}
-        layers.append(resolve_layer({f"conv{rank}d": {**conv, "activation": "linear" if batch_norm else activation}}, here))
+        layers.append(
+            resolve_layer({f"conv{rank}d": {**conv, "activation": "linear" if batch_norm else activation}}, here)
+        )
         if batch_norm:
             layers.append(resolve_layer({"batch_norm": {}}, here))
             layers.append(resolve_layer({"activation": activation}, here))
@@ -218,20 +248,45 @@ def expand_cnn(value: Any, num_outputs: int, dropout: float, where: str, input_s
     return tuple(layers), None
 
 
-def expand_lenet5(value: Any, num_outputs: int, dropout: float, where: str, input_shape: Shape | None = None) -> Expansion:
-    o = options(value, {"activation": "tanh", "pool": "avg", "padding": "same", "dimensions": None, "output_units": None},
-                where, "{activation: tanh, pool: avg}")
+def expand_lenet5(
+    value: Any, num_outputs: int, dropout: float, where: str, input_shape: Shape | None = None
+) -> Expansion:
+    o = options(
+        value,
+        {"activation": "tanh", "pool": "avg", "padding": "same", "dimensions": None, "output_units": None},
+        where,
+        "{activation: tanh, pool: avg}",
+    )
     cnn = {
-        "filters": [6, 16], "kernel_size": 5, "padding": ["same", o["padding"]], "activation": o["activation"],
-        "pool": o["pool"], "pool_size": 2, "dense": [120, 84], "dimensions": o["dimensions"], "output_units": o["output_units"],
+        "filters": [6, 16],
+        "kernel_size": 5,
+        "padding": ["same", o["padding"]],
+        "activation": o["activation"],
+        "pool": o["pool"],
+        "pool_size": 2,
+        "dense": [120, 84],
+        "dimensions": o["dimensions"],
+        "output_units": o["output_units"],
     }
     return expand_cnn(cnn, num_outputs, dropout, where, input_shape)
 
 
 def expand_rnn(value: Any, num_outputs: int, dropout: float, where: str, input_shape: Shape | None = None) -> Expansion:
-    o = options(value, {"cell": "gru", "units": _ABSENT, "depth": 1, "bidirectional": False, "readout": "last",
-                        "dense": [], "activation": "relu", "output_units": None},
-                where, "{cell: gru, units: 6, bidirectional: true, readout: flatten}")
+    o = options(
+        value,
+        {
+            "cell": "gru",
+            "units": _ABSENT,
+            "depth": 1,
+            "bidirectional": False,
+            "readout": "last",
+            "dense": [],
+            "activation": "relu",
+            "output_units": None,
+        },
+        where,
+        "{cell: gru, units: 6, bidirectional: true, readout: flatten}",
+    )
     cell = _choice(o["cell"], ("simple_rnn", "lstm", "gru"), f"{where}.cell")
     depth = POSITIVE_INTEGER.check(o["depth"], f"{where}.depth")
     readout = _choice(o["readout"], ("last", "flatten", "mean", "sequence"), f"{where}.readout")
@@ -243,25 +298,53 @@ def expand_rnn(value: Any, num_outputs: int, dropout: float, where: str, input_s
         layers.append(resolve_layer({cell: recurrent}, where))
     if readout in ("flatten", "mean"):
         layers.append(resolve_layer({"flatten" if readout == "flatten" else "global_avg_pool": {}}, where))
-    _head(layers, _widths(o["dense"], f"{where}.dense"), _activation(o["activation"], f"{where}.activation"), output_units, dropout, where)
+    _head(
+        layers,
+        _widths(o["dense"], f"{where}.dense"),
+        _activation(o["activation"], f"{where}.activation"),
+        output_units,
+        dropout,
+        where,
+    )
     return tuple(layers), None
 
 
-def expand_transformer(value: Any, num_outputs: int, dropout: float, where: str, input_shape: Shape | None = None) -> Expansion:
-    o = options(value, {"depth": 2, "heads": 4, "width": 64, "ffn_units": None, "key_dim": None, "activation": "relu",
-                        "norm": "pre", "readout": "mean", "output_units": None},
-                where, "{depth: 2, heads: 4, width: 64}")
+def expand_transformer(
+    value: Any, num_outputs: int, dropout: float, where: str, input_shape: Shape | None = None
+) -> Expansion:
+    o = options(
+        value,
+        {
+            "depth": 2,
+            "heads": 4,
+            "width": 64,
+            "ffn_units": None,
+            "key_dim": None,
+            "activation": "relu",
+            "norm": "pre",
+            "readout": "mean",
+            "output_units": None,
+        },
+        where,
+        "{depth: 2, heads: 4, width: 64}",
+    )
     width = POSITIVE_INTEGER.check(o["width"], f"{where}.width")
     depth = POSITIVE_INTEGER.check(o["depth"], f"{where}.depth")
     readout = _choice(o["readout"], ("mean", "flatten", "sequence"), f"{where}.readout")
     norm = _choice(o["norm"], ("pre", "post"), f"{where}.norm")
     output_units = POSITIVE_INTEGER.check(o["output_units"] or num_outputs, f"{where}.output_units")
     block = {
-        "heads": o["heads"], "ffn_units": o["ffn_units"] if o["ffn_units"] is not None else 4 * width,
-        "key_dim": o["key_dim"], "activation": _activation(o["activation"], f"{where}.activation"), "dropout": dropout, "norm": norm,
+        "heads": o["heads"],
+        "ffn_units": o["ffn_units"] if o["ffn_units"] is not None else 4 * width,
+        "key_dim": o["key_dim"],
+        "activation": _activation(o["activation"], f"{where}.activation"),
+        "dropout": dropout,
+        "norm": norm,
     }
     if o["key_dim"] is None and isinstance(o["heads"], int) and o["heads"] > 0 and width % o["heads"]:
-        raise SpecError(f"{where}.heads: width {width} is not divisible by heads {o['heads']}; set key_dim or change them.")
+        raise SpecError(
+            f"{where}.heads: width {width} is not divisible by heads {o['heads']}; set key_dim or change them."
+        )
     layers = [
         resolve_layer({"conv1d": {"filters": width, "kernel_size": 1}}, f"{where}.width"),
         resolve_layer({"position_embedding": {}}, where),
@@ -276,6 +359,10 @@ def expand_transformer(value: Any, num_outputs: int, dropout: float, where: str,
 
 
 EXPANDERS = {
-    "mlp": expand_mlp, "cnn": expand_cnn, "lenet5": expand_lenet5, "rnn": expand_rnn, "transformer": expand_transformer,
+    "mlp": expand_mlp,
+    "cnn": expand_cnn,
+    "lenet5": expand_lenet5,
+    "rnn": expand_rnn,
+    "transformer": expand_transformer,
 }
 assert set(EXPANDERS) == set(FAMILIES)

@@ -22,6 +22,7 @@ Meaning:
 Canonical weight keys are '<node index>.<kind>.<tensor>', like a stack's; node names appear in
 messages and in LayerPlan.node.
 """
+
 from __future__ import annotations
 
 import re
@@ -86,7 +87,9 @@ class GraphSpec:
         return cls(
             input=data["input"],
             nodes=tuple(GraphNode(n["name"], tuple(n["from"])) for n in data["nodes"]),
-            outputs=tuple(GraphOutput(o["name"], o["from"], o.get("loss"), o.get("weight", 1.0)) for o in data["outputs"]),
+            outputs=tuple(
+                GraphOutput(o["name"], o["from"], o.get("loss"), o.get("weight", 1.0)) for o in data["outputs"]
+            ),
         )
 
     def model_outputs(self) -> tuple[ModelOutput, ...]:
@@ -96,7 +99,9 @@ class GraphSpec:
 
 def _name(value: Any, where: str) -> str:
     if not isinstance(value, str) or not NAME_PATTERN.match(value):
-        raise SpecError(f"{where}: expected a name of letters, digits and '_' (not starting with a digit), got {value!r}.")
+        raise SpecError(
+            f"{where}: expected a name of letters, digits and '_' (not starting with a digit), got {value!r}."
+        )
     return value
 
 
@@ -110,19 +115,25 @@ def _names(value: Any, where: str) -> tuple[str, ...]:
 def _check_keys(raw: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
     for key in raw:
         if key not in allowed:
-            raise SpecError(f"{where}.{key}: unknown key {key!r}.{did_you_mean(str(key), allowed)} Expected keys: {', '.join(allowed)}.")
+            raise SpecError(
+                f"{where}.{key}: unknown key {key!r}.{did_you_mean(str(key), allowed)} Expected keys: {', '.join(allowed)}."
+            )
 
 
 def _output(raw: Any, where: str) -> GraphOutput:
     if isinstance(raw, str):
         raw = {"from": raw}
     if not isinstance(raw, Mapping) or "from" not in raw:
-        raise SpecError(f"{where}: expected a node name or a mapping such as {{from: logits, weight: 1.0}}, got {raw!r}.")
+        raise SpecError(
+            f"{where}: expected a node name or a mapping such as {{from: logits, weight: 1.0}}, got {raw!r}."
+        )
     _check_keys(raw, OUTPUT_KEYS, where)
     source = _name(raw["from"], f"{where}.from")
     loss = raw.get("loss")
     if loss is not None and loss not in LOSSES:
-        raise SpecError(f"{where}.loss: unknown loss {loss!r}.{did_you_mean(str(loss), LOSSES)} Expected one of: {', '.join(LOSSES)}.")
+        raise SpecError(
+            f"{where}.loss: unknown loss {loss!r}.{did_you_mean(str(loss), LOSSES)} Expected one of: {', '.join(LOSSES)}."
+        )
     weight = POSITIVE_NUMBER.check(raw.get("weight", 1.0), f"{where}.weight")
     return GraphOutput(_name(raw.get("name", source), f"{where}.name"), source, loss, weight)
 
@@ -145,11 +156,16 @@ def resolve_graph(raw: Any, num_outputs: int, where: str = "model.graph") -> tup
     input_name = _name(inputs, f"{where}.inputs")
     raw_nodes = raw.get("nodes")
     if not isinstance(raw_nodes, list) or not raw_nodes:
-        raise SpecError(f"{where}.nodes: expected a non-empty list of nodes such as {{name: a, layer: {{dense: {{units: 8}}}}, from: {input_name}}}.")
+        raise SpecError(
+            f"{where}.nodes: expected a non-empty list of nodes such as {{name: a, layer: {{dense: {{units: 8}}}}, from: {input_name}}}."
+        )
     raw_outputs = raw.get("outputs")
     if raw_outputs is None:
         raw_outputs = [raw_nodes[-1].get("name") if isinstance(raw_nodes[-1], Mapping) else None]
-    outputs = tuple(_output(o, f"{where}.outputs[{i}]") for i, o in enumerate(raw_outputs if isinstance(raw_outputs, list) else [raw_outputs]))
+    outputs = tuple(
+        _output(o, f"{where}.outputs[{i}]")
+        for i, o in enumerate(raw_outputs if isinstance(raw_outputs, list) else [raw_outputs])
+    )
     if not outputs:
         raise SpecError(f"{where}.outputs: expected at least one output.")
     output_sources = {o.source for o in outputs}
@@ -157,7 +173,9 @@ def resolve_graph(raw: Any, num_outputs: int, where: str = "model.graph") -> tup
     for i, output in enumerate(outputs):
         if output.source not in raw_names:
             valid = [name for name in raw_names if isinstance(name, str)]
-            raise SpecError(f"{where}.outputs[{i}].from: {output.source!r} is not a node.{did_you_mean(output.source, valid)}")
+            raise SpecError(
+                f"{where}.outputs[{i}].from: {output.source!r} is not a node.{did_you_mean(output.source, valid)}"
+            )
     output_names = [o.name for o in outputs]
     if len(set(output_names)) != len(output_names):
         raise SpecError(f"{where}.outputs: output names must be unique, got {output_names}. Give each a `name`.")
@@ -167,23 +185,32 @@ def resolve_graph(raw: Any, num_outputs: int, where: str = "model.graph") -> tup
     for i, node in enumerate(raw_nodes):
         here = f"{where}.nodes[{i}]"
         if not isinstance(node, Mapping) or "name" not in node or "layer" not in node:
-            raise SpecError(f"{here}: expected a mapping with 'name' and 'layer' (and optionally 'from'), got {node!r}.")
+            raise SpecError(
+                f"{here}: expected a mapping with 'name' and 'layer' (and optionally 'from'), got {node!r}."
+            )
         _check_keys(node, NODE_KEYS, here)
         name = _name(node["name"], f"{here}.name")
         if name in defined:
-            raise SpecError(f"{here}.name: the name {name!r} is already used ({'the input' if name == input_name else 'an earlier node'}). Names must be unique.")
+            raise SpecError(
+                f"{here}.name: the name {name!r} is already used ({'the input' if name == input_name else 'an earlier node'}). Names must be unique."
+            )
         sources = _names(node["from"], f"{here}.from") if "from" in node else (defined[-1],)
         for source in sources:
             if source not in defined:
                 later = any(isinstance(n, Mapping) and n.get("name") == source for n in raw_nodes[i:])
-                reason = "is listed below this node: list nodes after the nodes they read from" if later else (
-                    f"is not the input or an earlier node.{did_you_mean(source, defined)}"
+                reason = (
+                    "is listed below this node: list nodes after the nodes they read from"
+                    if later
+                    else (f"is not the input or an earlier node.{did_you_mean(source, defined)}")
                 )
                 raise SpecError(f"{here}.from: {source!r} {reason} (known so far: {', '.join(defined)}).")
         layer = node["layer"]
         if (
-            name in output_sources and isinstance(layer, Mapping) and set(layer) == {"dense"}
-            and isinstance(layer["dense"], Mapping) and "units" not in layer["dense"]
+            name in output_sources
+            and isinstance(layer, Mapping)
+            and set(layer) == {"dense"}
+            and isinstance(layer["dense"], Mapping)
+            and "units" not in layer["dense"]
         ):
             layer = {"dense": {**layer["dense"], "units": num_outputs}}  # an output's width comes from the dataset
         layers.append(resolve_layer(layer, f"{here} '{name}'.layer"))

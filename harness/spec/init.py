@@ -16,6 +16,7 @@ What each tensor role starts at (harness.spec.layer_types):
     gamma, moving_variance   1
     beta, moving_mean        0
 """
+
 from __future__ import annotations
 
 import math

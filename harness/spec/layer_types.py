@@ -20,6 +20,7 @@ l1/l2 penalties and decoupled weight decay touch it (harness.spec.init draws the
     moving_mean       0   (batch_norm state, updated in training mode) no      no
     moving_variance   1   (batch_norm state, updated in training mode) no      no
 """
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,10 @@ from harness.spec.params import Parameter
 Shape = tuple[int, ...]
 
 ROLES = ("kernel", "recurrent_kernel", "embedding", "bias", "gamma", "beta", "moving_mean", "moving_variance")
-STATE_ROLES = ("moving_mean", "moving_variance")  # non-trainable state: carried by get/set_weights, never by the optimizer
+STATE_ROLES = (
+    "moving_mean",
+    "moving_variance",
+)  # non-trainable state: carried by get/set_weights, never by the optimizer
 REGULARIZED_ROLES = ("kernel", "recurrent_kernel", "embedding")  # weight matrices; vectors and state never
 
 

@@ -13,6 +13,7 @@ Layer kinds defined here (the others: harness.spec.layers_spatial, harness.spec.
     add          element-wise sum of >= 2 inputs of one shape (graph form only)
     concatenate  >= 2 inputs joined along the last (channel) axis, in `from` order (graph form only)
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -48,11 +49,15 @@ def _infer_dense(shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str) ->
     return (*shape[:-1], p["units"]), tuple(tensors)
 
 
-def _infer_identity(shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str) -> tuple[Shape, tuple[TensorSpec, ...]]:
+def _infer_identity(
+    shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str
+) -> tuple[Shape, tuple[TensorSpec, ...]]:
     return shapes[0], ()
 
 
-def _infer_batch_norm(shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str) -> tuple[Shape, tuple[TensorSpec, ...]]:
+def _infer_batch_norm(
+    shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str
+) -> tuple[Shape, tuple[TensorSpec, ...]]:
     (shape,) = shapes
     channels = (shape[-1],)
     return shape, (
@@ -63,7 +68,9 @@ def _infer_batch_norm(shapes: tuple[Shape, ...], p: Mapping[str, Any], where: st
     )
 
 
-def _infer_layer_norm(shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str) -> tuple[Shape, tuple[TensorSpec, ...]]:
+def _infer_layer_norm(
+    shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str
+) -> tuple[Shape, tuple[TensorSpec, ...]]:
     (shape,) = shapes
     return shape, (TensorSpec("gamma", (shape[-1],), "gamma"), TensorSpec("beta", (shape[-1],), "beta"))
 
@@ -77,7 +84,9 @@ def _infer_add(shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str) -> t
     return shapes[0], ()
 
 
-def _infer_concatenate(shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str) -> tuple[Shape, tuple[TensorSpec, ...]]:
+def _infer_concatenate(
+    shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str
+) -> tuple[Shape, tuple[TensorSpec, ...]]:
     first = shapes[0]
     if any(len(s) != len(first) or s[:-1] != first[:-1] for s in shapes):
         raise SpecError(
@@ -92,7 +101,11 @@ LAYERS: dict[str, LayerDef] = {
         "dense",
         "y = activation(x @ kernel + bias); kernel (in, units), bias (units,); input a vector (in,), or a sequence "
         "(steps, in) with the one kernel applied at every step",
-        {"units": Parameter("integer", None, "> 0"), "activation": Parameter("activation", "linear"), "use_bias": Parameter("bool", True)},
+        {
+            "units": Parameter("integer", None, "> 0"),
+            "activation": Parameter("activation", "linear"),
+            "use_bias": Parameter("bool", True),
+        },
         _infer_dense,
         required=("units",),
     ),
@@ -105,29 +118,48 @@ LAYERS: dict[str, LayerDef] = {
         required=("rate",),
     ),
     "activation": LayerDef(
-        "activation", "y = activation(x), element-wise (softmax: over the last axis)",
-        {"activation": Parameter("activation")}, _infer_identity, required=("activation",),
+        "activation",
+        "y = activation(x), element-wise (softmax: over the last axis)",
+        {"activation": Parameter("activation")},
+        _infer_identity,
+        required=("activation",),
     ),
     "batch_norm": LayerDef(
-        "batch_norm", BATCH_NORM_DOC,
-        {"momentum": Parameter("number", 0.9, "[0, 1)"), "eps": Parameter("number", 1e-5, "> 0")}, _infer_batch_norm,
+        "batch_norm",
+        BATCH_NORM_DOC,
+        {"momentum": Parameter("number", 0.9, "[0, 1)"), "eps": Parameter("number", 1e-5, "> 0")},
+        _infer_batch_norm,
     ),
     "layer_norm": LayerDef(
-        "layer_norm", "per sample over the last axis: y = gamma*(x - mean)/sqrt(var + eps) + beta (biased var)",
-        {"eps": Parameter("number", 1e-5, "> 0")}, _infer_layer_norm,
+        "layer_norm",
+        "per sample over the last axis: y = gamma*(x - mean)/sqrt(var + eps) + beta (biased var)",
+        {"eps": Parameter("number", 1e-5, "> 0")},
+        _infer_layer_norm,
     ),
     "add": LayerDef("add", "element-wise sum of >= 2 inputs of one shape (graph form)", {}, _infer_add, arity=(2, 64)),
     "concatenate": LayerDef(
-        "concatenate", "join >= 2 inputs along the last (channel) axis in `from` order (graph form)", {},
-        _infer_concatenate, arity=(2, 64),
+        "concatenate",
+        "join >= 2 inputs along the last (channel) axis in `from` order (graph form)",
+        {},
+        _infer_concatenate,
+        arity=(2, 64),
     ),
     **SPATIAL_LAYERS,
     **SEQUENCE_LAYERS,
 }
 
 __all__ = [
-    "LAYERS", "ROLES", "LayerDef", "LayerPlan", "LayerSpec", "Shape", "TensorSpec",
-    "fans", "plan_layers", "infer_layer", "resolve_layer",
+    "LAYERS",
+    "ROLES",
+    "LayerDef",
+    "LayerPlan",
+    "LayerSpec",
+    "Shape",
+    "TensorSpec",
+    "fans",
+    "infer_layer",
+    "plan_layers",
+    "resolve_layer",
 ]
 
 
@@ -183,7 +215,14 @@ def resolve_layer(raw: Any, where: str) -> LayerSpec:
     return LayerSpec(kind=kind, params=tuple(sorted(params.items())))
 
 
-def infer_layer(index: int, layer: LayerSpec, input_shapes: tuple[Shape, ...], where: str, inputs: tuple[int, ...] = (), node: str = "") -> LayerPlan:
+def infer_layer(
+    index: int,
+    layer: LayerSpec,
+    input_shapes: tuple[Shape, ...],
+    where: str,
+    inputs: tuple[int, ...] = (),
+    node: str = "",
+) -> LayerPlan:
     """Place one layer: check its arity, infer its output shape and tensors.
 
     Raises:
@@ -196,7 +235,9 @@ def infer_layer(index: int, layer: LayerSpec, input_shapes: tuple[Shape, ...], w
         hint = " Merging layers exist only in the graph form (model: {graph: ...})." if low > 1 else ""
         raise SpecError(f"{where}: {layer.kind} takes {expected} input(s), got {len(input_shapes)}.{hint}")
     output_shape, tensors = definition.infer(tuple(input_shapes), dict(layer.params), where)
-    return LayerPlan(index, layer, input_shapes[0], output_shape, tensors, inputs=inputs, input_shapes=tuple(input_shapes), node=node)
+    return LayerPlan(
+        index, layer, input_shapes[0], output_shape, tensors, inputs=inputs, input_shapes=tuple(input_shapes), node=node
+    )
 
 
 def plan_layers(layers: tuple[LayerSpec, ...], input_shape: Shape) -> tuple[LayerPlan, ...]:

@@ -38,6 +38,7 @@ LN = layer_norm over channels with eps, D = inverted dropout at `dropout` (train
     pre  (Xiong et al. 2020):                 h = x + D(MHA(LN1(x)));   y = h + D(FFN(LN2(h)))
     MHA is self-attention with key_dim = value_dim (default d / heads) and output_dim d.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -55,8 +56,9 @@ def _expect_sequence(kind: str, shape: Shape, where: str, role: str = "input") -
     if len(shape) != 2:
         hint = (
             " A vector input needs a channel axis: use the dataset's sequence shape (mnist1d: shape: sequence) "
-            f"or put {{reshape: {{target_shape: [{shape[0]}, 1]}}}} before it." if len(shape) == 1 else
-            " Put a reshape layer before it to make it (time, channels)."
+            f"or put {{reshape: {{target_shape: [{shape[0]}, 1]}}}} before it."
+            if len(shape) == 1
+            else " Put a reshape layer before it to make it (time, channels)."
         )
         raise SpecError(f"{where}: {kind} expects a (time, channels) {role}, got shape {shape}.{hint}")
 
@@ -70,7 +72,12 @@ def recurrent_tensors(kind: str, channels: int, p: Mapping[str, Any]) -> tuple[T
     for prefix in prefixes:
         tensors += [
             TensorSpec(f"{prefix}kernel", (channels, gates * units), "kernel", initializer=p["kernel_initializer"]),
-            TensorSpec(f"{prefix}recurrent_kernel", (units, gates * units), "recurrent_kernel", initializer=p["recurrent_initializer"]),
+            TensorSpec(
+                f"{prefix}recurrent_kernel",
+                (units, gates * units),
+                "recurrent_kernel",
+                initializer=p["recurrent_initializer"],
+            ),
             TensorSpec(f"{prefix}bias", bias_shape, "bias", fan_in=units),
         ]
     return tuple(tensors)
@@ -103,13 +110,17 @@ def _recurrent_def(kind: str, meaning: str) -> LayerDef:
     )
 
 
-def _infer_embedding(shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str) -> tuple[Shape, tuple[TensorSpec, ...]]:
+def _infer_embedding(
+    shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str
+) -> tuple[Shape, tuple[TensorSpec, ...]]:
     (shape,) = shapes
     table = TensorSpec("embeddings", (p["vocabulary"], p["dim"]), "embedding", initializer=p["initializer"])
     return (*shape, p["dim"]), (table,)
 
 
-def _infer_position(shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str) -> tuple[Shape, tuple[TensorSpec, ...]]:
+def _infer_position(
+    shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str
+) -> tuple[Shape, tuple[TensorSpec, ...]]:
     (shape,) = shapes
     if len(shape) < 2:
         raise SpecError(f"{where}: position_embedding expects a (positions..., channels) input, got shape {shape}.")
@@ -117,7 +128,13 @@ def _infer_position(shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str)
 
 
 def attention_tensors(
-    query_channels: int, context_channels: int, heads: int, key_dim: int, value_dim: int, output_dim: int, use_bias: bool
+    query_channels: int,
+    context_channels: int,
+    heads: int,
+    key_dim: int,
+    value_dim: int,
+    output_dim: int,
+    use_bias: bool,
 ) -> list[TensorSpec]:
     """query/key/value/output kernels (and biases) of multi-head attention, in draw order."""
     tensors = []
@@ -133,7 +150,9 @@ def attention_tensors(
     return tensors
 
 
-def _infer_attention(shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str) -> tuple[Shape, tuple[TensorSpec, ...]]:
+def _infer_attention(
+    shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str
+) -> tuple[Shape, tuple[TensorSpec, ...]]:
     query = shapes[0]
     context = shapes[1] if len(shapes) > 1 else query
     _expect_sequence("multi_head_attention", query, where, "query")
@@ -156,7 +175,9 @@ def transformer_key_dim(width: int, p: Mapping[str, Any], where: str) -> int:
     return width // p["heads"]
 
 
-def _infer_transformer(shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str) -> tuple[Shape, tuple[TensorSpec, ...]]:
+def _infer_transformer(
+    shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str
+) -> tuple[Shape, tuple[TensorSpec, ...]]:
     (shape,) = shapes
     _expect_sequence("transformer_encoder", shape, where)
     width = shape[1]
@@ -174,8 +195,12 @@ def _infer_transformer(shapes: tuple[Shape, ...], p: Mapping[str, Any], where: s
 
 
 SEQUENCE_LAYERS: dict[str, LayerDef] = {
-    "simple_rnn": _recurrent_def("simple_rnn", "h_t = tanh(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias); (T, C) input"),
-    "lstm": _recurrent_def("lstm", "LSTM, gate order i, f, c, o; kernel (C, 4h), recurrent_kernel (h, 4h), ONE bias (4h,)"),
+    "simple_rnn": _recurrent_def(
+        "simple_rnn", "h_t = tanh(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias); (T, C) input"
+    ),
+    "lstm": _recurrent_def(
+        "lstm", "LSTM, gate order i, f, c, o; kernel (C, 4h), recurrent_kernel (h, 4h), ONE bias (4h,)"
+    ),
     "gru": _recurrent_def(
         "gru", "GRU, reset-after form, gate order z, r, n; kernel (C, 3h), recurrent_kernel (h, 3h), bias (2, 3h)"
     ),

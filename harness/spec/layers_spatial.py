@@ -17,6 +17,7 @@ Pooling windows use the same rule with dilation 1 (strides default to pool_size)
 never picks a padded cell; average pooling divides by the number of REAL cells in the window
 (padded cells are excluded from the count, TensorFlow's 'SAME' average).
 """
+
 from __future__ import annotations
 
 import math
@@ -48,11 +49,14 @@ def window_output_length(length: int, kernel: int, stride: int, dilation: int, b
     return (padded - span) // stride + 1 if padded >= span else 0
 
 
-def axis_paddings(shape: Shape, kernel: tuple[int, ...], strides: tuple[int, ...], dilation: tuple[int, ...], padding: Any) -> tuple[tuple[int, int], ...]:
+def axis_paddings(
+    shape: Shape, kernel: tuple[int, ...], strides: tuple[int, ...], dilation: tuple[int, ...], padding: Any
+) -> tuple[tuple[int, int], ...]:
     """(before, after) zeros per spatial axis of a channels-last `shape` (channels excluded)."""
     per_axis = padding if isinstance(padding, tuple) else (padding,) * len(kernel)
     return tuple(
-        padding_amounts(length, k, s, d, p) for length, k, s, d, p in zip(shape[:-1], kernel, strides, dilation, per_axis)
+        padding_amounts(length, k, s, d, p)
+        for length, k, s, d, p in zip(shape[:-1], kernel, strides, dilation, per_axis)
     )
 
 
@@ -72,7 +76,9 @@ def _expect_rank(kind: str, rank: int, shape: Shape, where: str) -> None:
 
 def _window_output(kind: str, shape: Shape, kernel, strides, dilation, padding, where: str) -> tuple[int, ...]:
     lengths = []
-    for (before, after), length, k, s, d in zip(axis_paddings(shape, kernel, strides, dilation, padding), shape[:-1], kernel, strides, dilation):
+    for (before, after), length, k, s, d in zip(
+        axis_paddings(shape, kernel, strides, dilation, padding), shape[:-1], kernel, strides, dilation
+    ):
         out = window_output_length(length, k, s, d, before, after)
         if out < 1:
             span = (k - 1) * d + 1
@@ -143,7 +149,9 @@ def _infer_reshape(shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str) 
     known = math.prod(d for d in target if d != -1)
     if -1 in target:
         if size % known:
-            raise SpecError(f"{where}: cannot reshape {shape} ({size} values) to {tuple(target)}: {size} is not a multiple of {known}.")
+            raise SpecError(
+                f"{where}: cannot reshape {shape} ({size} values) to {tuple(target)}: {size} is not a multiple of {known}."
+            )
         target[target.index(-1)] = size // known
     if math.prod(target) != size:
         raise SpecError(
@@ -176,7 +184,8 @@ def _conv_def(rank: int) -> LayerDef:
 
 def _pool_def(mode: str, rank: int) -> LayerDef:
     meaning = (
-        "maximum over each window (padded cells never win)" if mode == "max"
+        "maximum over each window (padded cells never win)"
+        if mode == "max"
         else "mean over each window's real cells (padded cells excluded from the count)"
     )
     return LayerDef(
@@ -200,19 +209,28 @@ SPATIAL_LAYERS: dict[str, LayerDef] = {
     "avg_pool1d": _pool_def("avg", 1),
     "avg_pool2d": _pool_def("avg", 2),
     "global_avg_pool": LayerDef(
-        "global_avg_pool", "mean over every position axis: (positions..., channels) -> (channels,)", {},
+        "global_avg_pool",
+        "mean over every position axis: (positions..., channels) -> (channels,)",
+        {},
         _infer_global("global_avg_pool"),
     ),
     "global_max_pool": LayerDef(
-        "global_max_pool", "maximum over every position axis: (positions..., channels) -> (channels,)", {},
+        "global_max_pool",
+        "maximum over every position axis: (positions..., channels) -> (channels,)",
+        {},
         _infer_global("global_max_pool"),
     ),
     "flatten": LayerDef(
-        "flatten", "row-major flatten of the CHANNELS-LAST tensor (channels vary fastest): (d1, ..., dk) -> (d1*...*dk,)",
-        {}, _infer_flatten,
+        "flatten",
+        "row-major flatten of the CHANNELS-LAST tensor (channels vary fastest): (d1, ..., dk) -> (d1*...*dk,)",
+        {},
+        _infer_flatten,
     ),
     "reshape": LayerDef(
-        "reshape", "row-major reshape of the channels-last tensor to target_shape (one entry may be -1: inferred)",
-        {"target_shape": Parameter("shape")}, _infer_reshape, required=("target_shape",),
+        "reshape",
+        "row-major reshape of the channels-last tensor to target_shape (one entry may be -1: inferred)",
+        {"target_shape": Parameter("shape")},
+        _infer_reshape,
+        required=("target_shape",),
     ),
 }

@@ -7,6 +7,7 @@ Three forms:
 The output layer's size comes from the dataset unless given (`output_units`, or the last dense
 layer's `units`; in a graph, a dense node read by an output).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -19,7 +20,12 @@ from harness.spec.layers import LayerSpec, Shape, resolve_layer
 from harness.spec.types import ModelSpec
 
 # The task each canonical loss needs (the same table the suite loader checks the trial's loss with).
-LOSS_TASKS = {"cross_entropy": "classification", "binary_cross_entropy": "binary", "mse": "regression", "ctc": "sequence"}
+LOSS_TASKS = {
+    "cross_entropy": "classification",
+    "binary_cross_entropy": "binary",
+    "mse": "regression",
+    "ctc": "sequence",
+}
 FORMS = ("layers", "graph")
 
 __all__ = ["FAMILIES", "LOSS_TASKS", "check_model_against_task", "resolve_model"]
@@ -63,7 +69,12 @@ def _resolve_layers(value: Any, num_outputs: int, where: str) -> ModelSpec:
     raw_layers = [dict(x) if isinstance(x, Mapping) else x for x in value]
     last = raw_layers[-1]
     # The output layer's width comes from the dataset unless given.
-    if isinstance(last, dict) and set(last) == {"dense"} and isinstance(last["dense"], Mapping) and "units" not in last["dense"]:
+    if (
+        isinstance(last, dict)
+        and set(last) == {"dense"}
+        and isinstance(last["dense"], Mapping)
+        and "units" not in last["dense"]
+    ):
         raw_layers[-1] = {"dense": {**last["dense"], "units": num_outputs}}
     layers = tuple(resolve_layer(x, f"{where}.layers[{i}]") for i, x in enumerate(raw_layers))
     return ModelSpec(layers=layers, family=None)
@@ -103,7 +114,11 @@ def check_model_against_task(
                 "output's `loss` to use the suite's."
             )
         final_activation, last = _final_activation(model, output.index)
-        if output_loss in ("cross_entropy", "binary_cross_entropy", "ctc") and final_activation in ("softmax", "sigmoid") and last.kind in ("dense", "activation"):
+        if (
+            output_loss in ("cross_entropy", "binary_cross_entropy", "ctc")
+            and final_activation in ("softmax", "sigmoid")
+            and last.kind in ("dense", "activation")
+        ):
             raise SpecError(
                 f"{label}: the last layer applies {final_activation!r}, but loss {output_loss!r} takes logits "
                 "(it applies the softmax/sigmoid itself, in a numerically stable form). "
@@ -115,8 +130,8 @@ def check_model_against_task(
         elif output_shape != (num_outputs,):
             hint = (
                 " Put a flatten or global pooling layer before the output layer, so it sees one vector per sample."
-                if len(output_shape) > 1 else
-                f" Drop the output width so it comes from the dataset, or set it to {num_outputs}."
+                if len(output_shape) > 1
+                else f" Drop the output width so it comes from the dataset, or set it to {num_outputs}."
             )
             raise SpecError(
                 f"{label}: the output shape is {output_shape}, but loss {output_loss!r} on this {task} dataset needs "

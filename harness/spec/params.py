@@ -11,6 +11,7 @@ are all derived from that one declaration.
 
 A constraint bounds a number or an integer: `> 0`, `>= 8`, or an interval `[0, 1)`, `(0, 1)`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -58,7 +59,7 @@ class Bounds:
         return keywords
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def parse_constraint(text: str) -> Bounds:
     """'> 0' -> Bounds(low=0, low_inclusive=False); '[0, 1)' -> Bounds(0, True, 1, False); '' -> no bounds."""
     if not text:
@@ -169,8 +170,13 @@ POSITIVE_NUMBER = Parameter("number", None, "> 0")
 
 
 def reject_unknown_keys(
-    given: Iterable[str], valid: Sequence[str], where: str, owner: str,
-    noun: str = "parameter", label: str = "Its parameters", error: type[HarnessError] = SpecError,
+    given: Iterable[str],
+    valid: Sequence[str],
+    where: str,
+    owner: str,
+    noun: str = "parameter",
+    label: str = "Its parameters",
+    error: type[HarnessError] = SpecError,
 ) -> None:
     """Raise at the first key of `given` that is not in `valid`, with did-you-mean and the valid keys.
 
@@ -204,7 +210,9 @@ def split_named(
             )
         given = dict(raw)
         return given.pop("name"), given
-    raise error(f"{where}: expected a {what} name (string) or a mapping with 'name', got {raw!r} ({type(raw).__name__}).")
+    raise error(
+        f"{where}: expected a {what} name (string) or a mapping with 'name', got {raw!r} ({type(raw).__name__})."
+    )
 
 
 def declared(spec_class: type) -> dict[str, Parameter]:
@@ -219,7 +227,7 @@ def declared(spec_class: type) -> dict[str, Parameter]:
 def parameter(kind: str, default: Any = dataclasses.MISSING, constraint: str = "", **declaration: Any) -> Any:
     """A dataclass field declared by a Parameter (no default: a required field).
 
-        l2: float = parameter("number", 0.0, ">= 0", formula="loss += (l2 / 2) * sum(kernel^2) ...")
+    l2: float = parameter("number", 0.0, ">= 0", formula="loss += (l2 / 2) * sum(kernel^2) ...")
     """
     declared_default = None if default is dataclasses.MISSING else default
     metadata = {"parameter": Parameter(kind, declared_default, constraint, **declaration)}
@@ -249,7 +257,8 @@ def _check_padding(value: Any, rank: int, where: str) -> str | tuple[int, ...]:
         return str(value)
     values = [value] * rank if isinstance(value, int) and not isinstance(value, bool) else value
     if (
-        not isinstance(values, (list, tuple)) or len(values) != rank
+        not isinstance(values, (list, tuple))
+        or len(values) != rank
         or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in values)
     ):
         raise SpecError(

@@ -4,6 +4,7 @@
 the results store, and its SHA-256 is the trial's content hash. Labels (suite and arm
 names) are NOT part of it, so renaming an arm does not rerun anything.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,7 +33,12 @@ class DatasetSpec:
     options: tuple[tuple[str, Any], ...] = ()  # dataset-specific (e.g. scale, permute, noise)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "validation": self.validation, "train_samples": self.train_samples, **dict(self.options)}
+        return {
+            "name": self.name,
+            "validation": self.validation,
+            "train_samples": self.train_samples,
+            **dict(self.options),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DatasetSpec:
@@ -55,23 +61,44 @@ class RegularizerSpec:
 
     l1: float = parameter("number", 0.0, ">= 0", formula="loss += l1 * sum(|kernel|) over every kernel", example=0.0001)
     l2: float = parameter(
-        "number", 0.0, ">= 0", formula=L2_PENALTY, example=0.1,
-        description="the coupled \"weight decay\" of Deep Learning from Scratch; Keras' L2(x) is x*sum(w^2)",
+        "number",
+        0.0,
+        ">= 0",
+        formula=L2_PENALTY,
+        example=0.1,
+        description='the coupled "weight decay" of Deep Learning from Scratch; Keras\' L2(x) is x*sum(w^2)',
     )
     weight_decay: float = parameter(
-        "number", 0.0, ">= 0", example=0.01,
+        "number",
+        0.0,
+        ">= 0",
+        example=0.01,
         formula="decoupled: kernel -= lr * weight_decay * kernel before each optimizer step",
     )
     dropout: float = parameter(
-        "number", 0.0, "[0, 1)", noun="a rate", example=0.2,
+        "number",
+        0.0,
+        "[0, 1)",
+        noun="a rate",
+        example=0.2,
         formula="a dropout layer of this rate after each hidden activation of a family model (mlp)",
     )
     clip_norm: float | None = parameter(
-        "number", None, "> 0", nullable=True, noun="a global gradient norm", example=1.0,
+        "number",
+        None,
+        "> 0",
+        nullable=True,
+        noun="a global gradient norm",
+        example=1.0,
         formula="if the global L2 norm of all gradients exceeds it, scale them all by clip_norm / norm",
     )
     clip_value: float | None = parameter(
-        "number", None, "> 0", nullable=True, noun="a bound", example=0.5,
+        "number",
+        None,
+        "> 0",
+        nullable=True,
+        noun="a bound",
+        example=0.5,
         formula="clamp every gradient element to [-clip_value, clip_value] (applied after clip_norm)",
     )
 
@@ -106,7 +133,11 @@ class TrainingSpec:
     shuffle: bool = parameter("bool", True, description="false: the same batch order every epoch, the MNIST-1D recipe")
     drop_last: bool = parameter("bool", False, description="true: drop each epoch's final partial batch")
     max_seconds: float | None = parameter(
-        "number", None, "> 0", nullable=True, noun="a number of seconds",
+        "number",
+        None,
+        "> 0",
+        nullable=True,
+        noun="a number of seconds",
         description="wall-clock limit of one trial's training; null: no limit; a trial over it is recorded as 'timeout'",
     )
 

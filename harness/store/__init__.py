@@ -13,6 +13,7 @@ Modules, one job each; `Store` joins them:
     leases      claiming trials so two runs split them (LeaseTable, ClaimOwner)
     reads       finished trials and the long frames analysis reads (TrialReader)
 """
+
 from __future__ import annotations
 
 from harness.store.connection import StoreConnection
@@ -30,9 +31,19 @@ from harness.store.schema import (
 from harness.store.writes import TrialWriter
 
 __all__ = [
-    "BUSY_TIMEOUT_MILLISECONDS", "CLAIM_COLUMNS", "CLAIM_OUTCOMES", "DATABASE_NAME", "DIAGNOSTIC_COLUMNS",
-    "METRIC_COLUMNS", "SCHEMA_VERSION", "TRIAL_COLUMNS", "ClaimOwner", "Store",
-    "StoreConnection", "claim_owner_alive", "process_start",
+    "BUSY_TIMEOUT_MILLISECONDS",
+    "CLAIM_COLUMNS",
+    "CLAIM_OUTCOMES",
+    "DATABASE_NAME",
+    "DIAGNOSTIC_COLUMNS",
+    "METRIC_COLUMNS",
+    "SCHEMA_VERSION",
+    "TRIAL_COLUMNS",
+    "ClaimOwner",
+    "Store",
+    "StoreConnection",
+    "claim_owner_alive",
+    "process_start",
 ]
 
 

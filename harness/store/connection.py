@@ -8,6 +8,7 @@ or SIGKILL of the process (only a power loss / OS crash may roll back the last c
 never corrupt the file). Two runs writing the same store at once are serialized by SQLite's
 write lock (`BEGIN IMMEDIATE` + `busy_timeout`), so they never corrupt it.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -19,7 +20,14 @@ from typing import TypeVar
 
 from harness import __version__
 from harness.errors import StoreError
-from harness.store.schema import BUSY_TIMEOUT_MILLISECONDS, DATABASE_NAME, MIGRATIONS, SCHEMA, SCHEMA_VERSION, _statements
+from harness.store.schema import (
+    BUSY_TIMEOUT_MILLISECONDS,
+    DATABASE_NAME,
+    MIGRATIONS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    _statements,
+)
 
 _Connection = TypeVar("_Connection", bound="StoreConnection")
 
@@ -48,7 +56,9 @@ class StoreConnection:
             ) from None
         try:
             # isolation_level=None: autocommit; every write opens its own explicit transaction.
-            self._connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MILLISECONDS / 1000, isolation_level=None)
+            self._connection = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MILLISECONDS / 1000, isolation_level=None
+            )
         except sqlite3.Error as error:
             raise self._open_error(error) from None
         try:
@@ -155,7 +165,9 @@ class StoreConnection:
     def __enter__(self: _Connection) -> _Connection:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self.close()
 
     def __repr__(self) -> str:

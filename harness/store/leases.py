@@ -6,6 +6,7 @@ host and pid, with a lease (an expiry time) it keeps renewing. A claim whose own
 removes its claim in the same transaction (`harness.store.writes`). The runner's side, which
 claims, renews in the background and releases, is `harness.runner.leases`.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,7 +51,7 @@ def process_start(pid: int) -> str | None:
             text = handle.read()
     except OSError:
         return "" if os.path.isdir("/proc/self") else None  # with /proc, no entry = no such process
-    fields = text[text.rindex(")") + 2:].split()  # after "pid (command name)", which may hold spaces
+    fields = text[text.rindex(")") + 2 :].split()  # after "pid (command name)", which may hold spaces
     return "" if fields[0] == "Z" else fields[19]
 
 
@@ -75,7 +76,13 @@ class LeaseTable(StoreConnection):
     """The claims part of `harness.store.Store`: claim, renew, release, list."""
 
     def claim(
-        self, trial_hash: str, owner: ClaimOwner, *, lease_seconds: float, seen_attempts: int = 0, rerun: bool = False,
+        self,
+        trial_hash: str,
+        owner: ClaimOwner,
+        *,
+        lease_seconds: float,
+        seen_attempts: int = 0,
+        rerun: bool = False,
     ) -> str:
         """Claim a trial for `owner` before running it, in one transaction.
 
@@ -101,7 +108,12 @@ class LeaseTable(StoreConnection):
             held = connection.execute(
                 "SELECT owner, host, pid, pid_start, expires FROM claims WHERE hash = ?", (trial_hash,)
             ).fetchone()
-            if held is not None and held[0] != owner.id and held[4] > now and claim_owner_alive(held[1], held[2], held[3]):
+            if (
+                held is not None
+                and held[0] != owner.id
+                and held[4] > now
+                and claim_owner_alive(held[1], held[2], held[3])
+            ):
                 return "busy"
             connection.execute(
                 "INSERT OR REPLACE INTO claims (hash, owner, host, pid, pid_start, claimed_at, expires) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -112,7 +124,9 @@ class LeaseTable(StoreConnection):
     def renew_claims(self, owner_id: str, lease_seconds: float) -> int:
         """Extend every claim of `owner_id` to expire `lease_seconds` from now (the heartbeat). Returns the count."""
         with self._transaction() as connection:
-            cursor = connection.execute("UPDATE claims SET expires = ? WHERE owner = ?", (time.time() + lease_seconds, owner_id))
+            cursor = connection.execute(
+                "UPDATE claims SET expires = ? WHERE owner = ?", (time.time() + lease_seconds, owner_id)
+            )
             return cursor.rowcount
 
     def release_claims(self, owner_id: str, hashes: Iterable[str] | None = None) -> None:

@@ -4,6 +4,7 @@
 NaN: SQLite stores a NaN REAL as NULL. Metric values are never NULL otherwise, so a NULL
 `metrics.value` reads back as NaN (a diverged epoch's loss); +-inf round-trip as they are.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,10 +58,17 @@ class TrialReader(StoreConnection):
         where, parameters = _hash_filter(hashes)
         query = f"SELECT {', '.join(TRIAL_COLUMNS)} FROM trials {where} ORDER BY suite, arm, backend, seed, hash"
         frame = pd.DataFrame(self._connection.execute(query, parameters).fetchall(), columns=list(TRIAL_COLUMNS))
-        return frame.astype({
-            "seed": "int64", "diverged_epoch": "Int64", "epochs_completed": "int64", "attempts": "int64",
-            "train_seconds": "float64", "eval_seconds": "float64", "wall_seconds": "float64",
-        })
+        return frame.astype(
+            {
+                "seed": "int64",
+                "diverged_epoch": "Int64",
+                "epochs_completed": "int64",
+                "attempts": "int64",
+                "train_seconds": "float64",
+                "eval_seconds": "float64",
+                "wall_seconds": "float64",
+            }
+        )
 
     def metrics_frame(self, hashes: Iterable[str] | None = None) -> pd.DataFrame:
         """Long metrics: hash, epoch, metric, value (float64, NaN where the value was NaN), ordered by key."""

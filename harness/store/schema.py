@@ -4,6 +4,7 @@ Everything here is data about the SQLite file, not about a connection: the conne
 opens a store (`harness.store.connection`) creates these tables and migrates an older file.
 The table names are part of the file format: renaming one makes every stored file unreadable.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -74,9 +75,26 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 }
 
 TRIAL_COLUMNS = (
-    "hash", "suite", "arm", "backend", "seed", "status", "error", "diverged_epoch", "epochs_completed",
-    "train_seconds", "eval_seconds", "wall_seconds", "host", "versions", "device", "spec", "cell",
-    "started_at", "finished_at", "attempts",
+    "hash",
+    "suite",
+    "arm",
+    "backend",
+    "seed",
+    "status",
+    "error",
+    "diverged_epoch",
+    "epochs_completed",
+    "train_seconds",
+    "eval_seconds",
+    "wall_seconds",
+    "host",
+    "versions",
+    "device",
+    "spec",
+    "cell",
+    "started_at",
+    "finished_at",
+    "attempts",
 )
 METRIC_COLUMNS = ("hash", "epoch", "metric", "value")
 DIAGNOSTIC_COLUMNS = ("hash", "epoch", "layer", "layer_name", "statistic", "value")

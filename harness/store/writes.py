@@ -6,6 +6,7 @@ where it stopped. Recording a trial drops its lease row (`claims`) in the same t
 
 NaN: SQLite stores a NaN REAL as NULL; the readers turn a NULL value back into NaN.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,15 +52,27 @@ class TrialWriter(StoreConnection):
             attempts: executions this result took (2 when the first worker died and it was retried).
         """
         row = {
-            "hash": trial.hash, "suite": trial.suite, "arm": trial.arm, "backend": trial.spec.backend,
-            "seed": trial.spec.seed, "status": result.status, "error": result.error,
-            "diverged_epoch": result.diverged_epoch, "epochs_completed": result.epochs_completed,
-            "train_seconds": float(result.train_seconds), "eval_seconds": float(result.eval_seconds),
-            "wall_seconds": float(result.wall_seconds), "host": result.host,
-            "versions": json.dumps(result.versions, sort_keys=True), "device": json.dumps(result.device, sort_keys=True),
-            "spec": trial.spec.to_json(), "cell": json.dumps(dict(trial.cell)),
-            "started_at": result.started_at or None, "finished_at": result.finished_at or None,
-            "attempts": int(attempts), "harness_version": __version__,
+            "hash": trial.hash,
+            "suite": trial.suite,
+            "arm": trial.arm,
+            "backend": trial.spec.backend,
+            "seed": trial.spec.seed,
+            "status": result.status,
+            "error": result.error,
+            "diverged_epoch": result.diverged_epoch,
+            "epochs_completed": result.epochs_completed,
+            "train_seconds": float(result.train_seconds),
+            "eval_seconds": float(result.eval_seconds),
+            "wall_seconds": float(result.wall_seconds),
+            "host": result.host,
+            "versions": json.dumps(result.versions, sort_keys=True),
+            "device": json.dumps(result.device, sort_keys=True),
+            "spec": trial.spec.to_json(),
+            "cell": json.dumps(dict(trial.cell)),
+            "started_at": result.started_at or None,
+            "finished_at": result.finished_at or None,
+            "attempts": int(attempts),
+            "harness_version": __version__,
         }
         # float(): numpy scalars would otherwise be stored as BLOBs; NaN becomes NULL inside SQLite.
         metric_rows = [(trial.hash, int(epoch), str(name), float(value)) for epoch, name, value in result.metrics]
@@ -70,7 +83,9 @@ class TrialWriter(StoreConnection):
             connection.execute("DELETE FROM diagnostics WHERE hash = ?", (trial.hash,))
             connection.executemany(
                 "INSERT INTO diagnostics (hash, epoch, layer, layer_name, statistic, value) VALUES (?, ?, ?, ?, ?, ?)",
-                [(trial.hash, int(epoch), int(layer), str(name), str(statistic), float(value))
-                 for epoch, layer, name, statistic, value in getattr(result, "diagnostics", ())],
+                [
+                    (trial.hash, int(epoch), int(layer), str(name), str(statistic), float(value))
+                    for epoch, layer, name, statistic, value in getattr(result, "diagnostics", ())
+                ],
             )
             connection.execute("DELETE FROM claims WHERE hash = ?", (trial.hash,))  # recorded: nobody runs it now

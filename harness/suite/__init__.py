@@ -7,6 +7,7 @@
 Modules: yaml_source (YAML with line numbers, located errors), schema (fixed-shape blocks,
 seeds, backends), grid (axes, labels, exclude, applying a cell), load (Suite, load_suite).
 """
+
 from __future__ import annotations
 
 from harness.suite.load import Suite, load_suite

@@ -20,6 +20,7 @@ Applying a value at a path, in a copy of the base document:
 Component strings are normalized to `{name: ...}` mappings first, so `optimizer.lr` works on
 `optimizer: sgd`. A path's parent must exist; the last key may be new.
 """
+
 from __future__ import annotations
 
 import copy
@@ -106,7 +107,9 @@ def parse_axis_path(text: Any, where: KeyPath) -> KeyPath:
         SuiteIssue: malformed, or not rooted at a field a grid may vary.
     """
     if not isinstance(text, str) or not text:
-        raise SuiteIssue(where, f"an axis key must be a field name or a dotted path such as optimizer.lr, got {text!r}.")
+        raise SuiteIssue(
+            where, f"an axis key must be a field name or a dotted path such as optimizer.lr, got {text!r}."
+        )
     parts: list[Any] = []
     for segment in text.split("."):
         match = _SEGMENT.match(segment)
@@ -161,18 +164,23 @@ def _parse_axis(key: Any, raw: Any) -> Axis:
         if not raw:
             raise SuiteIssue(where, "the axis is empty: give at least one value, e.g. [0.1, 0.01], or remove the axis.")
         variants = tuple(
-            Variant(value_label(value), (Assignment(target, value, (*where, index), where),)) for index, value in enumerate(raw)
+            Variant(value_label(value), (Assignment(target, value, (*where, index), where),))
+            for index, value in enumerate(raw)
         )
         _check_unique_labels(variants, where, lambda index: (*where, index), "values")
         return Axis(key, "values", variants)
     if isinstance(raw, Mapping):
         if not raw:
-            raise SuiteIssue(where, "the axis is empty: give at least one named variant, e.g. {sgd: sgd, adam: adam}, or remove it.")
+            raise SuiteIssue(
+                where, "the axis is empty: give at least one named variant, e.g. {sgd: sgd, adam: adam}, or remove it."
+            )
         variants = []
         for label, value in raw.items():
             text = value_label(label)
             if not text.strip():
-                raise SuiteIssue((*where, label), "a variant label must not be empty. Name the variant, e.g. sgd: {name: sgd}.")
+                raise SuiteIssue(
+                    (*where, label), "a variant label must not be empty. Name the variant, e.g. sgd: {name: sgd}."
+                )
             variants.append(Variant(text, (Assignment(target, value, (*where, label), where),)))
         _check_unique_labels(tuple(variants), where, lambda index: (*where, list(raw)[index]), "variants")
         return Axis(key, "variants", tuple(variants))
@@ -189,8 +197,9 @@ def _parse_zip(key: Any, raw: Any) -> Axis:
         raise SuiteIssue(("grid", key), f"a zip axis needs a name, e.g. lr_batch: {{zip: ...}}, got {key!r}.")
     if not isinstance(raw, Mapping) or not raw:
         raise SuiteIssue(
-            where, f"expected a mapping of paths to equal-length lists, e.g. {{optimizer.lr: [0.1, 0.01], "
-            f"training.batch_size: [32, 128]}}, got {raw!r}."
+            where,
+            f"expected a mapping of paths to equal-length lists, e.g. {{optimizer.lr: [0.1, 0.01], "
+            f"training.batch_size: [32, 128]}}, got {raw!r}.",
         )
     columns: list[tuple[KeyPath, KeyPath, list[Any]]] = []
     for path_text, values in raw.items():
@@ -204,12 +213,15 @@ def _parse_zip(key: Any, raw: Any) -> Axis:
         raise SuiteIssue(
             where,
             "the lists of a zip axis must have equal lengths (item i of each list forms variant i), got "
-            + ", ".join(f"{path}: {length}" for path, length in lengths.items()) + ".",
+            + ", ".join(f"{path}: {length}" for path, length in lengths.items())
+            + ".",
         )
     variants = []
     for index in range(len(columns[0][2])):
         label = ",".join(f"{_last_name(target)}={value_label(values[index])}" for target, _, values in columns)
-        assignments = tuple(Assignment(target, values[index], (*source, index), source) for target, source, values in columns)
+        assignments = tuple(
+            Assignment(target, values[index], (*source, index), source) for target, source, values in columns
+        )
         variants.append(Variant(label, assignments))
     _check_unique_labels(tuple(variants), where, lambda index: where, "zip")
     return Axis(key, "zip", tuple(variants))
@@ -226,7 +238,9 @@ def _check_unique_labels(variants: tuple[Variant, ...], where: KeyPath, source_o
         if variant.label in first:
             hint = (
                 "Give the axis as a mapping of named variants instead, e.g. {sgd_fast: {name: sgd, lr: 0.1}, "
-                "sgd_slow: {name: sgd, lr: 0.01}}." if kind == "values" else "Make every variant differ."
+                "sgd_slow: {name: sgd, lr: 0.01}}."
+                if kind == "values"
+                else "Make every variant differ."
             )
             raise SuiteIssue(
                 source_of(index),
@@ -255,7 +269,8 @@ def expand_grid(axes: tuple[Axis, ...], exclude: list[Mapping[str, Any]] | None)
     for index, entry in enumerate(exclude or []):
         wanted = _parse_exclude_entry(axes, entry, ("exclude", index))
         matches = [
-            position for position, labels in enumerate(labels_of)
+            position
+            for position, labels in enumerate(labels_of)
             if all(labels[key] == label for key, label in wanted.items())
         ]
         if not any(keep[position] for position in matches):
@@ -297,7 +312,8 @@ def _parse_exclude_entry(axes: tuple[Axis, ...], entry: Any, where: KeyPath) -> 
     by_key = {axis.key: axis for axis in axes}
     if not isinstance(entry, Mapping) or not entry:
         raise SuiteIssue(
-            where, f"expected a mapping of axis: label naming the cells to skip, e.g. {{{axes[0].key}: {axes[0].labels[0]}}}, got {entry!r}."
+            where,
+            f"expected a mapping of axis: label naming the cells to skip, e.g. {{{axes[0].key}: {axes[0].labels[0]}}}, got {entry!r}.",
         )
     wanted = {}
     for key, label in entry.items():
@@ -352,7 +368,9 @@ def apply_cell(base: Mapping[str, Any], cell: Cell) -> tuple[dict[str, Any], tup
         if isinstance(parent, list):
             parent[last] = value
         else:
-            parent[last] = {"name": value} if len(target) == 1 and last in COMPONENT_FIELDS and isinstance(value, str) else value
+            parent[last] = (
+                {"name": value} if len(target) == 1 and last in COMPONENT_FIELDS and isinstance(value, str) else value
+            )
         provenance.append((target, source))
     return document, tuple(provenance)
 
@@ -380,14 +398,16 @@ def _child(node: Any, part: Any, above: KeyPath, assignment: Assignment, must_ex
             return node.get(part)
         keys = ", ".join(map(str, node)) or "(none)"
         raise SuiteIssue(
-            assignment.axis, f"{missing} has no key {part!r}.{did_you_mean(str(part), [str(key) for key in node])} Its keys: {keys}."
+            assignment.axis,
+            f"{missing} has no key {part!r}.{did_you_mean(str(part), [str(key) for key in node])} Its keys: {keys}.",
         )
     if isinstance(node, list):
         if isinstance(part, int) and not isinstance(part, bool) and 0 <= part < len(node):
             return node[part]
         indices = f"0 to {len(node) - 1}" if node else "it is empty"
         raise SuiteIssue(
-            assignment.axis, f"{missing} is a list of {len(node)} items, so {part!r} is not one of its indices ({indices})."
+            assignment.axis,
+            f"{missing} is a list of {len(node)} items, so {part!r} is not one of its indices ({indices}).",
         )
     raise SuiteIssue(assignment.axis, f"{missing} is {node!r}, not a mapping or a list to look into.")
 

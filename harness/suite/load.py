@@ -8,6 +8,7 @@ Every cell is resolved completely (dataset, components with defaults filled, mod
 checked against the data and the loss) before anything runs, so a suite that loads is a
 suite whose every trial can be built. Nothing here imports a deep-learning framework.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -96,8 +97,9 @@ def _build(
     if not isinstance(document, dict):
         what = "the file is empty" if document is None else f"got {received(document)}"
         raise SuiteIssue(
-            (), f"a suite is a YAML mapping of keys (name, dataset, model, loss, optimizer, initializer, training, ...); "
-            f"{what}. See suites/smoke.yaml for a complete example."
+            (),
+            f"a suite is a YAML mapping of keys (name, dataset, model, loss, optimizer, initializer, training, ...); "
+            f"{what}. See suites/smoke.yaml for a complete example.",
         )
     axes = parse_grid(document["grid"] if isinstance(document.get("grid"), Mapping) else None)
     whole_fields = {a.target[0] for axis in axes for a in axis.variants[0].assignments if len(a.target) == 1}
@@ -107,7 +109,9 @@ def _build(
     if backends is not None:
         suite_backends = _override(parse_backends, list(backends), "--backend")
     else:
-        suite_backends = parse_backends(top.backends if "backends" in document else list(DEFAULT_BACKENDS), ("backends",))
+        suite_backends = parse_backends(
+            top.backends if "backends" in document else list(DEFAULT_BACKENDS), ("backends",)
+        )
     cells = expand_grid(axes, top.exclude)
     base = normalize_document(document)
 
@@ -155,7 +159,9 @@ def _override(parse: Any, value: Any, flag: str) -> Any:
         raise issue.kind(f"{display_path(issue.path)}: {issue.message}") from None
 
 
-def _resolve_cell_located(base: Mapping[str, Any], cell: Cell, source: SourceMap, backend: str, has_grid: bool) -> TrialSpec:
+def _resolve_cell_located(
+    base: Mapping[str, Any], cell: Cell, source: SourceMap, backend: str, has_grid: bool
+) -> TrialSpec:
     """Resolve one cell; locate any error at the line the offending value was written on."""
     note = f" [grid cell {cell.arm!r}]" if has_grid else ""
     provenance: tuple[tuple[KeyPath, KeyPath], ...] = ()
@@ -186,15 +192,19 @@ def _refine_path(path: KeyPath, rest: str) -> KeyPath:
 
 
 def _locate(
-    path: KeyPath, rest: str, kind: type[HarnessError], source: SourceMap,
-    provenance: tuple[tuple[KeyPath, KeyPath], ...], note: str,
+    path: KeyPath,
+    rest: str,
+    kind: type[HarnessError],
+    source: SourceMap,
+    provenance: tuple[tuple[KeyPath, KeyPath], ...],
+    note: str,
 ) -> HarnessError:
     """`<file>:<line>: <path in the file><rest><note>`, mapping a cell-document path to where it was written."""
     written = tuple(path)
     best = -1
     for target, origin in provenance:
         if len(target) > best and written[: len(target)] == target:
-            best, mapped = len(target), (*origin, *path[len(target):])
+            best, mapped = len(target), (*origin, *path[len(target) :])
     if best >= 0:
         written = mapped
     return kind(f"{source.file}:{source.line(written)}: {display_path(written)}{rest}{note}")
@@ -226,8 +236,13 @@ def resolve_cell(document: Mapping[str, Any], backend: str) -> TrialSpec:
         effective_weight_decay(optimizer, regularizer)
     except SpecError as error:
         raise issue_from_error(error, ("regularizer", "weight_decay")) from None
-    model = resolve_model(document.get("model"), info.num_outputs, dropout=regularizer.dropout, where="model",
-                          input_shape=info.input_shape)
+    model = resolve_model(
+        document.get("model"),
+        info.num_outputs,
+        dropout=regularizer.dropout,
+        where="model",
+        input_shape=info.input_shape,
+    )
     if regularizer.dropout > 0 and model.family is None:
         raise SuiteIssue(
             ("regularizer", "dropout"),

@@ -6,6 +6,7 @@ format (key path, what was received, what was expected, how to fix it) by raisin
 `SuiteIssue`, which the loader locates to a file line. Components, models and datasets
 have their own resolvers (harness.spec, harness.data) and are typed `Any` here.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,7 +36,8 @@ class SuiteDocument(_Block):
     """Top level of a suite file. Fields typed `Any` are checked per grid cell by their resolvers."""
 
     name: str = Field(
-        pattern=NAME_PATTERN, max_length=100,
+        pattern=NAME_PATTERN,
+        max_length=100,
         description="a name of letters, digits, - and _ (it names the results folder <store>/<name>/, so "
         "no '/', '..' or spaces), e.g. name: optimizers",
     )
@@ -57,7 +59,9 @@ class SuiteDocument(_Block):
     exclude: list[dict[str, Any]] | None = Field(
         None, description="a list of mappings {axis: label}, e.g. exclude: [{optimizer: sgd, training.batch_size: 32}]"
     )
-    report: dict[str, Any] | None = Field(None, description="a mapping of report options, e.g. report: {reference: sgd}")
+    report: dict[str, Any] | None = Field(
+        None, description="a mapping of report options, e.g. report: {reference: sgd}"
+    )
     check: dict[str, Any] | None = Field(None, description="a mapping of per-metric tolerances, e.g. check: {}")
     expect: list[str] | None = Field(None, description="a list of claim strings, e.g. expect: ['adam beats sgd']")
     diagnostics: Any = None  # per-layer statistics at chosen epochs; checked by harness.diagnostics.resolve_diagnostics
@@ -82,7 +86,9 @@ def block_model(spec_class: type, name: str) -> type[_Block]:
             options["allow_inf_nan"] = False
         default = ... if field.default is dataclasses.MISSING else field.default  # ...: required
         fields[field.name] = (annotation | None if declaration.nullable else annotation, Field(default, **options))
-    return create_model(name, __base__=_Block, __doc__=f"`{name.removesuffix('Block').lower()}:` -> {spec_class.__name__}.", **fields)
+    return create_model(
+        name, __base__=_Block, __doc__=f"`{name.removesuffix('Block').lower()}:` -> {spec_class.__name__}.", **fields
+    )
 
 
 TrainingBlock = block_model(TrainingSpec, "TrainingBlock")
@@ -101,7 +107,9 @@ REQUIRED = {
 
 
 def _type_name(value: Any) -> str:
-    return {dict: "mapping", list: "list", str: "string", bool: "boolean", type(None): "null"}.get(type(value), type(value).__name__)
+    return {dict: "mapping", list: "list", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def received(value: Any) -> str:
@@ -175,7 +183,10 @@ def parse_seeds(raw: Any, path: KeyPath) -> tuple[int, ...]:
                 raise SuiteIssue((*path, index), f"expected an integer >= 0 as a seed, got {received(seed)}.")
         repeated = sorted({seed for seed in raw if list(raw).count(seed) > 1})
         if repeated:
-            raise SuiteIssue(path, f"seed {repeated[0]} is listed more than once in {list(raw)}; each seed runs once. Remove the repeat.")
+            raise SuiteIssue(
+                path,
+                f"seed {repeated[0]} is listed more than once in {list(raw)}; each seed runs once. Remove the repeat.",
+            )
         return tuple(raw)
     raise SuiteIssue(path, f"expected {expected}, got {received(raw)}.")
 
@@ -190,7 +201,9 @@ def parse_backends(raw: Any, path: KeyPath) -> tuple[str, ...]:
     if isinstance(raw, str):
         raw = [raw]  # `backends: torch` means [torch]
     if not isinstance(raw, (list, tuple)) or not raw:
-        raise SuiteIssue(path, f"expected a non-empty list of backend names such as [torch, keras], got {received(raw)}.")
+        raise SuiteIssue(
+            path, f"expected a non-empty list of backend names such as [torch, keras], got {received(raw)}."
+        )
     names: list[str] = []
     for index, name in enumerate(raw):
         where = (*path, index)
@@ -211,7 +224,7 @@ def issue_from_error(error: HarnessError, path: KeyPath) -> SuiteIssue:
     message = str(error)
     prefix = f"{display_path(path)}: "
     if message.startswith(prefix):
-        message = message[len(prefix):]
+        message = message[len(prefix) :]
     return SuiteIssue(path, message, type(error))
 
 
@@ -229,7 +242,8 @@ def check_init_mode(raw: Any, path: KeyPath = ("init_mode",)) -> str:
 def check_device(raw: Any, path: KeyPath = ("device",)) -> str:
     if not isinstance(raw, str) or not DEVICE_PATTERN.match(raw):
         raise SuiteIssue(
-            path, f"expected cpu, auto (a GPU if one is visible, else cpu), cuda or cuda:N (N a GPU index), got {received(raw)}."
+            path,
+            f"expected cpu, auto (a GPU if one is visible, else cpu), cuda or cuda:N (N a GPU index), got {received(raw)}.",
         )
     return raw
 

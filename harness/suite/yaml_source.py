@@ -11,6 +11,7 @@ Two departures from PyYAML's defaults, both to catch mistakes rather than hide t
   needs a dot and a signed exponent (`1.0e-3`) and reads `lr: 1e-3` as the STRING '1e-3'.
 - A key given twice in one mapping is an error (PyYAML silently keeps the last one).
 """
+
 from __future__ import annotations
 
 import re
@@ -77,12 +78,12 @@ def split_path_prefix(message: str) -> tuple[KeyPath, str]:
     the key path below it. Returns `((), message)` when the message starts with no path.
     """
     match = _PATH_PREFIX.match(message)
-    if not match or not message[match.end():].startswith((":", " (")):
+    if not match or not message[match.end() :].startswith((":", " (")):
         return (), message
     parts: list[Any] = []
     for name, index in _PATH_PART.findall(match.group(1)):
         parts.append(int(index) if index else name)
-    return tuple(parts), message[match.end():]
+    return tuple(parts), message[match.end() :]
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,9 @@ def load_yaml(path: Path) -> tuple[Any, SourceMap]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
-        raise SpecError(f"{path}: is not UTF-8 text ({error.reason} at byte {error.start}). Save the suite as UTF-8.") from None
+        raise SpecError(
+            f"{path}: is not UTF-8 text ({error.reason} at byte {error.start}). Save the suite as UTF-8."
+        ) from None
     except OSError as error:
         raise SpecError(f"{path}: cannot be read ({error.strerror}). Check its permissions.") from None
     loader = SuiteYamlLoader(text)
@@ -173,7 +176,11 @@ def load_yaml(path: Path) -> tuple[Any, SourceMap]:
 
 
 def _index_lines(
-    loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], file: Path,
+    loader: yaml.SafeLoader,
+    node: yaml.Node,
+    path: KeyPath,
+    lines: dict[KeyPath, int],
+    file: Path,
     ancestors: frozenset[int] = frozenset(),
 ) -> None:
     """Record the line of every key and list item under `node`; reject repeated keys."""

@@ -8,6 +8,7 @@ train_side_by_side runs an adapter and this reference from the same weights on t
 Network: dense(tanh) x (num_layers - 1), then a linear dense layer; weights by canonical key
 ('0.dense.kernel' (in, out), '0.dense.bias' (out,), ...).
 """
+
 from __future__ import annotations
 
 import math
@@ -151,7 +152,9 @@ def train_side_by_side(adapter: Any, spec: TrialSpec, steps: int = 4):
         step_losses = model.train_epoch([batch])
         assert step_losses.dtype == np.float64 and step_losses.shape == (1,)
         losses.append(step_losses[0])
-        value, gradients = loss_and_gradients(weights, x[batch].astype(np.float64), y[batch], spec.loss.name, len(plans))
+        value, gradients = loss_and_gradients(
+            weights, x[batch].astype(np.float64), y[batch], spec.loss.name, len(plans)
+        )
         reference_losses.append(value)  # the DATA loss: penalties are not part of the returned value
         optimizer.step(weights, gradients)
         adapter_weights.append(model.get_weights())
@@ -165,4 +168,6 @@ def assert_matches_reference(spec: TrialSpec, losses, reference_losses, adapter_
     for step, (ours, theirs) in enumerate(zip(adapter_weights, reference_weights)):
         assert ours.keys() == theirs.keys()
         for key in ours:
-            np.testing.assert_allclose(ours[key], theirs[key], rtol=RTOL, atol=parameter_atol(spec), err_msg=f"step {step + 1} {key}")
+            np.testing.assert_allclose(
+                ours[key], theirs[key], rtol=RTOL, atol=parameter_atol(spec), err_msg=f"step {step + 1} {key}"
+            )

@@ -5,6 +5,7 @@ Layout as the spec fixes it: channels-last, batch axis first; weights by their c
 (harness.spec.init.weight_key), e.g. a conv kernel (*kernel_size, in, out), a GRU bias (2, 3*units)
 with gate order z, r, n and the reset gate applied after the recurrent matmul.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,6 +37,7 @@ def random_weights(plans, rng) -> dict[str, np.ndarray]:
 
 
 # --- the canonical formulas ------------------------------------------------------------------
+
 
 def activate(component, z):
     """A canonical activation (harness.spec.components.ACTIVATIONS) of z; gelu is the exact erf form."""
@@ -77,7 +79,9 @@ def paddings_of(x, kernel, strides, dilation, padding):
 
 def windows(padded, kernel, strides, dilation):
     """Yield (kernel offset, view of every window's cell at that offset), views (N, *out, C)."""
-    out = [(padded.shape[1 + a] - ((k - 1) * d + 1)) // s + 1 for a, (k, s, d) in enumerate(zip(kernel, strides, dilation))]
+    out = [
+        (padded.shape[1 + a] - ((k - 1) * d + 1)) // s + 1 for a, (k, s, d) in enumerate(zip(kernel, strides, dilation))
+    ]
     for offset in np.ndindex(*kernel):
         index = tuple(slice(j * d, j * d + (o - 1) * s + 1, s) for j, d, s, o in zip(offset, dilation, strides, out))
         yield offset, padded[(slice(None), *index)]
@@ -122,7 +126,9 @@ def batch_norm(x, p, w, training, state):
 
 
 def layer_norm(x, w, eps, prefix=""):
-    return normalize(x, -1, x.mean(-1, keepdims=True), x.var(-1, keepdims=True), w[f"{prefix}gamma"], w[f"{prefix}beta"], eps)
+    return normalize(
+        x, -1, x.mean(-1, keepdims=True), x.var(-1, keepdims=True), w[f"{prefix}gamma"], w[f"{prefix}beta"], eps
+    )
 
 
 def run_direction(kind, x, kernel, recurrent, bias, reverse):
@@ -131,7 +137,7 @@ def run_direction(kind, x, kernel, recurrent, bias, reverse):
     units = recurrent.shape[0]
     h, c = np.zeros((batch, units)), np.zeros((batch, units))
     outputs = np.zeros((batch, steps, units))
-    for t in (reversed(range(steps)) if reverse else range(steps)):
+    for t in reversed(range(steps)) if reverse else range(steps):
         if kind == "simple_rnn":
             h = np.tanh(x[:, t] @ kernel + h @ recurrent + bias)
         elif kind == "lstm":
@@ -149,19 +155,27 @@ def run_direction(kind, x, kernel, recurrent, bias, reverse):
 
 def recurrent(kind, x, p, w):
     directions = [("forward_", False), ("backward_", True)] if p["bidirectional"] else [("", False)]
-    results = [run_direction(kind, x, w[f"{d}kernel"], w[f"{d}recurrent_kernel"], w[f"{d}bias"], reverse) for d, reverse in directions]
+    results = [
+        run_direction(kind, x, w[f"{d}kernel"], w[f"{d}recurrent_kernel"], w[f"{d}bias"], reverse)
+        for d, reverse in directions
+    ]
     return np.concatenate([r[0] if p["return_sequences"] else r[1] for r in results], axis=-1)
 
 
 def attention(query, context, w, heads, key_dim, value_dim, causal, prefix=""):
     """Multi-head scaled dot-product attention of query (N, Tq, F) over context (N, Tk, F)."""
+
     def project(x, name):
         return x @ w[f"{prefix}{name}_kernel"] + w.get(f"{prefix}{name}_bias", 0.0)
 
     def split(x, dim):
         return x.reshape(x.shape[0], x.shape[1], heads, dim).transpose(0, 2, 1, 3)  # (N, H, T, dim)
 
-    q, k, v = split(project(query, "query"), key_dim), split(project(context, "key"), key_dim), split(project(context, "value"), value_dim)
+    q, k, v = (
+        split(project(query, "query"), key_dim),
+        split(project(context, "key"), key_dim),
+        split(project(context, "value"), value_dim),
+    )
     scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(key_dim)  # (N, H, Tq, Tk)
     if causal:
         scores = np.where(np.tril(np.ones(scores.shape[-2:], dtype=bool)), scores, -np.inf)
@@ -244,13 +258,14 @@ def reference(model, plans, weights, x, training=False):
     return {o.name: values[o.index] for o in model.outputs()}, state
 
 
-
-
 def feeds_batch_norm(plans, index) -> bool:
     """Whether layer `index`'s output reaches a batch_norm (through concatenations): its bias then has a
     zero gradient by construction, since the normalization removes any constant shift."""
     consumers = [plan for plan in plans if index in plan.inputs]
-    return any(c.layer.kind == "batch_norm" or (c.layer.kind == "concatenate" and feeds_batch_norm(plans, c.index)) for c in consumers)
+    return any(
+        c.layer.kind == "batch_norm" or (c.layer.kind == "concatenate" and feeds_batch_norm(plans, c.index))
+        for c in consumers
+    )
 
 
 def numeric_gradient(function, array: np.ndarray, epsilon: float = 1e-6) -> np.ndarray:

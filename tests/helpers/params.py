@@ -1,5 +1,6 @@
 """Parametrizing tests over the adapters: each framework as a pytest param (ids 'torch' and 'keras', the
 Keras one carrying the `keras` marker), and per-framework case lists for the few tests whose cases differ."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -7,7 +8,10 @@ from typing import Any
 
 import pytest
 
-ADAPTER_PARAMS = {"torch": pytest.param("torch", id="torch"), "keras": pytest.param("keras", id="keras", marks=pytest.mark.keras)}
+ADAPTER_PARAMS = {
+    "torch": pytest.param("torch", id="torch"),
+    "keras": pytest.param("keras", id="keras", marks=pytest.mark.keras),
+}
 
 
 def cases_per_adapter(argnames: str, cases: Mapping[str, Sequence[Any]], ids: Any = str) -> pytest.MarkDecorator:

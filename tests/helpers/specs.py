@@ -1,4 +1,5 @@
 """TrialSpecs and small in-memory datasets for the adapter and layer tests (no framework import)."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence

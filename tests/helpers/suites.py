@@ -1,4 +1,5 @@
 """Suite YAML texts for the tests of suite loading, grids, the CLI and the runner, and writing them to files."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -21,7 +22,14 @@ training: {epochs: 2, batch_size: 16}
 
 
 def optimizer_grid_suite(
-    name: str, description: str, *, dataset: str, model: str, training: str, seeds: int, arms: Mapping[str, str],
+    name: str,
+    description: str,
+    *,
+    dataset: str,
+    model: str,
+    training: str,
+    seeds: int,
+    arms: Mapping[str, str],
 ) -> str:
     """A suite comparing optimizers on torch: one `arms` label per optimizer (YAML flow mappings as text).
 

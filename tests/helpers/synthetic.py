@@ -8,6 +8,7 @@ smooth saturating exponentials with a per-(arm, seed) offset shared by the backe
 pair the runs, as they do for real) and a small per-backend jitter. Trial hashes and spec
 JSON come from real `TrialSpec`s. No training happens: this is made-up data, labelled so.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,7 +28,10 @@ OPTIMIZER_SETTINGS = {
     "rmsprop": {"name": "rmsprop", "lr": 0.005},
     "adam": {"name": "adam", "lr": 0.005},
 }
-VERSIONS = {"torch": {"torch": "2.13.0", "numpy": "2.4"}, "keras": {"keras": "3.15.0", "tensorflow": "2.21.0", "numpy": "2.4"}}
+VERSIONS = {
+    "torch": {"torch": "2.13.0", "numpy": "2.4"},
+    "keras": {"keras": "3.15.0", "tensorflow": "2.21.0", "numpy": "2.4"},
+}
 CLASSES = 10  # chance accuracy 0.1
 
 
@@ -54,9 +58,17 @@ def _base_spec(optimizer: str, width: int) -> TrialSpec:
     )
 
 
-def synthetic_frames(*, optimizers: Sequence[str] = ("sgd", "momentum", "adam"), widths: Sequence[int] = (32, 128),
-                     backends: Sequence[str] = ("torch", "keras"), seeds: int = 4, epochs: int = 12,
-                     diverged: int = 1, failed: int = 1, random_seed: int = 0) -> SyntheticFrames:
+def synthetic_frames(
+    *,
+    optimizers: Sequence[str] = ("sgd", "momentum", "adam"),
+    widths: Sequence[int] = (32, 128),
+    backends: Sequence[str] = ("torch", "keras"),
+    seeds: int = 4,
+    epochs: int = 12,
+    diverged: int = 1,
+    failed: int = 1,
+    random_seed: int = 0,
+) -> SyntheticFrames:
     """Trials and metrics frames of a made-up optimizer x width grid.
 
     Args:
@@ -76,8 +88,10 @@ def synthetic_frames(*, optimizers: Sequence[str] = ("sgd", "momentum", "adam"),
     epoch_index = np.arange(epochs + 1, dtype=np.float64)
     trial_rows: list[dict[str, Any]] = []
     metric_frames: list[pd.DataFrame] = []
-    special = {"diverged": {(len(arms) - 1, seed) for seed in range(diverged)},
-               "failed": {(max(len(arms) - 2, 0), seed) for seed in range(failed)}}
+    special = {
+        "diverged": {(len(arms) - 1, seed) for seed in range(diverged)},
+        "failed": {(max(len(arms) - 2, 0), seed) for seed in range(failed)},
+    }
     for arm_index, ((optimizer, width), arm) in enumerate(zip(cells, arms)):
         base = _base_spec(optimizer, width)
         base = dataclasses.replace(base, training=TrainingSpec(epochs=epochs, batch_size=64))
@@ -106,35 +120,63 @@ def synthetic_frames(*, optimizers: Sequence[str] = ("sgd", "momentum", "adam"),
                 validation_loss = 2.3 * (1.0 - validation_accuracy) + 0.08
                 kept = epoch_index <= last_epoch
                 values = {
-                    "train_loss": train_loss, "train_accuracy": train_accuracy,
-                    "validation_loss": validation_loss, "validation_accuracy": validation_accuracy,
-                    "test_loss": test_loss, "test_accuracy": test_accuracy,
+                    "train_loss": train_loss,
+                    "train_accuracy": train_accuracy,
+                    "validation_loss": validation_loss,
+                    "validation_accuracy": validation_accuracy,
+                    "test_loss": test_loss,
+                    "test_accuracy": test_accuracy,
                 }
-                frame = pd.DataFrame({
-                    "hash": spec.hash,
-                    "epoch": np.tile(epoch_index[kept].astype(np.int64), len(values)),
-                    "metric": np.repeat(list(values), kept.sum()),
-                    "value": np.concatenate([series[kept] for series in values.values()]),
-                })
+                frame = pd.DataFrame(
+                    {
+                        "hash": spec.hash,
+                        "epoch": np.tile(epoch_index[kept].astype(np.int64), len(values)),
+                        "metric": np.repeat(list(values), kept.sum()),
+                        "value": np.concatenate([series[kept] for series in values.values()]),
+                    }
+                )
                 minibatch_epochs = np.arange(1, last_epoch + 1)
-                minibatch = pd.DataFrame({"hash": spec.hash, "epoch": minibatch_epochs, "metric": "minibatch_loss",
-                                          "value": train_loss[minibatch_epochs] * 1.05})
+                minibatch = pd.DataFrame(
+                    {
+                        "hash": spec.hash,
+                        "epoch": minibatch_epochs,
+                        "metric": "minibatch_loss",
+                        "value": train_loss[minibatch_epochs] * 1.05,
+                    }
+                )
                 if diverged_epoch is not None:
                     minibatch.loc[len(minibatch)] = [spec.hash, diverged_epoch, "minibatch_loss", np.nan]
                 metric_frames += [frame, minibatch]
                 completed = max(last_epoch, 0)
-                train_seconds = (0.05 + 0.0004 * width) * (completed + (diverged_epoch is not None)) * (1.3 if backend == "keras" else 1.0) * rng.uniform(0.9, 1.1)
-                trial_rows.append({
-                    "hash": spec.hash, "arm": arm, "backend": backend, "seed": seed, "status": status, "error": error,
-                    "diverged_epoch": diverged_epoch, "epochs_completed": completed,
-                    "train_seconds": train_seconds, "eval_seconds": 0.01 * (completed + 1),
-                    "wall_seconds": train_seconds + 0.01 * (completed + 1) + 0.2, "host": "synthetic-host",
-                    "versions": json.dumps(VERSIONS.get(backend, {backend: "0"}), sort_keys=True),
-                    "device": json.dumps({"type": "cpu", "threads": 1}, sort_keys=True),
-                    "spec": spec.to_json(), "started_at": "2026-01-01T00:00:00.000+00:00",
-                    "finished_at": "2026-01-01T00:00:05.000+00:00",
-                    "optimizer": optimizer, "model.mlp.hidden": f"[{width}]",
-                })
+                train_seconds = (
+                    (0.05 + 0.0004 * width)
+                    * (completed + (diverged_epoch is not None))
+                    * (1.3 if backend == "keras" else 1.0)
+                    * rng.uniform(0.9, 1.1)
+                )
+                trial_rows.append(
+                    {
+                        "hash": spec.hash,
+                        "arm": arm,
+                        "backend": backend,
+                        "seed": seed,
+                        "status": status,
+                        "error": error,
+                        "diverged_epoch": diverged_epoch,
+                        "epochs_completed": completed,
+                        "train_seconds": train_seconds,
+                        "eval_seconds": 0.01 * (completed + 1),
+                        "wall_seconds": train_seconds + 0.01 * (completed + 1) + 0.2,
+                        "host": "synthetic-host",
+                        "versions": json.dumps(VERSIONS.get(backend, {backend: "0"}), sort_keys=True),
+                        "device": json.dumps({"type": "cpu", "threads": 1}, sort_keys=True),
+                        "spec": spec.to_json(),
+                        "started_at": "2026-01-01T00:00:00.000+00:00",
+                        "finished_at": "2026-01-01T00:00:05.000+00:00",
+                        "optimizer": optimizer,
+                        "model.mlp.hidden": f"[{width}]",
+                    }
+                )
     trials = pd.DataFrame(trial_rows).astype({"diverged_epoch": "Int64"})
     metrics = pd.concat(metric_frames, ignore_index=True).astype({"epoch": "int64", "value": "float64"})
     return SyntheticFrames(trials, metrics, arms, axes)

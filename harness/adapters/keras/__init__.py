@@ -10,6 +10,7 @@ steps and a batch's gradients on each Keras backend). What both adapters share i
 harness.adapters.common. Importing this package does NOT import keras: `make_adapter` first
 sets KERAS_BACKEND, which Keras reads once, at its first import.
 """
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ Keras reads KERAS_BACKEND once, when it is first imported; `harness.adapters.ker
 sets it before importing this module. Everything here works on the backend Keras runs on;
 the framework-specific calls (threads, determinism, devices) branch on it.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -35,7 +36,11 @@ def visible_gpus() -> list[str]:
     if backend == "torch":
         import torch
 
-        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+        return (
+            [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            if torch.cuda.is_available()
+            else []
+        )
     if backend == "jax":
         import jax
 
@@ -56,7 +61,10 @@ def resolve_device(device: str) -> str:
     if index is None:
         return "cpu:0"
     check_gpu_visible(
-        device, index, len(gpus), f"Keras' {keras.backend.backend()} backend",
+        device,
+        index,
+        len(gpus),
+        f"Keras' {keras.backend.backend()} backend",
         ". Use device 'cpu' or 'auto', or install a GPU build of the backend on a GPU machine.",
     )
     return f"gpu:{index}"

@@ -11,6 +11,7 @@ Every layer creates its tensors with zeros (or ones): the harness loads the shar
 weights, or `network.initialize_native` draws them with Keras initializers afterwards.
 Recurrent layers are Keras' own SimpleRNN / LSTM / GRU (configured in realize.py).
 """
+
 from __future__ import annotations
 
 import math
@@ -26,15 +27,24 @@ class Convolution(keras.layers.Layer):
     cross-correlation; kernel (k..., in, filters), bias (filters,), then the activation."""
 
     def __init__(
-        self, filters: int, kernel_size: tuple[int, ...], strides: tuple[int, ...], dilation: tuple[int, ...],
-        paddings: tuple[tuple[int, int], ...], use_bias: bool, activation: Callable | None, **kwargs: Any,
+        self,
+        filters: int,
+        kernel_size: tuple[int, ...],
+        strides: tuple[int, ...],
+        dilation: tuple[int, ...],
+        paddings: tuple[tuple[int, int], ...],
+        use_bias: bool,
+        activation: Callable | None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.filters, self.kernel_size, self.strides, self.dilation = filters, kernel_size, strides, dilation
         self.paddings, self.use_bias, self.activation = paddings, use_bias, activation
 
     def build(self, input_shape: tuple) -> None:
-        self.kernel = self.add_weight(shape=(*self.kernel_size, input_shape[-1], self.filters), initializer="zeros", name="kernel")
+        self.kernel = self.add_weight(
+            shape=(*self.kernel_size, input_shape[-1], self.filters), initializer="zeros", name="kernel"
+        )
         self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="bias") if self.use_bias else None
 
     def call(self, inputs: Any) -> Any:
@@ -47,7 +57,9 @@ class Convolution(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         lengths = []
-        for length, k, s, d, (before, after) in zip(input_shape[1:-1], self.kernel_size, self.strides, self.dilation, self.paddings):
+        for length, k, s, d, (before, after) in zip(
+            input_shape[1:-1], self.kernel_size, self.strides, self.dilation, self.paddings
+        ):
             lengths.append(None if length is None else (length + before + after - ((k - 1) * d + 1)) // s + 1)
         return (input_shape[0], *lengths, self.filters)
 
@@ -56,7 +68,9 @@ class Pool(keras.layers.Layer):
     """max / avg pooling, padding 'valid' or 'same'. TensorFlow's 'SAME' pooling is the canonical rule:
     the extra cell goes at the end, max never picks padding, avg divides by the count of REAL cells."""
 
-    def __init__(self, mode: str, pool_size: tuple[int, ...], strides: tuple[int, ...], padding: str, **kwargs: Any) -> None:
+    def __init__(
+        self, mode: str, pool_size: tuple[int, ...], strides: tuple[int, ...], padding: str, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.mode, self.pool_size, self.strides, self.padding = mode, pool_size, strides, padding
 
@@ -95,7 +109,9 @@ class BatchNorm(keras.layers.Layer):
         self.gamma = self.add_weight(shape=channels, initializer="ones", name="gamma")
         self.beta = self.add_weight(shape=channels, initializer="zeros", name="beta")
         self.moving_mean = self.add_weight(shape=channels, initializer="zeros", name="moving_mean", trainable=False)
-        self.moving_variance = self.add_weight(shape=channels, initializer="ones", name="moving_variance", trainable=False)
+        self.moving_variance = self.add_weight(
+            shape=channels, initializer="ones", name="moving_variance", trainable=False
+        )
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         if not training:
@@ -161,7 +177,14 @@ class PositionEmbedding(keras.layers.Layer):
 
 
 def attend(
-    layer: keras.layers.Layer, query: Any, context: Any, heads: int, key_dim: int, value_dim: int, causal: bool, prefix: str = ""
+    layer: keras.layers.Layer,
+    query: Any,
+    context: Any,
+    heads: int,
+    key_dim: int,
+    value_dim: int,
+    causal: bool,
+    prefix: str = "",
 ) -> Any:
     """Canonical multi-head attention with `layer`'s {prefix}{query,key,value,output}_{kernel,bias} attributes.
 
@@ -183,7 +206,9 @@ def attend(
     scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / math.sqrt(key_dim)  # (N, H, Tq, Tk)
     if causal:
         query_steps, key_steps = q.shape[2], k.shape[2]
-        allowed = ops.expand_dims(ops.arange(query_steps), 1) >= ops.expand_dims(ops.arange(key_steps), 0)  # key j <= query i
+        allowed = ops.expand_dims(ops.arange(query_steps), 1) >= ops.expand_dims(
+            ops.arange(key_steps), 0
+        )  # key j <= query i
         scores = ops.where(allowed, scores, ops.full_like(scores, -math.inf))
     weights = ops.softmax(scores, axis=-1)
     attended = ops.transpose(ops.matmul(weights, v), (0, 2, 1, 3))  # (N, Tq, H, dv)
@@ -192,12 +217,21 @@ def attend(
 
 
 def _add_projections(
-    layer: keras.layers.Layer, query_channels: int, context_channels: int, heads: int, key_dim: int, value_dim: int,
-    output_dim: int, use_bias: bool, prefix: str = "",
+    layer: keras.layers.Layer,
+    query_channels: int,
+    context_channels: int,
+    heads: int,
+    key_dim: int,
+    value_dim: int,
+    output_dim: int,
+    use_bias: bool,
+    prefix: str = "",
 ) -> None:
     for name, fan_in, width in (
-        ("query", query_channels, heads * key_dim), ("key", context_channels, heads * key_dim),
-        ("value", context_channels, heads * value_dim), ("output", heads * value_dim, output_dim),
+        ("query", query_channels, heads * key_dim),
+        ("key", context_channels, heads * key_dim),
+        ("value", context_channels, heads * value_dim),
+        ("output", heads * value_dim, output_dim),
     ):
         kernel = layer.add_weight(shape=(fan_in, width), initializer="zeros", name=f"{prefix}{name}_kernel")
         bias = layer.add_weight(shape=(width,), initializer="zeros", name=f"{prefix}{name}_bias") if use_bias else None
@@ -216,8 +250,12 @@ class MultiHeadAttention(keras.layers.Layer):
         self.use_bias, self.causal = use_bias, causal
 
     def build(self, input_shape: Any) -> None:
-        query, context = (input_shape[0], input_shape[-1]) if isinstance(input_shape, list) else (input_shape, input_shape)
-        _add_projections(self, query[-1], context[-1], self.heads, self.key_dim, self.value_dim, self.output_dim, self.use_bias)
+        query, context = (
+            (input_shape[0], input_shape[-1]) if isinstance(input_shape, list) else (input_shape, input_shape)
+        )
+        _add_projections(
+            self, query[-1], context[-1], self.heads, self.key_dim, self.value_dim, self.output_dim, self.use_bias
+        )
 
     def call(self, inputs: Any) -> Any:
         query, context = (inputs[0], inputs[-1]) if isinstance(inputs, (list, tuple)) else (inputs, inputs)
@@ -234,8 +272,16 @@ class TransformerEncoder(keras.layers.Layer):
     D is inverted dropout (Keras' Dropout, seeded), active in training only."""
 
     def __init__(
-        self, heads: int, key_dim: int, ffn_units: int, activation: Callable | None, dropout: float, norm: str, eps: float,
-        seed: int, **kwargs: Any,
+        self,
+        heads: int,
+        key_dim: int,
+        ffn_units: int,
+        activation: Callable | None,
+        dropout: float,
+        norm: str,
+        eps: float,
+        seed: int,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.heads, self.key_dim, self.ffn_units, self.activation = heads, key_dim, ffn_units, activation
@@ -257,7 +303,9 @@ class TransformerEncoder(keras.layers.Layer):
         return self.dropout(inputs, training=training) if self.dropout is not None else inputs
 
     def _norm(self, inputs: Any, index: int) -> Any:
-        return normalize_last_axis(inputs, getattr(self, f"norm{index}_gamma"), getattr(self, f"norm{index}_beta"), self.eps)
+        return normalize_last_axis(
+            inputs, getattr(self, f"norm{index}_gamma"), getattr(self, f"norm{index}_beta"), self.eps
+        )
 
     def _feed_forward(self, inputs: Any) -> Any:
         hidden = ops.matmul(inputs, self.ffn1_kernel) + self.ffn1_bias

@@ -7,6 +7,7 @@ MSE averages over the last axis first (SEMANTICS.md, "Losses"); the canonical lo
 (harness.adapters.common.penalty_terms), so the penalty is written here, on kernels only, and
 never through `model.losses`. Every loss takes (outputs, targets), as in the torch adapter.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -48,12 +49,17 @@ def connectionist_temporal_classification(logits: Any, labels: Any) -> Any:
     return ops.mean(ops.ctc_loss(labels, logits, target_lengths, output_lengths, mask_index=0))
 
 
-LOSS_FUNCTIONS: dict[str, LossFunction] = complete_table({
-    "cross_entropy": cross_entropy,
-    "binary_cross_entropy": binary_cross_entropy,
-    "mse": mean_squared_error,
-    "ctc": connectionist_temporal_classification,
-}, LOSSES, "Keras", "loss")
+LOSS_FUNCTIONS: dict[str, LossFunction] = complete_table(
+    {
+        "cross_entropy": cross_entropy,
+        "binary_cross_entropy": binary_cross_entropy,
+        "mse": mean_squared_error,
+        "ctc": connectionist_temporal_classification,
+    },
+    LOSSES,
+    "Keras",
+    "loss",
+)
 
 
 def loss_function(name: str) -> LossFunction:

@@ -4,6 +4,7 @@ How an epoch and a batch's gradients run on each Keras backend is in harness.ada
 (mirrored by harness.adapters.torch.training); this module holds the model's state and its public
 interface, which is all the training functions read.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -87,10 +88,7 @@ class KerasModel:
 
     def get_weights(self) -> dict[str, np.ndarray]:
         """Every canonical tensor (weights and batch_norm state) as a float32 array; Keras' layout is canonical."""
-        return {
-            key: np.array(variable.numpy(), dtype=np.float32)
-            for key, variable in self.network.variables.items()
-        }
+        return {key: np.array(variable.numpy(), dtype=np.float32) for key, variable in self.network.variables.items()}
 
     # --- training -----------------------------------------------------------------------
 
@@ -102,7 +100,10 @@ class KerasModel:
 
     def targets(self, y: np.ndarray) -> list[Any]:
         """`y` as tensors in the form each output's loss consumes (prepared once per loss), in output order."""
-        prepared = {name: ops.convert_to_tensor(prepare_targets(name, y, self.num_outputs)) for name in set(self.losses.loss_names)}
+        prepared = {
+            name: ops.convert_to_tensor(prepare_targets(name, y, self.num_outputs))
+            for name in set(self.losses.loss_names)
+        }
         return [prepared[name] for name in self.losses.loss_names]
 
     def train_epoch(self, batches: list[np.ndarray]) -> np.ndarray:
@@ -146,7 +147,11 @@ class KerasModel:
         for key, variable in self.network.variables.items():
             if variable.trainable:
                 value = values[self._trainable_index[id(variable)]]
-                result[key] = np.zeros(tuple(variable.shape), np.float32) if value is None else np.asarray(ops.convert_to_numpy(value), np.float32)
+                result[key] = (
+                    np.zeros(tuple(variable.shape), np.float32)
+                    if value is None
+                    else np.asarray(ops.convert_to_numpy(value), np.float32)
+                )
         return result
 
     def _in_chunks(self, function: Callable[[np.ndarray], Any], x: np.ndarray) -> list[np.ndarray]:
@@ -175,7 +180,9 @@ class KerasModel:
         """objective() from the model's training-mode outputs (one tensor, or a list for several outputs)."""
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         losses = [function(output, target) for function, output, target in zip(self.losses.functions, outputs, targets)]
-        data_loss = losses[0] if len(losses) == 1 else sum(share * loss for share, loss in zip(self.losses.shares, losses))
+        data_loss = (
+            losses[0] if len(losses) == 1 else sum(share * loss for share, loss in zip(self.losses.shares, losses))
+        )
         objective = data_loss + self.penalty() if self.penalty is not None else data_loss
         return objective, ops.stack([ops.cast(loss, "float32") for loss in (data_loss, *losses)])
 
@@ -193,5 +200,3 @@ def _make_forward(model: KerasModel) -> Callable[[np.ndarray], Any]:
 
         return forward
     return lambda x: network(ops.convert_to_tensor(x), training=False)
-
-

@@ -18,6 +18,7 @@ GlorotNormal / HeNormal / LecunNormal draw a TRUNCATED normal (SEMANTICS.md,
 "Initializers"); the canonical ones are plain normals, so they become `RandomNormal`
 with the canonical standard deviation computed by `harness.spec.layers.fans`.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,8 +29,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from harness.adapters.keras.realize import realize
 from harness.adapters.common import complete_table, look_up
+from harness.adapters.keras.realize import realize
 from harness.spec.components import ACTIVATIONS, INITIALIZERS, Component
 from harness.spec.init import CONSTANTS, FRAMEWORK_STREAM, weight_key
 from harness.spec.layers import LayerPlan, Shape, fans
@@ -39,16 +40,23 @@ SEED_LIMIT = 2**31 - 1  # Keras seeds are Python ints; stay inside int32 for eve
 
 
 # Each canonical activation as a keras.ops function with its canonical parameters (None: 'linear', Dense adds nothing).
-ACTIVATION_FUNCTIONS: dict[str, Callable[[Component], Callable | None]] = complete_table({
-    "linear": lambda component: None,
-    "relu": lambda component: ops.relu,
-    "sigmoid": lambda component: ops.sigmoid,
-    "tanh": lambda component: ops.tanh,
-    "leaky_relu": lambda component: _leaky_relu(float(component["negative_slope"])),
-    "elu": lambda component: _elu(float(component["alpha"])),
-    "gelu": lambda component: lambda x: ops.gelu(x, approximate=False),  # exact x*Phi(x); Keras defaults to the tanh form
-    "softmax": lambda component: lambda x: ops.softmax(x, axis=-1),
-}, ACTIVATIONS, "Keras", "activation")
+ACTIVATION_FUNCTIONS: dict[str, Callable[[Component], Callable | None]] = complete_table(
+    {
+        "linear": lambda component: None,
+        "relu": lambda component: ops.relu,
+        "sigmoid": lambda component: ops.sigmoid,
+        "tanh": lambda component: ops.tanh,
+        "leaky_relu": lambda component: _leaky_relu(float(component["negative_slope"])),
+        "elu": lambda component: _elu(float(component["alpha"])),
+        "gelu": lambda component: (
+            lambda x: ops.gelu(x, approximate=False)
+        ),  # exact x*Phi(x); Keras defaults to the tanh form
+        "softmax": lambda component: lambda x: ops.softmax(x, axis=-1),
+    },
+    ACTIVATIONS,
+    "Keras",
+    "activation",
+)
 
 
 def _leaky_relu(slope: float) -> Callable:
@@ -72,21 +80,34 @@ def activation_function(activation: Component) -> Callable | None:
 # fan_out, seed). Keras' GlorotNormal / HeNormal / LecunNormal are TRUNCATED normals; the canonical
 # ones are plain, so they become RandomNormal with the canonical standard deviation.
 KernelInit = Callable[[Component, int, int, int], keras.initializers.Initializer]
-KERNEL_INITIALIZERS: dict[str, KernelInit] = complete_table({
-    "zeros": lambda c, fan_in, fan_out, seed: keras.initializers.Zeros(),
-    "normal": lambda c, fan_in, fan_out, seed: keras.initializers.RandomNormal(0.0, c["std"], seed=seed),
-    "uniform": lambda c, fan_in, fan_out, seed: keras.initializers.RandomUniform(-c["limit"], c["limit"], seed=seed),
-    "xavier_uniform": lambda c, fan_in, fan_out, seed: _symmetric_uniform(c["gain"] * math.sqrt(6.0 / (fan_in + fan_out)), seed),
-    "xavier_normal": lambda c, fan_in, fan_out, seed: keras.initializers.RandomNormal(
-        0.0, c["gain"] * math.sqrt(2.0 / (fan_in + fan_out)), seed=seed
-    ),
-    "he_normal": lambda c, fan_in, fan_out, seed: keras.initializers.RandomNormal(0.0, math.sqrt(2.0 / fan_in), seed=seed),
-    "he_uniform": lambda c, fan_in, fan_out, seed: _symmetric_uniform(math.sqrt(6.0 / fan_in), seed),
-    "lecun_normal": lambda c, fan_in, fan_out, seed: keras.initializers.RandomNormal(0.0, math.sqrt(1.0 / fan_in), seed=seed),
-    # Keras' Orthogonal: QR of a normal matrix, sign-corrected by diag(R), times gain
-    "orthogonal": lambda c, fan_in, fan_out, seed: keras.initializers.Orthogonal(gain=c["gain"], seed=seed),
-    "fan_in_uniform": lambda c, fan_in, fan_out, seed: _symmetric_uniform(1.0 / math.sqrt(fan_in), seed),
-}, INITIALIZERS, "Keras", "initializer")
+KERNEL_INITIALIZERS: dict[str, KernelInit] = complete_table(
+    {
+        "zeros": lambda c, fan_in, fan_out, seed: keras.initializers.Zeros(),
+        "normal": lambda c, fan_in, fan_out, seed: keras.initializers.RandomNormal(0.0, c["std"], seed=seed),
+        "uniform": lambda c, fan_in, fan_out, seed: keras.initializers.RandomUniform(
+            -c["limit"], c["limit"], seed=seed
+        ),
+        "xavier_uniform": lambda c, fan_in, fan_out, seed: _symmetric_uniform(
+            c["gain"] * math.sqrt(6.0 / (fan_in + fan_out)), seed
+        ),
+        "xavier_normal": lambda c, fan_in, fan_out, seed: keras.initializers.RandomNormal(
+            0.0, c["gain"] * math.sqrt(2.0 / (fan_in + fan_out)), seed=seed
+        ),
+        "he_normal": lambda c, fan_in, fan_out, seed: keras.initializers.RandomNormal(
+            0.0, math.sqrt(2.0 / fan_in), seed=seed
+        ),
+        "he_uniform": lambda c, fan_in, fan_out, seed: _symmetric_uniform(math.sqrt(6.0 / fan_in), seed),
+        "lecun_normal": lambda c, fan_in, fan_out, seed: keras.initializers.RandomNormal(
+            0.0, math.sqrt(1.0 / fan_in), seed=seed
+        ),
+        # Keras' Orthogonal: QR of a normal matrix, sign-corrected by diag(R), times gain
+        "orthogonal": lambda c, fan_in, fan_out, seed: keras.initializers.Orthogonal(gain=c["gain"], seed=seed),
+        "fan_in_uniform": lambda c, fan_in, fan_out, seed: _symmetric_uniform(1.0 / math.sqrt(fan_in), seed),
+    },
+    INITIALIZERS,
+    "Keras",
+    "initializer",
+)
 
 
 def _symmetric_uniform(limit: float, seed: int) -> keras.initializers.Initializer:
@@ -143,7 +164,10 @@ def layer_seeds(seed: int, num_layers: int) -> np.ndarray:
 
 
 def build_network(
-    plans: tuple[LayerPlan, ...], input_shape: Shape, initializer: Component, seed: int,
+    plans: tuple[LayerPlan, ...],
+    input_shape: Shape,
+    initializer: Component,
+    seed: int,
     outputs: tuple[ModelOutput, ...] | None = None,
 ) -> Network:
     """Build the functional Keras model of planned layers (a stack, or a graph's nodes).
@@ -180,7 +204,9 @@ def build_network(
         for tensor in plan.tensors:
             variable = named[tensor.name]
             if tuple(variable.shape) != tuple(tensor.shape):
-                raise ValueError(f"{weight_key(plan, tensor)}: Keras made shape {variable.shape}, spec says {tensor.shape}")
+                raise ValueError(
+                    f"{weight_key(plan, tensor)}: Keras made shape {variable.shape}, spec says {tensor.shape}"
+                )
             variables[weight_key(plan, tensor)] = variable
             (kernels if tensor.regularized else biases if tensor.trainable else state).append(variable)
     network = Network(model, variables, kernels, biases, tuple(outputs), state, layer_model)
@@ -210,6 +236,8 @@ def initialize_native(network: Network, plans: tuple[LayerPlan, ...], initialize
             if tensor.role == "bias":
                 draw = bias_initializer(initializer, tensor.fan_in or 1, (bias_seed + offset) % SEED_LIMIT)
             else:
-                component = tensor.initializer or initializer  # a tensor's own (recurrent layers, embeddings), else the suite's
+                component = (
+                    tensor.initializer or initializer
+                )  # a tensor's own (recurrent layers, embeddings), else the suite's
                 draw = kernel_initializer(component, tensor.shape, (kernel_seed + offset) % SEED_LIMIT)
             variable.assign(draw(tensor.shape, dtype="float32"))

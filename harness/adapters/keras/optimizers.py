@@ -18,6 +18,7 @@ backend's `Optimizer.apply` calls in this order:
        kernels only (Keras' weight decay touches every variable unless excluded: biases are excluded).
     3. the rule.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -156,7 +157,8 @@ class RMSprop(CanonicalOptimizer):
 
 class Adam(CanonicalOptimizer):
     __doc__ = formula_doc(
-        "optimizer", "adam",
+        "optimizer",
+        "adam",
         "Keras' own Adam adds eps to the uncorrected sqrt(v) (the paper's 'epsilon hat' variant). Also adamw: "
         "the decoupled kernel decay comes from the base class.",
     )
@@ -175,8 +177,13 @@ class Adam(CanonicalOptimizer):
 
 
 RULES: dict[str, type[CanonicalOptimizer]] = {
-    "sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": Adagrad,
-    "rmsprop": RMSprop, "adam": Adam, "adamw": Adam,
+    "sgd": SGD,
+    "momentum": Momentum,
+    "nesterov": Nesterov,
+    "adagrad": Adagrad,
+    "rmsprop": RMSprop,
+    "adam": Adam,
+    "adamw": Adam,
 }
 
 

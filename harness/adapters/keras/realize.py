@@ -11,6 +11,7 @@ Concatenate, SimpleRNN, LSTM (unit_forget_bias=False), GRU (reset_after=True) an
 (merge 'concat'; its backward outputs are re-reversed, so position t holds backward h_t, and the
 last output is backward h_1). Everything else is in harness.adapters.keras.layers.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -19,8 +20,8 @@ from typing import Any
 
 import keras
 
-from harness.adapters.keras import layers as canonical
 from harness.adapters.common import look_up, realizer_table
+from harness.adapters.keras import layers as canonical
 from harness.spec.layer_types import LayerPlan
 from harness.spec.layers_sequence import transformer_key_dim
 from harness.spec.layers_spatial import axis_paddings
@@ -49,8 +50,12 @@ def _name(plan: LayerPlan) -> str:
 def dense(plan: LayerPlan, activation: Callable, seed: int) -> Realization:
     p = plan.layer
     layer = keras.layers.Dense(
-        p["units"], activation=activation(p["activation"]), use_bias=p["use_bias"],
-        kernel_initializer="zeros", bias_initializer="zeros", name=_name(plan),
+        p["units"],
+        activation=activation(p["activation"]),
+        use_bias=p["use_bias"],
+        kernel_initializer="zeros",
+        bias_initializer="zeros",
+        name=_name(plan),
     )
     return Realization(layer, _attributes(layer, plan))
 
@@ -69,7 +74,13 @@ def convolution(plan: LayerPlan, activation: Callable, seed: int) -> Realization
     p = plan.layer
     paddings = axis_paddings(plan.input_shape, p["kernel_size"], p["strides"], p["dilation"], p["padding"])
     layer = canonical.Convolution(
-        p["filters"], p["kernel_size"], p["strides"], p["dilation"], paddings, p["use_bias"], activation(p["activation"]),
+        p["filters"],
+        p["kernel_size"],
+        p["strides"],
+        p["dilation"],
+        paddings,
+        p["use_bias"],
+        activation(p["activation"]),
         name=_name(plan),
     )
     return Realization(layer, _attributes(layer, plan))
@@ -78,7 +89,9 @@ def convolution(plan: LayerPlan, activation: Callable, seed: int) -> Realization
 def pool(plan: LayerPlan, activation: Callable, seed: int) -> Realization:
     p = plan.layer
     strides = p["strides"] if p["strides"] is not None else p["pool_size"]
-    return Realization(canonical.Pool(plan.layer.kind[:3], p["pool_size"], strides, p["padding"], name=_name(plan)), dict)
+    return Realization(
+        canonical.Pool(plan.layer.kind[:3], p["pool_size"], strides, p["padding"], name=_name(plan)), dict
+    )
 
 
 def global_pool(plan: LayerPlan, activation: Callable, seed: int) -> Realization:
@@ -110,8 +123,12 @@ RECURRENT_LAYERS = {"simple_rnn": keras.layers.SimpleRNN, "lstm": keras.layers.L
 def recurrent(plan: LayerPlan, activation: Callable, seed: int) -> Realization:
     p, kind = plan.layer, plan.layer.kind
     options: dict[str, Any] = {
-        "activation": "tanh", "use_bias": True, "return_sequences": p["return_sequences"],
-        "kernel_initializer": "zeros", "recurrent_initializer": "zeros", "bias_initializer": "zeros",
+        "activation": "tanh",
+        "use_bias": True,
+        "return_sequences": p["return_sequences"],
+        "kernel_initializer": "zeros",
+        "recurrent_initializer": "zeros",
+        "bias_initializer": "zeros",
     }
     if kind == "lstm":
         options.update(recurrent_activation="sigmoid", unit_forget_bias=False)
@@ -120,7 +137,9 @@ def recurrent(plan: LayerPlan, activation: Callable, seed: int) -> Realization:
     build = RECURRENT_LAYERS[kind]
     if not p["bidirectional"]:
         layer = build(p["units"], name=_name(plan), **options)
-        return Realization(layer, lambda: {name: getattr(layer.cell, name) for name in ("kernel", "recurrent_kernel", "bias")})
+        return Realization(
+            layer, lambda: {name: getattr(layer.cell, name) for name in ("kernel", "recurrent_kernel", "bias")}
+        )
     forward = build(p["units"], name=f"{_name(plan)}_forward", **options)
     backward = build(p["units"], name=f"{_name(plan)}_backward", go_backwards=True, **options)
     layer = keras.layers.Bidirectional(forward, backward_layer=backward, merge_mode="concat", name=_name(plan))
@@ -128,7 +147,9 @@ def recurrent(plan: LayerPlan, activation: Callable, seed: int) -> Realization:
     def variables() -> dict[str, keras.Variable]:
         result = {}
         for prefix, direction in (("forward_", layer.forward_layer), ("backward_", layer.backward_layer)):
-            result.update({f"{prefix}{name}": getattr(direction.cell, name) for name in ("kernel", "recurrent_kernel", "bias")})
+            result.update(
+                {f"{prefix}{name}": getattr(direction.cell, name) for name in ("kernel", "recurrent_kernel", "bias")}
+            )
         return result
 
     return Realization(layer, variables)
@@ -148,7 +169,12 @@ def attention(plan: LayerPlan, activation: Callable, seed: int) -> Realization:
     p = plan.layer
     query = plan.input_shapes[0]
     layer = canonical.MultiHeadAttention(
-        p["heads"], p["key_dim"], p["value_dim"] or p["key_dim"], p["output_dim"] or query[1], p["use_bias"], p["causal"],
+        p["heads"],
+        p["key_dim"],
+        p["value_dim"] or p["key_dim"],
+        p["output_dim"] or query[1],
+        p["use_bias"],
+        p["causal"],
         name=_name(plan),
     )
     return Realization(layer, _attributes(layer, plan))
@@ -158,8 +184,15 @@ def transformer(plan: LayerPlan, activation: Callable, seed: int) -> Realization
     p = plan.layer
     width = plan.input_shape[1]
     layer = canonical.TransformerEncoder(
-        p["heads"], transformer_key_dim(width, p, plan.name), p["ffn_units"], activation(p["activation"]), p["dropout"],
-        p["norm"], p["eps"], seed, name=_name(plan),
+        p["heads"],
+        transformer_key_dim(width, p, plan.name),
+        p["ffn_units"],
+        activation(p["activation"]),
+        p["dropout"],
+        p["norm"],
+        p["eps"],
+        seed,
+        name=_name(plan),
     )
     return Realization(layer, _attributes(layer, plan))
 
@@ -174,13 +207,28 @@ def concatenate(plan: LayerPlan, activation: Callable, seed: int) -> Realization
 
 Realizer = Callable[[LayerPlan, Callable, int], Realization]
 # layer kind -> realizer, through the families of harness.adapters.common.REALIZER_FAMILIES
-REALIZERS: dict[str, Realizer] = realizer_table({
-    "dense": dense, "activation": activation_layer, "dropout": dropout, "convolution": convolution, "pool": pool,
-    "global_pool": global_pool, "flatten": flatten, "reshape": reshape, "batch_norm": batch_norm,
-    "layer_norm": layer_norm, "recurrent": recurrent, "embedding": embedding,
-    "position_embedding": position_embedding, "attention": attention, "transformer": transformer,
-    "add": add, "concatenate": concatenate,
-}, "Keras")
+REALIZERS: dict[str, Realizer] = realizer_table(
+    {
+        "dense": dense,
+        "activation": activation_layer,
+        "dropout": dropout,
+        "convolution": convolution,
+        "pool": pool,
+        "global_pool": global_pool,
+        "flatten": flatten,
+        "reshape": reshape,
+        "batch_norm": batch_norm,
+        "layer_norm": layer_norm,
+        "recurrent": recurrent,
+        "embedding": embedding,
+        "position_embedding": position_embedding,
+        "attention": attention,
+        "transformer": transformer,
+        "add": add,
+        "concatenate": concatenate,
+    },
+    "Keras",
+)
 
 
 def realize(plan: LayerPlan, activation: Callable, seed: int) -> Realization:

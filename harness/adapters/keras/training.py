@@ -13,6 +13,7 @@ Everything else (network, loss, penalty, optimizer rule) is the same `keras.ops`
 is read only through its public interface: `network`, `optimizer`, `backend`, `losses`,
 `trainable_variables`, `training_inputs`, `training_targets`, `objective` and `objective_of`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -147,7 +148,9 @@ def jax_runner(model: KerasModel) -> EpochRunner:
     gradient = jax.value_and_grad(jax_objective(model), has_aux=True)
 
     @jax.jit
-    def step(trainable_values: list, non_trainable_values: list, optimizer_values: list, x: Any, targets: list) -> tuple:
+    def step(
+        trainable_values: list, non_trainable_values: list, optimizer_values: list, x: Any, targets: list
+    ) -> tuple:
         (_, (losses, non_trainable_values)), gradients = gradient(trainable_values, non_trainable_values, x, targets)
         trainable_values, optimizer_values = optimizer.stateless_apply(optimizer_values, gradients, trainable_values)
         return trainable_values, non_trainable_values, optimizer_values, losses
@@ -161,11 +164,18 @@ def jax_runner(model: KerasModel) -> EpochRunner:
         for index in range(len(bounds) - 1):
             start, stop = int(bounds[index]), int(bounds[index + 1])
             trainable_values, non_trainable_values, optimizer_values, step_losses = step(
-                trainable_values, non_trainable_values, optimizer_values, x_epoch[start:stop], [t[start:stop] for t in targets_epoch]
+                trainable_values,
+                non_trainable_values,
+                optimizer_values,
+                x_epoch[start:stop],
+                [t[start:stop] for t in targets_epoch],
             )
             losses.append(step_losses)
-        for variables, values in ((trainable, trainable_values), (non_trainable, non_trainable_values),
-                                  (optimizer.variables, optimizer_values)):
+        for variables, values in (
+            (trainable, trainable_values),
+            (non_trainable, non_trainable_values),
+            (optimizer.variables, optimizer_values),
+        ):
             for variable, value in zip(variables, values):
                 variable.assign(value)
         return np.asarray(jax.device_get(losses))
@@ -186,6 +196,7 @@ def epoch_runner(model: KerasModel) -> EpochRunner:
 
 
 # --- gradients of the objective, per backend: (model, x, targets) -> one gradient per trainable variable ---
+
 
 def tensorflow_gradients(model: KerasModel, x: Any, targets: list[Any]) -> list[Any]:
     import tensorflow as tf

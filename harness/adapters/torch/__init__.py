@@ -7,6 +7,7 @@ rules, clipping, decoupled decay; make_optimizer), losses (LOSS_FUNCTIONS, loss_
 kernel_penalty; every loss takes (outputs, targets)), model (TorchModel), training (an epoch of
 steps, a batch's gradients). What both adapters share is in harness.adapters.common.
 """
+
 from __future__ import annotations
 
 from harness.adapters.torch.adapter import TorchAdapter

@@ -1,4 +1,5 @@
 """TorchAdapter: process setup, versions, devices, and building a TorchModel from a TrialSpec."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,7 +29,10 @@ def resolve_device(device: str) -> torch.device:
     if index is None:
         return torch.device("cpu")
     check_gpu_visible(
-        device, index, torch.cuda.device_count() if torch.cuda.is_available() else 0, "torch",
+        device,
+        index,
+        torch.cuda.device_count() if torch.cuda.is_available() else 0,
+        "torch",
         f" (torch.cuda.is_available() is False; torch {torch.__version__}). Use device 'cpu' or 'auto', "
         "or install a CUDA build of torch on a GPU machine.",
     )

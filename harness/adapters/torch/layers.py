@@ -7,6 +7,7 @@ changes (e.g. before conv1d on a (N, L, C) input, before flatten after a conv). 
 tensors torch has no built-in for (attention, transformer block, embeddings) hold them in
 canonical layout directly, e.g. a (in, out) kernel used as x @ kernel.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -90,8 +91,15 @@ class Convolution(nn.Module):
     """
 
     def __init__(
-        self, rank: int, in_channels: int, filters: int, kernel_size: tuple[int, ...], strides: tuple[int, ...],
-        dilation: tuple[int, ...], paddings: tuple[tuple[int, int], ...], use_bias: bool,
+        self,
+        rank: int,
+        in_channels: int,
+        filters: int,
+        kernel_size: tuple[int, ...],
+        strides: tuple[int, ...],
+        dilation: tuple[int, ...],
+        paddings: tuple[tuple[int, int], ...],
+        use_bias: bool,
     ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(filters, in_channels, *kernel_size))
@@ -120,8 +128,13 @@ class Pool(nn.Module):
     """
 
     def __init__(
-        self, mode: str, rank: int, pool_size: tuple[int, ...], strides: tuple[int, ...],
-        paddings: tuple[tuple[int, int], ...], spatial: tuple[int, ...],
+        self,
+        mode: str,
+        rank: int,
+        pool_size: tuple[int, ...],
+        strides: tuple[int, ...],
+        paddings: tuple[tuple[int, int], ...],
+        spatial: tuple[int, ...],
     ) -> None:
         super().__init__()
         self.function = POOLS[(mode, rank)]
@@ -186,7 +199,14 @@ class BatchNorm(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return F.batch_norm(
-            inputs, self.running_mean, self.running_var, self.weight, self.bias, self.training, self.torch_momentum, self.eps
+            inputs,
+            self.running_mean,
+            self.running_var,
+            self.weight,
+            self.bias,
+            self.training,
+            self.torch_momentum,
+            self.eps,
         )
 
 
@@ -269,14 +289,23 @@ class MultiHeadAttention(nn.Module):
     """
 
     def __init__(
-        self, query_channels: int, context_channels: int, heads: int, key_dim: int, value_dim: int,
-        output_dim: int, use_bias: bool, causal: bool,
+        self,
+        query_channels: int,
+        context_channels: int,
+        heads: int,
+        key_dim: int,
+        value_dim: int,
+        output_dim: int,
+        use_bias: bool,
+        causal: bool,
     ) -> None:
         super().__init__()
         self.heads, self.key_dim, self.value_dim, self.causal = heads, key_dim, value_dim, causal
         for name, fan_in, width in (
-            ("query", query_channels, heads * key_dim), ("key", context_channels, heads * key_dim),
-            ("value", context_channels, heads * value_dim), ("output", heads * value_dim, output_dim),
+            ("query", query_channels, heads * key_dim),
+            ("key", context_channels, heads * key_dim),
+            ("value", context_channels, heads * value_dim),
+            ("output", heads * value_dim, output_dim),
         ):
             setattr(self, f"{name}_kernel", nn.Parameter(torch.empty(fan_in, width)))
             setattr(self, f"{name}_bias", nn.Parameter(torch.zeros(width)) if use_bias else None)
@@ -300,8 +329,16 @@ class TransformerEncoder(nn.Module):
     """Canonical transformer_encoder block (post- or pre-norm) on (N, T, d); see harness.spec.layers_sequence."""
 
     def __init__(
-        self, width: int, heads: int, key_dim: int, ffn_units: int, activation: Component, dropout: float,
-        norm: str, eps: float, generator: torch.Generator,
+        self,
+        width: int,
+        heads: int,
+        key_dim: int,
+        ffn_units: int,
+        activation: Component,
+        dropout: float,
+        norm: str,
+        eps: float,
+        generator: torch.Generator,
     ) -> None:
         super().__init__()
         self.attention = MultiHeadAttention(width, width, heads, key_dim, key_dim, width, True, False)

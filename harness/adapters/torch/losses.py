@@ -8,6 +8,7 @@ Losses (harness.spec.components.LOSSES), all a mean over the batch:
                           (reduction='none': 'mean' would divide each by its string's length), then the mean
 Penalties: harness.adapters.common.penalty_terms, over kernels only, never biases.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -38,12 +39,17 @@ def _ctc(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.ctc_loss(log_probs, labels, input_lengths, target_lengths, blank=0, reduction="none").mean()
 
 
-LOSS_FUNCTIONS: dict[str, LossFunction] = complete_table({
-    "cross_entropy": F.cross_entropy,  # mean reduction, no label smoothing, no class weights
-    "binary_cross_entropy": _binary_cross_entropy,
-    "mse": F.mse_loss,  # mean over every element
-    "ctc": _ctc,
-}, LOSSES, "torch", "loss")
+LOSS_FUNCTIONS: dict[str, LossFunction] = complete_table(
+    {
+        "cross_entropy": F.cross_entropy,  # mean reduction, no label smoothing, no class weights
+        "binary_cross_entropy": _binary_cross_entropy,
+        "mse": F.mse_loss,  # mean over every element
+        "ctc": _ctc,
+    },
+    LOSSES,
+    "torch",
+    "loss",
+)
 
 
 def loss_function(name: str) -> LossFunction:

@@ -3,6 +3,7 @@
 How an epoch and a batch's gradients run is in harness.adapters.torch.training (mirrored by
 harness.adapters.keras.training); this module holds the model's state and its public interface.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -81,13 +82,17 @@ class TorchModel:
         losses, self.output_losses = train_epoch(self._run_epoch, batches, self.losses.names)
         return losses
 
-    def objective_of(self, outputs: torch.Tensor | tuple[torch.Tensor, ...], targets: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def objective_of(
+        self, outputs: torch.Tensor | tuple[torch.Tensor, ...], targets: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(objective, losses) of a batch from the module's training-mode outputs (a tuple for several):
         losses = [data loss (the weighted mean of the outputs' losses), each output's loss];
         objective = data loss + penalty."""
         outputs = outputs if len(self.target_functions) > 1 else (outputs,)
         losses = [function(output, target) for function, output, target in zip(self.target_functions, outputs, targets)]
-        data_loss = losses[0] if len(losses) == 1 else sum(share * loss for share, loss in zip(self.losses.shares, losses))
+        data_loss = (
+            losses[0] if len(losses) == 1 else sum(share * loss for share, loss in zip(self.losses.shares, losses))
+        )
         objective = data_loss + self.penalty() if self.penalty is not None else data_loss
         return objective, [data_loss, *losses]
 
@@ -135,7 +140,7 @@ class TorchModel:
                 computed = [inputs]
                 for node, sources in zip(module.nodes, module.sources):
                     computed.append(node(*[computed[s] for s in sources]))
-                values = computed[1:len(network.to_last) + 1]
+                values = computed[1 : len(network.to_last) + 1]
             arrays = []
             for value, permutation in zip(values, network.to_last):
                 value = value.permute(permutation) if permutation else value
@@ -155,6 +160,8 @@ class TorchModel:
             arrays = []
             for tensor in slot.tensors:
                 grad = by_tensor.get(id(tensor))
-                arrays.append(np.zeros(tuple(tensor.shape), np.float32) if grad is None else grad.detach().cpu().numpy())
+                arrays.append(
+                    np.zeros(tuple(tensor.shape), np.float32) if grad is None else grad.detach().cpu().numpy()
+                )
             result[slot.key] = np.array(slot.to_canonical(arrays), dtype=np.float32, order="C")
         return result

@@ -7,6 +7,7 @@ batch_norm state - is reachable by its canonical key (harness.spec.init.weight_k
 torch's (harness.adapters.torch.realize). The model input arrives channels-last; layers
 that run channels-first get a Permute in front, and the outputs leave channels-last.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,17 +18,32 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.adapters.torch.layers import ACTIVATION_MODULES, Graph, InvertedDropout, MultiInput, Permute, activation_module
-from harness.adapters.torch.realize import LAST, Context, TensorSlot, permutation, realize
 from harness.adapters.common import complete_table, look_up
+from harness.adapters.torch.layers import (
+    ACTIVATION_MODULES,
+    Graph,
+    InvertedDropout,
+    MultiInput,
+    Permute,
+    activation_module,
+)
+from harness.adapters.torch.realize import LAST, Context, TensorSlot, permutation, realize
 from harness.spec.components import INITIALIZERS, Component
 from harness.spec.graph import ModelOutput
 from harness.spec.init import CONSTANTS
 from harness.spec.layer_types import LayerPlan
 
 __all__ = [
-    "ACTIVATION_MODULES", "InvertedDropout", "KERNEL_INITIALIZERS", "Network", "TensorSlot", "activation_module",
-    "build_network", "initialize_native", "load_weights", "read_weights",
+    "ACTIVATION_MODULES",
+    "KERNEL_INITIALIZERS",
+    "InvertedDropout",
+    "Network",
+    "TensorSlot",
+    "activation_module",
+    "build_network",
+    "initialize_native",
+    "load_weights",
+    "read_weights",
 ]
 
 
@@ -61,7 +77,9 @@ def _convert(rank: int, have: str, need: str | None) -> tuple[int, ...] | None:
     return permutation(rank, need)
 
 
-def build_network(plans: tuple[LayerPlan, ...], dropout_generator: torch.Generator, outputs: Sequence[ModelOutput] | None = None) -> Network:
+def build_network(
+    plans: tuple[LayerPlan, ...], dropout_generator: torch.Generator, outputs: Sequence[ModelOutput] | None = None
+) -> Network:
     """Build the modules of a model's plans (float32, CPU; move with `.to(device)` afterwards).
 
     Args:
@@ -92,7 +110,9 @@ def build_network(plans: tuple[LayerPlan, ...], dropout_generator: torch.Generat
     finals = {o.index: _convert(ranks[o.index], layouts[o.index], LAST) for o in outputs}
     to_last = tuple(_convert(ranks[plan.index], layouts[plan.index], LAST) for plan in plans)
     plan_ends: tuple[int, ...] = ()
-    is_stack = all(plan.inputs == (plan.index - 1,) for plan in plans) and [o.index for o in outputs] == [len(plans) - 1]
+    is_stack = all(plan.inputs == (plan.index - 1,) for plan in plans) and [o.index for o in outputs] == [
+        len(plans) - 1
+    ]
     if is_stack:
         modules = [m for node in nodes for m in node]  # type: ignore[union-attr]
         plan_ends = tuple(int(end) for end in np.cumsum([len(node) for node in nodes]))  # type: ignore[arg-type]
@@ -151,33 +171,45 @@ def read_weights(network: Network) -> dict[str, np.ndarray]:
 # the canonical one. All normals here are plain (torch's normal_, kaiming_normal_, xavier_normal_
 # never truncate).
 KernelInit = Callable[[torch.Tensor, Component, torch.Generator], object]
-KERNEL_INITIALIZERS: dict[str, KernelInit] = complete_table({
-    "zeros": lambda weight, c, generator: nn.init.zeros_(weight),
-    "normal": lambda weight, c, generator: nn.init.normal_(weight, 0.0, c["std"], generator=generator),
-    "uniform": lambda weight, c, generator: nn.init.uniform_(weight, -c["limit"], c["limit"], generator=generator),
-    # a = gain*sqrt(6/(fan_in+fan_out))
-    "xavier_uniform": lambda weight, c, generator: nn.init.xavier_uniform_(weight, gain=c["gain"], generator=generator),
-    # std = gain*sqrt(2/(fan_in+fan_out))
-    "xavier_normal": lambda weight, c, generator: nn.init.xavier_normal_(weight, gain=c["gain"], generator=generator),
-    # std = gain('relu')/sqrt(fan_in) = sqrt(2/fan_in)
-    "he_normal": lambda weight, c, generator: nn.init.kaiming_normal_(
-        weight, mode="fan_in", nonlinearity="relu", generator=generator
-    ),
-    # bound = gain('relu')*sqrt(3/fan_in) = sqrt(6/fan_in)
-    "he_uniform": lambda weight, c, generator: nn.init.kaiming_uniform_(
-        weight, mode="fan_in", nonlinearity="relu", generator=generator
-    ),
-    # std = gain('linear')/sqrt(fan_in) = sqrt(1/fan_in)
-    "lecun_normal": lambda weight, c, generator: nn.init.kaiming_normal_(
-        weight, mode="fan_in", nonlinearity="linear", generator=generator
-    ),
-    # QR of a N(0,1) matrix, sign-corrected by diag(R); orthonormal along the smaller dimension
-    "orthogonal": lambda weight, c, generator: nn.init.orthogonal_(weight, gain=c["gain"], generator=generator),
-    # U(+-1/sqrt(fan_in)): written out rather than kaiming_uniform_(a=sqrt(5)), which equals it
-    "fan_in_uniform": lambda weight, c, generator: nn.init.uniform_(
-        weight, -1.0 / np.sqrt(math.prod(weight.shape[1:])), 1.0 / np.sqrt(math.prod(weight.shape[1:])), generator=generator
-    ),
-}, INITIALIZERS, "torch", "initializer")
+KERNEL_INITIALIZERS: dict[str, KernelInit] = complete_table(
+    {
+        "zeros": lambda weight, c, generator: nn.init.zeros_(weight),
+        "normal": lambda weight, c, generator: nn.init.normal_(weight, 0.0, c["std"], generator=generator),
+        "uniform": lambda weight, c, generator: nn.init.uniform_(weight, -c["limit"], c["limit"], generator=generator),
+        # a = gain*sqrt(6/(fan_in+fan_out))
+        "xavier_uniform": lambda weight, c, generator: nn.init.xavier_uniform_(
+            weight, gain=c["gain"], generator=generator
+        ),
+        # std = gain*sqrt(2/(fan_in+fan_out))
+        "xavier_normal": lambda weight, c, generator: nn.init.xavier_normal_(
+            weight, gain=c["gain"], generator=generator
+        ),
+        # std = gain('relu')/sqrt(fan_in) = sqrt(2/fan_in)
+        "he_normal": lambda weight, c, generator: nn.init.kaiming_normal_(
+            weight, mode="fan_in", nonlinearity="relu", generator=generator
+        ),
+        # bound = gain('relu')*sqrt(3/fan_in) = sqrt(6/fan_in)
+        "he_uniform": lambda weight, c, generator: nn.init.kaiming_uniform_(
+            weight, mode="fan_in", nonlinearity="relu", generator=generator
+        ),
+        # std = gain('linear')/sqrt(fan_in) = sqrt(1/fan_in)
+        "lecun_normal": lambda weight, c, generator: nn.init.kaiming_normal_(
+            weight, mode="fan_in", nonlinearity="linear", generator=generator
+        ),
+        # QR of a N(0,1) matrix, sign-corrected by diag(R); orthonormal along the smaller dimension
+        "orthogonal": lambda weight, c, generator: nn.init.orthogonal_(weight, gain=c["gain"], generator=generator),
+        # U(+-1/sqrt(fan_in)): written out rather than kaiming_uniform_(a=sqrt(5)), which equals it
+        "fan_in_uniform": lambda weight, c, generator: nn.init.uniform_(
+            weight,
+            -1.0 / np.sqrt(math.prod(weight.shape[1:])),
+            1.0 / np.sqrt(math.prod(weight.shape[1:])),
+            generator=generator,
+        ),
+    },
+    INITIALIZERS,
+    "torch",
+    "initializer",
+)
 NATIVE_FIX = "Use init_mode 'shared' instead."
 
 
@@ -192,7 +224,9 @@ def _native_tensor(slot: TensorSlot, initializer: Component, generator: torch.Ge
             nn.init.uniform_(array, -bound, bound, generator=generator)
         return array.numpy()
     component = spec.initializer or initializer  # a tensor's own (recurrent layers, embeddings), else the suite's
-    draw = look_up(KERNEL_INITIALIZERS, component.name, "torch", "initializer", f"initializer (tensor {slot.key})", NATIVE_FIX)
+    draw = look_up(
+        KERNEL_INITIALIZERS, component.name, "torch", "initializer", f"initializer (tensor {slot.key})", NATIVE_FIX
+    )
     reversed_shape = torch.empty(tuple(reversed(spec.shape)))  # torch's fan rule reads this layout
     draw(reversed_shape, component, generator)
     return np.transpose(reversed_shape.numpy())

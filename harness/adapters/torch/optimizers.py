@@ -17,6 +17,7 @@ decay touches every parameter of its group. The decoupled decay
 after the gradient was computed. Clipping (RegularizerSpec.clip_norm, clip_value) is done here
 too: torch's clip_grad_norm_ scales by c/(norm + 1e-6), not c/norm.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -43,20 +44,41 @@ BUILT_IN: dict[str, OptimizerFactory] = {
         params, lr=c["lr"], momentum=c["momentum"], dampening=0.0, nesterov=True, foreach=False
     ),
     "adagrad": lambda params, c: torch.optim.Adagrad(
-        params, lr=c["lr"], lr_decay=0.0, weight_decay=0.0,
-        initial_accumulator_value=c["initial_accumulator"], eps=c["eps"], foreach=False,
+        params,
+        lr=c["lr"],
+        lr_decay=0.0,
+        weight_decay=0.0,
+        initial_accumulator_value=c["initial_accumulator"],
+        eps=c["eps"],
+        foreach=False,
     ),
     "rmsprop": lambda params, c: torch.optim.RMSprop(
-        params, lr=c["lr"], alpha=c["rho"], eps=c["eps"], weight_decay=0.0, momentum=0.0, centered=False,
+        params,
+        lr=c["lr"],
+        alpha=c["rho"],
+        eps=c["eps"],
+        weight_decay=0.0,
+        momentum=0.0,
+        centered=False,
         foreach=False,
     ),
     "adam": lambda params, c: torch.optim.Adam(
-        params, lr=c["lr"], betas=(c["beta1"], c["beta2"]), eps=c["eps"], weight_decay=0.0, amsgrad=False,
+        params,
+        lr=c["lr"],
+        betas=(c["beta1"], c["beta2"]),
+        eps=c["eps"],
+        weight_decay=0.0,
+        amsgrad=False,
         fused=True,
     ),
     # adamw = adam + the decoupled kernel decay applied by CanonicalUpdate
     "adamw": lambda params, c: torch.optim.Adam(
-        params, lr=c["lr"], betas=(c["beta1"], c["beta2"]), eps=c["eps"], weight_decay=0.0, amsgrad=False,
+        params,
+        lr=c["lr"],
+        betas=(c["beta1"], c["beta2"]),
+        eps=c["eps"],
+        weight_decay=0.0,
+        amsgrad=False,
         fused=True,
     ),
 }
@@ -130,7 +152,9 @@ class CanonicalUpdate:
 
 
 def make_optimizer(
-    optimizer: Component, regularizer: RegularizerSpec, parameters: Sequence[torch.nn.Parameter],
+    optimizer: Component,
+    regularizer: RegularizerSpec,
+    parameters: Sequence[torch.nn.Parameter],
     kernels: Sequence[torch.nn.Parameter],
 ) -> CanonicalUpdate:
     """The canonical optimizer of a spec, with clipping and kernel-only decoupled weight decay

@@ -15,6 +15,7 @@ Canonical -> torch tensor conversions (TensorSlot.to_torch; to_canonical is the 
     batch_norm gamma, beta, moving_mean, moving_variance -> weight, bias, running_mean, running_var
     everything else                      -> a torch tensor of the canonical shape        identity
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.adapters.common import look_up, realizer_table
 from harness.adapters.torch.layers import (
     Add,
     BatchNorm,
@@ -41,7 +43,6 @@ from harness.adapters.torch.layers import (
     TransformerEncoder,
     activation_module,
 )
-from harness.adapters.common import look_up, realizer_table
 from harness.spec.init import weight_key
 from harness.spec.layer_types import LayerPlan, TensorSpec
 from harness.spec.layers_sequence import GATES, transformer_key_dim
@@ -72,7 +73,9 @@ class TensorSlot:
     @property
     def trainable(self) -> list[torch.Tensor]:
         """The backing tensors the optimizer updates (a frozen zero bias_hh is not one)."""
-        return [t for t in self.tensors if isinstance(t, nn.Parameter) and t.requires_grad] if self.spec.trainable else []
+        return (
+            [t for t in self.tensors if isinstance(t, nn.Parameter) and t.requires_grad] if self.spec.trainable else []
+        )
 
 
 def _identity(key: str, spec: TensorSpec, tensor: torch.Tensor) -> TensorSlot:
@@ -87,7 +90,9 @@ def _conv_kernel(key: str, spec: TensorSpec, tensor: torch.Tensor) -> TensorSlot
     rank = len(spec.shape)
     axes = (rank - 1, rank - 2, *range(rank - 2))  # (k..., in, out) -> (out, in, k...)
     inverse = tuple(int(i) for i in np.argsort(axes))
-    return TensorSlot(key, spec, (tensor,), lambda a: (np.transpose(a, axes),), lambda arrays: np.transpose(arrays[0], inverse))
+    return TensorSlot(
+        key, spec, (tensor,), lambda a: (np.transpose(a, axes),), lambda arrays: np.transpose(arrays[0], inverse)
+    )
 
 
 def _gate_matrix(key: str, spec: TensorSpec, tensor: torch.Tensor, order: tuple[int, ...]) -> TensorSlot:
@@ -114,12 +119,16 @@ def _gate_bias(key: str, spec: TensorSpec, bias_ih: torch.Tensor, bias_hh: torch
     inverse = tuple(int(i) for i in np.argsort(order))
     if kind == "gru":  # (2, 3h): input bias, recurrent bias
         return TensorSlot(
-            key, spec, (bias_ih, bias_hh),
+            key,
+            spec,
+            (bias_ih, bias_hh),
             lambda a: (_reorder(a[0], order), _reorder(a[1], order)),
             lambda arrays: np.stack([_reorder(arrays[0], inverse), _reorder(arrays[1], inverse)]),
         )
     return TensorSlot(  # one canonical bias: bias_ih carries it, bias_hh stays 0
-        key, spec, (bias_ih, bias_hh),
+        key,
+        spec,
+        (bias_ih, bias_hh),
         lambda a: (_reorder(a, order), np.zeros_like(a)),
         lambda arrays: _reorder(arrays[0] + arrays[1], inverse),
     )
@@ -160,7 +169,10 @@ def _rank(plan: LayerPlan) -> int:
 def dense(plan: LayerPlan, context: Context) -> Realization:
     p = plan.layer
     linear = nn.Linear(plan.input_shape[-1], p["units"], bias=p["use_bias"])
-    makers = {"kernel": lambda k, t: _transposed(k, t, linear.weight), "bias": lambda k, t: _identity(k, t, linear.bias)}
+    makers = {
+        "kernel": lambda k, t: _transposed(k, t, linear.weight),
+        "bias": lambda k, t: _identity(k, t, linear.bias),
+    }
     modules = [m for m in (linear, activation_module(p["activation"])) if m is not None]
     # Linear acts on the last axis: a sequence (steps, features) must arrive channels-last.
     return Realization(modules, LAST if len(plan.input_shape) > 1 else None, LAST, _slots_by_name(plan, makers))
@@ -181,7 +193,9 @@ def convolution(plan: LayerPlan, context: Context) -> Realization:
     p = plan.layer
     rank = _rank(plan) - 1
     paddings = axis_paddings(plan.input_shape, p["kernel_size"], p["strides"], p["dilation"], p["padding"])
-    conv = Convolution(rank, plan.input_shape[-1], p["filters"], p["kernel_size"], p["strides"], p["dilation"], paddings, p["use_bias"])
+    conv = Convolution(
+        rank, plan.input_shape[-1], p["filters"], p["kernel_size"], p["strides"], p["dilation"], paddings, p["use_bias"]
+    )
     makers = {"kernel": lambda k, t: _conv_kernel(k, t, conv.weight), "bias": lambda k, t: _identity(k, t, conv.bias)}
     modules = [m for m in (conv, activation_module(p["activation"], 1)) if m is not None]
     return Realization(modules, FIRST, FIRST, _slots_by_name(plan, makers))
@@ -228,15 +242,23 @@ def recurrent(plan: LayerPlan, context: Context) -> Realization:
     rnn, order = module.rnn, TORCH_GATE_ORDER[kind]
     slots = []
     for direction, suffix in (("forward_", ""), ("backward_", "_reverse")) if p["bidirectional"] else (("", ""),):
-        tensors = {t.name[len(direction):]: t for t in plan.tensors if t.name.startswith(direction)}
+        tensors = {t.name[len(direction) :]: t for t in plan.tensors if t.name.startswith(direction)}
         slots += [
-            _gate_matrix(weight_key(plan, tensors["kernel"]), tensors["kernel"], getattr(rnn, f"weight_ih_l0{suffix}"), order),
             _gate_matrix(
-                weight_key(plan, tensors["recurrent_kernel"]), tensors["recurrent_kernel"], getattr(rnn, f"weight_hh_l0{suffix}"), order
+                weight_key(plan, tensors["kernel"]), tensors["kernel"], getattr(rnn, f"weight_ih_l0{suffix}"), order
+            ),
+            _gate_matrix(
+                weight_key(plan, tensors["recurrent_kernel"]),
+                tensors["recurrent_kernel"],
+                getattr(rnn, f"weight_hh_l0{suffix}"),
+                order,
             ),
             _gate_bias(
-                weight_key(plan, tensors["bias"]), tensors["bias"], getattr(rnn, f"bias_ih_l0{suffix}"),
-                getattr(rnn, f"bias_hh_l0{suffix}"), kind,
+                weight_key(plan, tensors["bias"]),
+                tensors["bias"],
+                getattr(rnn, f"bias_ih_l0{suffix}"),
+                getattr(rnn, f"bias_hh_l0{suffix}"),
+                kind,
             ),
         ]
     assert len(slots) == len(plan.tensors) and GATES[kind] == len(order)
@@ -257,8 +279,14 @@ def attention(plan: LayerPlan, context: Context) -> Realization:
     p = plan.layer
     query, context_shape = plan.input_shapes[0], plan.input_shapes[-1]
     module = MultiHeadAttention(
-        query[1], context_shape[1], p["heads"], p["key_dim"], p["value_dim"] or p["key_dim"],
-        p["output_dim"] or query[1], p["use_bias"], p["causal"],
+        query[1],
+        context_shape[1],
+        p["heads"],
+        p["key_dim"],
+        p["value_dim"] or p["key_dim"],
+        p["output_dim"] or query[1],
+        p["use_bias"],
+        p["causal"],
     )
     return Realization([module], LAST, LAST, _module_slots(plan, module))
 
@@ -267,11 +295,28 @@ def transformer(plan: LayerPlan, context: Context) -> Realization:
     p = plan.layer
     width = plan.input_shape[1]
     module = TransformerEncoder(
-        width, p["heads"], transformer_key_dim(width, p, plan.name), p["ffn_units"], p["activation"], p["dropout"],
-        p["norm"], p["eps"], context.generator,
+        width,
+        p["heads"],
+        transformer_key_dim(width, p, plan.name),
+        p["ffn_units"],
+        p["activation"],
+        p["dropout"],
+        p["norm"],
+        p["eps"],
+        context.generator,
     )
-    names = {f"{n}_{part}": f"attention.{n}_{part}" for n in ("query", "key", "value", "output") for part in ("kernel", "bias")}
-    names.update({f"norm{i}_{g}": f"norm{i}.{attribute}" for i in (1, 2) for g, attribute in (("gamma", "weight"), ("beta", "bias"))})
+    names = {
+        f"{n}_{part}": f"attention.{n}_{part}"
+        for n in ("query", "key", "value", "output")
+        for part in ("kernel", "bias")
+    }
+    names.update(
+        {
+            f"norm{i}_{g}": f"norm{i}.{attribute}"
+            for i in (1, 2)
+            for g, attribute in (("gamma", "weight"), ("beta", "bias"))
+        }
+    )
     return Realization([module], LAST, LAST, _module_slots(plan, module, names))
 
 
@@ -287,13 +332,28 @@ def concatenate(plan: LayerPlan, context: Context) -> Realization:
 
 Realizer = Callable[[LayerPlan, Context], Realization]
 # layer kind -> realizer, through the families of harness.adapters.common.REALIZER_FAMILIES
-REALIZERS: dict[str, Realizer] = realizer_table({
-    "dense": dense, "activation": activation, "dropout": dropout, "convolution": convolution, "pool": pool,
-    "global_pool": global_pool, "flatten": flatten, "reshape": reshape, "batch_norm": batch_norm,
-    "layer_norm": layer_norm, "recurrent": recurrent, "embedding": embedding,
-    "position_embedding": position_embedding, "attention": attention, "transformer": transformer,
-    "add": add, "concatenate": concatenate,
-}, "torch")
+REALIZERS: dict[str, Realizer] = realizer_table(
+    {
+        "dense": dense,
+        "activation": activation,
+        "dropout": dropout,
+        "convolution": convolution,
+        "pool": pool,
+        "global_pool": global_pool,
+        "flatten": flatten,
+        "reshape": reshape,
+        "batch_norm": batch_norm,
+        "layer_norm": layer_norm,
+        "recurrent": recurrent,
+        "embedding": embedding,
+        "position_embedding": position_embedding,
+        "attention": attention,
+        "transformer": transformer,
+        "add": add,
+        "concatenate": concatenate,
+    },
+    "torch",
+)
 
 
 def realize(plan: LayerPlan, context: Context) -> Realization:

@@ -4,6 +4,7 @@ Mirrors harness/adapters/keras/training.py, which does the same on each Keras ba
 the model only through its public interface: `network`, `optimizer`, `device`,
 `training_inputs`, `training_targets` and `objective_of`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -35,7 +36,7 @@ def epoch_runner(model: TorchModel) -> EpochRunner:
         rows = []
         module.train()
         for step in range(len(bounds) - 1):
-            index = indices[int(bounds[step]):int(bounds[step + 1])]
+            index = indices[int(bounds[step]) : int(bounds[step + 1])]
             objective, losses = model.objective_of(module(x[index]), [target[index] for target in targets])
             rows.append(torch.stack([loss.detach() for loss in losses]))
             optimizer.zero_grad()
@@ -46,7 +47,9 @@ def epoch_runner(model: TorchModel) -> EpochRunner:
     return runner
 
 
-def objective_gradients(model: TorchModel, inputs: torch.Tensor, targets: list[torch.Tensor]) -> list[torch.Tensor | None]:
+def objective_gradients(
+    model: TorchModel, inputs: torch.Tensor, targets: list[torch.Tensor]
+) -> list[torch.Tensor | None]:
     """Gradient of the objective (training mode) per `model.network.parameters` entry (None: unused), before
     clipping. Restores what the pass touched: dropout generator states, buffers (batch_norm running
     statistics) and the parameters' .grad; no optimizer state is read or written."""
