@@ -1,7 +1,7 @@
 """What the torch and Keras adapters share, written once and framework-free.
 
 Keras 3 keeps one folder per backend exporting the same names; what is not backend-specific
-lives outside them. Here: the init modes, the device names a trial may ask for, the prediction
+lives outside them. Here: the init-mode check, the device names a trial may ask for, the prediction
 chunk size, how several outputs' losses are weighted, the kernel penalty as data, which
 realizer serves each layer kind, the "has no realization" error, and the host's CPU name.
 Each adapter folder (harness/adapters/torch/, harness/adapters/keras/) holds only what its
@@ -21,8 +21,8 @@ import numpy as np
 from harness.errors import BackendError, SpecError
 from harness.spec.graph import ModelOutput
 from harness.spec.layers import LAYERS
+from harness.spec.types import INIT_MODES
 
-INIT_MODES = ("shared", "native")  # shared: the harness's numpy draw; native: the framework's initializers
 PREDICT_CHUNK = 8192  # rows per forward pass in predict and layer_outputs: bounds memory on large splits
 
 Function = TypeVar("Function")

@@ -21,6 +21,7 @@ from harness.spec.layers import LayerPlan, LayerSpec, Shape, plan_layers
 from harness.spec.params import parameter
 
 HASH_LENGTH = 16  # hex digits of SHA-256 kept: 64 bits, collision-free for any realistic store
+INIT_MODES = ("shared", "native")  # shared: the harness's numpy draw; native: the framework's own initializers
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,8 @@ class TrialSpec:
     backend: str
     init_mode: str = "shared"  # 'shared': numpy draws the initial weights; 'native': the framework's own initializers
     device: str = "cpu"
-    extras: tuple[tuple[str, Any], ...] = field(default=())  # room for later issues (diagnostics, ...)
+    # optional settings keyed by name (today only harness.diagnostics); an empty tuple leaves the hash unchanged
+    extras: tuple[tuple[str, Any], ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -20,11 +20,11 @@ from harness.adapters import check_backend
 from harness.errors import HarnessError, did_you_mean
 from harness.spec import INITIALIZERS, LOSSES, OPTIMIZERS, RegularizerSpec, TrainingSpec
 from harness.spec.params import Parameter
+from harness.spec.types import INIT_MODES
 from harness.suite.yaml_source import KeyPath, SuiteIssue, display_path
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"  # it names a results folder: no '/', '..', spaces or leading '-'
 DEVICE_PATTERN = re.compile(r"^(cpu|auto|cuda|cuda:\d+)$")
-INIT_MODES = ("shared", "native")
 
 
 class _Block(BaseModel):
