@@ -14,7 +14,7 @@ Statistics of layer L (plan index L, name '<L>.<kind>') at epoch e:
     activation_mean, activation_std   over every element of the layer's output on the probe batch
                                       (a dense layer's output is after its activation; std ddof=0)
     fraction_saturated                sigmoid: a < 0.05 or a > 0.95; tanh: |a| > 0.95
-                                      (Saito, Deep Learning from Scratch ch. 6; REFERENCES.md section 2)
+                                      (Saito, "Deep Learning from Scratch", chapter 6)
     fraction_zero                     relu: fraction of elements exactly 0 ("dead" for this batch)
     histogram.<k>, k = 0..bins-1      fraction of elements in bin k of `bins` equal bins over
                                       [histogram_low, histogram_high]; the range is FIXED per

@@ -1,4 +1,4 @@
-"""PyTorch and Keras agree step by step (issue 3): for every optimizer, loss, initializer,
+"""PyTorch and Keras agree step by step: for every optimizer, loss, initializer,
 regularizer, activation and layer, from the same weights and batches.
 
 Points checked: (1) same parameter count and shapes per layer; (2) identical weights after
@@ -372,7 +372,7 @@ def test_native_recurrent_layers_follow_their_own_kernel_initializers() -> None:
 
 
 def test_the_distribution_test_rejects_keras_truncated_he_normal() -> None:
-    """The KS test above has the power to see what SEMANTICS.md warns about."""
+    """The KS test above has the power to see what docs/semantics.md warns about (Keras' truncated normals)."""
     import keras
 
     samples = np.asarray(keras.initializers.HeNormal(seed=5)((FAN_IN, FAN_OUT))).ravel()
@@ -534,7 +534,7 @@ def test_messages_name_components_and_tolerance() -> None:
     assert "Tolerance: loss rtol=0.0001" in message
 
 
-# --- every layer family, the graph form, and the diagnostics methods (issue 4) ---------------------
+# --- every layer family, the graph form, and the diagnostics methods ---------------------
 
 LAYER_DATASETS = {
     "image": {"name": "digits", "shape": "image", "train_samples": 400},

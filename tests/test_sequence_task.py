@@ -1,4 +1,4 @@
-"""Sequence labelling end to end (issue 4): the ctc loss, the symbol_sequences dataset, per-step
+"""Sequence labelling end to end: the ctc loss, the symbol_sequences dataset, per-step
 heads, the shape checks that guard them, and a real run in both backends.
 
 The numpy ctc (harness.adapters.ctc) is the evaluation every backend shares, so it is checked

@@ -23,7 +23,8 @@ def shapes(raw: dict, input_shape: tuple[int, ...], num_outputs: int = 10) -> li
     return [plan.output_shape for plan in resolve_model(raw, num_outputs).plan(input_shape)]
 
 
-# The four MNIST-1D models of Greydanus & Kobak (REFERENCES.md section 1), with the paper's counts.
+# The four MNIST-1D models of Greydanus & Kobak ("Scaling down deep learning with MNIST-1D", ICML 2024),
+# with the paper's parameter counts.
 MNIST1D_MODELS = {
     "logistic": ({"layers": [{"dense": {}}]}, (40,), 410),
     "mlp": ({"mlp": {"hidden": [100, 100], "residual": True}}, (40,), 15_210),

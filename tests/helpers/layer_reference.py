@@ -1,4 +1,4 @@
-"""Float64 numpy implementation of every canonical layer (SEMANTICS.md; harness.spec.layers), the
+"""Float64 numpy implementation of every canonical layer (docs/semantics.md; harness.spec.layers), the
 reference the adapters' forward passes, training steps and gradients are checked against.
 
 Layout as the spec fixes it: channels-last, batch axis first; weights by their canonical names

@@ -110,7 +110,7 @@ class KerasAdapter:
             )
 
     def configure(self, threads: int | None) -> None:
-        """Pin intra-op threads and make kernels deterministic (SEMANTICS.md, "Randomness and determinism").
+        """Pin intra-op threads and make kernels deterministic (docs/semantics.md, "Batch order, seeds and determinism").
 
         TensorFlow fixes its thread pools when its runtime starts; if it already started with
         another count, the call warns instead of failing (the pools stay as they are).

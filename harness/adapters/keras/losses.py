@@ -1,7 +1,7 @@
 """Canonical losses on logits and the l1/l2 penalties, with `keras.ops` (any Keras backend).
 
 Keras' loss classes default to `from_logits=False` (they expect probabilities) and its
-MSE averages over the last axis first (SEMANTICS.md, "Losses"); the canonical losses
+MSE averages over the last axis first (docs/semantics.md, "Losses"); the canonical losses
 (harness.spec.components.LOSSES) take logits and average MSE over ALL elements. Keras'
 `regularizers.L2(x)` adds x*sum(w^2); the canonical l2 adds (l2/2)*sum(kernel^2)
 (harness.adapters.common.penalty_terms), so the penalty is written here, on kernels only, and

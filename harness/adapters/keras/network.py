@@ -14,7 +14,7 @@ never Keras' defaults where they differ: leaky_relu's slope is `negative_slope`
 (`keras.ops.gelu` defaults to the tanh approximation), elu takes its `alpha`.
 
 Native init mode configures Keras initializers to the canonical distributions. Keras'
-GlorotNormal / HeNormal / LecunNormal draw a TRUNCATED normal (SEMANTICS.md,
+GlorotNormal / HeNormal / LecunNormal draw a TRUNCATED normal (docs/semantics.md,
 "Initializers"); the canonical ones are plain normals, so they become `RandomNormal`
 with the canonical standard deviation computed by `harness.spec.layers.fans`.
 """
