@@ -15,13 +15,13 @@ torch = pytest.importorskip("torch")
 
 
 def test_clip_norm_scales_by_exactly_c_over_norm():
-    from harness.adapters.torch.optimizers import CanonicalUpdate
+    from harness.adapters.torch.optimizers import CanonicalOptimizer
 
     parameters = [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))]
     parameters[0].grad = torch.tensor([3e-5, 0.0, 0.0])
     parameters[1].grad = torch.tensor([0.0, 4e-5])  # global norm 5e-5
     sgd = resolve_component("optimizer", {"name": "sgd", "lr": 1.0}, "optimizer")
-    CanonicalUpdate(sgd, RegularizerSpec(clip_norm=1e-5), parameters, kernels=[]).step()
+    CanonicalOptimizer(sgd, RegularizerSpec(clip_norm=1e-5), parameters, kernels=[]).step()
     # p = -g * c/norm = -g/5; torch's clip_grad_norm_ (c/(norm + 1e-6)) would be 2% smaller
     np.testing.assert_allclose(parameters[0].detach().numpy(), [-6e-6, 0.0, 0.0], rtol=1e-6)
     np.testing.assert_allclose(parameters[1].detach().numpy(), [0.0, -8e-6], rtol=1e-6)

@@ -26,8 +26,8 @@ from typing import Any
 import keras
 from keras import ops
 
-from harness.errors import BackendError
-from harness.spec.components import Component, formula_doc
+from harness.adapters.common import complete_table, look_up
+from harness.spec.components import OPTIMIZERS, Component, formula_doc
 from harness.spec.types import RegularizerSpec, effective_weight_decay
 
 
@@ -176,15 +176,20 @@ class Adam(CanonicalOptimizer):
         self.assign_sub(variable, lr * (m / correction1) / (ops.sqrt(v / correction2) + eps))
 
 
-RULES: dict[str, type[CanonicalOptimizer]] = {
-    "sgd": SGD,
-    "momentum": Momentum,
-    "nesterov": Nesterov,
-    "adagrad": Adagrad,
-    "rmsprop": RMSprop,
-    "adam": Adam,
-    "adamw": Adam,
-}
+RULES: dict[str, type[CanonicalOptimizer]] = complete_table(
+    {
+        "sgd": SGD,
+        "momentum": Momentum,
+        "nesterov": Nesterov,
+        "adagrad": Adagrad,
+        "rmsprop": RMSprop,
+        "adam": Adam,
+        "adamw": Adam,
+    },
+    OPTIMIZERS,
+    "Keras",
+    "optimizer",
+)
 
 
 def make_optimizer(
@@ -200,13 +205,10 @@ def make_optimizer(
     Raises:
         BackendError: an optimizer this adapter does not realize.
     """
-    if optimizer.name not in RULES:
-        raise BackendError(
-            f"optimizer: the Keras backend has no realization of {optimizer.name!r}. Expected one of: {', '.join(sorted(RULES))}."
-        )
+    rule = look_up(RULES, optimizer.name, "Keras", "optimizer")
     weight_decay = effective_weight_decay(optimizer, regularizer)
     hyperparameters = {key: value for key, value in optimizer.params if key not in ("lr", "weight_decay")}
-    result = RULES[optimizer.name](
+    result = rule(
         float(optimizer["lr"]), regularizer.clip_norm, regularizer.clip_value, weight_decay, **hyperparameters
     )
     if weight_decay:

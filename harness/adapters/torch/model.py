@@ -14,7 +14,7 @@ import torch
 from harness.adapters.common import output_losses, prediction_chunks, train_epoch
 from harness.adapters.torch.losses import loss_function, prepare_targets
 from harness.adapters.torch.network import Network, load_weights, read_weights
-from harness.adapters.torch.optimizers import CanonicalUpdate
+from harness.adapters.torch.optimizers import CanonicalOptimizer
 from harness.adapters.torch.training import epoch_runner, objective_gradients
 
 
@@ -34,7 +34,7 @@ class TorchModel:
         network: Network,
         loss_name: str,
         penalty: Callable[[], torch.Tensor] | None,
-        optimizer: CanonicalUpdate,
+        optimizer: CanonicalOptimizer,
         device: torch.device,
     ) -> None:
         self.network = network
