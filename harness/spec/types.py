@@ -1,8 +1,8 @@
 """Frozen, framework-free description of ONE trial: a grid cell for one backend and seed.
 
 `TrialSpec.to_dict()` is the canonical JSON form: it travels to workers, is stored in
-the results store, and its SHA-256 is the trial's content hash. Labels (suite and arm
-names) are NOT part of it, so renaming an arm does not rerun anything.
+the results store, and its SHA-256, together with SEMANTICS_REVISION, is the trial's content
+hash. Labels (suite and arm names) are NOT part of it, so renaming an arm does not rerun anything.
 """
 
 from __future__ import annotations
@@ -21,6 +21,11 @@ from harness.spec.layers import LayerPlan, LayerSpec, Shape, plan_layers
 from harness.spec.params import parameter
 
 HASH_LENGTH = 16  # hex digits of SHA-256 kept: 64 bits, collision-free for any realistic store
+# What the harness's canonical names MEAN (formulas of optimizers, losses, initializers, regularizers,
+# layers): part of every trial hash, so results stored under an older meaning are never reused. Bump it
+# (and add a CHANGELOG.md entry) whenever a canonical formula's output changes while specs stay the same;
+# tests/test_semantics_revision.py fails until you do. Every stored trial then runs again.
+SEMANTICS_REVISION = 1
 INIT_MODES = ("shared", "native")  # shared: the harness's numpy draw; native: the framework's own initializers
 
 
@@ -239,8 +244,10 @@ class TrialSpec:
 
     @property
     def hash(self) -> str:
-        """Content hash of the fully resolved spec (stable across runs, machines and Python versions)."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:HASH_LENGTH]
+        """Content hash of the fully resolved spec under the current SEMANTICS_REVISION (stable across
+        runs, machines and Python versions; the stored spec JSON itself does not carry the revision)."""
+        hashed = canonical_json({"semantics_revision": SEMANTICS_REVISION, "spec": self.to_dict()})
+        return hashlib.sha256(hashed.encode()).hexdigest()[:HASH_LENGTH]
 
 
 def canonical_json(value: Any) -> str:
