@@ -10,6 +10,17 @@ Two departures from PyYAML's defaults, both to catch mistakes rather than hide t
 - Floats follow YAML 1.2: `1e-3` is the number 0.001. PyYAML implements YAML 1.1, which
   needs a dot and a signed exponent (`1.0e-3`) and reads `lr: 1e-3` as the STRING '1e-3'.
 - A key given twice in one mapping is an error (PyYAML silently keeps the last one).
+
+The work of loading is bounded whatever the file holds, so a hostile or broken file is refused
+within a second and a few MB (each limit is a generous multiple of what the shipped suites use):
+- MAX_FILE_BYTES: the file's size (read no further, so /dev/zero is refused too).
+- control characters (NUL, ESC, ...) are named with their line and column before YAML parses.
+- MAX_DEPTH: nesting of lists and mappings, counted while composing, before the composer recurses
+  (brackets nested thousands deep would otherwise end in a RecursionError).
+- MAX_VALUES: values (scalars, lists, mappings) the document holds once every alias is expanded,
+  counted on the composed node graph, where an alias is one shared node (a "billion laughs" file
+  is a few hundred bytes that expand to 10^9 values; every later step would copy them out).
+- MAX_NUMBER_DIGITS: digits of an integer (Python refuses to convert more than 4300).
 """
 
 from __future__ import annotations
@@ -29,8 +40,81 @@ KeyPath = tuple[Any, ...]  # mapping keys (str, or int/bool as YAML allows) and 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
+MAX_FILE_BYTES = 1 << 20  # 1 MiB; the largest shipped suite is under 5 KB
+MAX_DEPTH = 64  # lists and mappings inside each other; the shipped suites need 7
+MAX_VALUES = 10_000  # values after alias expansion; the shipped suites hold under 200
+MAX_NUMBER_DIGITS = 1000
+
+# What YAML forbids in a stream (PyYAML's reader.NON_PRINTABLE): C0 controls but tab, newline and
+# carriage return; DEL; C1 controls but NEL; surrogates; U+FFFE and U+FFFF.
+_CONTROL = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_CONTROL_NAMES = {0x00: "NUL", 0x07: "BEL", 0x08: "backspace", 0x0B: "vertical tab", 0x0C: "form feed", 0x1B: "ESC"}
+_CONTROL_NAMES[0x7F] = "DEL"
+
+
+class LimitExceeded(yaml.MarkedYAMLError):
+    """Internal: a loading limit was passed at `problem_mark`; `load_yaml` turns it into a SpecError."""
+
+
 class SuiteYamlLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2 floats (`1e-3`, `2E5` are numbers, not strings)."""
+    """PyYAML's safe loader with YAML 1.2 floats (`1e-3`, `2E5` are numbers, not strings), which
+    counts nesting depth and values while composing, and records where each alias is used."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+        self.composed = 0
+        self.alias_uses: list[tuple[str, yaml.Mark, yaml.Node]] = []  # (anchor, where used, its node)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            node = super().compose_node(parent, index)  # the anchored node itself: no new values, no recursion
+            if node is not None:
+                self.alias_uses.append((event.anchor, event.start_mark, node))
+            return node
+        self.depth += 1
+        self.composed += 1
+        if self.depth > MAX_DEPTH or self.composed > MAX_VALUES:
+            mark = self.peek_event().start_mark
+            if self.depth > MAX_DEPTH:
+                problem = _too_deep()
+            else:
+                problem = (
+                    f"more than {MAX_VALUES} values (scalars, lists, mappings); the shipped suites hold "
+                    "under 200. Check that this is a suite file"
+                )
+            raise LimitExceeded(problem=problem, problem_mark=mark)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        # Refused in the scanner too: it looks up to 1024 characters ahead with work per open bracket,
+        # so a line of thousands of '[' would take seconds before the composer saw the first one.
+        if self.flow_level >= MAX_DEPTH:
+            raise LimitExceeded(problem=_too_deep(), problem_mark=self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        digits = sum(character.isdigit() for character in node.value)
+        if digits > MAX_NUMBER_DIGITS:
+            raise LimitExceeded(
+                problem=f"an integer of {digits} digits (at most {MAX_NUMBER_DIGITS}). Shorten it, or quote it",
+                problem_mark=node.start_mark,
+            )
+        return super().construct_yaml_int(node)
+
+
+def _too_deep() -> str:
+    return (
+        f"lists and mappings nested more than {MAX_DEPTH} deep (brackets or indentation); a suite needs fewer "
+        "than 10. Check for unclosed or repeated brackets"
+    )
+
+
+SuiteYamlLoader.add_constructor("tag:yaml.org,2002:int", SuiteYamlLoader.construct_yaml_int)
 
 
 # Only the forms YAML 1.1 misses: an exponent without a dot or without a sign. The YAML 1.1
@@ -125,37 +209,40 @@ def locate_message(file: Path, message: str, kind: type[HarnessError] = SpecErro
 
 
 def load_yaml(path: Path) -> tuple[Any, SourceMap]:
-    """Read and parse a suite file.
+    """Read and parse a suite file, within the limits the module docstring states.
 
     Returns:
         The document as plain Python data (dicts, lists, scalars) and its SourceMap.
 
     Raises:
-        SpecError: the file is missing or unreadable, is not valid YAML (with the line of
-            the problem), or repeats a key within one mapping.
+        SpecError: the file is missing or unreadable, over MAX_FILE_BYTES, not UTF-8, holds a
+            control character, is not valid YAML (with the line of the problem), nests deeper than
+            MAX_DEPTH, expands to more than MAX_VALUES values, or repeats a key within one mapping.
     """
-    if not path.exists():
+    text = _read_text(path)
+    control = _CONTROL.search(text)
+    if control is not None:
+        line_number, column_number = _line_and_column(text, control.start())
+        code = ord(control.group())
+        name = _CONTROL_NAMES.get(code, "a control character")
         raise SpecError(
-            f"{path}: suite file not found (looked in {path.resolve().parent}). "
-            "Check the path; shipped suites are in suites/ (list them with: harness list suites)."
+            f"{path}:{line_number}: control character U+{code:04X} ({name}) at column {column_number}; YAML allows none but "
+            "tab, newline and carriage return. Delete it (a binary file, or a bad copy and paste?)."
         )
-    if path.is_dir():
-        raise SpecError(f"{path}: is a folder, expected a suite file (.yaml). Pass one file, e.g. {path}/smoke.yaml.")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise SpecError(
-            f"{path}: is not UTF-8 text ({error.reason} at byte {error.start}). Save the suite as UTF-8."
-        ) from None
-    except OSError as error:
-        raise SpecError(f"{path}: cannot be read ({error.strerror}). Check its permissions.") from None
     loader = SuiteYamlLoader(text)
     try:
         node = loader.get_single_node()
         lines: dict[KeyPath, int] = {}
         if node is not None:
+            _check_expansion(loader, node, path)
             _index_lines(loader, node, (), lines, path)
         data = loader.construct_document(node) if node is not None else None
+    except LimitExceeded as error:
+        mark = error.problem_mark
+        assert mark is not None
+        raise SpecError(
+            f"{path}:{mark.line + 1}: too large to be a suite, column {mark.column + 1}: {error.problem}."
+        ) from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -173,6 +260,100 @@ def load_yaml(path: Path) -> tuple[Any, SourceMap]:
     finally:
         loader.dispose()
     return data, SourceMap(path, lines)
+
+
+def _read_text(path: Path) -> str:
+    """The file's text; reads at most MAX_FILE_BYTES + 1 bytes, so an endless file is refused too."""
+    if not path.exists():
+        raise SpecError(
+            f"{path}: suite file not found (looked in {path.resolve().parent}). "
+            "Check the path; shipped suites are in suites/ (list them with: harness list suites)."
+        )
+    if path.is_dir():
+        raise SpecError(f"{path}: is a folder, expected a suite file (.yaml). Pass one file, e.g. {path}/smoke.yaml.")
+    try:
+        with path.open("rb") as stream:
+            content = stream.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        raise SpecError(f"{path}: cannot be read ({error.strerror}). Check its permissions.") from None
+    if len(content) > MAX_FILE_BYTES:
+        raise SpecError(
+            f"{path}: the file is over {MAX_FILE_BYTES // 1024} KiB ({MAX_FILE_BYTES} bytes), the most a suite may be; "
+            "the largest shipped suite is under 5 KB. Check that this is a suite file: data belongs in a dataset, "
+            "and a grid describes many trials in a few lines."
+        )
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line, column = _line_and_column(content, error.start)
+        raise SpecError(
+            f"{path}:{line}: is not UTF-8 text ({error.reason} at byte {error.start}, column {column}). "
+            "Save the suite as UTF-8."
+        ) from None
+
+
+def _line_and_column(text: str | bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column of `offset` (columns in characters for text, bytes for bytes)."""
+    newline: Any = "\n" if isinstance(text, str) else b"\n"
+    return text.count(newline, 0, offset) + 1, offset - (text.rfind(newline, 0, offset) + 1) + 1
+
+
+def _check_expansion(loader: SuiteYamlLoader, root: yaml.Node, file: Path) -> None:
+    """Refuse a document whose aliases expand it past MAX_VALUES values or MAX_DEPTH levels, or refer to
+    themselves. Counts each node once (memoized), so the work is the size of the file, not of its expansion."""
+    if not loader.alias_uses:
+        return  # no alias: the composer already counted every value and level
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (values, depth) once expanded
+    in_progress: set[int] = set()
+
+    def measure(node: yaml.Node) -> tuple[int, int]:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in in_progress:
+            raise _RecursiveAlias(node)
+        in_progress.add(key)
+        values, depth = 1, 1
+        if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)):
+            children = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair]
+            for child in children:
+                child_values, child_depth = measure(child)
+                values += child_values
+                depth = max(depth, child_depth + 1)
+        in_progress.discard(key)
+        sizes[key] = (min(values, MAX_VALUES + 1), depth)  # capped: the sum stays a small int
+        return sizes[key]
+
+    try:
+        values, depth = measure(root)
+    except _RecursiveAlias as recursive:
+        anchor, mark = next((a, m) for a, m, node in loader.alias_uses if node is recursive.node)
+        raise SpecError(
+            f"{file}:{mark.line + 1}: the alias *{anchor} at column {mark.column + 1} is inside the value of its own "
+            f"anchor &{anchor}, which makes an endless value. Refer to an anchor only after its value is complete."
+        ) from None
+    if values <= MAX_VALUES and depth <= MAX_DEPTH:
+        return
+    # The alias use that repeats the most: the one to point at.
+    anchor, mark, node = max(loader.alias_uses, key=lambda use: sizes[id(use[2])])
+    repeated = sizes[id(node)][0]
+    repeated_text = f"more than {MAX_VALUES}" if repeated > MAX_VALUES else str(repeated)
+    what = (
+        f"more than {MAX_VALUES} values"
+        if values > MAX_VALUES
+        else f"lists and mappings nested more than {MAX_DEPTH} deep"
+    )
+    raise SpecError(
+        f"{file}:{mark.line + 1}: too large to be a suite, column {mark.column + 1}: with its aliases expanded, the "
+        f"document holds {what} (this *{anchor} alone repeats {repeated_text} values; the shipped suites hold "
+        "under 200). Use fewer aliases, or aliases of aliases: each multiplies what it repeats."
+    )
+
+
+class _RecursiveAlias(Exception):
+    def __init__(self, node: yaml.Node) -> None:
+        super().__init__()
+        self.node = node
 
 
 def _index_lines(
