@@ -10,6 +10,7 @@ re-running them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -55,6 +56,16 @@ class SuiteRecord:
             dict(suite.document),
             labels_frame(suite),
         )
+
+    def arm_labels(self) -> dict[str, dict[str, str]]:
+        """arm -> {axis: its variant label}, for every arm of the suite (run or not).
+
+        The manifest already holds every trial's labels, so a per-axis `report.reference`
+        ({optimizer: sgd}) finds each arm's reference arm without the YAML, and `suite.json`
+        needs no second copy of them.
+        """
+        firsts = self.labels.drop_duplicates("arm")[["arm", *self.axes]]
+        return {str(row["arm"]): {axis: str(row[axis]) for axis in self.axes} for row in firsts.to_dict("records")}
 
     def to_json(self) -> str:
         """The manifest text (`suite.json`), version MANIFEST_VERSION."""
@@ -137,6 +148,7 @@ def record_results(record: SuiteRecord, store: Store) -> Results:
         description=record.description,
         report_options=dict(record.report),
         diagnostics=store.diagnostics_frame(hashes),
+        arm_labels=record.arm_labels(),
     )
 
 
@@ -175,7 +187,10 @@ def open_results(target: str | Path, store_dir: str | Path | None = None) -> tup
         record = SuiteRecord.read(path / MANIFEST)
         store_path = Path(store_dir) if store_dir is not None else path.parent
     elif path.suffix in (".yaml", ".yml") or not path.exists():
-        record = SuiteRecord.from_suite(load_suite(path))  # raises a located error if missing or bad
+        suite = load_suite(path)  # raises a located error if missing or bad
+        from harness.runner.devices import resolve_auto  # 'auto' as `harness run` settled it on this machine
+
+        record = SuiteRecord.from_suite(dataclasses.replace(suite, trials=resolve_auto(suite.trials)))
         store_path = Path(store_dir) if store_dir is not None else Path("results")
     else:
         raise HarnessError(f"{path}: expected a suite file (.yaml) or a results folder (results/<suite>/), got a file.")

@@ -15,11 +15,14 @@ import stat
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from helpers.suites import optimizer_grid_suite, write_suite
 from test_runner import make_trial, no_workers_left
 
+from harness.cli import cli
 from harness.errors import HarnessError
-from harness.results_folder import Results
-from harness.runner import devices, run_trials, with_device
+from harness.results_folder import Results, load
+from harness.runner import devices, resolve_devices, run_trials, with_device
 from harness.runner.devices import (
     GPU_VARIABLES,
     THREAD_VARIABLES,
@@ -179,7 +182,8 @@ def test_workers_on_a_two_gpu_machine_get_one_gpu_each(monkeypatch: pytest.Monke
 @pytest.mark.parametrize("device", ["auto", "cuda", "cuda:0"], ids=["auto", "cuda", "cuda-0"])
 def test_a_real_gpu_runs_the_trial(tmp_path: Path, device: str) -> None:
     driver_view = os.environ.get("CUDA_VISIBLE_DEVICES")
-    trial = with_device([make_trial("gpu", 0, epochs=2)], device)[0]
+    trial = resolve_devices(with_device([make_trial("gpu", 0, epochs=2)], device), "--device")[0]
+    assert trial.spec.device == ("cuda" if device == "auto" else device)  # settled before its hash is taken
     with Store(tmp_path) as store:
         summary = run_trials([trial], store, jobs=1, quiet=True)
         assert summary.ok == 1, store.trials_frame()["error"].tolist()
@@ -188,3 +192,92 @@ def test_a_real_gpu_runs_the_trial(tmp_path: Path, device: str) -> None:
     if device != "cuda:0":
         assert recorded["device"] == "cuda:0" and recorded["cuda_visible_devices"] == visible_gpu_ids()[0]
     assert os.environ.get("CUDA_VISIBLE_DEVICES") == driver_view  # the driver's own environment is untouched
+
+
+# --- settling the device before the hash (resolve_devices) ---------------------------------------
+
+ONE_ARM = optimizer_grid_suite(
+    "devices",
+    "One arm, one seed, on whichever device the run says.",
+    dataset="{name: iris, validation: 0.2}",
+    model="{mlp: {hidden: [4]}}",
+    training="{epochs: 1, batch_size: 32}",
+    seeds=1,
+    arms={"sgd": "{name: sgd, lr: 0.1}"},
+)
+
+
+@pytest.mark.parametrize(
+    ("gpu_ids", "expected"), [([], "cpu"), (["0", "1"], "cuda")], ids=["no-gpu-is-cpu", "gpus-are-cuda"]
+)
+def test_auto_is_settled_before_hashing(monkeypatch: pytest.MonkeyPatch, gpu_ids: list[str], expected: str) -> None:
+    monkeypatch.setattr(devices, "visible_gpu_ids", lambda: gpu_ids)
+    cpu, auto = make_trial("a", 0), make_trial("a", 0, device="auto")
+    (settled,) = resolve_devices([auto], "--device")
+    assert settled.spec.device == expected
+    assert settled.hash == with_device([cpu], expected)[0].hash  # the same computation, the same hash
+    assert resolve_devices([cpu], "--device") == (cpu,)  # cpu stays cpu, GPUs or not
+
+
+def test_resolving_asks_for_gpus_only_when_a_trial_may_use_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_query() -> list[str]:
+        raise AssertionError("the GPU query ran for CPU-only trials")
+
+    monkeypatch.setattr(devices, "visible_gpu_ids", no_query)
+    trials = (make_trial("a", 0), make_trial("b", 1))
+    assert resolve_devices(trials, "--device") == trials
+    assert devices.resolve_auto(trials) == trials
+
+
+@pytest.mark.parametrize(
+    ("device", "gpu_ids", "named"),
+    [("cuda", [], "sees no GPU; the devices there are: cpu."), ("cuda:2", ["0", "1"], "cpu, cuda:0, cuda:1.")],
+    ids=["cuda-without-gpu", "index-past-the-last"],
+)
+def test_a_gpu_the_machine_lacks_is_refused(
+    monkeypatch: pytest.MonkeyPatch, device: str, gpu_ids: list[str], named: str
+) -> None:
+    monkeypatch.setattr(devices, "visible_gpu_ids", lambda: gpu_ids)
+    with pytest.raises(HarnessError) as caught:
+        resolve_devices([make_trial("wide", 0, device=device)], "--device")
+    message = str(caught.value)
+    assert message.startswith(f"--device: the trials ask for {device!r} (arms: wide)") and named in message
+    assert "--device cpu" in message and "--device auto" in message
+
+
+def test_on_ray_the_gpus_are_the_ones_each_actor_reserves(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(devices, "visible_gpu_ids", lambda: ["0"])  # the driver's GPU is not the actors'
+    auto, cuda = make_trial("a", 0, device="auto"), make_trial("a", 0, device="cuda")
+    assert resolve_devices([auto], "--device", "ray")[0].spec.device == "cpu"
+    assert resolve_devices([auto], "--device", "ray", num_gpus=0.5)[0].spec.device == "cuda"
+    with pytest.raises(HarnessError, match=r"each Ray actor \(--num-gpus\) sees no GPU.*--num-gpus 1"):
+        resolve_devices([cuda], "--device", "ray")
+
+
+@pytest.mark.parametrize("where", ["flag", "suite"])
+def test_cli_refuses_cuda_without_a_gpu_before_anything_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, where: str
+) -> None:
+    monkeypatch.setattr(devices, "visible_gpu_ids", lambda: [])
+    text = ONE_ARM if where == "flag" else ONE_ARM.replace("backends:", "device: cuda\nbackends:")
+    suite = write_suite(tmp_path, text, "devices.yaml")
+    flags = ["--device", "cuda"] if where == "flag" else []
+    result = CliRunner().invoke(cli, ["run", str(suite), "--store", str(tmp_path / "store"), "--quiet", *flags])
+    assert result.exit_code == 2, result.output
+    origin = "--device" if where == "flag" else f"{suite}: device"
+    assert f"{origin}: the trials ask for 'cuda' (arms: sgd)" in result.output
+    assert "the devices there are: cpu." in result.output and "Fix: pass --device cpu" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "store").exists()  # nothing written
+
+
+def test_auto_on_a_cpu_machine_reuses_the_stored_cpu_trials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # `harness run` with device cpu, then again with --device auto on this GPU-less machine: nothing to train,
+    # and the suite YAML opens the same results (harness report / harness.load settle 'auto' the same way).
+    monkeypatch.setattr(devices, "visible_gpu_ids", lambda: [])
+    suite, store = write_suite(tmp_path, ONE_ARM, "devices.yaml"), tmp_path / "store"
+    first = CliRunner().invoke(cli, ["run", str(suite), "--store", str(store), "--quiet", "--jobs", "1"])
+    assert first.exit_code == 0 and "1 trials: 0 already in the store, 1 ok" in first.output, first.output
+    again = CliRunner().invoke(cli, ["run", str(suite), "--store", str(store), "--quiet", "--device", "auto"])
+    assert again.exit_code == 0 and "1 trials: 1 already in the store, 0 ok" in again.output, again.output
+    auto_suite = write_suite(tmp_path, ONE_ARM.replace("backends:", "device: auto\nbackends:"), "auto.yaml")
+    assert len(load(auto_suite, store).trials) == 1

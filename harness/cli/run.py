@@ -49,7 +49,8 @@ from harness.cli.common import DEFAULT_STORE, EXIT_INTERRUPTED, EXIT_TRIALS_FAIL
     "--device",
     default=None,
     metavar="DEVICE",
-    help="cpu, auto (a GPU when the backend sees one), cuda or cuda:N; overrides the suite's `device`.",
+    help="cpu, auto (cuda when the run has a GPU, else cpu; settled before trials are hashed), cuda or cuda:N; "
+    "overrides the suite's `device`. A GPU the run lacks is refused before anything runs.",
 )
 @click.option(
     "--executor",
@@ -104,13 +105,16 @@ def run(
       harness run suites/optimizers.yaml --jobs 2
     """
     from harness.results_folder import SuiteRecord, export_tables, record_results
-    from harness.runner import check_executor, run_trials, with_device
+    from harness.runner import check_executor, resolve_devices, run_trials, with_device
     from harness.store import Store
 
     suite = load_checked_suite(suite_path, backends, seeds)
     if device is not None:
         suite = dataclasses.replace(suite, trials=with_device(suite.trials, device))
     check_executor(executor, num_cpus, num_gpus, address)  # bad Ray input fails before the store exists
+    # 'auto' settled and GPUs checked here, before the hashes are taken (the store's keys, the manifest's)
+    where = "--device" if device is not None else f"{suite_path}: device"
+    suite = dataclasses.replace(suite, trials=resolve_devices(suite.trials, where, executor, num_gpus))
     with Store(store_dir) as store:  # validated input first: bad input writes nothing
         summary = run_trials(
             suite.trials,

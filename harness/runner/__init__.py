@@ -36,6 +36,7 @@ _EXPORTS = {
     "worker_threads": "driver",
     "MAX_ATTEMPTS": "tasks",
     "RunEvent": "tasks",
+    "resolve_devices": "devices",
     "with_device": "devices",
 }
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "RunEvent",
     "RunSummary",
     "check_executor",
+    "resolve_devices",
     "run_trials",
     "with_device",
     "worker_threads",
