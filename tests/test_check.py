@@ -767,3 +767,25 @@ def test_cli_commands_and_claim_parsing_import_no_framework() -> None:
 def test_outcome_document_is_strict_json() -> None:
     verdict_free = CheckOutcome("unit", CheckOptions())
     assert json.loads(json.dumps(outcome_document(verdict_free), allow_nan=False))["exit_code"] == 0
+
+
+def test_a_status_missing_from_a_baseline_counts_zero_and_a_bad_count_is_refused(tmp_path: Path) -> None:
+    """A baseline written before a trial status existed names no count for it: it reads as 0, so
+    adding a status keeps every existing baseline readable; a count that is there must be a whole
+    number >= 0."""
+    results = hand_results({("a", "torch"): cell(BASE_ACCURACY)})
+    path = write_baseline(build_baseline(results, source="suites/unit.yaml"), tmp_path / "unit.json")
+    document = json.loads(path.read_text())
+    del document["results"]["a"]["torch"]["trials"]["timeout"]
+    path.write_text(json.dumps(document))
+    assert read_baseline(path, suite="unit").trial_counts[("a", "torch")] == {
+        "ok": 5,
+        "diverged": 0,
+        "failed": 0,
+        "timeout": 0,
+    }
+    for bad in (-1, 1.5, True, "3", None):
+        document["results"]["a"]["torch"]["trials"]["failed"] = bad
+        path.write_text(json.dumps(document))
+        with pytest.raises(BaselineError, match=r"malformed at results\.a\.torch\.trials"):
+            read_baseline(path, suite="unit")

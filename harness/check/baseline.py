@@ -164,7 +164,7 @@ def build_baseline(results: Results, source: str = "") -> dict[str, Any]:
     """
     final = results.final()
     metrics = [name for name in baseline_metrics(results) if name in final.columns]
-    summary = results.summary().set_index(["arm", "backend", "metric"])
+    summary = {(row["arm"], row["backend"], row["metric"]): row for _, row in results.summary().iterrows()}
     ok = final[final["status"] == OK]
     document_results: dict[str, dict[str, Any]] = {}
     for (arm, backend), group in final.groupby(["arm", "backend"], sort=False):
@@ -177,8 +177,7 @@ def build_baseline(results: Results, source: str = "") -> dict[str, Any]:
                 for seed, value in zip(cell_ok["seed"], cell_ok[metric])
                 if value is not None and math.isfinite(float(value))
             }
-            key = (arm, backend, metric)
-            row = summary.loc[key] if key in summary.index else None
+            row = summary.get((arm, backend, metric))
             cell_metrics[metric] = {
                 "seeds": seeds,
                 "summary": {name: _finite_or_none(row[name]) if row is not None else None for name in SUMMARY_KEYS},
@@ -282,6 +281,21 @@ def _mapping(value: Any, path: Path, where: str, hint: str) -> Mapping[str, Any]
     return value
 
 
+def _trial_counts(trials: Mapping[str, Any], path: Path, where: str, hint: str) -> dict[str, int]:
+    """How many trials ended in each status. A status the file does not name counts 0: a baseline
+    written before that status existed had none of those trials, so adding a status to
+    harness.measures keeps every existing baseline readable."""
+    counts: dict[str, int] = {}
+    for status in TRIAL_STATUSES:
+        count = trials.get(status, 0)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise _malformed(
+                path, where, f"a non-negative whole count for each of {', '.join(TRIAL_STATUSES)}", trials, hint
+            )
+        counts[status] = count
+    return counts
+
+
 def _parse_document(document: Mapping[str, Any], path: Path, hint: str) -> Baseline:
     for key, kind in (("suite", str), ("created_at", str), ("primary_metric", str)):
         if not isinstance(document.get(key), kind):
@@ -293,11 +307,7 @@ def _parse_document(document: Mapping[str, Any], path: Path, hint: str) -> Basel
             where = f"results.{arm}.{backend}"
             cell = _mapping(cell, path, where, hint)
             trials = _mapping(cell.get("trials"), path, f"{where}.trials", hint)
-            if any(not isinstance(trials.get(status), int) for status in TRIAL_STATUSES):
-                raise _malformed(
-                    path, f"{where}.trials", f"a count for each of {', '.join(TRIAL_STATUSES)}", trials, hint
-                )
-            counts[(arm, backend)] = {status: int(trials[status]) for status in TRIAL_STATUSES}
+            counts[(arm, backend)] = _trial_counts(trials, path, f"{where}.trials", hint)
             metrics: dict[str, dict[int, float]] = {}
             for metric, entry in _mapping(cell.get("metrics"), path, f"{where}.metrics", hint).items():
                 entry = _mapping(entry, path, f"{where}.metrics.{metric}", hint)
