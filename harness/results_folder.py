@@ -57,6 +57,16 @@ class SuiteRecord:
             labels_frame(suite),
         )
 
+    def arm_labels(self) -> dict[str, dict[str, str]]:
+        """arm -> {axis: its variant label}, for every arm of the suite (run or not).
+
+        The manifest already holds every trial's labels, so a per-axis `report.reference`
+        ({optimizer: sgd}) finds each arm's reference arm without the YAML, and `suite.json`
+        needs no second copy of them.
+        """
+        firsts = self.labels.drop_duplicates("arm")[["arm", *self.axes]]
+        return {str(row["arm"]): {axis: str(row[axis]) for axis in self.axes} for row in firsts.to_dict("records")}
+
     def to_json(self) -> str:
         """The manifest text (`suite.json`), version MANIFEST_VERSION."""
         return json.dumps(
@@ -138,6 +148,7 @@ def record_results(record: SuiteRecord, store: Store) -> Results:
         description=record.description,
         report_options=dict(record.report),
         diagnostics=store.diagnostics_frame(hashes),
+        arm_labels=record.arm_labels(),
     )
 
 

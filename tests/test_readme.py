@@ -80,8 +80,9 @@ def command_lines(text: str) -> Iterator[str]:
 def split_commands(line: str) -> Iterator[str]:
     lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
     lexer.whitespace_split = True
-    tokens, skip_next = [], False
-    for token in list(lexer) + [";"]:
+    tokens: list[str] = []
+    skip_next = False
+    for token in [*lexer, ";"]:
         if skip_next:
             skip_next = False
         elif token in REDIRECTIONS:
@@ -137,11 +138,6 @@ def test_the_suite_example_loads_and_its_report_block_is_valid(tmp_path):
     assert "adam,hidden=[64, 64],lr=0.1,batch_size=32" in suite.arms
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs harness/cli/common.py load_checked_suite to pass arm_labels "
-    "to check_report_options (helper E's report); remove this marker then",
-)
 def test_the_suite_example_passes_harness_validate(tmp_path):
     path = tmp_path / "example.yaml"
     path.write_text(suite_example())
@@ -314,7 +310,7 @@ def test_the_workflow_installs_what_its_suite_needs():
         for script in scripts:
             for line in (part for text in script.splitlines() for part in split_commands(text)):
                 words = shlex.split(line)
-                command, name, arguments = resolve(words[1:])
+                _, name, arguments = resolve(words[1:])
                 if name == "run":
                     backends = [arguments[i + 1] for i, word in enumerate(arguments) if word == "--backend"]
                     suite = load_suite(REPO / arguments[0])

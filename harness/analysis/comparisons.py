@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -59,8 +59,10 @@ def values_by_cell(final: pd.DataFrame, metric: str) -> dict[tuple[str, str], pd
     """(arm, backend) -> the metric of its 'ok' trials, indexed by seed (one groupby, no per-arm filtering)."""
     ok = final.loc[final["status"] == OK, ["arm", "backend", "seed", metric]]
     return {
-        (arm, backend): pd.Series(group[metric].to_numpy(dtype=np.float64), index=group["seed"].to_numpy())
-        for (arm, backend), group in ok.groupby(["arm", "backend"], sort=False)
+        cast("tuple[str, str]", key): pd.Series(
+            group[metric].to_numpy(dtype=np.float64), index=group["seed"].to_numpy()
+        )
+        for key, group in ok.groupby(["arm", "backend"], sort=False)
     }
 
 
@@ -68,7 +70,8 @@ def first_rows(final: pd.DataFrame, keys: Sequence[str]) -> dict[Any, dict[str, 
     """keys -> the first trial row (as a dict) of each group: the arm's labels."""
     firsts = final.drop_duplicates(list(keys))
     index = firsts[list(keys)].itertuples(index=False, name=None)
-    return {key if len(keys) > 1 else key[0]: row for key, row in zip(index, firsts.to_dict("records"))}
+    rows = cast("list[dict[str, Any]]", firsts.to_dict("records"))
+    return {key if len(keys) > 1 else key[0]: row for key, row in zip(index, rows)}
 
 
 def _paired(first: pd.Series, second: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +80,7 @@ def _paired(first: pd.Series, second: pd.Series) -> tuple[np.ndarray, np.ndarray
     return first.loc[seeds].to_numpy(), second.loc[seeds].to_numpy()
 
 
-def _verdict(row: Mapping[str, object], metric: str) -> str:
+def _verdict(row: Mapping[Any, Any], metric: str) -> str:
     if not row["significant"]:
         return "no significant difference"
     improved = (float(row["mean_difference"]) > 0) == is_higher_better(metric)
@@ -88,12 +91,16 @@ def compare_arms(
     final: pd.DataFrame,
     *,
     metric: str,
-    reference: str,
+    references: Mapping[str, str],
     arms: Sequence[str],
     backends: Sequence[str],
     axes: Sequence[str],
 ) -> pd.DataFrame:
-    """Every arm vs `reference` on `metric`, per backend, paired by seed.
+    """Every arm vs its own reference arm on `metric`, per backend, paired by seed.
+
+    `references` maps each arm to the arm it is compared with (`ReportOptions.reference_arms`,
+    or one arm for all); the row's `reference` column names it. Arms that are their own
+    reference, or have none, get no row.
 
     Differences are arm - reference. p is the two-sided paired t-test (scipy.stats.ttest_rel);
     p_holm is Holm-adjusted over every row of the returned table (the whole grid x backends for
@@ -105,10 +112,11 @@ def compare_arms(
     empty = pd.Series(dtype=np.float64)
     rows = []
     for backend in backends:
-        reference_values = cells.get((reference, backend), empty)
         for arm in arms:
+            reference = references.get(arm, arm)
             if arm == reference or (arm, backend) not in present:
                 continue
+            reference_values = cells.get((reference, backend), empty)
             arm_values, paired_reference = _paired(cells.get((arm, backend), empty), reference_values)
             test = paired_test(arm_values, paired_reference)
             labels = present[(arm, backend)]
@@ -253,8 +261,8 @@ def summarize_time_to_target(
             }
         )
     table = pd.DataFrame(rows, columns=columns)
-    arm_rank = {arm: index for index, arm in enumerate(arms)}
-    backend_rank = {backend: index for index, backend in enumerate(backends)}
+    arm_rank: dict[Any, int] = {arm: index for index, arm in enumerate(arms)}
+    backend_rank: dict[Any, int] = {backend: index for index, backend in enumerate(backends)}
     order = sorted(
         range(len(table)),
         key=lambda i: (

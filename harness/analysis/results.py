@@ -21,7 +21,14 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis import comparisons, export, text
-from harness.analysis.options import check_metric_name, check_report_options, default_metric, infer_task
+from harness.analysis.options import (
+    ArmLabels,
+    ReportOptions,
+    check_metric_name,
+    check_report_options,
+    default_metric,
+    infer_task,
+)
 from harness.analysis.statistics import describe_groups, metric_bounds, t_half_widths
 from harness.analysis.tables import (
     METRIC_REQUIRED,
@@ -72,6 +79,14 @@ class Results:
         backends: reporting order of backends (default: torch, keras, then the rest sorted).
         diagnostics: long per-layer diagnostics (hash, epoch, layer, layer_name, statistic, value;
             `Store.diagnostics_frame`), or None when none were recorded.
+        arm_labels: arm -> {axis: variant label} for every arm of the suite, which a per-axis
+            reference (`reference: {optimizer: sgd}`) needs; arms missing here take their labels
+            from `trials`, so hand-built Results need not pass it.
+
+    Attributes:
+        report_options: the validated `report:` block (`ReportOptions`): `reference_for(arm)`
+            is the arm each arm is compared with, `describe_reference()` the reference as text.
+        reference: the reference arm (with a per-axis reference, the first arm's).
 
     Raises:
         SpecError: bad `report:` options (unknown key, reference not an arm, a metric that
@@ -90,6 +105,7 @@ class Results:
         *,
         backends: Sequence[str] | None = None,
         diagnostics: pd.DataFrame | None = None,
+        arm_labels: ArmLabels | None = None,
     ) -> None:
         check_columns(trials, (*TRIAL_REQUIRED, *axes), "trials")
         check_columns(metrics, METRIC_REQUIRED, "metrics")
@@ -101,7 +117,9 @@ class Results:
         self.backends = tuple(backends) if backends else order_backends(list(self.trials["backend"].unique()))
         self.name = name
         self.description = description or ""
-        options = check_report_options(report_options, self.arms)
+        labels = {**_labels_from_trials(self.trials, self.axes), **(arm_labels or {})}
+        options = check_report_options(report_options, self.arms, arm_labels=labels)
+        self.report_options: ReportOptions = options
         self.reference = options.reference
         self.metric_names = order_metrics(self.metrics["metric"].unique())
         self.task = infer_task(self.metric_names)
@@ -131,7 +149,7 @@ class Results:
             if arm not in first.index:
                 continue
             for axis in self.axes:
-                label = first.at[arm, axis]
+                label: Any = first.at[arm, axis]
                 if label not in order[axis]:
                     order[axis].append(label)
         return order
@@ -337,24 +355,37 @@ class Results:
         return check_metric_name(metric, {*self.metric_names, self.primary_metric, SPEED_METRIC}, where)
 
     def comparisons(self, reference: str | None = None, metric: str | None = None) -> pd.DataFrame:
-        """Every arm vs the reference arm on `metric` (default: the primary metric), per backend,
+        """Every arm vs its reference arm on `metric` (default: the primary metric), per backend,
         paired by seed: mean difference (arm - reference) with its 95% CI, paired t-test p
         (scipy.stats.ttest_rel), Holm-adjusted p over the whole table (computed from the sorted
         p's, `harness.analysis.statistics.holm`), Cohen's d_z, significant (p_holm < 0.05), verdict.
 
+        Each arm's reference is `report_options.reference_for(arm)` (the row's `reference` column):
+        one arm for all with `report.reference: sgd`, the arm that differs only on the named axes
+        with `report.reference: {optimizer: sgd}`. An explicit `reference` arm is used for every arm.
+        Arms that are their own reference get no row.
+
         Raises:
             SpecError: `reference` is not an arm, or `metric` was not recorded.
         """
-        reference = reference or self.reference
-        if reference not in self.arms:
+        if reference and reference not in self.arms:
             raise SpecError(
                 f"comparisons: reference {reference!r} is not an arm. Expected one of: {', '.join(self.arms)}."
             )
+        if reference:
+            references = {arm: reference for arm in self.arms}
+        else:
+            references = {arm: self.report_options.reference_for(arm) for arm in self.arms}
         metric = self._check_metric(metric, "comparisons metric")
         return self._cached(
-            ("comparisons", reference, metric),
+            ("comparisons", tuple(references.items()), metric),
             lambda: comparisons.compare_arms(
-                self.final(), metric=metric, reference=reference, arms=self.arms, backends=self.backends, axes=self.axes
+                self.final(),
+                metric=metric,
+                references=references,
+                arms=self.arms,
+                backends=self.backends,
+                axes=self.axes,
             ),
         )
 
@@ -435,3 +466,11 @@ class Results:
             f"Results({self.name!r}: {len(self.trials)} trials, {len(self.arms)} arms, "
             f"backends {list(self.backends)}, primary metric {self.primary_metric!r})"
         )
+
+
+def _labels_from_trials(trials: pd.DataFrame, axes: Sequence[str]) -> dict[str, dict[str, str]]:
+    """arm -> {axis: its variant label} read from each arm's first trial row (labels as text)."""
+    firsts = trials.drop_duplicates("arm")
+    return {
+        str(row["arm"]): {axis: str(row[axis]) for axis in axes} for row in firsts[["arm", *axes]].to_dict("records")
+    }

@@ -60,13 +60,10 @@ def summary_rows(results: Results) -> pd.DataFrame:
     metric = results.primary_metric
     rows = []
     for (arm, backend), group in summary.groupby(["arm", "backend"], sort=False):
-        by_metric = group.set_index("metric")
+        means = dict(zip(group["metric"], group["mean"]))
         first = group.iloc[0]
-
-        def mean_of(name: str) -> float:
-            return float(by_metric.at[name, "mean"]) if name in by_metric.index else math.nan
-
-        primary = by_metric.loc[metric] if metric in by_metric.index else None
+        primary_rows = group[group["metric"] == metric]
+        primary = primary_rows.iloc[0] if len(primary_rows) else None
         rows.append(
             {
                 "arm": arm,
@@ -75,8 +72,8 @@ def summary_rows(results: Results) -> pd.DataFrame:
                 metric: format_mean_ci(float(primary["mean"]), float(primary["ci_low"]), float(primary["ci_high"]))
                 if primary is not None
                 else "-",
-                TRAIN_LOSS: format_number(mean_of(TRAIN_LOSS)),
-                "train_s": format_number(mean_of(SPEED_METRIC), 3),
+                TRAIN_LOSS: format_number(means.get(TRAIN_LOSS, math.nan)),
+                "train_s": format_number(means.get(SPEED_METRIC, math.nan), 3),
                 STATUS_COUNTS_HEADER: status_counts_text(first),
             }
         )
@@ -107,9 +104,15 @@ def render_table(frame: pd.DataFrame) -> str:
 
 def summary_text(results: Results) -> str:
     """The per-arm summary for the terminal: a title line and one line per (arm, backend)."""
+    options = results.report_options
+    reference = (
+        f"reference: {options.describe_reference()}, each arm vs the arm that differs only there"
+        if options.per_axis
+        else f"reference arm: {options.describe_reference()}"
+    )
     title = (
         f"{results.name}: {results.primary_metric}, mean ± 95% CI half-width over ok seeds, "
-        f"[low, high] where the CI meets the metric's bound (reference arm: {results.reference})"
+        f"[low, high] where the CI meets the metric's bound ({reference})"
     )
     if not len(results.trials):
         return f"{title}\n(no trials stored yet)"

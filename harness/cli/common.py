@@ -20,16 +20,20 @@ def load_checked_suite(path: Path, backends: Sequence[str] | None = None, seeds:
     from harness.analysis import check_report_options
     from harness.errors import SpecError
     from harness.suite import load_suite
+    from harness.suite.yaml_source import locate_message
 
     suite = load_suite(path, backends=list(backends or []) or None, seeds=_seeds_option(seeds))
     from harness.check import parse_check_block, validate_claims
 
+    # Each arm's variant per axis: a per-axis reference ({optimizer: sgd}) picks each arm's reference by them.
+    arm_labels = {trial.arm: dict(trial.cell) for trial in suite.trials}
     try:
-        check_report_options(suite.report, suite.arms, where="report")
+        check_report_options(suite.report, suite.arms, where="report", arm_labels=arm_labels)
         validate_claims(suite.expect, suite.arms, where="expect")
         parse_check_block(suite.check, where="check")
     except SpecError as error:
-        raise SpecError(f"{path}: {error}") from None
+        # The checkers know the key path, not the file: give the error its file:line like any suite error.
+        raise locate_message(path, str(error), type(error)) from None
     return suite
 
 

@@ -16,6 +16,7 @@ import io
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any, Literal, cast
 
 import matplotlib
 import numpy as np
@@ -30,7 +31,8 @@ from matplotlib.ticker import FuncFormatter
 
 from harness.measures import OK, TEST_SPLIT, TRAINING_SPLIT, VALIDATION_SPLIT, metric_name
 
-LINE_STYLES = {TRAINING_SPLIT: "-", VALIDATION_SPLIT: "--", TEST_SPLIT: ":"}
+LineStyle = Literal["-", "--", ":"]
+LINE_STYLES: dict[str, LineStyle] = {TRAINING_SPLIT: "-", VALIDATION_SPLIT: "--", TEST_SPLIT: ":"}
 BACKEND_MARKERS = ("o", "s", "D", "^", "v")
 WIDTH = 9.0  # inches: the figure width of every report figure (a page width at 100 dpi = 900 px)
 ROW_HEIGHT = 0.28  # inches per arm row in the per-arm plots
@@ -238,15 +240,22 @@ def final_metric_plot(summary: pd.DataFrame, *, metric: str, arms: Sequence[str]
     )
 
 
-def forest_plot(comparisons: pd.DataFrame, *, arms: Sequence[str], backends: Sequence[str]) -> Figure:
-    """Paired difference of every arm vs the reference arm with its 95% CI; filled markers are
+def forest_plot(
+    comparisons: pd.DataFrame, *, arms: Sequence[str], backends: Sequence[str], reference: str | None = None
+) -> Figure:
+    """Paired difference of every arm vs its reference arm with its 95% CI; filled markers are
     significant after Holm's correction, hollow ones are not.
 
     Args:
         comparisons: `Results.comparisons()`.
+        reference: the reference as the titles name it (`ReportOptions.describe_reference()`, e.g.
+            `optimizer=sgd`); default: the table's one reference arm, or "reference" when its rows
+            have several.
     """
     metric = comparisons["metric"].iloc[0] if len(comparisons) else "metric"
-    reference = comparisons["reference"].iloc[0] if len(comparisons) else "reference"
+    if reference is None:
+        named: list[Any] = list(comparisons["reference"].unique()) if len(comparisons) else []
+        reference = str(named[0]) if len(named) == 1 else "reference"
     return _interval_plot(
         comparisons,
         value="mean_difference",
@@ -368,7 +377,7 @@ def activation_histograms(
             for column, arm in enumerate(arms):
                 axis = grid[row][column]
                 if (arm, layer) in indexed.index:
-                    part = indexed.loc[(arm, layer)].sort_values("bin")
+                    part = cast(pd.DataFrame, indexed.loc[(arm, layer)]).sort_values("bin")  # one row per bin
                     low, high, count = float(part["low"].iloc[0]), float(part["high"].iloc[0]), len(part)
                     width = (high - low) / count
                     axis.bar(

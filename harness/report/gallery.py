@@ -101,11 +101,12 @@ def forest_figures(results: Results) -> list[ReportFigure]:
     table = results.comparisons()
     if not table["mean_difference"].notna().any():
         return []
-    figure = figures.forest_plot(table, arms=results.arms, backends=results.backends)
+    reference = results.report_options.describe_reference()
+    figure = figures.forest_plot(table, arms=results.arms, backends=results.backends, reference=reference)
     return [
         ReportFigure(
             "forest",
-            f"Paired differences vs {results.reference}",
+            f"Paired differences vs {reference}",
             "Mean paired difference (same seed) with its 95% CI; filled markers are significant "
             "after Holm's correction over the whole table.",
             figure,

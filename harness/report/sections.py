@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from harness.analysis.environment import environment_differences, environment_summary
 from harness.analysis.text import format_number, status_counts_text
 from harness.measures import LOSS, SPEED_METRIC, STATUS_TABLE, TEST_SPLIT, TRAINING_SPLIT, metric_name, reaches
 
@@ -59,9 +60,10 @@ def summary_table(results: Results) -> DisplayTable:
     extra = [name for name in SUMMARY_LOSSES if name in results.metric_names and name != metric]
     rows = []
     for (arm, backend), group in summary.groupby(["arm", "backend"], sort=False):
-        by_metric = group.set_index("metric")
+        means = dict(zip(group["metric"], group["mean"]))
         first = group.iloc[0]
-        primary = by_metric.loc[metric] if metric in by_metric.index else None
+        primary_rows = group[group["metric"] == metric]
+        primary = primary_rows.iloc[0] if len(primary_rows) else None
         row: list[Any] = [arm, backend, int(first["n_ok"])]
         if primary is not None:
             row += [
@@ -71,8 +73,8 @@ def summary_table(results: Results) -> DisplayTable:
             ]
         else:
             row += ["-", "-", "-"]
-        row += [format_number(float(by_metric.at[name, "mean"])) if name in by_metric.index else "-" for name in extra]
-        seconds = float(by_metric.at[SPEED_METRIC, "mean"]) if SPEED_METRIC in by_metric.index else math.nan
+        row += [format_number(float(means[name])) if name in means else "-" for name in extra]
+        seconds = float(means[SPEED_METRIC]) if SPEED_METRIC in means else math.nan
         row += [format_number(seconds, 3), status_counts_text(first)]
         rows.append(row)
     columns = [
@@ -98,11 +100,13 @@ def summary_table(results: Results) -> DisplayTable:
 
 
 def comparisons_table(results: Results) -> DisplayTable:
-    """Every arm vs the reference arm (paired by seed), with Holm-corrected p-values."""
+    """Every arm vs its reference arm (paired by seed), with Holm-corrected p-values."""
     table = results.comparisons()
+    options = results.report_options
     rows = [
         [
             row["arm"],
+            *([row["reference"]] if options.per_axis else []),
             row["backend"],
             int(row["n_pairs"]),
             format_number(row["mean_difference"]),
@@ -114,12 +118,29 @@ def comparisons_table(results: Results) -> DisplayTable:
         ]
         for row in table.to_dict("records")
     ]
+    reference = options.describe_reference()
+    minus = (
+        f"its reference arm (the arm with {reference} and the same variant on every other axis)"
+        if options.per_axis
+        else reference
+    )
     return _table(
         "comparisons",
-        f"Comparisons vs {results.reference}",
-        f"{results.primary_metric}: arm minus {results.reference} on the same seed and backend; paired t-test "
+        f"Comparisons vs {reference}",
+        f"{results.primary_metric}: arm minus {minus} on the same seed and backend; paired t-test "
         "(scipy.stats.ttest_rel), p Holm-corrected over the whole table, effect size Cohen's d_z.",
-        ["arm", "backend", "pairs", "difference", "95% CI", "p", "p (Holm)", "d_z", "verdict"],
+        [
+            "arm",
+            *(["reference"] if options.per_axis else []),
+            "backend",
+            "pairs",
+            "difference",
+            "95% CI",
+            "p",
+            "p (Holm)",
+            "d_z",
+            "verdict",
+        ],
         rows,
     )
 
@@ -186,7 +207,8 @@ def _mapping_text(raw: Any) -> str:
 
 
 def environment_table(results: Results) -> DisplayTable:
-    """Where the trials ran: backend, host, versions, device, trial count."""
+    """Where the trials ran: backend, host, versions, device, trial count; the caption says what differs
+    between the trials' environments (harness.analysis.environment), when anything does."""
     table = results.environment()
     rows = [
         [
@@ -201,10 +223,17 @@ def environment_table(results: Results) -> DisplayTable:
     return _table(
         "environment",
         "Environment",
-        "Library versions, device and host recorded with the trials.",
+        " ".join(
+            filter(None, ["Library versions, device and host recorded with the trials.", environment_note(results)])
+        ),
         ["backend", "host", "versions", "device", "trials"],
         rows,
     )
+
+
+def environment_note(results: Results) -> str:
+    """What differs between the environments the trials ran in ('' when nothing does)."""
+    return environment_summary(environment_differences(results.trials))
 
 
 def failures_table(results: Results) -> DisplayTable:
@@ -270,24 +299,34 @@ def arm_specs(results: Results) -> dict[str, dict[str, Any]]:
 
 
 def spec_differences_table(results: Results) -> DisplayTable:
-    """Per arm, every resolved-spec value that differs from the reference arm's."""
+    """Per arm, every resolved-spec value that differs from its reference arm's (`reference_for(arm)`)."""
     specs = arm_specs(results)
-    reference = _flatten(specs.get(results.reference, {}))
+    options = results.report_options
     rows = []
     for arm in results.arms:
-        if arm == results.reference or arm not in specs:
+        reference_arm = options.reference_for(arm)
+        if arm == reference_arm or arm not in specs:
             continue
         flat = _flatten(specs[arm])
+        reference = _flatten(specs.get(reference_arm, {}))
         for key in sorted(set(flat) | set(reference)):
             if flat.get(key, "(absent)") != reference.get(key, "(absent)"):
                 rows.append(
-                    [arm, key, json.dumps(flat.get(key, "(absent)")), json.dumps(reference.get(key, "(absent)"))]
+                    [
+                        arm,
+                        *([reference_arm] if options.per_axis else []),
+                        key,
+                        json.dumps(flat.get(key, "(absent)")),
+                        json.dumps(reference.get(key, "(absent)")),
+                    ]
                 )
+    described = options.describe_reference()
+    columns = ["arm", "reference", "key", "value", "reference value"] if options.per_axis else None
     return _table(
         "spec_differences",
-        f"What each arm changes vs {results.reference}",
+        f"What each arm changes vs {described}",
         "Resolved spec values (every default filled in) that differ from the reference arm's.",
-        ["arm", "key", "value", f"{results.reference} value"],
+        columns or ["arm", "key", "value", f"{described} value"],
         rows,
     )
 
