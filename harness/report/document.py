@@ -9,14 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import __version__
-from harness.analysis.environment import environment_differences
 from harness.errors import HarnessError
 from harness.measures import TRIAL_STATUSES
 from harness.report import sections
 from harness.report.gallery import ReportFigure, build_figures
 from harness.report.html import render_html
 from harness.report.pdf import write_pdf
-from harness.report.ranking_section import across_datasets_figures, across_datasets_tables
 from harness.report.sections import DisplayTable
 
 if TYPE_CHECKING:
@@ -57,15 +55,8 @@ def _meta_lines(results: Results, generated: str) -> tuple[str, ...]:
         f"{len(trials)} trials: {status}",
         f"{len(results.arms)} arms x {len(results.backends)} backends ({', '.join(results.backends)}) x {seeds} seeds",
         f"primary metric {results.primary_metric}; {_reference_line(results)}",
-        *_environment_line(results),
         f"generated {generated} by harness {__version__}",
     )
-
-
-def _environment_line(results: Results) -> tuple[str, ...]:
-    # A warning up front; the Environment section says which values and which trials.
-    aspects = list(dict.fromkeys(difference.aspect for difference in environment_differences(results.trials)))
-    return (f"trials ran in different environments ({', '.join(aspects)} differ): see Environment",) if aspects else ()
 
 
 def _reference_line(results: Results) -> str:
@@ -84,8 +75,8 @@ def report_content(results: Results, suite_document: Mapping[str, Any] | None = 
         version=__version__,
         reference=results.reference,
         meta_lines=_meta_lines(results, generated),
-        tables=(*sections.report_tables(results), *across_datasets_tables(results)),
-        figures=(*build_figures(results), *across_datasets_figures(results)),
+        tables=tuple(sections.report_tables(results)),
+        figures=tuple(build_figures(results)),
         failures=sections.failures_table(results),
         environment=sections.environment_table(results),
         suite_text=sections.suite_document_text(suite_document),
