@@ -97,6 +97,19 @@ class SuiteYamlLoader(yaml.SafeLoader):
             raise LimitExceeded(problem=_too_deep(), problem_mark=self.get_mark())
         super().fetch_flow_collection_start(TokenClass)
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, KeyError, AttributeError, TypeError, OverflowError):
+            # PyYAML's constructors trust an explicit tag: `!!int 3.5` or `!!bool maybe` end in int() or a lookup.
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"the value {node.value!r} is not a valid {tag} (remove the tag, or fix the value)",
+                node.start_mark,
+            ) from None
+
     def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
         digits = sum(character.isdigit() for character in node.value)
         if digits > MAX_NUMBER_DIGITS:
@@ -224,7 +237,11 @@ def load_yaml(path: Path) -> tuple[Any, SourceMap]:
     if control is not None:
         line_number, column_number = _line_and_column(text, control.start())
         code = ord(control.group())
-        name = _CONTROL_NAMES.get(code, "a control character")
+        name = _CONTROL_NAMES.get(code) or (
+            "a C1 control character" if 0x80 <= code < 0xA0 else "a character YAML forbids"
+        )
+        if code < 0x20:
+            name = _CONTROL_NAMES.get(code, "a control character")
         raise SpecError(
             f"{path}:{line_number}: control character U+{code:04X} ({name}) at column {column_number}; YAML allows none but "
             "tab, newline and carriage return. Delete it (a binary file, or a bad copy and paste?)."
