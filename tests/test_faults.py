@@ -173,7 +173,7 @@ def test_driver_killed_ten_times_at_random_then_rerun_equals_uninterrupted(
         trials = store.trials_frame()
         assert trials["hash"].is_unique and len(trials) == NUM_TRIALS
         assert (trials["attempts"] == 1).all(), f"{where} a trial was recorded twice"
-        assert store.claims_frame().empty  # the killed drivers' claims were taken over, then dropped on record
+        assert store.leases_frame().empty  # the killed drivers' claims were taken over, then dropped on record
 
 
 # -- workers crashing mid-trial ----------------------------------------------------------------------------
@@ -268,7 +268,7 @@ def test_two_runs_on_one_store_split_the_trials(suite_file: Path, reference: Sto
     with Store(store_dir) as store:
         assert store.integrity_check() == "ok"
         assert (store.trials_frame()["attempts"] == 1).all()
-        assert store.claims_frame().empty
+        assert store.leases_frame().empty
         assert_same_tables(store, reference)
 
 
@@ -287,7 +287,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(suite_file: Path, tmp_path:
     assert RUN_SUMMARY.search(output) is not None  # what finished is reported before stopping
     assert wait_for(lambda: _group_gone(run.pid), seconds=30)  # no worker outlives the driver
     with Store(store_dir) as store:
-        assert store.integrity_check() == "ok" and store.claims_frame().empty
+        assert store.integrity_check() == "ok" and store.leases_frame().empty
         assert set(store.trials_frame()["status"]) <= {"ok", "diverged"}  # interrupted trials are not recorded
 
 

@@ -259,7 +259,7 @@ def test_ray_run_resumes_after_the_driver_is_killed(cluster: str, local_referenc
         summary = run_trials(mixed_trials(), store, executor="ray", address=cluster, num_cpus=1, quiet=True)
         assert summary.total == 8 and summary.skipped == len(final_before) >= count - 1
         _same_trials(store, local_reference, {trial.hash for trial in mixed_trials()})
-        assert store.integrity_check() == "ok" and store.claims_frame().empty
+        assert store.integrity_check() == "ok" and store.leases_frame().empty
 
 
 @pytest.mark.ray
@@ -268,5 +268,5 @@ def test_a_trial_asking_more_than_the_cluster_has_is_refused(cluster: str, tmp_p
     with Store(tmp_path) as store:
         with pytest.raises(HarnessError) as caught:
             run_trials([make_trial("a", 0)], store, executor="ray", address=cluster, num_gpus=1, quiet=True)
-        assert store.trials_frame().empty and store.claims_frame().empty
+        assert store.trials_frame().empty and store.leases_frame().empty
     assert "--num-gpus: each trial reserves 1 GPU(s), but the Ray cluster has 0 in all" in str(caught.value)

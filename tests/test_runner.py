@@ -170,7 +170,7 @@ def test_interrupt_keeps_finished_trials_and_resume_completes(
     trials = mixed_trials()
     with Store(tmp_path) as store:
         summary = run_trials(trials, store, jobs=2, quiet=True, on_event=interrupt_after_two)
-        assert store.claims_frame().empty  # the interrupted trials' claims were released
+        assert store.leases_frame().empty  # the interrupted trials' claims were released
         assert summary.interrupted and no_workers_left()
         stored = set(store.trials_frame()["hash"])
         assert stored == set(finished) and 2 <= len(stored) < len(trials)

@@ -19,7 +19,7 @@ import pytest
 from harness.adapters.loop import TrialResult
 from harness.errors import StoreError
 from harness.spec import DatasetSpec, RegularizerSpec, TrainingSpec, Trial, TrialSpec, resolve_component, resolve_model
-from harness.store import DATABASE_NAME, METRIC_COLUMNS, SCHEMA_VERSION, TRIAL_COLUMNS, ClaimOwner, Store, process_start
+from harness.store import DATABASE_NAME, METRIC_COLUMNS, SCHEMA_VERSION, TRIAL_COLUMNS, LeaseOwner, Store, process_start
 from harness.store.schema import _statements
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -292,24 +292,24 @@ def test_two_concurrent_writers_do_not_corrupt(tmp_path: Path) -> None:
         assert not metrics.duplicated(["hash", "epoch", "metric"]).any()
 
 
-# -- claims: two runs on one store ---------------------------------------------------------------
+# -- leases: two runs on one store ---------------------------------------------------------------
 
 LEASE = 60.0
 
 
-def other_owner(pid: int, host: str | None = None, pid_start: str | None = "from-proc") -> ClaimOwner:
+def other_owner(pid: int, host: str | None = None, pid_start: str | None = "from-proc") -> LeaseOwner:
     """An owner that is not this run: another process (by default described as /proc says it is)."""
     start = process_start(pid) if pid_start == "from-proc" else pid_start
-    return ClaimOwner("other-run", host or socket.gethostname(), pid, start)
+    return LeaseOwner("other-run", host or socket.gethostname(), pid, start)
 
 
-def test_claim_is_exclusive_while_its_owner_lives(store: Store) -> None:
-    trial, mine = make_trial(), ClaimOwner.here()
+def test_lease_is_exclusive_while_its_owner_lives(store: Store) -> None:
+    trial, mine = make_trial(), LeaseOwner.here()
     parent = other_owner(os.getppid())  # pytest's parent process: alive for the whole test
-    assert store.claim(trial.hash, parent, lease_seconds=LEASE) == "claimed"
-    assert store.claim(trial.hash, mine, lease_seconds=LEASE) == "busy"
-    assert store.claim(trial.hash, parent, lease_seconds=LEASE) == "claimed"  # its own claim, asked again
-    row = store.claims_frame().iloc[0]
+    assert store.lease(trial.hash, parent, lease_seconds=LEASE) == "claimed"
+    assert store.lease(trial.hash, mine, lease_seconds=LEASE) == "busy"
+    assert store.lease(trial.hash, parent, lease_seconds=LEASE) == "claimed"  # its own lease, asked again
+    row = store.leases_frame().iloc[0]
     assert (row["hash"], row["owner"], row["pid"]) == (trial.hash, "other-run", os.getppid())
     assert LEASE - 5 < row["expires"] - time.time() <= LEASE
 
@@ -325,8 +325,8 @@ def _exited_process() -> int:
     ["dead-pid", "zombie", "reused-pid", "other-host-lease-expired"],
     ids=["dead-pid", "zombie", "reused-pid", "other-host-lease-expired"],
 )
-def test_a_stale_claim_is_taken_over(store: Store, holder: str) -> None:
-    trial, mine = make_trial(), ClaimOwner.here()
+def test_a_stale_lease_is_taken_over(store: Store, holder: str) -> None:
+    trial, mine = make_trial(), LeaseOwner.here()
     lease = LEASE
     child = None
     if holder == "dead-pid":
@@ -342,21 +342,21 @@ def test_a_stale_claim_is_taken_over(store: Store, holder: str) -> None:
     else:  # another host cannot be checked by pid: only its lease counts
         owner, lease = other_owner(os.getppid(), host="some-other-host"), -1.0
     try:
-        assert store.claim(trial.hash, owner, lease_seconds=lease) == "claimed"
-        assert store.claim(trial.hash, mine, lease_seconds=LEASE) == "claimed"
-        assert store.claims_frame()["owner"].tolist() == [mine.id]
+        assert store.lease(trial.hash, owner, lease_seconds=lease) == "claimed"
+        assert store.lease(trial.hash, mine, lease_seconds=LEASE) == "claimed"
+        assert store.leases_frame()["owner"].tolist() == [mine.id]
     finally:
         if child is not None:
             child.wait()
 
 
-def test_a_live_claim_on_another_host_waits_for_its_lease(store: Store) -> None:
-    trial, mine = make_trial(), ClaimOwner.here()
+def test_a_live_lease_on_another_host_waits_for_it_to_expire(store: Store) -> None:
+    trial, mine = make_trial(), LeaseOwner.here()
     remote = other_owner(os.getppid(), host="some-other-host")
-    assert store.claim(trial.hash, remote, lease_seconds=LEASE) == "claimed"
-    assert store.claim(trial.hash, mine, lease_seconds=LEASE) == "busy"
-    assert store.renew_claims(remote.id, lease_seconds=-1.0) == 1  # its heartbeat stopped long ago
-    assert store.claim(trial.hash, mine, lease_seconds=LEASE) == "claimed"
+    assert store.lease(trial.hash, remote, lease_seconds=LEASE) == "claimed"
+    assert store.lease(trial.hash, mine, lease_seconds=LEASE) == "busy"
+    assert store.renew_leases(remote.id, lease_seconds=-1.0) == 1  # its heartbeat stopped long ago
+    assert store.lease(trial.hash, mine, lease_seconds=LEASE) == "claimed"
 
 
 @pytest.mark.parametrize(
@@ -370,26 +370,26 @@ def test_a_live_claim_on_another_host_waits_for_its_lease(store: Store) -> None:
     ],
     ids=["final", "failed-earlier", "recorded-meanwhile", "rerun", "rerun-recorded-meanwhile"],
 )
-def test_claim_of_a_recorded_trial(store: Store, status: str, seen_attempts: int, rerun: bool, expected: str) -> None:
+def test_lease_of_a_recorded_trial(store: Store, status: str, seen_attempts: int, rerun: bool, expected: str) -> None:
     trial = make_trial()
     store.record(trial, make_result(status))
-    outcome = store.claim(trial.hash, ClaimOwner.here(), lease_seconds=LEASE, seen_attempts=seen_attempts, rerun=rerun)
+    outcome = store.lease(trial.hash, LeaseOwner.here(), lease_seconds=LEASE, seen_attempts=seen_attempts, rerun=rerun)
     assert outcome == expected
-    assert len(store.claims_frame()) == (1 if expected == "claimed" else 0)
+    assert len(store.leases_frame()) == (1 if expected == "claimed" else 0)
 
 
-def test_recording_drops_the_claim_and_release_drops_the_rest(store: Store) -> None:
-    mine = ClaimOwner.here()
+def test_recording_drops_the_lease_and_release_drops_the_rest(store: Store) -> None:
+    mine = LeaseOwner.here()
     trials = [make_trial(seed=seed) for seed in range(3)]
     for trial in trials:
-        assert store.claim(trial.hash, mine, lease_seconds=LEASE) == "claimed"
+        assert store.lease(trial.hash, mine, lease_seconds=LEASE) == "claimed"
     store.record(trials[0], make_result())
-    assert set(store.claims_frame()["hash"]) == {trials[1].hash, trials[2].hash}
-    store.release_claims(mine.id, [trials[1].hash])
-    assert store.claims_frame()["hash"].tolist() == [trials[2].hash]
-    assert store.renew_claims(mine.id, lease_seconds=LEASE) == 1
-    store.release_claims(mine.id)
-    assert store.claims_frame().empty
+    assert set(store.leases_frame()["hash"]) == {trials[1].hash, trials[2].hash}
+    store.release_leases(mine.id, [trials[1].hash])
+    assert store.leases_frame()["hash"].tolist() == [trials[2].hash]
+    assert store.renew_leases(mine.id, lease_seconds=LEASE) == 1
+    store.release_leases(mine.id)
+    assert store.leases_frame().empty
 
 
 def test_process_start_identifies_a_live_process_and_not_a_dead_one() -> None:
@@ -422,7 +422,7 @@ def test_a_version_1_store_is_migrated_and_keeps_its_trials(tmp_path: Path) -> N
     connection.close()
     with Store(tmp_path) as store:
         assert store.trials_frame()["hash"].tolist() == [trial.hash]
-        assert store.claim(make_trial(seed=5).hash, ClaimOwner.here(), lease_seconds=LEASE) == "claimed"
+        assert store.lease(make_trial(seed=5).hash, LeaseOwner.here(), lease_seconds=LEASE) == "claimed"
         assert store.integrity_check() == "ok"
     connection = sqlite3.connect(tmp_path / DATABASE_NAME)
     assert connection.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]

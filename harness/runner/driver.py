@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
 from harness.runner import devices
+from harness.runner.code_version import PROCESS_CODE_VERSION
 from harness.runner.devices import Environment, environment_for, keras_environment, needs_gpu_query, with_device
-from harness.runner.leases import ClaimKeeper
+from harness.runner.leases import LeaseKeeper
 from harness.runner.pool import WorkerPool
 from harness.runner.progress import RunProgress, progress_enabled
 from harness.runner.schedule import longest_first
@@ -52,6 +53,9 @@ class RunSummary:
     interrupted: bool  # Ctrl-C: finished trials are stored; run again to resume
     wall_seconds: float
     elsewhere: int = 0  # recorded by another run on the same store while this one waited for them
+    # why the run stopped early: a worker imported other harness code than this driver's (the files
+    # changed during the run); the trials not run are unrecorded, and running again finishes them
+    code_changed: str | None = None
 
 
 def worker_threads(jobs: int, cpu_count: int | None = None) -> int:
@@ -152,7 +156,9 @@ def run_trials(
             (default 1 CPU, 0 GPUs); its threads are pinned to max(1, num_cpus).
 
     Returns:
-        A RunSummary; `interrupted` is True after Ctrl-C (the caller says how to resume).
+        A RunSummary; `interrupted` is True after Ctrl-C, `code_changed` says why the run stopped
+        dispatching when a worker found other harness code than the driver's (the caller says how to
+        resume in both cases).
 
     Raises:
         HarnessError: jobs < 1; bad executor options (see check_executor); no Ray cluster at `address`.
@@ -180,7 +186,7 @@ def run_trials(
     )
     if todo:
         with RunProgress(len(todo), progress_enabled(quiet)) as progress:
-            keeper = ClaimKeeper(store, seen_attempts=store.attempts(unique), rerun=rerun)
+            keeper = LeaseKeeper(store, seen_attempts=store.attempts(unique), rerun=rerun)
 
             def record(trial: Trial, result: TrialResult, attempts: int) -> None:
                 store.record(trial, result, attempts=attempts)
@@ -201,18 +207,25 @@ def run_trials(
             tasks = [Task(index, trial) for index, trial in enumerate(todo)]
             try:
                 if executor == "ray":
-                    _run_on_ray(
+                    summary.code_changed = _run_on_ray(
                         tasks, keeper, record, observe, elsewhere, jobs, grace_seconds, address, num_cpus, num_gpus
                     )
                 else:
                     gpu_ids = devices.visible_gpu_ids() if needs_gpu_query(todo) else []
-                    queue = TaskQueue(tasks, lambda trial: environment_for(trial, gpu_ids), keeper.claim, elsewhere)
+                    queue = TaskQueue(tasks, lambda trial: environment_for(trial, gpu_ids), keeper.lease, elsewhere)
                     jobs = jobs or os.cpu_count() or 1
                     pool = WorkerPool(
-                        min(jobs, len(todo)), worker_threads(jobs), record, observe, grace_seconds, gpu_ids
+                        min(jobs, len(todo)),
+                        worker_threads(jobs),
+                        record,
+                        observe,
+                        grace_seconds,
+                        gpu_ids,
+                        PROCESS_CODE_VERSION,
                     )
                     try:
                         pool.run(queue)
+                        summary.code_changed = pool.code_changed
                     finally:
                         pool.close()
             except KeyboardInterrupt:
@@ -225,7 +238,7 @@ def run_trials(
 
 def _run_on_ray(
     tasks: list[Task],
-    keeper: ClaimKeeper,
+    keeper: LeaseKeeper,
     record: Callable[[Trial, Any, int], None],
     observe: Callable[[RunEvent], None],
     elsewhere: Callable[[Task], None],
@@ -234,7 +247,8 @@ def _run_on_ray(
     address: str | None,
     num_cpus: float | None,
     num_gpus: float | None,
-) -> None:
+) -> str | None:
+    """Run the tasks on Ray actors; returns why the run stopped early when the code changed, else None."""
     import ray
 
     from harness.runner.ray_pool import RayPool, cluster_slots, connect
@@ -247,11 +261,21 @@ def _run_on_ray(
         slots = jobs or slots
         # Ray assigns GPUs itself (CUDA_VISIBLE_DEVICES per actor): environments differ by Keras backend only.
         queue = TaskQueue(
-            tasks, lambda trial: Environment(keras_environment(trial.spec.backend)), keeper.claim, elsewhere
+            tasks, lambda trial: Environment(keras_environment(trial.spec.backend)), keeper.lease, elsewhere
         )
-        pool = RayPool(min(slots, len(tasks)), max(1, int(cpus)), record, observe, grace_seconds, cpus, gpus)
+        pool = RayPool(
+            min(slots, len(tasks)),
+            max(1, int(cpus)),
+            record,
+            observe,
+            grace_seconds,
+            cpus,
+            gpus,
+            PROCESS_CODE_VERSION,
+        )
         try:
             pool.run(queue)
+            return pool.code_changed
         finally:
             pool.close()
     finally:

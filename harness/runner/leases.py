@@ -2,12 +2,12 @@
 
 (The store side is `harness.store.leases`; `harness.check.claims` is unrelated: the `expect:` language.)
 
-Before a trial goes to a worker, the driver claims it in the store (Store.claim): one row
-naming this run, its host and pid, with a lease. A background thread renews the leases of
-this run's claims every LEASE_SECONDS / 4 on its own SQLite connection, so a busy driver keeps
-them; recording a trial drops its claim in the same transaction; stopping drops the rest.
+Before a trial goes to a worker, the driver leases it in the store (Store.lease): one row
+naming this run, its host and pid, with an expiry time. A background thread renews this run's
+leases every LEASE_SECONDS / 4 on its own SQLite connection, so a busy driver keeps them;
+recording a trial drops its lease in the same transaction; stopping drops the rest.
 
-A claim left behind by a run that died (kill -9, power loss, a lost cluster node) is taken
+A lease left behind by a run that died (kill -9, power loss, a lost cluster node) is taken
 over by the next run that asks: at once when its owner ran on this host and that process is
 gone, otherwise once its lease has expired (clocks of the hosts are assumed in sync to
 well within the lease).
@@ -19,18 +19,18 @@ import threading
 from types import TracebackType
 
 from harness.spec.types import Trial
-from harness.store import ClaimOwner, Store
+from harness.store import LeaseOwner, Store
 
-LEASE_SECONDS = 60.0  # a claim not renewed this long is free for another run to take over
+LEASE_SECONDS = 60.0  # a lease not renewed this long is free for another run to take over
 RENEW_FRACTION = 0.25  # renew every quarter lease: three renewals may fail before anyone takes over
 
 
-class ClaimKeeper:
-    """This run's claims on a store: claim before running, keep them alive, release on exit.
+class LeaseKeeper:
+    """This run's leases on a store: lease before running, keep them alive, release on exit.
 
     Args:
-        store: the run's store (the driver's connection; claims are made on it).
-        lease_seconds: how long a claim lives without renewal.
+        store: the run's store (the driver's connection; leases are taken on it).
+        lease_seconds: how long a lease lives without renewal.
         seen_attempts: each stored trial's `attempts` when the run started (Store.attempts), so
             a trial another run records meanwhile counts as done, even when it failed.
         rerun: this run reruns trials that already have a final result.
@@ -45,16 +45,16 @@ class ClaimKeeper:
     ) -> None:
         self.store = store
         self.rerun = rerun
-        self.owner = ClaimOwner.here()
+        self.owner = LeaseOwner.here()
         self.lease_seconds = lease_seconds
         self.seen_attempts = dict(seen_attempts or {})
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew_loop, name="harness-claims", daemon=True)
+        self._thread = threading.Thread(target=self._renew_loop, name="harness-leases", daemon=True)
         self._thread.start()
 
-    def claim(self, trial: Trial) -> str:
+    def lease(self, trial: Trial) -> str:
         """'claimed' (run it), 'done' (a final result exists, or another run recorded it) or 'busy'."""
-        return self.store.claim(
+        return self.store.lease(
             trial.hash,
             self.owner,
             lease_seconds=self.lease_seconds,
@@ -69,7 +69,7 @@ class ClaimKeeper:
                 try:
                     if store is None:
                         store = Store(self.store.directory)  # SQLite connections stay in the thread that made them
-                    store.renew_claims(self.owner.id, self.lease_seconds)
+                    store.renew_leases(self.owner.id, self.lease_seconds)
                 except Exception:
                     continue
         finally:
@@ -77,12 +77,12 @@ class ClaimKeeper:
                 store.close()
 
     def close(self) -> None:
-        """Stop renewing and release every claim still held (trials in flight when the run stops)."""
+        """Stop renewing and release every lease still held (trials in flight when the run stops)."""
         self._stop.set()
         self._thread.join()
-        self.store.release_claims(self.owner.id)
+        self.store.release_leases(self.owner.id)
 
-    def __enter__(self) -> ClaimKeeper:
+    def __enter__(self) -> LeaseKeeper:
         return self
 
     def __exit__(

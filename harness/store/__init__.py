@@ -10,14 +10,14 @@ Modules, one job each; `Store` joins them:
     schema      tables, column orders, schema version and migrations (the file format)
     connection  opening the file, its settings, the schema check, the write transaction
     writes      recording a trial (TrialWriter)
-    leases      claiming trials so two runs split them (LeaseTable, ClaimOwner)
+    leases      leasing trials so two runs split them (LeaseTable, LeaseOwner)
     reads       finished trials and the long frames analysis reads (TrialReader)
 """
 
 from __future__ import annotations
 
 from harness.store.connection import StoreConnection
-from harness.store.leases import CLAIM_OUTCOMES, ClaimOwner, LeaseTable, claim_owner_alive, process_start
+from harness.store.leases import LEASE_OUTCOMES, LeaseOwner, LeaseTable, lease_owner_alive, process_start
 from harness.store.reads import TrialReader
 from harness.store.schema import (
     BUSY_TIMEOUT_MILLISECONDS,
@@ -33,16 +33,16 @@ from harness.store.writes import TrialWriter
 __all__ = [
     "BUSY_TIMEOUT_MILLISECONDS",
     "CLAIM_COLUMNS",
-    "CLAIM_OUTCOMES",
     "DATABASE_NAME",
     "DIAGNOSTIC_COLUMNS",
+    "LEASE_OUTCOMES",
     "METRIC_COLUMNS",
     "SCHEMA_VERSION",
     "TRIAL_COLUMNS",
-    "ClaimOwner",
+    "LeaseOwner",
     "Store",
     "StoreConnection",
-    "claim_owner_alive",
+    "lease_owner_alive",
     "process_start",
 ]
 

@@ -1,10 +1,13 @@
 """Leases: two runs on one store split the trials instead of running each twice.
 
-Before a driver starts a trial it claims it: one row in the `claims` table naming its run id,
-host and pid, with a lease (an expiry time) it keeps renewing. A claim whose owner is dead
-(same host, pid gone) or whose lease expired (any host) is taken over. Recording a trial
-removes its claim in the same transaction (`harness.store.writes`). The runner's side, which
-claims, renews in the background and releases, is `harness.runner.leases`.
+Before a driver starts a trial it leases it: one row naming its run id, host and pid, with an
+expiry time it keeps renewing. A lease whose owner is dead (same host, pid gone) or whose expiry
+has passed (any host) is taken over. Recording a trial removes its lease in the same transaction
+(`harness.store.writes`). The runner's side, which leases, renews in the background and releases,
+is `harness.runner.leases`.
+
+The rows live in the SQL table `claims` (columns `schema.CLAIM_COLUMNS`): the table keeps the name
+it had when these were called claims, so stores written before the rename open unchanged.
 """
 
 from __future__ import annotations
@@ -22,14 +25,14 @@ from harness.measures import FINAL_STATUSES
 from harness.store.connection import StoreConnection
 from harness.store.schema import CLAIM_COLUMNS
 
-CLAIM_OUTCOMES = ("claimed", "done", "busy")  # what Store.claim answers
+LEASE_OUTCOMES = ("claimed", "done", "busy")  # what Store.lease answers ("claimed": the lease is this run's)
 
 
 @dataclass(frozen=True)
-class ClaimOwner:
-    """Who holds a claim: one run (`run_trials` call) of one driver process.
+class LeaseOwner:
+    """Who holds a lease: one run (`run_trials` call) of one driver process.
 
-    Build it with `ClaimOwner.here()`; `id` tells two runs of the same process apart.
+    Build it with `LeaseOwner.here()`; `id` tells two runs of the same process apart.
     """
 
     id: str
@@ -38,7 +41,7 @@ class ClaimOwner:
     pid_start: str | None  # the process's start time (Linux /proc), so a reused pid is not mistaken for it
 
     @classmethod
-    def here(cls) -> ClaimOwner:
+    def here(cls) -> LeaseOwner:
         """A new owner id for this process on this host."""
         return cls(os.urandom(8).hex(), socket.gethostname(), os.getpid(), process_start(os.getpid()))
 
@@ -55,8 +58,8 @@ def process_start(pid: int) -> str | None:
     return "" if fields[0] == "Z" else fields[19]
 
 
-def claim_owner_alive(host: str, pid: int, pid_start: str | None) -> bool:
-    """Whether a claim's owner may still be running. Only a process on THIS host can be checked;
+def lease_owner_alive(host: str, pid: int, pid_start: str | None) -> bool:
+    """Whether a lease's owner may still be running. Only a process on THIS host can be checked;
     one elsewhere counts as alive (its lease, not this check, decides)."""
     if host != socket.gethostname():
         return True
@@ -73,29 +76,29 @@ def claim_owner_alive(host: str, pid: int, pid_start: str | None) -> bool:
 
 
 class LeaseTable(StoreConnection):
-    """The claims part of `harness.store.Store`: claim, renew, release, list."""
+    """The lease part of `harness.store.Store`: lease, renew, release, list."""
 
-    def claim(
+    def lease(
         self,
         trial_hash: str,
-        owner: ClaimOwner,
+        owner: LeaseOwner,
         *,
         lease_seconds: float,
         seen_attempts: int = 0,
         rerun: bool = False,
     ) -> str:
-        """Claim a trial for `owner` before running it, in one transaction.
+        """Lease a trial to `owner` before running it, in one transaction.
 
         Args:
             trial_hash: the trial.
-            owner: the claiming run.
-            lease_seconds: the claim expires this long from now unless renewed (`renew_claims`).
+            owner: the run asking for it.
+            lease_seconds: the lease expires this long from now unless renewed (`renew_leases`).
             seen_attempts: the trial's `attempts` when the run started (`attempts()`; 0 if absent):
                 a higher value now means another run recorded it meanwhile.
             rerun: the run reruns finished trials: a final result alone does not make it 'done'.
 
         Returns:
-            'claimed': the trial is this owner's to run (new claim, its own, or a stale one taken
+            'claimed': the trial is this owner's to run (a new lease, its own, or a stale one taken
             over: owner dead or lease expired). 'done': it has a final result, or another run
             recorded it since this run started, so this run leaves it alone. 'busy': a live
             owner holds it; ask again later.
@@ -112,7 +115,7 @@ class LeaseTable(StoreConnection):
                 held is not None
                 and held[0] != owner.id
                 and held[4] > now
-                and claim_owner_alive(held[1], held[2], held[3])
+                and lease_owner_alive(held[1], held[2], held[3])
             ):
                 return "busy"
             connection.execute(
@@ -121,16 +124,16 @@ class LeaseTable(StoreConnection):
             )
         return "claimed"
 
-    def renew_claims(self, owner_id: str, lease_seconds: float) -> int:
-        """Extend every claim of `owner_id` to expire `lease_seconds` from now (the heartbeat). Returns the count."""
+    def renew_leases(self, owner_id: str, lease_seconds: float) -> int:
+        """Extend every lease of `owner_id` to expire `lease_seconds` from now (the heartbeat). Returns the count."""
         with self._transaction() as connection:
             cursor = connection.execute(
                 "UPDATE claims SET expires = ? WHERE owner = ?", (time.time() + lease_seconds, owner_id)
             )
             return cursor.rowcount
 
-    def release_claims(self, owner_id: str, hashes: Iterable[str] | None = None) -> None:
-        """Drop claims of `owner_id` (all of them, or those among `hashes`): the run stops running them."""
+    def release_leases(self, owner_id: str, hashes: Iterable[str] | None = None) -> None:
+        """Drop leases of `owner_id` (all of them, or those among `hashes`): the run stops running them."""
         with self._transaction() as connection:
             if hashes is None:
                 connection.execute("DELETE FROM claims WHERE owner = ?", (owner_id,))
@@ -140,8 +143,8 @@ class LeaseTable(StoreConnection):
                     (owner_id, json.dumps(sorted(set(hashes)))),
                 )
 
-    def claims_frame(self) -> pd.DataFrame:
-        """Current claims: hash, owner, host, pid, pid_start, claimed_at, expires (Unix seconds)."""
+    def leases_frame(self) -> pd.DataFrame:
+        """Current leases: hash, owner, host, pid, pid_start, claimed_at, expires (Unix seconds)."""
         columns = list(CLAIM_COLUMNS)
         rows = self._connection.execute(f"SELECT {', '.join(columns)} FROM claims ORDER BY hash").fetchall()
         return pd.DataFrame(rows, columns=columns)
