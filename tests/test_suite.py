@@ -815,3 +815,74 @@ class TestReportReference:
         assert str(located).startswith(
             f"{path}:14: report.reference: 'sgdd' is not an arm of this suite. Did you mean 'sgd'?"
         )
+
+
+class TestEveryErrorInOnePass:
+    """Independent problems are all reported at once (each with its line); one problem keeps its own message."""
+
+    def test_unknown_optimizer_bad_dataset_option_and_bad_training_value_in_one_error(self, tmp_path):
+        from harness.suite.load import SuiteErrors
+
+        text = (
+            BASE_SUITE.replace("dataset: mnist1d", "dataset: {name: mnist1d, validation: 2.5}")
+            .replace("{name: sgd, lr: 0.1}", "{name: adamm, lr: 0.1}")
+            .replace("epochs: 2", "epochs: -3")
+        )
+        path = write_suite(tmp_path, text)
+        with pytest.raises(SuiteErrors) as raised:
+            load_suite(path)
+        message = str(raised.value)
+        assert message.startswith(f"{path}: 3 errors, each to fix:\n"), message
+        lines = message.splitlines()[1:]
+        assert lines[0].startswith(f"  {path}:2: dataset.validation: expected the fraction"), lines
+        assert lines[1].startswith(f"  {path}:6: optimizer: unknown optimizer 'adamm'. Did you mean 'adam'?"), lines
+        assert lines[2].startswith(f"  {path}:8: training.epochs: expected an integer > 0"), lines
+        assert [type(error) for error in raised.value.errors] == [DatasetError, SpecError, SpecError]
+
+    def test_each_bad_key_of_a_block_and_each_missing_key(self, tmp_path):
+        text = BASE_SUITE.replace("initializer: he_normal\n", "").replace(
+            "{epochs: 2, batch_size: 16}", "{epochs: 0, batch_size: x, shufle: true}"
+        )
+        text = text.replace("loss: cross_entropy\n", "") + "seeds: 0\n"
+        with pytest.raises(SpecError) as raised:
+            load_suite(write_suite(tmp_path, text))
+        message = str(raised.value)
+        for fragment in (
+            "missing required key 'loss'",
+            "missing required key 'initializer'",
+            "training.shufle: unknown key 'shufle'. Did you mean 'shuffle'?",
+            "training.epochs: expected an integer > 0",
+            "training.batch_size: expected an integer > 0",
+            "seeds: expected a count > 0",
+        ):
+            assert message.count(fragment) == 1, (fragment, message)
+        assert message.splitlines()[0].endswith(": 6 errors, each to fix:")
+
+    def test_a_base_problem_is_reported_once_however_many_cells_share_it(self, tmp_path):
+        text = BASE_SUITE.replace("epochs: 2", "epochs: -1") + (
+            "grid:\n  optimizer:\n    sgd: {name: sgd}\n    adam: {name: adam, lr: -2}\n    rmsprop: {name: rmsprop}\n"
+        )
+        with pytest.raises(SpecError) as raised:
+            load_suite(write_suite(tmp_path, text))
+        message = str(raised.value)
+        assert message.count("training.epochs") == 1 and message.count("grid.optimizer.adam.lr") == 1, message
+        assert "2 errors" in message
+
+    def test_one_problem_keeps_its_single_message(self, tmp_path):
+        path = write_suite(tmp_path, replace("{name: sgd, lr: 0.1}", "{name: sgd, lr: -1}"))
+        with pytest.raises(SpecError) as raised:
+            load_suite(path)
+        assert type(raised.value) is SpecError
+        assert str(raised.value).startswith(f"{path}:6: optimizer.lr: expected a number > 0")
+
+    def test_the_cli_prints_every_error_and_exits_2(self, tmp_path):
+        from click.testing import CliRunner
+
+        from harness.cli import cli
+
+        text = BASE_SUITE.replace("he_normal", "he_nromal").replace("batch_size: 16", "batch_size: 0")
+        path = write_suite(tmp_path, text)
+        result = CliRunner().invoke(cli, ["validate", str(path)])
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert f"{path}:7: initializer: unknown initializer 'he_nromal'" in result.output
+        assert f"{path}:8: training.batch_size: expected an integer > 0" in result.output

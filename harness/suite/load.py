@@ -26,6 +26,7 @@ from harness.spec.model import LOSS_TASKS
 from harness.spec.types import effective_weight_decay
 from harness.suite.grid import AXIS_FIELDS, Cell, apply_cell, expand_grid, normalize_document, parse_grid
 from harness.suite.schema import (
+    REQUIRED,
     SuiteDocument,
     check_device,
     check_init_mode,
@@ -82,18 +83,77 @@ def load_suite(
             DatasetError for bad dataset options; BackendError when a backend's framework
             is not installed. Messages start with `<file>:<line>: <key path>: `
             (overrides from arguments start with `--backend: ` or `--seeds: `).
+            Independent problems (in different keys, blocks or grid cells) are found in one pass:
+            one is raised as itself, several as a SuiteErrors listing each.
     """
     path = Path(path)
     document, source = load_yaml(path)
+    errors = _Errors(source)
     try:
-        return _build(path, document, source, backends, seeds)
+        suite = _build(path, document, source, backends, seeds, errors)
     except SuiteIssue as issue:
-        raise _locate(issue.path, ": " + issue.message, issue.kind, source, (), "") from None
+        errors.add_issue(issue)
+        suite = None
+    errors.raise_any()
+    assert suite is not None  # _build returns None only after recording an error
+    return suite
+
+
+MAX_LISTED_ERRORS = 20
+
+
+class SuiteErrors(SpecError):
+    """Several independent errors of one suite file, each located (`errors`); the message lists them all."""
+
+    def __init__(self, file: Path, errors: Sequence[HarnessError]) -> None:
+        self.errors = tuple(errors)
+        listed = "\n".join(f"  {error}" for error in self.errors[:MAX_LISTED_ERRORS])
+        more = len(self.errors) - MAX_LISTED_ERRORS
+        super().__init__(
+            f"{file}: {len(self.errors)} errors, each to fix:\n{listed}"
+            + (f"\n  ... and {more} more." if more > 0 else "")
+        )
+
+
+class _Errors:
+    """The located errors found so far in one suite, each once (a base-document problem recurs in every cell)."""
+
+    def __init__(self, source: SourceMap) -> None:
+        self.source = source
+        self.found: list[HarnessError] = []
+        self.seen: set[str] = set()
+
+    def add(self, error: HarnessError, note: str = "") -> None:
+        key = str(error).removesuffix(note)  # one problem, whichever cell found it first
+        if key not in self.seen:
+            self.seen.add(key)
+            self.found.append(error)
+
+    def add_issue(self, issue: SuiteIssue) -> None:
+        for one in issue.every():
+            self.add(_locate(one.path, ": " + one.message, one.kind, self.source, (), ""))
+
+    def raise_any(self) -> None:
+        if len(self.found) == 1:
+            raise self.found[0]
+        if self.found:
+            raise SuiteErrors(self.source.file, sorted(self.found, key=self._line))
+
+    def _line(self, error: HarnessError) -> int:
+        match = re.match(rf"{re.escape(str(self.source.file))}:(\d+):", str(error))
+        return int(match.group(1)) if match else 0
 
 
 def _build(
-    path: Path, document: Any, source: SourceMap, backends: Sequence[str] | None, seeds: int | Sequence[int] | None
-) -> Suite:
+    path: Path,
+    document: Any,
+    source: SourceMap,
+    backends: Sequence[str] | None,
+    seeds: int | Sequence[int] | None,
+    errors: _Errors,
+) -> Suite | None:
+    """The Suite, or None when `errors` holds what is wrong. A SuiteIssue raised is a problem that stops the
+    pass (no mapping, a bad grid): nothing after it could be checked."""
     if not isinstance(document, dict):
         what = "the file is empty" if document is None else f"got {received(document)}"
         raise SuiteIssue(
@@ -103,22 +163,47 @@ def _build(
         )
     axes = parse_grid(document["grid"] if isinstance(document.get("grid"), Mapping) else None)
     whole_fields = {a.target[0] for axis in axes for a in axis.variants[0].assignments if len(a.target) == 1}
-    check_required(document, sorted(whole_fields))
-    top = cast(SuiteDocument, validate_block(SuiteDocument, document, ()))
-    suite_seeds = _override(parse_seeds, seeds, "--seeds") if seeds is not None else parse_seeds(top.seeds, ("seeds",))
-    if backends is not None:
-        suite_backends = _override(parse_backends, list(backends), "--backend")
-    else:
-        suite_backends = parse_backends(
-            top.backends if "backends" in document else list(DEFAULT_BACKENDS), ("backends",)
-        )
-    cells = expand_grid(axes, top.exclude)
+    try:
+        check_required(document, sorted(whole_fields))
+    except SuiteIssue as issue:
+        errors.add_issue(issue)
+    top: SuiteDocument | None = None
+    try:
+        top = cast(SuiteDocument, validate_block(SuiteDocument, document, ()))
+    except SuiteIssue as issue:
+        errors.add_issue(issue)
+        if any(one.path[:1] == ("exclude",) for one in issue.every()):
+            return None  # the cells depend on it
+    suite_seeds = suite_backends = None
+    try:
+        if seeds is not None:
+            suite_seeds = _override(parse_seeds, seeds, "--seeds")
+        else:
+            suite_seeds = parse_seeds(document.get("seeds", 1), ("seeds",))
+    except SuiteIssue as issue:
+        errors.add_issue(issue)
+    except HarnessError as error:
+        errors.add(error)
+    try:
+        if backends is not None:
+            suite_backends = _override(parse_backends, list(backends), "--backend")
+        else:
+            suite_backends = parse_backends(document.get("backends", list(DEFAULT_BACKENDS)), ("backends",))
+    except SuiteIssue as issue:
+        errors.add_issue(issue)
+    except HarnessError as error:
+        errors.add(error)
+    exclude = top.exclude if top is not None else document.get("exclude")  # valid: no error under `exclude`
+    cells = expand_grid(axes, cast("list[Mapping[str, Any]] | None", exclude))
     base = normalize_document(document)
 
-    templates: list[TrialSpec] = []
+    missing = frozenset(key for key in REQUIRED if key not in document and key not in whole_fields)  # reported above
+    backend = suite_backends[0] if suite_backends else DEFAULT_BACKENDS[0]
+    templates = [_resolve_cell_located(base, cell, source, backend, bool(axes), errors, missing) for cell in cells]
     seen: dict[str, str] = {}
-    for cell in cells:
-        template = _resolve_cell_located(base, cell, source, suite_backends[0], has_grid=bool(axes))
+    for cell, template in zip(cells, templates):
+        if template is None:
+            continue
         if template.hash in seen:
             raise SuiteIssue(
                 ("grid",),
@@ -127,11 +212,13 @@ def _build(
                 "are identical), so they would run one experiment under two names. Remove one, or make them differ.",
             )
         seen[template.hash] = cell.arm
-        templates.append(template)
+    if errors.found or top is None or suite_seeds is None or suite_backends is None:
+        return None
 
     trials = tuple(
         Trial(top.name, cell.arm, cell.labels, dataclasses.replace(template, seed=seed, backend=backend))
         for cell, template in zip(cells, templates)
+        if template is not None
         for backend in suite_backends
         for seed in suite_seeds
     )
@@ -160,23 +247,42 @@ def _override(parse: Any, value: Any, flag: str) -> Any:
 
 
 def _resolve_cell_located(
-    base: Mapping[str, Any], cell: Cell, source: SourceMap, backend: str, has_grid: bool
-) -> TrialSpec:
-    """Resolve one cell; locate any error at the line the offending value was written on."""
+    base: Mapping[str, Any],
+    cell: Cell,
+    source: SourceMap,
+    backend: str,
+    has_grid: bool,
+    errors: _Errors,
+    skipped: frozenset[str] = frozenset(),
+) -> TrialSpec | None:
+    """Resolve one cell; locate each error at the line the offending value was written on, into `errors`."""
     note = f" [grid cell {cell.arm!r}]" if has_grid else ""
-    provenance: tuple[tuple[KeyPath, KeyPath], ...] = ()
     try:
         document, provenance = apply_cell(base, cell)
-        return resolve_cell(document, backend)
     except SuiteIssue as issue:
-        raise _locate(issue.path, ": " + issue.message, issue.kind, source, provenance, note) from None
-    except HarnessError as error:
-        # A resolver's message starts with the key path it was given plus the keys below it.
-        path, rest = split_path_prefix(str(error))
-        if not path or path[0] not in AXIS_FIELDS:
-            path, rest = (), ": " + str(error)
-        path = _refine_path(path, rest)
-        raise _locate(path, rest, type(error), source, provenance, note) from None
+        for one in issue.every():
+            errors.add(_locate(one.path, ": " + one.message, one.kind, source, (), note), note)
+        return None
+    failures: list[Exception] = []
+    spec = _resolve_parts(document, backend, failures, skipped)
+    for failure in failures:
+        for error in _cell_errors(failure, source, provenance, note):
+            errors.add(error, note)
+    return spec
+
+
+def _cell_errors(
+    failure: Exception, source: SourceMap, provenance: tuple[tuple[KeyPath, KeyPath], ...], note: str
+) -> list[HarnessError]:
+    if isinstance(failure, SuiteIssue):
+        return [_locate(one.path, ": " + one.message, one.kind, source, provenance, note) for one in failure.every()]
+    assert isinstance(failure, HarnessError)
+    # A resolver's message starts with the key path it was given plus the keys below it.
+    path, rest = split_path_prefix(str(failure))
+    if not path or path[0] not in AXIS_FIELDS:
+        path, rest = (), ": " + str(failure)
+    path = _refine_path(path, rest)
+    return [_locate(path, rest, type(failure), source, provenance, note)]
 
 
 # Resolvers name an unknown key in the text ("optimizer: optimizer 'sgd' has no parameter 'lrr'")
@@ -214,48 +320,88 @@ def resolve_cell(document: Mapping[str, Any], backend: str) -> TrialSpec:
     """Resolve one cell's document into a TrialSpec (seed 0; the caller sets seed and backend).
 
     Raises:
-        SuiteIssue or HarnessError: with a key path of the cell document (located by the caller).
+        SuiteIssue or HarnessError: with a key path of the cell document (located by the caller);
+            the first problem found.
     """
-    regularizer = regularizer_spec(document.get("regularizer"))
-    training = training_spec(document.get("training"))
-    dataset = resolve_dataset(document.get("dataset"), "dataset")
-    info = dataset_info(dataset)
-    loss = resolve_component("loss", document.get("loss"), "loss")
-    needed = LOSS_TASKS[loss.name]
-    if info.task != needed:
-        fitting = [name for name, task in LOSS_TASKS.items() if task == info.task]
-        classes = f" with {info.num_classes} classes" if info.num_classes else ""
-        raise SuiteIssue(
-            ("loss",),
-            f"loss {loss.name!r} needs a {needed} dataset, but {info.name!r} is a {info.task} dataset{classes}. "
-            f"Use loss: {' or '.join(fitting)} with this dataset, or choose a {needed} dataset.",
+    failures: list[Exception] = []
+    spec = _resolve_parts(document, backend, failures)
+    if spec is None:
+        raise failures[0]
+    return spec
+
+
+class _Attempt:
+    """Runs each independent part of a cell's resolution, recording its failure and going on."""
+
+    def __init__(self, failures: list[Exception]) -> None:
+        self.failures = failures
+
+    def __call__(self, function: Any, *arguments: Any, **options: Any) -> Any:
+        try:
+            return function(*arguments, **options)
+        except (SuiteIssue, HarnessError) as failure:
+            self.failures.append(failure)
+            return None
+
+
+def _resolve_parts(
+    document: Mapping[str, Any], backend: str, failures: list[Exception], skipped: frozenset[str] = frozenset()
+) -> TrialSpec | None:
+    """The TrialSpec, or None with every independent problem in `failures`. A part that needs another
+    (the loss's task needs the dataset; the model needs the dataset and the regularizer's dropout) is
+    checked only when that other part resolved. `skipped`: fields already reported missing."""
+    attempt = _Attempt(failures)
+    regularizer = attempt(regularizer_spec, document.get("regularizer"))
+    training = attempt(training_spec, document.get("training")) if "training" not in skipped else None
+    dataset = attempt(resolve_dataset, document.get("dataset"), "dataset") if "dataset" not in skipped else None
+    info = attempt(dataset_info, dataset) if dataset is not None else None
+    loss = attempt(resolve_component, "loss", document.get("loss"), "loss") if "loss" not in skipped else None
+    if loss is not None and info is not None:
+        attempt(_check_loss_task, loss.name, info)
+    optimizer = None
+    if "optimizer" not in skipped:
+        optimizer = attempt(resolve_component, "optimizer", document.get("optimizer"), "optimizer")
+    initializer = None
+    if "initializer" not in skipped:
+        initializer = attempt(resolve_component, "initializer", document.get("initializer"), "initializer")
+    if optimizer is not None and regularizer is not None:
+        attempt(_check_weight_decay, optimizer, regularizer)
+    model = None
+    if info is not None and regularizer is not None and "model" not in skipped:
+        model = attempt(
+            resolve_model,
+            document.get("model"),
+            info.num_outputs,
+            dropout=regularizer.dropout,
+            where="model",
+            input_shape=info.input_shape,
         )
-    optimizer = resolve_component("optimizer", document.get("optimizer"), "optimizer")
-    initializer = resolve_component("initializer", document.get("initializer"), "initializer")
-    try:
-        effective_weight_decay(optimizer, regularizer)
-    except SpecError as error:
-        raise issue_from_error(error, ("regularizer", "weight_decay")) from None
-    model = resolve_model(
-        document.get("model"),
-        info.num_outputs,
-        dropout=regularizer.dropout,
-        where="model",
-        input_shape=info.input_shape,
-    )
-    if regularizer.dropout > 0 and model.family is None:
-        raise SuiteIssue(
-            ("regularizer", "dropout"),
-            f"regularizer.dropout ({regularizer.dropout}) inserts dropout after each hidden layer of a family model "
-            "(mlp), but this model is an explicit layer list, where it would silently do nothing. Put "
-            f"{{dropout: {{rate: {regularizer.dropout}}}}} layers in model.layers and remove regularizer.dropout.",
+    if model is not None and regularizer is not None:
+        attempt(_check_dropout, model, regularizer)
+    if model is not None and info is not None and loss is not None:
+        attempt(
+            check_model_against_task,
+            model,
+            info.input_shape,
+            loss.name,
+            info.task,
+            info.num_outputs,
+            info.target_length,
         )
-    check_model_against_task(model, info.input_shape, loss.name, info.task, info.num_outputs, info.target_length)
-    try:
-        diagnostics = resolve_diagnostics(document.get("diagnostics"), training.epochs)
-    except SpecError as error:
-        path, rest = split_path_prefix(str(error))
-        raise SuiteIssue(path or ("diagnostics",), rest.removeprefix(": ")) from None
+    diagnostics = attempt(_diagnostics, document.get("diagnostics"), training.epochs) if training is not None else None
+    init_mode = attempt(check_init_mode, document.get("init_mode", "shared"))
+    device = attempt(check_device, document.get("device", "cpu"))
+    if (
+        failures  # or a part skipped for a missing field, or not reached
+        or dataset is None
+        or model is None
+        or loss is None
+        or optimizer is None
+        or initializer is None
+        or regularizer is None
+        or training is None
+    ):
+        return None
     return TrialSpec(
         dataset=dataset,
         model=model,
@@ -266,8 +412,45 @@ def resolve_cell(document: Mapping[str, Any], backend: str) -> TrialSpec:
         training=training,
         seed=0,
         backend=backend,
-        init_mode=check_init_mode(document.get("init_mode", "shared")),
-        device=check_device(document.get("device", "cpu")),
+        init_mode=init_mode,
+        device=device,
         # only present when on, so the hashes of specs without diagnostics do not change
         extras=((EXTRAS_KEY, diagnostics.to_dict()),) if diagnostics is not None else (),
     )
+
+
+def _check_loss_task(loss: str, info: Any) -> None:
+    needed = LOSS_TASKS[loss]
+    if info.task != needed:
+        fitting = [name for name, task in LOSS_TASKS.items() if task == info.task]
+        classes = f" with {info.num_classes} classes" if info.num_classes else ""
+        raise SuiteIssue(
+            ("loss",),
+            f"loss {loss!r} needs a {needed} dataset, but {info.name!r} is a {info.task} dataset{classes}. "
+            f"Use loss: {' or '.join(fitting)} with this dataset, or choose a {needed} dataset.",
+        )
+
+
+def _check_weight_decay(optimizer: Any, regularizer: Any) -> None:
+    try:
+        effective_weight_decay(optimizer, regularizer)
+    except SpecError as error:
+        raise issue_from_error(error, ("regularizer", "weight_decay")) from None
+
+
+def _check_dropout(model: Any, regularizer: Any) -> None:
+    if regularizer.dropout > 0 and model.family is None:
+        raise SuiteIssue(
+            ("regularizer", "dropout"),
+            f"regularizer.dropout ({regularizer.dropout}) inserts dropout after each hidden layer of a family model "
+            "(mlp), but this model is an explicit layer list, where it would silently do nothing. Put "
+            f"{{dropout: {{rate: {regularizer.dropout}}}}} layers in model.layers and remove regularizer.dropout.",
+        )
+
+
+def _diagnostics(raw: Any, epochs: int) -> Any:
+    try:
+        return resolve_diagnostics(raw, epochs)
+    except SpecError as error:
+        path, rest = split_path_prefix(str(error))
+        raise SuiteIssue(path or ("diagnostics",), rest.removeprefix(": ")) from None

@@ -10,6 +10,7 @@ have their own resolvers (harness.spec, harness.data) and are typed `Any` here.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -125,7 +126,8 @@ def validate_block(model: type[_Block], raw: Any, path: KeyPath) -> _Block:
 
     Raises:
         SuiteIssue: at the offending key, the first unknown key first (a typo usually
-            also shows up as a missing key, and the unknown key is the better clue).
+            also shows up as a missing key, and the unknown key is the better clue); every
+            other bad key of the block in `also`, but for a missing key an unknown one is a typo of.
     """
     keys = list(model.model_fields)
     if not isinstance(raw, Mapping):
@@ -134,7 +136,13 @@ def validate_block(model: type[_Block], raw: Any, path: KeyPath) -> _Block:
         return model.model_validate(dict(raw))
     except ValidationError as error:
         issues = sorted(error.errors(), key=lambda item: item["type"] != "extra_forbidden")
-        raise _translate(model, issues[0], path) from None
+        unknown = [str(issue["loc"][0]) for issue in issues if issue["type"] == "extra_forbidden"]
+        kept = [
+            issue
+            for issue in issues
+            if issue["type"] != "missing" or not difflib.get_close_matches(str(issue["loc"][0]), unknown, n=1)
+        ]
+        raise SuiteIssue.several([_translate(model, issue, path) for issue in kept]) from None
 
 
 def _translate(model: type[_Block], issue: Mapping[str, Any], path: KeyPath) -> SuiteIssue:
@@ -249,7 +257,15 @@ def check_device(raw: Any, path: KeyPath = ("device",)) -> str:
 
 
 def check_required(document: Mapping[str, Any], provided_by_grid: Sequence[str]) -> None:
-    """Every required top-level key is present (or a grid axis replaces it whole in every cell)."""
-    for key, description in REQUIRED.items():
-        if key not in document and key not in provided_by_grid:
-            raise SuiteIssue((key,), f"missing required key {key!r}: {description}. There is no default for it.")
+    """Every required top-level key is present (or a grid axis replaces it whole in every cell).
+
+    Raises:
+        SuiteIssue: the first missing key, the others in `also`.
+    """
+    missing = [
+        SuiteIssue((key,), f"missing required key {key!r}: {description}. There is no default for it.")
+        for key, description in REQUIRED.items()
+        if key not in document and key not in provided_by_grid
+    ]
+    if missing:
+        raise SuiteIssue.several(missing)

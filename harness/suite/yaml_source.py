@@ -151,6 +151,18 @@ class SuiteIssue(Exception):
         self.path = tuple(path)
         self.message = message
         self.kind = kind
+        self.also: tuple[SuiteIssue, ...] = ()  # further independent problems found in the same pass
+
+    @staticmethod
+    def several(issues: list[SuiteIssue]) -> SuiteIssue:
+        """The first issue, carrying the others in `also` (a caller that wants one reads the first)."""
+        first = issues[0]
+        first.also = tuple(issue for later in issues[1:] for issue in later.every())
+        return first
+
+    def every(self) -> tuple[SuiteIssue, ...]:
+        """This issue and those found with it."""
+        return (self, *self.also)
 
 
 def display_path(path: KeyPath) -> str:
