@@ -34,6 +34,7 @@ layer of the head (after the readout and after each hidden dense layer); transfo
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,7 +43,7 @@ from harness.spec.components import resolve_component
 from harness.spec.graph import GraphSpec, resolve_graph
 from harness.spec.layer_types import LayerSpec, Shape
 from harness.spec.layers import resolve_layer
-from harness.spec.params import POSITIVE_INTEGER
+from harness.spec.params import Parameter, defaults
 
 FAMILIES = {
     "mlp": "dense layers of the given widths, each followed by the activation (optionally residual), then a linear output layer",
@@ -53,37 +54,127 @@ FAMILIES = {
 }
 
 Expansion = tuple[tuple[LayerSpec, ...], GraphSpec | None]
-_ABSENT = object()
+
+# --- each family's parameters, declared once ------------------------------------------------------
+# A family checks its own keys with these declarations (`Parameter.check`). Kind 'any' marks a value
+# checked elsewhere: by the layers it becomes (kernel_size, units, heads, ...; their errors name the
+# family key) or by a helper below whose message says more than a kind can (widths, dimensions).
+# Default None means "derived" (output_units: the task's output count); REQUIRED lists what has none.
+
+_OUTPUT_UNITS = Parameter("integer", None, "> 0", "units of the linear output layer; default: the task's outputs")
+_ACTIVATION = Parameter("activation", "relu", description="activation of every hidden layer")
+_DENSE = Parameter("any", [], description="widths of the hidden dense layers of the head, e.g. [64]")
+_DIMENSIONS = Parameter(
+    "integer", None, "[1, 2]", "1: conv1d, 2: conv2d; default: 2 on (height, width, channels) inputs, else 1"
+)
+_WIDTH = Parameter("integer", None, "> 0", "units (or channels) of one layer")
+_POOL = Parameter("choice", "none", choices=("none", "max", "avg"), description="pooling after each conv layer")
+
+MLP_PARAMETERS = {
+    "hidden": Parameter("any", None, description="widths of the hidden layers, e.g. [100, 100]"),
+    "depth": Parameter("integer", None, "> 0", "number of hidden layers of `width` units (0: none)"),
+    "width": Parameter("integer", None, "> 0", "units of each of the `depth` hidden layers"),
+    "activation": _ACTIVATION,
+    "output_units": _OUTPUT_UNITS,
+    "use_bias": Parameter("bool", True, description="every dense layer has a bias"),
+    "residual": Parameter("bool", False, description="each hidden layer after the first adds its input back"),
+}
+CNN_PARAMETERS = {
+    "filters": Parameter("any", None, description="channels of each conv layer, e.g. [25, 25, 25]"),
+    "kernel_size": Parameter("any", 3, description="one for every conv layer, or a list with one per layer"),
+    "strides": Parameter("any", 1, description="one for every conv layer, or a list with one per layer"),
+    "padding": Parameter("any", "valid", description="one for every conv layer, or a list with one per layer"),
+    "activation": _ACTIVATION,
+    "batch_norm": Parameter("bool", False, description="batch_norm between each conv layer and its activation"),
+    "pool": _POOL,
+    "pool_size": Parameter("any", 2, description="window of each pooling layer"),
+    "readout": Parameter(
+        "choice",
+        "flatten",
+        choices=("flatten", "global_avg_pool", "global_max_pool", "sequence"),
+        description="how the conv stack's output becomes the head's input",
+    ),
+    "dense": _DENSE,
+    "dimensions": _DIMENSIONS,
+    "output_units": _OUTPUT_UNITS,
+}
+LENET5_PARAMETERS = {
+    "activation": dataclasses.replace(_ACTIVATION, default="tanh"),
+    "pool": dataclasses.replace(_POOL, default="avg"),
+    "padding": Parameter("any", "same", description="padding of the second conv layer (the first is same)"),
+    "dimensions": _DIMENSIONS,
+    "output_units": _OUTPUT_UNITS,
+}
+RNN_PARAMETERS = {
+    "cell": Parameter("choice", "gru", choices=("simple_rnn", "lstm", "gru"), description="the recurrent layer"),
+    "units": Parameter("any", None, description="units of each recurrent layer"),
+    "depth": Parameter("integer", 1, "> 0", "number of stacked recurrent layers"),
+    "bidirectional": Parameter("any", False, description="each recurrent layer reads both directions"),
+    "readout": Parameter(
+        "choice",
+        "last",
+        choices=("last", "flatten", "mean", "sequence"),
+        description="last: the final state; flatten: every step's output; mean: their average; sequence: every step",
+    ),
+    "dense": _DENSE,
+    "activation": _ACTIVATION,
+    "output_units": _OUTPUT_UNITS,
+}
+TRANSFORMER_PARAMETERS = {
+    "depth": Parameter("integer", 2, "> 0", "number of transformer_encoder blocks"),
+    "heads": Parameter("any", 4, description="attention heads of each block"),
+    "width": Parameter("integer", 64, "> 0", "the model width (the per-step projection's filters)"),
+    "ffn_units": Parameter("any", None, description="units of each block's feed-forward layer; default 4 * width"),
+    "key_dim": Parameter("any", None, description="size of each attention head; default width / heads"),
+    "activation": _ACTIVATION,
+    "norm": Parameter("choice", "pre", choices=("pre", "post"), description="layer_norm before or after each sublayer"),
+    "readout": Parameter(
+        "choice", "mean", choices=("mean", "flatten", "sequence"), description="how the steps become the head's input"
+    ),
+    "output_units": _OUTPUT_UNITS,
+}
+REQUIRED = {"cnn": ("filters",), "rnn": ("units",)}  # family keys without a default
 
 
-def options(value: Any, defaults: Mapping[str, Any], where: str, example: str) -> dict[str, Any]:
-    """Check a family mapping's keys (did-you-mean) and fill the defaults (_ABSENT: required)."""
+def options(
+    value: Any,
+    parameters: Mapping[str, Parameter],
+    where: str,
+    example: str,
+    required: tuple[str, ...] = (),
+    **derived: Any,
+) -> dict[str, Any]:
+    """Check a family mapping's keys (did-you-mean) and fill the declared defaults.
+
+    Args:
+        value: the family's mapping as the suite gave it (None: every default).
+        parameters: the family's declarations.
+        where: the key path for messages.
+        example: a valid mapping, for messages.
+        required: keys that must be given.
+        derived: defaults known only at expansion time (mlp's output_units: the task's outputs).
+    """
     if value is None:
         value = {}
     if not isinstance(value, Mapping):
         raise SpecError(f"{where}: expected a mapping such as {example}, got {value!r}.")
     for key in value:
-        if key not in defaults:
+        if key not in parameters:
             raise SpecError(
-                f"{where}.{key}: unknown key {key!r}.{did_you_mean(str(key), defaults)} Expected keys: {', '.join(sorted(defaults))}."
+                f"{where}.{key}: unknown key {key!r}.{did_you_mean(str(key), parameters)} "
+                f"Expected keys: {', '.join(sorted(parameters))}."
             )
-    merged = {**defaults, **value}
-    missing = [key for key, v in merged.items() if v is _ABSENT]
+    missing = [key for key in required if key not in value]
     if missing:
         raise SpecError(f"{where}: {', '.join(missing)} must be given, e.g. {example}.")
-    return merged
-
-
-def _bool(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise SpecError(f"{where}: expected true or false, got {value!r}.")
-    return value
+    return {**defaults(parameters), **derived, **value}
 
 
 def _widths(value: Any, where: str) -> list[int]:
+    """A list of layer widths (hidden, filters, dense), each an integer > 0."""
     if not isinstance(value, list):
         raise SpecError(f"{where}: expected a list of layer widths such as [100, 100], got {value!r}.")
-    return [POSITIVE_INTEGER.check(width, f"{where}[{i}]") for i, width in enumerate(value)]
+    return [_WIDTH.check(width, f"{where}[{i}]") for i, width in enumerate(value)]
 
 
 def _hidden_widths(o: dict[str, Any], where: str) -> list[int]:
@@ -98,15 +189,9 @@ def _hidden_widths(o: dict[str, Any], where: str) -> list[int]:
     if o["depth"] is None or o["width"] is None:
         given, needed = ("depth", "width") if o["depth"] is not None else ("width", "depth")
         raise SpecError(f"{where}: {given} needs {needed} too, e.g. {{depth: 4, width: 100}}.")
-    depth = 0 if o["depth"] == 0 else POSITIVE_INTEGER.check(o["depth"], f"{where}.depth")
-    width = POSITIVE_INTEGER.check(o["width"], f"{where}.width")
+    depth = 0 if o["depth"] == 0 else MLP_PARAMETERS["depth"].check(o["depth"], f"{where}.depth")
+    width = MLP_PARAMETERS["width"].check(o["width"], f"{where}.width")
     return [width] * depth
-
-
-def _choice(value: Any, choices: tuple[str, ...], where: str) -> str:
-    if value not in choices:
-        raise SpecError(f"{where}: expected one of {', '.join(map(repr, choices))}, got {value!r}.")
-    return value
 
 
 def _activation(value: Any, where: str) -> dict[str, Any]:
@@ -128,25 +213,13 @@ def _head(
 
 
 def expand_mlp(value: Any, num_outputs: int, dropout: float, where: str, input_shape: Shape | None = None) -> Expansion:
-    o = options(
-        value,
-        {
-            "hidden": None,
-            "depth": None,
-            "width": None,
-            "activation": "relu",
-            "output_units": num_outputs,
-            "use_bias": True,
-            "residual": False,
-        },
-        where,
-        "{hidden: [100, 100], activation: relu}",
-    )
+    declared = MLP_PARAMETERS
+    o = options(value, declared, where, "{hidden: [100, 100], activation: relu}", output_units=num_outputs)
     hidden = _hidden_widths(o, where)
-    use_bias = _bool(o["use_bias"], f"{where}.use_bias")
-    output_units = POSITIVE_INTEGER.check(o["output_units"], f"{where}.output_units")
+    use_bias = declared["use_bias"].check(o["use_bias"], f"{where}.use_bias")
+    output_units = declared["output_units"].check(o["output_units"], f"{where}.output_units")
     dense = {"activation": _activation(o["activation"], f"{where}.activation"), "use_bias": use_bias}
-    if not _bool(o["residual"], f"{where}.residual"):
+    if not declared["residual"].check(o["residual"], f"{where}.residual"):
         layers: list[LayerSpec] = []
         for width in hidden:
             layers.append(resolve_layer({"dense": {"units": width, **dense}}, f"{where}"))
@@ -188,6 +261,7 @@ def _per_layer(value: Any, count: int, where: str) -> list[Any]:
 
 
 def _dimensions(value: Any, input_shape: Shape | None, where: str) -> int:
+    """CNN_PARAMETERS['dimensions'], checked here: the message names conv1d and conv2d."""
     if value is None:
         return 2 if input_shape is not None and len(input_shape) == 3 else 1
     if value not in (1, 2):
@@ -195,24 +269,10 @@ def _dimensions(value: Any, input_shape: Shape | None, where: str) -> int:
     return value
 
 
-CNN_DEFAULTS = {
-    "filters": _ABSENT,
-    "kernel_size": 3,
-    "strides": 1,
-    "padding": "valid",
-    "activation": "relu",
-    "batch_norm": False,
-    "pool": "none",
-    "pool_size": 2,
-    "readout": "flatten",
-    "dense": [],
-    "dimensions": None,
-    "output_units": None,
-}
-
-
 def expand_cnn(value: Any, num_outputs: int, dropout: float, where: str, input_shape: Shape | None = None) -> Expansion:
-    o = options(value, CNN_DEFAULTS, where, "{filters: [25, 25, 25], kernel_size: [5, 3, 3], strides: 2, padding: 1}")
+    declared = CNN_PARAMETERS
+    example = "{filters: [25, 25, 25], kernel_size: [5, 3, 3], strides: 2, padding: 1}"
+    o = options(value, declared, where, example, REQUIRED["cnn"])
     filters = _widths(o["filters"], f"{where}.filters")
     if not filters:
         raise SpecError(f"{where}.filters: expected at least one conv layer, got [].")
@@ -220,16 +280,16 @@ def expand_cnn(value: Any, num_outputs: int, dropout: float, where: str, input_s
     kernel_sizes = _per_layer(o["kernel_size"], len(filters), f"{where}.kernel_size")
     strides = _per_layer(o["strides"], len(filters), f"{where}.strides")
     paddings = _per_layer(o["padding"], len(filters), f"{where}.padding")
-    pool = _choice(o["pool"], ("none", "max", "avg"), f"{where}.pool")
-    readout = _choice(o["readout"], ("flatten", "global_avg_pool", "global_max_pool", "sequence"), f"{where}.readout")
+    pool = declared["pool"].check(o["pool"], f"{where}.pool")
+    readout = declared["readout"].check(o["readout"], f"{where}.readout")
     if readout == "sequence" and rank != 1:
         raise SpecError(
             f"{where}.readout: 'sequence' keeps the time axis of a conv1d stack; this cnn is 2-D (conv2d). "
             "Use flatten or a global pooling readout."
         )
-    batch_norm = _bool(o["batch_norm"], f"{where}.batch_norm")
+    batch_norm = declared["batch_norm"].check(o["batch_norm"], f"{where}.batch_norm")
     activation = _activation(o["activation"], f"{where}.activation")
-    output_units = POSITIVE_INTEGER.check(o["output_units"] or num_outputs, f"{where}.output_units")
+    output_units = declared["output_units"].check(o["output_units"] or num_outputs, f"{where}.output_units")
     layers: list[LayerSpec] = []
     for i, width in enumerate(filters):
         here = f"{where}.filters[{i}]"
@@ -251,12 +311,7 @@ def expand_cnn(value: Any, num_outputs: int, dropout: float, where: str, input_s
 def expand_lenet5(
     value: Any, num_outputs: int, dropout: float, where: str, input_shape: Shape | None = None
 ) -> Expansion:
-    o = options(
-        value,
-        {"activation": "tanh", "pool": "avg", "padding": "same", "dimensions": None, "output_units": None},
-        where,
-        "{activation: tanh, pool: avg}",
-    )
+    o = options(value, LENET5_PARAMETERS, where, "{activation: tanh, pool: avg}")
     cnn = {
         "filters": [6, 16],
         "kernel_size": 5,
@@ -272,25 +327,12 @@ def expand_lenet5(
 
 
 def expand_rnn(value: Any, num_outputs: int, dropout: float, where: str, input_shape: Shape | None = None) -> Expansion:
-    o = options(
-        value,
-        {
-            "cell": "gru",
-            "units": _ABSENT,
-            "depth": 1,
-            "bidirectional": False,
-            "readout": "last",
-            "dense": [],
-            "activation": "relu",
-            "output_units": None,
-        },
-        where,
-        "{cell: gru, units: 6, bidirectional: true, readout: flatten}",
-    )
-    cell = _choice(o["cell"], ("simple_rnn", "lstm", "gru"), f"{where}.cell")
-    depth = POSITIVE_INTEGER.check(o["depth"], f"{where}.depth")
-    readout = _choice(o["readout"], ("last", "flatten", "mean", "sequence"), f"{where}.readout")
-    output_units = POSITIVE_INTEGER.check(o["output_units"] or num_outputs, f"{where}.output_units")
+    declared = RNN_PARAMETERS
+    o = options(value, declared, where, "{cell: gru, units: 6, bidirectional: true, readout: flatten}", REQUIRED["rnn"])
+    cell = declared["cell"].check(o["cell"], f"{where}.cell")
+    depth = declared["depth"].check(o["depth"], f"{where}.depth")
+    readout = declared["readout"].check(o["readout"], f"{where}.readout")
+    output_units = declared["output_units"].check(o["output_units"] or num_outputs, f"{where}.output_units")
     layers = []
     for k in range(depth):
         sequences = k < depth - 1 or readout != "last"
@@ -312,27 +354,13 @@ def expand_rnn(value: Any, num_outputs: int, dropout: float, where: str, input_s
 def expand_transformer(
     value: Any, num_outputs: int, dropout: float, where: str, input_shape: Shape | None = None
 ) -> Expansion:
-    o = options(
-        value,
-        {
-            "depth": 2,
-            "heads": 4,
-            "width": 64,
-            "ffn_units": None,
-            "key_dim": None,
-            "activation": "relu",
-            "norm": "pre",
-            "readout": "mean",
-            "output_units": None,
-        },
-        where,
-        "{depth: 2, heads: 4, width: 64}",
-    )
-    width = POSITIVE_INTEGER.check(o["width"], f"{where}.width")
-    depth = POSITIVE_INTEGER.check(o["depth"], f"{where}.depth")
-    readout = _choice(o["readout"], ("mean", "flatten", "sequence"), f"{where}.readout")
-    norm = _choice(o["norm"], ("pre", "post"), f"{where}.norm")
-    output_units = POSITIVE_INTEGER.check(o["output_units"] or num_outputs, f"{where}.output_units")
+    declared = TRANSFORMER_PARAMETERS
+    o = options(value, declared, where, "{depth: 2, heads: 4, width: 64}")
+    width = declared["width"].check(o["width"], f"{where}.width")
+    depth = declared["depth"].check(o["depth"], f"{where}.depth")
+    readout = declared["readout"].check(o["readout"], f"{where}.readout")
+    norm = declared["norm"].check(o["norm"], f"{where}.norm")
+    output_units = declared["output_units"].check(o["output_units"] or num_outputs, f"{where}.output_units")
     block = {
         "heads": o["heads"],
         "ffn_units": o["ffn_units"] if o["ffn_units"] is not None else 4 * width,
