@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:  # pandas loads only when the command runs
+    import pandas as pd
 
 CHECK_EPILOG = """\b
 Exit codes:
@@ -121,5 +125,16 @@ def check(
         baseline=loaded,
     )
     click.echo(render_json(outcome) if as_json else render_text(outcome))
+    _warn_about_environments(results.trials)
     if outcome.exit_code:
         raise SystemExit(outcome.exit_code)
+
+
+def _warn_about_environments(trials: pd.DataFrame) -> None:
+    """On stderr (stdout stays the verdicts, JSON with --json): the checked trials ran in different
+    environments, e.g. a results folder copied from another machine and resumed here."""
+    from harness.analysis.environment import environment_differences, environment_summary
+
+    note = environment_summary(environment_differences(trials))
+    if note:
+        click.echo(f"note: {note}", err=True)

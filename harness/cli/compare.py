@@ -41,6 +41,7 @@ def compare(
       harness compare results/optimizers results_new/optimizers
       harness compare suites/optimizers.yaml results/optimizers_v2 --metric test_loss
     """
+    from harness.analysis.environment import compare_environments, describe_differences
     from harness.report import figures
     from harness.report.compare import compare_results, comparison_figure, format_table
     from harness.results_folder import open_results  # the store and suite loader load only when the command runs
@@ -52,6 +53,8 @@ def compare(
     output.mkdir(parents=True, exist_ok=True)
     table.to_csv(output / "compare.csv", index=False)
     click.echo(f"A: {first} ({record_a.name})   B: {second} ({record_b.name})")
+    for line in describe_differences(compare_environments(results_a.trials, results_b.trials)):
+        click.echo(f"environments differ: {line}")
     if table.empty:
         click.echo("No (arm, backend) finished ok on both sides: nothing to compare.")
         return

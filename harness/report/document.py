@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import __version__
+from harness.analysis.environment import environment_differences
 from harness.errors import HarnessError
 from harness.measures import TRIAL_STATUSES
 from harness.report import sections
@@ -56,8 +57,15 @@ def _meta_lines(results: Results, generated: str) -> tuple[str, ...]:
         f"{len(trials)} trials: {status}",
         f"{len(results.arms)} arms x {len(results.backends)} backends ({', '.join(results.backends)}) x {seeds} seeds",
         f"primary metric {results.primary_metric}; {_reference_line(results)}",
+        *_environment_line(results),
         f"generated {generated} by harness {__version__}",
     )
+
+
+def _environment_line(results: Results) -> tuple[str, ...]:
+    # A warning up front; the Environment section says which values and which trials.
+    aspects = list(dict.fromkeys(difference.aspect for difference in environment_differences(results.trials)))
+    return (f"trials ran in different environments ({', '.join(aspects)} differ): see Environment",) if aspects else ()
 
 
 def _reference_line(results: Results) -> str:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from harness.analysis.environment import environment_differences, environment_summary
 from harness.analysis.text import format_number, status_counts_text
 from harness.measures import LOSS, SPEED_METRIC, STATUS_TABLE, TEST_SPLIT, TRAINING_SPLIT, metric_name, reaches
 
@@ -206,7 +207,8 @@ def _mapping_text(raw: Any) -> str:
 
 
 def environment_table(results: Results) -> DisplayTable:
-    """Where the trials ran: backend, host, versions, device, trial count."""
+    """Where the trials ran: backend, host, versions, device, trial count; the caption says what differs
+    between the trials' environments (harness.analysis.environment), when anything does."""
     table = results.environment()
     rows = [
         [
@@ -221,10 +223,17 @@ def environment_table(results: Results) -> DisplayTable:
     return _table(
         "environment",
         "Environment",
-        "Library versions, device and host recorded with the trials.",
+        " ".join(
+            filter(None, ["Library versions, device and host recorded with the trials.", environment_note(results)])
+        ),
         ["backend", "host", "versions", "device", "trials"],
         rows,
     )
+
+
+def environment_note(results: Results) -> str:
+    """What differs between the environments the trials ran in ('' when nothing does)."""
+    return environment_summary(environment_differences(results.trials))
 
 
 def failures_table(results: Results) -> DisplayTable:

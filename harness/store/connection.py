@@ -7,6 +7,12 @@ Durability: WAL with `synchronous=NORMAL` keeps every committed transaction acro
 or SIGKILL of the process (only a power loss / OS crash may roll back the last commits,
 never corrupt the file). Two runs writing the same store at once are serialized by SQLite's
 write lock (`BEGIN IMMEDIATE` + `busy_timeout`), so they never corrupt it.
+
+Faults: opening runs SQLite's `quick_check` before anything is written (about 5 ms per MB), so
+a damaged file (cut short, overwritten, not a database) is refused with how to recover and left
+byte for byte as it was. Every SQLite error becomes a StoreError naming the file and the cause
+(`harness.store.faults`): a full disk or a file-size limit in the middle of a run rolls back
+the one transaction that failed; what was committed before stays, and running again resumes.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import TypeVar
 
 from harness import __version__
 from harness.errors import StoreError
+from harness.store.faults import damaged_store, is_damaged, recovery_advice, store_error
 from harness.store.schema import (
     BUSY_TIMEOUT_MILLISECONDS,
     DATABASE_NAME,
@@ -30,6 +37,9 @@ from harness.store.schema import (
 )
 
 _Connection = TypeVar("_Connection", bound="StoreConnection")
+# SQLite errors that are harness's own bugs (a broken constraint, bad SQL), not a fault of the file or
+# the disk: they keep their traceback instead of becoming a StoreError.
+HARNESS_BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
 
 
 class StoreConnection:
@@ -62,6 +72,7 @@ class StoreConnection:
         except sqlite3.Error as error:
             raise self._open_error(error) from None
         try:
+            self._check_file()
             self._configure()
             self._check_schema()
         except BaseException:
@@ -71,11 +82,32 @@ class StoreConnection:
     # -- opening ------------------------------------------------------------------------------
 
     def _open_error(self, error: sqlite3.Error) -> StoreError:
+        if is_damaged(error):
+            return damaged_store(self.path, error)
         return StoreError(
             f"store: cannot open the results database {str(self.path)!r} ({error}). "
             "Expected a writable SQLite file created by harness. "
             "Fix: check the folder's permissions and free space, or pass --store with another folder."
         )
+
+    def _check_file(self) -> None:
+        """Refuse a damaged file before anything writes to it: SQLite's quick_check reads every page
+        (about 5 ms per MB), so a file cut short or overwritten in the middle is caught here, not
+        halfway through a run. A new (empty) file passes."""
+        try:
+            self._connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MILLISECONDS}")
+            problems = [row[0] for row in self._connection.execute("PRAGMA quick_check(3)")]
+        except sqlite3.DatabaseError as error:
+            if "not a database" in str(error):
+                raise StoreError(
+                    f"store: {str(self.path)!r} exists but is not a SQLite database ({error}). "
+                    "Expected a harness results store; nothing was written to it. "
+                    + recovery_advice(self.path)
+                    + " Or pass --store with another folder."
+                ) from None
+            raise self._open_error(error) from None
+        if problems != ["ok"]:
+            raise damaged_store(self.path, "; ".join(problems).replace("\n", " "))
 
     def _configure(self) -> None:
         try:
@@ -84,11 +116,6 @@ class StoreConnection:
             self._connection.execute("PRAGMA synchronous = NORMAL")
             self._connection.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as error:
-            if "not a database" in str(error):
-                raise StoreError(
-                    f"store: {str(self.path)!r} exists but is not a SQLite database. "
-                    "Expected a harness results store. Fix: move the file away, or pass --store with another folder."
-                ) from None
             raise self._open_error(error) from None
         if str(mode).lower() != "wal":
             raise StoreError(
@@ -132,35 +159,63 @@ class StoreConnection:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE: take the write lock up front (waits busy_timeout for another writer),
-        so two runs never deadlock upgrading read locks; any exception (even Ctrl-C) rolls back."""
+        so two runs never deadlock upgrading read locks; any exception (even Ctrl-C) rolls back.
+
+        Raises:
+            StoreError: any SQLite error on the way (disk full, file-size limit, a damaged page, a lock
+                held too long), naming the file and the cause; the transaction is rolled back.
+        """
         connection = self._connection
         try:
             connection.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as error:
-            raise self._open_error(error) from None
-        try:
             yield connection
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        try:
             connection.execute("COMMIT")
+        except HARNESS_BUGS:
+            self._roll_back()
+            raise
         except sqlite3.Error as error:
-            connection.execute("ROLLBACK")
-            raise StoreError(
-                f"store: writing {str(self.path)!r} failed ({error}). "
-                "Fix: check free disk space and that no other program locks the file, then run again to resume."
-            ) from None
+            self._roll_back()
+            raise store_error(self.path, error, "writing") from None
+        except BaseException:
+            self._roll_back()
+            raise
+
+    def _roll_back(self) -> None:
+        # After an I/O error SQLite may have rolled back already ('no transaction is active'); a failed
+        # ROLLBACK must not hide the error that caused it.
+        if self._connection.in_transaction:
+            try:
+                self._connection.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection for a read; a SQLite error (a page damaged since the store was opened, say)
+        becomes a StoreError naming the file and the cause."""
+        try:
+            yield self._connection
+        except HARNESS_BUGS:
+            raise
+        except sqlite3.Error as error:
+            raise store_error(self.path, error, "reading") from None
 
     def integrity_check(self) -> str:
-        """SQLite's own `PRAGMA integrity_check`: 'ok' when the file is sound."""
-        return "; ".join(row[0] for row in self._connection.execute("PRAGMA integrity_check"))
+        """SQLite's own `PRAGMA integrity_check`: 'ok' when the file is sound, else what is wrong."""
+        try:
+            return "; ".join(row[0] for row in self._connection.execute("PRAGMA integrity_check"))
+        except sqlite3.DatabaseError as error:  # too damaged to check: the answer is the damage
+            return str(error)
 
     # -- closing ------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the connection (idempotent)."""
-        self._connection.close()
+        """Close the connection (idempotent). Never raises: a checkpoint that fails on close (a full disk)
+        loses nothing, since the committed transactions stay in the WAL file and the next open replays them."""
+        try:
+            self._connection.close()
+        except sqlite3.Error:
+            pass
 
     def __enter__(self: _Connection) -> _Connection:
         return self

@@ -29,25 +29,28 @@ class TrialReader(StoreConnection):
         wanted = json.dumps(sorted(set(hashes)))
         placeholders = ", ".join("?" for _ in FINAL_STATUSES)
         # json_each: one bound parameter whatever the count (no SQLITE_MAX_VARIABLE_NUMBER limit).
-        rows = self._connection.execute(
-            f"SELECT hash FROM trials WHERE status IN ({placeholders}) AND hash IN (SELECT value FROM json_each(?))",
-            (*FINAL_STATUSES, wanted),
-        )
+        with self._reading() as connection:
+            rows = connection.execute(
+                f"SELECT hash FROM trials WHERE status IN ({placeholders}) AND hash IN (SELECT value FROM json_each(?))",
+                (*FINAL_STATUSES, wanted),
+            ).fetchall()
         return {row[0] for row in rows}
 
     def attempts(self, hashes: Iterable[str]) -> dict[str, int]:
         """`attempts` of each stored trial among `hashes` (absent hashes are left out)."""
-        rows = self._connection.execute(
-            "SELECT hash, attempts FROM trials WHERE hash IN (SELECT value FROM json_each(?))",
-            (json.dumps(sorted(set(hashes))),),
-        )
+        with self._reading() as connection:
+            rows = connection.execute(
+                "SELECT hash, attempts FROM trials WHERE hash IN (SELECT value FROM json_each(?))",
+                (json.dumps(sorted(set(hashes))),),
+            ).fetchall()
         return {row[0]: int(row[1]) for row in rows}
 
     def durations(self) -> pd.DataFrame:
         """Wall seconds of every stored trial that ran to an end (not 'failed'), to schedule the longest
         first: columns hash, suite, arm, backend, spec (JSON), wall_seconds."""
         columns = ["hash", "suite", "arm", "backend", "spec", "wall_seconds"]
-        rows = self._connection.execute(f"SELECT {', '.join(columns)} FROM trials WHERE status != 'failed'").fetchall()
+        with self._reading() as connection:
+            rows = connection.execute(f"SELECT {', '.join(columns)} FROM trials WHERE status != 'failed'").fetchall()
         return pd.DataFrame(rows, columns=columns).astype({"wall_seconds": "float64"})
 
     def trials_frame(self, hashes: Iterable[str] | None = None) -> pd.DataFrame:
@@ -57,7 +60,9 @@ class TrialReader(StoreConnection):
         """
         where, parameters = _hash_filter(hashes)
         query = f"SELECT {', '.join(TRIAL_COLUMNS)} FROM trials {where} ORDER BY suite, arm, backend, seed, hash"
-        frame = pd.DataFrame(self._connection.execute(query, parameters).fetchall(), columns=list(TRIAL_COLUMNS))
+        with self._reading() as connection:
+            rows = connection.execute(query, parameters).fetchall()
+        frame = pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
         return frame.astype(
             {
                 "seed": "int64",
@@ -74,7 +79,8 @@ class TrialReader(StoreConnection):
         """Long metrics: hash, epoch, metric, value (float64, NaN where the value was NaN), ordered by key."""
         where, parameters = _hash_filter(hashes)
         query = f"SELECT hash, epoch, metric, value FROM metrics {where} ORDER BY hash, epoch, metric"
-        rows = self._connection.execute(query, parameters).fetchall()
+        with self._reading() as connection:
+            rows = connection.execute(query, parameters).fetchall()
         frame = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
         # None (stored NaN) -> NaN by the float64 cast.
         return frame.astype({"epoch": "int64", "value": "float64"})
@@ -85,7 +91,9 @@ class TrialReader(StoreConnection):
         where, parameters = _hash_filter(hashes)
         columns = ", ".join(DIAGNOSTIC_COLUMNS)
         query = f"SELECT {columns} FROM diagnostics {where} ORDER BY hash, epoch, layer, statistic"
-        frame = pd.DataFrame(self._connection.execute(query, parameters).fetchall(), columns=list(DIAGNOSTIC_COLUMNS))
+        with self._reading() as connection:
+            rows = connection.execute(query, parameters).fetchall()
+        frame = pd.DataFrame(rows, columns=list(DIAGNOSTIC_COLUMNS))
         return frame.astype({"epoch": "int64", "layer": "int64", "value": "float64"})
 
 
