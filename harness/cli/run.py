@@ -115,6 +115,10 @@ def run(
     # 'auto' settled and GPUs checked here, before the hashes are taken (the store's keys, the manifest's)
     where = "--device" if device is not None else f"{suite_path}: device"
     suite = dataclasses.replace(suite, trials=resolve_devices(suite.trials, where, executor, num_gpus))
+    if executor == "local":  # a trial too big for this machine's (or GPU's) memory; Ray trials run elsewhere
+        from harness.capacity import check_trials_fit
+
+        check_trials_fit(suite.trials, suite_path)
     with Store(store_dir) as store:  # validated input first: bad input writes nothing
         summary = run_trials(
             suite.trials,

@@ -14,16 +14,23 @@ from harness.errors import HarnessError
 @click.command()
 @click.argument("suite_paths", metavar="SUITE...", nargs=-1, required=True, type=click.Path(path_type=Path))
 def validate(suite_paths: Sequence[Path]) -> None:
-    """Check suites without training: schema, names, grid, shapes, backends.
+    """Check suites without training: schema, names, grid, shapes, backends, and that each trial fits in memory.
+
+    Prints each arm's parameter count and its estimated training memory (float32 weights, gradients,
+    optimizer state, activations at the batch size).
 
     \b
     Example:
       harness validate suites/*.yaml
     """
+    from harness.capacity import arm_footprints, check_trials_fit
+
     failures = 0
     for path in suite_paths:
         try:
             suite = load_checked_suite(path)
+            check_trials_fit(suite.trials, path)
+            footprints = arm_footprints(suite.trials)
         except HarnessError as error:
             failures += 1
             click.echo(f"error: {error}", err=True)
@@ -34,6 +41,6 @@ def validate(suite_paths: Sequence[Path]) -> None:
             f"({', '.join(suite.backends)}) x {len(suite.seeds)} seeds = {len(suite.trials)} trials"
         )
         for arm in suite.arms:
-            click.echo(f"      {arm}  ({per_arm} trials)")
+            click.echo(f"      {arm}  ({per_arm} trials)  {footprints[arm].describe()}")
     if failures:
         raise SystemExit(EXIT_USAGE)
