@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from harness.suite import Suite
 
 EXIT_OK, EXIT_DISAGREE, EXIT_USAGE, EXIT_TRIALS_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_CODE_CHANGED = 4  # `run`: the harness code changed on disk during the run; run again to finish
 DEFAULT_STORE = Path("results")
 
 

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import click
 
-from harness.cli.common import DEFAULT_STORE, EXIT_INTERRUPTED, EXIT_TRIALS_FAILED, load_checked_suite
+from harness.cli.common import (
+    DEFAULT_STORE,
+    EXIT_CODE_CHANGED,
+    EXIT_INTERRUPTED,
+    EXIT_TRIALS_FAILED,
+    load_checked_suite,
+)
 
 
 @click.command()
@@ -154,6 +160,15 @@ def run(
             err=True,
         )
         raise SystemExit(EXIT_INTERRUPTED)
+    if summary.code_changed:
+        settled = summary.skipped + summary.elsewhere + summary.ok + summary.diverged + summary.failed + summary.timeout
+        echo(
+            f"Stopped: {summary.code_changed}. {summary.total - settled} trial(s) were not run and are not recorded "
+            "(those finished are saved). Run the same command again to finish them with the code now on disk: "
+            f"harness run {suite_path} --store {store_dir}",
+            err=True,
+        )
+        raise SystemExit(EXIT_CODE_CHANGED)
     if summary.failed or summary.timeout:
         echo("Some trials failed or timed out; see the 'error' column of final.csv.", err=True)
         raise SystemExit(EXIT_TRIALS_FAILED)

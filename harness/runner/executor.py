@@ -10,7 +10,11 @@ running at most one trial at a time, and owns a trial's whole way through them:
   died is queued again once, then recorded 'failed' with the cause (MAX_ATTEMPTS); a trial
   past training.max_seconds plus a grace period has its worker killed and is recorded
   'timeout'; every other trial goes on;
-- the RunEvents, in the order dispatched -> started -> (retry | finished);
+- a worker that imported other harness code than the driver's (code_version.py) refuses its
+  trial: the trial goes back unrecorded, nothing more is dispatched, trials in flight on the other
+  workers finish, and `code_changed` says why (the run ends with EXIT_CODE_CHANGED; rerun to finish).
+  Retrying on a fresh worker would not help: it would import the same changed files;
+- the RunEvents, in the order dispatched -> started -> (retry | finished | refused);
 - stopping every worker on close(), also after Ctrl-C (KeyboardInterrupt leaves run()).
 
 A subclass says only how a worker is started (`_start`), given a task (`_send`), waited on
@@ -80,6 +84,7 @@ class Executor(ABC, Generic[WorkerType]):
         self.on_result, self.on_event = on_result, on_event
         self.grace_seconds = grace_seconds
         self.workers: list[WorkerType] = []
+        self.code_changed: str | None = None  # set when a worker refused: its code is not the driver's
 
     # -- what a subclass provides -------------------------------------------------------------
 
@@ -117,12 +122,15 @@ class Executor(ABC, Generic[WorkerType]):
     # -- the loop -----------------------------------------------------------------------------
 
     def run(self, queue: TaskQueue) -> None:
-        """Run every task of the queue to a recorded result. KeyboardInterrupt propagates (call close())."""
-        while queue.pending() or any(worker.task for worker in self.workers):
+        """Run every task of the queue to a recorded result, or, once a worker refused because the code
+        changed, the tasks in flight only. KeyboardInterrupt propagates (call close())."""
+        while (queue.pending() and self.code_changed is None) or any(worker.task for worker in self.workers):
             self._schedule(queue)
             self._wait(queue)
 
     def _schedule(self, queue: TaskQueue) -> None:
+        if self.code_changed is not None:  # the code on disk is not the driver's: start nothing more
+            return
         queue.release_held()
         for worker in self.workers:
             if worker.task is None:
@@ -197,6 +205,15 @@ class Executor(ABC, Generic[WorkerType]):
             self._emit(RunEvent("retry", task.trial, pid, task.attempts))
             return
         self._finish(task, death_result(task, cause), None)
+
+    def _refused(self, worker: WorkerType, reason: str, queue: TaskQueue) -> None:
+        """The worker imported other code than the driver's and exits: its task goes back unrecorded
+        (a rerun picks it up) and nothing more is dispatched."""
+        task, worker.task = worker.task, None
+        self.code_changed = self.code_changed or reason
+        if task is not None:
+            queue.put_back(task)
+            self._emit(RunEvent("refused", task.trial, worker.pid, task.attempts))
 
     def _check_deadlines(self) -> None:
         for worker in list(self.workers):

@@ -24,6 +24,7 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from harness.adapters.loop import TrialResult
+from harness.runner.code_version import CodeVersion
 from harness.runner.devices import DEFAULT_ENVIRONMENT, Environment, pick_gpu, worker_variables
 from harness.runner.executor import Executor, begin_attempt
 from harness.runner.tasks import MAX_ATTEMPTS, RunEvent, Task, TaskQueue
@@ -86,10 +87,16 @@ class Worker:
         environment: what the process is started with.
         threads: threads it is pinned to.
         visible_devices: the GPU id a one-GPU worker sees (CUDA_VISIBLE_DEVICES), else None.
+        code: the driver's code version, which the worker checks its own against before running anything.
     """
 
     def __init__(
-        self, context: Any, environment: Environment, threads: int, visible_devices: str | None = None
+        self,
+        context: Any,
+        environment: Environment,
+        threads: int,
+        visible_devices: str | None = None,
+        code: CodeVersion | None = None,
     ) -> None:
         self.environment = environment
         self.visible_devices = visible_devices
@@ -99,7 +106,7 @@ class Worker:
         self.connection, child_end = context.Pipe(duplex=True)
         self.process = context.Process(
             target=worker_main,
-            args=(child_end, threads),
+            args=(child_end, threads, code),
             name=f"harness-worker-{environment}",
             daemon=True,
         )
@@ -141,6 +148,7 @@ class WorkerPool(Executor[Worker]):
     Args:
         jobs, threads, on_result, on_event, grace_seconds: as Executor's.
         gpu_ids: the GPUs one-GPU workers are spread over (devices.visible_gpu_ids()).
+        code: the driver's code version (code_version.PROCESS_CODE_VERSION); None: not checked.
     """
 
     def __init__(
@@ -151,16 +159,18 @@ class WorkerPool(Executor[Worker]):
         on_event: Callable[[RunEvent], None] | None = None,
         grace_seconds: float | None = None,
         gpu_ids: Sequence[str] = (),
+        code: CodeVersion | None = None,
     ) -> None:
         super().__init__(jobs, threads, on_result, on_event, grace_seconds)
         self.gpu_ids = tuple(gpu_ids)
+        self.code = code
         self._context = multiprocessing.get_context("spawn")
 
     def _start(self, environment: Environment, task: Task) -> Worker:
         visible = None
         if environment.gpus == "one":
             visible = pick_gpu(self.gpu_ids, [w.visible_devices for w in self.workers if w.visible_devices is not None])
-        return Worker(self._context, environment, self.threads, visible)
+        return Worker(self._context, environment, self.threads, visible, self.code)
 
     def _send(self, worker: Worker, task: Task) -> None:
         try:
@@ -177,12 +187,12 @@ class WorkerPool(Executor[Worker]):
     def _collect(self, ready: Collection[Any], queue: TaskQueue) -> None:
         for worker in list(self.workers):
             if worker.connection in ready or worker.process.sentinel in ready:
-                self._drain(worker)
+                self._drain(worker, queue)
             if not worker.process.is_alive():
-                self._drain(worker)  # a result sent just before dying still counts
+                self._drain(worker, queue)  # a result sent just before dying still counts
                 self._on_exit(worker, queue)
 
-    def _drain(self, worker: Worker) -> None:
+    def _drain(self, worker: Worker, queue: TaskQueue) -> None:
         while True:
             try:
                 if not worker.connection.poll():
@@ -190,6 +200,9 @@ class WorkerPool(Executor[Worker]):
                 message = worker.connection.recv()
             except (EOFError, OSError):
                 return
+            if message[0] == "code_changed":  # it exits next, having run nothing
+                self._refused(worker, message[1], queue)
+                continue
             task = worker.task
             if task is None or message[1] != task.index:
                 continue  # stale: a trial already settled

@@ -16,6 +16,9 @@ the scheduling loop and outcome rules) like pool.py's WorkerPool; here a worker 
   A trial past training.max_seconds + grace has its actor killed and is recorded 'timeout'.
 - Actors are owned by the driver: if the driver dies, Ray ends them, and the next run
   resumes from the store by content hash, exactly as locally.
+- An actor whose harness code differs from the driver's (code_version.py: the files changed during
+  the run, or a node has another checkout) refuses every trial; the executor stops dispatching and
+  leaves the trial unrecorded, as locally.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import ray
 
 from harness.adapters.loop import TrialResult
 from harness.errors import HarnessError
+from harness.runner.code_version import CodeVersion, code_mismatch
 from harness.runner.devices import Environment, worker_variables
 from harness.runner.executor import Executor, begin_attempt
 from harness.runner.hooks import VARIABLE as CRASH_HOOK_VARIABLE
@@ -45,7 +49,8 @@ CAUSE_CHARACTERS = 600  # Ray's actor-death messages run long; the stored cause 
 class TrialActor:
     """The body of a Ray actor: a TrialExecutor that lives as long as the actor (made remote in RayPool)."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, code: CodeVersion | None = None) -> None:
+        self.code_mismatch = code_mismatch(code)  # this actor's code against the driver's; None: the same
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver alone decides what stops
         except ValueError:  # not the actor process's main thread: Ray delivers no terminal signals there anyway
@@ -61,9 +66,12 @@ class TrialActor:
         return {"pid": os.getpid(), "host": socket.gethostname()}
 
     def run(self, spec: TrialSpec, attempt: int) -> dict[str, Any]:
-        """Train one trial -> {'result': TrialResult fields, 'crashed': cause or None}."""
+        """Train one trial -> {'result': TrialResult fields, 'crashed': cause or None, 'code_changed': None};
+        an actor running other code than the driver's runs nothing: {'code_changed': why}."""
+        if self.code_mismatch is not None:
+            return {"code_changed": self.code_mismatch}
         result = self.executor.run(spec, attempt=attempt)
-        return {"result": dataclasses.asdict(result), "crashed": self.executor.unusable}
+        return {"result": dataclasses.asdict(result), "crashed": self.executor.unusable, "code_changed": None}
 
 
 @dataclasses.dataclass
@@ -138,6 +146,7 @@ class RayPool(Executor[Slot]):
 
     Args: as Executor's (jobs, threads, on_result, on_event, grace_seconds), plus
         num_cpus, num_gpus: resources each actor reserves (Ray schedules them on nodes with room).
+        code: the driver's code version, which each actor checks its own against; None: not checked.
     """
 
     def __init__(
@@ -149,9 +158,11 @@ class RayPool(Executor[Slot]):
         grace_seconds: float | None = None,
         num_cpus: float = 1.0,
         num_gpus: float = 0.0,
+        code: CodeVersion | None = None,
     ) -> None:
         super().__init__(jobs, threads, on_result, on_event, grace_seconds)
         self.num_cpus, self.num_gpus = num_cpus, num_gpus
+        self.code = code
         self._remote = ray.remote(TrialActor)
 
     def _start(self, environment: Environment, task: Task) -> Slot:
@@ -164,7 +175,7 @@ class RayPool(Executor[Slot]):
             max_restarts=0,
             max_concurrency=1,
             runtime_env={"env_vars": variables},
-        ).remote(self.threads)
+        ).remote(self.threads, self.code)
         return Slot(actor, environment, actor.prepare.remote(task.trial.spec.backend))
 
     def _send(self, slot: Slot, task: Task) -> None:
@@ -211,6 +222,11 @@ class RayPool(Executor[Slot]):
         except ray.exceptions.RayError as error:  # the actor died (or could not start): retry, then fail
             self._remove(slot)
             self._on_death(task, _cause(error), slot.pid, queue)
+            return
+        if answer["code_changed"] is not None:  # other code than the driver's: it ran nothing
+            slot.task = task
+            self._refused(slot, answer["code_changed"], queue)
+            self._remove(slot)
             return
         if answer["crashed"] is not None:  # out of memory: the actor must not run anything else
             self._remove(slot)

@@ -39,7 +39,8 @@ class RunEvent:
     kind: 'dispatched' (sent to a worker), 'started' (the worker has its adapter and data and
     begins training), 'retry' (its worker died; queued again), 'finished' (recorded;
     `seconds` = driver time from dispatch to recorded, `result` set), 'elsewhere' (another run
-    recorded it while this one waited; nothing was run).
+    recorded it while this one waited; nothing was run), 'refused' (its worker imported other
+    harness code than the driver's; left unrecorded, and the run dispatches nothing more).
     """
 
     kind: str

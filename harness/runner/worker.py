@@ -12,6 +12,10 @@ TrialResult and the worker goes on, except running out of memory: the worker the
 `("crashed", index, cause)` and exits (its heap may be exhausted or fragmented), and the driver
 treats it like a dead worker (retry once on a fresh one). A dying process (signal, segfault,
 the kernel's out-of-memory killer) sends nothing; the driver sees it die.
+
+Before its first trial, a worker compares the harness code it imported with the driver's
+(code_version.py); when they differ it sends `("code_changed", reason)` and exits without running
+anything: the driver stops dispatching and leaves the trial unrecorded for a rerun.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
 from harness.adapters.loop import TrialResult, now
+from harness.runner.code_version import CodeVersion, code_mismatch
 from harness.runner.hooks import crash_if_planned
 from harness.spec.types import TrialSpec
 
@@ -123,14 +128,26 @@ def _safe_versions(adapter: Any) -> dict[str, str]:
         return {}
 
 
-def worker_main(connection: Connection, threads: int) -> None:
+def worker_main(connection: Connection, threads: int, code: CodeVersion | None = None) -> None:
     """Entry point of a worker process: serve trials until told to stop or the driver goes away.
+
+    Args:
+        connection: the worker's end of the driver's Pipe.
+        threads: threads the adapters are pinned to.
+        code: the driver's code version; a worker that imported other code refuses to run anything.
 
     Exits with os._exit: the worker holds nothing to save (results went down the pipe), and a
     normal interpreter shutdown with torch or TensorFlow loaded takes about a second.
     """
     # Ctrl-C in a terminal reaches the whole process group: the driver alone decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    mismatch = code_mismatch(code)
+    if mismatch is not None:
+        try:
+            connection.send(("code_changed", mismatch))
+        except OSError:
+            pass
+        _exit()
     executor = TrialExecutor(threads)
     while True:
         try:
