@@ -125,6 +125,10 @@ def current_outputs() -> dict[str, list[float]]:
         spec = trial_spec(initializer=_component(name, INITIALIZER_SETTINGS), seed=3)
         weights = initial_weights(spec.model.plan((4,)), spec.initializer, spec.seed)
         outputs[f"initializer/{name}"] = _rounded(np.concatenate([weights[key].ravel() for key in sorted(weights)]))
+    # which stream each layer draws from: layers that draw nothing (dropout, batch_norm, ...) shift none
+    keyed = trial_spec(({"dense": {"units": 5}}, {"dropout": 0.5}, {"batch_norm": {}}, {"dense": {}}), seed=3)
+    weights = initial_weights(keyed.model.plan((4,)), keyed.initializer, keyed.seed)
+    outputs["initializer/stream_keys"] = _rounded(np.concatenate([weights[key].ravel() for key in sorted(weights)]))
     for name in ACTIVATIONS:
         layers = ({"dense": {"units": 5, "activation": _component(name, ACTIVATION_SETTINGS)}}, {"dense": {}})
         outputs[f"activation/{name}"] = _train(

@@ -25,7 +25,7 @@ HASH_LENGTH = 16  # hex digits of SHA-256 kept: 64 bits, collision-free for any 
 # layers): part of every trial hash, so results stored under an older meaning are never reused. Bump it
 # (and add a CHANGELOG.md entry) whenever a canonical formula's output changes while specs stay the same;
 # tests/test_semantics_revision.py fails until you do. Every stored trial then runs again.
-SEMANTICS_REVISION = 1
+SEMANTICS_REVISION = 2
 INIT_MODES = ("shared", "native")  # shared: the harness's numpy draw; native: the framework's own initializers
 
 
