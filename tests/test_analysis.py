@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from helpers.synthetic import synthetic_frames
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 from harness.analysis import Results, check_report_options
 from harness.analysis.export import parquet_available
@@ -267,11 +268,10 @@ def test_summary_uses_only_ok_trials(results: Results) -> None:
         assert row["n"] == len(values)
         assert row["mean"] == pytest.approx(np.mean(values), abs=FLOAT_TOLERANCE)
         assert row["std"] == pytest.approx(np.std(values, ddof=1), abs=FLOAT_TOLERANCE)
-        expected = mean_interval(values, "test_accuracy")
-        assert (row["ci_low"], row["ci_high"]) == (
-            pytest.approx(expected.low, abs=1e-12),
-            pytest.approx(expected.high, abs=1e-12),
-        )
+        # The t interval by scipy (inside [0, 1] here, so the bound rule leaves it alone).
+        low, high = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+        assert low > 0 and high < 1
+        assert (row["ci_low"], row["ci_high"]) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
     keras_base = summary.loc[("base", "keras", "train_seconds")]
     assert (keras_base["n_trials"], keras_base["n_ok"], keras_base["n_failed"], keras_base["n_diverged"]) == (
         4,
@@ -287,12 +287,9 @@ def test_curves_band_is_the_t_interval_clipped(results: Results) -> None:
     curves = results.curves(["test_accuracy"]).set_index(["arm", "backend", "epoch"])
     row = curves.loc[("better", "torch", 2)]
     values = FINAL_ACCURACY[("better", "torch")]
-    expected = mean_interval(values, "test_accuracy")
+    low, high = stats.t.interval(0.95, 3, loc=np.mean(values), scale=stats.sem(values))
     assert row["n"] == 4 and row["mean"] == pytest.approx(np.mean(values), abs=FLOAT_TOLERANCE)
-    assert (row["ci_low"], row["ci_high"]) == (
-        pytest.approx(expected.low, abs=1e-12),
-        pytest.approx(expected.high, abs=1e-12),
-    )
+    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
     assert curves.loc[("base", "torch", 0), "ci_low"] == pytest.approx(0.1)  # all equal: zero width
 
 
@@ -312,20 +309,29 @@ def test_comparisons_pair_by_seed_and_correct_with_holm(results: Results) -> Non
     keras_expected = stats.ttest_rel([0.61, 0.63], [0.51, 0.54])
     assert keras_row["n_pairs"] == 2
     assert keras_row["p_value"] == pytest.approx(keras_expected.pvalue, rel=1e-12)
-    np.testing.assert_allclose(table["p_holm"].to_numpy(), holm(table["p_value"].to_numpy()), rtol=0, atol=0)
-    assert bool(torch_row["significant"]) == (torch_row["p_holm"] < 0.05)
-    assert torch_row["verdict"] == ("better" if torch_row["significant"] else "no significant difference")
+    # Holm over the two rows, by statsmodels (not by the harness's own holm): torch's p doubles, keras' stays.
+    reference_holm = multipletests(table["p_value"].to_numpy(), method="holm")[1]
+    np.testing.assert_allclose(table["p_holm"].to_numpy(), reference_holm, rtol=1e-12)
+    assert torch_row["p_holm"] == pytest.approx(2 * expected.pvalue, rel=1e-12)  # 0.0044: the smaller p, times 2
+    assert table.loc["keras", "p_holm"] == pytest.approx(keras_expected.pvalue, rel=1e-12)  # 0.033, times 1
+    # Both below 0.05 with a positive accuracy difference: significant, and 'better'.
+    assert list(table["significant"]) == [True, True] and list(table["verdict"]) == ["better", "better"]
 
 
 def test_comparisons_verdict_follows_the_metric_direction(results: Results) -> None:
-    table = results.comparisons(metric="test_loss").set_index("backend")
-    row = table.loc["torch"]
-    assert row["mean_difference"] < 0  # adam's loss is lower: lower is better for a loss
-    assert row["verdict"] == ("better" if row["significant"] else "no significant difference")
-    swapped = results.comparisons(reference="better").set_index("backend").loc["torch"]
-    assert swapped["mean_difference"] == pytest.approx(
-        -results.comparisons().set_index("backend").loc["torch", "mean_difference"]
-    )
+    loss = results.comparisons(metric="test_loss").set_index("backend")
+    assert list(loss["mean_difference"]) == pytest.approx([-0.18, -0.19], abs=1e-12)  # adam's loss is lower
+    assert list(loss["verdict"]) == ["better", "better"]  # lower is better for a loss
+    # The reference swapped: the same significant differences, the other way: 'worse' for both metrics.
+    swapped = results.comparisons(reference="better").set_index("backend")
+    assert list(swapped["mean_difference"]) == pytest.approx([-0.09, -0.095], abs=1e-12)
+    assert list(swapped["verdict"]) == ["worse", "worse"]
+    swapped_loss = results.comparisons(reference="better", metric="test_loss").set_index("backend")
+    assert list(swapped_loss["mean_difference"]) == pytest.approx([0.18, 0.19], abs=1e-12)
+    assert list(swapped_loss["verdict"]) == ["worse", "worse"]  # a higher loss is worse
+    # No difference at all (train_seconds is 1 + seed in both arms): no test, no verdict either way.
+    speed = results.comparisons(metric="train_seconds")
+    assert list(speed["verdict"]) == ["no significant difference"] * 2 and not speed["significant"].any()
 
 
 def test_backend_deltas_pair_torch_minus_keras_by_seed(results: Results) -> None:

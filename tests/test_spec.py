@@ -193,7 +193,13 @@ class TestInitialWeights:
 
     @pytest.mark.parametrize("name", sorted(INITIALIZERS), ids=str)
     def test_every_registered_initializer_has_a_numpy_rule(self, name):
-        self._kernel(name)
+        kernel = self._kernel(name)
+        assert kernel.shape == (200, 400) and np.isfinite(kernel).all()
+        if name == "zeros":
+            assert not kernel.any()
+        else:  # random and seeded; its law is tested above (CASES, or the orthogonal test)
+            assert kernel.std() > 0 and not np.array_equal(kernel, self._kernel(name, 1))
+            assert name in self.CASES or name == "orthogonal", f"{name}: add its canonical law to CASES"
 
 
 class TestTrialSpec:

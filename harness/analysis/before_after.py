@@ -14,6 +14,10 @@ The change is after - before. It is the difference of the two sides' means, exce
 test paired only some of the seeds (the sides also ran seeds the other did not): the change is
 then the mean per-seed difference on the common seeds, so that the change and its interval
 describe the same values. Non-finite values are left out before anything is decided.
+
+The result also keeps the values the test used (`used_before`, `used_after`: the common seeds in
+seed order when paired, every finite value otherwise), so that `harness check` can test the same
+values against its tolerance (`harness.check.equivalence`).
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ class BeforeAfter:
     ci_low: float  # 95% CI of the change; NaN when INSUFFICIENT
     ci_high: float
     p_value: float  # two-sided; NaN when INSUFFICIENT
+    used_before: tuple[float, ...] = ()  # the values the test used (aligned by seed when PAIRED)
+    used_after: tuple[float, ...] = ()
 
 
 def _finite(values: Mapping[int, float]) -> dict[int, float]:
@@ -79,9 +85,11 @@ def before_after(before: Mapping[int, float], after: Mapping[int, float], min_se
         if len(common) < max(len(before), len(after)):  # paired on some seeds only: the change is theirs
             change = float(test["mean_difference"])
         method, n_before, n_after = PAIRED, int(test["n_pairs"]), int(test["n_pairs"])
+        used_before, used_after = tuple(before[seed] for seed in common), tuple(after[seed] for seed in common)
     elif len(before) >= min_seeds and len(after) >= min_seeds:
         test = welch_test(list(after.values()), list(before.values()))
         method, n_before, n_after = WELCH, int(test["n_baseline"]), int(test["n_current"])
+        used_before, used_after = tuple(before.values()), tuple(after.values())
     else:
         return BeforeAfter(
             INSUFFICIENT,
@@ -106,4 +114,6 @@ def before_after(before: Mapping[int, float], after: Mapping[int, float], min_se
         float(test["ci_low"]),
         float(test["ci_high"]),
         float(test["p_value"]),
+        used_before,
+        used_after,
     )

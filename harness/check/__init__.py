@@ -11,8 +11,10 @@ Modules (each one job):
     options   tolerances (`0.01` absolute, `1%` relative) from the suite's `check:` block and
               --fail-on, the default metrics, the minimum-seeds rule
     baseline  the baseline JSON: build, write, read and validate (format, version, suite)
-    gate      current results vs baseline: paired / Welch tests, Holm, PASS / REGRESSED /
-              IMPROVED / UNCERTAIN / MISSING / NEW, environment-sensitive speed rows
+    equivalence  the tolerance as a region of practical equivalence: one-sided tests (TOST),
+              Holm over the rows that can fail, WITHIN / REGRESSED / IMPROVED / INCONCLUSIVE
+    gate      current results vs baseline: pairing, the outcome of every row, MISSING / NEW,
+              environment-sensitive speed rows
     claims    the `expect:` expression language (tokenizer + recursive descent, no eval)
     evidence  claims evaluated on results: 95% CI over seeds, per backend
     render    exit code, text table, --json document

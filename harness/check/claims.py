@@ -243,11 +243,38 @@ class Claim:
     def arms(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(operand.arm for operand in self.operands))
 
+    @property
+    def multiplicative(self) -> bool:
+        """True when a side multiplies or divides by a measured value (`x > 2 * y`, `x / y < 0.5`): the
+        claim is about a ratio, and is judged on the log scale (see `harness.check.evidence`)."""
+        return _scales(self.left) or _scales(self.right)
+
     def margin(self, operands: Mapping[tuple[str, str], np.ndarray]) -> np.ndarray:
         """left - right per seed (arrays aligned on seeds); the claim holds when this is > 0 (for > / >=)
         or < 0 (for < / <=)."""
         value = self.left.evaluate(operands) - self.right.evaluate(operands)
         return np.asarray(value, dtype=np.float64)
+
+
+def _has_operand(expression: Expression) -> bool:
+    if isinstance(expression, Operand):
+        return True
+    if isinstance(expression, Negative):
+        return _has_operand(expression.operand)
+    if isinstance(expression, Binary):
+        return _has_operand(expression.left) or _has_operand(expression.right)
+    return False
+
+
+def _scales(expression: Expression) -> bool:
+    """A product or quotient with a measured value in it, anywhere in `expression`."""
+    if isinstance(expression, Negative):
+        return _scales(expression.operand)
+    if isinstance(expression, Binary):
+        if expression.operator in "*/" and _has_operand(expression):
+            return True
+        return _scales(expression.left) or _scales(expression.right)
+    return False
 
 
 # -- parser ---------------------------------------------------------------------------------------

@@ -1,32 +1,37 @@
 """The regression gate: current results vs a baseline, per arm x backend x metric, with seeds.
 
 Rule for one (arm, backend, metric), with `change = mean(current) - mean(baseline)` over the
-'ok' seeds and `limit` its tolerance in the metric's units:
+'ok' seeds and `limit` its tolerance in the metric's units. The tolerance is a region of
+practical equivalence: the question is not "did it change at all?" but "is it worse by more
+than the tolerance?", and the answer may be "the seeds cannot tell".
 
 1. Pairing, by the before/after rule shared with `harness compare`
-   (`harness.analysis.before_after`). When at least `min_seeds` seeds ran on both sides, the
-   change is tested PAIRED by seed on those common seeds (scipy's ttest_rel; same seed = same
-   initial weights and batches, so the seed's share of the variance cancels). Otherwise, when
-   both sides have at least `min_seeds` seeds, UNPAIRED (Welch's t-test, scipy's ttest_ind with
-   unequal variances). Otherwise the seeds are INSUFFICIENT (the asv-style minimum-n guard):
-   significance cannot be claimed.
-2. Significance. The two-sided p-values of every tested row of one check are Holm-corrected
-   together (`harness.analysis.statistics.holm`), so a check that compares 20 rows still
-   false-alarms at most 5% of the time when nothing changed; a row is significant when its Holm
-   p < 0.05. The 95% CI of the change is shown unadjusted.
-3. Verdict. REGRESSED: the mean moved the wrong way (down for accuracy and r2, up for losses,
-   mae and seconds) by more than `limit`, AND significantly. IMPROVED: the same the right way.
-   PASS: anything else with enough seeds (inside the tolerance, or not significant).
-   UNCERTAIN: beyond the tolerance but with insufficient seeds (or a speed change between
-   different CPUs/versions, see 4); it does not fail the check unless `few_seeds: tolerance`
-   was asked for, in which case the tolerance alone decides (REGRESSED/IMPROVED, noted
-   "tolerance only"). MISSING: in the baseline, absent (or without an 'ok' trial) in the
-   results; it fails the check. NEW: in the results, absent from the baseline; it does not.
+   (`harness.analysis.before_after`): PAIRED by seed on the common seeds when at least
+   `min_seeds` are shared (same seed = same initial weights and batches, so the seed's share of
+   the variance cancels), else WELCH (unpaired) when both sides have `min_seeds` values. Below
+   `min_seeds` the same rule runs with the fewest values a t test needs (2): such a row may
+   still show a regression (the t quantile at 1 or 2 degrees of freedom pays for the few seeds),
+   but it is never WITHIN (a pass resting on a spread from one or two degrees of freedom).
+2. Two one-sided tests against the tolerance (`harness.check.equivalence`, statsmodels'
+   `ttost_paired` / `ttost_ind`), 5% one-sided: REGRESSED when the change is shown worse than
+   -limit (Holm-corrected over the rows that can fail); WITHIN when it is shown better than
+   -limit (non-inferiority); IMPROVED when also shown better than +limit (informational);
+   INCONCLUSIVE otherwise, with the smallest change these seeds detect (80% power) and the seeds
+   that would decide the measured change. Every sign flips for lower-is-better metrics (losses,
+   mae, error rate, seconds). The 95% CI of the change is shown unadjusted.
+3. Seeds that agree exactly: identical values on both sides, seed by seed, are WITHIN (the
+   results were reproduced). Any other zero spread (every seed moved by exactly the same amount,
+   or two constant sides) is INCONCLUSIVE: a zero-width interval is not certainty. So is a row
+   with fewer than 2 values on a side. `few_seeds: tolerance` (or --few-seeds tolerance) lets the
+   tolerance alone decide those rows and the few-seed rows of 1 (noted "tolerance only").
+   MISSING: in the baseline, absent (or without an 'ok' trial) in the results; it fails the
+   check. NEW: in the results, absent from the baseline; it does not.
 4. Speed (train_seconds) depends on the machine. Its rows are flagged "environment-sensitive"
    when the baseline's hosts, CPU/GPU or framework versions differ from the current run's. A
-   different CPU/GPU or versions turn a speed REGRESSED/IMPROVED into UNCERTAIN (the machine,
-   not the code, may explain it); a different host name alone (CI runners get a fresh name
-   per run) only flags it. Save the speed baseline on the machine type CI runs on.
+   different CPU/GPU or versions take the row out of the Holm family (it cannot fail): a slowdown
+   or speed-up beyond the tolerance is INCONCLUSIVE (the machine, not the code, may explain it);
+   a different host name alone (CI runners get a fresh name per run) only flags it. Save the
+   speed baseline on the machine type CI runs on.
 """
 
 from __future__ import annotations
@@ -40,16 +45,29 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness import measures
-from harness.analysis.before_after import INSUFFICIENT, PAIRED, before_after
+from harness.analysis.before_after import INSUFFICIENT, MIN_PAIRS, PAIRED, before_after
+from harness.analysis.text import format_number
 from harness.check.baseline import Baseline, environment_of
+from harness.check.equivalence import (
+    IMPROVED,
+    INCONCLUSIVE,
+    MAX_SEEDS_SEARCHED,
+    REGRESSED,
+    WITHIN,
+    decide,
+    detectable_change,
+    margin_tests,
+    seeds_needed,
+)
 from harness.check.options import TIMING_METRICS, CheckOptions, Tolerance
 from harness.errors import SpecError
 
 if TYPE_CHECKING:
     from harness.analysis import Results
 
-VERDICTS = ("PASS", "REGRESSED", "IMPROVED", "UNCERTAIN", "MISSING", "NEW")  # what a checked row can come to
-FAILING_VERDICTS = ("REGRESSED", "MISSING")
+VERDICTS = (WITHIN, REGRESSED, IMPROVED, INCONCLUSIVE, "MISSING", "NEW")  # what a checked row can come to
+FAILING_VERDICTS = (REGRESSED, "MISSING")
+UNDECIDED_VERDICTS = (INCONCLUSIVE,)  # exit 0 unless --strict
 
 
 @dataclass(frozen=True)
@@ -69,12 +87,16 @@ class Verdict:
     current_n: int
     change: float  # current - baseline
     relative_change: float  # change / |baseline mean|
-    ci_low: float  # 95% CI of the change (unadjusted)
+    ci_low: float  # 95% CI of the change (unadjusted, two-sided)
     ci_high: float
-    p_value: float
-    p_holm: float
+    p_value: float  # two-sided test of no change at all (the number `harness compare` shows)
+    p_worse: float  # one-sided: worse beyond the tolerance
+    p_holm: float  # p_worse, Holm-adjusted over the rows that can fail
+    p_within: float  # one-sided: not worse beyond the tolerance (non-inferiority)
+    p_better: float  # one-sided: better beyond the tolerance
     test: str  # 'paired', 'welch', 'insufficient seeds' or '' (MISSING/NEW)
-    significant: bool
+    detectable_change: float  # INCONCLUSIVE rows: the distance from the tolerance's edge detected with 80% power
+    seeds_needed: int | None  # INCONCLUSIVE rows: seeds that would decide the measured change (None: no number)
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
@@ -177,13 +199,13 @@ def _row(
     after: Mapping[int, float] | None,
     min_seeds: int,
 ) -> dict[str, Any]:
-    """The statistics of one row, before Holm and the verdict (status '' = to be decided)."""
+    """The statistics of one row, before Holm and the outcome (status '' = to be decided)."""
     direction = measures.direction(metric)
     before, after = dict(before or {}), dict(after or {})
     mean_before = float(np.mean(list(before.values()))) if before else math.nan
     mean_after = float(np.mean(list(after.values()))) if after else math.nan
     change = mean_after - mean_before
-    row = {
+    row: dict[str, Any] = {
         "arm": arm,
         "backend": backend,
         "metric": metric,
@@ -200,10 +222,16 @@ def _row(
         "ci_low": math.nan,
         "ci_high": math.nan,
         "p_value": math.nan,
+        "p_worse": math.nan,
         "p_holm": math.nan,
+        "p_within": math.nan,
+        "p_better": math.nan,
         "test": "",
-        "significant": False,
+        "detectable_change": math.nan,
+        "seeds_needed": None,
         "notes": [],
+        "few_seeds": False,  # below min_seeds: may regress, may not pass
+        "undecided": "",  # why the seeds cannot decide this row (no test, or zero spread)
     }
     if not before:
         row["status"] = "NEW"
@@ -212,23 +240,41 @@ def _row(
         row["status"] = "MISSING"
         return row
     result = before_after(before, after, min_seeds)
+    if result.method == INSUFFICIENT:
+        row["few_seeds"] = True
+        row["seed_counts"] = (
+            f"{len(before)} baseline, {len(after)} current, {result.shared_seeds} shared seeds; a pass needs {min_seeds}"
+        )
+        result = before_after(before, after, MIN_PAIRS)
     row["test"] = result.method
     if result.method == INSUFFICIENT:
-        row["seed_counts"] = (
-            f"{len(before)} baseline, {len(after)} current, {result.shared_seeds} shared seeds; "
-            f"significance needs {min_seeds}"
-        )
+        row["undecided"] = f"a t test needs 2 seeds on a side ({row['seed_counts']})"
         return row
     if result.method == PAIRED and result.n_after < max(len(before), len(after)):
         row["notes"].append(f"paired on the {result.n_after} common seeds; the change is theirs")
         row["change"] = result.change
         row["relative_change"] = row["change"] / abs(mean_before) if mean_before != 0 else math.nan
     row.update(ci_low=result.ci_low, ci_high=result.ci_high, p_value=result.p_value)
+    paired = result.method == PAIRED
+    tests = margin_tests(
+        np.array(result.used_after), np.array(result.used_before), paired, row["limit"], direction == "higher"
+    )
+    if bool(tests.zero_spread):
+        if paired and result.used_after == result.used_before:
+            row["status"] = WITHIN
+            row["notes"].append(f"identical to the baseline on all {result.n_after} seeds")
+        else:
+            row["undecided"] = "the seeds agree exactly (zero spread): a zero-width interval is not certainty"
+        return row
+    row.update(p_worse=float(tests.p_worse), p_within=float(tests.p_not_worse), p_better=float(tests.p_better))
+    edge = -row["limit"] if direction == "higher" else row["limit"]
+    row["detectable_change"] = detectable_change(float(tests.standard_error), float(tests.degrees_of_freedom))
+    row["seeds_needed"] = seeds_needed(abs(row["change"] - edge), float(tests.seed_sd), paired)
     return row
 
 
 def compare(results: Results, baseline: Baseline, options: CheckOptions) -> list[Verdict]:
-    """Every (arm, backend, checked metric) of the results and the baseline, with its verdict.
+    """Every (arm, backend, checked metric) of the results and the baseline, with its outcome.
 
     Args:
         results: the current results (`harness.results_folder.open_results`).
@@ -241,8 +287,6 @@ def compare(results: Results, baseline: Baseline, options: CheckOptions) -> list
     Raises:
         SpecError: a checked metric is in neither the baseline nor the results.
     """
-    from harness.analysis.statistics import ALPHA, holm
-
     metrics = options.resolved_metrics(results.primary_metric)
     final = results.final()
     _check_metric_names(metrics, final, baseline)
@@ -264,46 +308,55 @@ def compare(results: Results, baseline: Baseline, options: CheckOptions) -> list
                 row["notes"].append("no 'ok' trial in the results")
             if metric in TIMING_METRICS and differences:
                 row["notes"].append("environment-sensitive: " + "; ".join(differences))
-            row["comparable"] = comparable
+            row["comparable"] = comparable or metric not in TIMING_METRICS
             rows.append(row)
-    tested = [index for index, row in enumerate(rows) if math.isfinite(row["p_value"])]
-    adjusted = holm(np.array([rows[index]["p_value"] for index in tested], dtype=np.float64))
-    for index, p_holm in zip(tested, adjusted):
-        rows[index]["p_holm"] = float(p_holm)
-        rows[index]["significant"] = bool(p_holm < ALPHA)
-    return [_decide(row, options) for row in rows]
+    p_worse = np.array([row["p_worse"] for row in rows], dtype=np.float64)
+    tested = np.isfinite(p_worse)
+    statuses, p_holm = decide(
+        p_worse,
+        np.array([row["p_within"] for row in rows], dtype=np.float64),
+        np.array([row["p_better"] for row in rows], dtype=np.float64),
+        can_fail=tested & np.array([row["comparable"] for row in rows], dtype=bool),
+        may_pass=np.array([not row["few_seeds"] for row in rows], dtype=bool),
+    )
+    for index, row in enumerate(rows):
+        row["p_holm"] = float(p_holm[index])
+        if not row["status"] and tested[index]:
+            row["status"] = str(statuses[index])
+    return [_finish(row, options) for row in rows]
 
 
-def _decide(row: dict[str, Any], options: CheckOptions) -> Verdict:
+def _worse(row: Mapping[str, Any]) -> bool:
+    return (row["change"] < 0) if row["direction"] == "higher" else (row["change"] > 0)
+
+
+def _finish(row: dict[str, Any], options: CheckOptions) -> Verdict:
+    """The notes of the decided row, the rows the seeds could not decide, and the Verdict."""
     comparable = row.pop("comparable")
     seed_counts = row.pop("seed_counts", "")
-    if not row["status"]:
-        change, limit = row["change"], row["limit"]
-        beyond = math.isfinite(change) and abs(change) > limit
-        worse = (change < 0) if row["direction"] == "higher" else (change > 0)
-        moved = "REGRESSED" if worse else "IMPROVED"
-        if not beyond:
-            row["status"] = "PASS"
-        elif row["test"] == "insufficient seeds":
-            if options.few_seeds == "tolerance":
-                row["status"] = moved
-                row["notes"].append(f"decided by the tolerance alone (few_seeds: tolerance; {seed_counts})")
-            else:
-                row["status"] = "UNCERTAIN"
-                row["notes"].append(
-                    f"{'worse' if worse else 'better'} beyond the tolerance, but {seed_counts}: add "
-                    "seeds, or pass --few-seeds tolerance to let the tolerance alone decide"
-                )
-        elif row["significant"]:
-            row["status"] = moved
-        else:
-            row["status"] = "PASS"
-            row["notes"].append(
-                f"{'worse' if worse else 'better'} beyond the tolerance but not significant "
-                f"(Holm p = {row['p_holm']:.3g})"
-            )
-        if row["metric"] in TIMING_METRICS and not comparable and row["status"] in ("REGRESSED", "IMPROVED"):
-            row["status"] = "UNCERTAIN"
-            row["notes"].append("speed compared across different CPUs/GPUs or versions: not decided")
+    few_seeds = row.pop("few_seeds")
+    undecided = row.pop("undecided")
+    if not row["status"]:  # not tested: fewer than 2 seeds on a side, or zero spread
+        row["status"] = INCONCLUSIVE
+        row["notes"].append(f"not decided by the seeds: {undecided}")
+    if row["status"] == INCONCLUSIVE and options.few_seeds == "tolerance" and (few_seeds or undecided):
+        beyond = math.isfinite(row["change"]) and abs(row["change"]) > row["limit"]
+        row["status"] = (REGRESSED if _worse(row) else IMPROVED) if beyond else WITHIN
+        row["notes"].append(
+            f"decided by the tolerance alone (few_seeds: tolerance{'; ' + seed_counts if seed_counts else ''})"
+        )
+    elif row["status"] == INCONCLUSIVE and not comparable:
+        row["notes"].append("speed compared across different CPUs/GPUs or versions: it cannot fail the check")
+    elif row["status"] == INCONCLUSIVE and few_seeds and row["p_within"] < 0.05:
+        row["notes"].append(f"inside the tolerance, but {seed_counts}")
+    if row["status"] == INCONCLUSIVE and math.isfinite(row["detectable_change"]):
+        needed = row["seeds_needed"]
+        seeds = f"about {needed} seeds" if needed is not None else f"more than {MAX_SEEDS_SEARCHED} seeds"
+        edge = -row["limit"] if row["direction"] == "higher" else row["limit"]
+        row["notes"].append(
+            f"inconclusive: these seeds detect a true change {format_number(row['detectable_change'], 3)} or more "
+            f"beyond the tolerance's edge ({format_number(edge, 3)}) with 80% power; {seeds} would decide "
+            f"the measured change {format_number(row['change'], 3)}"
+        )
     row["notes"] = tuple(row["notes"])
     return Verdict(**row)

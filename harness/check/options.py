@@ -6,8 +6,8 @@ In a suite (every key optional):
       test_accuracy: {tolerance: 0.01}     # absolute: may drop by up to 0.01
       train_seconds: {tolerance: 20%}      # relative: may grow by up to 20% of the baseline mean
       test_loss: 5%                        # shorthand for {tolerance: 5%}
-      min_seeds: 3                         # fewer seeds on either side: significance cannot be claimed
-      few_seeds: pass                      # then: 'pass' (report UNCERTAIN, exit 0) or 'tolerance'
+      min_seeds: 3                         # fewer seeds on either side: never WITHIN (a regression still shows)
+      few_seeds: pass                      # rows no test can decide: 'pass' (INCONCLUSIVE) or 'tolerance'
 
 On the command line, `--fail-on test_accuracy:1%` (repeatable) adds a metric or replaces the
 suite's tolerance for it: the CLI wins. A tolerance is a number (absolute, in the metric's
@@ -36,8 +36,8 @@ CHECKABLE_METRICS = RECORDED_METRICS + TIMING_METRICS
 
 DEFAULT_METRIC_TOLERANCE = "1%"  # the primary metric, when nothing is configured
 DEFAULT_SPEED_TOLERANCE = "20%"  # train_seconds, when nothing is configured
-# Below 3 seeds the t quantile of a 95% interval is >= 4.3 (2 seeds: 12.7 paired) and the spread
-# itself is estimated from one or two degrees of freedom: a "significant" verdict would be luck.
+# Below 3 seeds the spread is estimated from one degree of freedom: a t test still holds its level
+# (so a regression can be shown), but a WITHIN verdict would rest on that one degree of freedom.
 DEFAULT_MIN_SEEDS = 3
 FEW_SEEDS_RULES = ("pass", "tolerance")
 RESERVED_KEYS = ("min_seeds", "few_seeds")

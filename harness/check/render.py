@@ -1,9 +1,11 @@
 """The outcome of `harness check`: its exit code, a plain aligned-text report and the --json document.
 
-Exit codes: 0 every row passes and every claim holds; 1 a REGRESSED or MISSING row, or a false
-claim; 3 some checked trials failed, diverged or timed out (it takes precedence over 1: the
-verdicts were computed without those trials, so fix the run first); 2 is raised earlier, for
-bad input (HarnessError).
+Exit codes: 0 nothing failed (every row WITHIN, IMPROVED or NEW, every claim holds; or some rows
+INCONCLUSIVE or claims undecided, which the result line says: `result: INCONCLUSIVE`, never PASS);
+1 a REGRESSED or MISSING row, or a false claim; 3 some checked trials failed, diverged or timed out
+(it takes precedence over 1: the verdicts were computed without those trials, so fix the run
+first); 5 with --strict, some row INCONCLUSIVE or claim undecided and nothing worse; 2 is raised
+earlier, for bad input (HarnessError).
 """
 
 from __future__ import annotations
@@ -19,11 +21,18 @@ import pandas as pd
 
 from harness.analysis.text import format_number, render_table
 from harness.check.baseline import Baseline
+from harness.check.equivalence import ALPHA, MAX_SEEDS_SEARCHED, POWER
 from harness.check.evidence import ClaimResult
-from harness.check.gate import FAILING_VERDICTS, VERDICTS, Verdict
+from harness.check.gate import FAILING_VERDICTS, UNDECIDED_VERDICTS, VERDICTS, Verdict
 from harness.check.options import CheckOptions
 
-EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_TRIALS = 0, 1, 2, 3
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_TRIALS, EXIT_INCONCLUSIVE = (
+    0,
+    1,
+    2,
+    3,
+    5,
+)  # 4 is `harness run`'s (code changed on disk)
 
 
 @dataclass(frozen=True)
@@ -36,14 +45,28 @@ class CheckOutcome:
     claims: Sequence[ClaimResult] = field(default_factory=tuple)
     trials_not_ok: pd.DataFrame | None = None  # Results.failures(): the checked trials whose status is not 'ok'
     baseline: Baseline | None = None
+    strict: bool = False  # --strict: an INCONCLUSIVE row or an undecided claim exits EXIT_INCONCLUSIVE
 
     @property
     def failing_rows(self) -> list[Verdict]:
         return [verdict for verdict in self.verdicts if verdict.status in FAILING_VERDICTS]
 
     @property
+    def inconclusive_rows(self) -> list[Verdict]:
+        return [verdict for verdict in self.verdicts if verdict.status in UNDECIDED_VERDICTS]
+
+    @property
     def false_claims(self) -> list[ClaimResult]:
-        return [claim for claim in self.claims if not claim.passed]
+        return [claim for claim in self.claims if not claim.passed and not claim.undecided]
+
+    @property
+    def undecided_claims(self) -> list[ClaimResult]:
+        return [claim for claim in self.claims if claim.undecided]
+
+    @property
+    def inconclusive(self) -> bool:
+        """Some row or claim the seeds could not decide (and nothing failed)."""
+        return bool(self.inconclusive_rows or self.undecided_claims)
 
     @property
     def exit_code(self) -> int:
@@ -51,7 +74,17 @@ class CheckOutcome:
             return EXIT_TRIALS
         if self.failing_rows or self.false_claims:
             return EXIT_FAIL
+        if self.strict and self.inconclusive:
+            return EXIT_INCONCLUSIVE
         return EXIT_PASS
+
+    @property
+    def result(self) -> str:
+        """PASS, FAIL, INCONCLUSIVE or TRIALS NOT OK: never PASS when anything is inconclusive."""
+        code = self.exit_code
+        if code in (EXIT_PASS, EXIT_INCONCLUSIVE):
+            return "INCONCLUSIVE" if self.inconclusive else "PASS"
+        return {EXIT_FAIL: "FAIL", EXIT_TRIALS: "TRIALS NOT OK"}[code]
 
 
 def _number(value: float) -> str:
@@ -92,7 +125,8 @@ def verdict_table(verdicts: Sequence[Verdict]) -> str:
             else verdict.tolerance,
             "95% CI of change": _interval_text(verdict.ci_low, verdict.ci_high),
             "test": verdict.test or "-",
-            "p (Holm)": format_number(verdict.p_holm, 2),
+            "p worse (Holm)": format_number(verdict.p_holm, 2),
+            "p within": format_number(verdict.p_within, 2),
             "status": verdict.status,
         }
         for verdict in verdicts
@@ -108,7 +142,8 @@ def verdict_table(verdicts: Sequence[Verdict]) -> str:
         "tolerance",
         "95% CI of change",
         "test",
-        "p (Holm)",
+        "p worse (Holm)",
+        "p within",
         "status",
     ]
     return render_table(pd.DataFrame(rows, columns=columns))
@@ -116,15 +151,20 @@ def verdict_table(verdicts: Sequence[Verdict]) -> str:
 
 def claim_lines(result: ClaimResult) -> list[str]:
     """A claim's PASS/FAIL line and one line of numbers per backend."""
-    lines = [f"{'PASS' if result.passed else 'FAIL'}  {result.claim.text}"]
+    word = "UNDECIDED" if result.undecided else "PASS" if result.passed else "FAIL"
+    lines = [f"{word}  {result.claim.text}"]
     for outcome in result.outcomes:
         operands = ", ".join(f"{name} {_number(mean)}" for name, mean in outcome.operand_means.items())
+        if outcome.log_ratio:
+            measured = f"left / right = {_number(outcome.ratio)} (geometric mean over seeds)"
+        else:
+            measured = f"left - right = {_number(outcome.margin_mean)}"
         numbers = (
             f"left {_number(outcome.left_mean)}, right {_number(outcome.right_mean)}; "
-            f"left - right = {_number(outcome.margin_mean)}, 95% CI {_interval_text(outcome.ci_low, outcome.ci_high)}, "
-            f"n={outcome.n} seeds"
+            f"{measured}, 95% CI {_interval_text(outcome.ci_low, outcome.ci_high)}, n={outcome.n} seeds"
         )
-        lines.append(f"      [{outcome.backend}] {'pass' if outcome.passed else 'FAIL'}: {numbers}: {outcome.reason}")
+        state = "undecided" if outcome.undecided else "pass" if outcome.passed else "FAIL"
+        lines.append(f"      [{outcome.backend}] {state}: {numbers}: {outcome.reason}")
         if operands:
             lines.append(f"      [{outcome.backend}] means over those seeds: {operands}")
     if not result.outcomes:
@@ -157,17 +197,14 @@ def render_text(outcome: CheckOutcome) -> str:
         where = outcome.baseline.path if outcome.baseline.path is not None else "(baseline)"
         lines.append(f"check: suite {outcome.suite!r} against {where} (saved {outcome.baseline.created_at})")
         lines.append(
-            "rule: REGRESSED = moved the wrong way beyond the tolerance AND significant (95%, Holm-corrected over "
-            f"the rows); paired by seed when >= {options.min_seeds} seeds are shared, Welch otherwise; fewer than "
-            f"{options.min_seeds} seeds on a side: {'tolerance only' if options.few_seeds == 'tolerance' else 'UNCERTAIN'}."
+            "rule: the tolerance is a region of practical equivalence; two one-sided t tests per row "
+            f"({ALPHA:.0%} each): REGRESSED = shown worse beyond the tolerance (Holm-corrected over the rows "
+            "that can fail); WITHIN = shown not worse beyond it; IMPROVED = shown better beyond it; "
+            f"INCONCLUSIVE = neither. Paired by seed when >= {options.min_seeds} seeds are shared, Welch "
+            f"otherwise; fewer than {options.min_seeds} seeds on a side: never WITHIN"
+            f"{' (tolerance only when no test is possible)' if options.few_seeds == 'tolerance' else ''}."
         )
         lines.append(verdict_table(outcome.verdicts) if outcome.verdicts else "(no rows to compare)")
-        few = sum(verdict.test == "insufficient seeds" for verdict in outcome.verdicts)
-        if few:
-            lines.append(
-                f"{few} row(s) have fewer than {options.min_seeds} seeds on a side: a change there cannot be "
-                "shown significant (add seeds to the suite)."
-            )
         noted = [verdict for verdict in outcome.verdicts if verdict.notes]
         if noted:
             lines.append("notes:")
@@ -184,22 +221,60 @@ def render_text(outcome: CheckOutcome) -> str:
             "above leave them out:"
         )
         lines += _trial_lines(failures)
+    lines += inconclusive_lines(outcome)
     lines.append(result_line(outcome))
     return "\n".join(lines)
 
 
+def inconclusive_lines(outcome: CheckOutcome) -> list[str]:
+    """What the seeds could not decide, one line each, with the change they could have detected."""
+    rows, claims = outcome.inconclusive_rows, outcome.undecided_claims
+    if not (rows or claims):
+        return []
+    consequence = (
+        f"--strict: exit {EXIT_INCONCLUSIVE}"
+        if outcome.strict
+        else f"exit 0 without --strict; --strict makes it exit {EXIT_INCONCLUSIVE}"
+    )
+    lines = [
+        f"INCONCLUSIVE: {len(rows)} row(s) and {len(claims)} claim(s) that these seeds cannot decide ({consequence}):"
+    ]
+    for verdict in rows:
+        edge = -verdict.limit if verdict.direction == "higher" else verdict.limit
+        if math.isfinite(verdict.detectable_change):
+            needed = (
+                f"~{verdict.seeds_needed} seeds would decide it"
+                if verdict.seeds_needed is not None
+                else f"more than {MAX_SEEDS_SEARCHED} seeds would (the change is that close to the edge)"
+            )
+            detail = (
+                f"change {_signed(verdict.change)}; detectable at these seeds: {_number(verdict.detectable_change)} "
+                f"beyond the edge {_signed(edge)} ({POWER:.0%} power); {needed}"
+            )
+        else:
+            detail = f"change {_signed(verdict.change)}; " + "; ".join(
+                note for note in verdict.notes if "environment" in note or "not decided" in note or "speed" in note
+            )
+        lines.append(f"  {verdict.arm} / {verdict.backend} / {verdict.metric}: {detail}")
+    lines += [f"  claim {result.claim.text!r}: undecided" for result in claims]
+    return lines
+
+
 def result_line(outcome: CheckOutcome) -> str:
-    """'result: PASS/FAIL ...' with the counts and the exit code."""
+    """'result: PASS/FAIL/INCONCLUSIVE ...' with the counts and the exit code (never PASS with an inconclusive row)."""
     counts = Counter(verdict.status for verdict in outcome.verdicts)
     parts = [f"{counts[status]} {status}" for status in VERDICTS if counts[status]]
     if outcome.claims:
-        parts.append(f"{len(outcome.claims) - len(outcome.false_claims)}/{len(outcome.claims)} claims hold")
+        parts.append(
+            f"{len(outcome.claims) - len(outcome.false_claims) - len(outcome.undecided_claims)}"
+            f"/{len(outcome.claims)} claims hold"
+        )
+        if outcome.undecided_claims:
+            parts.append(f"{len(outcome.undecided_claims)} undecided")
     failing = [f"{v.arm} / {v.backend} / {v.metric} {v.status}" for v in outcome.failing_rows]
     failing += [f"claim {result.claim.text!r} FAILED" for result in outcome.false_claims]
-    code = outcome.exit_code
-    word = {EXIT_PASS: "PASS", EXIT_FAIL: "FAIL", EXIT_TRIALS: "TRIALS NOT OK"}[code]
     detail = f": {'; '.join(failing)}" if failing else ""
-    return f"result: {word} ({', '.join(parts) or 'nothing compared'}){detail} -> exit {code}"
+    return f"result: {outcome.result} ({', '.join(parts) or 'nothing compared'}){detail} -> exit {outcome.exit_code}"
 
 
 def outcome_document(outcome: CheckOutcome) -> dict[str, Any]:
@@ -227,7 +302,8 @@ def outcome_document(outcome: CheckOutcome) -> dict[str, Any]:
     return {
         "suite": outcome.suite,
         "exit_code": outcome.exit_code,
-        "result": {EXIT_PASS: "pass", EXIT_FAIL: "fail", EXIT_TRIALS: "trials not ok"}[outcome.exit_code],
+        "result": outcome.result.lower(),
+        "strict": outcome.strict,
         "baseline": None
         if baseline is None
         else {"path": str(baseline.path), "suite": baseline.suite, "created_at": baseline.created_at},
@@ -235,7 +311,9 @@ def outcome_document(outcome: CheckOutcome) -> dict[str, Any]:
             "min_seeds": outcome.options.min_seeds,
             "few_seeds": outcome.options.few_seeds,
             "confidence": 0.95,
-            "correction": "holm",
+            "one_sided_alpha": ALPHA,
+            "power": POWER,
+            "correction": "holm (p_worse, over the rows that can fail)",
         },
         "counts": dict(Counter(verdict.status for verdict in outcome.verdicts)),
         "verdicts": [verdict.to_dict() for verdict in outcome.verdicts],

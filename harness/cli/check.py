@@ -19,22 +19,29 @@ if TYPE_CHECKING:  # pandas loads only when the command runs
 
 CHECK_EPILOG = """\b
 Exit codes:
-  0  every checked metric passes and every claim holds
+  0  nothing failed: every checked metric WITHIN its tolerance (or IMPROVED, NEW)
+     and every claim holds; or some row INCONCLUSIVE / claim undecided, which the
+     result line says (`result: INCONCLUSIVE`, never PASS)
   1  a metric REGRESSED or is MISSING from the results, or a claim is false
   2  bad input: suite, flags, store, or the baseline file (missing, truncated,
      another schema version, another suite's); nothing is compared
   3  some checked trials failed, diverged or timed out (takes precedence over 1)
+  5  --strict only: some row INCONCLUSIVE or claim undecided (1 and 3 take precedence)
 
 \b
-Verdicts, per arm x backend x metric:
-  PASS       inside the tolerance, or not a significant change
-  REGRESSED  moved the wrong way beyond the tolerance AND significant over seeds
-             (95%, Holm-corrected; paired by seed when seeds match, Welch otherwise)
-  IMPROVED   the same, the right way
-  UNCERTAIN  beyond the tolerance, but fewer than --min-seeds seeds on a side
-             (or a speed change across different CPUs/versions); does not fail
-  MISSING    in the baseline, not in the results (fails)
-  NEW        in the results, not in the baseline (does not fail)
+Verdicts, per arm x backend x metric (the tolerance is a region of practical
+equivalence; two one-sided t tests at 5%, paired by seed when seeds match,
+Welch otherwise):
+  WITHIN        shown not worse than the tolerance allows
+  REGRESSED     shown worse beyond the tolerance (Holm-corrected over the rows
+                that can fail)
+  IMPROVED      shown better beyond the tolerance (does not fail)
+  INCONCLUSIVE  neither: the seeds cannot tell. Prints the smallest change these
+                seeds detect (80% power) and about how many seeds would decide
+                it; also fewer than --min-seeds seeds (never WITHIN), seeds that
+                agree exactly, and speed across different CPUs/versions
+  MISSING       in the baseline, not in the results (fails)
+  NEW           in the results, not in the baseline (does not fail)
 
 \b
 Metrics checked: the suite's `check:` block plus --fail-on (the CLI wins);
@@ -63,14 +70,21 @@ when neither names one: the primary metric at 1% and train_seconds at 20%.
     "--min-seeds",
     type=int,
     default=None,
-    help="Seeds needed on each side to call a change significant (default 3, or the suite's check.min_seeds).",
+    help="Seeds needed on each side for a WITHIN verdict (default 3, or the suite's check.min_seeds); "
+    "fewer can still show a regression.",
 )
 @click.option(
     "--few-seeds",
     type=click.Choice(["pass", "tolerance"]),
     default=None,
-    help="Below --min-seeds: 'pass' reports UNCERTAIN and does not fail (default); 'tolerance' lets the "
-    "tolerance alone decide.",
+    help="Rows the seeds cannot test (fewer than --min-seeds, or seeds that agree exactly): 'pass' reports "
+    "them INCONCLUSIVE (default); 'tolerance' lets the tolerance alone decide.",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail with exit code 5 when a row is INCONCLUSIVE or a claim undecided (default: exit 0, and the "
+    "result line says INCONCLUSIVE).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON (the same verdicts and exit code).")
 @click.option(
@@ -86,6 +100,7 @@ def check(
     fail_on: Sequence[str],
     min_seeds: int | None,
     few_seeds: str | None,
+    strict: bool,
     as_json: bool,
     store_dir: Path | None,
 ) -> None:
@@ -94,6 +109,7 @@ def check(
     \b
     Examples:
       harness check suites/smoke.yaml --baseline baselines/smoke.json
+      harness check suites/smoke.yaml --baseline baselines/smoke.json --strict   # inconclusive fails (5)
       harness check suites/smoke.yaml --baseline baselines/smoke.json --fail-on test_accuracy:0.02 --json
       harness check suites/initializers.yaml          # claims only
     """
@@ -123,6 +139,7 @@ def check(
         claims=claims,
         trials_not_ok=results.failures(),
         baseline=loaded,
+        strict=strict,
     )
     click.echo(render_json(outcome) if as_json else render_text(outcome))
     _warn_about_environments(results.trials)
