@@ -9,16 +9,19 @@ that draw nothing are enumerated from the registry (harness.spec.LAYERS), so a n
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from helpers.specs import trial_spec
 
 from harness.adapters.loop import train_trial
+from harness.analysis.comparisons import compare_arms
 from harness.data import load_dataset, resolve_dataset
 from harness.errors import SpecError
-from harness.spec import LAYERS, RegularizerSpec, initial_weights
+from harness.spec import LAYERS, DatasetSpec, RegularizerSpec, initial_weights
 from harness.spec.init import draws_random, init_keys, init_pairing
 from harness.spec.layers import infer_layer, resolve_layer
 
@@ -232,3 +235,51 @@ def test_iris_dropout_grid_starts_from_one_train_loss(adapter):
         result = train_trial(spec, adapter, dataset)
         losses.append(next(value for epoch, name, value in result.metrics if epoch == 0 and name == "train_loss"))
     np.testing.assert_allclose(losses, losses[0], rtol=1e-6)
+
+
+# --- the comparisons table says whether each comparison's arms shared initial weights ------------------------
+
+
+def test_comparisons_say_whether_the_arms_shared_initial_weights():
+    iris = DatasetSpec("iris")
+    arms = {
+        "none": iris_mlp(0.0, dataset=iris),
+        "dropout": iris_mlp(0.5, dataset=iris),
+        "deeper": iris_mlp(hidden=(8, 8), dataset=iris),
+        "xavier": iris_mlp(initializer="xavier_uniform", dataset=iris),
+    }
+    rows = [
+        {
+            "arm": arm,
+            "backend": "torch",
+            "seed": seed,
+            "status": "ok",
+            "test_accuracy": 0.5 + 0.01 * seed + 0.1 * index,
+            "spec": dataclasses.replace(spec, seed=seed).to_json(),
+        }
+        for index, (arm, spec) in enumerate(arms.items())
+        for seed in range(3)
+    ]
+    final = pd.DataFrame(rows)
+    table = compare_arms(
+        final,
+        metric="test_accuracy",
+        references=dict.fromkeys(arms, "none"),
+        arms=list(arms),
+        backends=["torch"],
+        axes=[],
+    )
+    assert dict(zip(table["arm"], table["initial_weights"])) == {
+        "dropout": "identical",
+        "deeper": "partly (layers 1.dense differ)",
+        "xavier": "no",
+    }
+    without_specs = compare_arms(
+        final.drop(columns="spec"),
+        metric="test_accuracy",
+        references=dict.fromkeys(arms, "none"),
+        arms=list(arms),
+        backends=["torch"],
+        axes=[],
+    )
+    assert set(without_specs["initial_weights"]) == {"-"}

@@ -15,6 +15,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from harness.analysis.pairing import initial_weights_pairing
 from harness.analysis.statistics import ALPHA, holm, paired_test
 from harness.measures import DIVERGED, OK, SPEED_METRIC, is_higher_better
 
@@ -35,6 +36,7 @@ COMPARISON_COLUMNS = (
     "cohens_dz",
     "significant",
     "verdict",
+    "initial_weights",
 )
 BACKEND_DELTA_COLUMNS = (
     "arm",
@@ -95,6 +97,7 @@ def compare_arms(
     arms: Sequence[str],
     backends: Sequence[str],
     axes: Sequence[str],
+    trials: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Every arm vs its own reference arm on `metric`, per backend, paired by seed.
 
@@ -106,6 +109,8 @@ def compare_arms(
     p_holm is Holm-adjusted over every row of the returned table (the whole grid x backends for
     this metric); significant means p_holm < ALPHA (0.05). Cohen's d_z = mean(d) / std(d).
     The verdict says 'better'/'worse' in the metric's own direction (higher accuracy, lower loss).
+    initial_weights says whether the two arms' layers started from identical tensors (identical,
+    partly (layers X differ), no; '-' without `trials` holding the stored specs: harness.analysis.pairing).
     """
     cells = values_by_cell(final, metric)
     present = first_rows(final, ["arm", "backend"])
@@ -134,6 +139,7 @@ def compare_arms(
     table["p_holm"] = holm(table["p_value"].to_numpy(dtype=np.float64)) if len(table) else []
     table["significant"] = (table["p_holm"] < ALPHA).astype(bool)
     table["verdict"] = [_verdict(row, metric) for row in table.to_dict("records")]
+    table["initial_weights"] = initial_weights_pairing(trials if trials is not None else final, rows)
     return table
 
 

@@ -386,6 +386,7 @@ class Results:
                 arms=self.arms,
                 backends=self.backends,
                 axes=self.axes,
+                trials=self.trials,
             ),
         )
 

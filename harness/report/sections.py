@@ -115,6 +115,7 @@ def comparisons_table(results: Results) -> DisplayTable:
             _p_value(row["p_holm"]),
             format_number(row["cohens_dz"], 3),
             row["verdict"],
+            row["initial_weights"],
         ]
         for row in table.to_dict("records")
     ]
@@ -128,7 +129,9 @@ def comparisons_table(results: Results) -> DisplayTable:
         "comparisons",
         f"Comparisons vs {reference}",
         f"{results.primary_metric}: arm minus {minus} on the same seed and backend; paired t-test "
-        "(scipy.stats.ttest_rel), p Holm-corrected over the whole table, effect size Cohen's d_z.",
+        "(scipy.stats.ttest_rel), p Holm-corrected over the whole table, effect size Cohen's d_z. "
+        "Initial weights: whether the two arms' layers started from identical tensors at each seed "
+        "(identical; partly, naming the layers that differ; no).",
         [
             "arm",
             *(["reference"] if options.per_axis else []),
@@ -140,6 +143,7 @@ def comparisons_table(results: Results) -> DisplayTable:
             "p (Holm)",
             "d_z",
             "verdict",
+            "initial weights",
         ],
         rows,
     )
