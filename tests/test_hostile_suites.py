@@ -129,6 +129,40 @@ def test_hostile_file_is_refused_quickly_with_a_located_message(name, tmp_path):
     assert not store.exists()  # nothing written
 
 
+SUITE_LIMITS = {
+    # name: (file content, line of the error, text the message must hold): refused after parsing, before expanding
+    "seeds-past-a-machine-int": (
+        SMOKE.replace("seeds: 3", "seeds: 99999999999999999999"),
+        12,
+        "over the limit of 1000",
+    ),
+    "a-million-cells": (
+        SMOKE.replace("grid:\n", "grid:\n  training.epochs: [" + ", ".join(map(str, range(1, 1001))) + "]\n"),
+        14,
+        "1000 x 2 = 2,000 cells, over the limit of 1000",
+    ),
+    "too-many-trials": (
+        SMOKE.replace("seeds: 3", "seeds: 1000").replace(
+            "grid:\n", "grid:\n  training.epochs: [" + ", ".join(map(str, range(1, 101))) + "]\n"
+        ),
+        14,
+        "= 400,000 trials, over the limit of 100,000",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", SUITE_LIMITS)
+def test_suites_that_would_expand_to_too_much_work_are_refused_quickly(name, tmp_path):
+    from harness.suite import load_suite
+
+    content, line, expected = SUITE_LIMITS[name]
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(content)
+    with time_bound(CASE_SECONDS, name), pytest.raises(HarnessError) as raised:
+        load_suite(path)
+    assert str(raised.value).startswith(f"{path}:{line}: ") and expected in str(raised.value), str(raised.value)
+
+
 def test_an_endless_file_is_refused_at_the_size_limit():
     with time_bound(5, "/dev/zero"), pytest.raises(HarnessError, match="over 1024 KiB"):
         load_yaml(Path("/dev/zero"))

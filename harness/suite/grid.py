@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ AXIS_FIELDS = ("dataset", "model", "loss", "optimizer", "initializer", "regulari
 COMPONENT_FIELDS = ("dataset", "loss", "optimizer", "initializer")
 MERGED_FIELDS = ("regularizer", "training")
 ZIP = "zip"
+MAX_CELLS = 1000  # before exclusions; each cell is resolved completely at load (the shipped suites have at most 20)
 
 _SEGMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*|\d+)((?:\[\d+\])*)$")
 
@@ -263,6 +265,14 @@ def expand_grid(axes: tuple[Axis, ...], exclude: list[Mapping[str, Any]] | None)
         if exclude:
             raise SuiteIssue(("exclude",), "there is no grid to exclude cells from. Remove `exclude`, or add a `grid`.")
         return (Cell("base", (), ()),)
+    sizes = [len(axis.variants) for axis in axes]
+    if math.prod(sizes) > MAX_CELLS:  # checked before the product is built: 6 axes of 100 values are 10^12 cells
+        raise SuiteIssue(
+            ("grid",),
+            f"{' x '.join(map(str, sizes))} = {math.prod(sizes):,} cells, over the limit of {MAX_CELLS} (every cell is "
+            "a separate experiment, each run for every seed and backend). Use fewer axes or fewer values per axis, or "
+            "split the suite.",
+        )
     combinations = [tuple(zip(axes, choice)) for choice in itertools.product(*(axis.variants for axis in axes))]
     labels_of = [{axis.key: variant.label for axis, variant in combination} for combination in combinations]
     keep = [True] * len(combinations)

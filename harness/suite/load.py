@@ -42,6 +42,7 @@ from harness.suite.schema import (
 from harness.suite.yaml_source import KeyPath, SourceMap, SuiteIssue, display_path, load_yaml, split_path_prefix
 
 DEFAULT_BACKENDS = ("torch",)
+MAX_TRIALS = 100_000  # cells x backends x seeds; the shipped suites have at most 60
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,13 @@ def _build(
         seen[template.hash] = cell.arm
     if errors.found or top is None or suite_seeds is None or suite_backends is None:
         return None
+    count = len(cells) * len(suite_backends) * len(suite_seeds)
+    if count > MAX_TRIALS:
+        raise SuiteIssue(
+            ("grid",) if axes else ("seeds",),
+            f"{len(cells)} cells x {len(suite_backends)} backends x {len(suite_seeds)} seeds = {count:,} trials, over "
+            f"the limit of {MAX_TRIALS:,} for one suite. Use fewer seeds or grid values, or split the suite.",
+        )
 
     trials = tuple(
         Trial(top.name, cell.arm, cell.labels, dataclasses.replace(template, seed=seed, backend=backend))

@@ -25,6 +25,7 @@ from harness.spec.types import INIT_MODES
 from harness.suite.yaml_source import KeyPath, SuiteIssue, display_path
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"  # it names a results folder: no '/', '..', spaces or leading '-'
+MAX_SEEDS = 1000  # per suite; a seed reruns every cell, and the shipped suites use at most 5
 DEVICE_PATTERN = re.compile(r"^(cpu|auto|cuda|cuda:\d+)$")
 
 
@@ -181,6 +182,13 @@ def parse_seeds(raw: Any, path: KeyPath) -> tuple[int, ...]:
         SuiteIssue: not an int > 0 nor a non-empty list of unique ints >= 0.
     """
     expected = "a count > 0 (seeds: 3 means seeds 0, 1, 2) or a list of distinct integers >= 0 (seeds: [0, 1, 2])"
+    count = raw if _is_int(raw) else len(raw) if isinstance(raw, (list, tuple)) else 0
+    if count > MAX_SEEDS:
+        raise SuiteIssue(
+            path,
+            f"{count} seeds is over the limit of {MAX_SEEDS} (each seed reruns every cell; 3 to 10 are usual). "
+            "Use fewer seeds.",
+        )
     if _is_int(raw):
         if raw <= 0:
             raise SuiteIssue(path, f"expected {expected}, got {received(raw)}.")
