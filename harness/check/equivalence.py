@@ -17,9 +17,11 @@ The outcomes, at ALPHA = 5% one-sided:
     WITHIN        p_not_worse < ALPHA (no correction: every row must show it on its own, which is
                   the intersection-union rule, valid without adjustment).
     IMPROVED      WITHIN and p_better < ALPHA.
-    INCONCLUSIVE  neither: the seeds cannot tell. The row then carries the smallest change it
-                  could have detected, (t_{1-ALPHA} + t_{POWER}) * standard error (80% power), and
-                  the seeds that would decide a true change equal to the one measured.
+    INCONCLUSIVE  neither: the seeds cannot tell. The row then carries the smallest regression it
+                  could have detected, (t_{1-a} + t_{POWER}) * standard error beyond the edge (80%
+                  power, a = ALPHA / m, Holm's first step over m rows that can fail), and the
+                  seeds that would decide a true change equal to the one measured (at a when it
+                  is beyond the edge, at ALPHA and at least the check's min_seeds when inside).
 
 All functions take arrays with seeds along axis 0 and any shape after it, so the simulation
 tests run thousands of replicates through the same code as `harness check`.
@@ -155,25 +157,26 @@ def decide(
     return statuses, p_holm
 
 
-def _quantile_sum(degrees_of_freedom: np.ndarray | float) -> np.ndarray:
-    return np.asarray(stats.t.ppf(1 - ALPHA, degrees_of_freedom) + stats.t.ppf(POWER, degrees_of_freedom))
+def _quantile_sum(degrees_of_freedom: np.ndarray | float, alpha: float) -> np.ndarray:
+    return np.asarray(stats.t.ppf(1 - alpha, degrees_of_freedom) + stats.t.ppf(POWER, degrees_of_freedom))
 
 
-def detectable_change(standard_error: float, degrees_of_freedom: float) -> float:
-    """The smallest true distance from the tolerance's edge these seeds detect with POWER (one-sided ALPHA):
-    (t_{1-ALPHA, df} + t_{POWER, df}) * standard error."""
+def detectable_change(standard_error: float, degrees_of_freedom: float, alpha: float = ALPHA) -> float:
+    """The smallest true distance from the tolerance's edge these seeds detect with POWER at one-sided
+    level `alpha`: (t_{1-alpha, df} + t_{POWER, df}) * standard error. For a regression, `alpha` is the bar
+    of Holm's first step, ALPHA / (rows that can fail)."""
     if not (math.isfinite(standard_error) and degrees_of_freedom > 0):
         return math.nan
-    return float(_quantile_sum(degrees_of_freedom) * standard_error)
+    return float(_quantile_sum(degrees_of_freedom, alpha) * standard_error)
 
 
-def seeds_needed(gap: float, seed_sd: float, paired: bool) -> int | None:
-    """The fewest seeds (pairs, or seeds per side for Welch) that detect a true distance `gap` from the
-    tolerance's edge with POWER, for this per-seed sd; None when no number up to MAX_SEEDS_SEARCHED does
-    (a gap of 0: the change sits on the edge)."""
+def seeds_needed(gap: float, seed_sd: float, paired: bool, alpha: float = ALPHA, least: int = 2) -> int | None:
+    """The fewest seeds (pairs, or seeds per side for Welch), at least `least`, that detect a true distance
+    `gap` from the tolerance's edge with POWER at one-sided level `alpha`, for this per-seed sd; None when no
+    number up to MAX_SEEDS_SEARCHED does (the change sits on the edge, or nearly)."""
     if not (math.isfinite(gap) and math.isfinite(seed_sd)) or gap <= 0:
         return None
-    n = np.arange(2, MAX_SEEDS_SEARCHED + 1, dtype=np.float64)
+    n = np.arange(max(2, least), MAX_SEEDS_SEARCHED + 1, dtype=np.float64)
     degrees_of_freedom = n - 1 if paired else 2 * (n - 1)  # Welch with equal sides and spreads: 2(n - 1)
-    enough = np.flatnonzero(_quantile_sum(degrees_of_freedom) * seed_sd / np.sqrt(n) <= gap)
+    enough = np.flatnonzero(_quantile_sum(degrees_of_freedom, alpha) * seed_sd / np.sqrt(n) <= gap)
     return int(n[enough[0]]) if len(enough) else None

@@ -49,6 +49,7 @@ from harness.analysis.before_after import INSUFFICIENT, MIN_PAIRS, PAIRED, befor
 from harness.analysis.text import format_number
 from harness.check.baseline import Baseline, environment_of
 from harness.check.equivalence import (
+    ALPHA,
     IMPROVED,
     INCONCLUSIVE,
     MAX_SEEDS_SEARCHED,
@@ -267,10 +268,20 @@ def _row(
             row["undecided"] = "the seeds agree exactly (zero spread): a zero-width interval is not certainty"
         return row
     row.update(p_worse=float(tests.p_worse), p_within=float(tests.p_not_worse), p_better=float(tests.p_better))
-    edge = -row["limit"] if direction == "higher" else row["limit"]
-    row["detectable_change"] = detectable_change(float(tests.standard_error), float(tests.degrees_of_freedom))
-    row["seeds_needed"] = seeds_needed(abs(row["change"] - edge), float(tests.seed_sd), paired)
+    row["spread"] = (float(tests.standard_error), float(tests.degrees_of_freedom), float(tests.seed_sd), paired)
     return row
+
+
+def _power_numbers(row: dict[str, Any], family: int, min_seeds: int) -> None:
+    """The detectable change and the seeds needed of a tested row (see harness.check.equivalence)."""
+    standard_error, degrees_of_freedom, seed_sd, paired = row["spread"]
+    regression_alpha = ALPHA / max(family, 1)  # the bar of Holm's first step
+    edge = -row["limit"] if row["direction"] == "higher" else row["limit"]
+    row["detectable_change"] = detectable_change(standard_error, degrees_of_freedom, regression_alpha)
+    if _worse(row) and abs(row["change"]) > row["limit"]:  # beyond the edge: to show it REGRESSED
+        row["seeds_needed"] = seeds_needed(abs(row["change"] - edge), seed_sd, paired, regression_alpha)
+    else:  # inside: to show it WITHIN
+        row["seeds_needed"] = seeds_needed(abs(row["change"] - edge), seed_sd, paired, ALPHA, least=min_seeds)
 
 
 def compare(results: Results, baseline: Baseline, options: CheckOptions) -> list[Verdict]:
@@ -319,10 +330,14 @@ def compare(results: Results, baseline: Baseline, options: CheckOptions) -> list
         can_fail=tested & np.array([row["comparable"] for row in rows], dtype=bool),
         may_pass=np.array([not row["few_seeds"] for row in rows], dtype=bool),
     )
+    family = int(np.isfinite(p_holm).sum())
     for index, row in enumerate(rows):
         row["p_holm"] = float(p_holm[index])
         if not row["status"] and tested[index]:
             row["status"] = str(statuses[index])
+        if row["status"] == INCONCLUSIVE and "spread" in row:
+            _power_numbers(row, family, options.min_seeds)
+        row.pop("spread", None)
     return [_finish(row, options) for row in rows]
 
 
@@ -354,9 +369,9 @@ def _finish(row: dict[str, Any], options: CheckOptions) -> Verdict:
         seeds = f"about {needed} seeds" if needed is not None else f"more than {MAX_SEEDS_SEARCHED} seeds"
         edge = -row["limit"] if row["direction"] == "higher" else row["limit"]
         row["notes"].append(
-            f"inconclusive: these seeds detect a true change {format_number(row['detectable_change'], 3)} or more "
-            f"beyond the tolerance's edge ({format_number(edge, 3)}) with 80% power; {seeds} would decide "
-            f"the measured change {format_number(row['change'], 3)}"
+            f"inconclusive: these seeds detect a regression {format_number(row['detectable_change'], 3)} or more "
+            f"beyond the tolerance's edge ({format_number(edge, 3)}) with 80% power (Holm's first-step level); "
+            f"{seeds} would decide the measured change {format_number(row['change'], 3)}"
         )
     row["notes"] = tuple(row["notes"])
     return Verdict(**row)
