@@ -141,6 +141,11 @@ SUITE_LIMITS = {
         14,
         "1000 x 2 = 2,000 cells, over the limit of 1000",
     ),
+    "a-billion-layers": (
+        SMOKE.replace("mlp: {hidden: [32], activation: relu}", "mlp: {depth: 1000000000, width: 8}"),
+        7,
+        "model.mlp.depth: depth 1000000000 is over the limit of 1000 layers",
+    ),
     "too-many-trials": (
         SMOKE.replace("seeds: 3", "seeds: 1000").replace(
             "grid:\n", "grid:\n  training.epochs: [" + ", ".join(map(str, range(1, 101))) + "]\n"

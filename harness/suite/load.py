@@ -42,6 +42,7 @@ from harness.suite.schema import (
 from harness.suite.yaml_source import KeyPath, SourceMap, SuiteIssue, display_path, load_yaml, split_path_prefix
 
 DEFAULT_BACKENDS = ("torch",)
+MAX_FAMILY_DEPTH = 1000  # a family's stacked layers; depth: 10**9 would build a billion layer specs
 MAX_TRIALS = 100_000  # cells x backends x seeds; the shipped suites have at most 60
 
 
@@ -375,7 +376,7 @@ def _resolve_parts(
     if optimizer is not None and regularizer is not None:
         attempt(_check_weight_decay, optimizer, regularizer)
     model = None
-    if info is not None and regularizer is not None and "model" not in skipped:
+    if info is not None and regularizer is not None and "model" not in skipped and attempt(_check_depth, document):
         model = attempt(
             resolve_model,
             document.get("model"),
@@ -425,6 +426,21 @@ def _resolve_parts(
         # only present when on, so the hashes of specs without diagnostics do not change
         extras=((EXTRAS_KEY, diagnostics.to_dict()),) if diagnostics is not None else (),
     )
+
+
+def _check_depth(document: Mapping[str, Any]) -> bool:
+    """A family's `depth` is the one number that multiplies layers: refuse it before the family builds them."""
+    raw = document.get("model")
+    if isinstance(raw, Mapping) and len(raw) == 1:
+        ((family, options),) = raw.items()
+        depth = options.get("depth") if isinstance(options, Mapping) else None
+        if isinstance(depth, int) and depth > MAX_FAMILY_DEPTH:
+            raise SuiteIssue(
+                ("model", family, "depth"),
+                f"depth {depth} is over the limit of {MAX_FAMILY_DEPTH} layers (the shipped suites use at most 8). "
+                "Use a smaller depth.",
+            )
+    return True
 
 
 def _check_loss_task(loss: str, info: Any) -> None:
