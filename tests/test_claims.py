@@ -432,3 +432,17 @@ def test_the_difference_would_not_hold_the_level_of_a_ratio_claim() -> None:
         a = 3.0 * math.exp(0.5) * np.exp(generator.normal(0.0, 0.02, 3))  # E[b] = exp(1/2)
         passes += judge(a, 3.0 * b, ">", multiplicative=False).passed
     assert passes / 1000 > 0.10
+
+
+def test_an_undecided_claim_is_inconclusive_in_the_check_outcome() -> None:
+    """Undecided is neither PASS nor FAIL: the check says INCONCLUSIVE, exits 0, or 5 with --strict."""
+    from harness.check.options import CheckOptions
+    from harness.check.render import CheckOutcome, render_text
+
+    claims = evaluate_claims(claim_results(), ["he.train_seconds < xavier.train_seconds", "he.test_accuracy > 0.5"])
+    for strict, code in ((False, 0), (True, 5)):
+        outcome = CheckOutcome("initializers", CheckOptions(), claims=claims, strict=strict)
+        text = render_text(outcome)
+        assert outcome.exit_code == code and outcome.false_claims == [] and len(outcome.undecided_claims) == 1
+        assert "UNDECIDED  he.train_seconds < xavier.train_seconds" in text
+        assert text.splitlines()[-1] == f"result: INCONCLUSIVE (1/2 claims hold, 1 undecided) -> exit {code}"
