@@ -29,7 +29,7 @@ from harness.analysis.options import (
     default_metric,
     infer_task,
 )
-from harness.analysis.statistics import describe_groups, metric_bounds, t_half_widths
+from harness.analysis.statistics import DESCRIBE_COLUMNS, describe_groups, metric_bounds, t_half_widths
 from harness.analysis.tables import (
     METRIC_REQUIRED,
     TRIAL_REQUIRED,
@@ -238,6 +238,10 @@ class Results:
 
     # -- statistics over seeds ------------------------------------------------------------
 
+    def _described_columns(self) -> list[str]:
+        """The columns of a per-arm statistic table: arm, backend, the grid axes, metric, then `describe`'s."""
+        return ["arm", "backend", *self.axes, "metric", *DESCRIBE_COLUMNS]
+
     def summary(self) -> pd.DataFrame:
         """Per arm, backend and metric over the 'ok' seeds: n, mean, std, sem, 95% CI (ci_low, ci_high,
         ci_method) and the trial counts per status (n_trials, n_ok, n_diverged, n_failed, n_timeout).
@@ -257,21 +261,7 @@ class Results:
             table = table.merge(self.arm_labels(), on="arm", how="left").merge(
                 counts, on=["arm", "backend"], how="left"
             )
-            columns = [
-                "arm",
-                "backend",
-                *self.axes,
-                "metric",
-                "n",
-                "mean",
-                "std",
-                "sem",
-                "ci_low",
-                "ci_high",
-                "ci_method",
-                "n_trials",
-                *STATUS_COUNT_COLUMNS,
-            ]
+            columns = [*self._described_columns(), "n_trials", *STATUS_COUNT_COLUMNS]
             rank = {name: index for index, name in enumerate(names)}
             return sort_trials(
                 table[columns].assign(metric_rank=table["metric"].map(rank)),
@@ -321,19 +311,7 @@ class Results:
                 ),
                 None,
             )
-            columns = [
-                "arm",
-                "backend",
-                *self.axes,
-                "metric",
-                "n",
-                "mean",
-                "std",
-                "sem",
-                "ci_low",
-                "ci_high",
-                "ci_method",
-            ]
+            columns = self._described_columns()
             train = metric_name(TRAINING_SPLIT, measure)
             if held_out is None or train not in self.metric_names:
                 return pd.DataFrame(columns=columns)

@@ -41,6 +41,8 @@ ALPHA = 0.05  # significance level of the Holm-corrected paired tests
 BOOTSTRAP_MIN_N = 10  # below this the bootstrap under-covers (see the module docstring)
 BOOTSTRAP_RESAMPLES = 9999  # scipy's default; about 4 ms per interval at n = 10 here
 BOOTSTRAP_SEED = 0  # fixed: the same results give the same report
+# The statistic columns of `describe` and `describe_groups`, in the order their tables list them.
+DESCRIBE_COLUMNS = ("n", "mean", "std", "sem", "ci_low", "ci_high", "ci_method")
 
 
 @dataclass(frozen=True)
