@@ -8,7 +8,8 @@ sgd       torch    3  0.6120 ± 0.0210    1.023       4.10     3/0/0/0
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, NamedTuple
 
 import pandas as pd
 
@@ -54,16 +55,35 @@ def status_counts_text(row: pd.Series, columns: tuple[str, ...] = STATUS_COUNT_C
     return "/".join(str(row[column]) for column in columns)
 
 
+class SummaryGroup(NamedTuple):
+    """One (arm, backend) of `Results.summary()`, as the printed and the report summaries read it."""
+
+    arm: str
+    backend: str
+    means: dict[str, float]  # metric -> mean over the ok seeds
+    counts: pd.Series  # the group's first row: its trial counts per status are the same on every row
+    primary: pd.Series | None  # the primary metric's row; None when no trial recorded it
+
+
+def summary_groups(results: Results) -> Iterator[SummaryGroup]:
+    """The (arm, backend) groups of `results.summary()`, in its order."""
+    summary = results.summary()
+    for (arm, backend), group in summary.groupby(["arm", "backend"], sort=False):
+        primary_rows = group[group["metric"] == results.primary_metric]
+        yield SummaryGroup(
+            str(arm),
+            str(backend),
+            dict(zip(group["metric"], group["mean"])),
+            group.iloc[0],
+            primary_rows.iloc[0] if len(primary_rows) else None,
+        )
+
+
 def summary_rows(results: Results) -> pd.DataFrame:
     """One row per (arm, backend) with the display strings of `summary_text` (also used by reports)."""
-    summary = results.summary()
     metric = results.primary_metric
     rows = []
-    for (arm, backend), group in summary.groupby(["arm", "backend"], sort=False):
-        means = dict(zip(group["metric"], group["mean"]))
-        first = group.iloc[0]
-        primary_rows = group[group["metric"] == metric]
-        primary = primary_rows.iloc[0] if len(primary_rows) else None
+    for arm, backend, means, counts, primary in summary_groups(results):
         rows.append(
             {
                 "arm": arm,
@@ -74,7 +94,7 @@ def summary_rows(results: Results) -> pd.DataFrame:
                 else "-",
                 TRAIN_LOSS: format_number(means.get(TRAIN_LOSS, math.nan)),
                 "train_s": format_number(means.get(SPEED_METRIC, math.nan), 3),
-                STATUS_COUNTS_HEADER: status_counts_text(first),
+                STATUS_COUNTS_HEADER: status_counts_text(counts),
             }
         )
     columns = ["arm", "backend", "n", metric, TRAIN_LOSS, "train_s", STATUS_COUNTS_HEADER]

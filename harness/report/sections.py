@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from harness.analysis.environment import environment_differences, environment_summary
-from harness.analysis.text import format_number, status_counts_text
+from harness.analysis.text import format_number, status_counts_text, summary_groups
 from harness.measures import LOSS, SPEED_METRIC, STATUS_TABLE, TEST_SPLIT, TRAINING_SPLIT, metric_name, reaches
 
 if TYPE_CHECKING:
@@ -55,16 +55,11 @@ def _table(key: str, title: str, caption: str, columns: list[str], rows: list[li
 
 def summary_table(results: Results) -> DisplayTable:
     """Per arm and backend: n ok, the primary metric's mean and CI, final losses, train seconds, statuses."""
-    summary = results.summary()
     metric = results.primary_metric
     extra = [name for name in SUMMARY_LOSSES if name in results.metric_names and name != metric]
     rows = []
-    for (arm, backend), group in summary.groupby(["arm", "backend"], sort=False):
-        means = dict(zip(group["metric"], group["mean"]))
-        first = group.iloc[0]
-        primary_rows = group[group["metric"] == metric]
-        primary = primary_rows.iloc[0] if len(primary_rows) else None
-        row: list[Any] = [arm, backend, int(first["n_ok"])]
+    for arm, backend, means, counts, primary in summary_groups(results):
+        row: list[Any] = [arm, backend, int(counts["n_ok"])]
         if primary is not None:
             row += [
                 format_number(float(primary["mean"])),
@@ -75,7 +70,7 @@ def summary_table(results: Results) -> DisplayTable:
             row += ["-", "-", "-"]
         row += [format_number(float(means[name])) if name in means else "-" for name in extra]
         seconds = float(means[SPEED_METRIC]) if SPEED_METRIC in means else math.nan
-        row += [format_number(seconds, 3), status_counts_text(first)]
+        row += [format_number(seconds, 3), status_counts_text(counts)]
         rows.append(row)
     columns = [
         "arm",
