@@ -170,8 +170,8 @@ def _interval_plot(
     table: pd.DataFrame,
     *,
     value: str,
-    low: str,
-    high: str,
+    low: str = "ci_low",
+    high: str = "ci_high",
     arms: Sequence[str],
     backends: Sequence[str],
     title: str,
@@ -179,7 +179,8 @@ def _interval_plot(
     zero_line: bool = False,
     filled: pd.Series | None = None,
 ) -> Figure:
-    """Horizontal point-and-interval plot: one row per arm, one marker and offset per backend."""
+    """Horizontal point-and-interval plot: one row per arm, one marker and offset per backend; the interval
+    runs from column `low` to column `high` (by default the 95% CI columns every `Results` table uses)."""
     rows = [arm for arm in arms if arm in set(table["arm"])]
     position = {arm: index for index, arm in enumerate(rows)}
     offsets = np.linspace(-0.2, 0.2, len(backends)) if len(backends) > 1 else np.zeros(1)
@@ -231,8 +232,6 @@ def final_metric_plot(summary: pd.DataFrame, *, metric: str, arms: Sequence[str]
     return _interval_plot(
         rows,
         value="mean",
-        low="ci_low",
-        high="ci_high",
         arms=arms,
         backends=backends,
         title=f"Final {metric}: mean and 95% CI over seeds",
@@ -259,8 +258,6 @@ def forest_plot(
     return _interval_plot(
         comparisons,
         value="mean_difference",
-        low="ci_low",
-        high="ci_high",
         arms=arms,
         backends=backends,
         zero_line=True,
@@ -280,8 +277,6 @@ def generalization_gap_plot(gap: pd.DataFrame, *, arms: Sequence[str], backends:
     return _interval_plot(
         gap,
         value="mean",
-        low="ci_low",
-        high="ci_high",
         arms=arms,
         backends=backends,
         zero_line=True,

@@ -114,6 +114,19 @@ def forest_figures(results: Results) -> list[ReportFigure]:
     ]
 
 
+def _primary_metric_heatmap(
+    results: Results, table: pd.DataFrame, *, key: str, title: str, caption: str, plot_title: str
+) -> ReportFigure:
+    """A heatmap of the primary metric's means in `table` (rows x columns), bright where it is better."""
+    figure = figures.grid_heatmap(
+        table,
+        metric=results.primary_metric,
+        higher_is_better=is_higher_better(results.primary_metric),
+        title=plot_title,
+    )
+    return ReportFigure(key, title, caption, figure)
+
+
 def heatmap_figures(results: Results) -> list[ReportFigure]:
     """For a two-axis grid, one heatmap of the primary metric per backend."""
     if len(results.axes) != 2:
@@ -123,18 +136,14 @@ def heatmap_figures(results: Results) -> list[ReportFigure]:
         table = results.pivot(backend=backend)
         if table.isna().all().all():
             continue
-        figure = figures.grid_heatmap(
-            table,
-            metric=results.primary_metric,
-            higher_is_better=is_higher_better(results.primary_metric),
-            title=f"Mean {results.primary_metric} over seeds ({backend})",
-        )
         found.append(
-            ReportFigure(
-                f"heatmap_{backend}",
-                f"Grid heatmap ({backend})",
-                f"{results.axes[0]} x {results.axes[1]}: mean {results.primary_metric} over ok seeds.",
-                figure,
+            _primary_metric_heatmap(
+                results,
+                table,
+                key=f"heatmap_{backend}",
+                title=f"Grid heatmap ({backend})",
+                caption=f"{results.axes[0]} x {results.axes[1]}: mean {results.primary_metric} over ok seeds.",
+                plot_title=f"Mean {results.primary_metric} over seeds ({backend})",
             )
         )
     return found
@@ -293,18 +302,14 @@ def shape_heatmap_figures(results: Results) -> list[ReportFigure]:
         if part.empty:
             continue
         table = part.pivot_table(index="depth", columns="width", values=results.primary_metric, aggfunc="mean")
-        figure = figures.grid_heatmap(
-            table,
-            metric=results.primary_metric,
-            higher_is_better=is_higher_better(results.primary_metric),
-            title=f"Mean {results.primary_metric} over seeds by depth x width ({backend})",
-        )
         found.append(
-            ReportFigure(
-                f"shape_heatmap_{backend}",
-                f"Depth x width: {results.primary_metric} ({backend})",
-                "Hidden layers (rows) x units per hidden layer (columns) of each arm's MLP.",
-                figure,
+            _primary_metric_heatmap(
+                results,
+                table,
+                key=f"shape_heatmap_{backend}",
+                title=f"Depth x width: {results.primary_metric} ({backend})",
+                caption="Hidden layers (rows) x units per hidden layer (columns) of each arm's MLP.",
+                plot_title=f"Mean {results.primary_metric} over seeds by depth x width ({backend})",
             )
         )
     parameters = shapes.pivot_table(index="depth", columns="width", values="parameters", aggfunc="first")
