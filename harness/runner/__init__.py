@@ -39,17 +39,7 @@ _EXPORTS = {
     "resolve_devices": "devices",
     "with_device": "devices",
 }
-__all__ = [
-    "EXECUTORS",
-    "MAX_ATTEMPTS",
-    "RunEvent",
-    "RunSummary",
-    "check_executor",
-    "resolve_devices",
-    "run_trials",
-    "with_device",
-    "worker_threads",
-]
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:

@@ -12,28 +12,19 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import HarnessError
 from harness.runner import devices
 from harness.runner.code_version import PROCESS_CODE_VERSION
-from harness.runner.devices import Environment, environment_for, keras_environment, needs_gpu_query, with_device
+from harness.runner.devices import Environment, environment_for, keras_environment, needs_gpu_query
 from harness.runner.leases import LeaseKeeper
 from harness.runner.pool import WorkerPool
 from harness.runner.progress import RunProgress, progress_enabled
 from harness.runner.schedule import longest_first
-from harness.runner.tasks import MAX_ATTEMPTS, RunEvent, Task, TaskQueue
+from harness.runner.tasks import RunEvent, Task, TaskQueue
 from harness.spec.types import Trial
 from harness.store import Store
 
 if TYPE_CHECKING:
     from harness.adapters.loop import TrialResult
 
-__all__ = [
-    "EXECUTORS",
-    "MAX_ATTEMPTS",
-    "RunEvent",
-    "RunSummary",
-    "check_executor",
-    "run_trials",
-    "with_device",
-    "worker_threads",
-]
+__all__ = ["EXECUTORS", "RunSummary", "check_executor", "run_trials", "worker_threads"]  # the package re-exports more
 
 EXECUTORS = ("local", "ray")
 RAY_INSTALL = 'pip install "harness[ray]"'
