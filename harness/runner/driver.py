@@ -13,6 +13,7 @@ from harness.errors import HarnessError
 from harness.runner import devices
 from harness.runner.code_version import PROCESS_CODE_VERSION
 from harness.runner.devices import Environment, environment_for, keras_environment, needs_gpu_query
+from harness.runner.executor import ExecutorSettings
 from harness.runner.leases import LeaseKeeper
 from harness.runner.pool import WorkerPool
 from harness.runner.progress import RunProgress, progress_enabled
@@ -205,15 +206,10 @@ def run_trials(
                     gpu_ids = devices.visible_gpu_ids() if needs_gpu_query(todo) else []
                     queue = TaskQueue(tasks, lambda trial: environment_for(trial, gpu_ids), keeper.lease, elsewhere)
                     jobs = jobs or os.cpu_count() or 1
-                    pool = WorkerPool(
-                        min(jobs, len(todo)),
-                        worker_threads(jobs),
-                        record,
-                        observe,
-                        grace_seconds,
-                        gpu_ids,
-                        PROCESS_CODE_VERSION,
+                    settings = ExecutorSettings(
+                        min(jobs, len(todo)), worker_threads(jobs), record, observe, grace_seconds, PROCESS_CODE_VERSION
                     )
+                    pool = WorkerPool(settings, gpu_ids)
                     try:
                         pool.run(queue)
                         summary.code_changed = pool.code_changed
@@ -254,16 +250,10 @@ def _run_on_ray(
         queue = TaskQueue(
             tasks, lambda trial: Environment(keras_environment(trial.spec.backend)), keeper.lease, elsewhere
         )
-        pool = RayPool(
-            min(slots, len(tasks)),
-            max(1, int(cpus)),
-            record,
-            observe,
-            grace_seconds,
-            cpus,
-            gpus,
-            PROCESS_CODE_VERSION,
+        settings = ExecutorSettings(
+            min(slots, len(tasks)), max(1, int(cpus)), record, observe, grace_seconds, PROCESS_CODE_VERSION
         )
+        pool = RayPool(settings, cpus, gpus)
         try:
             pool.run(queue)
             return pool.code_changed

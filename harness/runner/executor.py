@@ -26,13 +26,15 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Hashable
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, Self, TypeVar
 
 from harness.adapters.loop import TrialResult, now
+from harness.runner.code_version import CodeVersion
 from harness.runner.tasks import MAX_ATTEMPTS, RunEvent, Task, TaskQueue, deadline, death_result, timeout_result
 from harness.spec.types import Trial
 
-__all__ = ["POLL_SECONDS", "Executor", "WorkerHandle", "begin_attempt"]
+__all__ = ["POLL_SECONDS", "Executor", "ExecutorSettings", "WorkerHandle", "begin_attempt"]
 
 POLL_SECONDS = 1.0  # longest wait between checks of timeouts, worker health and held trials
 
@@ -58,10 +60,11 @@ def begin_attempt(task: Task) -> None:
     task.dispatched_at, task.started_at = time.perf_counter(), None
 
 
-class Executor(ABC, Generic[WorkerType]):
-    """Runs a TaskQueue's trials on up to `jobs` reusable workers, one trial in flight each.
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """What every executor is given, whatever runs its workers (processes, Ray actors).
 
-    Args:
+    Attributes:
         jobs: most workers alive at once.
         threads: threads each worker is pinned to.
         on_result: called in the driver with (trial, result, attempts) as each trial ends; it
@@ -70,19 +73,26 @@ class Executor(ABC, Generic[WorkerType]):
         grace_seconds: a trial running this long past training.max_seconds is killed and
             recorded 'timeout'; None: max(10 s, half of max_seconds), since the loop itself
             only stops at an epoch boundary.
+        code: the driver's code version (code_version.PROCESS_CODE_VERSION), which each worker
+            checks its own against; None: not checked.
     """
 
-    def __init__(
-        self,
-        jobs: int,
-        threads: int,
-        on_result: Callable[[Trial, TrialResult, int], None],
-        on_event: Callable[[RunEvent], None] | None = None,
-        grace_seconds: float | None = None,
-    ) -> None:
-        self.jobs, self.threads = jobs, threads
-        self.on_result, self.on_event = on_result, on_event
-        self.grace_seconds = grace_seconds
+    jobs: int
+    threads: int
+    on_result: Callable[[Trial, TrialResult, int], None]
+    on_event: Callable[[RunEvent], None] | None = None
+    grace_seconds: float | None = None
+    code: CodeVersion | None = None
+
+
+class Executor(ABC, Generic[WorkerType]):
+    """Runs a TaskQueue's trials on up to `settings.jobs` reusable workers, one trial in flight each."""
+
+    def __init__(self, settings: ExecutorSettings) -> None:
+        self.jobs, self.threads = settings.jobs, settings.threads  # jobs may shrink during a run (ray_pool)
+        self.on_result, self.on_event = settings.on_result, settings.on_event
+        self.grace_seconds = settings.grace_seconds
+        self.code = settings.code
         self.workers: list[WorkerType] = []
         self.code_changed: str | None = None  # set when a worker refused: its code is not the driver's
 

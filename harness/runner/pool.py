@@ -18,18 +18,16 @@ import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from multiprocessing.connection import wait
 from typing import Any
 
-from harness.adapters.loop import TrialResult
 from harness.runner.code_version import CodeVersion
 from harness.runner.devices import DEFAULT_ENVIRONMENT, Environment, pick_gpu, worker_variables
-from harness.runner.executor import Executor, begin_attempt
+from harness.runner.executor import Executor, ExecutorSettings, begin_attempt
 from harness.runner.tasks import MAX_ATTEMPTS, RunEvent, Task, TaskQueue
 from harness.runner.worker import worker_main
-from harness.spec.types import Trial
 
 __all__ = ["DEFAULT_ENVIRONMENT", "MAX_ATTEMPTS", "RunEvent", "Task", "Worker", "WorkerPool", "describe_exit"]
 
@@ -146,24 +144,13 @@ class WorkerPool(Executor[Worker]):
     """Runs trials on up to `jobs` reusable spawn-context worker processes (the loop: executor.py).
 
     Args:
-        jobs, threads, on_result, on_event, grace_seconds: as Executor's.
+        settings: what every executor is given (jobs, threads, on_result, ...).
         gpu_ids: the GPUs one-GPU workers are spread over (devices.visible_gpu_ids()).
-        code: the driver's code version (code_version.PROCESS_CODE_VERSION); None: not checked.
     """
 
-    def __init__(
-        self,
-        jobs: int,
-        threads: int,
-        on_result: Callable[[Trial, TrialResult, int], None],
-        on_event: Callable[[RunEvent], None] | None = None,
-        grace_seconds: float | None = None,
-        gpu_ids: Sequence[str] = (),
-        code: CodeVersion | None = None,
-    ) -> None:
-        super().__init__(jobs, threads, on_result, on_event, grace_seconds)
+    def __init__(self, settings: ExecutorSettings, gpu_ids: Sequence[str] = ()) -> None:
+        super().__init__(settings)
         self.gpu_ids = tuple(gpu_ids)
-        self.code = code
         self._context = multiprocessing.get_context("spawn")
 
     def _start(self, environment: Environment, task: Task) -> Worker:

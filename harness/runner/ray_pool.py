@@ -28,7 +28,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import Any
 
 import ray
@@ -37,11 +37,11 @@ from harness.adapters.loop import TrialResult
 from harness.errors import HarnessError
 from harness.runner.code_version import CodeVersion, code_mismatch
 from harness.runner.devices import Environment, worker_variables
-from harness.runner.executor import Executor, begin_attempt
+from harness.runner.executor import Executor, ExecutorSettings, begin_attempt
 from harness.runner.hooks import VARIABLE as CRASH_HOOK_VARIABLE
-from harness.runner.tasks import RunEvent, Task, TaskQueue
+from harness.runner.tasks import Task, TaskQueue
 from harness.runner.worker import TrialExecutor
-from harness.spec.types import Trial, TrialSpec
+from harness.spec.types import TrialSpec
 
 CAUSE_CHARACTERS = 600  # Ray's actor-death messages run long; the stored cause keeps their start
 
@@ -144,25 +144,14 @@ def _cause(error: BaseException) -> str:
 class RayPool(Executor[Slot]):
     """Runs trials on up to `jobs` Ray actors, each holding num_cpus CPUs and num_gpus GPUs (the loop: executor.py).
 
-    Args: as Executor's (jobs, threads, on_result, on_event, grace_seconds), plus
+    Args:
+        settings: what every executor is given (jobs, threads, on_result, ...).
         num_cpus, num_gpus: resources each actor reserves (Ray schedules them on nodes with room).
-        code: the driver's code version, which each actor checks its own against; None: not checked.
     """
 
-    def __init__(
-        self,
-        jobs: int,
-        threads: int,
-        on_result: Callable[[Trial, TrialResult, int], None],
-        on_event: Callable[[RunEvent], None] | None = None,
-        grace_seconds: float | None = None,
-        num_cpus: float = 1.0,
-        num_gpus: float = 0.0,
-        code: CodeVersion | None = None,
-    ) -> None:
-        super().__init__(jobs, threads, on_result, on_event, grace_seconds)
+    def __init__(self, settings: ExecutorSettings, num_cpus: float = 1.0, num_gpus: float = 0.0) -> None:
+        super().__init__(settings)
         self.num_cpus, self.num_gpus = num_cpus, num_gpus
-        self.code = code
         self._remote = ray.remote(TrialActor)
 
     def _start(self, environment: Environment, task: Task) -> Slot:
