@@ -119,6 +119,7 @@ def _bundled(
     options: Mapping[str, Parameter],
     **extra: Any,
 ) -> DatasetDefinition:
+    """A dataset bundled with scikit-learn: always `rows` rows of `features` values (unless `input_shape` says)."""
     return DatasetDefinition(
         name=name,
         task=task,
@@ -328,12 +329,13 @@ def resolve_dataset(raw: str | Mapping[str, Any] | DatasetSpec, where: str = "da
         definition.check_options(options, where)
 
     available = definition.num_train(options)
-    if train_samples is not None:
-        if isinstance(train_samples, bool) or not isinstance(train_samples, int) or not 1 <= train_samples <= available:
-            raise DatasetError(
-                f"{where}.train_samples: expected an integer from 1 to {available} (the training rows of {name!r} "
-                f"with these options), got {train_samples!r}. Lower it, or drop the key to use all {available}."
-            )
+    if train_samples is not None and (
+        isinstance(train_samples, bool) or not isinstance(train_samples, int) or not 1 <= train_samples <= available
+    ):
+        raise DatasetError(
+            f"{where}.train_samples: expected an integer from 1 to {available} (the training rows of {name!r} "
+            f"with these options), got {train_samples!r}. Lower it, or drop the key to use all {available}."
+        )
     kept = train_samples if train_samples is not None else available
     if kept - held_out_count(kept, validation) < 1:
         raise DatasetError(
