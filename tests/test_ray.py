@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_faults import stored_count, wait_for
+from test_faults import WAIT_SECONDS, stored_count, wait_for
 from test_runner import DETERMINISTIC_COLUMNS, REPOSITORY, TESTS, make_trial, mixed_trials, no_workers_left
 
 from harness.errors import HarnessError
@@ -270,3 +270,191 @@ def test_a_trial_asking_more_than_the_cluster_has_is_refused(cluster: str, tmp_p
             run_trials([make_trial("a", 0)], store, executor="ray", address=cluster, num_gpus=1, quiet=True)
         assert store.trials_frame().empty and store.leases_frame().empty
     assert "--num-gpus: each trial reserves 1 GPU(s), but the Ray cluster has 0 in all" in str(caught.value)
+
+
+# -- a node lost in the middle of a run ----------------------------------------------------------------------------
+
+LOST_NODE_SUITE = """\
+name: nodes
+dataset: iris
+model:
+  mlp: {hidden: [64]}
+loss: cross_entropy
+optimizer: {name: sgd, lr: 0.05}
+initializer: he_normal
+training: {epochs: 60, batch_size: 4}
+backends: [torch]
+seeds: 8
+"""  # 8 trials of about a second each on one thread: several are recorded before and after a kill
+LOST_NODE_TRIALS = 8
+
+
+def _ray_node(*arguments: str) -> subprocess.Popen:
+    """`ray start --block ARGUMENTS` in a session of its own (its pid is the session id), up when it returns."""
+    started = time.monotonic()
+    node = subprocess.Popen(
+        ["ray", "start", "--block", "--node-ip-address", "127.0.0.1", "--disable-usage-stats", *arguments],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+    )
+    log: list[str] = []
+    assert node.stdout is not None
+    for line in node.stdout:
+        log.append(line)
+        if "Ray runtime started" in line or time.monotonic() - started > START_SECONDS:
+            break
+    assert any("Ray runtime started" in line for line in log), "".join(log)
+    return node
+
+
+def _end_session(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(30)
+
+
+def _session_runs_an_actor(session: int) -> bool:
+    """Whether a harness trial actor (a `ray::TrialActor` process) runs in the node's session."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[3]) == session and b"TrialActor" in command:  # field 6 of stat: the session id
+            return True
+    return False
+
+
+@pytest.fixture
+def two_nodes(tmp_path: Path) -> Iterator[dict[str, object]]:
+    """A head node and a worker node on this machine, one CPU each: {'address', 'head', 'worker'}."""
+    pytest.importorskip("ray")
+    if shutil.which("ray") is None:
+        pytest.skip("the `ray` command is not on PATH")
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's unix socket paths must stay < 108 chars
+    port = _free_port()
+    ports = ["--dashboard-agent-listen-port", _free_port(), "--dashboard-agent-grpc-port", _free_port()]
+    ports += ["--metrics-export-port", _free_port(), "--runtime-env-agent-port", _free_port()]
+    head = _ray_node(
+        "--head",
+        "--num-cpus",
+        "1",
+        "--port",
+        port,
+        "--include-dashboard=false",
+        "--temp-dir",
+        temp_dir,
+        "--ray-client-server-port",
+        _free_port(),
+        *ports,
+    )
+    nodes = {"address": f"127.0.0.1:{port}", "head": head}
+    try:
+        more = ["--dashboard-agent-listen-port", _free_port(), "--dashboard-agent-grpc-port", _free_port()]
+        more += ["--metrics-export-port", _free_port(), "--runtime-env-agent-port", _free_port()]
+        nodes["worker"] = _ray_node("--address", f"127.0.0.1:{port}", "--num-cpus", "1", *more)
+        yield nodes
+    finally:
+        for name in ("worker", "head"):
+            if name in nodes:
+                _end_session(nodes[name])  # type: ignore[arg-type]
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def nodes_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Store]]:
+    """LOST_NODE_SUITE's file and its run here, uninterrupted (jobs=2: one thread per worker, as one CPU per actor)."""
+    from harness.suite import load_suite
+
+    folder = tmp_path_factory.mktemp("nodes")
+    suite = folder / "nodes.yaml"
+    suite.write_text(LOST_NODE_SUITE)
+    store = Store(folder / "reference")
+    assert run_trials(load_suite(suite).trials, store, jobs=2, quiet=True).ok == LOST_NODE_TRIALS
+    yield suite, store
+    store.close()
+
+
+def _finish(run: subprocess.Popen) -> tuple[str, str]:
+    """The run's output once it exits; killed if it does not within WAIT_SECONDS (a hang fails the test, never stalls it)."""
+    try:
+        return run.communicate(timeout=WAIT_SECONDS)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        _output, error = run.communicate()
+        raise AssertionError(f"the run did not end within {WAIT_SECONDS} s:\n{error[-3000:]}") from None
+
+
+def _harness_run(suite: Path, store: Path, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "harness", "run", str(suite), "--store", str(store), "--quiet", *extra]
+    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY), "RAY_AUTH_MODE": "disabled"}
+    return subprocess.Popen(
+        command, cwd=REPOSITORY, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+@pytest.mark.ray
+@pytest.mark.slow  # two nodes, a run, a node killed: 40-60 s on a shared 2-core machine
+def test_a_worker_node_lost_mid_run_has_its_trial_retried_and_the_run_completes(
+    two_nodes: dict[str, object], nodes_suite: tuple[Path, Store], tmp_path: Path
+) -> None:
+    suite, reference = nodes_suite
+    worker: subprocess.Popen = two_nodes["worker"]  # type: ignore[assignment]
+    store = tmp_path / "store"
+    run = _harness_run(suite, store, "--executor", "ray", "--address", str(two_nodes["address"]), "--num-cpus", "1")
+    # Killed while its actor trains a trial and trials are left: the trial in flight there is lost with it.
+    assert wait_for(lambda: (_session_runs_an_actor(worker.pid) and stored_count(store) >= 1) or run.poll() is not None)
+    assert stored_count(store) < LOST_NODE_TRIALS - 1, "the run ended before the node could be killed"
+    _end_session(worker)
+    _, error = _finish(run)
+    # Before: the retry went to a new actor that Ray could not place (the one CPU left held by this run's
+    # idle actor), and the run waited forever with 7 of 8 trials recorded.
+    assert run.returncode == 0, error
+    with Store(store) as resumed:
+        trials = resumed.trials_frame()
+        assert len(trials) == LOST_NODE_TRIALS and set(trials["status"]) == {"ok"}, trials[["seed", "error"]]
+        assert trials["attempts"].max() <= 2 and resumed.integrity_check() == "ok" and resumed.leases_frame().empty
+        _same_trials(resumed, reference, set(trials["hash"]))
+
+
+@pytest.mark.ray
+@pytest.mark.slow  # two nodes, a run, the head killed, a local rerun: 40-60 s on a shared 2-core machine
+def test_the_head_node_lost_mid_run_stops_the_run_with_exit_5_and_a_rerun_completes(
+    two_nodes: dict[str, object], nodes_suite: tuple[Path, Store], tmp_path: Path
+) -> None:
+    suite, reference = nodes_suite
+    head: subprocess.Popen = two_nodes["head"]  # type: ignore[assignment]
+    store = tmp_path / "store"
+    run = _harness_run(suite, store, "--executor", "ray", "--address", str(two_nodes["address"]), "--num-cpus", "1")
+    assert wait_for(lambda: stored_count(store) >= 2 or run.poll() is not None)
+    _end_session(head)  # the GCS, the head's raylet and its actors
+    killed_at = time.monotonic()
+    output, error = _finish(run)
+    # Before: Ray ended the driver 60 s later ("Failed to connect to GCS within 60 seconds"), exit 1, no advice.
+    assert run.returncode == 5, error
+    assert time.monotonic() - killed_at < 30
+    assert "Traceback" not in error and "stopped answering in the middle of the run" in error
+    assert "run the same command again" in error
+    recorded = stored_count(store)
+    assert 2 <= recorded < LOST_NODE_TRIALS
+    with Store(store) as interrupted:
+        assert interrupted.integrity_check() == "ok" and interrupted.leases_frame().empty
+
+    # The rest on a fresh executor: the local one (jobs 2: one thread per worker, as one CPU per actor).
+    rerun = _harness_run(suite, store, "--jobs", "2")
+    output, error = _finish(rerun)
+    assert rerun.returncode == 0, error
+    assert f"{LOST_NODE_TRIALS} trials: {recorded} already in the store" in output
+    with Store(store) as resumed:
+        trials = resumed.trials_frame()
+        assert (trials["attempts"] == 1).all() and resumed.leases_frame().empty
+        _same_trials(resumed, reference, set(trials["hash"]))

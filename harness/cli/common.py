@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_DISAGREE, EXIT_USAGE, EXIT_TRIALS_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODE_CHANGED = 4  # `run`: the harness code changed on disk during the run; run again to finish
+EXIT_CLUSTER_LOST = 5  # `run --executor ray`: the head node was lost mid-run (harness.runner.ray_pool.ClusterLost)
 DEFAULT_STORE = Path("results")
 
 

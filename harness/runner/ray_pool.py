@@ -28,6 +28,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Collection
 from typing import Any
 
@@ -44,6 +45,37 @@ from harness.runner.worker import TrialExecutor
 from harness.spec.types import TrialSpec
 
 CAUSE_CHARACTERS = 600  # Ray's actor-death messages run long; the stored cause keeps their start
+PLACEMENT_SECONDS = 20.0  # an actor not started by then may never be (its node lost); measured start: 3-6 s
+HEAD_PROBES = 3  # connection attempts, HEAD_PROBE_SECONDS apart, before the head node counts as lost
+HEAD_PROBE_SECONDS = 0.5
+EXIT_CLUSTER_LOST = 5  # `harness run`'s exit code when the head node is lost (harness.cli.common)
+
+
+class ClusterLost(HarnessError):
+    """The Ray cluster's head node stopped answering in the middle of a run. Ray itself would end the
+    driver process about 60 s later without a word (its GCS reconnect timeout), so the run stops first."""
+
+    exit_code = EXIT_CLUSTER_LOST
+
+
+def head_address() -> tuple[str, int] | None:
+    """Where this driver's cluster keeps its head (the GCS server), None when Ray does not say (client mode)."""
+    try:
+        host, _, port = str(ray.get_runtime_context().gcs_address).rpartition(":")
+        return (host, int(port)) if host else None
+    except Exception:
+        return None
+
+
+def head_answers(address: tuple[str, int]) -> bool:
+    """Whether the head node accepts a connection, asked HEAD_PROBES times before saying no."""
+    for _ in range(HEAD_PROBES):
+        try:
+            socket.create_connection(address, timeout=HEAD_PROBE_SECONDS).close()
+            return True
+        except OSError:
+            time.sleep(HEAD_PROBE_SECONDS)
+    return False
 
 
 class TrialActor:
@@ -153,6 +185,8 @@ class RayPool(Executor[Slot]):
         super().__init__(settings)
         self.num_cpus, self.num_gpus = num_cpus, num_gpus
         self._remote = ray.remote(TrialActor)
+        self._head = head_address()
+        self.cluster_lost = False  # then no Ray call is made any more: each would wait for the lost head
 
     def _start(self, environment: Environment, task: Task) -> Slot:
         variables = worker_variables(environment, self.threads)
@@ -166,6 +200,39 @@ class RayPool(Executor[Slot]):
             runtime_env={"env_vars": variables},
         ).remote(self.threads, self.code)
         return Slot(actor, environment, actor.prepare.remote(task.trial.spec.backend))
+
+    def _schedule(self, queue: TaskQueue) -> None:
+        if self.code_changed is None:
+            self._move_to_idle_actors()
+        super()._schedule(queue)
+
+    def _move_to_idle_actors(self) -> None:
+        """A trial that has waited PLACEMENT_SECONDS for a new actor to start goes to an idle warm actor of
+        its environment instead, and the new actor is dropped. Ray may never place the new one: after a node
+        is lost the cluster's CPUs can all be held by this run's idle actors (seen: a worker node killed, its
+        trial retried on an actor that stayed pending, the run waiting forever with 7 of 8 trials recorded)."""
+        waited_since = time.perf_counter() - PLACEMENT_SECONDS
+        for idle in [slot for slot in self.workers if slot.task is None]:
+            starting = next(
+                (
+                    slot
+                    for slot in self.workers
+                    if slot.task is not None
+                    and slot.ready is not None
+                    and slot.task.dispatched_at < waited_since
+                    and slot.environment == idle.environment
+                ),
+                None,
+            )
+            if starting is None:
+                continue
+            task = starting.task
+            assert task is not None
+            starting.task = starting.call = None
+            self._kill(starting)
+            self._remove(starting, stop=False)
+            task.attempts -= 1  # it never started there: the same attempt, on the idle actor
+            self._dispatch(idle, task)
 
     def _send(self, slot: Slot, task: Task) -> None:
         begin_attempt(task)
@@ -182,6 +249,15 @@ class RayPool(Executor[Slot]):
         ]
 
     def _wait_on(self, handles: list[Any], timeout: float) -> Collection[Any]:
+        if self._head is not None and not head_answers(self._head):
+            self.cluster_lost = True
+            host, port = self._head
+            raise ClusterLost(
+                f"--executor ray: the Ray cluster's head node at {host}:{port} stopped answering in the middle of the "
+                "run (killed, or its machine lost). The trials that finished are saved in the store; those in flight "
+                "are not recorded. Fix: start the cluster again (`ray start --head`), or use --executor local, and run "
+                "the same command again to finish the rest."
+            )
         ready, _ = ray.wait(handles, num_returns=1, timeout=timeout)
         if ready:  # collect everything else that is done too
             ready, _ = ray.wait(handles, num_returns=len(handles), timeout=0)
@@ -226,7 +302,9 @@ class RayPool(Executor[Slot]):
 
     def _kill(self, slot: Slot) -> None:
         """Every way an actor ends: an actor has no clean exit to ask for, and an idle one holds only
-        an imported framework."""
+        an imported framework. With the head lost, nothing: the actors end with this driver, their owner."""
+        if self.cluster_lost:
+            return
         try:
             ray.kill(slot.actor, no_restart=True)
         except ray.exceptions.RayError:
