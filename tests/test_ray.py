@@ -32,6 +32,7 @@ from test_faults import WAIT_SECONDS, stored_count, wait_for
 from test_runner import DETERMINISTIC_COLUMNS, REPOSITORY, TESTS, make_trial, mixed_trials, no_workers_left
 
 from harness.errors import HarnessError
+from harness.exit_codes import EXIT_CLUSTER_LOST
 from harness.runner import check_executor, run_trials
 from harness.store import Store
 
@@ -440,7 +441,7 @@ def test_the_head_node_lost_mid_run_stops_the_run_with_exit_5_and_a_rerun_comple
     killed_at = time.monotonic()
     output, error = _finish(run)
     # Before: Ray ended the driver 60 s later ("Failed to connect to GCS within 60 seconds"), exit 1, no advice.
-    assert run.returncode == 5, error
+    assert run.returncode == EXIT_CLUSTER_LOST, error
     assert time.monotonic() - killed_at < 30
     assert "Traceback" not in error and "stopped answering in the middle of the run" in error
     assert "run the same command again" in error

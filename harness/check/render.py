@@ -25,14 +25,10 @@ from harness.check.equivalence import ALPHA, MAX_SEEDS_SEARCHED, POWER
 from harness.check.evidence import ClaimResult
 from harness.check.gate import FAILING_VERDICTS, UNDECIDED_VERDICTS, VERDICTS, Verdict
 from harness.check.options import CheckOptions
-
-EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_TRIALS, EXIT_INCONCLUSIVE = (
-    0,
-    1,
-    2,
-    3,
-    5,
-)  # 4 is `harness run`'s (code changed on disk)
+from harness.exit_codes import EXIT_DISAGREE as EXIT_FAIL
+from harness.exit_codes import EXIT_INCONCLUSIVE
+from harness.exit_codes import EXIT_OK as EXIT_PASS
+from harness.exit_codes import EXIT_TRIALS_FAILED as EXIT_TRIALS
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@
     common     what they share: exit codes, the default store, `load_checked_suite`
 
 Each command only parses its options, calls the library (imported inside the command) and maps
-the outcome to an exit code. Exit codes: 0 success; 1 a check or parity disagreement; 2 bad input
-(suite, flags, store path, missing extra), printed without a traceback; 3 some trials failed or
-timed out; 130 interrupted (Ctrl-C; run again to resume).
+the outcome to an exit code. Exit codes (harness.exit_codes, the one list): 0 success; 1 a check or
+parity disagreement; 2 bad input (suite, flags, store, missing extra), printed without a
+traceback; 3 some trials failed or timed out; 4 the code changed during a run; 5 `check
+--strict` found what the seeds cannot decide; 6 the Ray head node was lost; 130 interrupted.
 `harness --help` and `harness validate` import no deep-learning framework.
 """
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from harness.errors import HarnessError
+from harness.exit_codes import EXIT_INCONCLUSIVE
 
 if TYPE_CHECKING:  # pandas loads only when the command runs
     import pandas as pd
@@ -83,7 +84,7 @@ when neither names one: the primary metric at 1% and train_seconds at 20%.
 @click.option(
     "--strict",
     is_flag=True,
-    help="Fail with exit code 5 when a row is INCONCLUSIVE or a claim undecided (default: exit 0, and the "
+    help=f"Fail with exit code {EXIT_INCONCLUSIVE} when a row is INCONCLUSIVE or a claim undecided (default: exit 0, and the "
     "result line says INCONCLUSIVE).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON (the same verdicts and exit code).")

@@ -11,9 +11,17 @@ import click
 if TYPE_CHECKING:
     from harness.suite import Suite
 
-EXIT_OK, EXIT_DISAGREE, EXIT_USAGE, EXIT_TRIALS_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-EXIT_CODE_CHANGED = 4  # `run`: the harness code changed on disk during the run; run again to finish
-EXIT_CLUSTER_LOST = 5  # `run --executor ray`: the head node was lost mid-run (harness.runner.ray_pool.ClusterLost)
+from harness.exit_codes import (  # noqa: F401 - the CLI's commands import them from here
+    EXIT_CLUSTER_LOST,
+    EXIT_CODE_CHANGED,
+    EXIT_DISAGREE,
+    EXIT_INCONCLUSIVE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TRIALS_FAILED,
+    EXIT_USAGE,
+)
+
 DEFAULT_STORE = Path("results")
 
 

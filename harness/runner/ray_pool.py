@@ -36,6 +36,7 @@ import ray
 
 from harness.adapters.loop import TrialResult
 from harness.errors import HarnessError
+from harness.exit_codes import EXIT_CLUSTER_LOST
 from harness.runner.code_version import CodeVersion, code_mismatch
 from harness.runner.devices import Environment, worker_variables
 from harness.runner.executor import Executor, ExecutorSettings, begin_attempt
@@ -48,7 +49,6 @@ CAUSE_CHARACTERS = 600  # Ray's actor-death messages run long; the stored cause 
 PLACEMENT_SECONDS = 20.0  # an actor not started by then may never be (its node lost); measured start: 3-6 s
 HEAD_PROBES = 3  # connection attempts, HEAD_PROBE_SECONDS apart, before the head node counts as lost
 HEAD_PROBE_SECONDS = 0.5
-EXIT_CLUSTER_LOST = 5  # `harness run`'s exit code when the head node is lost (harness.cli.common)
 
 
 class ClusterLost(HarnessError):
