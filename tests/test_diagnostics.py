@@ -77,7 +77,7 @@ def test_activation_statistics_match_hand_computation(tmp_path, activation):
     # hand-computed: the bin of each value, values outside the range clipped into the edge bins
     expected_counts = np.zeros(10)
     for value in as64:
-        expected_counts[min(9, max(0, int(math.floor((min(max(value, low), high) - low) / (high - low) * 10))))] += 1
+        expected_counts[min(9, max(0, math.floor((min(max(value, low), high) - low) / (high - low) * 10)))] += 1
     np.testing.assert_allclose(histogram, expected_counts / len(values), atol=1e-12)
     assert histogram.sum() == pytest.approx(1.0, abs=1e-12)
 

@@ -259,7 +259,7 @@ def test_two_runs_on_one_store_split_the_trials(suite_file: Path, reference: Sto
     # bit-identical metrics), and no two-thread workers spinning against each other on 2 cores.
     runs = [harness_run(suite_file, store_dir, "--jobs", "2") for _ in range(2)]
     outputs = [run.communicate(timeout=WAIT_SECONDS) for run in runs]
-    for run, (output, error) in zip(runs, outputs):
+    for run, (_output, error) in zip(runs, outputs):
         assert run.returncode == 0, error
     summaries = [RUN_SUMMARY.search(output) for output, _ in outputs]
     ran = [int(summary["ok"]) + int(summary["diverged"]) for summary in summaries]

@@ -64,7 +64,7 @@ def test_backend_names_and_versions(keras_adapter) -> None:
 
 
 def test_a_second_keras_backend_in_one_process_is_refused(keras_adapter) -> None:
-    with pytest.raises(BackendError, match="already imported in this process on 'tensorflow'.*own worker process"):
+    with pytest.raises(BackendError, match=r"already imported in this process on 'tensorflow'.*own worker process"):
         get_adapter("keras-torch")
     from harness.adapters.keras import make_adapter
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -131,7 +133,7 @@ class TestLayers:
 
 
 class TestInitialWeights:
-    SHAPE_MODEL = {"mlp": {"hidden": [400]}}
+    SHAPE_MODEL: ClassVar[dict] = {"mlp": {"hidden": [400]}}
 
     def _kernel(self, initializer: str | dict, seed: int = 0) -> np.ndarray:
         model = resolve_model(self.SHAPE_MODEL, 300)
@@ -139,7 +141,7 @@ class TestInitialWeights:
         return weights["0.dense.kernel"].astype(np.float64)  # (200, 400): fan_in 200, fan_out 400
 
     # (initializer, scipy distribution of the canonical formula) - fan_in = 200, fan_out = 400.
-    CASES = {
+    CASES: ClassVar[dict] = {
         "normal": stats.norm(0, 0.01),
         "uniform": stats.uniform(-0.05, 0.1),
         "xavier_uniform": stats.uniform(-np.sqrt(6 / 600), 2 * np.sqrt(6 / 600)),

@@ -50,10 +50,7 @@ def test_mnist1d_cnn_and_gru_shapes_match_the_paper():
 
 def tf_same_padding(length: int, kernel: int, stride: int) -> tuple[int, int]:
     """TensorFlow's documented SAME padding (tf.nn.convolution docs), written independently of the spec."""
-    if length % stride == 0:
-        total = max(kernel - stride, 0)
-    else:
-        total = max(kernel - length % stride, 0)
+    total = max(kernel - stride, 0) if length % stride == 0 else max(kernel - length % stride, 0)
     return total // 2, total - total // 2
 
 

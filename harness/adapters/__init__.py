@@ -42,7 +42,7 @@ def check_backend(name: str, where: str = "backends") -> BackendEntry:
     entry = BACKENDS[name]
     missing = [package for package in entry.requires if importlib.util.find_spec(package) is None]
     if missing:
-        hint = 'pip install "harness[%s]"' % entry.extra
+        hint = f'pip install "harness[{entry.extra}]"'
         if "torch" in missing:
             hint += "  (torch==2.13.0 is the CPU build; an unpinned torch pulls several GB of CUDA packages)"
         raise BackendError(

@@ -33,7 +33,7 @@ from harness.measures import MEASURES, SPLITS
 
 REPORT_KEYS = ("reference", "metric", "targets")
 # Every metric name the training loop can record (harness.adapters.loop / metrics).
-KNOWN_METRICS = tuple(f"{split}_{measure}" for split in SPLITS for measure in MEASURES) + ("minibatch_loss",)
+KNOWN_METRICS = (*(f"{split}_{measure}" for split in SPLITS for measure in MEASURES), "minibatch_loss")
 
 ArmLabels = Mapping[str, Mapping[str, str]]  # arm -> {axis key: its variant label on that axis}
 
