@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from harness.cli.options import path_option, store_option, suite_or_results_argument
+
 DEFAULT_BASELINE_FOLDER = Path("baselines")
 
 SAVE_EPILOG = """\b
@@ -27,21 +29,9 @@ def baseline() -> None:
 
 
 @baseline.command(name="save", epilog=SAVE_EPILOG)
-@click.argument("target", metavar="SUITE_OR_RESULTS", type=click.Path(path_type=Path))
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="The baseline file to write (default: baselines/<suite>.json).",
-)
-@click.option(
-    "--store",
-    "store_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="The folder given to `harness run --store` (default: results/, or the parent of a results folder).",
-)
+@suite_or_results_argument()
+@path_option("--output", "-o", help="The baseline file to write (default: baselines/<suite>.json).")
+@store_option()
 def save(target: Path, output: Path | None, store_dir: Path | None) -> None:
     """Write the per-seed final metrics and train_seconds of SUITE_OR_RESULTS as sorted, diffable JSON.
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from harness.cli.options import path_option, store_option, suite_or_results_argument
 from harness.errors import HarnessError
 from harness.exit_codes import EXIT_INCONCLUSIVE
 
@@ -51,12 +52,10 @@ when neither names one: the primary metric at 1% and train_seconds at 20%.
 
 
 @click.command(name="check", epilog=CHECK_EPILOG)
-@click.argument("target", metavar="SUITE_OR_RESULTS", type=click.Path(path_type=Path))
-@click.option(
+@suite_or_results_argument()
+@path_option(
     "--baseline",
     "baseline_path",
-    type=click.Path(path_type=Path),
-    default=None,
     help="Baseline file from `harness baseline save`. Optional when the suite has `expect:` claims.",
 )
 @click.option(
@@ -88,13 +87,7 @@ when neither names one: the primary metric at 1% and train_seconds at 20%.
     "result line says INCONCLUSIVE).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON (the same verdicts and exit code).")
-@click.option(
-    "--store",
-    "store_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="The folder given to `harness run --store` (default: results/, or the parent of a results folder).",
-)
+@store_option()
 def check(
     target: Path,
     baseline_path: Path | None,

@@ -1,4 +1,4 @@
-"""What every command shares: exit codes, the default store, and loading a suite with its later-stage blocks checked."""
+"""What every command shares: exit codes, the default folders, and loading a suite with its later-stage blocks checked."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from harness.exit_codes import (  # noqa: F401 - the CLI's commands import them 
 )
 
 DEFAULT_STORE = Path("results")
+DEFAULT_REPORTS = Path("reports")  # `run --report`, `report` and `compare` write under it
 
 
 def load_checked_suite(path: Path, backends: Sequence[str] | None = None, seeds: str | None = None) -> Suite:

@@ -9,25 +9,20 @@ from pathlib import Path
 
 import click
 
+from harness.cli.common import DEFAULT_REPORTS
+from harness.cli.options import path_argument, path_option
+
 
 @click.command("compare")
-@click.argument("first", metavar="A", type=click.Path(path_type=Path))
-@click.argument("second", metavar="B", type=click.Path(path_type=Path))
-@click.option(
-    "--store-a",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="The store of A (default: results/ for a suite file, the parent folder for a results folder).",
+@path_argument("first", "A")
+@path_argument("second", "B")
+@path_option(
+    "--store-a", help="The store of A (default: results/ for a suite file, the parent folder for a results folder)."
 )
-@click.option("--store-b", type=click.Path(path_type=Path), default=None, help="The store of B (same default).")
+@path_option("--store-b", help="The store of B (same default).")
 @click.option("--metric", default=None, help="The final metric to compare (default: A's primary metric).")
-@click.option(
-    "--output",
-    "-o",
-    "output",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Folder for compare.csv and compare.png (default: reports/compare_<A>_vs_<B>/).",
+@path_option(
+    "--output", "-o", "output", help="Folder for compare.csv and compare.png (default: reports/compare_<A>_vs_<B>/)."
 )
 def compare(
     first: Path, second: Path, store_a: Path | None, store_b: Path | None, metric: str | None, output: Path | None
@@ -49,7 +44,7 @@ def compare(
     results_a, record_a = open_results(first, store_a)
     results_b, record_b = open_results(second, store_b)
     table = compare_results(results_a, results_b, metric)
-    output = output or Path("reports") / f"compare_{record_a.name}_vs_{record_b.name}"
+    output = output or DEFAULT_REPORTS / f"compare_{record_a.name}_vs_{record_b.name}"
     output.mkdir(parents=True, exist_ok=True)
     table.to_csv(output / "compare.csv", index=False)
     click.echo(f"A: {first} ({record_a.name})   B: {second} ({record_b.name})")

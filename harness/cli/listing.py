@@ -6,10 +6,12 @@ from pathlib import Path
 
 import click
 
+from harness.cli.options import path_option
+
 
 @click.command(name="list")
 @click.argument("what", type=click.Choice(["all", "suites", "datasets", "components", "backends"]), default="all")
-@click.option("--suites-dir", type=click.Path(path_type=Path), default=Path("suites"), show_default=True)
+@path_option("--suites-dir", default=Path("suites"))
 def list_command(what: str, suites_dir: Path) -> None:
     """List shipped suites, datasets, components (with their canonical formulas) and backends.
 

@@ -8,16 +8,13 @@ from pathlib import Path
 import click
 
 from harness.cli.common import EXIT_DISAGREE, load_checked_suite
+from harness.cli.options import backend_option, path_argument
 
 
 @click.command()
-@click.argument("suite_path", metavar="SUITE", type=click.Path(path_type=Path))
-@click.option(
-    "--backend",
-    "backends",
-    multiple=True,
-    metavar="NAME",
-    help="Backends to compare (repeatable; default: the suite's, at least two). The first is the reference.",
+@path_argument("suite_path", "SUITE")
+@backend_option(
+    help="Backends to compare (repeatable; default: the suite's, at least two). The first is the reference."
 )
 @click.option("--steps", type=click.IntRange(min=1), default=20, show_default=True, help="Optimizer steps per arm.")
 def parity(suite_path: Path, backends: Sequence[str], steps: int) -> None:

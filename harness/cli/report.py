@@ -6,23 +6,18 @@ from pathlib import Path
 
 import click
 
+from harness.cli.common import DEFAULT_REPORTS
+from harness.cli.options import path_option, store_option, suite_or_results_argument
+
 
 @click.command()
-@click.argument("target", metavar="SUITE_OR_RESULTS", type=click.Path(path_type=Path))
-@click.option(
-    "--store",
-    "store_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="The store folder (default: results/ for a suite file, the parent of a results folder).",
-)
-@click.option(
+@suite_or_results_argument()
+@store_option(help="The store folder (default: results/ for a suite file, the parent of a results folder).")
+@path_option(
     "--output",
     "-o",
     "reports_dir",
-    type=click.Path(path_type=Path),
-    default=Path("reports"),
-    show_default=True,
+    default=DEFAULT_REPORTS,
     help="Reports go to <output>/<suite>/report.html and report.pdf.",
 )
 def report(target: Path, store_dir: Path | None, reports_dir: Path) -> None:

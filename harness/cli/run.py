@@ -9,23 +9,21 @@ from pathlib import Path
 import click
 
 from harness.cli.common import (
+    DEFAULT_REPORTS,
     DEFAULT_STORE,
     EXIT_CODE_CHANGED,
     EXIT_INTERRUPTED,
     EXIT_TRIALS_FAILED,
     load_checked_suite,
 )
+from harness.cli.options import backend_option, path_argument, path_option, store_option
 
 
 @click.command()
-@click.argument("suite_path", metavar="SUITE", type=click.Path(path_type=Path))
-@click.option(
-    "--store",
-    "store_dir",
-    type=click.Path(path_type=Path),
-    default=DEFAULT_STORE,
-    show_default=True,
+@path_argument("suite_path", "SUITE")
+@store_option(
     help="Folder for the SQLite store (harness.sqlite) and the exported tables (<store>/<suite>/).",
+    default=DEFAULT_STORE,
 )
 @click.option(
     "--jobs",
@@ -35,13 +33,7 @@ from harness.cli.common import (
     help="Worker processes (default: the number of cores), each reused and pinned to cores/jobs threads; "
     "with --executor ray, trials at once (default: as many as the cluster's CPUs/GPUs hold).",
 )
-@click.option(
-    "--backend",
-    "backends",
-    multiple=True,
-    metavar="NAME",
-    help="Run only these backends (repeatable), overriding the suite's `backends`.",
-)
+@backend_option(help="Run only these backends (repeatable), overriding the suite's `backends`.")
 @click.option(
     "--seeds",
     "seeds",
@@ -81,13 +73,7 @@ from harness.cli.common import (
     "--num-gpus", type=click.FloatRange(min=0), default=None, help="Ray: GPUs each trial reserves (default 0)."
 )
 @click.option("--report", "make_report", is_flag=True, help="Also write reports/<suite>/report.html and report.pdf.")
-@click.option(
-    "--reports-dir",
-    type=click.Path(path_type=Path),
-    default=Path("reports"),
-    show_default=True,
-    help="Where --report writes (reports/<suite>/).",
-)
+@path_option("--reports-dir", default=DEFAULT_REPORTS, help="Where --report writes (reports/<suite>/).")
 def run(
     suite_path: Path,
     store_dir: Path,
