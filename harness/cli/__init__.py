@@ -8,7 +8,8 @@
     check      harness.cli.check      results vs a baseline and `expect:` claims
     parity     harness.cli.parity     every arm trains identically in each backend
     list       harness.cli.listing    shipped suites, datasets, components, backends
-    common     what they share: exit codes, the default store, `load_checked_suite`
+    common     what they share: exit codes, the default folders, `load_checked_suite`
+    options    the arguments and options several commands declare (`--store`, `--backend`, ...)
 
 Each command only parses its options, calls the library (imported inside the command) and maps
 the outcome to an exit code. Exit codes (harness.exit_codes, the one list): 0 success; 1 a check or
@@ -21,6 +22,7 @@ traceback; 3 some trials failed or timed out; 4 the code changed during a run; 5
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -36,7 +38,7 @@ nothing written), 3 some trials failed or timed out, 130 interrupted (run again 
 class HarnessGroup(click.Group):
     """Turns a HarnessError (bad input) into its message on stderr and exit code 2, no traceback."""
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx: click.Context) -> Any:  # Any: click.Group.invoke returns the command's own result
         try:
             return super().invoke(ctx)
         except HarnessError as error:
