@@ -150,7 +150,7 @@ def activation_rows(epoch: int, plan: LayerPlan, output: np.ndarray, bins: int) 
     low, high = ACTIVATION_RANGES.get(activation or "", DEFAULT_RANGE)
     rows: list[Row] = []
 
-    def add(statistic: str, value: float) -> None:
+    def add(statistic: str, value: float | np.floating[Any]) -> None:
         rows.append((epoch, plan.index, plan.name, statistic, float(value)))
 
     count = len(values)

@@ -99,7 +99,8 @@ def _load_resolved(spec: DatasetSpec) -> Dataset:
 
     # 4. scaling fitted on the training rows only; 5. dtype and shape
     offset, divisor = fit_scaling(x_train, options["scale"], definition.unit_range)  # raw x is (N, D)
-    target_offset, target_divisor = 0.0, 1.0
+    target_offset: float | np.ndarray = 0.0  # identity scaling unless scale_target fits per-output statistics
+    target_divisor: float | np.ndarray = 1.0
     if info.task == "regression" and options.get("scale_target", False):
         target_offset, target_divisor = fit_scaling(y_train.reshape(len(y_train), info.num_outputs), "standard")
 

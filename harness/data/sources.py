@@ -19,7 +19,7 @@ import os
 import random
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 
@@ -80,7 +80,7 @@ def cache_directory() -> Path:
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "harness"
 
 
-def cache_path(kind: str, key: dict[str, object]) -> Path:
+def cache_path(kind: str, key: Mapping[str, object]) -> Path:
     """The .npz file for `kind` (e.g. 'mnist1d') under a digest of `key` (versions and arguments)."""
     digest = hashlib.sha256(json.dumps({"format": CACHE_FORMAT, **key}, sort_keys=True).encode()).hexdigest()[:16]
     return cache_directory() / "datasets" / f"{kind}-{digest}.npz"
@@ -105,7 +105,8 @@ def cached_arrays(path: Path, produce: Callable[[], Arrays]) -> Arrays:
         handle, temporary = tempfile.mkstemp(prefix=path.stem, suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(handle, "wb") as stream:
-                np.savez(stream, **arrays)
+                # numeric arrays only: the cache is read back with allow_pickle=False, so say so on write too
+                np.savez(stream, allow_pickle=False, **arrays)
             os.chmod(temporary, 0o644)  # mkstemp makes 0600; the cache holds public data
             os.replace(temporary, path)
         except BaseException:

@@ -58,8 +58,8 @@ def resolve_model(
         layers, graph = resolve_graph(value, num_outputs, f"{where}.graph")
         return ModelSpec(layers=layers, family=None, graph=graph)
     if key in EXPANDERS:
-        layers, graph = EXPANDERS[key](value, num_outputs, dropout, f"{where}.{key}", input_shape)
-        return ModelSpec(layers=layers, family=key, graph=graph)
+        family_layers, family_graph = EXPANDERS[key](value, num_outputs, dropout, f"{where}.{key}", input_shape)
+        return ModelSpec(layers=family_layers, family=key, graph=family_graph)
     raise unknown_name("model form", key, [*FORMS, *FAMILIES], where)
 
 

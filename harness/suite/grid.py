@@ -29,7 +29,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from harness.errors import did_you_mean
 from harness.suite.yaml_source import KeyPath, SuiteIssue, display_path
@@ -176,16 +176,16 @@ def _parse_axis(key: Any, raw: Any) -> Axis:
             raise SuiteIssue(
                 where, "the axis is empty: give at least one named variant, e.g. {sgd: sgd, adam: adam}, or remove it."
             )
-        variants = []
+        named: list[Variant] = []
         for label, value in raw.items():
             text = value_label(label)
             if not text.strip():
                 raise SuiteIssue(
                     (*where, label), "a variant label must not be empty. Name the variant, e.g. sgd: {name: sgd}."
                 )
-            variants.append(Variant(text, (Assignment(target, value, (*where, label), where),)))
-        _check_unique_labels(tuple(variants), where, lambda index: (*where, list(raw)[index]), "variants")
-        return Axis(key, "variants", tuple(variants))
+            named.append(Variant(text, (Assignment(target, value, (*where, label), where),)))
+        _check_unique_labels(tuple(named), where, lambda index: (*where, list(raw)[index]), "variants")
+        return Axis(key, "variants", tuple(named))
     raise SuiteIssue(
         where,
         f"expected a list of values (e.g. [0.1, 0.01]), a mapping of named variants (e.g. {{sgd: sgd, adam: adam}}) "
@@ -371,7 +371,7 @@ def apply_cell(base: Mapping[str, Any], cell: Cell) -> tuple[dict[str, Any], tup
         parent = _parent(document, assignment)
         last = target[-1]
         current = parent.get(last) if isinstance(parent, dict) else None
-        if len(target) == 1 and _merges(last, current, value):
+        if len(target) == 1 and _merges(current, last, value):
             parent[last] = {**current, **value}
             provenance.extend(((last, key), (*source, key)) for key in value)
             continue
@@ -385,7 +385,8 @@ def apply_cell(base: Mapping[str, Any], cell: Cell) -> tuple[dict[str, Any], tup
     return document, tuple(provenance)
 
 
-def _merges(field: Any, current: Any, value: Any) -> bool:
+def _merges(current: Any, field: Any, value: Any) -> TypeGuard[Mapping[str, Any]]:
+    """Whether `value` is merged into the mapping `current` (a TypeGuard: when true, `current` is a mapping)."""
     if not isinstance(current, Mapping) or not isinstance(value, Mapping):
         return False
     return field in MERGED_FIELDS or (field in COMPONENT_FIELDS and "name" not in value)
