@@ -478,7 +478,7 @@ def test_tolerances_are_tight_and_justified() -> None:
 
 def test_two_different_keras_backends_are_refused() -> None:
     spec, data = make_spec()
-    with pytest.raises(HarnessError, match="different Keras backends.*own run"):
+    with pytest.raises(HarnessError, match=r"different Keras backends.*own run"):
         parity_check(spec, ("keras-tensorflow", "keras-torch"), data)
     with pytest.raises(HarnessError, match="two different backends"):
         parity_check(spec, ("torch",), data)
@@ -657,7 +657,15 @@ FAMILY_MODELS = {  # name: (dataset, model, optimizer)
         },
         {"name": "sgd", "lr": 0.01},
     ),
-    "transformer-family": ("sequence", {"transformer": {"depth": 2, "heads": 2, "width": 8}}, None),
+    # gelu, not the family's relu: checked from identical weights at every step (ILL_CONDITIONED_FAMILY_MODELS),
+    # where a relu pre-activation within rounding of 0 flips between frameworks and moves that unit's whole gradient
+    # (relu, seeds 0-9 x 20 steps: up to 4.4e-4 of the largest gradient at seeds 4 and 6; gelu: <= 1.2e-5).
+    # relu transformer blocks keep their 20-step trajectory check in transformer-post-dropout.
+    "transformer-family": (
+        "sequence",
+        {"transformer": {"depth": 2, "heads": 2, "width": 8, "activation": "gelu"}},
+        None,
+    ),
     "transformer-pre-gelu": (
         "sequence",
         {
@@ -722,7 +730,18 @@ def make_layer_spec(name: str) -> tuple[TrialSpec, Dataset]:
     return spec, load_dataset(dataset)
 
 
-@pytest.mark.parametrize("name", FAMILY_MODELS, ids=str)
+# Models whose training map amplifies float32 rounding, in any framework: a 20-step trajectory check cannot be
+# sound for them, so test_family_agrees_from_identical_weights_at_every_step checks them instead.
+# transformer-family: its conv1d(kernel 1) lifts MNIST-1D's ONE channel to x_t * kernel + bias + position_t, so
+# where x_t ~ 0 the first layer_norm normalizes the tiny vector bias + position_t (std ~0.03 over channels); the
+# loss then curves at ~1/std^2 along that bias and position: Hessian eigenvalues -690..+1070 (float64, seeds 5 and 0,
+# step 1), so one sgd step multiplies a rounding difference there by up to |1 - lr*lambda| ~ 35 at lr 0.05.
+# Measured, seeds 0-9: 2/10 relu trajectories within tolerance at lr 0.05, 0/10 at 0.01, 5/10 at 0.002; gelu 3/10,
+# tanh 0/10 (no relu kink needed); torch against itself with every initial weight moved by one ulp diverges the same way.
+ILL_CONDITIONED_FAMILY_MODELS = ("transformer-family",)
+
+
+@pytest.mark.parametrize("name", [n for n in FAMILY_MODELS if n not in ILL_CONDITIONED_FAMILY_MODELS], ids=str)
 def test_layer_family_parity(name) -> None:
     """Shapes and parameter count, identical loaded weights (batch_norm state too), forward to 1e-5, and
     20 steps of loss and every tensor (moving statistics included) within tolerance."""
@@ -731,6 +750,51 @@ def test_layer_family_parity(name) -> None:
     assert_parity(result)
     if "dropout" in name:
         assert "transformer_encoder's inner dropout" in result.note or "dropout layers ran as identity" in result.note
+
+
+def assert_agrees_from_identical_weights(name: str, seed: int) -> None:
+    """Structure, loaded weights, forward and step 1 (parity_check), then STEPS steps of a torch trajectory: at each,
+    Keras loaded with torch's current weights gives the same outputs and gradients (1e-5 relative, as
+    test_layer_outputs_and_gradients_agree_with_torch, but see atol below). Comparing from identical weights at every
+    step does not depend on the trajectory amplifying rounding, and still covers every weight the training visits."""
+    from harness.parity import parity_batches, parity_spec
+
+    spec, data = make_layer_spec(name)
+    spec = dataclasses.replace(spec, seed=seed)
+    first_step = parity_check(spec, BACKENDS, data, steps=1, label=name)
+    assert first_step.passed, first_step.message()
+    spec, _ = parity_spec(spec)
+    weights = initial_weights(spec.model.plan(data.info.input_shape), spec.initializer, spec.seed)
+    models = {}
+    for backend in BACKENDS:
+        models[backend] = get_adapter(backend).build(dataclasses.replace(spec, backend=backend), data.info)
+        models[backend].set_weights(weights)
+    models["torch"].set_training_data(data.x_train, data.y_train)
+    losses = []
+    for step, batch in enumerate(parity_batches(data, spec, STEPS), 1):
+        x, y = data.x_train[batch], data.y_train[batch]
+        models["keras"].set_weights(models["torch"].get_weights())
+        outputs = {backend: model.predict(x) for backend, model in models.items()}
+        np.testing.assert_allclose(outputs["torch"], outputs["keras"], rtol=1e-5, atol=1e-5, err_msg=f"step {step}")
+        gradients = {backend: model.gradients(x, y) for backend, model in models.items()}
+        largest = max(float(np.abs(g).max()) for g in gradients["torch"].values())
+        assert gradients["torch"].keys() == gradients["keras"].keys()
+        for key, value in gradients["torch"].items():
+            # atol: float32 rounding of batch sums over 32 x 40 positions, relative to the model's largest gradient
+            # (attention's key_bias is zero by construction, layer_norm beta and query_bias cancel): measured
+            # <= 1.2e-5 x largest (gelu transformer-family, seeds 0-9 x 20 steps); a relu kink crossing gave 4.4e-4
+            np.testing.assert_allclose(
+                value, gradients["keras"][key], rtol=1e-5, atol=5e-5 * largest, err_msg=f"step {step} {key}"
+            )
+        losses.append(float(models["torch"].train_epoch([batch])[0]))
+    assert abs(losses[-1] - losses[0]) > 10 * ParityTolerance().loss_atol  # the trajectory trained
+
+
+@pytest.mark.parametrize("name", ILL_CONDITIONED_FAMILY_MODELS, ids=str)
+def test_family_agrees_from_identical_weights_at_every_step(name) -> None:
+    """The ill-conditioned family models (see ILL_CONDITIONED_FAMILY_MODELS): the same function and gradient at
+    every step, measured from identical weights instead of along two diverging trajectories."""
+    assert_agrees_from_identical_weights(name, seed=5)
 
 
 def test_parity_runs_transformer_dropout_at_zero() -> None:
