@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.pairing import initial_weights_pairing
+from harness.analysis.robust import IMPROVEMENT_COLUMNS, improvement_row, median_time
 from harness.analysis.statistics import ALPHA, holm, paired_test
 from harness.measures import DIVERGED, OK, SPEED_METRIC, is_higher_better
 
@@ -37,6 +38,7 @@ COMPARISON_COLUMNS = (
     "significant",
     "verdict",
     "initial_weights",
+    *IMPROVEMENT_COLUMNS,
 )
 BACKEND_DELTA_COLUMNS = (
     "arm",
@@ -115,7 +117,7 @@ def compare_arms(
     cells = values_by_cell(final, metric)
     present = first_rows(final, ["arm", "backend"])
     empty = pd.Series(dtype=np.float64)
-    rows = []
+    rows, improvements = [], []
     for backend in backends:
         for arm in arms:
             reference = references.get(arm, arm)
@@ -124,7 +126,12 @@ def compare_arms(
             reference_values = cells.get((reference, backend), empty)
             arm_values, paired_reference = _paired(cells.get((arm, backend), empty), reference_values)
             test = paired_test(arm_values, paired_reference)
+            # Unpaired, over every ok run of each (not only the common seeds): the Mann-Whitney form.
+            improvement = improvement_row(
+                cells.get((arm, backend), empty).to_numpy(), reference_values.to_numpy(), metric
+            )
             labels = present[(arm, backend)]
+            improvements.append(improvement)
             rows.append(
                 {
                     "arm": arm,
@@ -135,11 +142,13 @@ def compare_arms(
                     **{axis: labels[axis] for axis in axes},
                 }
             )
-    table = pd.DataFrame(rows, columns=[*COMPARISON_COLUMNS[:2], *axes, *COMPARISON_COLUMNS[2:]])
+    table = pd.DataFrame(rows, columns=[*COMPARISON_COLUMNS[:2], *axes, *COMPARISON_COLUMNS[2:-3]])
     table["p_holm"] = holm(table["p_value"].to_numpy(dtype=np.float64)) if len(table) else []
     table["significant"] = (table["p_holm"] < ALPHA).astype(bool)
     table["verdict"] = [_verdict(row, metric) for row in table.to_dict("records")]
     table["initial_weights"] = initial_weights_pairing(trials if trials is not None else final, rows)
+    for column in IMPROVEMENT_COLUMNS:
+        table[column] = [improvement[column] for improvement in improvements]
     return table
 
 
@@ -203,7 +212,7 @@ def time_to_target(
     'Reaches' is >= for accuracy and r2, <= for losses and mae. seconds = train_seconds * epoch /
     epochs trained (the training time pro-rated, evaluation excluded; epochs trained counts a
     diverged epoch too, as its steps were timed). epoch and seconds are NaN when never reached.
-    Every status is listed; summaries use only 'ok' trials.
+    Every status is listed; summaries use 'ok' and 'diverged' trials (TARGET_STATUSES).
     """
     columns = [*TARGET_COLUMNS[:4], *axes, *TARGET_COLUMNS[4:]]
     base = trials[
@@ -231,28 +240,46 @@ def time_to_target(
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
-def _median_or_nan(values: np.ndarray) -> float:
-    """Median with 'never reached' as +inf; NaN when that median is itself 'never'."""
-    if not len(values):
-        return math.nan
-    median = float(np.median(values))
-    return median if math.isfinite(median) else math.nan
+TARGET_SUMMARY_COLUMNS = (
+    "metric",
+    "target",
+    "n",
+    "n_reached",
+    "median_epoch",
+    "median_seconds",
+    "median_epoch_ci_low",
+    "median_epoch_ci_high",
+    "median_seconds_ci_low",
+    "median_seconds_ci_high",
+    "n_diverged",
+)
+# Trials whose time to a target counts: a diverged one never reaches it after diverging (it is
+# censored, not dropped: dropping it would leave only the runs that trained well). A failed or
+# timed-out trial says nothing about the model and stays out, as in every other statistic.
+TARGET_STATUSES = (OK, DIVERGED)
 
 
 def summarize_time_to_target(
     per_trial: pd.DataFrame, *, arms: Sequence[str], backends: Sequence[str], axes: Sequence[str]
 ) -> pd.DataFrame:
-    """Per arm, backend and target metric over 'ok' trials: n, n_reached and the median epoch and seconds.
+    """Per arm, backend and target metric over 'ok' and 'diverged' trials: n, n_reached, the median
+    epoch and seconds to reach the target, their 95% intervals, and how many trials diverged.
 
-    A trial that never reaches the target counts as +inf in the median, so the median is NaN
-    ('not reached') when half or more of the seeds never get there; no survivor bias.
+    A trial that never reaches the target (an ok one that ends short of it, a diverged one that had
+    not reached it before diverging) is censored at +inf, as AlgoPerf counts it: never reached, not
+    dropped. The median is the Kaplan-Meier median (`harness.analysis.robust.median_time`), which
+    with every censored time at +inf equals numpy's median with those trials as +inf, so it is NaN
+    ('not reached') when half or more of the trials never get there; no survivor bias. The interval
+    is Brookmeyer-Crowley's; its high end is NaN ('not reached') when the data cannot rule out that
+    the median is never reached.
     """
-    columns = ["arm", "backend", *axes, "metric", "target", "n", "n_reached", "median_epoch", "median_seconds"]
+    columns = ["arm", "backend", *axes, *TARGET_SUMMARY_COLUMNS]
     rows = []
-    ok = per_trial[per_trial["status"] == OK]
-    for (arm, backend, metric), group in ok.groupby(["arm", "backend", "metric"], sort=False):
-        epochs = group["epoch"].fillna(np.inf).to_numpy(dtype=np.float64)
-        seconds = group["seconds"].fillna(np.inf).to_numpy(dtype=np.float64)
+    counted = per_trial[per_trial["status"].isin(TARGET_STATUSES)]
+    for (arm, backend, metric), group in counted.groupby(["arm", "backend", "metric"], sort=False):
+        reached = group["reached"].to_numpy(dtype=bool)
+        epochs = median_time(group["epoch"].fillna(np.inf).to_numpy(dtype=np.float64), reached)
+        seconds = median_time(group["seconds"].fillna(np.inf).to_numpy(dtype=np.float64), reached)
         rows.append(
             {
                 "arm": arm,
@@ -261,9 +288,14 @@ def summarize_time_to_target(
                 "metric": metric,
                 "target": group["target"].iloc[0],
                 "n": len(group),
-                "n_reached": int(group["reached"].sum()),
-                "median_epoch": _median_or_nan(epochs),
-                "median_seconds": _median_or_nan(seconds),
+                "n_reached": int(reached.sum()),
+                "median_epoch": epochs.median,
+                "median_seconds": seconds.median,
+                "median_epoch_ci_low": epochs.low,
+                "median_epoch_ci_high": epochs.high,
+                "median_seconds_ci_low": seconds.low,
+                "median_seconds_ci_high": seconds.high,
+                "n_diverged": int((group["status"] == DIVERGED).sum()),
             }
         )
     table = pd.DataFrame(rows, columns=columns)

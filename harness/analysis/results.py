@@ -29,6 +29,7 @@ from harness.analysis.options import (
     default_metric,
     infer_task,
 )
+from harness.analysis.robust import IQM_COLUMNS, iqm_groups
 from harness.analysis.statistics import DESCRIBE_COLUMNS, describe_groups, metric_bounds, t_half_widths
 from harness.analysis.tables import (
     METRIC_REQUIRED,
@@ -244,7 +245,9 @@ class Results:
 
     def summary(self) -> pd.DataFrame:
         """Per arm, backend and metric over the 'ok' seeds: n, mean, std, sem, 95% CI (ci_low, ci_high,
-        ci_method) and the trial counts per status (n_trials, n_ok, n_diverged, n_failed, n_timeout).
+        ci_method), the trial counts per status (n_trials, n_ok, n_diverged, n_failed, n_timeout), and
+        the interquartile mean with its 95% stratified bootstrap interval (iqm, iqm_ci_low, iqm_ci_high;
+        no interval below 5 seeds: `harness.analysis.robust`), robust where a few seeds dominate.
 
         Metrics: every final metric and train_seconds. The interval rule (t interval; BCa bootstrap
         only when the t interval leaves a bounded metric's range and n >= 10; t clipped to the bound
@@ -258,10 +261,12 @@ class Results:
             values.loc[final["status"] != OK, names] = np.nan  # only 'ok' trials enter a statistic
             table = describe_groups(values, ["arm", "backend"], names)
             counts = status_counts(final, ["arm", "backend"])
-            table = table.merge(self.arm_labels(), on="arm", how="left").merge(
-                counts, on=["arm", "backend"], how="left"
+            table = (
+                table.merge(self.arm_labels(), on="arm", how="left")
+                .merge(counts, on=["arm", "backend"], how="left")
+                .merge(iqm_groups(values, ["arm", "backend"], names), on=["arm", "backend", "metric"], how="left")
             )
-            columns = [*self._described_columns(), "n_trials", *STATUS_COUNT_COLUMNS]
+            columns = [*self._described_columns(), "n_trials", *STATUS_COUNT_COLUMNS, *IQM_COLUMNS]
             rank = {name: index for index, name in enumerate(names)}
             return sort_trials(
                 table[columns].assign(metric_rank=table["metric"].map(rank)),
@@ -336,7 +341,10 @@ class Results:
         """Every arm vs its reference arm on `metric` (default: the primary metric), per backend,
         paired by seed: mean difference (arm - reference) with its 95% CI, paired t-test p
         (scipy.stats.ttest_rel), Holm-adjusted p over the whole table (computed from the sorted
-        p's, `harness.analysis.statistics.holm`), Cohen's d_z, significant (p_holm < 0.05), verdict.
+        p's, `harness.analysis.statistics.holm`), Cohen's d_z, significant (p_holm < 0.05), verdict,
+        initial_weights, and the probability that a run of the arm beats a run of its reference
+        (probability_of_improvement: Mann-Whitney over every ok run, unpaired, ties half) with its 95%
+        stratified bootstrap interval (`harness.analysis.robust`).
 
         Each arm's reference is `report_options.reference_for(arm)` (the row's `reference` column):
         one arm for all with `report.reference: sgd`, the arm that differs only on the named axes
@@ -397,8 +405,9 @@ class Results:
         )
 
     def time_to_target_summary(self) -> pd.DataFrame:
-        """Per arm, backend and target over 'ok' seeds: n, n_reached, median epoch and seconds
-        (NaN when half or more never reach it)."""
+        """Per arm, backend and target over 'ok' and 'diverged' seeds: n, n_reached, median epoch and seconds
+        (NaN when half or more never reach it; a run that never reaches it is censored, not dropped),
+        their 95% Kaplan-Meier intervals and n_diverged (see `comparisons.summarize_time_to_target`)."""
         return self._cached(
             ("time_to_target_summary",),
             lambda: comparisons.summarize_time_to_target(
