@@ -21,6 +21,7 @@ import pandas as pd
 
 from harness.analysis import Results
 from harness.errors import HarnessError, StoreError
+from harness.paths import DEFAULT_STORE
 from harness.store import Store
 from harness.suite import Suite, load_suite
 
@@ -191,7 +192,7 @@ def open_results(target: str | Path, store_dir: str | Path | None = None) -> tup
         from harness.runner.devices import resolve_auto  # 'auto' as `harness run` settled it on this machine
 
         record = SuiteRecord.from_suite(dataclasses.replace(suite, trials=resolve_auto(suite.trials)))
-        store_path = Path(store_dir) if store_dir is not None else Path("results")
+        store_path = Path(store_dir) if store_dir is not None else DEFAULT_STORE
     else:
         raise HarnessError(f"{path}: expected a suite file (.yaml) or a results folder (results/<suite>/), got a file.")
     if not (store_path / "harness.sqlite").exists():

@@ -21,9 +21,7 @@ from harness.exit_codes import (  # noqa: F401 - the CLI's commands import them 
     EXIT_TRIALS_FAILED,
     EXIT_USAGE,
 )
-
-DEFAULT_STORE = Path("results")
-DEFAULT_REPORTS = Path("reports")  # `run --report`, `report` and `compare` write under it
+from harness.paths import DEFAULT_REPORTS, DEFAULT_STORE  # noqa: F401 - commands import them from here
 
 
 def load_checked_suite(path: Path, backends: Sequence[str] | None = None, seeds: str | None = None) -> Suite:

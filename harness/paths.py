@@ -1,0 +1,8 @@
+"""Default folders, relative to the working directory: the library and the CLI read them here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEFAULT_STORE = Path("results")  # the SQLite store `harness.sqlite` and one table folder per suite
+DEFAULT_REPORTS = Path("reports")  # `run --report`, `report` and `compare` write under it
