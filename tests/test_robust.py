@@ -25,6 +25,7 @@ from harness.analysis.robust import (
     probability_of_improvement_interval,
 )
 from harness.analysis.statistics import DESCRIBE_COLUMNS
+from harness.errors import SpecError
 from harness.measures import STATUS_COUNT_COLUMNS
 
 FLOAT_TOLERANCE = 1e-12  # a handful of float64 operations; nothing approximated
@@ -240,3 +241,11 @@ def test_time_to_a_validation_target_counts_a_diverged_trial_as_never_reached(re
     # diverged seed, as before, gave the median of 1, 1, 1, 2, never: 1, a survivor's answer.
     other = summary.loc["other"]
     assert (other["n"], other["n_reached"], other["n_diverged"], other["median_epoch"]) == (6, 4, 1, 1.5)
+
+
+def test_a_validation_target_without_a_validation_split_says_how_to_fix_it() -> None:
+    trials, metrics = _frames()
+    metrics = metrics[metrics["metric"] != "validation_accuracy"]
+    options = {"targets": {"validation_accuracy": 0.5}}
+    with pytest.raises(SpecError, match=r"report\.targets: unknown metric 'validation_accuracy'.*no validation split"):
+        Results(trials, metrics, ("base", "other"), ("optimizer",), name="robust", report_options=options)

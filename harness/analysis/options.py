@@ -3,7 +3,7 @@
     report:
       reference: sgd                    # the arm every other arm is compared with (default: the first arm)
       metric: test_accuracy             # the primary metric (default: test_accuracy, or test_loss for regression)
-      targets: {test_accuracy: 0.9}     # time-to-target thresholds, per metric
+      targets: {test_accuracy: 0.9}     # time-to-target thresholds, per metric (validation_* too)
 
 With several grid axes an arm's name carries every axis (`sgd,hidden=[32],lr=0.1,batch_size=32`),
 so the reference may instead name a variant of one or more axes:
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import SpecError, did_you_mean, unknown_name
-from harness.measures import MEASURES, SPLITS
+from harness.measures import MEASURES, SPLITS, VALIDATION_SPLIT
 
 REPORT_KEYS = ("reference", "metric", "targets")
 # Every metric name the training loop can record (harness.adapters.loop / metrics).
@@ -259,7 +259,15 @@ def check_metric_name(name: Any, valid: Iterable[str], where: str) -> str:
     """Return `name` if it is one of `valid`, else raise SpecError listing them."""
     valid = list(valid)
     if not isinstance(name, str) or name not in valid:
-        raise unknown_name("metric", str(name), valid, where)
+        error = unknown_name("metric", str(name), valid, where)
+        validation = f"{VALIDATION_SPLIT}_"
+        if str(name).startswith(validation) and not any(known.startswith(validation) for known in valid):
+            # The usual cause: a validation target (AlgoPerf's choice) on a dataset with no validation split.
+            raise SpecError(
+                f"{error} No validation metric was recorded: the dataset has no validation split. "
+                "Fix: give it one, e.g. dataset: {name: mnist1d, validation: 0.1}, or target a test metric."
+            )
+        raise error
     return name
 
 
