@@ -30,11 +30,25 @@ from harness.spec.types import RegularizerSpec, effective_weight_decay
 
 OptimizerFactory = Callable[[list[torch.nn.Parameter], Component], torch.optim.Optimizer]
 
+
 # foreach=False: the per-tensor path the formulas above were read from (torch's CPU default;
 # for a handful of small tensors as fast as the multi-tensor path). Adam uses fused=True: the
 # fused kernel (aten/src/ATen/native/cpu/FusedAdamKernel.cpp) computes the same formula,
 # denom = sqrt(v)/sqrt(1-b2^t) + eps, p -= lr/(1-b1^t) * m/denom, in one pass per tensor:
 # measured 20-25% less time per step than the per-tensor path on MLP 40-100-100-10.
+def _adam(params: list[torch.nn.Parameter], c: Component) -> torch.optim.Optimizer:
+    """Adam configured as the canonical adam (and, with CanonicalOptimizer's decoupled decay, adamw)."""
+    return torch.optim.Adam(
+        params,
+        lr=c["lr"],
+        betas=(c["beta1"], c["beta2"]),
+        eps=c["eps"],
+        weight_decay=0.0,
+        amsgrad=False,
+        fused=True,
+    )
+
+
 RULES: dict[str, OptimizerFactory] = complete_table(
     {
         "sgd": lambda params, c: torch.optim.SGD(params, lr=c["lr"], momentum=0.0, foreach=False),
@@ -63,25 +77,9 @@ RULES: dict[str, OptimizerFactory] = complete_table(
             centered=False,
             foreach=False,
         ),
-        "adam": lambda params, c: torch.optim.Adam(
-            params,
-            lr=c["lr"],
-            betas=(c["beta1"], c["beta2"]),
-            eps=c["eps"],
-            weight_decay=0.0,
-            amsgrad=False,
-            fused=True,
-        ),
+        "adam": _adam,
         # adamw = adam + the decoupled kernel decay applied by CanonicalOptimizer
-        "adamw": lambda params, c: torch.optim.Adam(
-            params,
-            lr=c["lr"],
-            betas=(c["beta1"], c["beta2"]),
-            eps=c["eps"],
-            weight_decay=0.0,
-            amsgrad=False,
-            fused=True,
-        ),
+        "adamw": _adam,
     },
     OPTIMIZERS,
     "torch",
