@@ -37,8 +37,8 @@ def list_datasets_text() -> str:
     lines = ["Datasets (all offline; splits fixed per dataset)"]
     for info in list_datasets():
         classes = f"{info.num_classes} classes" if info.num_classes else f"{info.num_outputs} targets"
-        if info.target_length:  # sequence: classes count the ctc blank; strings up to target_length
-            classes = f"{info.num_classes - 1}+blank, <={info.target_length}"
+        if info.target_length and info.num_classes is not None:  # sequence: classes count the ctc blank
+            classes = f"{info.num_classes - 1}+blank, <={info.target_length}"  # strings up to target_length
         lines.append(
             f"  {info.name:<16} {info.task:<14} input {info.input_shape!s:<10} {classes:<11} {info.description}"
         )
@@ -56,12 +56,12 @@ def list_components() -> str:
             lines.append(f"      {definition.formula}")
     lines.append("Layers (a bare parameter is required; =auto is derived: strides = pool_size, key_dim = width/heads,")
     lines.append("        a recurrent kernel_initializer = the suite's initializer, ...)")
-    for name, definition in LAYERS.items():
+    for name, layer in LAYERS.items():
         params = ", ".join(
-            key if key in definition.required else f"{key}={'auto' if param.default is None else param.default}"
-            for key, param in definition.params.items()
+            key if key in layer.required else f"{key}={'auto' if param.default is None else param.default}"
+            for key, param in layer.params.items()
         )
-        lines.append(f"  {name}({params})\n      {definition.doc}")
+        lines.append(f"  {name}({params})\n      {layer.doc}")
     lines.append("Model families")
     lines.extend(f"  {name}: {doc}" for name, doc in FAMILIES.items())
     lines.append("Regularizers (suite key `regularizer`)")

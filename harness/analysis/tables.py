@@ -7,7 +7,7 @@ is before training, NaN marks a diverged epoch's values.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -45,7 +45,7 @@ def _sort_codes(values: pd.Series) -> np.ndarray:
     return codes
 
 
-def rank_codes(values: pd.Series, rank: dict[object, int]) -> np.ndarray:
+def rank_codes(values: pd.Series, rank: Mapping[str, int]) -> np.ndarray:
     """rank[value] for every value (len(rank) for values not in it), without a per-row Python map.
 
     pandas' Series.map over (Arrow-backed) strings is slow on 10^5+ rows; factorize once instead.

@@ -42,9 +42,13 @@ POLL_SECONDS = 1.0  # longest wait between checks of timeouts, worker health and
 class WorkerHandle(Protocol):
     """What the loop reads and writes on a worker, whatever runs it (a process, an actor)."""
 
-    environment: Hashable  # the worker environment it was started with; it runs only trials of that one
     task: Task | None  # the trial in flight, None when idle
     trials_done: int  # trials it has finished (0: a cold worker, still importing on its first trial)
+
+    # Read-only members are properties: a worker may hold a narrower type (an Environment tuple).
+    @property
+    def environment(self) -> Hashable:
+        """The worker environment it was started with; it runs only trials of that one."""
 
     @property
     def pid(self) -> int | None:

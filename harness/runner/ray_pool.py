@@ -199,7 +199,8 @@ class RayPool(Executor[Slot]):
             max_concurrency=1,
             runtime_env={"env_vars": variables},
         ).remote(self.threads, self.code)
-        return Slot(actor, environment, actor.prepare.remote(task.trial.spec.backend))
+        # ray's ActorProxy types prepare as the plain method; Ray adds .remote at runtime
+        return Slot(actor, environment, actor.prepare.remote(task.trial.spec.backend))  # type: ignore[attr-defined]
 
     def _schedule(self, queue: TaskQueue) -> None:
         if self.code_changed is None:

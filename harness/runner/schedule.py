@@ -37,10 +37,10 @@ def estimate_durations(trials: Sequence[Trial], store: Store) -> dict[str, float
     by_hash: dict[str, float] = {}
     by_spec: dict[str, list[float]] = defaultdict(list)
     by_arm: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-    for row in earlier.itertuples(index=False):
-        by_hash[row.hash] = row.wall_seconds
-        by_spec[_without_seed(json.loads(row.spec))].append(row.wall_seconds)
-        by_arm[(row.suite, row.arm, row.backend)].append(row.wall_seconds)
+    for row in earlier.to_dict("records"):  # plain Python values, one dict per stored trial
+        by_hash[row["hash"]] = row["wall_seconds"]
+        by_spec[_without_seed(json.loads(row["spec"]))].append(row["wall_seconds"])
+        by_arm[(row["suite"], row["arm"], row["backend"])].append(row["wall_seconds"])
     estimates: dict[str, float | None] = {}
     for trial in trials:
         if trial.hash in by_hash:

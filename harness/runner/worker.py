@@ -26,6 +26,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
@@ -157,7 +158,7 @@ def worker_main(connection: Connection, threads: int, code: CodeVersion | None =
         if message is None:
             _exit()
         index, spec, attempt = message
-        result = executor.run(spec, on_start=lambda index=index: connection.send(("started", index)), attempt=attempt)
+        result = executor.run(spec, on_start=partial(connection.send, ("started", index)), attempt=attempt)
         try:
             if executor.unusable is not None:
                 connection.send(("crashed", index, executor.unusable))
