@@ -43,6 +43,10 @@ def test_iqm_drops_a_quarter_of_the_runs_at_each_end() -> None:
     assert interquartile_mean([1.0, 2.0, 9.0]) == pytest.approx(4.0, abs=FLOAT_TOLERANCE)  # n < 4: the mean
     assert interquartile_mean([1.0, math.nan, 3.0]) == pytest.approx(2.0, abs=FLOAT_TOLERANCE)
     assert math.isnan(interquartile_mean([]))
+    rng = np.random.default_rng(5)
+    for n in range(1, 13):  # the definition rliable uses: scipy's trimmed mean cutting 25% at each end
+        values = rng.normal(size=n)
+        assert interquartile_mean(values) == pytest.approx(stats.trim_mean(values, 0.25), abs=FLOAT_TOLERANCE)
 
 
 def test_iqm_interval_methods() -> None:
