@@ -21,7 +21,18 @@ from harness.adapters.metrics import evaluate_outputs
 from harness.data.batches import epoch_batches
 from harness.data.types import Dataset
 from harness.diagnostics import DiagnosticsSpec, probe_rows
-from harness.measures import DIVERGED, LOSS, MINIBATCH_LOSS, OK, SPLITS, TIMEOUT, metric_name, output_metric_name
+from harness.measures import (
+    DIVERGED,
+    LOSS,
+    MINIBATCH_LOSS,
+    OK,
+    SPLITS,
+    TEST_SPLIT,
+    TIMEOUT,
+    VALIDATION_SPLIT,
+    metric_name,
+    output_metric_name,
+)
 from harness.spec.init import initial_weights
 from harness.spec.types import ModelOutput, TrialSpec
 
@@ -50,6 +61,10 @@ class TrialResult:
     host: str = field(default_factory=socket.gethostname)
     started_at: str = ""
     finished_at: str = ""
+    # Per-example test predictions (compact_predictions): (split, epoch, is_final, is_best_validation,
+    # values) rows, at the final epoch and at the epoch of least validation loss (one row when they
+    # coincide). Plain tuples, not a dataclass: dataclasses.asdict (the Ray path) would turn one into a dict.
+    predictions: list[tuple[str, int, bool, bool, np.ndarray]] = field(default_factory=list)
 
     def final(self) -> dict[str, float]:
         """The metrics of the last recorded epoch."""
@@ -64,24 +79,36 @@ def now() -> str:
 
 
 def evaluate_splits(
-    model: Any, data: Dataset, epoch: int, outputs: tuple[ModelOutput, ...]
+    model: Any,
+    data: Dataset,
+    epoch: int,
+    outputs: tuple[ModelOutput, ...],
+    kept: dict[str, np.ndarray] | None = None,
 ) -> list[tuple[int, str, float]]:
     """Evaluation-mode metrics of every split. With several outputs (graph models): task metrics of
     the first output, `<split>_loss_<output>` per output, and `<split>_loss` = their weighted mean
-    (the quantity minimized, see ModelSpec.outputs)."""
-    rows = []
+    (the quantity minimized, see ModelSpec.outputs).
+
+    kept: when given, receives each split's outputs of the first output (the ones the task metrics
+    read), so per-example predictions cost no second forward pass."""
+    rows: list[tuple[int, str, float]] = []
     task = data.info.task
     for split in SPLITS:
         x, y = data.split(split)
         if len(y) == 0:
             continue
         if len(outputs) == 1:
+            split_outputs = model.predict(x)
+            if kept is not None:
+                kept[split] = split_outputs
             rows.extend(
                 (epoch, metric_name(split, name), value)
-                for name, value in evaluate_outputs(model.predict(x), y, task).items()
+                for name, value in evaluate_outputs(split_outputs, y, task).items()
             )
             continue
         predictions = model.predict_outputs(x)
+        if kept is not None:
+            kept[split] = predictions[outputs[0].name]
         first = evaluate_outputs(predictions[outputs[0].name], y, task)
         losses = {output.name: evaluate_outputs(predictions[output.name], y, task)[LOSS] for output in outputs}
         total_weight = sum(output.weight for output in outputs)
@@ -91,6 +118,64 @@ def evaluate_splits(
             (epoch, output_metric_name(metric_name(split, LOSS), name), value) for name, value in losses.items()
         )
     return rows
+
+
+def compact_predictions(outputs: np.ndarray, task: str, classes: int) -> np.ndarray | None:
+    """Per-example predictions of one split, compact enough to store for every trial: the predicted
+    class (uint8, or uint16 beyond 256 classes) for classification, 0/1 (uint8) for binary, the
+    outputs as float32 for regression; None for sequence tasks (a decoded string per example has no
+    fixed width, and McNemar/bootstrap on exact-string accuracy is left for later). Derived exactly
+    as harness.adapters.metrics.evaluate_outputs derives accuracy, so stored accuracy equals
+    mean(predictions == labels)."""
+    values = outputs.astype(np.float64)
+    if task == "classification":
+        return values.argmax(axis=1).astype(np.uint8 if classes <= 256 else np.uint16)
+    if task == "binary":
+        return (values.reshape(-1) > 0).astype(np.uint8)
+    if task == "regression":
+        return outputs.astype(np.float32)
+    return None
+
+
+class _PredictionKeeper:
+    """Keeps the test split's per-example predictions of the last evaluated epoch and of the epoch of
+    least validation loss (the first such epoch; only when the dataset has a validation split)."""
+
+    def __init__(self, data: Dataset) -> None:
+        self.task = data.info.task
+        self.classes = int(data.info.num_outputs)  # argmax ranges over the output units
+        self.enabled = self.task != "sequence" and len(data.split(TEST_SPLIT)[1]) > 0
+        self.last: tuple[int, np.ndarray] | None = None
+        self.best: tuple[int, np.ndarray] | None = None
+        self.best_loss = math.inf
+
+    def outputs(self) -> dict[str, np.ndarray] | None:
+        """A fresh dict for evaluate_splits to fill, or None when nothing is kept."""
+        return {} if self.enabled else None
+
+    def after_evaluation(
+        self, epoch: int, kept: dict[str, np.ndarray] | None, rows: list[tuple[int, str, float]]
+    ) -> None:
+        if kept is None or TEST_SPLIT not in kept:
+            return
+        values = compact_predictions(kept[TEST_SPLIT], self.task, self.classes)
+        if values is None:
+            return
+        self.last = (epoch, values)
+        validation_loss = next((value for _, name, value in rows if name == metric_name(VALIDATION_SPLIT, LOSS)), None)
+        if validation_loss is not None and math.isfinite(validation_loss) and validation_loss < self.best_loss:
+            self.best_loss, self.best = validation_loss, (epoch, values)
+
+    def rows(self) -> list[tuple[str, int, bool, bool, np.ndarray]]:
+        """TrialResult.predictions rows: final first, then best validation when it is another epoch."""
+        if self.last is None:
+            return []
+        final_epoch, final_values = self.last
+        best_epoch = self.best[0] if self.best is not None else None
+        rows = [(TEST_SPLIT, final_epoch, True, best_epoch == final_epoch, final_values)]
+        if self.best is not None and best_epoch != final_epoch:
+            rows.append((TEST_SPLIT, self.best[0], False, True, self.best[1]))
+        return rows
 
 
 class _Probe:
@@ -138,7 +223,11 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset) -> TrialResult:
 
     evaluation_start = time.perf_counter()
     outputs = spec.model.outputs()
-    result.metrics.extend(evaluate_splits(model, data, 0, outputs))
+    keeper = _PredictionKeeper(data)
+    kept = keeper.outputs()
+    rows = evaluate_splits(model, data, 0, outputs, kept)
+    result.metrics.extend(rows)
+    keeper.after_evaluation(0, kept, rows)
     result.eval_seconds += time.perf_counter() - evaluation_start
     probe = _Probe(spec, data, result)
     probe.after_epoch(model, 0)
@@ -158,7 +247,10 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset) -> TrialResult:
             result.status, result.diverged_epoch = DIVERGED, epoch
             break
         evaluation_start = time.perf_counter()
-        result.metrics.extend(evaluate_splits(model, data, epoch, outputs))
+        kept = keeper.outputs()
+        rows = evaluate_splits(model, data, epoch, outputs, kept)
+        result.metrics.extend(rows)
+        keeper.after_evaluation(epoch, kept, rows)
         result.eval_seconds += time.perf_counter() - evaluation_start
         result.epochs_completed = epoch
         probe.after_epoch(model, epoch)
@@ -167,6 +259,7 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset) -> TrialResult:
             result.status = TIMEOUT
             result.error = f"training.max_seconds={limit} exceeded after epoch {epoch}"
             break
+    result.predictions = keeper.rows()
     result.wall_seconds = time.perf_counter() - started
     result.finished_at = now()
     return result

@@ -437,6 +437,14 @@ class Results:
             ),
         )
 
+    def example_level(self, predictions: pd.DataFrame, arm_a: str, arm_b: str, **options: Any) -> Any:
+        """Two arms compared on their per-example test predictions (`Store.predictions_frame()`):
+        McNemar's exact test per shared seed and a two-level (seeds, then examples) bootstrap
+        interval for the difference in accuracy. Options and result: `harness.analysis.examples.example_level`."""
+        from harness.analysis.examples import example_level
+
+        return example_level(self.trials, predictions, arm_a, arm_b, **options)
+
     # -- output ---------------------------------------------------------------------------
 
     def write_csv(self, directory: str | Path) -> list[Path]:

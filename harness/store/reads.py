@@ -1,5 +1,5 @@
 """Reading a store: which trials are done, their attempts and durations, and the long frames
-(trials, metrics, diagnostics) that `harness.analysis` turns into tables.
+(trials, metrics, diagnostics, per-example predictions) that `harness.analysis` turns into tables.
 
 NaN: SQLite stores a NaN REAL as NULL. Metric values are never NULL otherwise, so a NULL
 `metrics.value` reads back as NaN (a diverged epoch's loss); +-inf round-trip as they are.
@@ -11,11 +11,12 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from harness.measures import FINAL_STATUSES
 from harness.store.connection import StoreConnection
-from harness.store.schema import DIAGNOSTIC_COLUMNS, METRIC_COLUMNS, TRIAL_COLUMNS
+from harness.store.schema import DIAGNOSTIC_COLUMNS, METRIC_COLUMNS, PREDICTION_COLUMNS, TRIAL_COLUMNS
 
 
 class TrialReader(StoreConnection):
@@ -95,6 +96,26 @@ class TrialReader(StoreConnection):
             rows = connection.execute(query, parameters).fetchall()
         frame = pd.DataFrame(rows, columns=list(DIAGNOSTIC_COLUMNS))
         return frame.astype({"epoch": "int64", "layer": "int64", "value": "float64"})
+
+    def predictions_frame(self, hashes: Iterable[str] | None = None) -> pd.DataFrame:
+        """Per-example predictions: hash, split, epoch, is_final, is_best_validation (bool) and values
+        (a numpy array per row: predicted classes, or float32 outputs for regression), ordered by hash,
+        split, epoch. Trials stored before schema version 3, and sequence tasks, have no rows."""
+        where, parameters = _hash_filter(hashes)
+        query = f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM predictions {where} ORDER BY hash, split, epoch"
+        with self._reading() as connection:
+            rows = connection.execute(query, parameters).fetchall()
+        columns = ["hash", "split", "epoch", "is_final", "is_best_validation", "values"]
+        records = [
+            (trial_hash, split, int(epoch), bool(is_final), bool(is_best), decode_predictions(dtype, shape, data))
+            for trial_hash, split, epoch, is_final, is_best, dtype, shape, data in rows
+        ]
+        return pd.DataFrame(records, columns=columns)
+
+
+def decode_predictions(dtype: str, shape: str, data: bytes) -> np.ndarray:
+    """The array a predictions row stores (harness.store.writes.prediction_rows wrote it)."""
+    return np.frombuffer(data, dtype=np.dtype(dtype)).reshape(json.loads(shape)).copy()
 
 
 def _hash_filter(hashes: Iterable[str] | None) -> tuple[str, tuple[Any, ...]]:

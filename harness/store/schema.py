@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterator
 
 DATABASE_NAME = "harness.sqlite"
-SCHEMA_VERSION = 2  # bump on any schema change; a newer store is refused, an older one migrated (MIGRATIONS)
+SCHEMA_VERSION = 3  # bump on any schema change; a newer store is refused, an older one migrated (MIGRATIONS)
 BUSY_TIMEOUT_MILLISECONDS = 60_000  # how long a writer waits for another run's transaction to finish
 
 SCHEMA = """
@@ -57,6 +57,17 @@ CREATE TABLE IF NOT EXISTS diagnostics (
     value REAL,                     -- NULL encodes NaN
     PRIMARY KEY (hash, epoch, layer, statistic)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS predictions (
+    hash TEXT NOT NULL REFERENCES trials(hash) ON DELETE CASCADE,
+    split TEXT NOT NULL,            -- 'test'
+    epoch INTEGER NOT NULL,
+    is_final INTEGER NOT NULL,      -- 1: the last evaluated epoch
+    is_best_validation INTEGER NOT NULL,  -- 1: the epoch of least validation loss (first such)
+    dtype TEXT NOT NULL,            -- numpy dtype string of the values, little-endian: '<u1', '<u2', '<f4'
+    shape TEXT NOT NULL,            -- JSON list, e.g. [1000] (classes) or [1000, 2] (regression outputs)
+    data BLOB NOT NULL,             -- the raw values, C order
+    PRIMARY KEY (hash, split, epoch)
+);  -- a rowid table, unlike metrics: its blobs (~1 KB) fit in the page; WITHOUT ROWID would spill each to an overflow page
 CREATE TABLE IF NOT EXISTS claims (
     hash TEXT PRIMARY KEY,          -- a trial some run is executing right now
     owner TEXT NOT NULL,            -- that run's id (random, one per run_trials call)
@@ -72,6 +83,7 @@ CREATE TABLE IF NOT EXISTS claims (
 # themselves come from SCHEMA (CREATE TABLE IF NOT EXISTS) right after.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (),  # version 2 added the claims and diagnostics tables: both come from SCHEMA
+    2: (),  # version 3 added the predictions table (from SCHEMA); trials stored before have no rows there
 }
 
 TRIAL_COLUMNS = (
@@ -98,6 +110,7 @@ TRIAL_COLUMNS = (
 )
 METRIC_COLUMNS = ("hash", "epoch", "metric", "value")
 DIAGNOSTIC_COLUMNS = ("hash", "epoch", "layer", "layer_name", "statistic", "value")
+PREDICTION_COLUMNS = ("hash", "split", "epoch", "is_final", "is_best_validation", "dtype", "shape", "data")
 CLAIM_COLUMNS = ("hash", "owner", "host", "pid", "pid_start", "claimed_at", "expires")
 
 

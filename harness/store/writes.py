@@ -1,4 +1,4 @@
-"""Recording a trial: its row, its metric rows and its diagnostics rows, in ONE transaction.
+"""Recording a trial: its row, its metric, diagnostics and predictions rows, in ONE transaction.
 
 The runner's driver process is the only writer of a run; it records each trial when its
 result arrives, so a killed run loses at most the trials in flight and running again resumes
@@ -10,7 +10,10 @@ NaN: SQLite stores a NaN REAL as NULL; the readers turn a NULL value back into N
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from harness import __version__
 from harness.store.connection import StoreConnection
@@ -88,4 +91,35 @@ class TrialWriter(StoreConnection):
                     for epoch, layer, name, statistic, value in getattr(result, "diagnostics", ())
                 ],
             )
+            connection.execute("DELETE FROM predictions WHERE hash = ?", (trial.hash,))
+            connection.executemany(
+                "INSERT INTO predictions (hash, split, epoch, is_final, is_best_validation, dtype, shape, data) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                prediction_rows(trial.hash, getattr(result, "predictions", ())),
+            )
             connection.execute("DELETE FROM claims WHERE hash = ?", (trial.hash,))  # recorded: nobody runs it now
+
+
+def prediction_rows(
+    trial_hash: str, predictions: Iterable[tuple[str, int, bool, bool, np.ndarray]]
+) -> list[tuple[str, str, int, int, int, str, str, bytes]]:
+    """Rows of the predictions table: the values as raw little-endian bytes beside their dtype and
+    shape (harness.store.reads.decode_predictions reverses it). No np.save header: 1000 uint8 classes
+    take 1000 bytes."""
+    rows = []
+    for split, epoch, is_final, is_best_validation, values in predictions:
+        array = np.ascontiguousarray(values)
+        array = array.astype(array.dtype.newbyteorder("<"), copy=False)
+        rows.append(
+            (
+                trial_hash,
+                str(split),
+                int(epoch),
+                int(bool(is_final)),
+                int(bool(is_best_validation)),
+                array.dtype.str,
+                json.dumps(list(array.shape)),
+                array.tobytes(),
+            )
+        )
+    return rows
