@@ -21,6 +21,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from harness.spec.layers_sequence import attention_tensors
+
 
 class Convolution(keras.layers.Layer):
     """conv1d / conv2d on channels-last input: explicit zero padding (before, after) per axis, then a valid
@@ -227,16 +229,14 @@ def _add_projections(
     use_bias: bool,
     prefix: str = "",
 ) -> None:
-    for name, fan_in, width in (
-        ("query", query_channels, heads * key_dim),
-        ("key", context_channels, heads * key_dim),
-        ("value", context_channels, heads * value_dim),
-        ("output", heads * value_dim, output_dim),
-    ):
-        kernel = layer.add_weight(shape=(fan_in, width), initializer="zeros", name=f"{prefix}{name}_kernel")
-        bias = layer.add_weight(shape=(width,), initializer="zeros", name=f"{prefix}{name}_bias") if use_bias else None
-        setattr(layer, f"{prefix}{name}_kernel", kernel)
-        setattr(layer, f"{prefix}{name}_bias", bias)
+    # the tensors the spec declares (harness.spec.layers_sequence), in its order; bias attributes stay None
+    # without use_bias, so call passes them to the projection either way
+    for tensor in attention_tensors(query_channels, context_channels, heads, key_dim, value_dim, output_dim, True):
+        name = f"{prefix}{tensor.name}"
+        if tensor.role == "kernel" or use_bias:
+            setattr(layer, name, layer.add_weight(shape=tensor.shape, initializer="zeros", name=name))
+        else:
+            setattr(layer, name, None)
 
 
 class MultiHeadAttention(keras.layers.Layer):

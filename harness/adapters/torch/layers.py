@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.spec.components import ACTIVATIONS, Component
+from harness.spec.layers_sequence import attention_tensors
 
 
 class InvertedDropout(nn.Module):
@@ -301,14 +302,13 @@ class MultiHeadAttention(nn.Module):
     ) -> None:
         super().__init__()
         self.heads, self.key_dim, self.value_dim, self.causal = heads, key_dim, value_dim, causal
-        for name, fan_in, width in (
-            ("query", query_channels, heads * key_dim),
-            ("key", context_channels, heads * key_dim),
-            ("value", context_channels, heads * value_dim),
-            ("output", heads * value_dim, output_dim),
-        ):
-            setattr(self, f"{name}_kernel", nn.Parameter(torch.empty(fan_in, width)))
-            setattr(self, f"{name}_bias", nn.Parameter(torch.zeros(width)) if use_bias else None)
+        # the tensors the spec declares (harness.spec.layers_sequence), in its order; bias attributes stay None
+        # without use_bias, so forward passes them to _project either way
+        for tensor in attention_tensors(query_channels, context_channels, heads, key_dim, value_dim, output_dim, True):
+            if tensor.role == "kernel":
+                setattr(self, tensor.name, nn.Parameter(torch.empty(tensor.shape)))
+            else:
+                setattr(self, tensor.name, nn.Parameter(torch.zeros(tensor.shape)) if use_bias else None)
 
     def _heads(self, inputs: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, dim: int) -> torch.Tensor:
         batch, steps, _ = inputs.shape
