@@ -14,7 +14,7 @@ import platform
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -161,9 +161,12 @@ REALIZER_FAMILIES: dict[str, str] = {
 assert set(REALIZER_FAMILIES) == set(LAYERS), "every canonical layer kind needs a realizer family"
 
 
-def realizer_table(families: Mapping[str, Function], backend: str) -> dict[str, Function]:
-    """Layer kind -> realizer, from one realizer per family (REALIZER_FAMILIES' values)."""
-    realizers = complete_table(families, set(REALIZER_FAMILIES.values()), backend, "realizer")
+def realizer_table(namespace: Mapping[str, Any], backend: str) -> dict[str, Any]:
+    """Layer kind -> realizer, from a realize.py's globals(): each family's realizer is the function of its name."""
+    families = set(REALIZER_FAMILIES.values())
+    realizers = complete_table(
+        {name: namespace[name] for name in families if name in namespace}, families, backend, "realizer"
+    )
     return {kind: realizers[family] for kind, family in REALIZER_FAMILIES.items()}
 
 

@@ -60,8 +60,8 @@ def dense(plan: LayerPlan, activation: Callable, seed: int) -> Realization:
     return Realization(layer, _attributes(layer, plan))
 
 
-def activation_layer(plan: LayerPlan, activation: Callable, seed: int) -> Realization:
-    function = activation(plan.layer["activation"])
+def activation(plan: LayerPlan, activation_of: Callable, seed: int) -> Realization:
+    function = activation_of(plan.layer["activation"])
     return Realization(keras.layers.Activation(function or "linear", name=_name(plan)), dict)
 
 
@@ -206,29 +206,8 @@ def concatenate(plan: LayerPlan, activation: Callable, seed: int) -> Realization
 
 
 Realizer = Callable[[LayerPlan, Callable, int], Realization]
-# layer kind -> realizer, through the families of harness.adapters.common.REALIZER_FAMILIES
-REALIZERS: dict[str, Realizer] = realizer_table(
-    {
-        "dense": dense,
-        "activation": activation_layer,
-        "dropout": dropout,
-        "convolution": convolution,
-        "pool": pool,
-        "global_pool": global_pool,
-        "flatten": flatten,
-        "reshape": reshape,
-        "batch_norm": batch_norm,
-        "layer_norm": layer_norm,
-        "recurrent": recurrent,
-        "embedding": embedding,
-        "position_embedding": position_embedding,
-        "attention": attention,
-        "transformer": transformer,
-        "add": add,
-        "concatenate": concatenate,
-    },
-    "Keras",
-)
+# layer kind -> realizer: the function above named after the kind's family (harness.adapters.common.REALIZER_FAMILIES)
+REALIZERS: dict[str, Realizer] = realizer_table(globals(), "Keras")
 
 
 def realize(plan: LayerPlan, activation: Callable, seed: int) -> Realization:

@@ -331,29 +331,8 @@ def concatenate(plan: LayerPlan, context: Context) -> Realization:
 
 
 Realizer = Callable[[LayerPlan, Context], Realization]
-# layer kind -> realizer, through the families of harness.adapters.common.REALIZER_FAMILIES
-REALIZERS: dict[str, Realizer] = realizer_table(
-    {
-        "dense": dense,
-        "activation": activation,
-        "dropout": dropout,
-        "convolution": convolution,
-        "pool": pool,
-        "global_pool": global_pool,
-        "flatten": flatten,
-        "reshape": reshape,
-        "batch_norm": batch_norm,
-        "layer_norm": layer_norm,
-        "recurrent": recurrent,
-        "embedding": embedding,
-        "position_embedding": position_embedding,
-        "attention": attention,
-        "transformer": transformer,
-        "add": add,
-        "concatenate": concatenate,
-    },
-    "torch",
-)
+# layer kind -> realizer: the function above named after the kind's family (harness.adapters.common.REALIZER_FAMILIES)
+REALIZERS: dict[str, Realizer] = realizer_table(globals(), "torch")
 
 
 def realize(plan: LayerPlan, context: Context) -> Realization:
