@@ -45,7 +45,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.errors import SpecError
-from harness.spec.layer_types import LayerDef, Shape, TensorSpec
+from harness.spec.layer_types import LayerDef, LayerSpec, Shape, TensorSpec
 from harness.spec.params import Parameter
 
 GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
@@ -150,6 +150,12 @@ def attention_tensors(
     return tensors
 
 
+def attention_widths(query_channels: int, p: Mapping[str, Any] | LayerSpec) -> tuple[int, int]:
+    """(value_dim, output_dim) of a multi_head_attention layer: given, or key_dim and the query's channels;
+    `p`: the layer's parameters (a mapping while planning, the resolved LayerSpec in the adapters)."""
+    return p["value_dim"] or p["key_dim"], p["output_dim"] or query_channels
+
+
 def _infer_attention(
     shapes: tuple[Shape, ...], p: Mapping[str, Any], where: str
 ) -> tuple[Shape, tuple[TensorSpec, ...]]:
@@ -157,14 +163,14 @@ def _infer_attention(
     context = shapes[1] if len(shapes) > 1 else query
     _expect_sequence("multi_head_attention", query, where, "query")
     _expect_sequence("multi_head_attention", context, where, "context (key and value)")
-    value_dim = p["value_dim"] or p["key_dim"]
-    output_dim = p["output_dim"] or query[1]
+    value_dim, output_dim = attention_widths(query[1], p)
     tensors = attention_tensors(query[1], context[1], p["heads"], p["key_dim"], value_dim, output_dim, p["use_bias"])
     return (query[0], output_dim), tuple(tensors)
 
 
-def transformer_key_dim(width: int, p: Mapping[str, Any], where: str) -> int:
-    """key_dim of a transformer_encoder block on channels `width` (given, or width / heads)."""
+def transformer_key_dim(width: int, p: Mapping[str, Any] | LayerSpec, where: str) -> int:
+    """key_dim of a transformer_encoder block on channels `width` (given, or width / heads); `p`: the
+    layer's parameters (a mapping while planning, the resolved LayerSpec in the adapters)."""
     if p["key_dim"] is not None:
         return p["key_dim"]
     if width % p["heads"]:

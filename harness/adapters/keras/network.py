@@ -147,9 +147,9 @@ class Network:
     variables: dict[str, keras.Variable]
     kernels: list[keras.Variable]
     biases: list[keras.Variable]
+    layer_model: keras.Model  # build_network always makes it
     outputs: tuple[ModelOutput, ...] = ()
     state: list[keras.Variable] = field(default_factory=list)
-    layer_model: keras.Model | None = None
 
 
 def layer_seeds(seed: int, num_layers: int) -> np.ndarray:
@@ -209,7 +209,7 @@ def build_network(
                 )
             variables[weight_key(plan, tensor)] = variable
             (kernels if tensor.regularized else biases if tensor.trainable else state).append(variable)
-    network = Network(model, variables, kernels, biases, tuple(outputs), state, layer_model)
+    network = Network(model, variables, kernels, biases, layer_model, outputs=tuple(outputs), state=state)
     initialize_native(network, plans, initializer, seed)
     return network
 

@@ -6,7 +6,9 @@ harness.adapters.keras.training); this module holds the model's state and its pu
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
+from functools import reduce
 
 import numpy as np
 import torch
@@ -88,10 +90,15 @@ class TorchModel:
         """(objective, losses) of a batch from the module's training-mode outputs (a tuple for several):
         losses = [data loss (the weighted mean of the outputs' losses), each output's loss];
         objective = data loss + penalty."""
-        outputs = outputs if len(self.target_functions) > 1 else (outputs,)
-        losses = [function(output, target) for function, output, target in zip(self.target_functions, outputs, targets)]
+        per_output = outputs if len(self.target_functions) > 1 else (outputs,)
+        losses = [
+            function(output, target) for function, output, target in zip(self.target_functions, per_output, targets)
+        ]
+        # reduce, not sum: the same additions without sum's leading `0 +` (a Tensor, never the int 0)
         data_loss = (
-            losses[0] if len(losses) == 1 else sum(share * loss for share, loss in zip(self.losses.shares, losses))
+            losses[0]
+            if len(losses) == 1
+            else reduce(operator.add, [share * loss for share, loss in zip(self.losses.shares, losses)])
         )
         objective = data_loss + self.penalty() if self.penalty is not None else data_loss
         return objective, [data_loss, *losses]

@@ -51,7 +51,7 @@ __all__ = [
 class Network:
     """The torch module plus the canonical view of its tensors (plan order) and its outputs."""
 
-    module: nn.Module  # nn.Sequential for a plain stack, Graph otherwise
+    module: nn.Sequential | Graph  # nn.Sequential for a plain stack, Graph otherwise
     slots: tuple[TensorSlot, ...]
     outputs: tuple[ModelOutput, ...]
     # Diagnostics (TorchModel.layer_outputs): for a stack, the count of Sequential children up to the
@@ -102,8 +102,8 @@ def build_network(
         if len(plan.inputs) == 1:
             nodes.append(([Permute(conversions[0])] if conversions[0] else []) + realization.modules)
         else:
-            (module,) = realization.modules
-            nodes.append(MultiInput(module, conversions) if any(conversions) else module)
+            (layer_module,) = realization.modules
+            nodes.append(MultiInput(layer_module, conversions) if any(conversions) else layer_module)
         layouts[plan.index] = realization.layout_out if len(plan.output_shape) > 1 else LAST
         ranks[plan.index] = len(plan.output_shape)
         slots.extend(realization.slots)
@@ -117,13 +117,14 @@ def build_network(
         modules = [m for node in nodes for m in node]  # type: ignore[union-attr]
         plan_ends = tuple(int(end) for end in np.cumsum([len(node) for node in nodes]))  # type: ignore[arg-type]
         last = finals[len(plans) - 1]
-        module: nn.Module = nn.Sequential(*modules, *([Permute(last)] if last else []))
+        module: nn.Sequential | Graph = nn.Sequential(*modules, *([Permute(last)] if last else []))
     else:
         graph_nodes = [nn.Sequential(*node) if isinstance(node, list) else node for node in nodes]
         index_of = {}
         for output in outputs:  # a channels-first output gets its own Permute node
-            if finals[output.index] and output.index not in index_of:
-                graph_nodes.append(Permute(finals[output.index]))
+            final = finals[output.index]
+            if final and output.index not in index_of:
+                graph_nodes.append(Permute(final))
                 index_of[output.index] = len(graph_nodes) - 1
         sources = [plan.inputs for plan in plans] + [(index,) for index in index_of]
         module = Graph(graph_nodes, sources, [index_of.get(o.index, o.index) for o in outputs])

@@ -31,6 +31,8 @@ def epoch_runner(model: TorchModel) -> EpochRunner:
 
     def runner(order: np.ndarray, bounds: np.ndarray) -> np.ndarray:
         x, targets = model.training_inputs, model.training_targets
+        if x is None:  # train_epoch checks this before any runner is called
+            raise RuntimeError("call set_training_data before train_epoch")
         module, optimizer = model.network.module, model.optimizer
         indices = torch.from_numpy(order).to(model.device)  # one host->device copy for the epoch's indices
         rows = []
