@@ -18,7 +18,20 @@ __all__ = ["HarnessError", "__version__", "load"]
 def load(target: str | Path, store: str | Path | None = None) -> Results:
     """Load a suite's stored results for analysis: `harness.load("results/optimizers").summary()`.
 
-    A thin lazy wrapper around `harness.results_folder.load` (see there for the arguments).
+    Args:
+        target: a results folder as `harness run` writes it (`<store>/<suite>/`), or a suite's YAML
+            file, whose trials are looked up in `store`.
+        store: the folder holding harness.sqlite (default: the results folder's parent, or results/
+            for a suite file).
+
+    Returns:
+        The suite's Results (summary, comparisons, curves, ...: see harness.analysis.Results).
+
+    Raises:
+        HarnessError: the target is neither a suite file nor a results folder, the suite file is
+            invalid, there is no store, or the store holds none of the suite's trials.
+
+    Imports pandas and the store only when called, so `import harness` stays light.
     """
     from harness.results_folder import load as _load
 
