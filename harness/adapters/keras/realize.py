@@ -23,7 +23,7 @@ import keras
 from harness.adapters.common import look_up, realizer_table
 from harness.adapters.keras import layers as canonical
 from harness.spec.layer_types import LayerPlan
-from harness.spec.layers_sequence import transformer_key_dim
+from harness.spec.layers_sequence import attention_widths, transformer_key_dim
 from harness.spec.layers_spatial import axis_paddings
 
 Variables = Callable[[], dict[str, keras.Variable]]  # canonical tensor name -> variable, after build
@@ -167,15 +167,9 @@ def position_embedding(plan: LayerPlan, activation: Callable, seed: int) -> Real
 
 def attention(plan: LayerPlan, activation: Callable, seed: int) -> Realization:
     p = plan.layer
-    query = plan.input_shapes[0]
+    value_dim, output_dim = attention_widths(plan.input_shapes[0][1], p)
     layer = canonical.MultiHeadAttention(
-        p["heads"],
-        p["key_dim"],
-        p["value_dim"] or p["key_dim"],
-        p["output_dim"] or query[1],
-        p["use_bias"],
-        p["causal"],
-        name=_name(plan),
+        p["heads"], p["key_dim"], value_dim, output_dim, p["use_bias"], p["causal"], name=_name(plan)
     )
     return Realization(layer, _attributes(layer, plan))
 

@@ -45,7 +45,7 @@ from harness.adapters.torch.layers import (
 )
 from harness.spec.init import weight_key
 from harness.spec.layer_types import LayerPlan, TensorSpec
-from harness.spec.layers_sequence import GATES, transformer_key_dim
+from harness.spec.layers_sequence import GATES, attention_widths, transformer_key_dim
 from harness.spec.layers_spatial import axis_paddings
 
 LAST, FIRST = "last", "first"
@@ -278,15 +278,9 @@ def position_embedding(plan: LayerPlan, context: Context) -> Realization:
 def attention(plan: LayerPlan, context: Context) -> Realization:
     p = plan.layer
     query, context_shape = plan.input_shapes[0], plan.input_shapes[-1]
+    value_dim, output_dim = attention_widths(query[1], p)
     module = MultiHeadAttention(
-        query[1],
-        context_shape[1],
-        p["heads"],
-        p["key_dim"],
-        p["value_dim"] or p["key_dim"],
-        p["output_dim"] or query[1],
-        p["use_bias"],
-        p["causal"],
+        query[1], context_shape[1], p["heads"], p["key_dim"], value_dim, output_dim, p["use_bias"], p["causal"]
     )
     return Realization([module], LAST, LAST, _module_slots(plan, module))
 
