@@ -114,8 +114,9 @@ def build_network(
         len(plans) - 1
     ]
     if is_stack:
-        modules = [m for node in nodes for m in node]  # type: ignore[union-attr]
-        plan_ends = tuple(int(end) for end in np.cumsum([len(node) for node in nodes]))  # type: ignore[arg-type]
+        stack = [node for node in nodes if isinstance(node, list)]  # all of them: each plan has one input
+        modules = [m for node in stack for m in node]
+        plan_ends = tuple(int(end) for end in np.cumsum([len(node) for node in stack]))
         last = finals[len(plans) - 1]
         module: nn.Sequential | Graph = nn.Sequential(*modules, *([Permute(last)] if last else []))
     else:
