@@ -21,6 +21,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from harness.spec.layer_types import TensorSpec
 from harness.spec.layers_sequence import attention_tensors
 
 
@@ -218,25 +219,16 @@ def attend(
     return project(merged, "output")
 
 
-def _add_projections(
-    layer: keras.layers.Layer,
-    query_channels: int,
-    context_channels: int,
-    heads: int,
-    key_dim: int,
-    value_dim: int,
-    output_dim: int,
-    use_bias: bool,
-    prefix: str = "",
-) -> None:
-    # the tensors the spec declares (harness.spec.layers_sequence), in its order; bias attributes stay None
-    # without use_bias, so call passes them to the projection either way
-    for tensor in attention_tensors(query_channels, context_channels, heads, key_dim, value_dim, output_dim, True):
-        name = f"{prefix}{tensor.name}"
+def _add_projections(layer: keras.layers.Layer, tensors: Sequence[TensorSpec], use_bias: bool) -> None:
+    """Add an attention block's projection weights (harness.spec.layers_sequence.attention_tensors, declared
+    with biases) to `layer` as attributes; bias attributes stay None without use_bias, so call passes them
+    to the projection either way."""
+    for tensor in tensors:
         if tensor.role == "kernel" or use_bias:
-            setattr(layer, name, layer.add_weight(shape=tensor.shape, initializer="zeros", name=name))
+            weight = layer.add_weight(shape=tensor.shape, initializer="zeros", name=tensor.name)
+            setattr(layer, tensor.name, weight)
         else:
-            setattr(layer, name, None)
+            setattr(layer, tensor.name, None)
 
 
 class MultiHeadAttention(keras.layers.Layer):
@@ -253,9 +245,8 @@ class MultiHeadAttention(keras.layers.Layer):
         query, context = (
             (input_shape[0], input_shape[-1]) if isinstance(input_shape, list) else (input_shape, input_shape)
         )
-        _add_projections(
-            self, query[-1], context[-1], self.heads, self.key_dim, self.value_dim, self.output_dim, self.use_bias
-        )
+        widths = (self.heads, self.key_dim, self.value_dim, self.output_dim)
+        _add_projections(self, attention_tensors(query[-1], context[-1], *widths, True), self.use_bias)
 
     def call(self, inputs: Any) -> Any:
         query, context = (inputs[0], inputs[-1]) if isinstance(inputs, (list, tuple)) else (inputs, inputs)
@@ -290,7 +281,9 @@ class TransformerEncoder(keras.layers.Layer):
 
     def build(self, input_shape: tuple) -> None:
         width = input_shape[-1]
-        _add_projections(self, width, width, self.heads, self.key_dim, self.key_dim, width, True)
+        _add_projections(
+            self, attention_tensors(width, width, self.heads, self.key_dim, self.key_dim, width, True), True
+        )
         for i in (1, 2):
             setattr(self, f"norm{i}_gamma", self.add_weight(shape=(width,), initializer="ones", name=f"norm{i}_gamma"))
             setattr(self, f"norm{i}_beta", self.add_weight(shape=(width,), initializer="zeros", name=f"norm{i}_beta"))
