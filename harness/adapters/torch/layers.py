@@ -117,7 +117,12 @@ class Convolution(nn.Module):
         return self.function(inputs, self.weight, self.bias, self.stride, self.padding, self.dilation)
 
 
-POOLS = {("max", 1): F.max_pool1d, ("max", 2): F.max_pool2d, ("avg", 1): F.avg_pool1d, ("avg", 2): F.avg_pool2d}
+POOLS: dict[tuple[str, int], Callable[..., torch.Tensor]] = {
+    ("max", 1): F.max_pool1d,
+    ("max", 2): F.max_pool2d,
+    ("avg", 1): F.avg_pool1d,
+    ("avg", 2): F.avg_pool2d,
+}
 
 
 class Pool(nn.Module):
@@ -141,10 +146,11 @@ class Pool(nn.Module):
         self.function = POOLS[(mode, rank)]
         self.mode, self.pool_size, self.stride = mode, pool_size, strides
         padded = any(before or after for before, after in paddings)
-        self.pad = torch_pad(paddings) if padded else None
+        pad = torch_pad(paddings)
+        self.pad = pad if padded else None
         self.scale: torch.Tensor | None
         if mode == "avg" and padded:
-            real = F.pad(torch.ones(1, 1, *spatial, dtype=torch.float64), self.pad)
+            real = F.pad(torch.ones(1, 1, *spatial, dtype=torch.float64), pad)
             fraction = self.function(real, pool_size, strides)  # real cells / window size, per output position
             self.register_buffer("scale", (1.0 / fraction).to(torch.float32))
         else:
@@ -310,19 +316,30 @@ class MultiHeadAttention(nn.Module):
             else:
                 setattr(self, tensor.name, nn.Parameter(torch.zeros(tensor.shape)) if use_bias else None)
 
+    def _tensor(self, name: str) -> torch.Tensor | None:
+        """A projection tensor by the spec's name (set with setattr above; None: a bias without use_bias)."""
+        tensor = getattr(self, name)
+        assert tensor is None or isinstance(tensor, torch.Tensor)
+        return tensor
+
+    def _kernel(self, name: str) -> torch.Tensor:
+        kernel = self._tensor(name)
+        assert kernel is not None
+        return kernel
+
     def _heads(self, inputs: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, dim: int) -> torch.Tensor:
         batch, steps, _ = inputs.shape
         return _project(inputs, kernel, bias).view(batch, steps, self.heads, dim).transpose(1, 2)  # (N, H, T, dim)
 
     def forward(self, query: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         context = query if context is None else context
-        q = self._heads(query, self.query_kernel, self.query_bias, self.key_dim)
-        k = self._heads(context, self.key_kernel, self.key_bias, self.key_dim)
-        v = self._heads(context, self.value_kernel, self.value_bias, self.value_dim)
+        q = self._heads(query, self._kernel("query_kernel"), self._tensor("query_bias"), self.key_dim)
+        k = self._heads(context, self._kernel("key_kernel"), self._tensor("key_bias"), self.key_dim)
+        v = self._heads(context, self._kernel("value_kernel"), self._tensor("value_bias"), self.value_dim)
         attended = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)  # (N, H, Tq, dv)
         batch, steps = query.shape[0], query.shape[1]
         merged = attended.transpose(1, 2).reshape(batch, steps, self.heads * self.value_dim)
-        return _project(merged, self.output_kernel, self.output_bias)
+        return _project(merged, self._kernel("output_kernel"), self._tensor("output_bias"))
 
 
 class TransformerEncoder(nn.Module):

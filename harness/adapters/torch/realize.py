@@ -196,7 +196,10 @@ def convolution(plan: LayerPlan, context: Context) -> Realization:
     conv = Convolution(
         rank, plan.input_shape[-1], p["filters"], p["kernel_size"], p["strides"], p["dilation"], paddings, p["use_bias"]
     )
-    makers = {"kernel": lambda k, t: _conv_kernel(k, t, conv.weight), "bias": lambda k, t: _identity(k, t, conv.bias)}
+    makers = {"kernel": lambda k, t: _conv_kernel(k, t, conv.weight)}
+    if conv.bias is not None:  # the spec declares a bias tensor only with use_bias
+        bias = conv.bias
+        makers["bias"] = lambda k, t: _identity(k, t, bias)
     modules = [m for m in (conv, activation_module(p["activation"], 1)) if m is not None]
     return Realization(modules, FIRST, FIRST, _slots_by_name(plan, makers))
 
