@@ -139,18 +139,6 @@ def test_one_clique_when_nothing_differs() -> None:
     assert ranking.cliques() == [("a", "b", "c")]
 
 
-def test_agrees_with_autorank() -> None:
-    autorank = pytest.importorskip("autorank")
-    rng = np.random.default_rng(3)
-    scores = pd.DataFrame(rng.normal(size=(8, 5)) + np.linspace(0, 1.5, 5), columns=list("abcde"))
-    ranking = rank_arms(scores, higher_is_better=True)
-    theirs = autorank.autorank(scores, alpha=0.05, force_mode="nonparametric", order="descending")
-    assert theirs.omnibus == "friedman" and theirs.posthoc == "nemenyi"
-    assert ranking.friedman_p == pytest.approx(theirs.pvalue, rel=1e-10)
-    assert ranking.critical_difference == pytest.approx(theirs.cd, rel=1e-4)  # statsmodels' qsturng is a fit
-    assert ranking.mean_ranks.sort_index().to_numpy() == pytest.approx(theirs.rankdf["meanrank"].sort_index())
-
-
 @pytest.mark.parametrize(
     "shape, message",
     [((1, 3), "at least 2 arms on at least 2 datasets, got 3 arm(s)"), ((3, 1), "got 1 arm(s)"), ((0, 0), "none")],
