@@ -748,7 +748,9 @@ def test_claims_true_and_false_through_the_cli(harness_cli, real_runs) -> None:
     assert false.exit_code == 1, false.output
     assert "FAIL  sgd.test_accuracy - adam.test_accuracy > 0.05" in false.output
     assert (
-        "95% CI [" in false.output and "n=3 seeds" in false.output and "does not lie entirely above 0" in false.output
+        "95% CI [" in false.output
+        and "n=3 seeds" in false.output
+        and "lies entirely on the other side of 0: the claim is false" in false.output
     )
 
 

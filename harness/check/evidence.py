@@ -21,6 +21,11 @@ its level (2.5% per side at 3, 5 and 10 seeds, tests/test_claims.py). The interv
 ratio's (`left / right`), and the claim passes when it lies on the claimed side of 1. When a side
 is not positive on every seed, there is no log, and the difference is used (and said).
 
+Three outcomes, like the gate's. A claim PASSES when the interval lies on the claimed side, is
+FALSE when it lies entirely on the other side, and is UNDECIDED when it straddles: the seeds can
+neither show nor refute it, and the message says about how many seeds would decide it. `harness
+check` reports an undecided claim as inconclusive (exit 0, or 5 with --strict), never as PASS.
+
 Seeds that agree exactly. When every seed gives the same margin, the interval has zero width;
 that says the measurement has no seed-to-seed noise, not that the claim is certain (the test
 split, for one, still varies). Such a claim is UNDECIDED: neither passed nor false; `harness
@@ -211,6 +216,9 @@ class Judgement:
     reason: str
 
 
+MAX_SEEDS_TO_DECIDE = 1000  # seeds_to_decide stops counting here
+
+
 def judge(left: np.ndarray, right: np.ndarray, comparison: str, multiplicative: bool) -> Judgement:
     """The module's rule on per-seed values of a claim's two sides (finite, aligned, at least 2 seeds).
 
@@ -240,12 +248,43 @@ def judge(left: np.ndarray, right: np.ndarray, comparison: str, multiplicative: 
         return Judgement(False, True, low, high, interval.method, log_ratio, ratio, reason)
     low, high = interval.low, interval.high
     passed = {">": low > 0, ">=": low >= 0, "<": high < 0, "<=": high <= 0}[comparison]
-    verb = "lies" if passed else "does not lie"
+    # Shown false: the interval lies entirely on the other side. Neither: the seeds cannot decide.
+    false = {">": high <= 0, ">=": high < 0, "<": low >= 0, "<=": low > 0}[comparison]
+    undecided = not passed and not false
+    reference = "1" if log_ratio else "0"
+    side = f"{SIDE[comparison]} {reference}"
+    if passed:
+        verdict = f"lies entirely {side}"
+    elif false:
+        verdict = f"lies entirely on the other side of {reference}: the claim is false"
+    else:
+        verdict = f"straddles {reference} (not entirely {side})"
+    reason = (
+        f"95% CI of the ratio left / right (geometric means) {verdict}"
+        if log_ratio
+        else f"95% CI of left - right {verdict}{note}"
+    )
+    if undecided:
+        reason = (
+            f"UNDECIDED: {reason}; these {len(judged)} seeds can neither show nor refute it ({seeds_to_decide(judged)})"
+        )
     if log_ratio:
-        reason = f"95% CI of the ratio left / right (geometric means) {verb} entirely {SIDE[comparison]} 1"
-        return Judgement(bool(passed), False, math.exp(low), math.exp(high), "t-log-ratio", True, ratio, reason)
-    reason = f"95% CI of left - right {verb} entirely {SIDE[comparison]} 0{note}"
-    return Judgement(bool(passed), False, low, high, interval.method, False, ratio, reason)
+        return Judgement(bool(passed), undecided, math.exp(low), math.exp(high), "t-log-ratio", True, ratio, reason)
+    return Judgement(bool(passed), undecided, low, high, interval.method, False, ratio, reason)
+
+
+def seeds_to_decide(margins: np.ndarray) -> str:
+    """About how many seeds would put the 95% t interval of the mean margin clear of 0, were the
+    mean and spread of these margins the truth (a planning figure, not a promise)."""
+    from scipy import stats
+
+    mean, spread = float(np.mean(margins)), float(np.std(margins, ddof=1))
+    if mean == 0.0 or not math.isfinite(spread):
+        return "the mean margin is 0: no number of seeds decides it"
+    for seeds in range(2, MAX_SEEDS_TO_DECIDE + 1):
+        if stats.t.ppf(0.975, seeds - 1) * spread / math.sqrt(seeds) < abs(mean):
+            return f"~{seeds} seeds would decide it"
+    return f"more than {MAX_SEEDS_TO_DECIDE} seeds would be needed"
 
 
 def evaluate_claims(results: Results, texts: Sequence[str], where: str = "expect") -> list[ClaimResult]:
