@@ -6,9 +6,17 @@ Shared non-fixture code lives in tests/helpers/ (spec builders, numpy references
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import pytest
+
+# A shell without job control starts background commands with SIGINT ignored, and an ignored
+# signal stays ignored across exec: Python then installs no KeyboardInterrupt handler, and the
+# Ctrl-C tests (and every `harness run` they start) would see a SIGINT that does nothing. Give
+# the test process, and so its children, the ordinary handler whatever started pytest.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 pytest.register_assert_rewrite("helpers")  # plain asserts in helpers report their operands, as in tests
 
