@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -65,7 +66,13 @@ def test_a_ray_actor_with_other_code_runs_nothing() -> None:
     from harness.runner.ray_pool import TrialActor
 
     other = dataclasses.replace(PROCESS_CODE_VERSION, digest="0" * 16)
-    answer = TrialActor(1, other).run(None, 1)  # type: ignore[arg-type]  # never looked at
+    # An actor ignores SIGINT in its own process; built here, it would do so in pytest's, and every
+    # later Ctrl-C test (and each process they start) would inherit a SIGINT that does nothing.
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        answer = TrialActor(1, other).run(None, 1)  # type: ignore[arg-type]  # never looked at
+    finally:
+        signal.signal(signal.SIGINT, handler)
     assert answer["code_changed"] is not None and "0" * 16 in answer["code_changed"]
 
 
