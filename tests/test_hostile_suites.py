@@ -103,14 +103,14 @@ def test_hostile_file_is_refused_quickly_with_a_located_message(name, tmp_path):
     content, line, expected = HOSTILE[name]
     path = tmp_path / f"{name}.yaml"
     path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
-    started = time.perf_counter()
+    started = time.process_time()  # CPU seconds of this process: a loaded machine stretches wall time, not work
     with pytest.raises(HarnessError) as raised:
         load_yaml(path)
-    seconds = time.perf_counter() - started
+    seconds = time.process_time() - started
     message = str(raised.value)
     assert expected in message, message
     assert message.startswith(f"{path}:{line}: " if line else f"{path}: "), message
-    assert seconds < 2.0, f"{seconds:.2f} s"  # under 1 s on a busy core
+    assert seconds < 2.0, f"{seconds:.2f} CPU s"  # the guards refuse before expanding anything
     if name != "too-many-values":  # PyYAML allocates per value, so tracemalloc slows 10000 of them to seconds
         tracemalloc.start()
         try:
