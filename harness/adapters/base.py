@@ -7,7 +7,7 @@ detects divergence, so those are identical whatever the framework.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -23,6 +23,14 @@ class Model(Protocol):
 
     def get_weights(self) -> dict[str, np.ndarray]:
         """Return every trainable tensor as a float32 numpy array in canonical layout."""
+
+    def training_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Everything the next optimizer step reads - every model tensor, the optimizer's state, the
+        framework RNG states - as (numpy arrays, JSON-able values), for checkpoints."""
+
+    def restore_training_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Take back what training_state returned, into a model built from the same spec; the steps
+        that follow are then bit-identical to those of the model that saved it. ValueError if it does not fit."""
 
     def set_training_data(self, x: np.ndarray, y: np.ndarray) -> None:
         """Keep the training split on the device once, so steps only index it."""

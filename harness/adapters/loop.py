@@ -13,10 +13,13 @@ import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from harness.adapters.checkpoints import Checkpoint, Checkpointer
 from harness.adapters.metrics import evaluate_outputs
 from harness.data.batches import epoch_batches
 from harness.data.types import Dataset
@@ -35,6 +38,7 @@ from harness.measures import (
 )
 from harness.spec.init import initial_weights
 from harness.spec.types import ModelOutput, TrialSpec
+from harness.weights import KeptWeights
 
 
 @dataclass
@@ -65,6 +69,11 @@ class TrialResult:
     # values) rows, at the final epoch and at the epoch of least validation loss (one row when they
     # coincide). Plain tuples, not a dataclass: dataclasses.asdict (the Ray path) would turn one into a dict.
     predictions: list[tuple[str, int, bool, bool, np.ndarray]] = field(default_factory=list)
+    # training.save_weights: the canonical weights to store (empty: none) and the epoch they are of
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+    weights_epoch: int | None = None
+    # (epoch, event, detail) rows of what happened to the trial's checkpoints (harness.adapters.checkpoints)
+    events: list[tuple[int, str, str]] = field(default_factory=list)
 
     def final(self) -> dict[str, float]:
         """The metrics of the last recorded epoch."""
@@ -166,6 +175,21 @@ class _PredictionKeeper:
         if validation_loss is not None and math.isfinite(validation_loss) and validation_loss < self.best_loss:
             self.best_loss, self.best = validation_loss, (epoch, values)
 
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(JSON values, arrays) for a checkpoint."""
+        meta: dict[str, Any] = {"best_loss": self.best_loss}
+        arrays = {}
+        for name, kept in (("last", self.last), ("best", self.best)):
+            meta[name] = kept[0] if kept is not None else None
+            if kept is not None:
+                arrays[name] = kept[1]
+        return meta, arrays
+
+    def restore(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.best_loss = float(meta["best_loss"])
+        self.last = (int(meta["last"]), arrays["last"]) if meta["last"] is not None else None
+        self.best = (int(meta["best"]), arrays["best"]) if meta["best"] is not None else None
+
     def rows(self) -> list[tuple[str, int, bool, bool, np.ndarray]]:
         """TrialResult.predictions rows: final first, then best validation when it is another epoch."""
         if self.last is None:
@@ -210,29 +234,42 @@ class _Probe:
         self.result.diagnostics_seconds += time.perf_counter() - started
 
 
-def train_trial(spec: TrialSpec, adapter: Any, data: Dataset) -> TrialResult:
-    """Run one trial to its end (ok, diverged or timeout). Exceptions propagate to the runner."""
+def train_trial(spec: TrialSpec, adapter: Any, data: Dataset, checkpoints: str | Path | None = None) -> TrialResult:
+    """Run one trial to its end (ok, diverged or timeout). Exceptions propagate to the runner.
+
+    checkpoints: the folder of resumable checkpoints (harness.adapters.checkpoints): a checkpoint of
+    this trial there is resumed, new ones are written as training.checkpoint_every says, and it is
+    removed at the end. None: no checkpoints.
+    """
     started = time.perf_counter()
     result = TrialResult(
         status=OK, started_at=now(), versions=adapter.versions(), device=adapter.device_info(spec.device)
     )
-    model = adapter.build(spec, data.info)
-    if spec.init_mode == "shared":
-        model.set_weights(initial_weights(spec.model.plan(data.info.input_shape), spec.initializer, spec.seed))
-    model.set_training_data(data.x_train, data.y_train)
-
-    evaluation_start = time.perf_counter()
+    checkpointer = Checkpointer(spec, checkpoints, result.versions, lambda *event: result.events.append(event))
     outputs = spec.model.outputs()
     keeper = _PredictionKeeper(data)
-    kept = keeper.outputs()
-    rows = evaluate_splits(model, data, 0, outputs, kept)
-    result.metrics.extend(rows)
-    keeper.after_evaluation(0, kept, rows)
-    result.eval_seconds += time.perf_counter() - evaluation_start
+    kept_weights = KeptWeights(spec.training.save_weights)
+    model = _fresh_model(spec, adapter, data)
     probe = _Probe(spec, data, result)
-    probe.after_epoch(model, 0)
+    first_epoch = _resume(checkpointer, model, result, keeper, kept_weights)
+    if first_epoch is None:  # no usable checkpoint: from zero
+        if result.events:  # one was discarded, maybe half restored: start from what a fresh trial has
+            model, keeper, kept_weights = (
+                _fresh_model(spec, adapter, data),
+                _PredictionKeeper(data),
+                KeptWeights(spec.training.save_weights),
+            )
+        first_epoch = 1
+        evaluation_start = time.perf_counter()
+        kept = keeper.outputs()
+        rows = evaluate_splits(model, data, 0, outputs, kept)
+        result.metrics.extend(rows)
+        keeper.after_evaluation(0, kept, rows)
+        kept_weights.after_evaluation(model, 0, rows)
+        result.eval_seconds += time.perf_counter() - evaluation_start
+        probe.after_epoch(model, 0)
 
-    for epoch in range(1, spec.training.epochs + 1):
+    for epoch in range(first_epoch, spec.training.epochs + 1):
         batches = epoch_batches(len(data.y_train), spec.training, spec.seed, epoch)
         probe.before_epoch(model, epoch)
         step_start = time.perf_counter()
@@ -251,6 +288,7 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset) -> TrialResult:
         rows = evaluate_splits(model, data, epoch, outputs, kept)
         result.metrics.extend(rows)
         keeper.after_evaluation(epoch, kept, rows)
+        kept_weights.after_evaluation(model, epoch, rows)
         result.eval_seconds += time.perf_counter() - evaluation_start
         result.epochs_completed = epoch
         probe.after_epoch(model, epoch)
@@ -259,7 +297,80 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset) -> TrialResult:
             result.status = TIMEOUT
             result.error = f"training.max_seconds={limit} exceeded after epoch {epoch}"
             break
+        checkpointer.kill_if_planned(epoch)
+        if checkpointer.due(epoch):
+            checkpointer.save(epoch, partial(_checkpoint, epoch, model, result, keeper, kept_weights))
+    checkpointer.remove()
+    chosen = kept_weights.chosen(model, result.status, result.epochs_completed)
+    if chosen is not None:
+        result.weights, result.weights_epoch = chosen
     result.predictions = keeper.rows()
     result.wall_seconds = time.perf_counter() - started
     result.finished_at = now()
     return result
+
+
+def _fresh_model(spec: TrialSpec, adapter: Any, data: Dataset) -> Any:
+    """The trial's model at its start: built, initial weights loaded (shared mode), training data on the device."""
+    model = adapter.build(spec, data.info)
+    if spec.init_mode == "shared":
+        model.set_weights(initial_weights(spec.model.plan(data.info.input_shape), spec.initializer, spec.seed))
+    model.set_training_data(data.x_train, data.y_train)
+    return model
+
+
+# Checkpoint arrays of the loop's own state: "<part>/<name>"
+PREDICTIONS, WEIGHTS = "predictions/", "weights/"
+
+
+def _checkpoint(
+    epoch: int, model: Any, result: TrialResult, keeper: _PredictionKeeper, kept_weights: KeptWeights
+) -> Checkpoint:
+    """Everything the rest of the trial reads, after `epoch` (harness.adapters.checkpoints)."""
+    model_arrays, model_meta = model.training_state()
+    keeper_meta, keeper_arrays = keeper.state()
+    weights_meta, weights_arrays = kept_weights.state()
+    loop_meta = {
+        "metrics": result.metrics,
+        "diagnostics": result.diagnostics,
+        "seconds": [result.train_seconds, result.eval_seconds, result.diagnostics_seconds],
+        "epochs_completed": result.epochs_completed,
+        "predictions": keeper_meta,
+        "weights": weights_meta,
+    }
+    loop_arrays = {PREDICTIONS + key: value for key, value in keeper_arrays.items()}
+    loop_arrays.update({WEIGHTS + key: value for key, value in weights_arrays.items()})
+    return Checkpoint(epoch, model_arrays, model_meta, loop_arrays, loop_meta)
+
+
+def _resume(
+    checkpointer: Checkpointer, model: Any, result: TrialResult, keeper: _PredictionKeeper, kept_weights: KeptWeights
+) -> int | None:
+    """Restore the trial's checkpoint into the model and the loop: the first epoch still to run, or None
+    (no checkpoint, or one that did not fit: discarded, reported, and the model must be rebuilt)."""
+    checkpoint = checkpointer.resume()
+    if checkpoint is None:
+        return None
+    meta, arrays = checkpoint.loop_meta, checkpoint.loop_arrays
+    try:
+        model.restore_training_state(checkpoint.model_arrays, checkpoint.model_meta)
+        keeper.restore(meta["predictions"], _part(arrays, PREDICTIONS))
+        kept_weights.restore(meta["weights"], _part(arrays, WEIGHTS))
+        metrics = [(int(epoch), str(name), float(value)) for epoch, name, value in meta["metrics"]]
+        diagnostics = [
+            (int(e), int(layer), str(n), str(stat), float(v)) for e, layer, n, stat, v in meta["diagnostics"]
+        ]
+        train_seconds, eval_seconds, diagnostics_seconds = (float(value) for value in meta["seconds"])
+        epochs_completed = int(meta["epochs_completed"])
+    except (ValueError, KeyError, TypeError, RuntimeError) as error:
+        checkpointer.discard(f"it does not fit this trial's model ({type(error).__name__}: {error})")
+        return None
+    result.metrics, result.diagnostics = metrics, diagnostics
+    result.train_seconds, result.eval_seconds = train_seconds, eval_seconds
+    result.diagnostics_seconds, result.epochs_completed = diagnostics_seconds, epochs_completed
+    checkpointer.resumed_at(checkpoint.epoch)
+    return checkpoint.epoch + 1
+
+
+def _part(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {key[len(prefix) :]: value for key, value in arrays.items() if key.startswith(prefix)}

@@ -111,6 +111,10 @@ def run(
         from harness.capacity import check_trials_fit
 
         check_trials_fit(suite.trials, suite_path)
+    if any(trial.spec.training.save_weights != "none" for trial in suite.trials):
+        from harness.weights import check_weights_writable
+
+        check_weights_writable(store_dir)  # before the store exists: an unwritable weights folder writes nothing
     with Store(store_dir) as store:  # validated input first: bad input writes nothing
         summary = run_trials(
             suite.trials,

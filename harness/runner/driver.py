@@ -9,7 +9,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from harness.adapters.checkpoints import remove_checkpoint
 from harness.errors import HarnessError
+from harness.paths import CHECKPOINTS_FOLDER
 from harness.runner import devices
 from harness.runner.code_version import PROCESS_CODE_VERSION
 from harness.runner.devices import Environment, environment_for, keras_environment, needs_gpu_query
@@ -180,8 +182,12 @@ def run_trials(
         with RunProgress(len(todo), progress_enabled(quiet)) as progress:
             keeper = LeaseKeeper(store, seen_attempts=store.attempts(unique), rerun=rerun)
 
+            # In-trial checkpoints beside the database (absolute: Ray actors on this machine resolve it too)
+            checkpoints = str((store.directory / CHECKPOINTS_FOLDER).resolve())
+
             def record(trial: Trial, result: TrialResult, attempts: int) -> None:
                 store.record(trial, result, attempts=attempts)
+                remove_checkpoint(checkpoints, trial.hash)  # recorded: whatever ended it, nothing is left to resume
                 setattr(summary, result.status, getattr(summary, result.status) + 1)
                 progress.finished(result.status)
 
@@ -200,14 +206,30 @@ def run_trials(
             try:
                 if executor == "ray":
                     summary.code_changed = _run_on_ray(
-                        tasks, keeper, record, observe, elsewhere, jobs, grace_seconds, address, num_cpus, num_gpus
+                        tasks,
+                        keeper,
+                        record,
+                        observe,
+                        elsewhere,
+                        jobs,
+                        grace_seconds,
+                        address,
+                        num_cpus,
+                        num_gpus,
+                        checkpoints,
                     )
                 else:
                     gpu_ids = devices.visible_gpu_ids() if needs_gpu_query(todo) else []
                     queue = TaskQueue(tasks, lambda trial: environment_for(trial, gpu_ids), keeper.lease, elsewhere)
                     jobs = jobs or os.cpu_count() or 1
                     settings = ExecutorSettings(
-                        min(jobs, len(todo)), worker_threads(jobs), record, observe, grace_seconds, PROCESS_CODE_VERSION
+                        min(jobs, len(todo)),
+                        worker_threads(jobs),
+                        record,
+                        observe,
+                        grace_seconds,
+                        PROCESS_CODE_VERSION,
+                        checkpoints,
                     )
                     pool = WorkerPool(settings, gpu_ids)
                     try:
@@ -234,6 +256,7 @@ def _run_on_ray(
     address: str | None,
     num_cpus: float | None,
     num_gpus: float | None,
+    checkpoints: str | None = None,
 ) -> str | None:
     """Run the tasks on Ray actors; returns why the run stopped early when the code changed, else None."""
     import ray
@@ -251,7 +274,7 @@ def _run_on_ray(
             tasks, lambda trial: Environment(keras_environment(trial.spec.backend)), keeper.lease, elsewhere
         )
         settings = ExecutorSettings(
-            min(slots, len(tasks)), max(1, int(cpus)), record, observe, grace_seconds, PROCESS_CODE_VERSION
+            min(slots, len(tasks)), max(1, int(cpus)), record, observe, grace_seconds, PROCESS_CODE_VERSION, checkpoints
         )
         pool = RayPool(settings, cpus, gpus)
         try:

@@ -79,6 +79,8 @@ class ExecutorSettings:
             only stops at an epoch boundary.
         code: the driver's code version (code_version.PROCESS_CODE_VERSION), which each worker
             checks its own against; None: not checked.
+        checkpoints: the folder of in-trial checkpoints (harness.adapters.checkpoints) each trial
+            resumes from and writes to; None: no checkpoints.
     """
 
     jobs: int
@@ -87,6 +89,7 @@ class ExecutorSettings:
     on_event: Callable[[RunEvent], None] | None = None
     grace_seconds: float | None = None
     code: CodeVersion | None = None
+    checkpoints: str | None = None  # the folder of in-trial checkpoints workers write and resume (None: none)
 
 
 class Executor(ABC, Generic[WorkerType]):
@@ -97,6 +100,7 @@ class Executor(ABC, Generic[WorkerType]):
         self.on_result, self.on_event = settings.on_result, settings.on_event
         self.grace_seconds = settings.grace_seconds
         self.code = settings.code
+        self.checkpoints = settings.checkpoints
         self.workers: list[WorkerType] = []
         self.code_changed: str | None = None  # set when a worker refused: its code is not the driver's
 

@@ -116,11 +116,11 @@ class Worker:
     def pid(self) -> int | None:
         return self.process.pid
 
-    def dispatch(self, task: Task) -> None:
+    def dispatch(self, task: Task, checkpoints: str | None = None) -> None:
         """Send the task as its next attempt (raises OSError when the process is gone)."""
         begin_attempt(task)
         self.task = task
-        self.connection.send((task.index, task.trial.spec, task.attempts))
+        self.connection.send((task.index, task.trial.spec, task.attempts, checkpoints))
 
     def stop(self) -> None:
         """Ask an idle worker to exit; kill a busy or unresponsive one."""
@@ -161,7 +161,7 @@ class WorkerPool(Executor[Worker]):
 
     def _send(self, worker: Worker, task: Task) -> None:
         try:
-            worker.dispatch(task)
+            worker.dispatch(task, self.checkpoints)
         except OSError:  # died before it could take the trial: the health check requeues it
             pass
 

@@ -97,12 +97,12 @@ class TrialActor:
             pass
         return {"pid": os.getpid(), "host": socket.gethostname()}
 
-    def run(self, spec: TrialSpec, attempt: int) -> dict[str, Any]:
+    def run(self, spec: TrialSpec, attempt: int, checkpoints: str | None = None) -> dict[str, Any]:
         """Train one trial -> {'result': TrialResult fields, 'crashed': cause or None, 'code_changed': None};
         an actor running other code than the driver's runs nothing: {'code_changed': why}."""
         if self.code_mismatch is not None:
             return {"code_changed": self.code_mismatch}
-        result = self.executor.run(spec, attempt=attempt)
+        result = self.executor.run(spec, attempt=attempt, checkpoints=checkpoints)
         return {"result": dataclasses.asdict(result), "crashed": self.executor.unusable, "code_changed": None}
 
 
@@ -237,7 +237,7 @@ class RayPool(Executor[Slot]):
 
     def _send(self, slot: Slot, task: Task) -> None:
         begin_attempt(task)
-        slot.task, slot.call = task, slot.actor.run.remote(task.trial.spec, task.attempts)
+        slot.task, slot.call = task, slot.actor.run.remote(task.trial.spec, task.attempts, self.checkpoints)
 
     def _dispatch(self, slot: Slot, task: Task) -> None:
         super()._dispatch(slot, task)

@@ -5,7 +5,7 @@ imported once per worker and adapters and datasets stay cached in it. Its enviro
 (thread counts, KERAS_BACKEND) is set by the driver before the process starts, hence before
 any framework import. The worker never touches the store: the driver alone writes it.
 
-Protocol on the Pipe (driver -> worker): `(index, TrialSpec, attempt)` to run one trial, `None`
+Protocol on the Pipe (driver -> worker): `(index, TrialSpec, attempt, checkpoints folder or None)` to run one trial, `None`
 to stop. Worker -> driver: `("started", index)` when training begins (the timeout clock starts),
 then `("result", index, TrialResult)`. An exception inside a trial becomes a 'failed'
 TrialResult and the worker goes on, except running out of memory: the worker then sends
@@ -79,7 +79,13 @@ class TrialExecutor:
             self._adapters[backend] = adapter
         return self._adapters[backend]
 
-    def run(self, spec: TrialSpec, on_start: Callable[[], None] = lambda: None, attempt: int = 1) -> TrialResult:
+    def run(
+        self,
+        spec: TrialSpec,
+        on_start: Callable[[], None] = lambda: None,
+        attempt: int = 1,
+        checkpoints: str | None = None,
+    ) -> TrialResult:
         """Train one trial; any exception becomes a 'failed' result (the worker stays usable, unless
         it ran out of memory: then `unusable` names the cause).
 
@@ -87,6 +93,7 @@ class TrialExecutor:
             spec: the trial to run.
             on_start: called once the adapter and dataset are ready, right before training.
             attempt: 1 for the first execution of this trial, 2 for its retry (read by the test hook).
+            checkpoints: the folder of in-trial checkpoints (resumed, written, removed), or None.
         """
         started_at, clock = now(), time.perf_counter()
         adapter = None
@@ -98,7 +105,7 @@ class TrialExecutor:
             data = load_dataset(spec.dataset)
             on_start()
             crash_if_planned(spec.hash, attempt)  # test hook; inert unless HARNESS_TEST_CRASH names this trial
-            result = train_trial(spec, adapter, data)
+            result = train_trial(spec, adapter, data, checkpoints)
         except Exception as error:
             if is_out_of_memory(error):
                 detail = f": {error}" if str(error) else ""
@@ -157,8 +164,10 @@ def worker_main(connection: Connection, threads: int, code: CodeVersion | None =
             _exit()  # the driver is gone (killed): nobody to report to
         if message is None:
             _exit()
-        index, spec, attempt = message
-        result = executor.run(spec, on_start=partial(connection.send, ("started", index)), attempt=attempt)
+        index, spec, attempt, checkpoints = message
+        result = executor.run(
+            spec, on_start=partial(connection.send, ("started", index)), attempt=attempt, checkpoints=checkpoints
+        )
         try:
             if executor.unusable is not None:
                 connection.send(("crashed", index, executor.unusable))

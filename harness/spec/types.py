@@ -130,6 +130,13 @@ def effective_weight_decay(optimizer: Component, regularizer: RegularizerSpec) -
     return regularizer.weight_decay + own
 
 
+SAVE_WEIGHTS = ("none", "final", "best")  # training.save_weights: harness.weights stores them
+# TrainingSpec keys that TrainingSpec.to_dict leaves out at these defaults (hashes of older trials stay put)
+OMITTED_AT_DEFAULT: dict[str, Any] = {"save_weights": "none", "checkpoint_every": None}
+# TrainingSpec keys that never enter a trial's hash: how a trial is executed, not what it computes
+UNHASHED_TRAINING_KEYS = ("checkpoint_every",)
+
+
 @dataclass(frozen=True)
 class TrainingSpec:
     """The training budget and batching."""
@@ -146,9 +153,38 @@ class TrainingSpec:
         noun="a number of seconds",
         description="wall-clock limit of one trial's training; null: no limit; a trial over it is recorded as 'timeout'",
     )
+    save_weights: str = parameter(
+        "choice",
+        "none",
+        choices=SAVE_WEIGHTS,
+        description=(
+            "which trained weights the store keeps, as weights/<hash>.safetensors beside harness.sqlite: the last "
+            "epoch's (final), the epoch of least validation loss (best; needs dataset.validation), or none"
+        ),
+        example="final",
+    )
+    checkpoint_every: int | None = parameter(
+        "integer",
+        None,
+        "> 0",
+        nullable=True,
+        noun="a number of epochs",
+        description=(
+            "save a resumable checkpoint every N epochs (a killed trial resumes at the last one); null: "
+            "automatic, one at the end of the first epoch that ends 60 s or more after the last checkpoint "
+            "(or the trial's start). Not part of the trial's hash: it changes no result"
+        ),
+        example=1,
+    )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The spec as JSON; the keys added after the first stores are left out at their defaults, so the
+        hashes of trials that do not set them never move."""
+        data = dataclasses.asdict(self)
+        for name, default in OMITTED_AT_DEFAULT.items():
+            if data[name] == default:
+                del data[name]
+        return data
 
 
 @dataclass(frozen=True)
@@ -246,7 +282,10 @@ class TrialSpec:
     def hash(self) -> str:
         """Content hash of the fully resolved spec under the current SEMANTICS_REVISION (stable across
         runs, machines and Python versions; the stored spec JSON itself does not carry the revision)."""
-        hashed = canonical_json({"semantics_revision": SEMANTICS_REVISION, "spec": self.to_dict()})
+        spec = self.to_dict()
+        for key in UNHASHED_TRAINING_KEYS:
+            spec["training"].pop(key, None)
+        hashed = canonical_json({"semantics_revision": SEMANTICS_REVISION, "spec": spec})
         return hashlib.sha256(hashed.encode()).hexdigest()[:HASH_LENGTH]
 
 

@@ -16,7 +16,14 @@ import pandas as pd
 
 from harness.measures import FINAL_STATUSES
 from harness.store.connection import StoreConnection
-from harness.store.schema import DIAGNOSTIC_COLUMNS, METRIC_COLUMNS, PREDICTION_COLUMNS, TRIAL_COLUMNS
+from harness.store.schema import (
+    DIAGNOSTIC_COLUMNS,
+    EVENT_COLUMNS,
+    METRIC_COLUMNS,
+    PREDICTION_COLUMNS,
+    TRIAL_COLUMNS,
+    WEIGHT_COLUMNS,
+)
 
 
 class TrialReader(StoreConnection):
@@ -111,6 +118,23 @@ class TrialReader(StoreConnection):
             for trial_hash, split, epoch, is_final, is_best, dtype, shape, data in rows
         ]
         return pd.DataFrame(records, columns=columns)
+
+    def weights_row(self, trial_hash: str) -> dict[str, Any] | None:
+        """The `weights` row of a trial (which, epoch, file relative to the store, bytes, sha256), or None."""
+        with self._reading() as connection:
+            row = connection.execute(
+                f"SELECT {', '.join(WEIGHT_COLUMNS)} FROM weights WHERE hash = ?", (trial_hash,)
+            ).fetchone()
+        return dict(zip(WEIGHT_COLUMNS, row)) if row is not None else None
+
+    def events_frame(self, hashes: Iterable[str] | None = None) -> pd.DataFrame:
+        """What happened to trials' checkpoints (resumed, checkpoint_discarded, checkpoint_not_written):
+        columns EVENT_COLUMNS, ordered by hash and position."""
+        where, parameters = _hash_filter(hashes)
+        query = f"SELECT {', '.join(EVENT_COLUMNS)} FROM trial_events {where} ORDER BY hash, position"
+        with self._reading() as connection:
+            rows = connection.execute(query, parameters).fetchall()
+        return pd.DataFrame(rows, columns=list(EVENT_COLUMNS))
 
 
 def decode_predictions(dtype: str, shape: str, data: bytes) -> np.ndarray:

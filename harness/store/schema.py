@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterator
 
 DATABASE_NAME = "harness.sqlite"
-SCHEMA_VERSION = 3  # bump on any schema change; a newer store is refused, an older one migrated (MIGRATIONS)
+SCHEMA_VERSION = 4  # bump on any schema change; a newer store is refused, an older one migrated (MIGRATIONS)
 BUSY_TIMEOUT_MILLISECONDS = 60_000  # how long a writer waits for another run's transaction to finish
 
 SCHEMA = """
@@ -68,6 +68,22 @@ CREATE TABLE IF NOT EXISTS predictions (
     data BLOB NOT NULL,             -- the raw values, C order
     PRIMARY KEY (hash, split, epoch)
 );  -- a rowid table, unlike metrics: its blobs (~1 KB) fit in the page; WITHOUT ROWID would spill each to an overflow page
+CREATE TABLE IF NOT EXISTS weights (
+    hash TEXT PRIMARY KEY REFERENCES trials(hash) ON DELETE CASCADE,
+    which TEXT NOT NULL,            -- training.save_weights: final | best
+    epoch INTEGER NOT NULL,         -- the epoch the weights are of (0 = the initial weights)
+    file TEXT NOT NULL,             -- relative to the store folder: weights/<hash>.safetensors (harness.weights)
+    bytes INTEGER NOT NULL,
+    sha256 TEXT NOT NULL            -- of the whole file, checked when it is loaded
+);
+CREATE TABLE IF NOT EXISTS trial_events (
+    hash TEXT NOT NULL REFERENCES trials(hash) ON DELETE CASCADE,
+    position INTEGER NOT NULL,      -- order within the trial
+    epoch INTEGER NOT NULL,
+    event TEXT NOT NULL,            -- resumed | checkpoint_discarded | checkpoint_not_written
+    detail TEXT NOT NULL,
+    PRIMARY KEY (hash, position)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS claims (
     hash TEXT PRIMARY KEY,          -- a trial some run is executing right now
     owner TEXT NOT NULL,            -- that run's id (random, one per run_trials call)
@@ -84,6 +100,7 @@ CREATE TABLE IF NOT EXISTS claims (
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (),  # version 2 added the claims and diagnostics tables: both come from SCHEMA
     2: (),  # version 3 added the predictions table (from SCHEMA); trials stored before have no rows there
+    3: (),  # version 4 added the weights and trial_events tables (from SCHEMA); none for trials stored before
 }
 
 TRIAL_COLUMNS = (
@@ -111,6 +128,8 @@ TRIAL_COLUMNS = (
 METRIC_COLUMNS = ("hash", "epoch", "metric", "value")
 DIAGNOSTIC_COLUMNS = ("hash", "epoch", "layer", "layer_name", "statistic", "value")
 PREDICTION_COLUMNS = ("hash", "split", "epoch", "is_final", "is_best_validation", "dtype", "shape", "data")
+WEIGHT_COLUMNS = ("hash", "which", "epoch", "file", "bytes", "sha256")
+EVENT_COLUMNS = ("hash", "position", "epoch", "event", "detail")
 CLAIM_COLUMNS = ("hash", "owner", "host", "pid", "pid_start", "claimed_at", "expires")
 
 

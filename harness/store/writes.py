@@ -17,6 +17,7 @@ import numpy as np
 
 from harness import __version__
 from harness.store.connection import StoreConnection
+from harness.weights import save_trial_weights
 
 if TYPE_CHECKING:  # type hints only: importing the loop pulls scipy, which the CLI need not load here
     from harness.adapters.loop import TrialResult
@@ -77,6 +78,17 @@ class TrialWriter(StoreConnection):
             "attempts": int(attempts),
             "harness_version": __version__,
         }
+        weights_row = None
+        if getattr(result, "weights", None):  # the file first: a row never names a file that is not there
+            saved = save_trial_weights(
+                self.directory,
+                trial.hash,
+                trial.spec.training.save_weights,
+                int(result.weights_epoch or 0),
+                result.weights,
+                row["spec"],
+            )
+            weights_row = (trial.hash, trial.spec.training.save_weights, int(result.weights_epoch or 0), *saved)
         # float(): numpy scalars would otherwise be stored as BLOBs; NaN becomes NULL inside SQLite.
         metric_rows = [(trial.hash, int(epoch), str(name), float(value)) for epoch, name, value in result.metrics]
         with self._transaction() as connection:
@@ -96,6 +108,20 @@ class TrialWriter(StoreConnection):
                 "INSERT INTO predictions (hash, split, epoch, is_final, is_best_validation, dtype, shape, data) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 prediction_rows(trial.hash, getattr(result, "predictions", ())),
+            )
+            connection.execute("DELETE FROM weights WHERE hash = ?", (trial.hash,))
+            if weights_row is not None:
+                connection.execute(
+                    "INSERT INTO weights (hash, which, epoch, file, bytes, sha256) VALUES (?, ?, ?, ?, ?, ?)",
+                    weights_row,
+                )
+            connection.execute("DELETE FROM trial_events WHERE hash = ?", (trial.hash,))
+            connection.executemany(
+                "INSERT INTO trial_events (hash, position, epoch, event, detail) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (trial.hash, position, int(epoch), str(event), str(detail))
+                    for position, (epoch, event, detail) in enumerate(getattr(result, "events", ()))
+                ],
             )
             connection.execute("DELETE FROM claims WHERE hash = ?", (trial.hash,))  # recorded: nobody runs it now
 

@@ -397,6 +397,8 @@ def _resolve_parts(
             info.num_outputs,
             info.target_length,
         )
+    if training is not None and dataset is not None:
+        attempt(_check_save_weights, training, dataset)
     diagnostics = attempt(_diagnostics, document.get("diagnostics"), training.epochs) if training is not None else None
     init_mode = attempt(check_init_mode, document.get("init_mode", "shared"))
     device = attempt(check_device, document.get("device", "cpu"))
@@ -469,6 +471,16 @@ def _check_dropout(model: Any, regularizer: Any) -> None:
             f"regularizer.dropout ({regularizer.dropout}) inserts dropout after each hidden layer of a family model "
             "(mlp), but this model is an explicit layer list, where it would silently do nothing. Put "
             f"{{dropout: {{rate: {regularizer.dropout}}}}} layers in model.layers and remove regularizer.dropout.",
+        )
+
+
+def _check_save_weights(training: Any, dataset: Any) -> None:
+    if training.save_weights == "best" and not dataset.validation:
+        raise SuiteIssue(
+            ("training", "save_weights"),
+            "save_weights: best keeps the weights of the epoch of least validation loss, but the dataset has no "
+            "validation split. Set dataset.validation (e.g. dataset: {name: ..., validation: 0.1}), or use "
+            "save_weights: final.",
         )
 
 

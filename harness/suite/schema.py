@@ -13,7 +13,7 @@ import dataclasses
 import difflib
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -82,7 +82,8 @@ def block_model(spec_class: type, name: str) -> type[_Block]:
     fields: dict[str, Any] = {}
     for field in dataclasses.fields(spec_class):
         declaration: Parameter = field.metadata["parameter"]
-        annotation = _ANNOTATIONS[declaration.kind]
+        # a choice is a Literal: pydantic refuses any other value (literal_error, translated with a did-you-mean)
+        annotation = Literal[declaration.choices] if declaration.kind == "choice" else _ANNOTATIONS[declaration.kind]
         options: dict[str, Any] = dict(declaration.bounds.pydantic(), description=declaration.explained(field.name))
         if declaration.kind == "number":
             options["allow_inf_nan"] = False
@@ -160,7 +161,17 @@ def _translate(model: type[_Block], issue: Mapping[str, Any], path: KeyPath) -> 
         return SuiteIssue(path, f"missing required key {key!r}: {field.description}.")
     # Keep list indices in the path (expect[2]); drop pydantic's internal tags ('[key]', 'str', ...).
     indices = tuple(part for part in location[1:] if isinstance(part, int))
-    return SuiteIssue((*path, key, *indices), f"expected {field.description}, got {received(issue['input'])}.")
+    hint = ""
+    if issue["type"] == "literal_error" and isinstance(issue["input"], str):
+        hint = did_you_mean(issue["input"], _choices(field.annotation))
+    return SuiteIssue((*path, key, *indices), f"expected {field.description}, got {received(issue['input'])}.{hint}")
+
+
+def _choices(annotation: Any) -> list[str]:
+    """The strings a Literal annotation (possibly inside `X | None`) admits."""
+    if get_origin(annotation) is Literal:
+        return [str(choice) for choice in get_args(annotation)]
+    return [choice for argument in get_args(annotation) for choice in _choices(argument)]
 
 
 def training_spec(raw: Any, path: KeyPath = ("training",)) -> TrainingSpec:

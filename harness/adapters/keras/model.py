@@ -17,6 +17,7 @@ from keras import ops
 from harness.adapters.common import output_losses, prediction_chunks, train_epoch
 from harness.adapters.keras.losses import loss_function, prepare_targets
 from harness.adapters.keras.network import Network
+from harness.adapters.keras import state
 from harness.adapters.keras.training import epoch_runner, objective_gradients
 
 
@@ -91,6 +92,15 @@ class KerasModel:
         return {key: np.array(variable.numpy(), dtype=np.float32) for key, variable in self.network.variables.items()}
 
     # --- training -----------------------------------------------------------------------
+
+    def training_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Everything the next step reads (weights, optimizer and RNG state) as (arrays, JSON values),
+        for checkpoints: harness.adapters.keras.state."""
+        return state.training_state(self)
+
+    def restore_training_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Take back what training_state returned (a model built from the same spec); ValueError if it does not fit."""
+        state.restore_training_state(self, arrays, meta)
 
     def set_training_data(self, x: np.ndarray, y: np.ndarray) -> None:
         """Keep the training split on the device once; steps only index it."""

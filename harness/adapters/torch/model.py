@@ -9,6 +9,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable
 from functools import reduce
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ from harness.adapters.common import output_losses, prediction_chunks, train_epoc
 from harness.adapters.torch.losses import loss_function, prepare_targets
 from harness.adapters.torch.network import Network, load_weights, read_weights
 from harness.adapters.torch.optimizers import CanonicalOptimizer
+from harness.adapters.torch import state
 from harness.adapters.torch.training import epoch_runner, objective_gradients
 
 
@@ -66,6 +68,15 @@ class TorchModel:
     def get_weights(self) -> dict[str, np.ndarray]:
         """Every trainable tensor as a float32 array in canonical layout."""
         return read_weights(self.network)
+
+    def training_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Everything the next step reads (weights, optimizer and RNG state) as (arrays, JSON values),
+        for checkpoints: harness.adapters.torch.state."""
+        return state.training_state(self)
+
+    def restore_training_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Take back what training_state returned (a model built from the same spec); ValueError if it does not fit."""
+        state.restore_training_state(self, arrays, meta)
 
     def set_training_data(self, x: np.ndarray, y: np.ndarray) -> None:
         """Keep the training split on the device once; steps only index it."""
