@@ -45,7 +45,7 @@ def encode(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> byt
     """The safetensors bytes of named arrays (C order) with string metadata."""
     from safetensors.numpy import save
 
-    return bytes(save({key: np.ascontiguousarray(value) for key, value in arrays.items()}, metadata=dict(metadata)))
+    return bytes(save({key: np.asarray(value, order="C") for key, value in arrays.items()}, metadata=dict(metadata)))
 
 
 def decode(data: bytes) -> tuple[dict[str, np.ndarray], dict[str, str]]:

@@ -49,9 +49,9 @@ RESUMED = "resumed"
 DISCARDED = "checkpoint_discarded"
 NOT_WRITTEN = "checkpoint_not_written"
 
-# A test hook (tests/test_checkpoints.py): HARNESS_TEST_KILL_AFTER_EPOCH="<hash>:<epoch>" makes the process
-# running that trial SIGKILL itself at the end of that epoch, before its checkpoint, on a run that did not
-# resume (so the rerun that resumes goes past it). Inert unless set.
+# A test hook (tests/test_weights.py): HARNESS_TEST_KILL_AFTER_EPOCH="<hash>:<epoch>[,<hash>:<epoch>...]" makes
+# the process running that trial SIGKILL itself at the end of that epoch, before its checkpoint, on a run that
+# did not resume (so the run that resumes goes past it). Inert unless set; one environment lookup per epoch.
 KILL_VARIABLE = "HARNESS_TEST_KILL_AFTER_EPOCH"
 
 
@@ -74,7 +74,7 @@ def digest(arrays: Mapping[str, np.ndarray]) -> str:
     """SHA-256 over every array's name, dtype, shape and bytes, in name order."""
     hasher = hashlib.sha256()
     for key in sorted(arrays):
-        array = np.ascontiguousarray(arrays[key])
+        array = np.asarray(arrays[key], order="C")
         hasher.update(f"{key}|{array.dtype.str}|{array.shape}|".encode())
         hasher.update(array.tobytes())
     return hasher.hexdigest()
@@ -220,8 +220,8 @@ class Checkpointer:
         """The test hook (KILL_VARIABLE): SIGKILL this process at the end of the planned epoch of a fresh run."""
         import os
 
-        planned = os.environ.get(KILL_VARIABLE)
-        if planned and not self.resumed and planned == f"{self.spec.hash}:{epoch}":
+        planned = os.environ.get(KILL_VARIABLE, "").split(",")
+        if not self.resumed and f"{self.spec.hash}:{epoch}" in planned:
             import signal
 
             os.kill(os.getpid(), signal.SIGKILL)

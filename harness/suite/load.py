@@ -478,7 +478,7 @@ def _check_save_weights(training: Any, dataset: Any) -> None:
     if training.save_weights == "best" and not dataset.validation:
         raise SuiteIssue(
             ("training", "save_weights"),
-            "save_weights: best keeps the weights of the epoch of least validation loss, but the dataset has no "
+            "best keeps the weights of the epoch of least validation loss, but the dataset has no "
             "validation split. Set dataset.validation (e.g. dataset: {name: ..., validation: 0.1}), or use "
             "save_weights: final.",
         )

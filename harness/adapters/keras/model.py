@@ -15,9 +15,9 @@ import numpy as np
 from keras import ops
 
 from harness.adapters.common import output_losses, prediction_chunks, train_epoch
+from harness.adapters.keras import state
 from harness.adapters.keras.losses import loss_function, prepare_targets
 from harness.adapters.keras.network import Network
-from harness.adapters.keras import state
 from harness.adapters.keras.training import epoch_runner, objective_gradients
 
 

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from harness.adapters.common import output_losses, prediction_chunks, train_epoch
+from harness.adapters.torch import state
 from harness.adapters.torch.losses import loss_function, prepare_targets
 from harness.adapters.torch.network import Network, load_weights, read_weights
 from harness.adapters.torch.optimizers import CanonicalOptimizer
-from harness.adapters.torch import state
 from harness.adapters.torch.training import epoch_runner, objective_gradients
 
 
