@@ -86,7 +86,7 @@ class TrialWriter(StoreConnection):
                 trial.spec.training.save_weights,
                 int(result.weights_epoch or 0),
                 result.weights,
-                row["spec"],
+                trial.spec.to_json(),
             )
             weights_row = (trial.hash, trial.spec.training.save_weights, int(result.weights_epoch or 0), *saved)
         # float(): numpy scalars would otherwise be stored as BLOBs; NaN becomes NULL inside SQLite.

@@ -66,15 +66,15 @@ def restore_training_state(model: TorchModel, arrays: dict[str, np.ndarray], met
         if key.startswith(OPTIMIZER):
             index, name = key[len(OPTIMIZER) :].split("/", 1)
             state.setdefault(int(index), {})[name] = torch.from_numpy(value.copy()).to(_device_of(model, name))
-    for index, slots in meta["optimizer_scalars"].items():
-        state.setdefault(int(index), {}).update(slots)
+    for position, slots in meta["optimizer_scalars"].items():
+        state.setdefault(int(position), {}).update(slots)
     model.optimizer.reset()
     model.optimizer.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     generators = _generators(model)
     if len(generators) != meta["generators"]:
         raise ValueError(f"the checkpoint has {meta['generators']} generators, the model {len(generators)}")
-    for index, generator in enumerate(generators):
-        generator.set_state(torch.from_numpy(arrays[f"{RNG}{index}"].copy()))
+    for number, generator in enumerate(generators):
+        generator.set_state(torch.from_numpy(arrays[f"{RNG}{number}"].copy()))
     torch.set_rng_state(torch.from_numpy(arrays[RNG + "global"].copy()))
 
 
