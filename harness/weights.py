@@ -62,15 +62,20 @@ def decode(data: bytes) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     return arrays, metadata
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write the whole file or nothing: a temporary file beside it, flushed to disk, then renamed over it."""
+def write_atomically(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write the whole file or nothing: a temporary file beside it, then renamed over it.
+
+    durable: flush it to the disk first (fsync), so it survives a power cut too; without it a killed
+    process still leaves the old file or the new one whole (the kernel keeps what was written), and a
+    power cut may leave a torn file, which checkpoints detect (their SHA-256) and do not load."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(temporary, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

@@ -56,6 +56,7 @@ class TrialResult:
     diagnostics_seconds: float = 0.0  # wall time of the diagnostics probes (in wall_seconds, not train_seconds)
     train_seconds: float = 0.0  # wall time of the optimizer steps alone (what benchmarks compare)
     eval_seconds: float = 0.0
+    checkpoint_seconds: float = 0.0  # wall time of writing checkpoints in this process (in wall_seconds only)
     wall_seconds: float = 0.0  # the whole trial in the worker: build, load, train, evaluate
     epochs_completed: int = 0
     diverged_epoch: int | None = None
@@ -301,6 +302,7 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset, checkpoints: str |
         if checkpointer.due(epoch):
             checkpointer.save(epoch, partial(_checkpoint, epoch, model, result, keeper, kept_weights))
     checkpointer.remove()
+    result.checkpoint_seconds = checkpointer.seconds
     chosen = kept_weights.chosen(model, result.status, result.epochs_completed)
     if chosen is not None:
         result.weights, result.weights_epoch = chosen
