@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from harness.adapters.metrics import evaluate_outputs
+from harness.adapters.schedules import EarlyStopping, LearningRates
 from harness.data.batches import epoch_batches
 from harness.data.types import Dataset
 from harness.diagnostics import DiagnosticsSpec, probe_rows
@@ -26,6 +27,7 @@ from harness.measures import (
     LOSS,
     MINIBATCH_LOSS,
     OK,
+    RESTORED_EPOCH,
     SPLITS,
     TEST_SPLIT,
     TIMEOUT,
@@ -34,6 +36,7 @@ from harness.measures import (
     output_metric_name,
 )
 from harness.spec.init import initial_weights
+from harness.spec.schedules import steps_per_epoch
 from harness.spec.types import ModelOutput, TrialSpec
 
 
@@ -71,6 +74,8 @@ class TrialResult:
         if not self.metrics:
             return {}
         last = max(epoch for epoch, _, _ in self.metrics)
+        # early stopping with restore_best ends the trial at its best epoch (harness.measures.RESTORED_EPOCH)
+        last = next((epoch for epoch, name, _ in self.metrics if name == RESTORED_EPOCH), last)
         return {name: value for epoch, name, value in self.metrics if epoch == last}
 
 
@@ -232,14 +237,19 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset) -> TrialResult:
     probe = _Probe(spec, data, result)
     probe.after_epoch(model, 0)
 
+    num_steps = steps_per_epoch(len(data.y_train), spec.training.batch_size, spec.training.drop_last)
+    rates = LearningRates(spec.training, spec.optimizer["lr"], num_steps)
+    stopping = EarlyStopping(spec.training.early_stopping)
     for epoch in range(1, spec.training.epochs + 1):
         batches = epoch_batches(len(data.y_train), spec.training, spec.seed, epoch)
+        epoch_rates = rates.epoch_rates(epoch, len(batches))
         probe.before_epoch(model, epoch)
         step_start = time.perf_counter()
-        losses = model.train_epoch(batches)
+        losses = model.train_epoch(batches, epoch_rates) if rates.active else model.train_epoch(batches)
         result.train_seconds += time.perf_counter() - step_start
         mean_loss = float(np.mean(losses)) if len(losses) else float("nan")
         result.metrics.append((epoch, MINIBATCH_LOSS, mean_loss))
+        result.metrics.extend(rates.rows(epoch, epoch_rates))
         if len(outputs) > 1:
             for name, output_losses in model.output_losses.items():
                 result.metrics.append((epoch, output_metric_name(MINIBATCH_LOSS, name), float(np.mean(output_losses))))
@@ -254,11 +264,23 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset) -> TrialResult:
         result.eval_seconds += time.perf_counter() - evaluation_start
         result.epochs_completed = epoch
         probe.after_epoch(model, epoch)
+        rates.after_evaluation(rows)
+        if stopping.after_epoch(epoch, rows, model):
+            break
         limit = spec.training.max_seconds
         if limit is not None and time.perf_counter() - started > limit:
             result.status = TIMEOUT
             result.error = f"training.max_seconds={limit} exceeded after epoch {epoch}"
             break
+    if result.status != DIVERGED:
+
+        def evaluate_restored(epoch: int) -> list[tuple[int, str, float]]:
+            kept = keeper.outputs()
+            restored = evaluate_splits(model, data, epoch, outputs, kept)
+            keeper.after_evaluation(epoch, kept, restored)
+            return restored
+
+        stopping.finish(result.epochs_completed, result.metrics, model, evaluate_restored)
     result.predictions = keeper.rows()
     result.wall_seconds = time.perf_counter() - started
     result.finished_at = now()

@@ -344,13 +344,17 @@ def _parse_exclude_entry(axes: tuple[Axis, ...], entry: Any, where: KeyPath) -> 
 
 
 def normalize_document(document: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep copy with component strings as `{name: ...}` and an absent regularizer as `{}`."""
+    """A deep copy with component strings (and training.lr_schedule) as `{name: ...}` and an absent
+    regularizer as `{}`."""
     result = copy.deepcopy(dict(document))
     for key in COMPONENT_FIELDS:
         if isinstance(result.get(key), str):
             result[key] = {"name": result[key]}
     if result.get("regularizer") is None:
         result["regularizer"] = {}
+    training = result.get("training")
+    if isinstance(training, dict) and isinstance(training.get("lr_schedule"), str):
+        training["lr_schedule"] = {"name": training["lr_schedule"]}  # so training.lr_schedule.<key> axes work
     return result
 
 
