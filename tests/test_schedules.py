@@ -199,3 +199,21 @@ def test_list_components_shows_every_schedule_with_its_formula() -> None:
     for name in ("constant", "step", "exponential", "cosine", "linear_warmup_cosine", "one_cycle", "reduce_on_plateau"):
         assert name in result.output
     assert "lr0 * gamma^floor(t / step_size)" in result.output
+
+
+def test_the_report_draws_the_learning_rate_per_arm_and_backend_on_a_log_scale_when_it_spans_decades() -> None:
+    import pandas as pd
+
+    from harness.report.figures import learning_rate_curves
+
+    rows = [
+        {"arm": arm, "backend": backend, "metric": "lr", "epoch": epoch, "mean": 0.1 * factor**epoch}
+        for arm, factor in (("step", 0.1), ("flat", 1.0))
+        for backend in ("torch", "keras")
+        for epoch in (1, 2, 3)
+    ]
+    figure = learning_rate_curves(pd.DataFrame(rows), arms=["step", "flat"], backends=["torch", "keras"])
+    axes = figure.axes
+    assert [axis.get_title() for axis in axes[:2]] == ["torch", "keras"]
+    assert axes[0].get_yscale() == "log" and len(axes[0].get_lines()) == 2
+    np.testing.assert_allclose(axes[1].get_lines()[0].get_ydata(), [0.01, 0.001, 0.0001])
