@@ -217,3 +217,18 @@ def test_the_report_draws_the_learning_rate_per_arm_and_backend_on_a_log_scale_w
     assert [axis.get_title() for axis in axes[:2]] == ["torch", "keras"]
     assert axes[0].get_yscale() == "log" and len(axes[0].get_lines()) == 2
     np.testing.assert_allclose(axes[1].get_lines()[0].get_ydata(), [0.01, 0.001, 0.0001])
+
+
+def test_the_readme_schedule_example_loads(tmp_path) -> None:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = [yaml.safe_load(body) for body in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "lr_schedule" in body]
+    example = next(block for block in blocks if set(block) == {"training", "grid"})
+    text = suite_text().replace("training: {epochs: 3, batch_size: 40}\n", "")
+    text = text.replace("{name: digits, validation: 0.2, train_samples: 200}", "{name: digits, validation: 0.1}")
+    suite = load_suite_text(tmp_path, text + yaml.safe_dump(example))
+    assert len(suite.arms) == 4 and suite.trials[0].spec.training.early_stopping.restore_best

@@ -37,6 +37,7 @@ from harness.suite.yaml_source import KeyPath, SuiteIssue, display_path
 AXIS_FIELDS = ("dataset", "model", "loss", "optimizer", "initializer", "regularizer", "training", "init_mode", "device")
 COMPONENT_FIELDS = ("dataset", "loss", "optimizer", "initializer")
 MERGED_FIELDS = ("regularizer", "training")
+SCHEDULE_PATH = ("training", "lr_schedule")  # a component inside a block: a name becomes {name: ...} too
 ZIP = "zip"
 MAX_CELLS = 1000  # before exclusions; each cell is resolved completely at load (the shipped suites have at most 20)
 
@@ -353,8 +354,8 @@ def normalize_document(document: Mapping[str, Any]) -> dict[str, Any]:
     if result.get("regularizer") is None:
         result["regularizer"] = {}
     training = result.get("training")
-    if isinstance(training, dict) and isinstance(training.get("lr_schedule"), str):
-        training["lr_schedule"] = {"name": training["lr_schedule"]}  # so training.lr_schedule.<key> axes work
+    if isinstance(training, dict) and isinstance(training.get(SCHEDULE_PATH[1]), str):
+        training[SCHEDULE_PATH[1]] = {"name": training[SCHEDULE_PATH[1]]}  # so training.lr_schedule.<key> axes work
     return result
 
 
@@ -381,6 +382,8 @@ def apply_cell(base: Mapping[str, Any], cell: Cell) -> tuple[dict[str, Any], tup
             continue
         if isinstance(parent, list):
             parent[last] = value
+        elif target == SCHEDULE_PATH and isinstance(value, str):
+            parent[last] = {"name": value}  # so a deeper training.lr_schedule.<key> axis applies over it
         else:
             parent[last] = (
                 {"name": value} if len(target) == 1 and last in COMPONENT_FIELDS and isinstance(value, str) else value
