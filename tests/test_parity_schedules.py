@@ -46,7 +46,9 @@ def make_spec(schedule=None, early_stopping=None, optimizer="adamw", epochs=4, l
     info = dataset_info(dataset)
     spec = TrialSpec(
         dataset=dataset,
-        model=resolve_model({"mlp": {"hidden": [8], "activation": "tanh"}}, info.num_outputs, input_shape=info.input_shape),
+        model=resolve_model(
+            {"mlp": {"hidden": [8], "activation": "tanh"}}, info.num_outputs, input_shape=info.input_shape
+        ),
         loss=resolve_component("loss", "cross_entropy", "loss"),
         optimizer=resolve_component("optimizer", {"name": optimizer, "lr": lr}, "optimizer"),
         initializer=resolve_component("initializer", "he_normal", "initializer"),
@@ -98,7 +100,7 @@ def test_reduce_on_plateau_and_early_stopping_agree_on_whole_trials(adapters) ->
     plateau = {"name": "reduce_on_plateau", "patience": 0, "factor": 0.5, "min_delta": 10.0}
     spec, data = make_spec(plateau, {"patience": 2, "min_delta": 10.0}, optimizer="sgd", epochs=6, lr=0.1)
     runs = {backend: run(spec, data, backend, adapters) for backend in BACKENDS}
-    for backend, (metrics, result) in runs.items():
+    for metrics, result in runs.values():
         assert [metrics[(epoch, LEARNING_RATE)] for epoch in (1, 2, 3)] == pytest.approx([0.1, 0.1, 0.05])
         assert (metrics[(1, STOPPED_EPOCH)], metrics[(1, BEST_EPOCH)], metrics[(1, RESTORED_EPOCH)]) == (3, 1, 1)
         assert result.epochs_completed == 3 and result.final()["test_loss"] == metrics[(1, "test_loss")]

@@ -60,7 +60,12 @@ def torch_rates(make, total: int, lr0: float = 0.1) -> np.ndarray:
         (
             {"name": "one_cycle", "pct_start": 0.25, "div_factor": 10.0, "final_div_factor": 100.0},
             lambda s, o: s.OneCycleLR(
-                o, max_lr=0.1, total_steps=40, pct_start=0.25, div_factor=10.0, final_div_factor=100.0,
+                o,
+                max_lr=0.1,
+                total_steps=40,
+                pct_start=0.25,
+                div_factor=10.0,
+                final_div_factor=100.0,
                 cycle_momentum=False,
             ),
         ),
@@ -93,8 +98,9 @@ def test_warmup_starts_above_zero_peaks_at_its_last_step_and_the_decay_ends_at_t
 def test_reduce_on_plateau_equals_pytorch_in_abs_threshold_mode() -> None:
     torch = pytest.importorskip("torch")
     values = [1.0, 0.9, 0.95, 0.9, 0.89, 0.91, 0.7, 0.72, 0.71, 0.73, 0.74, 0.69]
-    schedule = resolve_schedule({"name": "reduce_on_plateau", "patience": 1, "factor": 0.5, "min_delta": 0.02,
-                                 "cooldown": 1, "min_lr": 0.02})
+    schedule = resolve_schedule(
+        {"name": "reduce_on_plateau", "patience": 1, "factor": 0.5, "min_delta": 0.02, "cooldown": 1, "min_lr": 0.02}
+    )
     state = PlateauState(schedule, 0.1)
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     reference = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -121,7 +127,9 @@ def test_schedule_and_early_stopping_load_and_their_parameters_are_grid_paths(tm
     schedules = {trial.spec.training.lr_schedule for trial in suite.trials}
     assert {(s["warmup_steps"], s["min_lr"]) for s in schedules} == {(0, 0.0), (3, 0.0), (0, 0.001), (3, 0.001)}
     assert {trial.spec.training.early_stopping.patience for trial in suite.trials} == {2}
-    variants = suite_text() + "grid:\n  training.lr_schedule:\n    step: {name: step, step_size: 4}\n    one: one_cycle\n"
+    variants = (
+        suite_text() + "grid:\n  training.lr_schedule:\n    step: {name: step, step_size: 4}\n    one: one_cycle\n"
+    )
     loaded = load_suite_text(tmp_path, variants)
     assert [t.spec.training.lr_schedule.name for t in loaded.trials] == ["step", "one_cycle"]
     assert parse_grid({"training.lr_schedule.gamma": [0.5]})  # an addressable path, like optimizer.lr
@@ -137,7 +145,10 @@ def test_suites_without_the_keys_keep_their_hashes_and_the_keys_change_them(tmp_
 
 
 BAD = {
-    "unknown schedule": (", lr_schedule: cosin", "training.lr_schedule: unknown lr_schedule 'cosin'. Did you mean 'cosine'?"),
+    "unknown schedule": (
+        ", lr_schedule: cosin",
+        "training.lr_schedule: unknown lr_schedule 'cosin'. Did you mean 'cosine'?",
+    ),
     "unknown parameter": (
         ", lr_schedule: {name: cosine, warmup: 3}",
         "training.lr_schedule.warmup: lr_schedule 'cosine' has no parameter 'warmup'. Did you mean 'warmup_steps'?",
@@ -146,10 +157,16 @@ BAD = {
         ", lr_schedule: {name: linear_warmup_cosine, warmup_steps: 12}",
         "training.lr_schedule.warmup_steps: 12 warmup steps is not shorter than the whole training, 12 optimizer steps",
     ),
-    "zero step size": (", lr_schedule: {name: step, step_size: 0}", "training.lr_schedule.step_size: expected an integer > 0, got 0"),
+    "zero step size": (
+        ", lr_schedule: {name: step, step_size: 0}",
+        "training.lr_schedule.step_size: expected an integer > 0, got 0",
+    ),
     "negative step size": (", lr_schedule: {name: step, step_size: -3}", "expected an integer > 0, got -3"),
     "missing step size": (", lr_schedule: step", "schedule 'step' needs 'step_size'"),
-    "patience below 1": (", early_stopping: {patience: 0}", "training.early_stopping.patience: expected an integer >= 1, got 0"),
+    "patience below 1": (
+        ", early_stopping: {patience: 0}",
+        "training.early_stopping.patience: expected an integer >= 1, got 0",
+    ),
     "test metric": (
         ", early_stopping: {metric: test_accuracy}",
         "training.early_stopping.metric: 'test_accuracy' is a test metric",

@@ -186,7 +186,9 @@ def learning_rate_curves(curves: pd.DataFrame, *, arms: Sequence[str], backends:
                 group = curves[(curves["arm"] == arm) & (curves["backend"] == backend)].sort_values("epoch")
                 if group.empty:
                     continue
-                axis.plot(group["epoch"], group["mean"], color=colors[arm], marker=".", drawstyle="steps-pre")  # epoch e's rate held over (e-1, e]
+                axis.plot(
+                    group["epoch"], group["mean"], color=colors[arm], marker=".", drawstyle="steps-pre"
+                )  # epoch e's rate held over (e-1, e]
                 if arm not in drawn:
                     drawn.append(arm)
             if logarithmic:

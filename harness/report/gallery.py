@@ -24,7 +24,16 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from matplotlib.figure import Figure
 
-from harness.measures import LEARNING_RATE, LOSS, OK, TEST_SPLIT, TRAINING_SPLIT, VALIDATION_SPLIT, is_higher_better, metric_name
+from harness.measures import (
+    LEARNING_RATE,
+    LOSS,
+    OK,
+    TEST_SPLIT,
+    TRAINING_SPLIT,
+    VALIDATION_SPLIT,
+    is_higher_better,
+    metric_name,
+)
 from harness.report import figures
 
 if TYPE_CHECKING:

@@ -16,14 +16,14 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from harness.errors import SpecError
 from harness.measures import HELD_OUT_SPLITS, LOSS, TASK_MEASURES, VALIDATION_SPLIT, is_higher_better, metric_name
 from harness.spec.components import REGISTRIES, Component, ComponentDef, resolve_component
-from harness.spec.params import Parameter
+from harness.spec.params import Parameter, reject_unknown_keys
 
 VALIDATION_LOSS = metric_name(VALIDATION_SPLIT, LOSS)
 
@@ -73,7 +73,9 @@ SCHEDULES: dict[str, ComponentDef] = {
         ComponentDef(
             "cosine",
             "lr_schedule",
-            "W = warmup_steps, s = 0 (no warmup when W = 0): " + _WARMUP_FORMULA + "   (Loshchilov & Hutter 2017, no restarts)",
+            "W = warmup_steps, s = 0 (no warmup when W = 0): "
+            + _WARMUP_FORMULA
+            + "   (Loshchilov & Hutter 2017, no restarts)",
             _cosine(Parameter("integer", 0, ">= 0", description="linear warmup steps before the decay")),
         ),
         ComponentDef(
@@ -131,7 +133,9 @@ def resolve_schedule(raw: Any, where: str = "training.lr_schedule") -> Component
         SpecError: unknown name or parameter (did-you-mean), a bad value, a required parameter missing.
     """
     component = resolve_component("lr_schedule", raw, where)
-    missing = [key for key, value in component.params if value is None and not SCHEDULES[component.name].params[key].nullable]
+    missing = [
+        key for key, value in component.params if value is None and not SCHEDULES[component.name].params[key].nullable
+    ]
     if missing:
         example = ", ".join(f"{key}: ..." for key in missing)
         raise SpecError(
@@ -175,7 +179,7 @@ class EarlyStoppingSpec:
     min_delta: float = 0.0
     restore_best: bool = True
 
-    PARAMETERS = {
+    PARAMETERS: ClassVar[dict[str, Parameter]] = {
         "metric": _MONITOR,
         "patience": Parameter("integer", 5, ">= 1", description="epochs without improvement before stopping"),
         "min_delta": Parameter("number", 0.0, ">= 0", description="smallest change that counts as an improvement"),
@@ -201,8 +205,6 @@ def resolve_early_stopping(raw: Any, where: str = "training.early_stopping") -> 
     Raises:
         SpecError: not a mapping, an unknown key (did-you-mean), a bad value, a non-validation metric.
     """
-    from harness.spec.params import reject_unknown_keys
-
     if not isinstance(raw, Mapping):
         raise SpecError(f"{where}: expected a mapping such as {{metric: validation_loss, patience: 5}}, got {raw!r}.")
     parameters = EarlyStoppingSpec.PARAMETERS
@@ -256,10 +258,6 @@ def check_against_data(
             f"{where}.lr_schedule.pct_start: {schedule['pct_start']} of {total_steps} optimizer steps leaves no step "
             "to rise or to fall; one_cycle needs pct_start*T > 1 and more steps than that. Train longer or change pct_start."
         )
-
-
-def total_steps(epochs: int, steps_per_epoch: int) -> int:
-    return epochs * steps_per_epoch
 
 
 def steps_per_epoch(num_samples: int, batch_size: int, drop_last: bool) -> int:

@@ -148,7 +148,7 @@ class TrainingSpec:
         description="wall-clock limit of one trial's training; null: no limit; a trial over it is recorded as 'timeout'",
     )
     # Both optional and absent from to_dict() when None, so the hashes of trials without them never move.
-    lr_schedule: Component | None = parameter(
+    lr_schedule: Component | None = parameter(  # noqa: RUF009 - a dataclasses.field, its default None
         "any",
         None,
         nullable=True,
@@ -156,7 +156,7 @@ class TrainingSpec:
         description="the learning rate per optimizer step (harness.spec.schedules); null: the optimizer's lr throughout",
         example="{name: cosine, warmup_steps: 100}",
     )
-    early_stopping: EarlyStoppingSpec | None = parameter(
+    early_stopping: EarlyStoppingSpec | None = parameter(  # noqa: RUF009 - a dataclasses.field, its default None
         "any",
         None,
         nullable=True,

@@ -22,8 +22,8 @@ from harness.data import dataset_info, resolve_dataset
 from harness.data.registry import training_rows
 from harness.diagnostics import EXTRAS_KEY, resolve_diagnostics
 from harness.errors import HarnessError, SpecError
-from harness.spec import Trial, TrialSpec, check_model_against_task, resolve_component, resolve_model
 from harness.measures import TASK_MEASURES
+from harness.spec import Trial, TrialSpec, check_model_against_task, resolve_component, resolve_model
 from harness.spec.model import LOSS_TASKS
 from harness.spec.schedules import check_against_data, steps_per_epoch
 from harness.spec.types import DatasetSpec, TrainingSpec, effective_weight_decay
