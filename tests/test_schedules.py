@@ -249,3 +249,35 @@ def test_the_readme_schedule_example_loads(tmp_path) -> None:
     text = text.replace("{name: digits, validation: 0.2, train_samples: 200}", "{name: digits, validation: 0.1}")
     suite = load_suite_text(tmp_path, text + yaml.safe_dump(example))
     assert len(suite.arms) == 4 and suite.trials[0].spec.training.early_stopping.restore_best
+
+
+def test_a_restored_trial_s_final_epoch_is_its_best_epoch_in_the_tables() -> None:
+    import pandas as pd
+
+    from harness.analysis.tables import final_table
+
+    trials = pd.DataFrame(
+        {"hash": ["a", "b"], "arm": ["x", "x"], "backend": ["torch"] * 2, "seed": [0, 1], "status": ["ok"] * 2}
+    )
+    rows = [("a", epoch, "test_accuracy", 0.5 + 0.1 * epoch) for epoch in range(4)]
+    rows += [("a", 1, "restored_epoch", 1.0), ("a", 1, "stopped_epoch", 3.0)]
+    rows += [("b", epoch, "test_accuracy", 0.1 * epoch) for epoch in range(4)]
+    table = final_table(trials, pd.DataFrame(rows, columns=["hash", "epoch", "metric", "value"]), ())
+    assert table["final_epoch"].tolist() == [1, 3]
+    assert table["test_accuracy"].tolist() == pytest.approx([0.6, 0.3])
+    assert table["stopped_epoch"].tolist()[0] == 3
+
+
+def test_epochs_without_an_evaluation_neither_improve_nor_count_against_patience() -> None:
+    from harness.adapters.schedules import EarlyStopping
+    from harness.spec.schedules import resolve_early_stopping
+
+    class Model:
+        def get_weights(self):
+            return {}
+
+    stopping = EarlyStopping(resolve_early_stopping({"patience": 1}))
+    assert not stopping.after_epoch(1, [(1, "validation_loss", 1.0)], Model())
+    assert not stopping.after_epoch(2, [(2, "minibatch_loss", 0.5)], Model())  # not evaluated: no count
+    assert stopping.after_epoch(3, [(3, "validation_loss", 1.0)], Model())  # no better: patience 1 reached
+    assert stopping.best_epoch == 1

@@ -23,9 +23,10 @@ from harness.spec.types import TrainingSpec
 Rows = list[tuple[int, str, float]]
 
 
-def monitored(rows: Sequence[tuple[int, str, float]], metric: str) -> float:
-    """The value of `metric` among an epoch's rows (NaN when it is not there)."""
-    return next((value for _, name, value in rows if name == metric), math.nan)
+def monitored(rows: Sequence[tuple[int, str, float]], metric: str) -> float | None:
+    """The value of `metric` among an epoch's rows; None when the epoch has no such row (not evaluated):
+    such an epoch neither improves nor counts against patience."""
+    return next((value for _, name, value in rows if name == metric), None)
 
 
 class LearningRates:
@@ -59,8 +60,10 @@ class LearningRates:
         return [(epoch, LEARNING_RATE, float(np.mean(rates)))]
 
     def after_evaluation(self, rows: Sequence[tuple[int, str, float]]) -> None:
-        if self.plateau is not None:
-            self.plateau.after_epoch(monitored(rows, self.schedule["metric"]))  # type: ignore[index]
+        if self.plateau is not None and self.schedule is not None:
+            value = monitored(rows, self.schedule["metric"])
+            if value is not None:
+                self.plateau.after_epoch(value)
 
 
 class EarlyStopping:
@@ -79,6 +82,8 @@ class EarlyStopping:
         if self.spec is None:
             return False
         value = monitored(rows, self.spec.metric)
+        if value is None:
+            return False
         if improved(value, self.best, self.spec.min_delta, self.higher):
             self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
             if self.spec.restore_best:
