@@ -12,7 +12,13 @@ from harness.spec.components import REGISTRIES
 from harness.spec.layers import LAYERS
 from harness.spec.model import FAMILIES
 from harness.spec.params import declared
+from harness.spec.schedules import EARLY_STOPPING_FORMULA, EarlyStoppingSpec
 from harness.spec.types import RegularizerSpec
+
+SCHEDULES_HEADING = (
+    "Learning-rate schedules (suite key `training.lr_schedule`; a bare parameter is required; t = optimizer step "
+    "from 0 over the trial, T = its total steps, lr0 = the optimizer's lr)"
+)
 
 
 def list_suites(directory: Path) -> str:
@@ -49,11 +55,17 @@ def list_components() -> str:
     """Every canonical component with its parameters (defaults) and formula."""
     lines = []
     for kind, registry in REGISTRIES.items():
-        lines.append({"loss": "Losses"}.get(kind, f"{kind.capitalize()}s"))
+        lines.append({"loss": "Losses", "lr_schedule": SCHEDULES_HEADING}.get(kind, f"{kind.capitalize()}s"))
         for name, definition in registry.items():
-            params = ", ".join(f"{key}={param.default}" for key, param in definition.params.items())
+            params = ", ".join(
+                key if param.default is None and not param.nullable else f"{key}={param.default}"
+                for key, param in definition.params.items()
+            )
             lines.append(f"  {name}({params})" if params else f"  {name}")
             lines.append(f"      {definition.formula}")
+    stopping = ", ".join(f"{key}={param.default}" for key, param in EarlyStoppingSpec.PARAMETERS.items())
+    lines.append(f"Early stopping (suite key `training.early_stopping`)\n  early_stopping({stopping})")
+    lines.append(f"      {EARLY_STOPPING_FORMULA}")
     lines.append("Layers (a bare parameter is required; =auto is derived: strides = pool_size, key_dim = width/heads,")
     lines.append("        a recurrent kernel_initializer = the suite's initializer, ...)")
     for name, layer in LAYERS.items():

@@ -172,6 +172,15 @@ def without_final_prefix(metric: str) -> str:
     return metric[len(FINAL_PREFIX) :] if metric.startswith(FINAL_PREFIX) else metric
 
 
+# Recorded only when the trial's training block asks (harness.spec.schedules):
+LEARNING_RATE = "lr"  # with an lr_schedule, per epoch: the mean learning rate of the epoch's optimizer steps
+STOPPED_EPOCH = "stopped_epoch"  # with early_stopping: the last epoch trained (all of them when it never stopped)
+BEST_EPOCH = "best_epoch"  # with early_stopping: the epoch of the best monitored value
+# with early_stopping and restore_best: the epoch whose weights the trial ends with (= best_epoch). Its
+# rows are the restored weights' evaluation, and it is the trial's final epoch in every table.
+RESTORED_EPOCH = "restored_epoch"
+EARLY_STOPPING_METRICS = (STOPPED_EPOCH, BEST_EPOCH, RESTORED_EPOCH)  # recorded once, at the final epoch
+
 # Every name the training loop can record for a single-output model, in display order.
 RECORDED_METRICS = (*split_metrics(), MINIBATCH_LOSS)
 TRAIN_LOSS = metric_name(TRAINING_SPLIT, LOSS)  # the final training loss, shown beside the primary metric

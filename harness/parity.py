@@ -29,11 +29,13 @@ from typing import Any
 
 import numpy as np
 
+from harness.adapters.schedules import LearningRates
 from harness.data.batches import epoch_batches
 from harness.data.types import Dataset
 from harness.errors import HarnessError
 from harness.spec.init import initial_weights
 from harness.spec.layers import LayerSpec
+from harness.spec.schedules import steps_per_epoch
 from harness.spec.types import TrialSpec
 
 PARITY_THREADS = 1
@@ -257,8 +259,28 @@ class _Run:
     weights: list[dict[str, np.ndarray]] = field(default_factory=list)
 
 
+def parity_rates(data: Dataset, spec: TrialSpec, steps: int) -> np.ndarray | None:
+    """The learning rate of each of the first `steps` optimizer steps under the trial's lr_schedule, as the
+    loop sets them (None: no schedule). reduce_on_plateau changes its rate only between epochs, from an
+    evaluation parity does not run: its steps use the optimizer's lr (its epoch rule is common code,
+    harness.spec.schedules.PlateauState, the same for every backend)."""
+    training = spec.training
+    if training.lr_schedule is None:
+        return None
+    per_epoch = steps_per_epoch(len(data.y_train), training.batch_size, training.drop_last)
+    rates = LearningRates(training, spec.optimizer["lr"], per_epoch)
+    indices = np.arange(steps)
+    epochs = indices // max(per_epoch, 1) + 1
+    return np.concatenate([rates.epoch_rates(int(epoch), int(np.sum(epochs == epoch))) for epoch in np.unique(epochs)])
+
+
 def _run_backend(
-    spec: TrialSpec, backend: str, data: Dataset, weights: dict[str, np.ndarray], batches: list[np.ndarray]
+    spec: TrialSpec,
+    backend: str,
+    data: Dataset,
+    weights: dict[str, np.ndarray],
+    batches: list[np.ndarray],
+    rates: np.ndarray | None = None,
 ) -> _Run:
     from harness.adapters import get_adapter
 
@@ -273,8 +295,11 @@ def _run_backend(
     model.set_training_data(data.x_train, data.y_train)
     losses = []
     per_step = []
-    for batch in batches:
-        losses.append(float(model.train_epoch([batch])[0]))
+    for step, batch in enumerate(batches):
+        if rates is None:
+            losses.append(float(model.train_epoch([batch])[0]))
+        else:
+            losses.append(float(model.train_epoch([batch], rates[step : step + 1])[0]))
         per_step.append(model.get_weights())
     return _Run(loaded=loaded, outputs=outputs, losses=np.array(losses, dtype=np.float64), weights=per_step)
 
@@ -325,7 +350,8 @@ def parity_check(
     plans = run_spec.model.plan(data.info.input_shape)
     weights = initial_weights(plans, run_spec.initializer, run_spec.seed)
     batches = parity_batches(data, run_spec, steps)
-    runs = {backend: _run_backend(run_spec, backend, data, weights, batches) for backend in backends}
+    rates = parity_rates(data, run_spec, steps)
+    runs = {backend: _run_backend(run_spec, backend, data, weights, batches, rates) for backend in backends}
     first, second = (runs[b] for b in backends)
 
     def result(passed: bool, failure: str = "", **values: Any) -> ParityResult:

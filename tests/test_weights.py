@@ -228,3 +228,58 @@ def test_save_weights_into_an_unwritable_store_exits_2_and_writes_nothing(tmp_pa
     assert "exists and is not a folder" in result.output and "Nothing was run or written" in result.output
     assert sorted(path.name for path in store.iterdir()) == [WEIGHTS_FOLDER]  # no harness.sqlite
     assert not (store / DATABASE_NAME).exists()
+
+
+class _Interrupted(Exception):
+    """Stands for the process dying: raised out of the training loop, so the checkpoint stays behind."""
+
+
+def test_a_trial_with_plateau_schedule_and_early_stopping_resumes_to_the_uninterrupted_result(
+    tmp_path: Path, torch_adapter: object
+) -> None:
+    """reduce_on_plateau's and early stopping's state (best value, patience counts, the kept best weights)
+    live in the loop, not in the optimizer: a checkpoint must carry them, or the resumed trial's rates and
+    its stopping epoch differ from an uninterrupted trial's."""
+    from harness.adapters.loop import train_trial
+
+    text = SUITE.replace("backends: [torch, keras]", "backends: [torch]").replace(
+        "training: {epochs: 3, batch_size: 100, save_weights: best, checkpoint_every: 1}",
+        "training: {epochs: 8, batch_size: 100, checkpoint_every: 1,\n"
+        "  lr_schedule: {name: reduce_on_plateau, metric: validation_accuracy, patience: 0, factor: 0.5, min_delta: 0.5},\n"
+        "  early_stopping: {metric: validation_loss, patience: 2, min_delta: 0.05, restore_best: true}}",
+    )
+    spec = load_suite(write_suite(tmp_path, text)).trials[0].spec
+    data = load_dataset(spec.dataset)
+    reference = train_trial(spec, torch_adapter, data)
+    rates = [value for _, name, value in reference.metrics if name == "lr"]
+    assert len(set(rates)) > 1, rates  # the plateau rule did lower the rate: its state matters
+    interrupt_at = 4
+    assert max(epoch for epoch, _, _ in reference.metrics) > interrupt_at  # the trial runs past the interruption
+
+    class Dying:
+        """The torch adapter whose models die in epoch `interrupt_at`, after the checkpoint of the epoch before."""
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(torch_adapter, name)
+
+        def build(self, *args: object) -> object:
+            model = torch_adapter.build(*args)
+            train_epoch, calls = model.train_epoch, [0]
+
+            def dying(*epoch_args: object) -> object:
+                calls[0] += 1
+                if calls[0] == interrupt_at:
+                    raise _Interrupted
+                return train_epoch(*epoch_args)
+
+            model.train_epoch = dying
+            return model
+
+    folder = tmp_path / "checkpoints"
+    with pytest.raises(_Interrupted):
+        train_trial(spec, Dying(), data, folder)
+    assert checkpoint_file(folder, spec.hash).exists()
+    resumed = train_trial(spec, torch_adapter, data, folder)
+    assert [event[1] for event in resumed.events] == [RESUMED]
+    assert resumed.metrics == reference.metrics
+    assert [row[:2] for row in resumed.predictions] == [row[:2] for row in reference.predictions]

@@ -35,8 +35,11 @@ class Model(Protocol):
     def set_training_data(self, x: np.ndarray, y: np.ndarray) -> None:
         """Keep the training split on the device once, so steps only index it."""
 
-    def train_epoch(self, batches: list[np.ndarray]) -> np.ndarray:
+    def train_epoch(self, batches: list[np.ndarray], learning_rates: np.ndarray | None = None) -> np.ndarray:
         """One optimizer step per index array -> float64 array of each step's data loss (penalties excluded).
+
+        learning_rates: one per step, set on the optimizer (rule and decoupled decay) before that step
+        (harness.spec.schedules); None leaves the optimizer's lr as it is.
 
         The step minimizes data loss + l1/l2 penalties; gradients are clipped, then the canonical
         optimizer rule (with decoupled weight decay) is applied. Non-finite losses are returned as they are.

@@ -228,22 +228,30 @@ def output_losses(
 
 
 def train_epoch(
-    run_epoch: Callable[[np.ndarray, np.ndarray], np.ndarray], batches: list[np.ndarray], output_names: Sequence[str]
+    run_epoch: Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray],
+    batches: list[np.ndarray],
+    output_names: Sequence[str],
+    learning_rates: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Run one epoch of steps and split its losses: (each step's data loss, {output: each step's loss}), float64.
 
     Args:
-        run_epoch: the adapter's epoch runner, (order, bounds) -> (steps, 1 + outputs) losses, where
+        run_epoch: the adapter's epoch runner, (order, bounds, rates) -> (steps, 1 + outputs) losses, where
             order holds the epoch's sample indices batch after batch (int64) and batch b is
             order[bounds[b]:bounds[b + 1]]; column 0 is the minimized data loss, then one per output.
         batches: one index array per optimizer step.
         output_names: the model's outputs, in column order.
+        learning_rates: the learning rate of each step (harness.spec.schedules.step_rates), set on the
+            optimizer before that step; None: the optimizer's own lr, untouched.
     """
+    if learning_rates is not None and len(learning_rates) != len(batches):
+        raise ValueError(f"train_epoch: {len(learning_rates)} learning rates for {len(batches)} steps")
     if not batches:
         return np.zeros(0, dtype=np.float64), {name: np.zeros(0, dtype=np.float64) for name in output_names}
     order = np.concatenate(batches).astype(np.int64, copy=False)
     bounds = np.concatenate([[0], np.cumsum([len(batch) for batch in batches])]).astype(np.int64)
-    table = np.asarray(run_epoch(order, bounds), dtype=np.float64)  # (steps, 1 + outputs)
+    rates = None if learning_rates is None else np.asarray(learning_rates, dtype=np.float64)
+    table = np.asarray(run_epoch(order, bounds, rates), dtype=np.float64)  # (steps, 1 + outputs)
     return table[:, 0], {name: table[:, 1 + i] for i, name in enumerate(output_names)}
 
 

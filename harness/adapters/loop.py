@@ -21,6 +21,7 @@ import numpy as np
 
 from harness.adapters.checkpoints import Checkpoint, Checkpointer
 from harness.adapters.metrics import evaluate_outputs
+from harness.adapters.schedules import EarlyStopping, LearningRates
 from harness.data.batches import epoch_batches
 from harness.data.types import Dataset
 from harness.diagnostics import DiagnosticsSpec, probe_rows
@@ -29,6 +30,7 @@ from harness.measures import (
     LOSS,
     MINIBATCH_LOSS,
     OK,
+    RESTORED_EPOCH,
     SPLITS,
     TEST_SPLIT,
     TIMEOUT,
@@ -37,6 +39,7 @@ from harness.measures import (
     output_metric_name,
 )
 from harness.spec.init import initial_weights
+from harness.spec.schedules import steps_per_epoch
 from harness.spec.types import ModelOutput, TrialSpec
 from harness.weights import KeptWeights
 
@@ -81,6 +84,8 @@ class TrialResult:
         if not self.metrics:
             return {}
         last = max(epoch for epoch, _, _ in self.metrics)
+        # early stopping with restore_best ends the trial at its best epoch (harness.measures.RESTORED_EPOCH)
+        last = next((epoch for epoch, name, _ in self.metrics if name == RESTORED_EPOCH), last)
         return {name: value for epoch, name, value in self.metrics if epoch == last}
 
 
@@ -252,7 +257,10 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset, checkpoints: str |
     kept_weights = KeptWeights(spec.training.save_weights)
     model = _fresh_model(spec, adapter, data)
     probe = _Probe(spec, data, result)
-    first_epoch = _resume(checkpointer, model, result, keeper, kept_weights)
+    num_steps = steps_per_epoch(len(data.y_train), spec.training.batch_size, spec.training.drop_last)
+    rates = LearningRates(spec.training, spec.optimizer["lr"], num_steps)
+    stopping = EarlyStopping(spec.training.early_stopping)
+    first_epoch = _resume(checkpointer, model, result, keeper, kept_weights, rates, stopping)
     if first_epoch is None:  # no usable checkpoint: from zero
         if result.events:  # one was discarded, maybe half restored: start from what a fresh trial has
             model, keeper, kept_weights = (
@@ -260,6 +268,8 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset, checkpoints: str |
                 _PredictionKeeper(data),
                 KeptWeights(spec.training.save_weights),
             )
+            rates = LearningRates(spec.training, spec.optimizer["lr"], num_steps)
+            stopping = EarlyStopping(spec.training.early_stopping)
         first_epoch = 1
         evaluation_start = time.perf_counter()
         kept = keeper.outputs()
@@ -272,12 +282,14 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset, checkpoints: str |
 
     for epoch in range(first_epoch, spec.training.epochs + 1):
         batches = epoch_batches(len(data.y_train), spec.training, spec.seed, epoch)
+        epoch_rates = rates.epoch_rates(epoch, len(batches))
         probe.before_epoch(model, epoch)
         step_start = time.perf_counter()
-        losses = model.train_epoch(batches)
+        losses = model.train_epoch(batches, epoch_rates) if rates.active else model.train_epoch(batches)
         result.train_seconds += time.perf_counter() - step_start
         mean_loss = float(np.mean(losses)) if len(losses) else float("nan")
         result.metrics.append((epoch, MINIBATCH_LOSS, mean_loss))
+        result.metrics.extend(rates.rows(epoch, epoch_rates))
         if len(outputs) > 1:
             for name, output_losses in model.output_losses.items():
                 result.metrics.append((epoch, output_metric_name(MINIBATCH_LOSS, name), float(np.mean(output_losses))))
@@ -293,6 +305,9 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset, checkpoints: str |
         result.eval_seconds += time.perf_counter() - evaluation_start
         result.epochs_completed = epoch
         probe.after_epoch(model, epoch)
+        rates.after_evaluation(rows)
+        if stopping.after_epoch(epoch, rows, model):
+            break
         limit = spec.training.max_seconds
         if limit is not None and time.perf_counter() - started > limit:
             result.status = TIMEOUT
@@ -300,9 +315,18 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset, checkpoints: str |
             break
         checkpointer.kill_if_planned(epoch)
         if checkpointer.due(epoch):
-            checkpointer.save(epoch, partial(_checkpoint, epoch, model, result, keeper, kept_weights))
+            checkpointer.save(epoch, partial(_checkpoint, epoch, model, result, keeper, kept_weights, rates, stopping))
     checkpointer.remove()
     result.checkpoint_seconds = checkpointer.seconds
+    if result.status != DIVERGED:
+
+        def evaluate_restored(epoch: int) -> list[tuple[int, str, float]]:
+            kept = keeper.outputs()
+            restored = evaluate_splits(model, data, epoch, outputs, kept)
+            keeper.after_evaluation(epoch, kept, restored)
+            return restored
+
+        stopping.finish(result.epochs_completed, result.metrics, model, evaluate_restored)
     chosen = kept_weights.chosen(model, result.status, result.epochs_completed)
     if chosen is not None:
         result.weights, result.weights_epoch = chosen
@@ -322,16 +346,23 @@ def _fresh_model(spec: TrialSpec, adapter: Any, data: Dataset) -> Any:
 
 
 # Checkpoint arrays of the loop's own state: "<part>/<name>"
-PREDICTIONS, WEIGHTS = "predictions/", "weights/"
+PREDICTIONS, WEIGHTS, STOPPING = "predictions/", "weights/", "stopping/"
 
 
 def _checkpoint(
-    epoch: int, model: Any, result: TrialResult, keeper: _PredictionKeeper, kept_weights: KeptWeights
+    epoch: int,
+    model: Any,
+    result: TrialResult,
+    keeper: _PredictionKeeper,
+    kept_weights: KeptWeights,
+    rates: LearningRates,
+    stopping: EarlyStopping,
 ) -> Checkpoint:
     """Everything the rest of the trial reads, after `epoch` (harness.adapters.checkpoints)."""
     model_arrays, model_meta = model.training_state()
     keeper_meta, keeper_arrays = keeper.state()
     weights_meta, weights_arrays = kept_weights.state()
+    stopping_meta, stopping_arrays = stopping.state()
     loop_meta = {
         "metrics": result.metrics,
         "diagnostics": result.diagnostics,
@@ -339,14 +370,23 @@ def _checkpoint(
         "epochs_completed": result.epochs_completed,
         "predictions": keeper_meta,
         "weights": weights_meta,
+        "schedule": rates.state(),
+        "stopping": stopping_meta,
     }
     loop_arrays = {PREDICTIONS + key: value for key, value in keeper_arrays.items()}
     loop_arrays.update({WEIGHTS + key: value for key, value in weights_arrays.items()})
+    loop_arrays.update({STOPPING + key: value for key, value in stopping_arrays.items()})
     return Checkpoint(epoch, model_arrays, model_meta, loop_arrays, loop_meta)
 
 
 def _resume(
-    checkpointer: Checkpointer, model: Any, result: TrialResult, keeper: _PredictionKeeper, kept_weights: KeptWeights
+    checkpointer: Checkpointer,
+    model: Any,
+    result: TrialResult,
+    keeper: _PredictionKeeper,
+    kept_weights: KeptWeights,
+    rates: LearningRates,
+    stopping: EarlyStopping,
 ) -> int | None:
     """Restore the trial's checkpoint into the model and the loop: the first epoch still to run, or None
     (no checkpoint, or one that did not fit: discarded, reported, and the model must be rebuilt)."""
@@ -358,6 +398,8 @@ def _resume(
         model.restore_training_state(checkpoint.model_arrays, checkpoint.model_meta)
         keeper.restore(meta["predictions"], _part(arrays, PREDICTIONS))
         kept_weights.restore(meta["weights"], _part(arrays, WEIGHTS))
+        rates.restore(meta["schedule"])
+        stopping.restore(meta["stopping"], _part(arrays, STOPPING))
         metrics = [(int(epoch), str(name), float(value)) for epoch, name, value in meta["metrics"]]
         diagnostics = [
             (int(e), int(layer), str(n), str(stat), float(v)) for e, layer, n, stat, v in meta["diagnostics"]

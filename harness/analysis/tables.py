@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from harness.measures import (
+    RESTORED_EPOCH,
     STATUS_COUNT_COLUMNS,
     TIMING_COLUMNS,
     TRIAL_STATUSES,
@@ -98,7 +99,8 @@ def tidy_epochs(
 def final_table(trials: pd.DataFrame, metrics: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
     """One row per trial: labels, status, timings, final-epoch metrics (wide) and best_<metric>.
 
-    The final epoch is the trial's last recorded epoch (`final_epoch`). A diverged trial's final
+    The final epoch is the trial's last recorded epoch (`final_epoch`), or, for a trial that early
+    stopping restored to its best epoch, that epoch (harness.measures.RESTORED_EPOCH). A diverged trial's final
     epoch holds only its NaN minibatch loss, so its final metrics are NaN: a diverged run has no
     final accuracy. `best_<metric>` is the best finite value over every recorded epoch (epoch 0
     included): the maximum where higher is better (accuracy, r2), else the minimum (harness.measures).
@@ -106,6 +108,12 @@ def final_table(trials: pd.DataFrame, metrics: pd.DataFrame, axes: Sequence[str]
     names = order_metrics(metrics["metric"].unique())
     if len(metrics):
         last_epoch = metrics.groupby("hash", sort=False)["epoch"].max()
+        # early stopping with restore_best: the trial ends with its best epoch's weights, whose
+        # evaluation is recorded at that epoch (harness.measures.RESTORED_EPOCH)
+        restored = metrics[metrics["metric"].to_numpy() == RESTORED_EPOCH]
+        if len(restored):
+            last_epoch = last_epoch.copy()
+            last_epoch.loc[restored["hash"].to_numpy()] = restored["epoch"].to_numpy()
         at_last = metrics[metrics["epoch"].to_numpy() == metrics["hash"].map(last_epoch).to_numpy()]
         final_values = at_last.pivot(index="hash", columns="metric", values="value")
         extremes = metrics.groupby(["hash", "metric"], sort=False)["value"].agg(["max", "min"])

@@ -380,6 +380,14 @@ def dataset_info(spec: DatasetSpec) -> DatasetInfo:
     return definition.info({**definition.defaults(), **dict(spec.options)})
 
 
+def training_rows(spec: DatasetSpec) -> int:
+    """Rows of the training split a trial steps over (after train_samples and validation), without loading."""
+    definition = definition_of(spec.name)
+    available = definition.num_train({**definition.defaults(), **dict(spec.options)})
+    kept = spec.train_samples if spec.train_samples is not None else available
+    return kept - held_out_count(kept, spec.validation)
+
+
 def list_datasets() -> list[DatasetInfo]:
     """Every registered dataset with its default options, in registry order (for `harness list`)."""
     return [definition.info(definition.defaults()) for definition in DATASETS.values()]

@@ -166,6 +166,41 @@ def learning_curves(
     return figure
 
 
+def learning_rate_curves(curves: pd.DataFrame, *, arms: Sequence[str], backends: Sequence[str]) -> Figure:
+    """The learning rate per epoch (harness.measures.LEARNING_RATE: the mean rate of the epoch's steps),
+    one line per arm, one panel per backend; log scale when the rates span over a factor of 10.
+
+    Args:
+        curves: `Results.curves([LEARNING_RATE])`: arm, backend, metric, epoch, mean, ...
+        arms, backends: drawing order.
+    """
+    colors = arm_colors(arms)
+    with figure_style():
+        figure = new_figure(WIDTH, 2.8 + legend_height(list(arms), WIDTH))
+        axes = figure.subplots(1, max(len(backends), 1), sharey=True, squeeze=False)[0]
+        drawn: list[str] = []
+        positive = curves["mean"][curves["mean"] > 0]
+        logarithmic = len(positive) > 0 and positive.max() > 10 * positive.min()
+        for axis, backend in zip(axes, backends):
+            for arm in arms:
+                group = curves[(curves["arm"] == arm) & (curves["backend"] == backend)].sort_values("epoch")
+                if group.empty:
+                    continue
+                axis.plot(
+                    group["epoch"], group["mean"], color=colors[arm], marker=".", drawstyle="steps-pre"
+                )  # epoch e's rate held over (e-1, e]
+                if arm not in drawn:
+                    drawn.append(arm)
+            if logarithmic:
+                axis.set_yscale("log")
+            axis.set_title(backend)
+            axis.set_xlabel("epoch")
+        axes[0].set_ylabel("learning rate")
+        figure_legend(figure, [Line2D([], [], color=colors[arm], label=arm) for arm in drawn])
+        figure.suptitle("Learning rate per epoch (mean over the epoch's steps)")
+    return figure
+
+
 def _interval_plot(
     table: pd.DataFrame,
     *,

@@ -24,7 +24,16 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from matplotlib.figure import Figure
 
-from harness.measures import LOSS, OK, TEST_SPLIT, TRAINING_SPLIT, VALIDATION_SPLIT, is_higher_better, metric_name
+from harness.measures import (
+    LEARNING_RATE,
+    LOSS,
+    OK,
+    TEST_SPLIT,
+    TRAINING_SPLIT,
+    VALIDATION_SPLIT,
+    is_higher_better,
+    metric_name,
+)
 from harness.report import figures
 
 if TYPE_CHECKING:
@@ -74,6 +83,21 @@ def learning_curve_figures(results: Results) -> list[ReportFigure]:
             )
         )
     return found
+
+
+def learning_rate_figures(results: Results) -> list[ReportFigure]:
+    """The learning rate per epoch, for suites with an lr_schedule (the only trials that record it)."""
+    if LEARNING_RATE not in results.metric_names:
+        return []
+    curves = results.curves([LEARNING_RATE])
+    if curves.empty:
+        return []
+    figure = figures.learning_rate_curves(curves, arms=results.arms, backends=results.backends)
+    caption = (
+        "Learning rate of each epoch, the mean of its optimizer steps' scheduled rates (training.lr_schedule), "
+        "mean over the seeds that finished ok; reduce_on_plateau's seeds can differ."
+    )
+    return [ReportFigure("learning_rate", "Learning rate", caption, figure)]
 
 
 def final_metric_figures(results: Results) -> list[ReportFigure]:
@@ -327,6 +351,7 @@ def shape_heatmap_figures(results: Results) -> list[ReportFigure]:
 
 FIGURE_BUILDERS: list[FigureBuilder] = [
     learning_curve_figures,
+    learning_rate_figures,
     final_metric_figures,
     forest_figures,
     heatmap_figures,

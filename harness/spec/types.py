@@ -19,6 +19,7 @@ from harness.spec.components import Component
 from harness.spec.graph import GraphSpec, ModelOutput, plan_graph
 from harness.spec.layers import LayerPlan, LayerSpec, Shape, plan_layers
 from harness.spec.params import parameter
+from harness.spec.schedules import EarlyStoppingSpec
 
 HASH_LENGTH = 16  # hex digits of SHA-256 kept: 64 bits, collision-free for any realistic store
 # What the harness's canonical names MEAN (formulas of optimizers, losses, initializers, regularizers,
@@ -177,14 +178,50 @@ class TrainingSpec:
         example=1,
     )
 
+    # Both optional and absent from to_dict() when None, so the hashes of trials without them never move.
+    lr_schedule: Component | None = parameter(  # noqa: RUF009 - a dataclasses.field, its default None
+        "any",
+        None,
+        nullable=True,
+        noun="a schedule",
+        description="the learning rate per optimizer step (harness.spec.schedules); null: the optimizer's lr throughout",
+        example="{name: cosine, warmup_steps: 100}",
+    )
+    early_stopping: EarlyStoppingSpec | None = parameter(  # noqa: RUF009 - a dataclasses.field, its default None
+        "any",
+        None,
+        nullable=True,
+        noun="a mapping",
+        description="stop when a validation metric stops improving (harness.spec.schedules); null: train every epoch",
+        example="{metric: validation_loss, patience: 5}",
+    )
+
     def to_dict(self) -> dict[str, Any]:
-        """The spec as JSON; the keys added after the first stores are left out at their defaults, so the
-        hashes of trials that do not set them never move."""
-        data = dataclasses.asdict(self)
+        """The spec as JSON; the keys added after the first stores are left out at their defaults
+        (OMITTED_AT_DEFAULT) or when off (OPTIONAL_TRAINING), so the hashes of trials that do not set
+        them never move."""
+        data = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         for name, default in OMITTED_AT_DEFAULT.items():
             if data[name] == default:
                 del data[name]
+        for key in OPTIONAL_TRAINING:
+            value = data.pop(key)
+            if value is not None:
+                data[key] = value.to_dict()
         return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainingSpec:
+        data = dict(data)
+        schedule, stopping = data.pop("lr_schedule", None), data.pop("early_stopping", None)
+        return cls(
+            **data,
+            lr_schedule=Component.from_dict(schedule) if schedule is not None else None,
+            early_stopping=EarlyStoppingSpec(**stopping) if stopping is not None else None,
+        )
+
+
+OPTIONAL_TRAINING = ("lr_schedule", "early_stopping")  # training keys left out of the hashed form when off
 
 
 @dataclass(frozen=True)
@@ -267,7 +304,7 @@ class TrialSpec:
             optimizer=Component.from_dict(data["optimizer"]),
             initializer=Component.from_dict(data["initializer"]),
             regularizer=RegularizerSpec(**data["regularizer"]),
-            training=TrainingSpec(**data["training"]),
+            training=TrainingSpec.from_dict(data["training"]),
             seed=data["seed"],
             backend=data["backend"],
             init_mode=data.get("init_mode", "shared"),

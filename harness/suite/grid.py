@@ -37,6 +37,7 @@ from harness.suite.yaml_source import KeyPath, SuiteIssue, display_path
 AXIS_FIELDS = ("dataset", "model", "loss", "optimizer", "initializer", "regularizer", "training", "init_mode", "device")
 COMPONENT_FIELDS = ("dataset", "loss", "optimizer", "initializer")
 MERGED_FIELDS = ("regularizer", "training")
+SCHEDULE_PATH = ("training", "lr_schedule")  # a component inside a block: a name becomes {name: ...} too
 ZIP = "zip"
 MAX_CELLS = 1000  # before exclusions; each cell is resolved completely at load (the shipped suites have at most 20)
 
@@ -344,13 +345,17 @@ def _parse_exclude_entry(axes: tuple[Axis, ...], entry: Any, where: KeyPath) -> 
 
 
 def normalize_document(document: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep copy with component strings as `{name: ...}` and an absent regularizer as `{}`."""
+    """A deep copy with component strings (and training.lr_schedule) as `{name: ...}` and an absent
+    regularizer as `{}`."""
     result = copy.deepcopy(dict(document))
     for key in COMPONENT_FIELDS:
         if isinstance(result.get(key), str):
             result[key] = {"name": result[key]}
     if result.get("regularizer") is None:
         result["regularizer"] = {}
+    training = result.get("training")
+    if isinstance(training, dict) and isinstance(training.get(SCHEDULE_PATH[1]), str):
+        training[SCHEDULE_PATH[1]] = {"name": training[SCHEDULE_PATH[1]]}  # so training.lr_schedule.<key> axes work
     return result
 
 
@@ -377,6 +382,8 @@ def apply_cell(base: Mapping[str, Any], cell: Cell) -> tuple[dict[str, Any], tup
             continue
         if isinstance(parent, list):
             parent[last] = value
+        elif target == SCHEDULE_PATH and isinstance(value, str):
+            parent[last] = {"name": value}  # so a deeper training.lr_schedule.<key> axis applies over it
         else:
             parent[last] = (
                 {"name": value} if len(target) == 1 and last in COMPONENT_FIELDS and isinstance(value, str) else value

@@ -19,11 +19,14 @@ from pathlib import Path
 from typing import Any, cast
 
 from harness.data import dataset_info, resolve_dataset
+from harness.data.registry import training_rows
 from harness.diagnostics import EXTRAS_KEY, resolve_diagnostics
 from harness.errors import HarnessError, SpecError
+from harness.measures import TASK_MEASURES
 from harness.spec import Trial, TrialSpec, check_model_against_task, resolve_component, resolve_model
 from harness.spec.model import LOSS_TASKS
-from harness.spec.types import effective_weight_decay
+from harness.spec.schedules import check_against_data, steps_per_epoch
+from harness.spec.types import DatasetSpec, TrainingSpec, effective_weight_decay
 from harness.suite.grid import AXIS_FIELDS, Cell, apply_cell, expand_grid, normalize_document, parse_grid
 from harness.suite.schema import (
     REQUIRED,
@@ -399,6 +402,8 @@ def _resolve_parts(
         )
     if training is not None and dataset is not None:
         attempt(_check_save_weights, training, dataset)
+    if training is not None and dataset is not None and info is not None:
+        attempt(_check_training_against_data, training, dataset, info)
     diagnostics = attempt(_diagnostics, document.get("diagnostics"), training.epochs) if training is not None else None
     init_mode = attempt(check_init_mode, document.get("init_mode", "shared"))
     device = attempt(check_device, document.get("device", "cpu"))
@@ -427,6 +432,20 @@ def _resolve_parts(
         device=device,
         # only present when on, so the hashes of specs without diagnostics do not change
         extras=((EXTRAS_KEY, diagnostics.to_dict()),) if diagnostics is not None else (),
+    )
+
+
+def _check_training_against_data(training: TrainingSpec, dataset: DatasetSpec, info: Any) -> None:
+    """A schedule's warmup against the trial's steps; early stopping's and reduce_on_plateau's validation metric."""
+    if training.lr_schedule is None and training.early_stopping is None:
+        return
+    steps = steps_per_epoch(training_rows(dataset), training.batch_size, training.drop_last)
+    check_against_data(
+        training.lr_schedule,
+        training.early_stopping,
+        training.epochs * steps,
+        dataset.validation > 0,
+        TASK_MEASURES[info.task],
     )
 
 

@@ -21,6 +21,7 @@ from harness.adapters import check_backend
 from harness.errors import HarnessError, did_you_mean
 from harness.spec import INITIALIZERS, LOSSES, OPTIMIZERS, RegularizerSpec, TrainingSpec
 from harness.spec.params import Parameter
+from harness.spec.schedules import resolve_early_stopping, resolve_schedule
 from harness.spec.types import INIT_MODES
 from harness.suite.yaml_source import KeyPath, SuiteIssue, display_path
 
@@ -69,7 +70,7 @@ class SuiteDocument(_Block):
     diagnostics: Any = None  # per-layer statistics at chosen epochs; checked by harness.diagnostics.resolve_diagnostics
 
 
-_ANNOTATIONS: dict[str, Any] = {"number": float, "integer": int, "bool": bool}
+_ANNOTATIONS: dict[str, Any] = {"number": float, "integer": int, "bool": bool, "any": Any}
 
 
 def block_model(spec_class: type, name: str) -> type[_Block]:
@@ -82,7 +83,8 @@ def block_model(spec_class: type, name: str) -> type[_Block]:
     fields: dict[str, Any] = {}
     for field in dataclasses.fields(spec_class):
         declaration: Parameter = field.metadata["parameter"]
-        # a choice is a Literal: pydantic refuses any other value (literal_error, translated with a did-you-mean)
+        # a choice is a Literal: pydantic refuses any other value (literal_error, translated with a did-you-mean);
+        # an 'any' is checked by the block's own resolver
         annotation = Literal[declaration.choices] if declaration.kind == "choice" else _ANNOTATIONS[declaration.kind]
         options: dict[str, Any] = dict(declaration.bounds.pydantic(), description=declaration.explained(field.name))
         if declaration.kind == "number":
@@ -175,7 +177,18 @@ def _choices(annotation: Any) -> list[str]:
 
 
 def training_spec(raw: Any, path: KeyPath = ("training",)) -> TrainingSpec:
-    return TrainingSpec(**validate_block(TrainingBlock, raw, path).model_dump())
+    """The `training:` block; its lr_schedule and early_stopping by their resolvers (harness.spec.schedules).
+
+    Raises:
+        SuiteIssue: a fixed key's problem; SpecError: a schedule's or early stopping's (at its key path).
+    """
+    values = validate_block(TrainingBlock, raw, path).model_dump()
+    where = display_path(path)
+    if values["lr_schedule"] is not None:
+        values["lr_schedule"] = resolve_schedule(values["lr_schedule"], f"{where}.lr_schedule")
+    if values["early_stopping"] is not None:
+        values["early_stopping"] = resolve_early_stopping(values["early_stopping"], f"{where}.early_stopping")
+    return TrainingSpec(**values)
 
 
 def regularizer_spec(raw: Any, path: KeyPath = ("regularizer",)) -> RegularizerSpec:

@@ -116,12 +116,12 @@ class KerasModel:
         }
         return [prepared[name] for name in self.losses.loss_names]
 
-    def train_epoch(self, batches: list[np.ndarray]) -> np.ndarray:
+    def train_epoch(self, batches: list[np.ndarray], learning_rates: np.ndarray | None = None) -> np.ndarray:
         """harness.adapters.base.Model.train_epoch; RuntimeError before set_training_data."""
         if self.training_inputs is None:
             raise RuntimeError("call set_training_data before train_epoch")
         with keras.device(self.device):
-            losses, self.output_losses = train_epoch(self._run_epoch, batches, self.losses.names)
+            losses, self.output_losses = train_epoch(self._run_epoch, batches, self.losses.names, learning_rates)
         return losses
 
     def predict(self, x: np.ndarray) -> np.ndarray:

@@ -26,8 +26,10 @@ from keras import ops
 if TYPE_CHECKING:
     from harness.adapters.keras.model import KerasModel
 
-# (epoch order, batch bounds) -> (steps, 1 + outputs): the minimized data loss, then each output's loss
-EpochRunner = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# (epoch order, batch bounds, each step's learning rate or None) -> (steps, 1 + outputs): the minimized
+# data loss, then each output's loss. With rates, each step first assigns its rate to the optimizer's
+# learning-rate variable (the canonical schedule, harness.spec.schedules; no Keras LearningRateSchedule).
+EpochRunner = Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
 RETRACING_MESSAGE = "triggered tf.function retracing"
 
 
@@ -60,46 +62,64 @@ def _target_specs(model: KerasModel, tf: Any) -> list[Any]:
 
 
 def tensorflow_runner(model: KerasModel) -> EpochRunner:
-    """One traced tf.function runs every step of an epoch and returns the (steps, 1 + outputs) losses."""
+    """One traced tf.function runs every step of an epoch and returns the (steps, 1 + outputs) losses.
+    Two functions, traced on first use: without rates (the optimizer's lr untouched) and with them."""
     import tensorflow as tf
 
     _silence_retracing_warning(tf)
     trainable, optimizer = model.trainable_variables, model.optimizer
     input_shape = tuple(model.network.model.inputs[0].shape[1:])
     columns = 1 + len(model.losses.names)
+    signature = [
+        tf.TensorSpec((None, *input_shape), tf.float32),  # the training split, x
+        _target_specs(model, tf),  # its targets, one tensor per output
+        tf.TensorSpec((None,), tf.int64),  # the epoch's sample indices, batch after batch
+        tf.TensorSpec((None,), tf.int64),  # batch b is order[bounds[b]:bounds[b + 1]]
+        tf.TensorSpec((None,), tf.float32),  # each step's learning rate (empty: the optimizer's own)
+    ]
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec((None, *input_shape), tf.float32),  # the training split, x
-            _target_specs(model, tf),  # its targets, one tensor per output
-            tf.TensorSpec((None,), tf.int64),  # the epoch's sample indices, batch after batch
-            tf.TensorSpec((None,), tf.int64),  # batch b is order[bounds[b]:bounds[b + 1]]
-        ],
-        autograph=False,
-    )
-    def run_epoch(x: Any, targets: list[Any], order: Any, bounds: Any) -> Any:
-        x_epoch = tf.gather(x, order)  # (samples, *input_shape), gathered once per epoch
-        targets_epoch = [tf.gather(target, order) for target in targets]
-        steps = tf.shape(bounds, out_type=tf.int64)[0] - 1
+    def make(scheduled: bool) -> Any:
+        @tf.function(input_signature=signature, autograph=False)
+        def run_epoch(x: Any, targets: list[Any], order: Any, bounds: Any, rates: Any) -> Any:
+            x_epoch = tf.gather(x, order)  # (samples, *input_shape), gathered once per epoch
+            targets_epoch = [tf.gather(target, order) for target in targets]
+            steps = tf.shape(bounds, out_type=tf.int64)[0] - 1
 
-        def body(step: Any, losses: Any) -> tuple[Any, Any]:
-            start, stop = bounds[step], bounds[step + 1]
-            with tf.GradientTape() as tape:
-                objective, step_losses = model.objective(x_epoch[start:stop], [t[start:stop] for t in targets_epoch])
-            gradients = tape.gradient(objective, trainable)
-            optimizer.apply(gradients, trainable)  # automatic control dependencies order the updates
-            return step + 1, losses.write(tf.cast(step, tf.int32), step_losses)
+            def body(step: Any, losses: Any) -> tuple[Any, Any]:
+                start, stop = bounds[step], bounds[step + 1]
+                with tf.GradientTape() as tape:
+                    objective, step_losses = model.objective(
+                        x_epoch[start:stop], [t[start:stop] for t in targets_epoch]
+                    )
+                gradients = tape.gradient(objective, trainable)
+                if scheduled:
+                    optimizer.learning_rate.assign(rates[step])
+                optimizer.apply(gradients, trainable)  # automatic control dependencies order the updates
+                return step + 1, losses.write(tf.cast(step, tf.int32), step_losses)
 
-        # An explicit while loop (autograph off): tracing is ~1 s faster than converting a Python loop.
-        start_state = (
-            tf.constant(0, tf.int64),
-            tf.TensorArray(tf.float32, size=tf.cast(steps, tf.int32), element_shape=tf.TensorShape([columns])),
-        )
-        _, losses = tf.while_loop(lambda step, _: step < steps, body, start_state)
-        return losses.stack()
+            # An explicit while loop (autograph off): tracing is ~1 s faster than converting a Python loop.
+            start_state = (
+                tf.constant(0, tf.int64),
+                tf.TensorArray(tf.float32, size=tf.cast(steps, tf.int32), element_shape=tf.TensorShape([columns])),
+            )
+            _, losses = tf.while_loop(lambda step, _: step < steps, body, start_state)
+            return losses.stack()
 
-    def runner(order: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-        return run_epoch(model.training_inputs, model.training_targets, tf.constant(order), tf.constant(bounds)).numpy()
+        return run_epoch
+
+    functions: dict[bool, Any] = {}
+    no_rates = tf.zeros((0,), tf.float32)
+
+    def runner(order: np.ndarray, bounds: np.ndarray, rates: np.ndarray | None) -> np.ndarray:
+        scheduled = rates is not None
+        if scheduled not in functions:
+            functions[scheduled] = make(scheduled)
+        given = tf.constant(rates, tf.float32) if rates is not None else no_rates
+        return (
+            functions[scheduled](
+                model.training_inputs, model.training_targets, tf.constant(order), tf.constant(bounds), given
+            )
+        ).numpy()
 
     return runner
 
@@ -110,7 +130,7 @@ def torch_runner(model: KerasModel) -> EpochRunner:
 
     trainable, optimizer = model.trainable_variables, model.optimizer
 
-    def runner(order: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    def runner(order: np.ndarray, bounds: np.ndarray, rates: np.ndarray | None) -> np.ndarray:
         index = ops.convert_to_tensor(order)
         x_epoch, targets_epoch = model.training_inputs[index], [target[index] for target in model.training_targets]
         losses = []
@@ -119,6 +139,8 @@ def torch_runner(model: KerasModel) -> EpochRunner:
             objective, step_losses = model.objective(x_epoch[start:stop], [t[start:stop] for t in targets_epoch])
             gradients = torch.autograd.grad(objective, [variable.value for variable in trainable])
             with torch.no_grad():
+                if rates is not None:
+                    optimizer.learning_rate.assign(float(rates[step]))
                 optimizer.apply(list(gradients), trainable)
             losses.append(step_losses.detach())
         return torch.stack(losses).cpu().numpy()
@@ -155,7 +177,10 @@ def jax_runner(model: KerasModel) -> EpochRunner:
         trainable_values, optimizer_values = optimizer.stateless_apply(optimizer_values, gradients, trainable_values)
         return trainable_values, non_trainable_values, optimizer_values, losses
 
-    def runner(order: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    # the optimizer's learning-rate variable among its variables: a schedule's rate is put there per step
+    lr_index = next(i for i, v in enumerate(optimizer.variables) if v is optimizer.learning_rate)
+
+    def runner(order: np.ndarray, bounds: np.ndarray, rates: np.ndarray | None) -> np.ndarray:
         trainable_values = [v.value for v in trainable]
         non_trainable_values = [v.value for v in non_trainable]
         optimizer_values = [v.value for v in optimizer.variables]
@@ -163,6 +188,8 @@ def jax_runner(model: KerasModel) -> EpochRunner:
         losses = []
         for index in range(len(bounds) - 1):
             start, stop = int(bounds[index]), int(bounds[index + 1])
+            if rates is not None:
+                optimizer_values[lr_index] = jax.numpy.asarray(rates[index], dtype=optimizer_values[lr_index].dtype)
             trainable_values, non_trainable_values, optimizer_values, step_losses = step(
                 trainable_values,
                 non_trainable_values,

@@ -88,11 +88,11 @@ class TorchModel:
         prepared = {name: prepare_targets(name, y, self.device) for name in set(self.target_loss_names)}
         return [prepared[name] for name in self.target_loss_names]
 
-    def train_epoch(self, batches: list[np.ndarray]) -> np.ndarray:
+    def train_epoch(self, batches: list[np.ndarray], learning_rates: np.ndarray | None = None) -> np.ndarray:
         """harness.adapters.base.Model.train_epoch; RuntimeError before set_training_data."""
         if self.training_inputs is None:
             raise RuntimeError("call set_training_data before train_epoch")
-        losses, self.output_losses = train_epoch(self._run_epoch, batches, self.losses.names)
+        losses, self.output_losses = train_epoch(self._run_epoch, batches, self.losses.names, learning_rates)
         return losses
 
     def objective_of(

@@ -119,13 +119,24 @@ class CanonicalOptimizer:
         self.clip_norm = regularizer.clip_norm
         self.clip_value = regularizer.clip_value
         weight_decay = effective_weight_decay(optimizer, regularizer)
+        self.weight_decay = weight_decay
         # kernel -= lr*wd*kernel, as one multiply by (1 - lr*wd) like torch's AdamW
         self.decay_factor = 1.0 - optimizer["lr"] * weight_decay if weight_decay else None
         self.optimizer = self.rule(self.parameters, optimizer)
 
+    def set_learning_rate(self, lr: float) -> None:
+        """The lr of the next steps (a schedule's, harness.spec.schedules): the rule's and the decay's.
+        reset() goes back to the component's lr."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if self.weight_decay:
+            self.decay_factor = 1.0 - lr * self.weight_decay
+
     def reset(self) -> None:
         """Forget all optimizer state (moments, accumulators, step count)."""
         self.optimizer = self.rule(self.parameters, self.component)
+        if self.weight_decay:
+            self.decay_factor = 1.0 - self.component["lr"] * self.weight_decay
 
     def zero_grad(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)

@@ -18,8 +18,9 @@ from harness.adapters.torch.layers import InvertedDropout
 if TYPE_CHECKING:
     from harness.adapters.torch.model import TorchModel
 
-# (epoch order, batch bounds) -> (steps, 1 + outputs): the minimized data loss, then each output's loss
-EpochRunner = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# (epoch order, batch bounds, each step's learning rate or None) -> (steps, 1 + outputs): the minimized
+# data loss, then each output's loss
+EpochRunner = Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
 
 
 def epoch_runner(model: TorchModel) -> EpochRunner:
@@ -29,7 +30,7 @@ def epoch_runner(model: TorchModel) -> EpochRunner:
     device (detached 0-d tensors) and are copied to the host once per epoch, not once per step.
     """
 
-    def runner(order: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    def runner(order: np.ndarray, bounds: np.ndarray, rates: np.ndarray | None) -> np.ndarray:
         x, targets = model.training_inputs, model.training_targets
         if x is None:  # train_epoch checks this before any runner is called
             raise RuntimeError("call set_training_data before train_epoch")
@@ -43,6 +44,8 @@ def epoch_runner(model: TorchModel) -> EpochRunner:
             rows.append(torch.stack([loss.detach() for loss in losses]))
             optimizer.zero_grad()
             objective.backward()
+            if rates is not None:
+                optimizer.set_learning_rate(float(rates[step]))
             optimizer.step()
         return torch.stack(rows).cpu().numpy()
 
