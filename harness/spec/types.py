@@ -26,7 +26,11 @@ HASH_LENGTH = 16  # hex digits of SHA-256 kept: 64 bits, collision-free for any 
 # (and add a CHANGELOG.md entry) whenever a canonical formula's output changes while specs stay the same;
 # tests/test_semantics_revision.py fails until you do. Every stored trial then runs again.
 SEMANTICS_REVISION = 2
-INIT_MODES = ("shared", "native")  # shared: the harness's numpy draw; native: the framework's own initializers
+INIT_MODES = ("shared", "native")
+# Dataset options that say WHERE a user's data is, not what it is: left out of the trial hash when the
+# spec carries `content` (the digest of the bytes and options, harness.data.user_datasets), so moving a
+# data folder reruns nothing while changing one byte of it reruns every trial that read it.
+LOCATION_OPTIONS = ("path", "import_path")  # shared: the harness's numpy draw; native: the framework's own initializers
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,14 @@ class DatasetSpec:
             "train_samples": self.train_samples,
             **dict(self.options),
         }
+
+    def hashed_dict(self) -> dict[str, Any]:
+        """to_dict() without the location options when the content digest identifies the data."""
+        data = self.to_dict()
+        if "content" in data:
+            for key in LOCATION_OPTIONS:
+                data.pop(key, None)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DatasetSpec:
@@ -282,7 +294,7 @@ class TrialSpec:
     def hash(self) -> str:
         """Content hash of the fully resolved spec under the current SEMANTICS_REVISION (stable across
         runs, machines and Python versions; the stored spec JSON itself does not carry the revision)."""
-        spec = self.to_dict()
+        spec = {**self.to_dict(), "dataset": self.dataset.hashed_dict()}
         for key in UNHASHED_TRAINING_KEYS:
             spec["training"].pop(key, None)
         hashed = canonical_json({"semantics_revision": SEMANTICS_REVISION, "spec": spec})

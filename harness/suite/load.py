@@ -201,7 +201,9 @@ def _build(
 
     missing = frozenset(key for key in REQUIRED if key not in document and key not in whole_fields)  # reported above
     backend = suite_backends[0] if suite_backends else DEFAULT_BACKENDS[0]
-    templates = [_resolve_cell_located(base, cell, source, backend, bool(axes), errors, missing) for cell in cells]
+    templates = [
+        _resolve_cell_located(base, cell, source, backend, bool(axes), errors, missing, path.parent) for cell in cells
+    ]
     seen: dict[str, str] = {}
     for cell, template in zip(cells, templates):
         if template is None:
@@ -263,8 +265,9 @@ def _resolve_cell_located(
     has_grid: bool,
     errors: _Errors,
     skipped: frozenset[str] = frozenset(),
+    folder: Path | None = None,
 ) -> TrialSpec | None:
-    """Resolve one cell; locate each error at the line the offending value was written on, into `errors`."""
+    """Resolve one cell (`folder`: the suite file's, where a user dataset's paths start); locate each error at the line the offending value was written on, into `errors`."""
     note = f" [grid cell {cell.arm!r}]" if has_grid else ""
     try:
         document, provenance = apply_cell(base, cell)
@@ -273,7 +276,7 @@ def _resolve_cell_located(
             errors.add(_locate(one.path, ": " + one.message, one.kind, source, (), note), note)
         return None
     failures: list[Exception] = []
-    spec = _resolve_parts(document, backend, failures, skipped)
+    spec = _resolve_parts(document, backend, failures, skipped, folder)
     for failure in failures:
         for error in _cell_errors(failure, source, provenance, note):
             errors.add(error, note)
@@ -354,7 +357,11 @@ class _Attempt:
 
 
 def _resolve_parts(
-    document: Mapping[str, Any], backend: str, failures: list[Exception], skipped: frozenset[str] = frozenset()
+    document: Mapping[str, Any],
+    backend: str,
+    failures: list[Exception],
+    skipped: frozenset[str] = frozenset(),
+    folder: Path | None = None,
 ) -> TrialSpec | None:
     """The TrialSpec, or None with every independent problem in `failures`. A part that needs another
     (the loss's task needs the dataset; the model needs the dataset and the regularizer's dropout) is
@@ -362,7 +369,7 @@ def _resolve_parts(
     attempt = _Attempt(failures)
     regularizer = attempt(regularizer_spec, document.get("regularizer"))
     training = attempt(training_spec, document.get("training")) if "training" not in skipped else None
-    dataset = attempt(resolve_dataset, document.get("dataset"), "dataset") if "dataset" not in skipped else None
+    dataset = attempt(resolve_dataset, document.get("dataset"), "dataset", folder) if "dataset" not in skipped else None
     info = attempt(dataset_info, dataset) if dataset is not None else None
     loss = attempt(resolve_component, "loss", document.get("loss"), "loss") if "loss" not in skipped else None
     if loss is not None and info is not None:
