@@ -26,6 +26,7 @@ rows, from the rest); categories and standardization are fitted on the training 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -136,7 +137,7 @@ def load_user_dataset(spec: DatasetSpec) -> Dataset:
                 f"dataset: {options['label']} changed since this trial was made (content {content} expected); "
                 "its stored results would describe other data. Run the suite again to make trials for the new data."
             )
-    return _prepared[content]
+    return dataclasses.replace(_prepared[content], info=user_dataset_info(spec))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,14 +334,14 @@ def _prepare(raw: user_files.Raw, options: Mapping[str, Any], label: str, where:
         x, y, columns, parts = _table_rows(raw.table, options, where)
     else:
         x, y, parts = _array_rows(raw, options, where)
-    task, y, num_classes, how = _targets(y, options, raw, where)
+    task, y, num_classes, how, names = _targets(y, options, raw, where)
     labels = y if task in ("classification", "binary") else None
     if parts is None:
-        parts = _split(len(y), labels, options, where)
+        parts = _split(len(y), labels, options, where, names)
     elif raw.x_test is not None and raw.x_validation is None and options["validation"] > 0:
         # the source's own test rows stay; validation is carved from its training rows
         pool = np.flatnonzero(parts == 0)
-        inner = _split(len(pool), None if labels is None else labels[pool], {**options, "test": 0.0}, where)
+        inner = _split(len(pool), None if labels is None else labels[pool], {**options, "test": 0.0}, where, names)
         parts[pool[inner == 1]] = 1
     train = parts == 0
     if not train.any():
@@ -511,8 +512,8 @@ def _array_rows(raw: user_files.Raw, options: Mapping[str, Any], where: str) -> 
 
 def _targets(
     y: np.ndarray, options: Mapping[str, Any], raw: user_files.Raw, where: str
-) -> tuple[str, np.ndarray, int | None, str]:
-    """The task, the encoded targets, the class count and how the task was decided."""
+) -> tuple[str, np.ndarray, int | None, str, list[Any]]:
+    """The task, the encoded targets, the class count, how the task was decided and each class's name."""
     given = options["task"] or raw.declared.get("task")
     kind = y.dtype.kind
     values = y.reshape(len(y), -1)
@@ -537,14 +538,14 @@ def _targets(
     if task == "regression":
         if kind not in "biuf":
             raise DatasetError(f"{where}.target: non-numeric targets cannot be regressed; use task: classification.")
-        return task, y, None, how
+        return task, y, None, how, []
     if task == "sequence":
         if values.shape[1] < 2 or kind not in "iu" or y.min() < 0:
             raise DatasetError(
                 f"{where}.task: sequence needs integer label strings (N, length), padded with 0 (the ctc blank); "
                 f"got targets of shape {y.shape} and dtype {y.dtype}."
             )
-        return task, y.astype(np.int64), int(raw.declared.get("num_classes") or y.max() + 1), how
+        return task, y.astype(np.int64), int(raw.declared.get("num_classes") or y.max() + 1), how, []
     if values.shape[1] > 1:
         raise DatasetError(
             f"{where}.task: {task} needs one label per row, got targets of shape {y.shape}. For one-hot labels "
@@ -563,7 +564,7 @@ def _targets(
             classes = np.array(raw.class_names)
     if count < 2:
         raise DatasetError(
-            f"{where}.target: only one class ({classes[0]!r}) in the targets; a {task} task needs at least 2."
+            f"{where}.target: only one class ({classes.tolist()[0]!r}) in the targets; a {task} task needs at least 2."
         )
     if task == "binary" and count != 2:
         raise DatasetError(
@@ -572,11 +573,14 @@ def _targets(
         )
     if not np.array_equal(classes, np.arange(count)) and len(classes) <= 50:
         how += "; classes " + ", ".join(f"{name}={code}" for code, name in enumerate(classes.tolist()))
-    return task, codes, count, how
+    return task, codes, count, how, classes.tolist()
 
 
-def _split(num_rows: int, labels: np.ndarray | None, options: Mapping[str, Any], where: str) -> np.ndarray:
-    """Each row's split (0 train, 1 validation, 2 test) from split.{test, validation, seed, stratify}."""
+def _split(
+    num_rows: int, labels: np.ndarray | None, options: Mapping[str, Any], where: str, names: list[Any]
+) -> np.ndarray:
+    """Each row's split (0 train, 1 validation, 2 test) from split.{test, validation, seed, stratify};
+    `names`: each label code's value in the data, for messages."""
     stratify = labels is not None and options["stratify"]
     rng = np.random.default_rng([DATASET_SEED, USER_SPLIT_STREAM, options["seed"]])
     parts = np.zeros(num_rows, dtype=np.int64)
@@ -589,9 +593,10 @@ def _split(num_rows: int, labels: np.ndarray | None, options: Mapping[str, Any],
     if stratify:
         assert labels is not None
         held_splits = sum(1 for _part, count in counts if count > 0)
-        names, sizes = np.unique(labels, return_counts=True)
+        codes, sizes = np.unique(labels, return_counts=True)
         if held_splits and sizes.min() < held_splits + 1:
-            small = names[int(np.argmin(sizes))]
+            code = int(codes[int(np.argmin(sizes))])
+            small = names[code] if code < len(names) else code
             raise DatasetError(
                 f"{where}.split.stratify: class {small!r} has {int(sizes.min())} row(s); stratifying over train"
                 f"{', validation' if counts[1][1] else ''}{', test' if counts[0][1] else ''} needs at least "
