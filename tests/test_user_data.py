@@ -365,3 +365,24 @@ def test_packages_register_datasets_by_entry_point(tmp_path: Path, monkeypatch: 
     with pytest.raises(SpecError, match="Did you mean 'my_benchmark'"):
         resolve_dataset("my_benchmarc")
     sys.modules.pop("bench_pkg", None)
+
+
+def test_examples_make_their_data_and_validate(tmp_path: Path) -> None:
+    """The example suites load on the data examples/make_data.py writes (the same bytes on every machine)."""
+    import runpy
+    import shutil
+
+    from harness.suite import load_suite
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    runpy.run_path(str(examples / "make_data.py"))["main"](tmp_path / "data")
+    again = tmp_path / "again"
+    runpy.run_path(str(examples / "make_data.py"))["main"](again)
+    assert (again / "shapes.npz").read_bytes() == (tmp_path / "data" / "shapes.npz").read_bytes()
+    suites = sorted(examples.glob("*.yaml"))
+    assert [path.name for path in suites] == ["housing_csv.yaml", "shapes_npz_cnn.yaml"]
+    for path in suites:
+        shutil.copy(path, tmp_path / path.name)
+        suite = load_suite(tmp_path / path.name)
+        assert suite.trials and all(trial.spec.dataset.name == "file" for trial in suite.trials)
+    user_datasets.take_notes()
