@@ -62,6 +62,11 @@ _resolved: dict[str, DatasetSpec] = {}  # resolution key (options + file state) 
 _prepared: dict[str, Dataset] = {}  # content digest -> the prepared arrays, per process
 
 
+def note(text: str) -> None:
+    """Something loading a suite found worth saying; the CLI prints it (take_notes)."""
+    _notes.append(text)
+
+
 def take_notes() -> list[str]:
     """What resolving user datasets found worth saying (inferred task, memory, plug-in imports), once each."""
     notes = list(dict.fromkeys(_notes))

@@ -363,5 +363,7 @@ def call_plugin(reference: str, args: Mapping[str, Any], where: str) -> Raw:
 def suite_import_path(folder: Path) -> None:
     """Let plug-ins beside the suite file import (like running a script from its folder)."""
     text = str(folder)
-    if text not in sys.path:
+    if sys.path[:1] != [text]:  # first, so the suite's own module wins over one of the same name elsewhere
+        if text in sys.path:
+            sys.path.remove(text)
         sys.path.insert(0, text)

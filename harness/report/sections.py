@@ -344,6 +344,20 @@ def data_lines(results: Results) -> list[str]:
     return lines
 
 
+def python_model_lines(results: Results) -> list[str]:
+    """The arms whose model is the user's Python code, labelled: their backends are not compared by parity."""
+    from harness.adapters.python_models import PARITY_NOT_CHECKED
+    from harness.analysis.text import python_model_arms
+
+    arms = sorted(python_model_arms(results))
+    if not arms:
+        return []
+    return [
+        f"{PARITY_NOT_CHECKED}: {', '.join(arms)} (the user's Python model: each framework's own initial weights, "
+        "not paired across backends; a backend difference there is not a framework effect alone)"
+    ]
+
+
 def spec_differences_table(results: Results) -> DisplayTable:
     """Per arm, every resolved-spec value that differs from its reference arm's (`reference_for(arm)`)."""
     specs = arm_specs(results)

@@ -212,8 +212,18 @@ class ModelSpec:
     layers: tuple[LayerSpec, ...]
     family: str | None = None
     graph: GraphSpec | None = None
+    # A model from the user's Python code (harness.spec.model.resolve_python_model): backend -> 'module:factory',
+    # called as factory(input_shape, output_units, **args); args as canonical JSON; `source` the digest of the
+    # factories' module files (part of the hash: editing the model reruns its trials); `import_path` the suite's
+    # folder (a location, kept out of the hash). Empty for every built-in model, whose JSON then omits them.
+    python: tuple[tuple[str, str], ...] = ()
+    args: str = "{}"
+    source: str = ""
+    import_path: str = ""
 
     def plan(self, input_shape: Shape) -> tuple[LayerPlan, ...]:
+        if self.python:
+            return ()  # the harness cannot see inside a Python model: no canonical layers, no shared weights
         if self.graph is not None:
             return plan_graph(self.layers, self.graph, input_shape)
         return plan_layers(self.layers, input_shape)
@@ -222,18 +232,28 @@ class ModelSpec:
         """The model's outputs: plan index, loss (None: the trial's loss) and weight in the loss mean."""
         if self.graph is not None:
             return self.graph.model_outputs()
-        return (ModelOutput("output", len(self.layers) - 1, None, 1.0),)
+        return (ModelOutput("output", max(len(self.layers) - 1, 0), None, 1.0),)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"family": self.family, "layers": [layer.to_dict() for layer in self.layers]}
         if self.graph is not None:
             data["graph"] = self.graph.to_dict()
+        if self.python:
+            data.update(python=dict(self.python), args=self.args, source=self.source, import_path=self.import_path)
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelSpec:
         graph = GraphSpec.from_dict(data["graph"]) if data.get("graph") is not None else None
-        return cls(layers=tuple(LayerSpec.from_dict(x) for x in data["layers"]), family=data.get("family"), graph=graph)
+        return cls(
+            layers=tuple(LayerSpec.from_dict(x) for x in data["layers"]),
+            family=data.get("family"),
+            graph=graph,
+            python=tuple(sorted(data.get("python", {}).items())),
+            args=data.get("args", "{}"),
+            source=data.get("source", ""),
+            import_path=data.get("import_path", ""),
+        )
 
 
 @dataclass(frozen=True)
@@ -297,6 +317,7 @@ class TrialSpec:
         spec = {**self.to_dict(), "dataset": self.dataset.hashed_dict()}
         for key in UNHASHED_TRAINING_KEYS:
             spec["training"].pop(key, None)
+        spec["model"].pop("import_path", None)  # where a Python model's module was found, not what it is
         hashed = canonical_json({"semantics_revision": SEMANTICS_REVISION, "spec": spec})
         return hashlib.sha256(hashed.encode()).hexdigest()[:HASH_LENGTH]
 

@@ -218,6 +218,7 @@ def _build(
         seen[template.hash] = cell.arm
     if errors.found or top is None or suite_seeds is None or suite_backends is None:
         return None
+    _check_python_models(templates, suite_backends)
     count = len(cells) * len(suite_backends) * len(suite_seeds)
     if count > MAX_TRIALS:
         raise SuiteIssue(
@@ -391,6 +392,7 @@ def _resolve_parts(
             dropout=regularizer.dropout,
             where="model",
             input_shape=info.input_shape,
+            folder=folder,
         )
     if model is not None and regularizer is not None:
         attempt(_check_dropout, model, regularizer)
@@ -408,6 +410,8 @@ def _resolve_parts(
         attempt(_check_save_weights, training, dataset)
     diagnostics = attempt(_diagnostics, document.get("diagnostics"), training.epochs) if training is not None else None
     init_mode = attempt(check_init_mode, document.get("init_mode", "shared"))
+    if model is not None and model.python:
+        init_mode = attempt(_python_model_init, document, diagnostics)
     device = attempt(check_device, document.get("device", "cpu"))
     if (
         failures  # or a part skipped for a missing field, or not reached
@@ -435,6 +439,46 @@ def _resolve_parts(
         # only present when on, so the hashes of specs without diagnostics do not change
         extras=((EXTRAS_KEY, diagnostics.to_dict()),) if diagnostics is not None else (),
     )
+
+
+def _python_model_init(document: Mapping[str, Any], diagnostics: Any) -> str:
+    """A Python model starts from its framework's own initial weights (`native`): the harness cannot draw
+    shared ones for tensors it does not know, so its trials are not paired across backends."""
+    if document.get("init_mode", "native") != "native":
+        raise SuiteIssue(
+            ("init_mode",),
+            f"{document.get('init_mode')!r}: a Python model (model.python) starts from its framework's own initial "
+            "weights; the harness cannot draw shared ones for tensors it does not know. Use init_mode: native "
+            "(or drop the key).",
+        )
+    if diagnostics is not None:
+        raise SuiteIssue(
+            ("diagnostics",),
+            "per-layer diagnostics need the harness's own layers; a Python model (model.python) has none it can "
+            "see. Drop diagnostics for this suite.",
+        )
+    return "native"
+
+
+def _check_python_models(templates: Sequence[TrialSpec | None], backends: Sequence[str]) -> None:
+    """Every backend of the suite has a factory for each Python model, and each factory builds a model whose
+    output fits the loss (this imports the framework and runs the user's code, and says so)."""
+    from harness.adapters.python_models import check_python_model, factory_key
+
+    for template in templates:
+        if template is None or not template.model.python:
+            continue
+        given = dict(template.model.python)
+        for backend in backends:
+            if factory_key(backend) not in given:
+                raise SuiteIssue(
+                    ("model", "python"),
+                    f"backend {backend!r} needs a {factory_key(backend)!r} factory, and this model gives only "
+                    f"{', '.join(given)}. Add {factory_key(backend)}: module:function, or run only backends "
+                    f"{[name for name in backends if factory_key(name) in given]}.",
+                )
+        for key in sorted({factory_key(backend) for backend in backends}):
+            check_python_model(template, key)
 
 
 def _check_depth(document: Mapping[str, Any]) -> bool:
