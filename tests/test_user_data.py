@@ -354,7 +354,9 @@ def test_packages_register_datasets_by_entry_point(tmp_path: Path, monkeypatch: 
     info = package / "bench_pkg-1.2.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bench-pkg\nVersion: 1.2\n")
-    (info / "entry_points.txt").write_text("[harness.datasets]\nmy_benchmark = bench_pkg:load\n")
+    (info / "entry_points.txt").write_text(
+        "[harness.datasets]\nmy_benchmark = bench_pkg:load\n\n[harness.models]\nmy_net.torch = bench_pkg:make_torch\n"
+    )
     monkeypatch.syspath_prepend(str(package))
     spec = resolve_dataset({"name": "my_benchmark", "args": {"rows": 10}})
     assert dataset_info(spec).task == "binary" and len(load_dataset(spec).y_test) == 2
@@ -364,6 +366,11 @@ def test_packages_register_datasets_by_entry_point(tmp_path: Path, monkeypatch: 
     assert "my_benchmark" in listed and "bench_pkg:load" in listed and "bench-pkg 1.2" in listed
     with pytest.raises(SpecError, match="Did you mean 'my_benchmark'"):
         resolve_dataset("my_benchmarc")
+    from harness.spec import resolve_model
+
+    model = resolve_model({"name": "my_net", "args": {"hidden": 3}}, num_outputs=2)
+    assert dict(model.python) == {"torch": "bench_pkg:make_torch"} and model.args == '{"hidden": 3}'
+    assert "my_net.torch" in listed
     sys.modules.pop("bench_pkg", None)
 
 
@@ -380,8 +387,10 @@ def test_examples_make_their_data_and_validate(tmp_path: Path) -> None:
     runpy.run_path(str(examples / "make_data.py"))["main"](again)
     assert (again / "shapes.npz").read_bytes() == (tmp_path / "data" / "shapes.npz").read_bytes()
     suites = sorted(examples.glob("*.yaml"))
-    assert [path.name for path in suites] == ["housing_csv.yaml", "shapes_npz_cnn.yaml"]
+    assert [path.name for path in suites] == ["housing_csv.yaml", "my_model_vs_mlp.yaml", "shapes_npz_cnn.yaml"]
     for path in suites:
+        if path.name == "my_model_vs_mlp.yaml":
+            continue  # loading it builds the Keras twin (Keras' import costs seconds); CI runs it
         shutil.copy(path, tmp_path / path.name)
         suite = load_suite(tmp_path / path.name)
         assert suite.trials and all(trial.spec.dataset.name == "file" for trial in suite.trials)

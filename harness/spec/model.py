@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import json
 from collections.abc import Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,9 @@ def resolve_model(
     Raises:
         SpecError: naming the key path, what was received and what is expected.
     """
+    registered = registered_model(raw)
+    if registered is not None:
+        raw = registered
     if isinstance(raw, Mapping) and "python" in raw:
         return resolve_python_model(raw, where, folder or Path.cwd())
     if not isinstance(raw, Mapping) or len(raw) != 1:
@@ -122,6 +126,26 @@ def resolve_python_model(raw: Mapping[str, Any], where: str, folder: Path) -> Mo
         source=digest.hexdigest()[:16],
         import_path=str(folder.resolve()),
     )
+
+
+MODELS_GROUP = "harness.models"  # entry points '<name>.torch' / '<name>.keras' = 'module:factory'
+
+
+def registered_model(raw: Any) -> dict[str, Any] | None:
+    """`my_net` or `{name: my_net, args: {...}}` when an installed package registers factories for it
+    (entry points `my_net.torch`, `my_net.keras` in group harness.models), as a `{python, args}` mapping."""
+    if isinstance(raw, str):
+        name, args = raw, {}
+    elif isinstance(raw, Mapping) and isinstance(raw.get("name"), str) and set(raw) <= {"name", "args"}:
+        name, args = raw["name"], raw.get("args", {})
+    else:
+        return None
+    factories = {
+        point.name.rsplit(".", 1)[1]: point.value
+        for point in metadata.entry_points(group=MODELS_GROUP)
+        if point.name.rsplit(".", 1)[0] == name and point.name.rsplit(".", 1)[-1] in PYTHON_MODEL_KEYS
+    }
+    return {"python": factories, "args": args} if factories else None
 
 
 def module_file(module: str, folder: Path) -> tuple[Path | None, str]:
