@@ -48,7 +48,24 @@ def list_datasets_text() -> str:
         lines.append(
             f"  {info.name:<16} {info.task:<14} input {info.input_shape!s:<10} {classes:<11} {info.description}"
         )
+    lines.extend(_registered_text())
     return "\n".join(lines) + "\n"
+
+
+def _registered_text() -> list[str]:
+    """Datasets and models installed packages register (entry points), with the package each comes from.
+    Only their metadata is read: nothing is imported until a suite uses one."""
+    from harness.data.plugins import GROUPS, entry_points, origin
+
+    lines = []
+    for group in GROUPS:
+        points = entry_points(group)
+        if points:
+            lines.append(f"Registered by installed packages (entry points {group}; a suite using one runs its code)")
+            lines.extend(
+                f"  {name:<16} {point.value:<32} from {origin(point)}" for name, point in sorted(points.items())
+            )
+    return lines
 
 
 def list_components() -> str:

@@ -458,7 +458,8 @@ def parity_for_suite(suite: Any, steps: int = 20, backends: Sequence[str] | None
     """One parity check per arm of a suite (its first seed), comparing its backends.
 
     With more than two backends, each is compared with the first. The dataset of each arm
-    is loaded through harness.data.load_dataset (cached per process).
+    is loaded through harness.data.load_dataset (cached per process). Arms whose model is the
+    user's Python code (model.python) are left out: they have no shared initial weights.
 
     Args:
         suite: a harness.suite.Suite.
@@ -484,6 +485,8 @@ def parity_for_suite(suite: Any, steps: int = 20, backends: Sequence[str] | None
         trial = next((t for t in suite.trials if t.arm == arm and t.spec.seed == first_seed), None)
         if trial is None:  # every arm has every seed; an empty arm would be a suite-loader bug
             raise ValueError(f"suite {suite.name!r} has no trial for arm {arm!r} and seed {first_seed}")
+        if trial.spec.model.python:
+            continue  # the user's Python model: no shared weights to start both from (parity not checked)
         data = load_dataset(trial.spec.dataset)
         for other in chosen[1:]:
             results.append(parity_check(trial.spec, (reference, other), data, steps=steps, label=arm))

@@ -7,12 +7,14 @@ sgd       torch    3  0.6120 ± 0.0210    1.023       4.10     3/0/0/0
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
 import pandas as pd
 
+from harness.adapters.python_models import PARITY_NOT_CHECKED
 from harness.measures import SPEED_METRIC, STATUS_COUNT_COLUMNS, STATUS_TABLE, TRAIN_LOSS
 
 if TYPE_CHECKING:
@@ -99,6 +101,9 @@ def summary_rows(results: Results) -> pd.DataFrame:
         )
     columns = ["arm", "backend", "n", metric, TRAIN_LOSS, "train_s", STATUS_COUNTS_HEADER]
     frame = pd.DataFrame(rows, columns=columns)
+    unchecked = python_model_arms(results)
+    if unchecked and not frame.empty:  # only then, so every other suite's table keeps its columns
+        frame["parity"] = [PARITY_NOT_CHECKED if arm in unchecked else "" for arm in frame["arm"]]
     if len(results.backends) > 1 and not frame.empty:
         # The framework delta, paired by seed: (reference backend - this backend) of the primary
         # metric with its 95% CI, on each non-reference backend's row (see Results.backend_deltas).
@@ -111,6 +116,21 @@ def summary_rows(results: Results) -> pd.DataFrame:
                 float(delta["mean_difference"]), float(delta["ci_low"]), float(delta["ci_high"])
             )
     return frame
+
+
+def python_model_arms(results: Results) -> set[str]:
+    """Arms whose model is the user's Python code (model.python): native initial weights, not paired across
+    backends, and no parity check, so their backend differences are labelled PARITY_NOT_CHECKED."""
+    if "spec" not in results.trials.columns:
+        return set()
+    arms = set()
+    for arm, raw in results.trials.drop_duplicates("arm")[["arm", "spec"]].itertuples(index=False, name=None):
+        try:
+            if json.loads(raw)["model"].get("python"):
+                arms.add(arm)
+        except (TypeError, KeyError, json.JSONDecodeError):
+            continue
+    return arms
 
 
 def render_table(frame: pd.DataFrame) -> str:

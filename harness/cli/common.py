@@ -27,11 +27,16 @@ from harness.paths import DEFAULT_REPORTS, DEFAULT_STORE  # noqa: F401 - command
 def load_checked_suite(path: Path, backends: Sequence[str] | None = None, seeds: str | None = None) -> Suite:
     """Load a suite and check the blocks later stages read (report options), before anything runs."""
     from harness.analysis import check_report_options
+    from harness.data.user_datasets import take_notes
     from harness.errors import SpecError
     from harness.suite import load_suite
     from harness.suite.yaml_source import locate_message
 
-    suite = load_suite(path, backends=list(backends or []) or None, seeds=_seeds_option(seeds))
+    try:
+        suite = load_suite(path, backends=list(backends or []) or None, seeds=_seeds_option(seeds))
+    finally:
+        for note in take_notes():  # what the data turned out to be (task inferred, sizes), or plug-ins imported
+            click.echo(f"note: {note}", err=True)
     from harness.check import parse_check_block, validate_claims
 
     # Each arm's variant per axis: a per-axis reference ({optimizer: sgd}) picks each arm's reference by them.

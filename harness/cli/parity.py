@@ -33,7 +33,16 @@ def parity(suite_path: Path, backends: Sequence[str], steps: int) -> None:
     from harness.parity import parity_for_suite
 
     suite = load_checked_suite(suite_path, backends or None)
+    from harness.adapters.python_models import PARITY_NOT_CHECKED
+
     results = parity_for_suite(suite, steps=steps, backends=list(backends) or None)
+    for arm in sorted({trial.arm for trial in suite.trials if trial.spec.model.python}):
+        click.echo(
+            f"{arm}: {PARITY_NOT_CHECKED}: the user's Python model starts from each framework's own weights, so "
+            "the two backends cannot be compared step by step."
+        )
+    if not results:
+        return
     width = max(len(result.label) for result in results)
     click.echo(f"{'arm':<{width}}  backends          steps  max|dloss|  max|dparam|  verdict")
     for result in results:

@@ -40,7 +40,13 @@ def validate(suite_paths: Sequence[Path]) -> None:
             f"ok  {path}: {suite.name!r}, {len(suite.arms)} arms x {len(suite.backends)} backends "
             f"({', '.join(suite.backends)}) x {len(suite.seeds)} seeds = {len(suite.trials)} trials"
         )
+        python_arms = {trial.arm for trial in suite.trials if trial.spec.model.python}
         for arm in suite.arms:
-            click.echo(f"      {arm}  ({per_arm} trials)  {footprints[arm].describe()}")
+            size = (
+                "the user's Python model (its size is known once built; parity not checked)"
+                if arm in python_arms
+                else footprints[arm].describe()
+            )
+            click.echo(f"      {arm}  ({per_arm} trials)  {size}")
     if failures:
         raise SystemExit(EXIT_USAGE)

@@ -25,7 +25,7 @@ import functools
 
 import numpy as np
 
-from harness.data import sources
+from harness.data import sources, user_datasets
 from harness.data.registry import (
     DATASETS,
     TEST_FRACTION,
@@ -69,6 +69,8 @@ def load_dataset(spec: DatasetSpec) -> Dataset:
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
 def _load_resolved(spec: DatasetSpec) -> Dataset:
+    if spec.name in user_datasets.USER_SOURCES:
+        return user_datasets.load_user_dataset(spec)
     definition = DATASETS[spec.name]
     options = dict(spec.options)
     info = definition.info(options)

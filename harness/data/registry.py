@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from harness.data import sources
+from harness.data import plugins, sources, user_datasets
 from harness.data.splits import held_out_count
 from harness.data.types import DatasetInfo
 from harness.errors import DatasetError, SpecError, did_you_mean, unknown_name
@@ -293,17 +294,22 @@ DATASETS: dict[str, DatasetDefinition] = {definition.name: definition for defini
 def definition_of(name: str, where: str = "dataset") -> DatasetDefinition:
     """The registered definition, or the standard unknown-name SpecError with did-you-mean."""
     if not isinstance(name, str) or name not in DATASETS:
-        raise unknown_name("dataset", str(name), DATASETS, where)
+        raise unknown_name("dataset", str(name), [*DATASETS, *plugins.entry_points("harness.datasets")], where)
     return DATASETS[name]
 
 
-def resolve_dataset(raw: str | Mapping[str, Any] | DatasetSpec, where: str = "dataset") -> DatasetSpec:
+def resolve_dataset(
+    raw: str | Mapping[str, Any] | DatasetSpec, where: str = "dataset", base: Path | None = None
+) -> DatasetSpec:
     """Validate a suite's dataset entry and return it with every option's default filled in.
 
     Args:
         raw: a name ('mnist1d'), a mapping ({name: digits, validation: 0.1, train_samples: 300,
-            scale: unit}), or a DatasetSpec (re-validated, defaults filled).
+            scale: unit}), or a DatasetSpec (re-validated, defaults filled); or a user dataset
+            ({file: ...}, {images: ...}, {python: ...}: harness.data.user_datasets), or the name of
+            a dataset a package registers (entry point group `harness.datasets`).
         where: key path of the entry in the suite, used in error messages.
+        base: the suite file's folder: a user dataset's relative paths start there.
 
     Returns:
         A canonical DatasetSpec: validation as float, options sorted and complete.
@@ -313,8 +319,13 @@ def resolve_dataset(raw: str | Mapping[str, Any] | DatasetSpec, where: str = "da
         DatasetError: not a name or mapping, unknown option, bad option value, validation not in
             [0, 1), train_samples not an integer in 1..available, or no training rows left.
     """
+    if user_datasets.is_user_dataset(raw):
+        return user_datasets.resolve_user_dataset(raw, where, base)  # type: ignore[arg-type]
     if isinstance(raw, DatasetSpec):
         raw = raw.to_dict()
+    plugin = plugins.registered_dataset(raw, DATASETS)
+    if plugin is not None:
+        return user_datasets.resolve_user_dataset(plugin, where, base)
     name, given = split_named(raw, where, "dataset", "name: mnist1d, validation: 0.1", DatasetError)
     definition = definition_of(name, f"{where}.name" if isinstance(raw, Mapping) else where)
     validation = _check_validation(given.pop("validation", 0.0), f"{where}.validation")
@@ -376,12 +387,16 @@ def dataset_info(spec: DatasetSpec) -> DatasetInfo:
     Raises:
         SpecError: unknown dataset name.
     """
+    if spec.name in user_datasets.USER_SOURCES:
+        return user_datasets.user_dataset_info(spec)
     definition = definition_of(spec.name)
     return definition.info({**definition.defaults(), **dict(spec.options)})
 
 
 def training_rows(spec: DatasetSpec) -> int:
     """Rows of the training split a trial steps over (after train_samples and validation), without loading."""
+    if spec.name in user_datasets.USER_SOURCES:  # resolved when the suite loaded: its split sizes are known
+        return int(dict(spec.options)["rows"][0])
     definition = definition_of(spec.name)
     available = definition.num_train({**definition.defaults(), **dict(spec.options)})
     kept = spec.train_samples if spec.train_samples is not None else available

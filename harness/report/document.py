@@ -57,6 +57,8 @@ def _meta_lines(results: Results, generated: str) -> tuple[str, ...]:
         f"{len(trials)} trials: {status}",
         f"{len(results.arms)} arms x {len(results.backends)} backends ({', '.join(results.backends)}) x {seeds} seeds",
         f"primary metric {results.primary_metric}; {_reference_line(results)}",
+        *sections.data_lines(results),
+        *sections.python_model_lines(results),
         *_environment_line(results),
         f"generated {generated} by harness {__version__}",
     )

@@ -325,6 +325,39 @@ def arm_specs(results: Results) -> dict[str, dict[str, Any]]:
     return specs
 
 
+def data_lines(results: Results) -> list[str]:
+    """Which data the trials read, for each dataset of the user's own (a file, image folder or plug-in):
+    its name, where it was, its content digest (bytes and options) and its rows per split."""
+    lines = []
+    seen = set()
+    for spec in arm_specs(results).values():
+        dataset = spec.get("dataset", {})
+        if "content" not in dataset or dataset["content"] in seen:
+            continue
+        seen.add(dataset["content"])
+        rows = dataset.get("rows") or ["?", "?", "?"]
+        where = dataset.get("path") or dataset.get("python", "")
+        lines.append(
+            f"data {dataset.get('label')}: {dataset.get('task')}, {rows[0]} train / {rows[1]} validation / {rows[2]} "
+            f"test rows, content {dataset['content']} ({where})"
+        )
+    return lines
+
+
+def python_model_lines(results: Results) -> list[str]:
+    """The arms whose model is the user's Python code, labelled: their backends are not compared by parity."""
+    from harness.adapters.python_models import PARITY_NOT_CHECKED
+    from harness.analysis.text import python_model_arms
+
+    arms = sorted(python_model_arms(results))
+    if not arms:
+        return []
+    return [
+        f"{PARITY_NOT_CHECKED}: {', '.join(arms)} (the user's Python model: each framework's own initial weights, "
+        "not paired across backends; a backend difference there is not a framework effect alone)"
+    ]
+
+
 def spec_differences_table(results: Results) -> DisplayTable:
     """Per arm, every resolved-spec value that differs from its reference arm's (`reference_for(arm)`)."""
     specs = arm_specs(results)

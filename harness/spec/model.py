@@ -10,7 +10,12 @@ layer's `units`; in a graph, a dense node read by an output).
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import json
 from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from harness.errors import SpecError, unknown_name
@@ -32,7 +37,12 @@ __all__ = ["FAMILIES", "LOSS_TASKS", "check_model_against_task", "resolve_model"
 
 
 def resolve_model(
-    raw: Any, num_outputs: int, dropout: float = 0.0, where: str = "model", input_shape: Shape | None = None
+    raw: Any,
+    num_outputs: int,
+    dropout: float = 0.0,
+    where: str = "model",
+    input_shape: Shape | None = None,
+    folder: Path | None = None,
 ) -> ModelSpec:
     """Expand a family shorthand, or resolve an explicit layer list or graph.
 
@@ -42,10 +52,16 @@ def resolve_model(
         dropout: the regularizer's dropout rate, inserted by families (see harness.spec.families).
         where: key path for messages.
         input_shape: the dataset's input shape, when known: cnn/lenet5 pick conv1d or conv2d from it.
+        folder: the suite file's folder, where a Python model's modules are looked for first.
 
     Raises:
         SpecError: naming the key path, what was received and what is expected.
     """
+    registered = registered_model(raw)
+    if registered is not None:
+        raw = registered
+    if isinstance(raw, Mapping) and "python" in raw:
+        return resolve_python_model(raw, where, folder or Path.cwd())
     if not isinstance(raw, Mapping) or len(raw) != 1:
         raise SpecError(
             f"{where}: expected exactly one of 'layers', 'graph' or a family shorthand ({', '.join(FAMILIES)}), "
@@ -61,6 +77,91 @@ def resolve_model(
         family_layers, family_graph = EXPANDERS[key](value, num_outputs, dropout, f"{where}.{key}", input_shape)
         return ModelSpec(layers=family_layers, family=key, graph=family_graph)
     raise unknown_name("model form", key, [*FORMS, *FAMILIES], where)
+
+
+PYTHON_MODEL_KEYS = ("torch", "keras")  # a factory per framework; `keras` serves every keras backend
+
+
+def resolve_python_model(raw: Mapping[str, Any], where: str, folder: Path) -> ModelSpec:
+    """`{python: {torch: mod:make_torch, keras: mod:make_keras}, args: {...}}`: a model from the user's code.
+
+    Each factory is called in the worker as factory(input_shape, output_units, **args) and returns a
+    torch.nn.Module / keras.Model that outputs logits. Here only the modules' FILES are found (their
+    parent packages are imported to find them) and hashed, so editing the model reruns its trials.
+
+    Raises:
+        SpecError: unknown keys, no factory, a reference not 'module:function', a module not found.
+    """
+    for key in raw:
+        if key not in ("python", "args"):
+            raise SpecError(f"{where}.{key}: a Python model has the keys python and args, not {key!r}.")
+    factories = raw["python"]
+    example = "{torch: mypkg.nets:make_torch, keras: mypkg.nets:make_keras}"
+    if not isinstance(factories, Mapping) or not factories:
+        raise SpecError(
+            f"{where}.python: expected a mapping of framework to factory, e.g. {example}, got {factories!r}."
+        )
+    digest = hashlib.sha256()
+    for key, reference in sorted(factories.items()):
+        if key not in PYTHON_MODEL_KEYS:
+            raise unknown_name("framework", str(key), PYTHON_MODEL_KEYS, f"{where}.python")
+        if not isinstance(reference, str) or reference.count(":") != 1 or not all(reference.split(":")):
+            raise SpecError(f"{where}.python.{key}: expected 'package.module:function', got {reference!r}.")
+        module = reference.split(":")[0]
+        origin, problem = module_file(module, folder)
+        if origin is None:
+            raise SpecError(
+                f"{where}.python.{key}: cannot find module {module!r}{problem}. Put it beside the suite file or "
+                "install its package."
+            )
+        digest.update(f"{key}={reference}\0".encode() + origin.read_bytes())
+    args = raw.get("args", {})
+    if not isinstance(args, Mapping):
+        raise SpecError(f"{where}.args: expected a mapping of keyword arguments for the factories, got {args!r}.")
+    return ModelSpec(
+        layers=(),
+        family="python",
+        python=tuple(sorted((str(key), str(value)) for key, value in factories.items())),
+        args=json.dumps(args, sort_keys=True),
+        source=digest.hexdigest()[:16],
+        import_path=str(folder.resolve()),
+    )
+
+
+MODELS_GROUP = "harness.models"  # entry points '<name>.torch' / '<name>.keras' = 'module:factory'
+
+
+def registered_model(raw: Any) -> dict[str, Any] | None:
+    """`my_net` or `{name: my_net, args: {...}}` when an installed package registers factories for it
+    (entry points `my_net.torch`, `my_net.keras` in group harness.models), as a `{python, args}` mapping."""
+    if isinstance(raw, str):
+        name, args = raw, {}
+    elif isinstance(raw, Mapping) and isinstance(raw.get("name"), str) and set(raw) <= {"name", "args"}:
+        name, args = raw["name"], raw.get("args", {})
+    else:
+        return None
+    factories = {
+        point.name.rsplit(".", 1)[1]: point.value
+        for point in metadata.entry_points(group=MODELS_GROUP)
+        if point.name.rsplit(".", 1)[0] == name and point.name.rsplit(".", 1)[-1] in PYTHON_MODEL_KEYS
+    }
+    return {"python": factories, "args": args} if factories else None
+
+
+def module_file(module: str, folder: Path) -> tuple[Path | None, str]:
+    """The file of `module`: beside the suite first (as the workers import it, the suite's folder first on
+    the path), else where Python would find it. Returns (path or None, why not found)."""
+    relative = Path(*module.split("."))
+    for candidate in (folder / relative.with_suffix(".py"), folder / relative / "__init__.py"):
+        if candidate.is_file():
+            return candidate, ""
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError) as error:
+        return None, f" ({type(error).__name__}: {error})"
+    if found is None or not found.origin or not Path(found.origin).is_file():
+        return None, ""
+    return Path(found.origin), ""
 
 
 def _resolve_layers(value: Any, num_outputs: int, where: str) -> ModelSpec:
@@ -102,6 +203,8 @@ def check_model_against_task(
     Raises:
         SpecError: naming the layer/node and shapes, or the loss/dataset mismatch and its fix.
     """
+    if model.python:
+        return  # checked by building it (harness.adapters.python_models.check_python_model)
     plans = model.plan(input_shape)
     for output in model.outputs():
         output_loss = output.loss or loss

@@ -27,7 +27,11 @@ HASH_LENGTH = 16  # hex digits of SHA-256 kept: 64 bits, collision-free for any 
 # (and add a CHANGELOG.md entry) whenever a canonical formula's output changes while specs stay the same;
 # tests/test_semantics_revision.py fails until you do. Every stored trial then runs again.
 SEMANTICS_REVISION = 2
-INIT_MODES = ("shared", "native")  # shared: the harness's numpy draw; native: the framework's own initializers
+INIT_MODES = ("shared", "native")
+# Dataset options that say WHERE a user's data is, not what it is: left out of the trial hash when the
+# spec carries `content` (the digest of the bytes and options, harness.data.user_datasets), so moving a
+# data folder reruns nothing while changing one byte of it reruns every trial that read it.
+LOCATION_OPTIONS = ("path", "import_path")  # shared: the harness's numpy draw; native: the framework's own initializers
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,14 @@ class DatasetSpec:
             "train_samples": self.train_samples,
             **dict(self.options),
         }
+
+    def hashed_dict(self) -> dict[str, Any]:
+        """to_dict() without the location options when the content digest identifies the data."""
+        data = self.to_dict()
+        if "content" in data:
+            for key in LOCATION_OPTIONS:
+                data.pop(key, None)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DatasetSpec:
@@ -237,8 +249,18 @@ class ModelSpec:
     layers: tuple[LayerSpec, ...]
     family: str | None = None
     graph: GraphSpec | None = None
+    # A model from the user's Python code (harness.spec.model.resolve_python_model): backend -> 'module:factory',
+    # called as factory(input_shape, output_units, **args); args as canonical JSON; `source` the digest of the
+    # factories' module files (part of the hash: editing the model reruns its trials); `import_path` the suite's
+    # folder (a location, kept out of the hash). Empty for every built-in model, whose JSON then omits them.
+    python: tuple[tuple[str, str], ...] = ()
+    args: str = "{}"
+    source: str = ""
+    import_path: str = ""
 
     def plan(self, input_shape: Shape) -> tuple[LayerPlan, ...]:
+        if self.python:
+            return ()  # the harness cannot see inside a Python model: no canonical layers, no shared weights
         if self.graph is not None:
             return plan_graph(self.layers, self.graph, input_shape)
         return plan_layers(self.layers, input_shape)
@@ -247,18 +269,28 @@ class ModelSpec:
         """The model's outputs: plan index, loss (None: the trial's loss) and weight in the loss mean."""
         if self.graph is not None:
             return self.graph.model_outputs()
-        return (ModelOutput("output", len(self.layers) - 1, None, 1.0),)
+        return (ModelOutput("output", max(len(self.layers) - 1, 0), None, 1.0),)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"family": self.family, "layers": [layer.to_dict() for layer in self.layers]}
         if self.graph is not None:
             data["graph"] = self.graph.to_dict()
+        if self.python:
+            data.update(python=dict(self.python), args=self.args, source=self.source, import_path=self.import_path)
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelSpec:
         graph = GraphSpec.from_dict(data["graph"]) if data.get("graph") is not None else None
-        return cls(layers=tuple(LayerSpec.from_dict(x) for x in data["layers"]), family=data.get("family"), graph=graph)
+        return cls(
+            layers=tuple(LayerSpec.from_dict(x) for x in data["layers"]),
+            family=data.get("family"),
+            graph=graph,
+            python=tuple(sorted(data.get("python", {}).items())),
+            args=data.get("args", "{}"),
+            source=data.get("source", ""),
+            import_path=data.get("import_path", ""),
+        )
 
 
 @dataclass(frozen=True)
@@ -319,9 +351,10 @@ class TrialSpec:
     def hash(self) -> str:
         """Content hash of the fully resolved spec under the current SEMANTICS_REVISION (stable across
         runs, machines and Python versions; the stored spec JSON itself does not carry the revision)."""
-        spec = self.to_dict()
+        spec = {**self.to_dict(), "dataset": self.dataset.hashed_dict()}
         for key in UNHASHED_TRAINING_KEYS:
             spec["training"].pop(key, None)
+        spec["model"].pop("import_path", None)  # where a Python model's module was found, not what it is
         hashed = canonical_json({"semantics_revision": SEMANTICS_REVISION, "spec": spec})
         return hashlib.sha256(hashed.encode()).hexdigest()[:HASH_LENGTH]
 

@@ -204,7 +204,9 @@ def _build(
 
     missing = frozenset(key for key in REQUIRED if key not in document and key not in whole_fields)  # reported above
     backend = suite_backends[0] if suite_backends else DEFAULT_BACKENDS[0]
-    templates = [_resolve_cell_located(base, cell, source, backend, bool(axes), errors, missing) for cell in cells]
+    templates = [
+        _resolve_cell_located(base, cell, source, backend, bool(axes), errors, missing, path.parent) for cell in cells
+    ]
     seen: dict[str, str] = {}
     for cell, template in zip(cells, templates):
         if template is None:
@@ -219,6 +221,7 @@ def _build(
         seen[template.hash] = cell.arm
     if errors.found or top is None or suite_seeds is None or suite_backends is None:
         return None
+    _check_python_models(templates, suite_backends)
     count = len(cells) * len(suite_backends) * len(suite_seeds)
     if count > MAX_TRIALS:
         raise SuiteIssue(
@@ -266,8 +269,9 @@ def _resolve_cell_located(
     has_grid: bool,
     errors: _Errors,
     skipped: frozenset[str] = frozenset(),
+    folder: Path | None = None,
 ) -> TrialSpec | None:
-    """Resolve one cell; locate each error at the line the offending value was written on, into `errors`."""
+    """Resolve one cell (`folder`: the suite file's, where a user dataset's paths start); locate each error at the line the offending value was written on, into `errors`."""
     note = f" [grid cell {cell.arm!r}]" if has_grid else ""
     try:
         document, provenance = apply_cell(base, cell)
@@ -276,7 +280,7 @@ def _resolve_cell_located(
             errors.add(_locate(one.path, ": " + one.message, one.kind, source, (), note), note)
         return None
     failures: list[Exception] = []
-    spec = _resolve_parts(document, backend, failures, skipped)
+    spec = _resolve_parts(document, backend, failures, skipped, folder)
     for failure in failures:
         for error in _cell_errors(failure, source, provenance, note):
             errors.add(error, note)
@@ -357,7 +361,11 @@ class _Attempt:
 
 
 def _resolve_parts(
-    document: Mapping[str, Any], backend: str, failures: list[Exception], skipped: frozenset[str] = frozenset()
+    document: Mapping[str, Any],
+    backend: str,
+    failures: list[Exception],
+    skipped: frozenset[str] = frozenset(),
+    folder: Path | None = None,
 ) -> TrialSpec | None:
     """The TrialSpec, or None with every independent problem in `failures`. A part that needs another
     (the loss's task needs the dataset; the model needs the dataset and the regularizer's dropout) is
@@ -365,7 +373,7 @@ def _resolve_parts(
     attempt = _Attempt(failures)
     regularizer = attempt(regularizer_spec, document.get("regularizer"))
     training = attempt(training_spec, document.get("training")) if "training" not in skipped else None
-    dataset = attempt(resolve_dataset, document.get("dataset"), "dataset") if "dataset" not in skipped else None
+    dataset = attempt(resolve_dataset, document.get("dataset"), "dataset", folder) if "dataset" not in skipped else None
     info = attempt(dataset_info, dataset) if dataset is not None else None
     loss = attempt(resolve_component, "loss", document.get("loss"), "loss") if "loss" not in skipped else None
     if loss is not None and info is not None:
@@ -387,6 +395,7 @@ def _resolve_parts(
             dropout=regularizer.dropout,
             where="model",
             input_shape=info.input_shape,
+            folder=folder,
         )
     if model is not None and regularizer is not None:
         attempt(_check_dropout, model, regularizer)
@@ -406,6 +415,8 @@ def _resolve_parts(
         attempt(_check_training_against_data, training, dataset, info)
     diagnostics = attempt(_diagnostics, document.get("diagnostics"), training.epochs) if training is not None else None
     init_mode = attempt(check_init_mode, document.get("init_mode", "shared"))
+    if model is not None and model.python:
+        init_mode = attempt(_python_model_init, document, diagnostics)
     device = attempt(check_device, document.get("device", "cpu"))
     if (
         failures  # or a part skipped for a missing field, or not reached
@@ -447,6 +458,46 @@ def _check_training_against_data(training: TrainingSpec, dataset: DatasetSpec, i
         dataset.validation > 0,
         TASK_MEASURES[info.task],
     )
+
+
+def _python_model_init(document: Mapping[str, Any], diagnostics: Any) -> str:
+    """A Python model starts from its framework's own initial weights (`native`): the harness cannot draw
+    shared ones for tensors it does not know, so its trials are not paired across backends."""
+    if document.get("init_mode", "native") != "native":
+        raise SuiteIssue(
+            ("init_mode",),
+            f"{document.get('init_mode')!r}: a Python model (model.python) starts from its framework's own initial "
+            "weights; the harness cannot draw shared ones for tensors it does not know. Use init_mode: native "
+            "(or drop the key).",
+        )
+    if diagnostics is not None:
+        raise SuiteIssue(
+            ("diagnostics",),
+            "per-layer diagnostics need the harness's own layers; a Python model (model.python) has none it can "
+            "see. Drop diagnostics for this suite.",
+        )
+    return "native"
+
+
+def _check_python_models(templates: Sequence[TrialSpec | None], backends: Sequence[str]) -> None:
+    """Every backend of the suite has a factory for each Python model, and each factory builds a model whose
+    output fits the loss (this imports the framework and runs the user's code, and says so)."""
+    from harness.adapters.python_models import check_python_model, factory_key
+
+    for template in templates:
+        if template is None or not template.model.python:
+            continue
+        given = dict(template.model.python)
+        for backend in backends:
+            if factory_key(backend) not in given:
+                raise SuiteIssue(
+                    ("model", "python"),
+                    f"backend {backend!r} needs a {factory_key(backend)!r} factory, and this model gives only "
+                    f"{', '.join(given)}. Add {factory_key(backend)}: module:function, or run only backends "
+                    f"{[name for name in backends if factory_key(name) in given]}.",
+                )
+        for key in sorted({factory_key(backend) for backend in backends}):
+            check_python_model(template, key)
 
 
 def _check_depth(document: Mapping[str, Any]) -> bool:

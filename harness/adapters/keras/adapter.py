@@ -166,9 +166,18 @@ class KerasAdapter:
         global_seed = int(np.random.default_rng([spec.seed, FRAMEWORK_STREAM, 1]).integers(0, SEED_LIMIT))
         keras.utils.set_random_seed(global_seed)
         with keras.device(device):
-            network = build_network(
-                spec.model.plan(info.input_shape), info.input_shape, spec.initializer, spec.seed, spec.model.outputs()
-            )
+            if spec.model.python:  # the user's model, its own initial weights drawn under the global seed above
+                from harness.adapters.keras.python_model import python_network
+
+                network = python_network(spec.model, info.input_shape, info.num_outputs)
+            else:
+                network = build_network(
+                    spec.model.plan(info.input_shape),
+                    info.input_shape,
+                    spec.initializer,
+                    spec.seed,
+                    spec.model.outputs(),
+                )
         regularizer = spec.regularizer
         penalty = kernel_penalty(network.kernels, regularizer.l1, regularizer.l2)
         optimizer = make_optimizer(spec.optimizer, regularizer, network.biases)

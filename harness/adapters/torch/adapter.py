@@ -88,8 +88,14 @@ class TorchAdapter:
         init_seed, dropout_seed = np.random.default_rng([spec.seed, FRAMEWORK_STREAM]).integers(0, SEED_LIMIT, size=2)
         dropout_generator = torch.Generator(device=device)
         dropout_generator.manual_seed(int(dropout_seed))
-        network = build_network(spec.model.plan(info.input_shape), dropout_generator, spec.model.outputs())
-        if spec.init_mode == "native":
+        if spec.model.python:  # the user's module, with its own initial weights drawn under the trial's seed
+            from harness.adapters.torch.python_model import python_network
+
+            torch.manual_seed(int(init_seed))
+            network = python_network(spec.model, info.input_shape, info.num_outputs)
+        else:
+            network = build_network(spec.model.plan(info.input_shape), dropout_generator, spec.model.outputs())
+        if spec.init_mode == "native" and not spec.model.python:
             init_generator = torch.Generator()  # CPU: the network is built on CPU, then moved
             init_generator.manual_seed(int(init_seed))
             initialize_native(network, spec.initializer, init_generator)
