@@ -266,11 +266,14 @@ def test_epochs_is_tidy_and_ordered(results: Results) -> None:
 def test_final_takes_the_last_epoch_and_the_best(results: Results) -> None:
     final = results.final().set_index("hash")
     assert final.at["better-torch-2", "test_accuracy"] == 0.71
-    assert final.at["better-torch-2", "best_test_loss"] == pytest.approx(2 * (1 - 0.71), abs=FLOAT_TOLERANCE)
+    assert final.at["better-torch-2", "best_train_loss"] == pytest.approx(2 * (1 - 0.76), abs=FLOAT_TOLERANCE)
+    # No validation split here: no selected epoch, and never the test set's own best (an oracle).
+    assert final["at_best_validation_test_accuracy"].isna().all() and final["best_validation_epoch"].isna().all()
+    assert not [column for column in final.columns if column.startswith("best_test_")]
     assert final.at["better-torch-2", "final_epoch"] == 2
     diverged = final.loc[_hash(*DIVERGED)]
     assert diverged["final_epoch"] == 2 and math.isnan(diverged["test_accuracy"])  # no accuracy after diverging
-    assert diverged["best_test_accuracy"] == pytest.approx(0.70 - 0.1, abs=FLOAT_TOLERANCE)
+    assert diverged["best_train_accuracy"] == pytest.approx(0.70 - 0.1 + 0.05, abs=FLOAT_TOLERANCE)
     failed = final.loc[_hash(*FAILED)]
     assert failed["status"] == "failed" and pd.isna(failed["final_epoch"]) and math.isnan(failed["test_accuracy"])
     assert failed["error"] == "ValueError: <boom>"

@@ -630,7 +630,7 @@ def real_runs(tmp_path_factory: pytest.TempPathFactory, harness_cli) -> dict[str
         expect=[
             "sgd.test_accuracy > 0.5",
             "adam.final_train_loss < sgd.final_train_loss",
-            "`adam`.best_test_accuracy >= 0.8",
+            "`adam`.at_best_validation_test_accuracy >= 0.8",
         ],
     )
     paths["claims-false"] = suite_copy(
