@@ -165,6 +165,7 @@ def record_results(record: SuiteRecord, store: Store) -> Results:
         report_options=dict(record.report),
         diagnostics=store.diagnostics_frame(hashes),
         arm_labels=record.arm_labels(),
+        predictions=store.predictions_frame(hashes),
     )
 
 
