@@ -922,3 +922,24 @@ class TestEveryErrorInOnePass:
         assert result.exit_code == 2 and "Traceback" not in result.output
         assert f"{path}:7: initializer: unknown initializer 'he_nromal'" in result.output
         assert f"{path}:8: training.batch_size: expected an integer > 0" in result.output
+
+
+@pytest.mark.parametrize(
+    "block, key",
+    [
+        ("report: {targets: {validation_accuracy: 0.5}}\n", "report.targets.validation_accuracy"),
+        ("expect: ['base.at_best_validation_test_accuracy > 0.5']\n", "expect[0]"),
+    ],
+)
+def test_a_validation_read_without_a_validation_split_is_refused_at_load(tmp_path, block, key):
+    from harness.cli.common import load_checked_suite
+
+    path = write_suite(tmp_path, BASE_SUITE + block)
+    with pytest.raises(
+        SpecError, match=re.escape(key) + ": reads a validation metric, and arm 'base' has no validation"
+    ):
+        load_checked_suite(path)
+    with_split = write_suite(
+        tmp_path, BASE_SUITE.replace("dataset: mnist1d", "dataset: {name: mnist1d, validation: 0.1}") + block
+    )
+    assert load_checked_suite(with_split).name == "t"
