@@ -9,11 +9,13 @@ Metric names. The training loop records `<split>_<measure>` for every split and 
 the dataset's task (`train_loss`, `test_accuracy`, ...), evaluated on the whole split after each
 epoch (epoch 0 = before training), plus `minibatch_loss`, the mean training-mode data loss over an
 epoch's steps. Graph models with several outputs add `<split>_loss_<output>` and
-`minibatch_loss_<output>`. Tables derive `final_<metric>` (the last epoch's value) and
-`best_<metric>` (the best value over epochs in the measure's direction). A trial also records the
-timings of `TIMING_COLUMNS`.
+`minibatch_loss_<output>`. Tables derive `final_<metric>` (the last epoch's value),
+`best_<metric>` (the best value over epochs in the measure's direction) for every metric except
+test ones, and for test metrics `at_best_validation_<metric>` (the value at the epoch of least
+validation loss): a best-over-epochs test value would choose the epoch by the test set. A trial
+also records the timings of `TIMING_COLUMNS`.
 
-A metric's direction and range come from the measure its name ENDS with (`best_test_accuracy` is
+A metric's direction and range come from the measure its name ENDS with (`at_best_validation_test_accuracy` is
 an accuracy; `accuracy_gap` and `train_loss_<output>` end with no measure); a name that ends with
 no measure is lower-is-better and unbounded.
 """
@@ -107,7 +109,7 @@ _BY_SUFFIX = sorted((*MEASURE_TABLE, SECONDS), key=lambda measure: -len(measure.
 
 
 def measure_of(metric: str) -> Measure | None:
-    """The measure a metric name ends with (`best_test_r2` -> r2, `train_seconds` -> seconds), else None."""
+    """The measure a metric name ends with (`at_best_validation_test_r2` -> r2, `train_seconds` -> seconds), else None."""
     return next((measure for measure in _BY_SUFFIX if metric.endswith(measure.name)), None)
 
 
@@ -157,9 +159,47 @@ def output_metric_name(metric: str, output: str) -> str:
     return f"{metric}_{output}"
 
 
+AT_BEST_VALIDATION_PREFIX = "at_best_validation_"  # at_best_validation_<test metric>: at the selected epoch
+SELECTION_METRIC = metric_name(VALIDATION_SPLIT, LOSS)  # the epoch of its least value is the selected one
+BEST_VALIDATION_EPOCH = "best_validation_epoch"  # per trial: the first epoch of least validation loss
+
+
+def is_test_metric(metric: str) -> bool:
+    """A metric measured on the test split (`test_accuracy`, `test_loss_aux`)."""
+    return metric.startswith(f"{TEST_SPLIT}_")
+
+
 def best_name(metric: str) -> str:
-    """The column of `metric`'s best value over epochs."""
-    return f"{BEST_PREFIX}{metric}"
+    """The column of `metric`'s best value over epochs. Not for a test metric: the best test value
+    over epochs picks the epoch by the test set (an oracle), so tables never derive it; a test
+    metric's selected value is `at_best_validation_name`."""
+    name = f"{BEST_PREFIX}{metric}"
+    if is_test_metric(metric):
+        raise ValueError(f"no best-over-epochs column for a test metric: {oracle_reason(name)}")
+    return name
+
+
+def has_best_name(metric: str) -> bool:
+    """Whether tables derive `best_<metric>`: every recorded metric except test ones."""
+    return not is_test_metric(metric)
+
+
+def at_best_validation_name(metric: str) -> str:
+    """The column of a test metric's value at the epoch of least validation loss (`SELECTION_METRIC`):
+    model selection by validation, then the test set read once, at the selected epoch."""
+    return f"{AT_BEST_VALIDATION_PREFIX}{metric}"
+
+
+def oracle_reason(name: str) -> str | None:
+    """Why `name` may not be used, when it is the best-over-epochs value of a test metric, else None."""
+    if not name.startswith(BEST_PREFIX) or not is_test_metric(name[len(BEST_PREFIX) :]):
+        return None
+    metric = name[len(BEST_PREFIX) :]
+    return (
+        f"{name} would be the best test value over epochs, i.e. an epoch chosen by the test set (an oracle that "
+        f"overstates every arm). Use {at_best_validation_name(metric)} (the test value at the epoch of least "
+        f"validation loss; needs a validation split) or {metric} (the final epoch's)"
+    )
 
 
 def final_name(metric: str) -> str:

@@ -42,6 +42,15 @@ class SuiteRecord:
     expect: tuple[str, ...]
     document: Mapping[str, Any]
     labels: pd.DataFrame  # hash, arm, backend, seed, <axis columns>
+    # The suite's seed sets as declared (`Suite.explore_seeds`, `Suite.confirm_seeds`); () without them.
+    explore_seeds: tuple[int, ...] = ()
+    confirm_seeds: tuple[int, ...] = ()
+
+    def seed_roles(self) -> str:
+        """'seeds 0-2 explore, 3-7 confirm', or 'seeds 0-4' (the seeds of the manifest's trials)."""
+        from harness.suite.load import seed_roles
+
+        return seed_roles(self.explore_seeds or sorted(set(self.labels["seed"])), self.confirm_seeds)
 
     @classmethod
     def from_suite(cls, suite: Suite) -> SuiteRecord:
@@ -56,6 +65,8 @@ class SuiteRecord:
             tuple(suite.expect),
             dict(suite.document),
             labels_frame(suite),
+            tuple(suite.explore_seeds),
+            tuple(suite.confirm_seeds),
         )
 
     def arm_labels(self) -> dict[str, dict[str, str]]:
@@ -81,6 +92,8 @@ class SuiteRecord:
                 "check": self.check,
                 "expect": list(self.expect),
                 "document": self.document,
+                "explore_seeds": list(self.explore_seeds),
+                "confirm_seeds": list(self.confirm_seeds),
                 "trials": self.labels.astype(object).to_dict(orient="records"),
             },
             indent=1,
@@ -109,6 +122,8 @@ class SuiteRecord:
                 tuple(data["expect"]),
                 data["document"],
                 labels,
+                tuple(int(seed) for seed in data.get("explore_seeds", [])),  # absent in manifests before them
+                tuple(int(seed) for seed in data.get("confirm_seeds", [])),
             )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise StoreError(
@@ -150,6 +165,7 @@ def record_results(record: SuiteRecord, store: Store) -> Results:
         report_options=dict(record.report),
         diagnostics=store.diagnostics_frame(hashes),
         arm_labels=record.arm_labels(),
+        predictions=store.predictions_frame(hashes),
     )
 
 

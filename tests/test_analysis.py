@@ -218,6 +218,22 @@ def test_paired_test_matches_scipy_and_hand_effect_size() -> None:
     assert math.isnan(paired_test([1.0], [0.0])["p_value"])
 
 
+def test_differences_that_agree_to_rounding_are_not_certainty() -> None:
+    """0.95 - 0.85 and 0.93 - 0.83 are 0.1 up to float64 rounding: the sd of the differences is
+    ~1e-17 and d_z was ~1e15. No seed noise is no test, not infinite certainty."""
+    arm, reference = [0.95, 0.93, 0.91], [0.85, 0.83, 0.81]
+    assert 0 < np.std(np.subtract(arm, reference), ddof=1) < 1e-15  # the rounding this is about
+    result = paired_test(arm, reference)
+    assert result["no_spread"] and result["mean_difference"] == pytest.approx(0.1, abs=1e-15)
+    assert all(math.isnan(result[key]) for key in ("cohens_dz", "t_statistic", "p_value"))
+    assert result["ci_low"] == result["ci_high"] == result["mean_difference"]
+    exact = paired_test([0.5, 0.6], [0.4, 0.5 + 0.0])  # bit-identical differences? either way: no spread
+    assert exact["no_spread"] and math.isnan(exact["cohens_dz"])
+    # A spread just above rounding (1e-9, a float32 metric's last digits) is a real spread: tested.
+    noisy = paired_test([0.95, 0.93 + 1e-9, 0.91], [0.85, 0.83, 0.81])
+    assert not noisy["no_spread"] and math.isfinite(noisy["cohens_dz"]) and noisy["p_value"] < 1e-6
+
+
 def test_describe_groups_equals_describe_per_group() -> None:
     frames = synthetic_frames(
         optimizers=("sgd", "adam"), widths=(8,), backends=("torch",), seeds=5, epochs=3, diverged=0, failed=0
@@ -250,11 +266,14 @@ def test_epochs_is_tidy_and_ordered(results: Results) -> None:
 def test_final_takes_the_last_epoch_and_the_best(results: Results) -> None:
     final = results.final().set_index("hash")
     assert final.at["better-torch-2", "test_accuracy"] == 0.71
-    assert final.at["better-torch-2", "best_test_loss"] == pytest.approx(2 * (1 - 0.71), abs=FLOAT_TOLERANCE)
+    assert final.at["better-torch-2", "best_train_loss"] == pytest.approx(2 * (1 - 0.76), abs=FLOAT_TOLERANCE)
+    # No validation split here: no selected epoch, and never the test set's own best (an oracle).
+    assert final["at_best_validation_test_accuracy"].isna().all() and final["best_validation_epoch"].isna().all()
+    assert not [column for column in final.columns if column.startswith("best_test_")]
     assert final.at["better-torch-2", "final_epoch"] == 2
     diverged = final.loc[_hash(*DIVERGED)]
     assert diverged["final_epoch"] == 2 and math.isnan(diverged["test_accuracy"])  # no accuracy after diverging
-    assert diverged["best_test_accuracy"] == pytest.approx(0.70 - 0.1, abs=FLOAT_TOLERANCE)
+    assert diverged["best_train_accuracy"] == pytest.approx(0.70 - 0.1 + 0.05, abs=FLOAT_TOLERANCE)
     failed = final.loc[_hash(*FAILED)]
     assert failed["status"] == "failed" and pd.isna(failed["final_epoch"]) and math.isnan(failed["test_accuracy"])
     assert failed["error"] == "ValueError: <boom>"
@@ -331,7 +350,8 @@ def test_comparisons_verdict_follows_the_metric_direction(results: Results) -> N
     assert list(swapped_loss["verdict"]) == ["worse", "worse"]  # a higher loss is worse
     # No difference at all (train_seconds is 1 + seed in both arms): no test, no verdict either way.
     speed = results.comparisons(metric="train_seconds")
-    assert list(speed["verdict"]) == ["no significant difference"] * 2 and not speed["significant"].any()
+    assert list(speed["verdict"]) == ["no test: every seed gives the same difference"] * 2
+    assert not speed["significant"].any() and speed["cohens_dz"].isna().all()
 
 
 def test_backend_deltas_pair_torch_minus_keras_by_seed(results: Results) -> None:

@@ -630,7 +630,7 @@ def real_runs(tmp_path_factory: pytest.TempPathFactory, harness_cli) -> dict[str
         expect=[
             "sgd.test_accuracy > 0.5",
             "adam.final_train_loss < sgd.final_train_loss",
-            "`adam`.best_test_accuracy >= 0.8",
+            "`adam`.at_best_validation_test_accuracy >= 0.8",
         ],
     )
     paths["claims-false"] = suite_copy(
@@ -752,6 +752,40 @@ def test_claims_true_and_false_through_the_cli(harness_cli, real_runs) -> None:
         and "n=3 seeds" in false.output
         and "lies entirely on the other side of 0: the claim is false" in false.output
     )
+
+
+def test_claims_are_judged_on_confirmation_seeds_only(harness_cli, real_runs, tmp_path: Path) -> None:
+    """base (seeds 0-2) and drift1 (10-12) hold the same trials at other seeds: a copy that explores on
+    0-2 and confirms on 10-12 runs nothing new, and its claims see only 10-12."""
+    seeds = {"explore": [0, 1, 2], "confirm": [10, 11, 12]}
+    path = suite_copy(tmp_path, "confirm", name="ci-confirm", seeds=seeds, expect=["sgd.test_accuracy > 0.5"])
+    ran = CliRunner().invoke(
+        harness_cli, ["run", str(path), "--store", str(real_runs["store"]), "-q", "--phase", "confirm"]
+    )
+    assert ran.exit_code == 0, ran.output
+    assert "6 trials: 6 already in the store" in ran.output  # 2 arms x the 3 confirm seeds, nothing else
+    assert "seeds 0-2 explore, 10-12 confirm" in ran.output
+    machine = run_check(harness_cli, real_runs, path, "--json", baseline=False)
+    document = json.loads(machine.output)
+    assert document["claim_seeds"] == {"confirm": [10, 11, 12], "explore_not_used": [0, 1, 2], "missing": []}
+    assert [outcome["seeds"] for outcome in document["claims"][0]["outcomes"]] == [[10, 11, 12]]
+    text = run_check(harness_cli, real_runs, path, baseline=False)
+    assert text.exit_code == 0, text.output
+    assert "claims judged on confirmation seeds 10-12 (explore seeds 0-2 not used)" in text.output
+    # The results folder's manifest remembers the sets: a folder target judges the same way.
+    folder = run_check(harness_cli, real_runs, str(real_runs["store"] / "ci-confirm"), "--json", baseline=False)
+    assert json.loads(folder.output)["claim_seeds"] == document["claim_seeds"]
+
+    claim = ["sgd.test_accuracy > 0.5"]
+    partly = suite_copy(tmp_path, "partly", seeds={"explore": [0, 1, 2], "confirm": [10, 11, 12, 13]}, expect=claim)
+    partly_text = run_check(harness_cli, real_runs, partly, baseline=False)
+    assert f"confirmation seed(s) 13 are not in the store, so fewer seeds decide: run `harness run {partly}" in (
+        partly_text.output.replace("\n", "")
+    )
+    absent = suite_copy(tmp_path, "absent", seeds={"explore": [0, 1, 2], "confirm": [40, 41]}, expect=claim)
+    refused = run_check(harness_cli, real_runs, absent, baseline=False)
+    assert refused.exit_code == 2, refused.output
+    assert "confirmation seeds 40-41" in refused.output and "--phase confirm" in refused.output
 
 
 def test_diverged_trials_exit_3(harness_cli, real_runs) -> None:

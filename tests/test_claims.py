@@ -52,7 +52,7 @@ VALID = {
         [("lr=0.1,initializer=he_normal", "test_loss")],
         "<=",
     ),
-    "single-quotes": ("'a b'.best_test_accuracy < 1e-1", [("a b", "best_test_accuracy")], "<"),
+    "single-quotes": ("'a b'.best_train_loss < 1e-1", [("a b", "best_train_loss")], "<"),
     "arithmetic": (
         "(a.train_seconds + b.train_seconds) / 2 * -1 < -0.5",
         [("a", "train_seconds"), ("b", "train_seconds")],
@@ -169,7 +169,22 @@ def test_validate_claims_accepts_every_documented_metric_form() -> None:
     ]
     claims = validate_claims(texts, arms)
     assert [claim.text for claim in claims] == texts
-    assert {"final_train_loss", "best_test_accuracy", "train_seconds", "minibatch_loss"} <= set(claim_metrics())
+    assert {"final_train_loss", "at_best_validation_test_accuracy", "train_seconds", "minibatch_loss"} <= set(
+        claim_metrics()
+    )
+    assert not any(name.startswith("best_test_") for name in claim_metrics())
+
+
+def test_a_best_test_metric_is_refused_as_an_oracle() -> None:
+    with pytest.raises(
+        ClaimError,
+        match=r"expect\[0\]: claim .*best_test_accuracy would be the best test value over "
+        r"epochs, i.e. an epoch chosen by the test set .* Use at_best_validation_test_accuracy",
+    ):
+        validate_claims(["sgd.best_test_accuracy > 0.9"], ("sgd",))
+    # A suite without a validation split records no validation_loss: the selected value cannot exist.
+    with pytest.raises(ClaimError, match="this suite records no validation_loss: its dataset has no validation split"):
+        evaluate_claims(claim_results(), ["he.at_best_validation_test_accuracy > 0.5"])
 
 
 def test_validate_claims_reports_the_position() -> None:
@@ -180,6 +195,7 @@ def test_validate_claims_reports_the_position() -> None:
 # -- evaluation over seeds ------------------------------------------------------------------------
 
 PEAK_GAIN, PEAK_LOSS_FACTOR = 0.03, 0.8  # epoch 1 of `claim_results(peaked=True)` against the final epoch
+PEAK_VALIDATION_LOSS = (0.5, 0.7, 0.5)  # per epoch, peaked only: the least is first reached at epoch 0
 
 # Final test accuracy and train loss per (arm, backend), one value per seed 0..3.
 ACCURACY = {
@@ -231,6 +247,9 @@ def claim_results(
             for epoch, scale in ((0, 0.1), (1, 0.5), (2, 1.0)):
                 final = epoch == 2
                 loss = TRAIN_LOSS[(arm, backend)][seed]
+                if peaked:  # least validation loss at epochs 0 and 2: the first, 0, is the selected epoch
+                    value = PEAK_VALIDATION_LOSS[epoch]
+                    metrics.append({"hash": key, "epoch": epoch, "metric": "validation_loss", "value": value})
                 if peaked and epoch == 1:
                     metrics += [
                         {"hash": key, "epoch": 1, "metric": "test_accuracy", "value": accuracy + PEAK_GAIN},
@@ -314,18 +333,22 @@ def test_best_metric_reads_the_best_epoch() -> None:
     texts = [
         "he.best_train_loss < 0.21",
         "he.final_train_loss < 0.21",
-        "he.best_test_accuracy > 0.92",
+        "he.at_best_validation_test_accuracy < 0.2",
         "he.final_test_accuracy > 0.92",
     ]
-    best_loss, final_loss, best_accuracy, final_accuracy = evaluate_claims(claim_results(peaked=True), texts)
+    best_loss, final_loss, selected, final_accuracy = evaluate_claims(claim_results(peaked=True), texts)
     loss, accuracy = np.array(TRAIN_LOSS[("he", "torch")]), np.array(ACCURACY[("he", "torch")])
     assert best_loss.outcomes[0].left_mean == pytest.approx((loss * PEAK_LOSS_FACTOR).mean(), rel=1e-12)
     assert final_loss.outcomes[0].left_mean == pytest.approx(loss.mean(), rel=1e-12)
-    assert best_accuracy.outcomes[0].left_mean == pytest.approx((accuracy + PEAK_GAIN).mean(), rel=1e-12)
+    # The test accuracy at the epoch validation selects (epoch 0, the first of two least losses), not the
+    # best test accuracy over epochs (epoch 1's, accuracy + PEAK_GAIN): the test set chooses nothing.
+    assert selected.outcomes[0].left_mean == pytest.approx((accuracy * 0.1).mean(), rel=1e-12)
     assert final_accuracy.outcomes[0].left_mean == pytest.approx(accuracy.mean(), rel=1e-12)
     # The best epoch's loss (mean 0.176) is shown below 0.21; the final one (mean 0.22) is not.
     assert best_loss.outcomes[0].passed and not final_loss.outcomes[0].passed
-    assert best_accuracy.outcomes[0].passed and not final_accuracy.outcomes[0].passed
+    assert selected.passed and not final_accuracy.outcomes[0].passed
+    final = claim_results(peaked=True).final()
+    assert set(final["best_validation_epoch"]) == {0} and "best_test_accuracy" not in final.columns
     # Unpeaked, the final epoch is the best one: the same numbers.
     [best, final] = evaluate_claims(claim_results(), ["he.best_train_loss < 0.3", "he.final_train_loss < 0.3"])
     assert best.outcomes[0].margin_mean == pytest.approx(final.outcomes[0].margin_mean, abs=FLOAT_TOLERANCE)

@@ -157,7 +157,10 @@ class TestListAndValidate:
         suites = sorted(str(p) for p in (REPO / "suites").glob("*.yaml"))
         result = invoke("validate", *suites)
         assert result.exit_code == 0, result.output
-        assert "'optimizers', 5 arms x 1 backends (torch) x 3 seeds = 15 trials" in result.output
+        assert (
+            "'optimizers', 5 arms x 1 backends (torch) x 6 seeds = 30 trials (seeds 0-2 explore, 3-5 confirm)"
+            in result.output
+        )
 
     @pytest.mark.parametrize(
         "what, expected",

@@ -197,3 +197,34 @@ def test_a_version_2_store_opens_and_has_no_predictions(tmp_path: Path) -> None:
     connection = sqlite3.connect(tmp_path / DATABASE_NAME)
     assert connection.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     connection.close()
+
+
+def test_comparisons_and_compare_show_the_example_level_evidence(stored) -> None:
+    """The table the report shows and the columns `harness compare` prints, from the same library calls."""
+    from harness.report.compare import compare_results
+    from harness.report.sections import example_level_table
+
+    directory, _, _ = stored
+    with Store(directory) as store:
+        trial_rows, predictions, metrics = store.trials_frame(), store.predictions_frame(), store.metrics_frame()
+    results = Results(
+        trial_rows, metrics, arms=("fast", "slow"), axes=(), name="examples-test", predictions=predictions
+    )
+    [row] = results.example_comparisons().to_dict("records")
+    direct = results.example_level(predictions, "slow", "fast", resamples=1000)
+    assert (row["arm"], row["reference"], row["seeds"]) == ("slow", "fast", 2)
+    # Intersection-union: the largest per-seed McNemar p; the count of seed pairs below 0.05.
+    assert row["mcnemar_p"] == pytest.approx(direct.per_seed["p_value"].max())
+    assert row["mcnemar_significant"] == f"{int((direct.per_seed['p_value'] < 0.05).sum())}/2"
+    assert row["example_difference"] == pytest.approx(direct.interval.difference)
+    assert row["example_ci_low"] == pytest.approx(direct.interval.low) and row["example_ci_high"] == pytest.approx(
+        direct.interval.high
+    )
+    table = example_level_table(results)
+    assert table is not None and len(table.rows) == 1
+    # Without predictions (regression, older stores) there is no table rather than an empty one.
+    assert example_level_table(Results(trial_rows, metrics, arms=("fast", "slow"), axes=(), name="x")) is None
+    # compare: a result set against itself on the same seeds: identical predictions, nothing discordant.
+    compared = compare_results(results, results).set_index("arm")
+    assert compared.loc["slow", "mcnemar_p"] == 1.0 and compared.loc["slow", "mcnemar_significant"] == "0/2"
+    assert compared.loc["slow", "example_ci_low"] == compared.loc["slow", "example_ci_high"] == 0.0

@@ -132,7 +132,7 @@ def test_hostile_file_is_refused_quickly_with_a_located_message(name, tmp_path):
 SUITE_LIMITS = {
     # name: (file content, line of the error, text the message must hold): refused after parsing, before expanding
     "seeds-past-a-machine-int": (
-        SMOKE.replace("seeds: 3", "seeds: 99999999999999999999"),
+        SMOKE.replace("seeds: {explore: 3, confirm: 3}", "seeds: 99999999999999999999"),
         12,
         "over the limit of 1000",
     ),
@@ -147,7 +147,7 @@ SUITE_LIMITS = {
         "model.mlp.depth: depth 1000000000 is over the limit of 1000 layers",
     ),
     "too-many-trials": (
-        SMOKE.replace("seeds: 3", "seeds: 1000").replace(
+        SMOKE.replace("seeds: {explore: 3, confirm: 3}", "seeds: 1000").replace(
             "grid:\n", "grid:\n  training.epochs: [" + ", ".join(map(str, range(1, 101))) + "]\n"
         ),
         14,

@@ -20,6 +20,7 @@ from harness.measures import (
     TASK_MEASURES,
     TIMING_COLUMNS,
     TRIAL_STATUSES,
+    at_best_validation_name,
     best_name,
     bounds,
     direction,
@@ -133,7 +134,14 @@ def test_recorded_metric_names_and_their_display_order() -> None:
 
 
 def test_derived_prefixes() -> None:
-    assert best_name("test_accuracy") == "best_test_accuracy"
+    assert best_name("validation_accuracy") == "best_validation_accuracy"
+    with pytest.raises(ValueError, match="an epoch chosen by the test set"):
+        best_name("test_accuracy")  # an oracle: tables never derive it
+    assert at_best_validation_name("test_accuracy") == "at_best_validation_test_accuracy"
+    assert (
+        measures.oracle_reason("best_test_loss_aux") is not None and measures.oracle_reason("best_train_loss") is None
+    )
+    assert measures.is_higher_better("at_best_validation_test_accuracy")
     assert final_name("train_loss") == "final_train_loss"
     assert without_final_prefix("final_train_loss") == "train_loss"
     assert without_final_prefix("best_train_loss") == "best_train_loss"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,41 @@ class TestLoad:
         assert (suite.backends, suite.seeds) == (("keras",), (3, 4))
         assert [(t.spec.backend, t.spec.seed) for t in suite.trials] == [("keras", 3), ("keras", 4)]
         assert load_suite_text(tmp_path, BASE_SUITE, seeds=3).seeds == (0, 1, 2)
+
+    def test_explore_and_confirm_seeds(self, tmp_path):
+        from harness.suite.load import select_phase
+
+        suite = load_suite_text(tmp_path, BASE_SUITE + "seeds: {explore: 2, confirm: 3}\n")
+        assert (suite.seeds, suite.explore_seeds, suite.confirm_seeds) == ((0, 1, 2, 3, 4), (0, 1), (2, 3, 4))
+        assert suite.seed_roles() == "seeds 0-1 explore, 2-4 confirm"
+        confirm = select_phase(suite, "confirm")
+        assert confirm.seeds == (2, 3, 4) and [t.spec.seed for t in confirm.trials] == [2, 3, 4]
+        assert select_phase(suite, "explore").seeds == (0, 1) and select_phase(suite, "all") is suite
+        listed = load_suite_text(tmp_path, BASE_SUITE + "seeds: {explore: [5, 0], confirm: [9, 7]}\n")
+        assert (listed.seeds, listed.confirm_seeds) == ((5, 0, 9, 7), (9, 7))
+        # --seeds replaces what runs; the declared sets stay (claims are still judged on them)
+        overridden = load_suite_text(tmp_path, BASE_SUITE + "seeds: {explore: 2, confirm: 3}\n", seeds=1)
+        assert (overridden.seeds, overridden.confirm_seeds) == ((0,), (2, 3, 4))
+        plain = load_suite_text(tmp_path, BASE_SUITE + "seeds: [0, 1, 2]\n")
+        assert (plain.seeds, plain.explore_seeds, plain.confirm_seeds) == ((0, 1, 2), (0, 1, 2), ())
+        with pytest.raises(SpecError, match="has no confirmation seeds"):
+            select_phase(plain, "confirm")
+
+    @pytest.mark.parametrize(
+        "seeds, message",
+        [
+            ("{explore: [0, 1], confirm: [1, 2]}", "seeds.confirm: seed 1 is both an explore and a confirm seed"),
+            ("{explore: [0, 1]}", "seeds: missing key 'confirm'"),
+            ("{explore: [], confirm: [2]}", "seeds.explore: expected a count > 0"),
+            ("{explore: 2, confirm: 0}", "seeds.confirm: expected a count > 0"),
+            ("{explore: [0, x], confirm: [3]}", "seeds.explore[1]: expected an integer >= 0 as a seed, got 'x'"),
+            ("{explore: 2, confirm: [true]}", "seeds.confirm[0]: expected an integer >= 0 as a seed, got True"),
+            ("{explor: 2, confirm: 2}", "seeds.explor: unknown key 'explor'. Did you mean 'explore'?"),
+        ],
+    )
+    def test_bad_seed_sets_are_located_errors(self, tmp_path, seeds, message):
+        with pytest.raises(SpecError, match=re.escape(message)):
+            load_suite_text(tmp_path, BASE_SUITE + f"seeds: {seeds}\n")
 
     @pytest.mark.parametrize(
         "text, check",
@@ -886,3 +922,24 @@ class TestEveryErrorInOnePass:
         assert result.exit_code == 2 and "Traceback" not in result.output
         assert f"{path}:7: initializer: unknown initializer 'he_nromal'" in result.output
         assert f"{path}:8: training.batch_size: expected an integer > 0" in result.output
+
+
+@pytest.mark.parametrize(
+    "block, key",
+    [
+        ("report: {targets: {validation_accuracy: 0.5}}\n", "report.targets.validation_accuracy"),
+        ("expect: ['base.at_best_validation_test_accuracy > 0.5']\n", "expect[0]"),
+    ],
+)
+def test_a_validation_read_without_a_validation_split_is_refused_at_load(tmp_path, block, key):
+    from harness.cli.common import load_checked_suite
+
+    path = write_suite(tmp_path, BASE_SUITE + block)
+    with pytest.raises(
+        SpecError, match=re.escape(key) + ": reads a validation metric, and arm 'base' has no validation"
+    ):
+        load_checked_suite(path)
+    with_split = write_suite(
+        tmp_path, BASE_SUITE.replace("dataset: mnist1d", "dataset: {name: mnist1d, validation: 0.1}") + block
+    )
+    assert load_checked_suite(with_split).name == "t"

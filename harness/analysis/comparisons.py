@@ -84,6 +84,11 @@ def _paired(first: pd.Series, second: pd.Series) -> tuple[np.ndarray, np.ndarray
     return first.loc[seeds].to_numpy(), second.loc[seeds].to_numpy()
 
 
+# Every seed gives the same difference (to float rounding): no spread, so no test, and d_z is undefined
+# rather than ~1e15 (`statistics.paired_test`).
+NO_SPREAD_VERDICT = "no test: every seed gives the same difference"
+
+
 def _verdict(row: Mapping[Any, Any], metric: str) -> str:
     if not row["significant"]:
         return "no significant difference"
@@ -110,6 +115,8 @@ def compare_arms(
     Differences are arm - reference. p is the two-sided paired t-test (scipy.stats.ttest_rel);
     p_holm is Holm-adjusted over every row of the returned table (the whole grid x backends for
     this metric); significant means p_holm < ALPHA (0.05). Cohen's d_z = mean(d) / std(d).
+    When the differences agree to float rounding, t, p and d_z are NaN and the verdict says so
+    (NO_SPREAD_VERDICT): identical differences show no seed noise, not certainty.
     The verdict says 'better'/'worse' in the metric's own direction (higher accuracy, lower loss).
     initial_weights says whether the two arms' layers started from identical tensors (identical,
     partly (layers X differ), no; '-' without `trials` holding the stored specs: harness.analysis.pairing).
@@ -145,7 +152,10 @@ def compare_arms(
     table = pd.DataFrame(rows, columns=[*COMPARISON_COLUMNS[:2], *axes, *COMPARISON_COLUMNS[2:-3]])
     table["p_holm"] = holm(table["p_value"].to_numpy(dtype=np.float64)) if len(table) else []
     table["significant"] = (table["p_holm"] < ALPHA).astype(bool)
-    table["verdict"] = [_verdict(row, metric) for row in table.to_dict("records")]
+    table["verdict"] = [
+        NO_SPREAD_VERDICT if row.get("no_spread") else _verdict(record, metric)
+        for row, record in zip(rows, table.to_dict("records"))
+    ]
     table["initial_weights"] = initial_weights_pairing(trials if trials is not None else final, rows)
     for column in IMPROVEMENT_COLUMNS:
         table[column] = [improvement[column] for improvement in improvements]

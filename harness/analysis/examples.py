@@ -23,7 +23,8 @@ Framework-free: numpy, pandas, statsmodels; `split_labels` loads the dataset (ha
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -274,4 +275,88 @@ def example_level(
     )
     return ExampleLevelComparison(
         arm_a=arm_a, arm_b=arm_b, backend=backend, epoch=epoch, per_seed=pd.DataFrame(per_seed), interval=interval
+    )
+
+
+EXAMPLE_LEVEL_COLUMNS = (
+    "seeds",  # seed pairs with stored final-epoch test predictions on both sides
+    "mcnemar_p",  # the largest per-seed McNemar exact p: every seed pair differs at this level
+    "mcnemar_significant",  # 'k/n': seed pairs whose own McNemar p < 0.05
+    "example_difference",  # mean over those seeds of accuracy (first - second) on the test examples
+    "example_ci_low",  # two-level (seeds, then examples) bootstrap 95% interval of that difference
+    "example_ci_high",
+)
+SUMMARY_RESAMPLES = 1000  # tables compute many of these: 1000 replicates keep the quantiles to ~0.01 x width
+
+
+def paired_example_test(
+    first: Sequence[np.ndarray], second: Sequence[np.ndarray], labels: np.ndarray, *, resamples: int = SUMMARY_RESAMPLES
+) -> dict[str, Any]:
+    """Example-level evidence for two sets of trials paired by seed (first[i], second[i]: one seed).
+
+    McNemar's exact test per seed pair, combined as an intersection-union test: the pairs all
+    differ at level max(p) (the seeds share the test examples, so their p's are not independent
+    and cannot be multiplied; the maximum needs no independence). With it the count of pairs
+    below 0.05, and the two-level bootstrap interval of the accuracy difference (first - second).
+    """
+    if not first:
+        return {column: math.nan for column in EXAMPLE_LEVEL_COLUMNS} | {"seeds": 0, "mcnemar_significant": ""}
+    tests = [mcnemar_test(a, b, labels) for a, b in zip(first, second)]
+    p_values = [test.p_value for test in tests]
+    interval = two_level_bootstrap(
+        np.array([_correct(a, labels) for a in first]),
+        np.array([_correct(b, labels) for b in second]),
+        resamples=resamples,
+    )
+    return {
+        "seeds": len(tests),
+        "mcnemar_p": float(max(p_values)),
+        "mcnemar_significant": f"{sum(p < 0.05 for p in p_values)}/{len(p_values)}",
+        "example_difference": interval.difference,
+        "example_ci_low": interval.low,
+        "example_ci_high": interval.high,
+    }
+
+
+def final_predictions(trials: pd.DataFrame, predictions: pd.DataFrame) -> dict[str, np.ndarray]:
+    """hash -> its final epoch's test predictions (predicted classes), for ok trials that have them."""
+    if predictions is None or predictions.empty:
+        return {}
+    kept = predictions[(predictions["split"] == TEST_SPLIT) & predictions["is_final"]]
+    ok = set(trials.loc[trials["status"] == OK, "hash"])
+    return {
+        str(trial_hash): np.asarray(values)
+        for trial_hash, values in zip(kept["hash"], kept["values"])
+        if trial_hash in ok and np.asarray(values).ndim == 1
+    }
+
+
+class LabelCache:
+    """Test labels per dataset spec, loaded once (a report compares many arms of one dataset)."""
+
+    def __init__(self) -> None:
+        self._labels: dict[str, np.ndarray] = {}
+
+    def __call__(self, spec_json: str) -> np.ndarray:
+        key = json.dumps(json.loads(spec_json)["dataset"], sort_keys=True)
+        if key not in self._labels:
+            self._labels[key] = split_labels(spec_json)
+        return self._labels[key]
+
+
+def example_level_rows(
+    first: pd.DataFrame, second: pd.DataFrame, predictions: Mapping[str, np.ndarray], labels: LabelCache
+) -> dict[str, Any]:
+    """`paired_example_test` on two sets of trial rows (hash, seed, spec), paired on their common seeds
+    that have predictions; NaN columns (seeds 0) when none do or their test splits differ."""
+    a = {int(row["seed"]): row for row in first.to_dict("records") if row["hash"] in predictions}
+    b = {int(row["seed"]): row for row in second.to_dict("records") if row["hash"] in predictions}
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return paired_example_test([], [], np.empty(0))
+    truth = labels(str(a[seeds[0]]["spec"]))
+    if any(len(predictions[a[s]["hash"]]) != len(truth) or len(predictions[b[s]["hash"]]) != len(truth) for s in seeds):
+        return paired_example_test([], [], np.empty(0))  # different test splits: no example pairing
+    return paired_example_test(
+        [predictions[a[s]["hash"]] for s in seeds], [predictions[b[s]["hash"]] for s in seeds], truth
     )

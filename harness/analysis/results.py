@@ -107,6 +107,7 @@ class Results:
         backends: Sequence[str] | None = None,
         diagnostics: pd.DataFrame | None = None,
         arm_labels: ArmLabels | None = None,
+        predictions: pd.DataFrame | None = None,
     ) -> None:
         check_columns(trials, (*TRIAL_REQUIRED, *axes), "trials")
         check_columns(metrics, METRIC_REQUIRED, "metrics")
@@ -134,6 +135,8 @@ class Results:
         self.targets = dict(options.targets)
         self._cache: dict[tuple[Any, ...], pd.DataFrame] = {}
         self._diagnostics = diagnostics
+        # Store.predictions_frame() of these trials (None: not read; the example-level tables are then empty)
+        self.predictions = predictions
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -436,6 +439,30 @@ class Results:
                 self.final(), metric=metric, axes=self.axes, variant_order=self.variant_order(), backend=backend
             ),
         )
+
+    def example_comparisons(self, metric: str | None = None) -> pd.DataFrame:
+        """Every row of `comparisons()` (arm vs its reference, per backend) with the example-level
+        evidence at the final epoch, from the stored per-example test predictions: McNemar's exact
+        test per seed pair (mcnemar_p: the largest, so every pair differs at that level) and the
+        two-level (seeds, then examples) bootstrap 95% interval of the accuracy difference arm -
+        reference (`harness.analysis.examples`). Empty without predictions (regression and
+        sequence tasks, trials stored before schema version 3, or `predictions` not read)."""
+        from harness.analysis.examples import EXAMPLE_LEVEL_COLUMNS, LabelCache, example_level_rows, final_predictions
+
+        keys = ["arm", "backend", "reference"]
+        predicted = final_predictions(self.trials, self.predictions) if self.predictions is not None else {}
+        if not predicted or len(self.arms) < 2 or "spec" not in self.trials.columns:
+            return pd.DataFrame(columns=[*keys, *EXAMPLE_LEVEL_COLUMNS])
+        labels = LabelCache()
+        rows: list[dict[str, Any]] = []
+        for row in self.comparisons(metric=metric)[keys].to_dict("records"):
+            side = self.trials[self.trials["backend"] == row["backend"]]
+            evidence = example_level_rows(
+                side[side["arm"] == row["arm"]], side[side["arm"] == row["reference"]], predicted, labels
+            )
+            if evidence["seeds"]:
+                rows.append({**{str(key): value for key, value in row.items()}, **evidence})
+        return pd.DataFrame(rows, columns=[*keys, *EXAMPLE_LEVEL_COLUMNS])
 
     def example_level(self, predictions: pd.DataFrame, arm_a: str, arm_b: str, **options: Any) -> Any:
         """Two arms compared on their per-example test predictions (`Store.predictions_frame()`):

@@ -178,19 +178,29 @@ def describe_groups(frame: pd.DataFrame, keys: Sequence[str], metrics: Sequence[
     return table.iloc[order].reset_index(drop=True)
 
 
+# float64 rounding of values of order 1 is ~1e-16 per operation; a spread of differences below
+# 1000 ulps of the values compared is rounding, not seed-to-seed variation.
+ROUNDING_SPREAD = 1000 * float(np.finfo(np.float64).eps)
+
+
 def paired_test(arm: Sequence[float] | np.ndarray, reference: Sequence[float] | np.ndarray) -> dict[str, float | int]:
     """Paired comparison of `arm` against `reference` (same seeds, same order).
 
     Pairs where either value is not finite are dropped. The test is `scipy.stats.ttest_rel`
     (two-sided); the interval of the mean difference is its `confidence_interval(0.95)`;
     Cohen's d_z = mean(d) / std(d, ddof=1) with d = arm - reference.
-    With fewer than two pairs every statistic is NaN. With zero-variance differences scipy
-    returns p = 0 (t = +-inf) for a nonzero mean difference and p = NaN for a zero one; d_z is
-    then +-inf or NaN.
+    With fewer than two pairs every statistic is NaN.
+
+    Differences that agree to rounding. When every seed gives the same difference, std(d) is 0,
+    or a few ulps of float64 rounding (0.95 - 0.85 and 0.93 - 0.83 differ by 1e-16), and t, p
+    and d_z would read as near-infinite certainty (d_z ~ 1e15). That says the runs show no
+    seed-to-seed noise, not that the difference is certain. A spread at or below
+    ROUNDING_SPREAD x the largest |value| counts as zero: t, p and d_z are NaN, the CI is the
+    difference itself, and 'no_spread' is True (callers say why there is no test).
 
     Returns:
         {'n_pairs', 'mean_arm', 'mean_reference', 'mean_difference', 'ci_low', 'ci_high',
-         't_statistic', 'p_value', 'cohens_dz'}.
+         't_statistic', 'p_value', 'cohens_dz', 'no_spread'}.
     """
     a = np.asarray(arm, dtype=np.float64).reshape(-1)
     b = np.asarray(reference, dtype=np.float64).reshape(-1)
@@ -207,20 +217,21 @@ def paired_test(arm: Sequence[float] | np.ndarray, reference: Sequence[float] | 
         "t_statistic": math.nan,
         "p_value": math.nan,
         "cohens_dz": math.nan,
+        "no_spread": False,
     }
     if n < 2:
         return result
     difference = a - b
+    spread = float(difference.std(ddof=1))
+    mean_difference = float(difference.mean())
+    if spread <= ROUNDING_SPREAD * float(max(np.abs(a).max(), np.abs(b).max())):
+        result.update(ci_low=mean_difference, ci_high=mean_difference, no_spread=True)
+        return result
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # zero-variance differences: handled as documented above
         test = stats.ttest_rel(a, b)
         interval = test.confidence_interval(confidence_level=CONFIDENCE)
-    spread = float(difference.std(ddof=1))
-    mean_difference = float(difference.mean())
-    if spread > 0:
-        effect = mean_difference / spread
-    else:
-        effect = math.copysign(math.inf, mean_difference) if mean_difference != 0 else math.nan
+    effect = mean_difference / spread
     result.update(
         ci_low=float(interval.low),
         ci_high=float(interval.high),

@@ -13,12 +13,17 @@ import numpy as np
 import pandas as pd
 
 from harness.measures import (
+    BEST_VALIDATION_EPOCH,
     RESTORED_EPOCH,
+    SELECTION_METRIC,
     STATUS_COUNT_COLUMNS,
     TIMING_COLUMNS,
     TRIAL_STATUSES,
+    at_best_validation_name,
     best_name,
+    has_best_name,
     is_higher_better,
+    is_test_metric,
     metric_sort_key,
 )
 
@@ -97,15 +102,22 @@ def tidy_epochs(
 
 
 def final_table(trials: pd.DataFrame, metrics: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
-    """One row per trial: labels, status, timings, final-epoch metrics (wide) and best_<metric>.
+    """One row per trial: labels, status, timings, final-epoch metrics (wide), best_<metric> and
+    at_best_validation_<test metric>.
 
     The final epoch is the trial's last recorded epoch (`final_epoch`), or, for a trial that early
     stopping restored to its best epoch, that epoch (harness.measures.RESTORED_EPOCH). A diverged trial's final
     epoch holds only its NaN minibatch loss, so its final metrics are NaN: a diverged run has no
     final accuracy. `best_<metric>` is the best finite value over every recorded epoch (epoch 0
-    included): the maximum where higher is better (accuracy, r2), else the minimum (harness.measures).
+    included): the maximum where higher is better (accuracy, r2), else the minimum (harness.measures),
+    for every metric but test ones. A test metric's best value over epochs would pick the epoch by
+    the test set (an oracle); instead `best_validation_epoch` is the first epoch of least finite
+    validation loss (the epoch whose test predictions the store keeps as is_best_validation) and
+    `at_best_validation_<test metric>` the test value there (NaN without a validation split).
     """
     names = order_metrics(metrics["metric"].unique())
+    best_names = [name for name in names if has_best_name(name)]
+    selected_names = [at_best_validation_name(name) for name in names if is_test_metric(name)]
     if len(metrics):
         last_epoch = metrics.groupby("hash", sort=False)["epoch"].max()
         # early stopping with restore_best: the trial ends with its best epoch's weights, whose
@@ -120,12 +132,17 @@ def final_table(trials: pd.DataFrame, metrics: pd.DataFrame, axes: Sequence[str]
         best_max = extremes["max"].unstack("metric")
         best_min = extremes["min"].unstack("metric")
         best = pd.DataFrame(
-            {best_name(name): (best_max[name] if is_higher_better(name) else best_min[name]) for name in names}
+            {best_name(name): (best_max[name] if is_higher_better(name) else best_min[name]) for name in best_names},
+            index=final_values.index,
         )
         wide = final_values.reindex(columns=names).join(best, how="outer")
+        wide = wide.join(_at_best_validation(metrics, names), how="left")
         wide.insert(0, "final_epoch", last_epoch)
     else:
-        wide = pd.DataFrame(columns=["final_epoch", *names, *(best_name(name) for name in names)])
+        wide = pd.DataFrame(
+            columns=["final_epoch", *names, *(best_name(name) for name in best_names), BEST_VALIDATION_EPOCH]
+        )
+    wide = wide.reindex(columns=[*wide.columns, *(c for c in selected_names if c not in wide.columns)])
     present = [
         column
         for column in ("error", "diverged_epoch", "epochs_completed", *TIMING_COLUMNS)
@@ -137,6 +154,25 @@ def final_table(trials: pd.DataFrame, metrics: pd.DataFrame, axes: Sequence[str]
     aligned = wide.reindex(base["hash"].to_numpy()).reset_index(drop=True)
     table = pd.concat([base.reset_index(drop=True), aligned], axis=1)
     return table.astype({"final_epoch": "Float64"}).astype({"final_epoch": "Int64"})
+
+
+def _at_best_validation(metrics: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """Per hash: best_validation_epoch (the first epoch of least finite validation loss) and every
+    test metric's value at that epoch (at_best_validation_<metric>); empty frames without validation."""
+    test_names = [name for name in names if is_test_metric(name)]
+    columns = [BEST_VALIDATION_EPOCH, *(at_best_validation_name(name) for name in test_names)]
+    validation = metrics[(metrics["metric"] == SELECTION_METRIC) & np.isfinite(metrics["value"].astype("float64"))]
+    if validation.empty:
+        return pd.DataFrame(columns=columns, dtype="float64")
+    ordered = validation.sort_values(["hash", "epoch"], kind="stable")
+    first_least = ordered.loc[ordered.groupby("hash", sort=False)["value"].idxmin()]
+    epochs = first_least.set_index("hash")["epoch"]
+    tests = metrics[metrics["metric"].isin(test_names)]
+    chosen = tests[tests["epoch"].to_numpy() == tests["hash"].map(epochs).to_numpy()]
+    values = chosen.pivot(index="hash", columns="metric", values="value").reindex(columns=test_names)
+    values.columns = [at_best_validation_name(name) for name in values.columns]
+    values.insert(0, BEST_VALIDATION_EPOCH, epochs.astype("float64"))
+    return values.reindex(columns=columns)
 
 
 def status_counts(trials: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:

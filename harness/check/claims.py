@@ -25,7 +25,10 @@ strings; YAML itself needs the whole claim quoted when it starts with one
 METRIC names a per-trial value: a final metric by its name (test_accuracy, train_loss,
 validation_loss, test_r2, minibatch_loss, ...), `final_<metric>` for the same value
 (final_train_loss = the final epoch's train_loss), `best_<metric>` for its best value over
-epochs (max for accuracy/r2, min for losses/mae), or train_seconds, eval_seconds, wall_seconds.
+epochs (max for accuracy/r2, min for losses/mae) of a train or validation metric,
+`at_best_validation_<test metric>` for a test metric at the epoch of least validation loss, or
+train_seconds, eval_seconds, wall_seconds. `best_test_*` is refused with its reason: the best test
+value over epochs chooses the epoch by the test set.
 
 Anything else is rejected with the column where it went wrong: calls, attribute chains,
 indexing, bare names, `==`, `and`/`or`, strings used as values. Meaning (CI over seeds, per
@@ -41,7 +44,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.errors import SpecError, did_you_mean, unknown_name
-from harness.measures import RECORDED_METRICS, TIMING_COLUMNS, best_name, final_name, without_final_prefix
+from harness.measures import (
+    AT_BEST_VALIDATION_PREFIX,
+    RECORDED_METRICS,
+    SELECTION_METRIC,
+    TIMING_COLUMNS,
+    at_best_validation_name,
+    best_name,
+    final_name,
+    has_best_name,
+    is_test_metric,
+    oracle_reason,
+    without_final_prefix,
+)
 
 COMPARISONS = (">=", "<=", ">", "<")  # longest first for the tokenizer
 MAX_CLAIM_CHARACTERS = 1000
@@ -58,7 +73,8 @@ def claim_metrics(recorded: Iterable[str] = RECORDED_METRICS) -> tuple[str, ...]
     return (
         *recorded,
         *(final_name(name) for name in recorded),
-        *(best_name(name) for name in recorded),
+        *(best_name(name) for name in recorded if has_best_name(name)),
+        *(at_best_validation_name(name) for name in recorded if is_test_metric(name) and SELECTION_METRIC in recorded),
         *TIMING_COLUMNS,
     )
 
@@ -437,6 +453,16 @@ def check_claim_names(claim: Claim, arms: Sequence[str], metrics: Iterable[str],
             raise ClaimError(
                 f"{where}: claim {claim.text!r}: unknown arm {operand.arm!r}.{hint}{quoting} "
                 f"Expected one of: {', '.join(arms)}."
+            )
+        reason = oracle_reason(operand.metric)
+        if reason is not None:
+            raise ClaimError(f"{where}: claim {claim.text!r}: {reason}.")
+        if operand.metric.startswith(AT_BEST_VALIDATION_PREFIX) and SELECTION_METRIC not in metrics:
+            raise ClaimError(
+                f"{where}: claim {claim.text!r}: {operand.metric} is the test value at the epoch of least "
+                f"{SELECTION_METRIC}, and this suite records no {SELECTION_METRIC}: its dataset has no validation "
+                "split. Give it one, e.g. dataset: {name: mnist1d, validation: 0.1}, or claim the final value "
+                f"({operand.metric.removeprefix(AT_BEST_VALIDATION_PREFIX)})."
             )
         if operand.metric not in metrics:
             error = unknown_name("metric", operand.metric, metrics, f"{where}: claim {claim.text!r}")

@@ -40,7 +40,7 @@ some backend and false on none.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -287,8 +287,12 @@ def seeds_to_decide(margins: np.ndarray) -> str:
     return f"more than {MAX_SEEDS_TO_DECIDE} seeds would be needed"
 
 
-def evaluate_claims(results: Results, texts: Sequence[str], where: str = "expect") -> list[ClaimResult]:
+def evaluate_claims(
+    results: Results, texts: Sequence[str], where: str = "expect", seeds: Collection[int] | None = None
+) -> list[ClaimResult]:
     """Parse, name-check and evaluate a suite's claims on its results, on every backend that ran.
+
+    `seeds`: judge on these seeds only (a suite's confirmation seeds); None: every seed stored.
 
     Raises:
         ClaimError: a claim outside the language, or an unknown arm, or a metric this suite did not
@@ -305,6 +309,8 @@ def evaluate_claims(results: Results, texts: Sequence[str], where: str = "expect
             message = str(error)
             raise ClaimError(message if message.startswith(where) else f"{where}[{index}]: {message}") from None
     final = results.final()
+    if seeds is not None:
+        final = final[final["seed"].isin(list(seeds))]
     outcomes = []
     for claim in claims:
         per_backend = tuple(evaluate_on_backend(claim, final, backend) for backend in results.backends)

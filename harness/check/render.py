@@ -32,6 +32,34 @@ from harness.exit_codes import EXIT_TRIALS_FAILED as EXIT_TRIALS
 
 
 @dataclass(frozen=True)
+class ClaimSeeds:
+    """The confirmation seeds a suite's claims were judged on (a suite with `seeds: {explore, confirm}`)."""
+
+    seeds: tuple[int, ...]  # the confirmation seeds in the store: the claims are judged on these
+    explore: tuple[int, ...]  # the seeds the claims were written on: not used to judge them
+    missing: tuple[int, ...]  # confirmation seeds the store lacks
+    command: str  # what runs the missing ones
+
+    def text(self) -> str:
+        """'claims judged on confirmation seeds 3-7 (explore seeds 0-2 not used)' (+ what is missing)."""
+        from harness.suite.schema import seed_text
+
+        line = (
+            f"claims judged on confirmation seeds {seed_text(self.seeds)} "
+            f"(explore seeds {seed_text(self.explore)} not used)"
+        )
+        if self.missing:
+            line += (
+                f"; confirmation seed(s) {seed_text(self.missing)} are not in the store, so fewer seeds decide: "
+                f"run `{self.command}`"
+            )
+        return line
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"confirm": list(self.seeds), "explore_not_used": list(self.explore), "missing": list(self.missing)}
+
+
+@dataclass(frozen=True)
 class CheckOutcome:
     """Everything one `harness check` found."""
 
@@ -42,6 +70,7 @@ class CheckOutcome:
     trials_not_ok: pd.DataFrame | None = None  # Results.failures(): the checked trials whose status is not 'ok'
     baseline: Baseline | None = None
     strict: bool = False  # --strict: an INCONCLUSIVE row or an undecided claim exits EXIT_INCONCLUSIVE
+    claim_seeds: ClaimSeeds | None = None  # the claims were judged on confirmation seeds only (None: on every seed)
 
     @property
     def failing_rows(self) -> list[Verdict]:
@@ -207,6 +236,12 @@ def render_text(outcome: CheckOutcome) -> str:
             lines += [f"  {v.arm} / {v.backend} / {v.metric}: {note}" for v in noted for note in v.notes]
     if outcome.claims:
         lines.append(f"claims of suite {outcome.suite!r} (95% CI over seeds, paired by seed, per backend):")
+        seeds = outcome.claim_seeds
+        lines.append(
+            f"  {seeds.text()}"
+            if seeds is not None
+            else "  claims judged on every stored seed (the suite has no confirmation seeds)"
+        )
         for result in outcome.claims:
             lines += ["  " + line for line in claim_lines(result)]
     failures = outcome.trials_not_ok
@@ -314,6 +349,7 @@ def outcome_document(outcome: CheckOutcome) -> dict[str, Any]:
         "counts": dict(Counter(verdict.status for verdict in outcome.verdicts)),
         "verdicts": [verdict.to_dict() for verdict in outcome.verdicts],
         "claims": [claim.to_dict() for claim in outcome.claims],
+        "claim_seeds": None if outcome.claim_seeds is None else outcome.claim_seeds.to_dict(),
         "trials_not_ok": trials,
     }
 

@@ -19,6 +19,10 @@ from harness.exit_codes import EXIT_INCONCLUSIVE
 if TYPE_CHECKING:  # pandas loads only when the command runs
     import pandas as pd
 
+    from harness.analysis import Results
+    from harness.check.render import ClaimSeeds
+    from harness.results_folder import SuiteRecord
+
 CHECK_EPILOG = """\b
 Exit codes:
   0  nothing failed: every checked metric WITHIN its tolerance (or IMPROVED, NEW)
@@ -123,7 +127,9 @@ def check(
             f"--baseline baselines/{record.name}.json, or add claims such as "
             '`expect: ["adam.test_accuracy > sgd.test_accuracy"]` to the suite.'
         )
-    claims = evaluate_claims(results, record.expect) if record.expect else []
+    claim_seeds = _claim_seeds(results, record, target, store_dir) if record.expect else None
+    judged_on = claim_seeds.seeds if claim_seeds is not None else None
+    claims = evaluate_claims(results, record.expect, seeds=judged_on) if record.expect else []
     loaded = read_baseline(baseline_path, suite=record.name) if baseline_path is not None else None
     verdicts = compare(results, loaded, options) if loaded is not None else []
     outcome = CheckOutcome(
@@ -134,11 +140,37 @@ def check(
         trials_not_ok=results.failures(),
         baseline=loaded,
         strict=strict,
+        claim_seeds=claim_seeds,
     )
     click.echo(render_json(outcome) if as_json else render_text(outcome))
     _warn_about_environments(results.trials)
     if outcome.exit_code:
         raise SystemExit(outcome.exit_code)
+
+
+def _claim_seeds(results: Results, record: SuiteRecord, target: Path, store_dir: Path | None) -> ClaimSeeds | None:
+    """The seeds the claims are judged on: the suite's confirmation seeds when it has them (None: all).
+
+    Raises:
+        HarnessError: the suite has confirmation seeds and the store holds none of them (says what to run).
+    """
+    from harness.check.render import ClaimSeeds
+    from harness.suite.schema import seed_text
+
+    confirm = tuple(record.confirm_seeds)
+    if not confirm:
+        return None
+    stored = {int(seed) for seed in results.trials["seed"]}
+    present = tuple(seed for seed in confirm if seed in stored)
+    store = f" --store {store_dir}" if store_dir is not None else ""
+    command = f"harness run {target} --phase confirm{store}"
+    if not present:
+        raise HarnessError(
+            f"check: suite {record.name!r} judges its claims on its confirmation seeds {seed_text(confirm)}, "
+            f"and the store holds none of them (it has seeds {seed_text(sorted(stored))}). Run `{command}` first."
+        )
+    missing = tuple(seed for seed in confirm if seed not in stored)
+    return ClaimSeeds(present, tuple(record.explore_seeds), missing, command)
 
 
 def _warn_about_environments(trials: pd.DataFrame) -> None:

@@ -39,7 +39,16 @@ from harness.cli.options import backend_option, path_argument, path_option, stor
     "seeds",
     default=None,
     metavar="N|LIST",
-    help="Override the suite's seeds: a count (3) or a list (0,1,2).",
+    help="Override the suite's seeds: a count (3) or a list (0,1,2). Claims are still judged on the "
+    "suite's confirmation seeds.",
+)
+@click.option(
+    "--phase",
+    type=click.Choice(["all", "explore", "confirm"]),
+    default="all",
+    show_default=True,
+    help="With seeds: {explore: ..., confirm: ...}: run only that seed set (CI: --phase confirm, then "
+    "`harness check`, which judges claims on the confirmation seeds).",
 )
 @click.option("--rerun", is_flag=True, help="Run trials again even when the store has their result.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
@@ -80,6 +89,7 @@ def run(
     jobs: int | None,
     backends: Sequence[str],
     seeds: str | None,
+    phase: str,
     rerun: bool,
     quiet: bool,
     device: str | None,
@@ -95,11 +105,15 @@ def run(
     \b
     Example:
       harness run suites/optimizers.yaml --jobs 2
+      harness run suites/architectures.yaml --phase confirm   # only the confirmation seeds
     """
     from harness.results_folder import SuiteRecord, export_tables, record_results
     from harness.runner import check_executor, resolve_devices, run_trials, with_device
     from harness.store import Store
+    from harness.suite.load import select_phase
 
+    if seeds is not None and phase != "all":
+        raise click.UsageError("--seeds and --phase both choose the seeds to run; give one of them.")
     suite = load_checked_suite(suite_path, backends, seeds)
     if device is not None:
         suite = dataclasses.replace(suite, trials=with_device(suite.trials, device))
@@ -115,9 +129,11 @@ def run(
         from harness.weights import check_weights_writable
 
         check_weights_writable(store_dir)  # before the store exists: an unwritable weights folder writes nothing
+    # The manifest (and so the tables) keeps every seed of the suite: a phase run adds to the store's seeds.
+    to_run = select_phase(suite, phase)
     with Store(store_dir) as store:  # validated input first: bad input writes nothing
         summary = run_trials(
-            suite.trials,
+            to_run.trials,
             store,
             jobs=jobs,
             rerun=rerun,
@@ -132,6 +148,8 @@ def run(
         written = export_tables(results, store_dir / suite.name, record)
     echo = click.echo
     echo(results.summary_text())
+    if suite.confirm_seeds:
+        echo(f"{record.seed_roles()} (`harness check` judges the claims on the confirmation seeds)")
     echo(
         f"\n{summary.total} trials: {summary.skipped} already in the store, "
         + (f"{summary.elsewhere} run by another process, " if summary.elsewhere else "")

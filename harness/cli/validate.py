@@ -39,6 +39,7 @@ def validate(suite_paths: Sequence[Path]) -> None:
         click.echo(
             f"ok  {path}: {suite.name!r}, {len(suite.arms)} arms x {len(suite.backends)} backends "
             f"({', '.join(suite.backends)}) x {len(suite.seeds)} seeds = {len(suite.trials)} trials"
+            + (f" ({suite.seed_roles()})" if suite.confirm_seeds else "")
         )
         python_arms = {trial.arm for trial in suite.trials if trial.spec.model.python}
         for arm in suite.arms:

@@ -19,6 +19,7 @@ printed text; the command (`harness.cli.compare`) writes compare.csv and compare
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from harness.measures import OK, SPEED_METRIC
@@ -42,6 +43,12 @@ COLUMNS = [
     "ci_low",
     "ci_high",
     "p_value",
+    # Example level, at the final epoch, on the seeds both sides ran (harness.analysis.examples): NaN
+    # without stored per-example predictions on both sides.
+    "mcnemar_p",
+    "mcnemar_significant",
+    "example_ci_low",
+    "example_ci_high",
 ]
 
 
@@ -71,7 +78,14 @@ def compare_results(first: Results, second: Results, metric: str | None = None) 
     metric = metric or first.primary_metric
     for side, results in (("A", first), ("B", second)):
         check_metric_name(metric, {*results.metric_names, SPEED_METRIC}, f"compare --metric (result set {side})")
+    from harness.analysis.examples import LabelCache, example_level_rows, final_predictions
+
     values_a, values_b = _ok_values(first, metric), _ok_values(second, metric)
+    predicted = {
+        **(final_predictions(first.trials, first.predictions) if first.predictions is not None else {}),
+        **(final_predictions(second.trials, second.predictions) if second.predictions is not None else {}),
+    }
+    labels = LabelCache()
     arms = list(dict.fromkeys([*first.arms, *second.arms]))
     backends = list(dict.fromkeys([*first.backends, *second.backends]))
     rows = []
@@ -86,8 +100,17 @@ def compare_results(first: Results, second: Results, metric: str | None = None) 
             change = before_after(before, after, DEFAULT_MIN_SEEDS)
             if change.method == INSUFFICIENT:  # where `check` claims nothing, still show the smallest interval
                 change = before_after(before, after, MIN_PAIRS)
+            examples = {"seeds": 0}
+            if predicted and "spec" in first.trials.columns and "spec" in second.trials.columns:
+                examples = example_level_rows(
+                    _side(first, arm, backend), _side(second, arm, backend), predicted, labels
+                )  # first - second: A - B; shown as B - A like the rest of the row
             rows.append(
                 {
+                    "mcnemar_p": examples.get("mcnemar_p", math.nan) if examples["seeds"] else math.nan,
+                    "mcnemar_significant": examples.get("mcnemar_significant", "") if examples["seeds"] else "",
+                    "example_ci_low": 0.0 - examples["example_ci_high"] if examples["seeds"] else math.nan,
+                    "example_ci_high": 0.0 - examples["example_ci_low"] if examples["seeds"] else math.nan,
                     "arm": arm,
                     "backend": backend,
                     "metric": metric,
@@ -104,6 +127,11 @@ def compare_results(first: Results, second: Results, metric: str | None = None) 
                 }
             )
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _side(results: Results, arm: str, backend: str) -> pd.DataFrame:
+    trials = results.trials
+    return trials[(trials["arm"] == arm) & (trials["backend"] == backend)]
 
 
 def comparison_figure(table: pd.DataFrame, *, name_a: str, name_b: str) -> Figure:
@@ -133,5 +161,6 @@ def format_table(table: pd.DataFrame) -> str:
     shown = table.copy()
     for column in ("mean_a", "mean_b", "mean_difference", "ci_low", "ci_high"):
         shown[column] = shown[column].map(lambda v: f"{v:.4g}" if np.isfinite(v) else "nan")
-    shown["p_value"] = shown["p_value"].map(lambda v: f"{v:.3g}" if np.isfinite(v) else "nan")
+    for column in ("p_value", "mcnemar_p", "example_ci_low", "example_ci_high"):
+        shown[column] = shown[column].map(lambda v: f"{v:.3g}" if np.isfinite(v) else "nan")
     return shown.to_string(index=False)

@@ -48,7 +48,24 @@ class ReportContent:
     spec_differences: DisplayTable
 
 
-def _meta_lines(results: Results, generated: str) -> tuple[str, ...]:
+def _seed_roles_line(suite_document: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """'seeds 0-2 explore, 3-7 confirm (claims are judged on the confirmation seeds)' for a suite with them."""
+    from harness.errors import HarnessError
+    from harness.suite.load import seed_roles
+    from harness.suite.schema import parse_seed_sets
+    from harness.suite.yaml_source import SuiteIssue
+
+    raw = (suite_document or {}).get("seeds")
+    if not isinstance(raw, Mapping):
+        return ()
+    try:
+        sets = parse_seed_sets(raw, ("seeds",))
+    except (SuiteIssue, HarnessError):
+        return ()
+    return (f"{seed_roles(sets.explore, sets.confirm)} (claims are judged on the confirmation seeds)",)
+
+
+def _meta_lines(results: Results, generated: str, seed_roles: tuple[str, ...] = ()) -> tuple[str, ...]:
     trials = results.trials
     counts = trials["status"].value_counts()
     status = ", ".join(f"{int(counts.get(name, 0))} {name}" for name in TRIAL_STATUSES)
@@ -56,6 +73,7 @@ def _meta_lines(results: Results, generated: str) -> tuple[str, ...]:
     return (
         f"{len(trials)} trials: {status}",
         f"{len(results.arms)} arms x {len(results.backends)} backends ({', '.join(results.backends)}) x {seeds} seeds",
+        *seed_roles,
         f"primary metric {results.primary_metric}; {_reference_line(results)}",
         *sections.data_lines(results),
         *sections.python_model_lines(results),
@@ -85,7 +103,7 @@ def report_content(results: Results, suite_document: Mapping[str, Any] | None = 
         description=results.description,
         version=__version__,
         reference=results.reference,
-        meta_lines=_meta_lines(results, generated),
+        meta_lines=_meta_lines(results, generated, _seed_roles_line(suite_document)),
         tables=(*sections.report_tables(results), *across_datasets_tables(results)),
         figures=(*build_figures(results), *across_datasets_figures(results)),
         failures=sections.failures_table(results),

@@ -168,6 +168,39 @@ def comparisons_table(results: Results) -> DisplayTable:
     )
 
 
+def example_level_table(results: Results) -> DisplayTable | None:
+    """Each comparison on the test examples themselves (McNemar, example x seed bootstrap), or None
+    when no per-example predictions are stored (regression, sequence tasks, older stores)."""
+    table = results.example_comparisons()
+    if table.empty:
+        return None
+    rows = [
+        [
+            row["arm"],
+            row["reference"],
+            row["backend"],
+            int(row["seeds"]),
+            _p_value(row["mcnemar_p"]),
+            row["mcnemar_significant"],
+            format_number(row["example_difference"]),
+            _interval(row["example_ci_low"], row["example_ci_high"]),
+        ]
+        for row in table.to_dict("records")
+    ]
+    return _table(
+        "example_level",
+        "Comparisons on the test examples",
+        "Final-epoch test predictions of arm and reference, paired by seed on the same test examples. "
+        "McNemar's exact test per seed pair; p is the largest over the seed pairs (every pair differs "
+        "at that level: an intersection-union test, valid although the seeds share the examples), "
+        "with how many pairs have p < 0.05. The accuracy difference arm - reference with a 95% "
+        "two-level bootstrap interval (seeds, then one draw of test examples shared by every seed): "
+        "it includes the test set's own sampling error, which the seed interval above does not.",
+        ["arm", "reference", "backend", "seeds", "McNemar p (max)", "p < 0.05", "accuracy difference", "95% CI"],
+        rows,
+    )
+
+
 def backend_table(results: Results) -> DisplayTable:
     """First backend minus each other backend per arm (paired by seed)."""
     table = results.backend_deltas()
@@ -421,6 +454,9 @@ def report_tables(results: Results) -> list[DisplayTable]:
     tables = [summary_table(results)]
     if len(results.arms) > 1:
         tables.append(comparisons_table(results))
+        examples = example_level_table(results)
+        if examples is not None:
+            tables.append(examples)
     if len(results.backends) > 1:
         tables.append(backend_table(results))
     if results.targets:

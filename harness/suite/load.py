@@ -30,15 +30,18 @@ from harness.spec.types import DatasetSpec, TrainingSpec, effective_weight_decay
 from harness.suite.grid import AXIS_FIELDS, Cell, apply_cell, expand_grid, normalize_document, parse_grid
 from harness.suite.schema import (
     REQUIRED,
+    SeedSets,
     SuiteDocument,
     check_device,
     check_init_mode,
     check_required,
     issue_from_error,
     parse_backends,
+    parse_seed_sets,
     parse_seeds,
     received,
     regularizer_spec,
+    seed_text,
     training_spec,
     validate_block,
 )
@@ -60,11 +63,53 @@ class Suite:
     arms: tuple[str, ...]  # in grid order (first axis slowest); ('base',) without a grid
     axes: tuple[str, ...]  # axis keys in order ("optimizer", "model.mlp.hidden", ...)
     backends: tuple[str, ...]
-    seeds: tuple[int, ...]
+    seeds: tuple[int, ...]  # every seed to run: the file's explore + confirm seeds, or --seeds
     report: Mapping[str, Any]  # free-form blocks for later stages, checked to be mappings only
     check: Mapping[str, Any]
     expect: tuple[str, ...]
     document: Mapping[str, Any]  # the YAML as loaded (for the report)
+    # The file's `seeds: {explore, confirm}` sets as declared (--seeds does not change them); confirm is ()
+    # when the file lists plain seeds. Claims are judged on confirm_seeds when there are any.
+    explore_seeds: tuple[int, ...] = ()
+    confirm_seeds: tuple[int, ...] = ()
+
+    def seed_roles(self) -> str:
+        """'seeds 0-2 explore, 3-7 confirm', or 'seeds 0-2' without confirmation seeds (for headers)."""
+        return seed_roles(self.explore_seeds or self.seeds, self.confirm_seeds)
+
+
+def seed_roles(explore: Sequence[int], confirm: Sequence[int]) -> str:
+    """'seeds 0-2 explore, 3-7 confirm' or 'seeds 0-2'."""
+    if not confirm:
+        return f"seeds {seed_text(explore)}"
+    return f"seeds {seed_text(explore)} explore, {seed_text(confirm)} confirm"
+
+
+PHASES = ("all", "explore", "confirm")
+
+
+def select_phase(suite: Suite, phase: str) -> Suite:
+    """The suite with only the trials of one seed set: 'explore', 'confirm', or 'all' (unchanged).
+
+    Raises:
+        SpecError: 'explore' or 'confirm' on a suite without confirmation seeds, or an unknown phase.
+    """
+    if phase == "all":
+        return suite
+    if phase not in PHASES:
+        raise SpecError(f"--phase: expected one of {', '.join(PHASES)}, got {phase!r}.")
+    if not suite.confirm_seeds:
+        raise SpecError(
+            f"--phase {phase}: suite {suite.name!r} ({suite.path}) has no confirmation seeds, so it has no "
+            f"{phase} set. Declare them as seeds: {{explore: [0, 1, 2], confirm: [3, 4, 5]}}, or leave --phase out."
+        )
+    chosen = suite.confirm_seeds if phase == "confirm" else suite.explore_seeds
+    keep = set(chosen)
+    return dataclasses.replace(
+        suite,
+        trials=tuple(trial for trial in suite.trials if trial.spec.seed in keep),
+        seeds=tuple(seed for seed in suite.seeds if seed in keep),
+    )
 
 
 def load_suite(
@@ -78,7 +123,8 @@ def load_suite(
     Args:
         path: the suite's YAML file.
         backends: replaces the suite's `backends` (the CLI's --backend).
-        seeds: replaces the suite's `seeds`: a count (3 -> 0, 1, 2) or a list (the CLI's --seeds).
+        seeds: replaces the seeds to run: a count (3 -> 0, 1, 2) or a list (the CLI's --seeds). The file's
+            explore/confirm sets stay as declared (`Suite.confirm_seeds`): claims are still judged on them.
 
     Returns:
         The Suite, with one Trial per (cell, backend, seed).
@@ -180,11 +226,10 @@ def _build(
         if any(one.path[:1] == ("exclude",) for one in issue.every()):
             return None  # the cells depend on it
     suite_seeds = suite_backends = None
+    seed_sets = SeedSets(())
     try:
-        if seeds is not None:
-            suite_seeds = _override(parse_seeds, seeds, "--seeds")
-        else:
-            suite_seeds = parse_seeds(document.get("seeds", 1), ("seeds",))
+        seed_sets = parse_seed_sets(document.get("seeds", 1), ("seeds",))
+        suite_seeds = _override(parse_seeds, seeds, "--seeds") if seeds is not None else seed_sets.all
     except SuiteIssue as issue:
         errors.add_issue(issue)
     except HarnessError as error:
@@ -250,6 +295,8 @@ def _build(
         check=dict(top.check or {}),
         expect=tuple(top.expect or ()),
         document=document,
+        explore_seeds=seed_sets.explore,
+        confirm_seeds=seed_sets.confirm,
     )
 
 

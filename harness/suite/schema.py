@@ -231,6 +231,82 @@ def parse_seeds(raw: Any, path: KeyPath) -> tuple[int, ...]:
     raise SuiteIssue(path, f"expected {expected}, got {received(raw)}.")
 
 
+SEED_SETS = ("explore", "confirm")
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedSets:
+    """A suite's seeds: all of them run; claims are judged on `confirm` when it is not empty."""
+
+    explore: tuple[int, ...]
+    confirm: tuple[int, ...] = ()  # () for `seeds: 3` or `seeds: [0, 1, 2]`: no confirmation seeds
+
+    @property
+    def all(self) -> tuple[int, ...]:
+        return self.explore + self.confirm
+
+
+def parse_seed_sets(raw: Any, path: KeyPath) -> SeedSets:
+    """`3` or `[0, 5, 7]` (no confirmation seeds), or `{explore: ..., confirm: ...}`.
+
+    In the mapping each set is a count or a list like `seeds` itself. A count for `explore` means
+    0 .. n-1; a count for `confirm` means the n seeds after the largest explore seed (`{explore: 3,
+    confirm: 5}` is explore 0-2, confirm 3-7), so the two never overlap by accident.
+
+    Raises:
+        SuiteIssue: a set that `parse_seeds` refuses, an unknown or missing key, sets that share a
+            seed, or more than MAX_SEEDS seeds in all.
+    """
+    if not isinstance(raw, Mapping):
+        return SeedSets(parse_seeds(raw, path))
+    unknown = [key for key in raw if key not in SEED_SETS]
+    if unknown:
+        hint = did_you_mean(str(unknown[0]), SEED_SETS)
+        raise SuiteIssue(
+            (*path, str(unknown[0])),
+            f"unknown key {unknown[0]!r}.{hint} Seeds as a mapping takes explore (the seeds the claims were written "
+            "on) and confirm (fresh seeds that judge them), e.g. seeds: {explore: [0, 1, 2], confirm: [3, 4, 5]}.",
+        )
+    missing = [key for key in SEED_SETS if key not in raw]
+    if missing:
+        raise SuiteIssue(
+            path,
+            f"missing key {missing[0]!r}: seeds as a mapping needs both explore and confirm, e.g. seeds: "
+            "{explore: [0, 1, 2], confirm: [3, 4, 5]}. Without confirmation seeds write seeds: [0, 1, 2].",
+        )
+    explore = parse_seeds(raw["explore"], (*path, "explore"))
+    confirm_raw = raw["confirm"]
+    if _is_int(confirm_raw) and 0 < confirm_raw <= MAX_SEEDS:
+        start = max(explore) + 1
+        confirm = tuple(range(start, start + confirm_raw))
+    else:
+        confirm = parse_seeds(confirm_raw, (*path, "confirm"))
+    shared = sorted(set(explore) & set(confirm))
+    if shared:
+        raise SuiteIssue(
+            (*path, "confirm"),
+            f"seed {shared[0]} is both an explore and a confirm seed ({seed_text(shared)} in both); a confirmation "
+            "seed must be one the claims were not written on. Use seeds the explore set does not list.",
+        )
+    if len(explore) + len(confirm) > MAX_SEEDS:
+        raise SuiteIssue(
+            path, f"{len(explore) + len(confirm)} seeds in all is over the limit of {MAX_SEEDS}. Use fewer seeds."
+        )
+    return SeedSets(explore, confirm)
+
+
+def seed_text(seeds: Sequence[int]) -> str:
+    """`0-2, 5, 7-9`: seeds as short runs (for messages and report headers)."""
+    ordered = sorted(seeds)
+    runs: list[list[int]] = []
+    for seed in ordered:
+        if runs and seed == runs[-1][-1] + 1:
+            runs[-1].append(seed)
+        else:
+            runs.append([seed])
+    return ", ".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
+
+
 def parse_backends(raw: Any, path: KeyPath) -> tuple[str, ...]:
     """Validate backend names and that their frameworks are installed (imports none of them).
 
