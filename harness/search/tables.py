@@ -22,11 +22,10 @@ from typing import Any
 
 import pandas as pd
 
-from harness.measures import BEST_PREFIX, OK, is_higher_better
+from harness.measures import BEST_PREFIX, OK, PRUNED, is_higher_better
 
 CONFIGURATION_KEYS = ("arm", "round", "trial")
 CURVE_CONFIGURATIONS = 3  # learning curves of each arm's best k configurations
-PRUNED = "pruned"  # harness.measures' status of a configuration stopped at its pruner's rung
 FILES = {
     "configurations": "search.csv",
     "chosen": "chosen.csv",
