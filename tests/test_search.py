@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -186,3 +187,69 @@ def test_jobs_1_killed_mid_round_then_rerun_chooses_what_jobs_2_chose(
     final = pd.read_csv(folder / "final.csv")
     assert sorted(final["hash"]) == reference[2]
     assert "search: each arm's chosen values" in output
+
+
+def test_expected_best_is_the_mean_best_of_n_draws_with_replacement() -> None:
+    from harness.report.search_section import expected_best
+
+    values = np.array([3.0, 1.0, 2.0])
+    # n=2: the best of each of the 9 ordered pairs, averaged: (1+2+3 + 2+2+3 + 3+3+3) / 9
+    assert np.allclose(expected_best(values, higher_is_better=True), [2.0, 22 / 9, (1 + 7 * 2 + 19 * 3) / 27])
+    assert np.allclose(expected_best(values, higher_is_better=False), [2.0, 14 / 9, (19 * 1 + 7 * 2 + 1 * 3) / 27])
+
+
+def test_search_section_draws_each_figure_from_the_tables() -> None:
+    from types import SimpleNamespace
+
+    from harness.report.search_section import search_figures, search_tables
+    from harness.search.tables import SearchTables
+
+    configurations = pd.DataFrame(
+        {
+            "arm": ["a"] * 4 + ["b"] * 4,
+            "round": [0, 0, 1, 1] * 2,
+            "trial": [0, 1, 0, 1] * 2,
+            "optimizer.lr": [1e-4, 1e-2, 1e-3, 2e-3, 1e-4, 1e-2, 5e-4, 8e-4],
+            "validation_accuracy": [0.5, 0.7, 0.8, np.nan, 0.6, 0.4, 0.65, 0.62],
+            "status": ["ok", "ok", "ok", "diverged", "ok", "ok", "ok", "ok"],
+            "rung_epoch": [None] * 8,
+            "trials_run": [1] * 8,
+            "optimizer_steps": [10] * 8,
+            "train_seconds": [0.1] * 8,
+        }
+    )
+    ranges = pd.DataFrame(
+        [
+            (arm, r, "optimizer.lr", "log_uniform", low, high, "")
+            for arm in "ab"
+            for r, low, high in ((0, 1e-4, 1e-2), (1, 1e-3, 1e-2))
+        ],
+        columns=["arm", "round", "dimension", "kind", "low", "high", "choices"],
+    )
+    curves = pd.DataFrame(
+        {
+            "arm": "a",
+            "rank": 1,
+            "round": 1,
+            "trial": 0,
+            "seed": 100,
+            "epoch": [0, 1],
+            "metric": "validation_accuracy",
+            "value": [0.3, 0.8],
+        }
+    )
+    chosen = pd.DataFrame({"arm": ["a", "b"], "optimizer.lr": [1e-3, 5e-4], "validation_accuracy": [0.8, 0.65]})
+    budget = configurations.groupby("arm")[["trials_run", "optimizer_steps", "train_seconds"]].sum().reset_index()
+    budget.insert(1, "configurations", 4)
+    tables = SearchTables("validation_accuracy", configurations, chosen, budget, ranges, curves)
+    results = SimpleNamespace(search=tables, arms=("a", "b"))
+    keys = [figure.key for figure in search_figures(results)]
+    assert keys == [
+        "search_optimizer_lr",
+        "search_expected_best",
+        "search_best_curves",
+        "search_sensitivity_optimizer_lr",
+    ]
+    chosen_table, ranges_table = search_tables(results)
+    assert chosen_table.rows[0][:3] == ("a", "0.001", "0.8")
+    assert ranges_table.rows[1] == ("a", "1", "optimizer.lr", "[0.001, 0.01]")
