@@ -160,7 +160,7 @@ def record_results(record: SuiteRecord, store: Store) -> Results:
     if isinstance(search, Mapping) and isinstance(search.get("objective"), str):
         from harness.search import stored_tables
 
-        tables = stored_tables(store, record.name, search["objective"])
+        tables = stored_tables(store, record.name, search["objective"], record.arms)
     return Results(
         trials=trials,
         metrics=store.metrics_frame(hashes),

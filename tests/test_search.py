@@ -253,3 +253,26 @@ def test_search_section_draws_each_figure_from_the_tables() -> None:
     chosen_table, ranges_table = search_tables(results)
     assert chosen_table.rows[0][:3] == ("a", "0.001", "0.8")
     assert ranges_table.rows[1] == ("a", "1", "optimizer.lr", "[0.001, 0.01]")
+
+
+@pytest.mark.parametrize(
+    ("pruner", "kept"),
+    [("median", [0.4, 0.5, 0.6]), ("successive_halving", [0.5, 0.6])],
+    ids=["median", "successive_halving"],
+)
+def test_pruner_judges_each_configuration_against_its_whole_round(
+    pruner: str, kept: list[float], tmp_path: Path
+) -> None:
+    from harness.search.planner import Configuration, _prune
+
+    text = SEARCH_SUITE.replace("sampler: tpe", f"pruner: {pruner}")
+    search = load_suite(write_suite(tmp_path, text)).search
+    assert search is not None and search.pruner == pruner
+    rung = [0.4, 0.1, 0.6, 0.2, 0.5, 0.3]  # higher is better (validation accuracy); listed out of order
+    configurations = [
+        Configuration("sgd", 0, index, {}, (), rung_objective=value, rung_epoch=1) for index, value in enumerate(rung)
+    ]
+    _prune(search, configurations)
+    survivors = sorted(c.rung_objective for c in configurations if c.status != "pruned")
+    assert survivors == kept  # median: not below the median of the OTHER five; halving: the best third
+    assert all(c.rung_epoch == 1 for c in configurations if c.status == "pruned")

@@ -280,6 +280,7 @@ def _pruner_says_stop(search: SearchSpec, trial: Configuration, others: Sequence
     import optuna
 
     assert trial.rung_epoch is not None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     step = trial.rung_epoch
     if search.pruner == "median":
         pruner: Any = optuna.pruners.MedianPruner(n_startup_trials=0, n_warmup_steps=0)
@@ -325,6 +326,6 @@ def steps_per_epoch(spec: TrialSpec | str) -> int:
     return rows // size if drop_last else math.ceil(rows / size)
 
 
-def stored_tables(store: Store, suite: str, objective: str) -> SearchTables | None:
-    """The search tables of a suite, from the store's marks (None: it never searched)."""
-    return search_tables(store, suite, objective, steps_per_epoch)
+def stored_tables(store: Store, suite: str, objective: str, arms: Sequence[str] = ()) -> SearchTables | None:
+    """The search tables of a suite, from the store's marks (None: it never searched), in the order of `arms`."""
+    return search_tables(store, suite, objective, steps_per_epoch, arms)

@@ -95,15 +95,22 @@ def objective_values(
     return statuses, {h: (float(values.get(h, math.nan)) if statuses.get(h) == OK else math.nan) for h in hashes}
 
 
-def search_tables(store: Any, suite: str, objective: str, steps_per_epoch: Any) -> SearchTables | None:
+def search_tables(
+    store: Any, suite: str, objective: str, steps_per_epoch: Any, arms: Sequence[str] = ()
+) -> SearchTables | None:
     """The search tables of `suite` from `store` (None when it has no search marks).
 
     Args:
         steps_per_epoch: TrialSpec JSON text -> optimizer steps in one epoch (the planner's).
+        arms: the suite's arms in order (the tables follow it; others come after, by name).
     """
     marks = store.search_trials_frame(suite)
     if marks.empty:
         return None
+    order = {arm: index for index, arm in enumerate(arms)}
+    rank = marks["arm"].map(lambda arm: order.get(arm, len(order)))
+    columns = ["_order", "arm", "phase", "round", "trial", "seed"]
+    marks = marks.assign(_order=rank).sort_values(columns, kind="stable").drop(columns="_order").reset_index(drop=True)
     hashes = marks["hash"].unique().tolist()
     trials = store.trials_frame(hashes)
     metrics = store.metrics_frame(hashes)
@@ -133,7 +140,7 @@ def search_tables(store: Any, suite: str, objective: str, steps_per_epoch: Any) 
                 "train_seconds": float(sum(float(stored.at[h, "train_seconds"]) for h in ran)),
             }
         )
-    configurations = pd.DataFrame(rows)
+    configurations = pd.DataFrame(rows).astype({"rung_epoch": "Int64"})
     chosen = _chosen(configurations, objective, higher)
     return SearchTables(
         objective=objective,
