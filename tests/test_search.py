@@ -141,7 +141,7 @@ def _search(suite_path: Path, store_dir: Path, jobs: int) -> tuple[pd.DataFrame,
         outcome = plan_search(suite, store, run=lambda trials: run_trials(trials, store, jobs=jobs, quiet=True))
         assert outcome.complete, outcome.stopped
         run_trials(outcome.final_trials, store, jobs=jobs, quiet=True)
-        tables = stored_tables(store, suite.name, "validation_accuracy")
+        tables = stored_tables(store, suite.name, "validation_accuracy", suite.arms)
     assert tables is not None
     return tables.configurations.drop(columns=TIMING), tables.chosen, sorted(t.hash for t in outcome.final_trials)
 
