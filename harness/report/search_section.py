@@ -113,10 +113,11 @@ def search_figures(results: Results) -> list[ReportFigure]:
     return [figure for figure in found if figure is not None]
 
 
-def _log_axis(axis: Axes) -> None:
-    """A log x axis labelled in plain text (1e-04): the report's style turns mathtext off."""
+def _log_axis(axis: Axes, dense: bool = True) -> None:
+    """A log x axis labelled in plain text (0.001): the report's style turns mathtext off. Dense: ticks at
+    1, 2 and 5 per decade (a narrowed range inside one decade still gets some); else decades only (narrow panels)."""
     axis.set_xscale("log")
-    axis.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))  # ticks inside a narrowed decade too
+    axis.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if dense else (1.0,)))
     axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.2g}"))
     axis.xaxis.set_minor_formatter(NullFormatter())
 
@@ -173,7 +174,7 @@ def _scatter(search: SearchTables, arms: list[str], path: str) -> ReportFigure |
                     s=22,
                 )
                 if kind in ("log_uniform", "int_log_uniform"):
-                    _log_axis(axis)
+                    _log_axis(axis, dense=columns <= 2)
             pruned = int((data["status"] != "ok").sum())
             axis.set_title(arm + (f" ({pruned} without objective)" if pruned else ""), fontsize="small")
         for index in range(len(mine), rows * columns):
