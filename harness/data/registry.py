@@ -358,14 +358,6 @@ def resolve_dataset(
     )
 
 
-def training_rows(spec: DatasetSpec) -> int:
-    """The rows a trial trains on (static, no loading): train_samples (else all available) less the validation split."""
-    kept = (
-        spec.train_samples if spec.train_samples is not None else definition_of(spec.name).num_train(dict(spec.options))
-    )
-    return kept - held_out_count(kept, spec.validation)
-
-
 def _check_option(option: Parameter, value: Any, where: str) -> Any:
     """The option's check, reworded as a dataset error: what was received (and its type), and the default."""
     try:

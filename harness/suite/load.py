@@ -336,7 +336,7 @@ def _check_search(
             grid_targets=grid_targets,
             final_seeds=final_seeds,
             tasks=sorted({dataset_info(spec.dataset).task for spec in specs}),
-            validations=[spec.dataset.validation for spec in specs],
+            validations=[_validation_share(spec.dataset) for spec in specs],
         )
     except SuiteIssue as issue:
         errors.add_issue(issue)
@@ -350,6 +350,15 @@ def _check_search(
             searched = Cell(cell.arm, cell.labels, (*cell.assignments, *search.assignments(cell.arm, values)))
             _resolve_cell_located(base, searched, source, backend, True, errors)
     return None if errors.found else search
+
+
+def _validation_share(dataset: Any) -> float:
+    """The validation fraction of a dataset, > 0 when it has validation rows (a user dataset cut by a
+    split column has them without a fraction: its resolved row counts say)."""
+    rows = dict(dataset.options).get("rows")
+    if isinstance(rows, (list, tuple)) and len(rows) == 3 and sum(rows) > 0:
+        return float(rows[1]) / float(sum(rows))
+    return float(dataset.validation)
 
 
 def _override(parse: Any, value: Any, flag: str) -> Any:
