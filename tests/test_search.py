@@ -276,3 +276,20 @@ def test_pruner_judges_each_configuration_against_its_whole_round(
     survivors = sorted(c.rung_objective for c in configurations if c.status != "pruned")
     assert survivors == kept  # median: not below the median of the OTHER five; halving: the best third
     assert all(c.rung_epoch == 1 for c in configurations if c.status == "pruned")
+
+
+def test_any_declared_parameter_is_searchable_by_its_path(tmp_path: Path) -> None:
+    """A learning-rate schedule's parameter: the search resolves it like any suite value, and a bound the
+    parameter's declaration refuses (gamma must be in (0, 1]) is an error at the search block's line."""
+    text = SEARCH_SUITE.replace(
+        "training: {epochs: 2, batch_size: 16}",
+        "training: {epochs: 2, batch_size: 16, lr_schedule: {name: step, step_size: 5}}",
+    ).replace(
+        "    optimizer.lr: {log_uniform",
+        "    training.lr_schedule.gamma: {uniform: [0.1, 0.9]}\n    optimizer.lr: {log_uniform",
+    )
+    search = load_suite(write_suite(tmp_path, text)).search
+    assert search is not None and search.space[0].target == ("training", "lr_schedule", "gamma")
+    bad = write_suite(tmp_path, text.replace("{uniform: [0.1, 0.9]}", "{uniform: [0.5, 2.0]}"), "bad.yaml")
+    with pytest.raises(SpecError, match=rf"{bad}:15: search\.space\.training\.lr_schedule\.gamma"):
+        load_suite(bad)
