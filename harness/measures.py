@@ -279,6 +279,16 @@ PROBLEM_STATUSES = tuple(name for name in TRIAL_STATUSES if name != OK)  # what 
 assert OK in TRIAL_STATUSES
 
 
+# A search configuration's status (search.csv), beside the statuses above: stopped by its pruner at the
+# rung epoch. Its trials ran the rung only and are ordinary 'ok' trials; it never enters a comparison.
+# Not in STATUS_TABLE: no trial row carries it, so summaries have no column for it.
+PRUNED = "pruned"
+SEARCH_STATUSES: tuple[TrialStatus, ...] = (
+    *STATUS_TABLE,
+    TrialStatus(PRUNED, True, "prun", "pruned", "stopped at the rung epoch by the search's pruner; never chosen"),
+)
+
+
 def status_count_column(status: str) -> str:
     """The column of a status' trial count in summaries: 'ok' -> 'n_ok'."""
     return f"n_{status}"

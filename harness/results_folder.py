@@ -155,6 +155,12 @@ def record_results(record: SuiteRecord, store: Store) -> Results:
     stored = store.trials_frame(hashes)
     stored = stored.drop(columns=[c for c in ("arm", "backend", "seed", *record.axes) if c in stored.columns])
     trials = labels.merge(stored, on="hash", how="inner")
+    search = record.document.get("search") if isinstance(record.document, Mapping) else None
+    tables = None
+    if isinstance(search, Mapping) and isinstance(search.get("objective"), str):
+        from harness.search import stored_tables
+
+        tables = stored_tables(store, record.name, search["objective"], record.arms)
     return Results(
         trials=trials,
         metrics=store.metrics_frame(hashes),
@@ -166,6 +172,7 @@ def record_results(record: SuiteRecord, store: Store) -> Results:
         diagnostics=store.diagnostics_frame(hashes),
         arm_labels=record.arm_labels(),
         predictions=store.predictions_frame(hashes),
+        search=tables,
     )
 
 
@@ -207,8 +214,11 @@ def open_results(target: str | Path, store_dir: str | Path | None = None) -> tup
         suite = load_suite(path)  # raises a located error if missing or bad
         from harness.runner.devices import resolve_auto  # 'auto' as `harness run` settled it on this machine
 
-        record = SuiteRecord.from_suite(dataclasses.replace(suite, trials=resolve_auto(suite.trials)))
+        suite = dataclasses.replace(suite, trials=resolve_auto(suite.trials))
         store_path = Path(store_dir) if store_dir is not None else DEFAULT_STORE
+        if suite.search is not None and (store_path / "harness.sqlite").exists():
+            suite = _searched(suite, store_path)
+        record = SuiteRecord.from_suite(suite)
     else:
         raise HarnessError(f"{path}: expected a suite file (.yaml) or a results folder (results/<suite>/), got a file.")
     if not (store_path / "harness.sqlite").exists():
@@ -223,6 +233,24 @@ def open_results(target: str | Path, store_dir: str | Path | None = None) -> tup
             f"{store_path}: the store holds no trial of suite {record.name!r} yet. Run `harness run` on it first."
         )
     return results, record
+
+
+def _searched(suite: Suite, store_path: Path) -> Suite:
+    """A searched suite with its final trials (each arm's chosen values), replayed from what the store holds.
+
+    Raises:
+        StoreError: the store does not hold the whole search yet.
+    """
+    from harness.search import plan_search
+
+    with Store(store_path) as store:
+        outcome = plan_search(suite, store, run=None)
+    if not outcome.complete:
+        raise StoreError(
+            f"{store_path}: the search of suite {suite.name!r} is not complete in this store ({outcome.stopped}). "
+            f"Run `harness run {suite.path} --store {store_path}` to finish it."
+        )
+    return dataclasses.replace(suite, trials=outcome.final_trials)
 
 
 def load(target: str | Path, store: str | Path | None = None) -> Results:

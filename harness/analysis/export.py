@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,12 @@ def table_builders(results: Results) -> dict[str, Callable[[], pd.DataFrame]]:
         builders["time_to_target_summary"] = results.time_to_target_summary
     if len(results.axes) == 2:
         builders["pivot"] = lambda: results.pivot().reset_index()
+    search = results.search
+    if search is not None:  # search.csv, chosen.csv, search_budget.csv, search_ranges.csv, search_curves.csv
+        from harness.search.tables import FILES
+
+        for attribute, name in FILES.items():
+            builders[name.removesuffix(".csv")] = partial(getattr, search, attribute)
     return builders
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -53,6 +53,9 @@ from harness.measures import (
     is_higher_better,
     metric_name,
 )
+
+if TYPE_CHECKING:
+    from harness.search.tables import SearchTables
 
 BACKEND_PREFERENCE = ("torch", "keras")  # differences read "torch - keras"; other backends follow, sorted
 
@@ -108,8 +111,11 @@ class Results:
         diagnostics: pd.DataFrame | None = None,
         arm_labels: ArmLabels | None = None,
         predictions: pd.DataFrame | None = None,
+        search: SearchTables | None = None,
     ) -> None:
         check_columns(trials, (*TRIAL_REQUIRED, *axes), "trials")
+        # the hyperparameter search that chose each arm's values (harness.search.tables), when the suite searched
+        self.search = search
         check_columns(metrics, METRIC_REQUIRED, "metrics")
         self.trials = trials.reset_index(drop=True)
         self.metrics = metrics[list(METRIC_REQUIRED)].astype({"epoch": "int64", "value": "float64"})

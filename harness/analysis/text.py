@@ -19,6 +19,7 @@ from harness.measures import SPEED_METRIC, STATUS_COUNT_COLUMNS, STATUS_TABLE, T
 
 if TYPE_CHECKING:
     from harness.analysis.results import Results
+    from harness.search.tables import SearchTables
 
 
 def format_number(value: float | None, digits: int = 4) -> str:
@@ -157,3 +158,31 @@ def summary_text(results: Results) -> str:
     if not len(results.trials):
         return f"{title}\n(no trials stored yet)"
     return f"{title}\n{render_table(summary_rows(results))}"
+
+
+def search_text(search: SearchTables) -> str:
+    """Each arm's chosen values (objective on validation, averaged over the search seeds) and the budget its
+    search spent: configurations, trials, optimizer steps, train seconds (the same for every arm by design,
+    up to divergence and pruning)."""
+    chosen = search.chosen.set_index("arm") if not search.chosen.empty else pd.DataFrame()
+    rows = []
+    for record in search.budget.to_dict("records"):
+        arm = record["arm"]
+        row = {"arm": arm}
+        for path in search.dimensions:
+            value = chosen.at[arm, path] if arm in chosen.index and path in chosen.columns else None
+            row[path] = (
+                "-"
+                if value is None or (isinstance(value, float) and math.isnan(value))
+                else (format_number(value) if isinstance(value, float) else str(value))
+            )
+        row[search.objective] = (
+            format_number(float(str(chosen.at[arm, search.objective]))) if arm in chosen.index else "-"
+        )
+        row["configs"] = str(record["configurations"])
+        row["trials"] = str(record["trials_run"])
+        row["steps"] = str(record["optimizer_steps"])
+        row["train_s"] = format_number(record["train_seconds"])
+        rows.append(row)
+    title = f"search: each arm's chosen values by {search.objective} (mean over search seeds), and its search budget"
+    return title + "\n" + render_table(pd.DataFrame(rows))

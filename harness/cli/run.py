@@ -130,26 +130,41 @@ def run(
 
         check_weights_writable(store_dir)  # before the store exists: an unwritable weights folder writes nothing
     # The manifest (and so the tables) keeps every seed of the suite: a phase run adds to the store's seeds.
-    to_run = select_phase(suite, phase)
+    select_phase(suite, phase)  # a bad --phase fails here, before the store exists
+    options = dict(
+        jobs=jobs, rerun=rerun, quiet=quiet, executor=executor, address=address, num_cpus=num_cpus, num_gpus=num_gpus
+    )
+    searched = None
     with Store(store_dir) as store:  # validated input first: bad input writes nothing
-        summary = run_trials(
-            to_run.trials,
-            store,
-            jobs=jobs,
-            rerun=rerun,
-            quiet=quiet,
-            executor=executor,
-            address=address,
-            num_cpus=num_cpus,
-            num_gpus=num_gpus,
-        )
+        if suite.search is not None:  # rounds of search trials first, then each arm's chosen values (harness.search)
+            from harness.runner import RunSummary
+            from harness.search import plan_search
+
+            outcome = plan_search(suite, store, run=lambda trials: run_trials(trials, store, **options))
+            summaries = list(outcome.runs)
+            searched = outcome
+            if outcome.complete:
+                suite = dataclasses.replace(suite, trials=outcome.final_trials)
+                summaries.append(run_trials(select_phase(suite, phase).trials, store, **options))
+            summary = RunSummary.combined(summaries) if summaries else run_trials((), store, **options)
+        else:
+            summary = run_trials(select_phase(suite, phase).trials, store, **options)
+        if searched is not None and not searched.complete:
+            suite = dataclasses.replace(suite, trials=())  # no final trials yet: only the search tables
         record = SuiteRecord.from_suite(suite)
         results = record_results(record, store)
         written = export_tables(results, store_dir / suite.name, record)
     echo = click.echo
-    echo(results.summary_text())
-    if suite.confirm_seeds:
-        echo(f"{record.seed_roles()} (`harness check` judges the claims on the confirmation seeds)")
+    if results.search is not None:
+        from harness.analysis.text import search_text
+
+        echo(search_text(results.search) + "\n")
+    if searched is None or searched.complete:
+        echo(results.summary_text())
+        if suite.confirm_seeds:
+            echo(f"{record.seed_roles()} (`harness check` judges the claims on the confirmation seeds)")
+    elif not (summary.interrupted or summary.code_changed):
+        echo(f"The search stopped before choosing: {searched.stopped}.", err=True)
     echo(
         f"\n{summary.total} trials: {summary.skipped} already in the store, "
         + (f"{summary.elsewhere} run by another process, " if summary.elsewhere else "")

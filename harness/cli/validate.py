@@ -49,5 +49,13 @@ def validate(suite_paths: Sequence[Path]) -> None:
                 else footprints[arm].describe()
             )
             click.echo(f"      {arm}  ({per_arm} trials)  {size}")
+        if suite.search is not None:  # the footprints above are at the written values; searched ones vary
+            search = suite.search
+            each = search.trials * search.rounds * len(search.seeds)
+            click.echo(
+                f"    + search first, on {suite.backends[0]}: {search.trials} configurations x {search.rounds} rounds x "
+                f"{len(search.seeds)} search seeds = {each} trials per arm, {each * len(suite.arms)} in all "
+                f"({search.sampler}, pruner {search.pruner}, chosen by {search.objective})"
+            )
     if failures:
         raise SystemExit(EXIT_USAGE)

@@ -17,6 +17,7 @@ from harness.report.gallery import ReportFigure, build_figures
 from harness.report.html import render_html
 from harness.report.pdf import write_pdf
 from harness.report.ranking_section import across_datasets_figures, across_datasets_tables
+from harness.report.search_section import search_figures, search_tables
 from harness.report.sections import DisplayTable
 
 if TYPE_CHECKING:
@@ -104,8 +105,8 @@ def report_content(results: Results, suite_document: Mapping[str, Any] | None = 
         version=__version__,
         reference=results.reference,
         meta_lines=_meta_lines(results, generated, _seed_roles_line(suite_document)),
-        tables=(*sections.report_tables(results), *across_datasets_tables(results)),
-        figures=(*build_figures(results), *across_datasets_figures(results)),
+        tables=(*sections.report_tables(results), *search_tables(results), *across_datasets_tables(results)),
+        figures=(*build_figures(results), *search_figures(results), *across_datasets_figures(results)),
         failures=sections.failures_table(results),
         environment=sections.environment_table(results),
         suite_text=sections.suite_document_text(suite_document),

@@ -51,6 +51,17 @@ class RunSummary:
     # changed during the run); the trials not run are unrecorded, and running again finishes them
     code_changed: str | None = None
 
+    @classmethod
+    def combined(cls, summaries: Sequence[RunSummary]) -> RunSummary:
+        """Several calls' summaries as one (a search runs one call per round, then the final trials)."""
+        counts = ("total", "skipped", "ok", "diverged", "failed", "timeout", "elsewhere")
+        return cls(
+            **{name: sum(getattr(one, name) for one in summaries) for name in counts},
+            interrupted=any(one.interrupted for one in summaries),
+            wall_seconds=sum(one.wall_seconds for one in summaries),
+            code_changed=next((one.code_changed for one in summaries if one.code_changed), None),
+        )
+
 
 def worker_threads(jobs: int, cpu_count: int | None = None) -> int:
     """Threads per worker: the cores shared out so `jobs` workers do not oversubscribe them."""

@@ -12,6 +12,7 @@ Modules, one job each; `Store` joins them:
     writes      recording a trial (TrialWriter)
     leases      leasing trials so two runs split them (LeaseTable, LeaseOwner)
     reads       finished trials and the long frames analysis reads (TrialReader)
+    search      which trials a hyperparameter search ran, and its rounds' ranges (SearchTable)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from harness.store.schema import (
     SCHEMA_VERSION,
     TRIAL_COLUMNS,
 )
+from harness.store.search import SearchTable
 from harness.store.writes import TrialWriter
 
 __all__ = [
@@ -47,7 +49,7 @@ __all__ = [
 ]
 
 
-class Store(TrialWriter, LeaseTable, TrialReader):
+class Store(TrialWriter, LeaseTable, TrialReader, SearchTable):
     """The SQLite results store of one results folder (`<directory>/harness.sqlite`).
 
     Use it as a context manager, from one thread (the runner's driver):

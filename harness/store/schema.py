@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterator
 
 DATABASE_NAME = "harness.sqlite"
-SCHEMA_VERSION = 4  # bump on any schema change; a newer store is refused, an older one migrated (MIGRATIONS)
+SCHEMA_VERSION = 5  # bump on any schema change; a newer store is refused, an older one migrated (MIGRATIONS)
 BUSY_TIMEOUT_MILLISECONDS = 60_000  # how long a writer waits for another run's transaction to finish
 
 SCHEMA = """
@@ -84,6 +84,24 @@ CREATE TABLE IF NOT EXISTS trial_events (
     detail TEXT NOT NULL,
     PRIMARY KEY (hash, position)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS search_trials (
+    suite TEXT NOT NULL,
+    arm TEXT NOT NULL,
+    phase TEXT NOT NULL,            -- 'search' (a sampled configuration) | 'rung' (its first epochs, for a pruner)
+    round INTEGER NOT NULL,         -- 0, 1, ...: range-narrowing rounds
+    trial INTEGER NOT NULL,         -- the configuration's index within its arm's round
+    seed INTEGER NOT NULL,          -- a search seed
+    hash TEXT NOT NULL,             -- the ordinary trial that runs it (trials.hash once it has run)
+    params TEXT NOT NULL,           -- JSON object {dotted path: sampled value}
+    PRIMARY KEY (suite, arm, phase, round, trial, seed)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS search_rounds (
+    suite TEXT NOT NULL,
+    arm TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    ranges TEXT NOT NULL,           -- JSON object {dotted path: {kind, low, high} | {kind, choices}} sampled in
+    PRIMARY KEY (suite, arm, round)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS claims (
     hash TEXT PRIMARY KEY,          -- a trial some run is executing right now
     owner TEXT NOT NULL,            -- that run's id (random, one per run_trials call)
@@ -101,6 +119,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (),  # version 2 added the claims and diagnostics tables: both come from SCHEMA
     2: (),  # version 3 added the predictions table (from SCHEMA); trials stored before have no rows there
     3: (),  # version 4 added the weights and trial_events tables (from SCHEMA); none for trials stored before
+    4: (),  # version 5 added search_trials and search_rounds (from SCHEMA): which trials a search ran, and its ranges
 }
 
 TRIAL_COLUMNS = (
@@ -130,6 +149,8 @@ DIAGNOSTIC_COLUMNS = ("hash", "epoch", "layer", "layer_name", "statistic", "valu
 PREDICTION_COLUMNS = ("hash", "split", "epoch", "is_final", "is_best_validation", "dtype", "shape", "data")
 WEIGHT_COLUMNS = ("hash", "which", "epoch", "file", "bytes", "sha256")
 EVENT_COLUMNS = ("hash", "position", "epoch", "event", "detail")
+SEARCH_TRIAL_COLUMNS = ("suite", "arm", "phase", "round", "trial", "seed", "hash", "params")
+SEARCH_ROUND_COLUMNS = ("suite", "arm", "round", "ranges")
 CLAIM_COLUMNS = ("hash", "owner", "host", "pid", "pid_start", "claimed_at", "expires")
 
 

@@ -45,6 +45,7 @@ from harness.suite.schema import (
     training_spec,
     validate_block,
 )
+from harness.suite.search import SearchSpec, parse_search
 from harness.suite.yaml_source import KeyPath, SourceMap, SuiteIssue, display_path, load_yaml, split_path_prefix
 
 DEFAULT_BACKENDS = ("torch",)
@@ -72,6 +73,11 @@ class Suite:
     # when the file lists plain seeds. Claims are judged on confirm_seeds when there are any.
     explore_seeds: tuple[int, ...] = ()
     confirm_seeds: tuple[int, ...] = ()
+
+    # With a `search:` block, `trials` are the arms at their written values on the final seeds: the
+    # planner (harness.search) replaces them with each arm's chosen configuration once it has searched.
+    search: SearchSpec | None = None
+    cells: tuple[Cell, ...] = ()  # the grid cells, one per arm, in arm order (the planner applies values to them)
 
     def seed_roles(self) -> str:
         """'seeds 0-2 explore, 3-7 confirm', or 'seeds 0-2' without confirmation seeds (for headers)."""
@@ -275,6 +281,12 @@ def _build(
             f"the limit of {MAX_TRIALS:,} for one suite. Use fewer seeds or grid values, or split the suite.",
         )
 
+    search = None
+    if document.get("search") is not None:
+        search = _check_search(document["search"], axes, cells, templates, suite_seeds, base, source, backend, errors)
+        if search is None:
+            return None
+
     trials = tuple(
         Trial(top.name, cell.arm, cell.labels, dataclasses.replace(template, seed=seed, backend=backend))
         for cell, template in zip(cells, templates)
@@ -297,7 +309,56 @@ def _build(
         document=document,
         explore_seeds=seed_sets.explore,
         confirm_seeds=seed_sets.confirm,
+        search=search,
+        cells=tuple(cells),
     )
+
+
+def _check_search(
+    raw: Any,
+    axes: Sequence[Any],
+    cells: Sequence[Cell],
+    templates: Sequence[TrialSpec | None],
+    final_seeds: Sequence[int],
+    base: Mapping[str, Any],
+    source: SourceMap,
+    backend: str,
+    errors: _Errors,
+) -> SearchSpec | None:
+    """The search block parsed, and every arm resolved at both ends of each range it searches (so a path
+    that does not exist, or a bound a parameter refuses, is an error now, at the search block's line)."""
+    specs = [template for template in templates if template is not None]
+    grid_targets = {a.target: axis.key for axis in axes for variant in axis.variants for a in variant.assignments}
+    try:
+        search = parse_search(
+            raw,
+            arms=[cell.arm for cell in cells],
+            grid_targets=grid_targets,
+            final_seeds=final_seeds,
+            tasks=sorted({dataset_info(spec.dataset).task for spec in specs}),
+            validations=[_validation_share(spec.dataset) for spec in specs],
+        )
+    except SuiteIssue as issue:
+        errors.add_issue(issue)
+        return None
+    for cell in cells:
+        dimensions = search.dimensions(cell.arm)
+        corners = [{d.path: d.ends()[0] for d in dimensions}, {d.path: d.ends()[-1] for d in dimensions}]
+        for dimension in dimensions:  # each choice value once, the others at their low end
+            corners.extend({**corners[0], dimension.path: value} for value in dimension.choices[1:-1])
+        for values in corners:
+            searched = Cell(cell.arm, cell.labels, (*cell.assignments, *search.assignments(cell.arm, values)))
+            _resolve_cell_located(base, searched, source, backend, True, errors)
+    return None if errors.found else search
+
+
+def _validation_share(dataset: Any) -> float:
+    """The validation fraction of a dataset, > 0 when it has validation rows (a user dataset cut by a
+    split column has them without a fraction: its resolved row counts say)."""
+    rows = dict(dataset.options).get("rows")
+    if isinstance(rows, (list, tuple)) and len(rows) == 3 and sum(rows) > 0:
+        return float(rows[1]) / float(sum(rows))
+    return float(dataset.validation)
 
 
 def _override(parse: Any, value: Any, flag: str) -> Any:

@@ -67,6 +67,7 @@ class SuiteDocument(_Block):
     )
     check: dict[str, Any] | None = Field(None, description="a mapping of per-metric tolerances, e.g. check: {}")
     expect: list[str] | None = Field(None, description="a list of claim strings, e.g. expect: ['adam beats sgd']")
+    search: Any = None  # per-arm hyperparameter search; checked by harness.suite.search.parse_search
     diagnostics: Any = None  # per-layer statistics at chosen epochs; checked by harness.diagnostics.resolve_diagnostics
 
 

@@ -1,0 +1,98 @@
+"""Hyperparameter search: what the planner adds per search trial, and how a search scales with --jobs.
+
+1. Overhead per search trial: `plan_search` over a search whose every trial is already stored (its
+   `run` does nothing), so what is timed is the harness's own work per trial: drawing the round with
+   Optuna, applying and resolving each configuration, hashing, writing the search marks, reading the
+   objectives back and narrowing. Beside it, the same bookkeeping for plain trials: `run_trials` on
+   stored trials (the store's "already finished" check). Target: < 10 ms per search trial.
+2. Scaling: the same search (40 search trials: 20 configurations x 2 rounds, one search seed, then 1
+   final trial) run end to end with --jobs 2 and with --jobs 1, fresh stores, worker start-up
+   included (one pool per round: each round must finish before the next is drawn). Target >= 1.8x.
+
+    python -m benchmarks.bench_search [--epochs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from harness.runner import run_trials
+from harness.search import plan_search
+from harness.store import Store
+from harness.suite import load_suite
+
+SUITE = """\
+name: bench_search
+dataset: {{name: digits, validation: 0.2}}
+model: {{mlp: {{hidden: [64, 64]}}}}
+loss: cross_entropy
+optimizer: {{name: sgd, lr: 0.01}}
+initializer: he_normal
+training: {{epochs: {epochs}, batch_size: 32}}
+seeds: [0]
+search:
+  space:
+    optimizer.lr: {{log_uniform: [1.0e-4, 1.0]}}
+    regularizer.l2: {{log_uniform: [1.0e-8, 1.0e-3]}}
+  objective: validation_accuracy
+  trials: 20
+  rounds: 2
+  keep: 0.2
+  sampler: tpe
+  seeds: [1000]
+"""
+
+
+def run_search(suite_path: Path, store_dir: Path, jobs: int) -> tuple[float, int]:
+    """Wall seconds of the whole search and its final trial; the number of search trials."""
+    suite = load_suite(suite_path)
+    started = time.perf_counter()
+    with Store(store_dir) as store:
+        outcome = plan_search(suite, store, run=lambda trials: run_trials(trials, store, jobs=jobs, quiet=True))
+        assert outcome.complete, outcome.stopped
+        run_trials(outcome.final_trials, store, jobs=jobs, quiet=True)
+    return time.perf_counter() - started, len(outcome.search_hashes())
+
+
+def overhead(suite_path: Path, store_dir: Path, repeats: int = 5) -> tuple[float, float]:
+    """Milliseconds per search trial of the planner on a fully stored search, and per plain stored trial of
+    run_trials' skip check (best of `repeats`)."""
+    suite = load_suite(suite_path)
+    search_times, plain_times = [], []
+    with Store(store_dir) as store:
+        for _ in range(repeats):
+            started = time.perf_counter()
+            outcome = plan_search(suite, store, run=lambda trials: None)
+            search_times.append((time.perf_counter() - started) / len(outcome.search_hashes()))
+            trials = [t for c in outcome.configurations for t in c.trials]
+            started = time.perf_counter()
+            summary = run_trials(trials, store, jobs=1, quiet=True)
+            plain_times.append((time.perf_counter() - started) / len(trials))
+            assert summary.skipped == len(trials)
+    return 1000 * min(search_times), 1000 * min(plain_times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=15, help="epochs per trial (default 15)")
+    arguments = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        suite_path = root / "bench_search.yaml"
+        suite_path.write_text(SUITE.format(epochs=arguments.epochs))
+        two, count = run_search(suite_path, root / "jobs2", jobs=2)
+        one, _ = run_search(suite_path, root / "jobs1", jobs=1)
+        per_search, per_plain = overhead(suite_path, root / "jobs2")
+    print(f"{count} search trials (+1 final), {arguments.epochs} epochs each, digits MLP 64x64:")
+    print(f"  --jobs 1: {one:.1f} s   --jobs 2: {two:.1f} s   speedup {one / two:.2f}x (target >= 1.8x)")
+    print(
+        f"  harness overhead per search trial: {per_search:.2f} ms (target < 10 ms); "
+        f"per plain stored trial (run_trials' skip check): {per_plain:.2f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
