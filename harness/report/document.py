@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness import __version__
 from harness.analysis.environment import environment_differences
+from harness.analysis.verdicts import OUTCOMES, tolerance_from_suite, verdicts
 from harness.errors import HarnessError
 from harness.measures import TRIAL_STATUSES
 from harness.report import sections
@@ -31,11 +32,44 @@ class ReportError(HarnessError):
 
 
 @dataclass(frozen=True)
+class Answer:
+    """The answer first: a verdict sentence per comparison (`harness.analysis.verdicts`), shortened for big grids."""
+
+    summary: str  # counts per outcome ('' when there is nothing to compare)
+    lines: tuple[tuple[str, str], ...]  # (outcome, sentence), at most MAX_ANSWER_LINES
+    left_out: int  # comparisons not listed (they are in the comparisons table and CSV)
+
+
+MAX_ANSWER_LINES = 12
+
+
+def answer(results: Results, suite_document: Mapping[str, Any] | None = None) -> Answer:
+    """The verdicts of every comparison, the decided ones first (better, worse, equivalent, undecided), the
+    largest differences first within each; at most MAX_ANSWER_LINES, and a count of the rest."""
+    if len(results.arms) < 2:
+        return Answer("", (), 0)
+    table = verdicts(results, tolerance_from_suite(suite_document, results.primary_metric))
+    if table.empty:
+        return Answer("", (), 0)
+    counts = table["outcome"].value_counts()
+    summary = f"{len(table)} comparisons of {results.primary_metric}: " + ", ".join(
+        f"{int(counts[name])} {name}" for name in OUTCOMES if name in counts
+    )
+    rank = table["outcome"].map({name: index for index, name in enumerate(OUTCOMES)})
+    size = table["mean_difference"].abs().fillna(-1.0)
+    table = table.assign(_rank=rank, _size=-size).sort_values(["_rank", "_size"], kind="stable")
+    shown = table.head(MAX_ANSWER_LINES)
+    lines = tuple(zip(shown["outcome"].astype(str), shown["text"].astype(str)))
+    return Answer(summary, lines, len(table) - len(shown))
+
+
+@dataclass(frozen=True)
 class ReportContent:
     """Everything a report shows, computed once and rendered twice (HTML and PDF)."""
 
     name: str
     description: str
+    answer: Answer
     version: str
     reference: str
     meta_lines: tuple[str, ...]
@@ -101,6 +135,7 @@ def report_content(results: Results, suite_document: Mapping[str, Any] | None = 
     return ReportContent(
         name=results.name,
         description=results.description,
+        answer=answer(results, suite_document),
         version=__version__,
         reference=results.reference,
         meta_lines=_meta_lines(results, generated, _seed_roles_line(suite_document)),

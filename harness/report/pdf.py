@@ -128,6 +128,18 @@ def title_page(content: ReportContent) -> Figure:
         for line in content.meta_lines:
             figure.text(MARGIN, y, line, fontsize=10, color="0.3", va="top")
             y -= 0.03
+        if content.answer.lines:
+            y -= 0.02
+            figure.text(MARGIN, y, "The answer", fontsize=13, fontweight="bold", va="top")
+            y -= 0.035
+            figure.text(MARGIN, y, content.answer.summary, fontsize=9, color="0.3", va="top")
+            y -= 0.03
+            for _, sentence in content.answer.lines:
+                for index, line in enumerate(textwrap.wrap(sentence, 140)):
+                    if y < MARGIN:
+                        break
+                    figure.text(MARGIN + (0.015 if index else 0), y, line, fontsize=8.5, va="top")
+                    y -= 0.022
     return figure
 
 
