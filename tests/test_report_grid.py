@@ -66,6 +66,9 @@ def test_importance_shares(results) -> None:
     assert table.loc["a", "share"] > 0.95 and table.loc["b", "share"] < 0.01
     assert table["share"].sum() == pytest.approx(1.0, abs=1e-6)  # a balanced grid: type II = the total
     assert table.loc["a", "p"] < 1e-6 and table.loc["b", "p"] > 0.01
+    # an arm missing (failed, excluded): not balanced, so statsmodels' type II main effects
+    gappy = grid_effects.anova_importance(means.iloc[1:], results.axes, "torch")
+    assert gappy["term"].tolist() == ["a", "c", "b", "Residual"] and gappy["share"].iloc[0] > 0.95
 
 
 def test_a_small_grid_keeps_its_per_arm_tables() -> None:

@@ -21,6 +21,7 @@ import itertools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -78,48 +79,113 @@ def ranked_arms(means: pd.DataFrame, metric: str, count: int) -> tuple[pd.DataFr
 
 
 def anova_importance(means: pd.DataFrame, axes: Sequence[str], backend: str) -> pd.DataFrame:
-    """The ANOVA of the module docstring on one backend's arm means (`IMPORTANCE_COLUMNS`; empty when the
-    grid has too few arms for even the main effects)."""
-    import statsmodels.formula.api as smf
-    from statsmodels.stats.anova import anova_lm
+    """The ANOVA of the module docstring on one backend's arm means (`IMPORTANCE_COLUMNS`, the terms by share,
+    the residual last; empty when the grid has too few arms for even the main effects).
 
+    A complete grid with one value per cell (every sweep that ran whole) is balanced: the sums of squares
+    are the classical ones from cell means (type II equals type I there) and cost nothing. Otherwise
+    (failed arms, `exclude`) statsmodels fits the main effects (type II), without pairs.
+    """
     part = means[means["backend"] == backend]
-    names = {axis: f"f{index}" for index, axis in enumerate(axes) if part[axis].nunique() > 1}
-    if not names:
+    varying = [axis for axis in axes if part[axis].nunique() > 1]
+    if not varying:
         return pd.DataFrame(columns=list(IMPORTANCE_COLUMNS))
-    frame = part.rename(columns=names)[[*names.values(), "mean"]].astype({name: str for name in names.values()})
-    main = [f"C({name})" for name in names.values()]
-    pairs = [f"{a}:{b}" for a, b in itertools.combinations(main, 2)]
-    levels = {name: frame[name].nunique() for name in names.values()}
-    main_df = sum(level - 1 for level in levels.values())
-    pair_df = sum((levels[a] - 1) * (levels[b] - 1) for a, b in itertools.combinations(names.values(), 2))
-    residual = len(frame) - 1 - main_df
-    terms = main + (pairs if residual - pair_df >= max(10, len(frame) // 10) else [])
-    if residual < 2:
+    values = part["mean"].to_numpy(dtype=np.float64)
+    levels = {axis: part[axis].nunique() for axis in varying}
+    balanced = part.groupby(varying, observed=True).size().eq(1).all() and len(part) == math.prod(levels.values())
+    terms = _balanced_sums_of_squares(part, varying, values) if balanced else _unbalanced_sums_of_squares(part, varying)
+    if terms is None:
         return pd.DataFrame(columns=list(IMPORTANCE_COLUMNS))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # an empty cell makes the design rank deficient: statsmodels warns
-        fit = smf.ols("mean ~ " + " + ".join(terms), data=frame).fit()
-        table = anova_lm(fit, typ=2)
-    total = float(((frame["mean"] - frame["mean"].mean()) ** 2).sum())
-    back = {f"C({name})": axis for axis, name in names.items()}
+    total = float(((values - values.mean()) ** 2).sum())
+    explained_df = sum(df for _, df, _ in terms)
+    residual_df = len(values) - 1 - explained_df
+    residual_ss = max(total - sum(ss for _, _, ss in terms), 0.0) if balanced else terms_residual(part, varying)
+    from scipy import stats
+
     rows = []
-    for term, row in table.iterrows():
-        label = " x ".join(back.get(part_name, part_name) for part_name in str(term).split(":"))
+    for label, df, ss in terms:
+        f = (ss / df) / (residual_ss / residual_df) if residual_df > 0 and residual_ss > 0 else math.nan
+        p = float(stats.f.sf(f, df, residual_df)) if math.isfinite(f) else math.nan
         rows.append(
             {
                 "backend": backend,
                 "term": label,
-                "df": float(row["df"]),
-                "sum_sq": float(row["sum_sq"]),
-                "share": float(row["sum_sq"]) / total if total > 0 else math.nan,
-                "F": float(row["F"]),
-                "p": float(row["PR(>F)"]),
+                "df": df,
+                "sum_sq": ss,
+                "share": ss / total if total else math.nan,
+                "F": f,
+                "p": p,
             }
         )
-    result = pd.DataFrame(rows, columns=list(IMPORTANCE_COLUMNS))
-    is_residual = result["term"] == "Residual"
-    return pd.concat(
-        [result[~is_residual].sort_values("share", ascending=False, kind="stable"), result[is_residual]],
-        ignore_index=True,
+    rows.sort(
+        key=lambda row: -float(cast("float", row["share"])) if math.isfinite(cast("float", row["share"])) else 0.0
     )
+    rows.append(
+        {
+            "backend": backend,
+            "term": "Residual",
+            "df": residual_df,
+            "sum_sq": residual_ss,
+            "share": residual_ss / total if total else math.nan,
+            "F": math.nan,
+            "p": math.nan,
+        }
+    )
+    return pd.DataFrame(rows, columns=list(IMPORTANCE_COLUMNS))
+
+
+def _balanced_sums_of_squares(
+    part: pd.DataFrame, axes: Sequence[str], values: np.ndarray
+) -> list[tuple[str, float, float]] | None:
+    """(term, df, sum of squares) of every axis, and of every pair when the residual keeps enough degrees of
+    freedom (at least 10 and a tenth of the arms), from the marginal means of a complete one-per-cell grid."""
+    n, grand = len(values), float(values.mean())
+    frame = part[list(axes)].assign(_value=values)
+    levels = {axis: frame[axis].nunique() for axis in axes}
+    main_df = sum(level - 1 for level in levels.values())
+    if n - 1 - main_df < 2:
+        return None
+    marginal = {axis: frame.groupby(axis, observed=True)["_value"].mean() for axis in axes}
+    terms = [
+        (axis, float(levels[axis] - 1), float(((frame[axis].map(marginal[axis]) - grand) ** 2).sum())) for axis in axes
+    ]
+    pairs = list(itertools.combinations(axes, 2))
+    pair_df = sum((levels[a] - 1) * (levels[b] - 1) for a, b in pairs)
+    if pairs and n - 1 - main_df - pair_df >= max(10, n // 10):
+        for a, b in pairs:
+            cell = frame.groupby([a, b], observed=True)["_value"].transform("mean")
+            deviation = cell - frame[a].map(marginal[a]) - frame[b].map(marginal[b]) + grand
+            terms.append((f"{a} x {b}", float((levels[a] - 1) * (levels[b] - 1)), float((deviation**2).sum())))
+    return terms
+
+
+def _unbalanced_sums_of_squares(part: pd.DataFrame, axes: Sequence[str]) -> list[tuple[str, float, float]] | None:
+    """Type II sums of squares of the main effects (statsmodels OLS on categorical factors)."""
+    fitted = _main_effects_fit(part, axes)
+    if fitted is None:
+        return None
+    table, names = fitted
+    back = {f"C({name})": axis for axis, name in names.items()}
+    return [
+        (back[str(term)], float(row["df"]), float(row["sum_sq"])) for term, row in table.iterrows() if str(term) in back
+    ]
+
+
+def terms_residual(part: pd.DataFrame, axes: Sequence[str]) -> float:
+    """The residual sum of squares of the main-effects fit (unbalanced grids)."""
+    fitted = _main_effects_fit(part, axes)
+    return float(fitted[0]["sum_sq"].to_numpy(dtype=np.float64)[-1]) if fitted is not None else math.nan  # last row
+
+
+def _main_effects_fit(part: pd.DataFrame, axes: Sequence[str]) -> tuple[pd.DataFrame, dict[str, str]] | None:
+    import statsmodels.formula.api as smf
+    from statsmodels.stats.anova import anova_lm
+
+    names = {axis: f"f{index}" for index, axis in enumerate(axes)}
+    frame = part.rename(columns=names)[[*names.values(), "mean"]].astype({name: str for name in names.values()})
+    if len(frame) - 1 - sum(frame[name].nunique() - 1 for name in names.values()) < 2:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an empty cell makes the design rank deficient: statsmodels warns
+        fit = smf.ols("mean ~ " + " + ".join(f"C({name})" for name in names.values()), data=frame).fit()
+        return anova_lm(fit, typ=2), names

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from harness.analysis.comparisons import values_by_cell
+from harness.analysis.comparisons import paired_by_seed, values_by_cell
 from harness.analysis.statistics import ALPHA
 from harness.analysis.text import format_number
 from harness.measures import is_higher_better
@@ -107,8 +107,8 @@ def verdicts(results: Results, tolerance: Tolerance | None = None, metric: str |
     for row in table.to_dict("records"):
         arm_values = cells.get((row["arm"], row["backend"]), empty)
         reference_values = cells.get((row["reference"], row["backend"]), empty)
-        seeds = np.intersect1d(arm_values.index.to_numpy(), reference_values.index.to_numpy())
-        after, before = arm_values.loc[seeds].to_numpy(), reference_values.loc[seeds].to_numpy()
+        after, before = paired_by_seed(arm_values, reference_values)
+        seeds = after
         difference = after - before
         better = int(np.sum(difference > 0 if higher else difference < 0))
         tied = int(np.sum(difference == 0))
