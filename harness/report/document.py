@@ -176,8 +176,9 @@ def write_report(
     content = report_content(results, suite_document)
     html_path, pdf_path = directory / HTML_NAME, directory / PDF_NAME
     try:
-        html_path.write_text(render_html(content), encoding="utf-8")
-        write_pdf(content, pdf_path)
+        html = render_html(content)
+        html_path.write_text(html, encoding="utf-8")
+        write_pdf(content, pdf_path, html)
     except OSError as error:
         raise ReportError(
             f"report: cannot write into {str(directory)!r} ({error.strerror or error}). "

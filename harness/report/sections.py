@@ -25,7 +25,7 @@ VOLATILE_SPEC_KEYS = ("seed", "backend")  # differ between trials of one arm: no
 SUMMARY_LOSSES = tuple(metric_name(split, LOSS) for split in (TRAINING_SPLIT, TEST_SPLIT))  # beside the primary metric
 STATUS_COUNTS_HEADER = "/".join(status.label for status in STATUS_TABLE)  # 'ok/div/fail/timeout'
 # Beyond this many arms a report shows the grid's structure (harness.report.grid), not one row or line per arm.
-LARGE_GRID_ARMS = 48
+LARGE_GRID_ARMS = 60
 
 
 def is_large_grid(results: Results) -> bool:
