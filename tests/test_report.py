@@ -153,6 +153,49 @@ def test_html_in_headless_chromium(report, tmp_path: Path) -> None:
     assert requested and all(url.startswith(("file:", "data:")) for url in requested), requested
 
 
+def test_interactive_report_in_headless_chromium(report, tmp_path: Path) -> None:
+    """Loads offline with no console error, its plotly figures drawn, and a click on a legend entry hides an arm."""
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (CI installs Debian's chromium; apt-get install chromium)")
+    from harness.report.document import report_content
+    from harness.report.interactive import write_interactive
+
+    _, _, results = report
+    path = write_interactive(results, tmp_path, report_content(results, SUITE_DOCUMENT))
+    html = path.read_text(encoding="utf-8")
+    assert html.count("<script>") == 1 + html.count("Plotly.newPlot")  # plotly.js inlined once, one call per figure
+    assert "cdn.plot.ly" not in html.split("<body>", 1)[1]  # the figures load nothing
+    with DevTools(CHROMIUM, tmp_path / "profile") as browser:
+        page = browser.open(path.resolve().as_uri())
+        facts = page.evaluate(
+            "({plots: Array.from(document.querySelectorAll('.js-plotly-plot')).map(plot => plot.id),"
+            " traces: document.getElementById('plot-curves').data.length,"
+            " answer: document.querySelector('#answer li').textContent})"
+        )
+        box = page.evaluate(
+            "(() => { const item = document.querySelector('#plot-curves .legendtoggle'); item.scrollIntoView({block: 'center'});"
+            " const toggle = item.getBoundingClientRect();"
+            " return [toggle.x + toggle.width / 2, toggle.y + toggle.height / 2]; })()"
+        )
+        for kind in ("mousePressed", "mouseReleased"):
+            browser.send(
+                "Input.dispatchMouseEvent",
+                {"type": kind, "x": box[0], "y": box[1], "button": "left", "clickCount": 1},
+                session=page.session,
+            )
+        time.sleep(1.0)  # plotly waits out a possible double click before it toggles
+        visible = page.evaluate("document.getElementById('plot-curves').data.map(trace => trace.visible)")
+        events = page.drain_events()
+    assert facts["plots"] == ["plot-curves", "plot-trials", "plot-parallel"]
+    assert facts["traces"] == len(results.arms) * len(results.backends)
+    assert " vs " in facts["answer"]
+    # the first arm's traces (one per backend: one legend group per arm) are hidden, every other one shown
+    assert visible[0] == "legendonly" and visible.count("legendonly") == len(results.backends), visible
+    assert [event for event in events if _is_error(event)] == []
+    requested = [e["params"]["request"]["url"] for e in events if e["method"] == "Network.requestWillBeSent"]
+    assert all(url.startswith(("file:", "data:")) for url in requested), requested
+
+
 def _is_error(event: dict[str, Any]) -> bool:
     method, params = event["method"], event.get("params", {})
     if method == "Runtime.exceptionThrown" or method == "Network.loadingFailed":

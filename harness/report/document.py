@@ -150,9 +150,13 @@ def report_content(results: Results, suite_document: Mapping[str, Any] | None = 
 
 
 def write_report(
-    results: Results, directory: str | Path, suite_document: Mapping[str, Any] | None = None
+    results: Results,
+    directory: str | Path,
+    suite_document: Mapping[str, Any] | None = None,
+    interactive: bool = False,
 ) -> tuple[Path, Path]:
-    """Write `<directory>/report.html` (one self-contained file) and `<directory>/report.pdf`.
+    """Write `<directory>/report.html` (one self-contained file) and `<directory>/report.pdf`, and with
+    `interactive` also `<directory>/report_interactive.html` (plotly figures; harness.report.interactive).
 
     Args:
         results: the suite's results.
@@ -179,6 +183,10 @@ def write_report(
         html = render_html(content)
         html_path.write_text(html, encoding="utf-8")
         write_pdf(content, pdf_path, html)
+        if interactive:
+            from harness.report.interactive import write_interactive
+
+            write_interactive(results, directory, content)
     except OSError as error:
         raise ReportError(
             f"report: cannot write into {str(directory)!r} ({error.strerror or error}). "
