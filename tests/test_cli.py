@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,9 @@ class TestRun:
         assert result.exit_code == 0, result.output
         html = (tmp_path / "tiny" / "report.html").read_text()
         assert "SGD vs Adam on iris" in html and (tmp_path / "tiny" / "report.pdf").stat().st_size > 1000
+        # the answer first, in words from the real run's statistics (2 seeds: a verdict, not a guess)
+        assert html.index('id="answer"') < html.index('id="summary"')
+        assert re.search(r"adam vs sgd: (better|worse|undecided|no detectable|identical)", html), html[:3000]
 
     def test_harness_load_reads_a_results_folder(self, finished_run):
         import harness

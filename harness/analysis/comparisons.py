@@ -62,11 +62,17 @@ TARGET_COLUMNS = ("hash", "arm", "backend", "seed", "status", "metric", "target"
 def values_by_cell(final: pd.DataFrame, metric: str) -> dict[tuple[str, str], pd.Series]:
     """(arm, backend) -> the metric of its 'ok' trials, indexed by seed (one groupby, no per-arm filtering)."""
     ok = final.loc[final["status"] == OK, ["arm", "backend", "seed", metric]]
+    # one sort and numpy splits instead of iterating a groupby: 2,000 arms took seconds that way
+    codes = ok.groupby(["arm", "backend"], sort=False).ngroup().to_numpy()
+    order = np.argsort(codes, kind="stable")
+    starts = np.flatnonzero(np.diff(codes[order], prepend=-1))
+    values = ok[metric].to_numpy(dtype=np.float64)[order]
+    seeds = ok["seed"].to_numpy()[order]
+    arms, backends = ok["arm"].to_numpy()[order], ok["backend"].to_numpy()[order]
+    ends = [*starts[1:], len(order)]
     return {
-        cast("tuple[str, str]", key): pd.Series(
-            group[metric].to_numpy(dtype=np.float64), index=group["seed"].to_numpy()
-        )
-        for key, group in ok.groupby(["arm", "backend"], sort=False)
+        cast("tuple[str, str]", (arms[start], backends[start])): pd.Series(values[start:end], index=seeds[start:end])
+        for start, end in zip(starts, ends)
     }
 
 
@@ -78,10 +84,11 @@ def first_rows(final: pd.DataFrame, keys: Sequence[str]) -> dict[Any, dict[str, 
     return {key if len(keys) > 1 else key[0]: row for key, row in zip(index, rows)}
 
 
-def _paired(first: pd.Series, second: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def paired_by_seed(first: pd.Series, second: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Align two per-seed series on their common seeds (sorted)."""
-    seeds = np.intersect1d(first.index.to_numpy(), second.index.to_numpy())
-    return first.loc[seeds].to_numpy(), second.loc[seeds].to_numpy()
+    # positions, not .loc: one .loc per arm was most of a 2,000-arm grid's comparisons (seeds are unique per cell)
+    _, in_first, in_second = np.intersect1d(first.index.to_numpy(), second.index.to_numpy(), return_indices=True)
+    return first.to_numpy()[in_first], second.to_numpy()[in_second]
 
 
 # Every seed gives the same difference (to float rounding): no spread, so no test, and d_z is undefined
@@ -131,7 +138,7 @@ def compare_arms(
             if arm == reference or (arm, backend) not in present:
                 continue
             reference_values = cells.get((reference, backend), empty)
-            arm_values, paired_reference = _paired(cells.get((arm, backend), empty), reference_values)
+            arm_values, paired_reference = paired_by_seed(cells.get((arm, backend), empty), reference_values)
             test = paired_test(arm_values, paired_reference)
             # Unpaired, over every ok run of each (not only the common seeds): the Mann-Whitney form.
             improvement = improvement_row(
@@ -185,7 +192,7 @@ def compare_backends(
         labels = {axis: present[arm][axis] for axis in axes}
         for versus in others:
             for metric in metrics:
-                a, b = _paired(cells[metric].get((arm, first), empty), cells[metric].get((arm, versus), empty))
+                a, b = paired_by_seed(cells[metric].get((arm, first), empty), cells[metric].get((arm, versus), empty))
                 test = paired_test(a, b)
                 finite = np.isfinite(a) & np.isfinite(b)
                 largest = float(np.max(np.abs(a[finite] - b[finite]))) if finite.any() else math.nan

@@ -19,9 +19,10 @@ REPORT_PACKAGES = ("matplotlib", "seaborn", "jinja2")
 
 
 def write_report(
-    results: Results, directory: str | Path, suite_document: Mapping[str, Any] | None = None
+    results: Results, directory: str | Path, suite_document: Mapping[str, Any] | None = None, interactive: bool = False
 ) -> tuple[Path, Path]:
-    """Write `<directory>/report.html` and `<directory>/report.pdf`; return their paths.
+    """Write `<directory>/report.html` and `<directory>/report.pdf`; return their paths. With `interactive`,
+    also `<directory>/report_interactive.html` (needs plotly: pip install 'harness[interactive]').
 
     See `harness.report.document.write_report`.
 
@@ -36,7 +37,15 @@ def write_report(
             f"report: the Python package {missing!r} is not installed; reports need {', '.join(REPORT_PACKAGES)}. "
             "Fix: pip install 'harness[report]'."
         ) from None
-    return write(results, directory, suite_document)
+    if interactive:
+        try:
+            import plotly  # noqa: F401
+        except ImportError:
+            raise HarnessError(
+                "report --interactive: the Python package 'plotly' is not installed. "
+                "Fix: pip install 'harness[interactive]', or leave out --interactive."
+            ) from None
+    return write(results, directory, suite_document, interactive)
 
 
 __all__ = ["write_report"]

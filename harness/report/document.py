@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness import __version__
 from harness.analysis.environment import environment_differences
+from harness.analysis.verdicts import OUTCOMES, tolerance_from_suite, verdicts
 from harness.errors import HarnessError
 from harness.measures import TRIAL_STATUSES
 from harness.report import sections
@@ -32,11 +33,44 @@ class ReportError(HarnessError):
 
 
 @dataclass(frozen=True)
+class Answer:
+    """The answer first: a verdict sentence per comparison (`harness.analysis.verdicts`), shortened for big grids."""
+
+    summary: str  # counts per outcome ('' when there is nothing to compare)
+    lines: tuple[tuple[str, str], ...]  # (outcome, sentence), at most MAX_ANSWER_LINES
+    left_out: int  # comparisons not listed (they are in the comparisons table and CSV)
+
+
+MAX_ANSWER_LINES = 12
+
+
+def answer(results: Results, suite_document: Mapping[str, Any] | None = None) -> Answer:
+    """The verdicts of every comparison, the decided ones first (better, worse, equivalent, undecided), the
+    largest differences first within each; at most MAX_ANSWER_LINES, and a count of the rest."""
+    if len(results.arms) < 2:
+        return Answer("", (), 0)
+    table = verdicts(results, tolerance_from_suite(suite_document, results.primary_metric))
+    if table.empty:
+        return Answer("", (), 0)
+    counts = table["outcome"].value_counts()
+    summary = f"{len(table)} comparisons of {results.primary_metric}: " + ", ".join(
+        f"{int(counts[name])} {name}" for name in OUTCOMES if name in counts
+    )
+    rank = table["outcome"].map({name: index for index, name in enumerate(OUTCOMES)})
+    size = table["mean_difference"].abs().fillna(-1.0)
+    table = table.assign(_rank=rank, _size=-size).sort_values(["_rank", "_size"], kind="stable")
+    shown = table.head(MAX_ANSWER_LINES)
+    lines = tuple(zip(shown["outcome"].astype(str), shown["text"].astype(str)))
+    return Answer(summary, lines, len(table) - len(shown))
+
+
+@dataclass(frozen=True)
 class ReportContent:
     """Everything a report shows, computed once and rendered twice (HTML and PDF)."""
 
     name: str
     description: str
+    answer: Answer
     version: str
     reference: str
     meta_lines: tuple[str, ...]
@@ -102,6 +136,7 @@ def report_content(results: Results, suite_document: Mapping[str, Any] | None = 
     return ReportContent(
         name=results.name,
         description=results.description,
+        answer=answer(results, suite_document),
         version=__version__,
         reference=results.reference,
         meta_lines=_meta_lines(results, generated, _seed_roles_line(suite_document)),
@@ -116,9 +151,13 @@ def report_content(results: Results, suite_document: Mapping[str, Any] | None = 
 
 
 def write_report(
-    results: Results, directory: str | Path, suite_document: Mapping[str, Any] | None = None
+    results: Results,
+    directory: str | Path,
+    suite_document: Mapping[str, Any] | None = None,
+    interactive: bool = False,
 ) -> tuple[Path, Path]:
-    """Write `<directory>/report.html` (one self-contained file) and `<directory>/report.pdf`.
+    """Write `<directory>/report.html` (one self-contained file) and `<directory>/report.pdf`, and with
+    `interactive` also `<directory>/report_interactive.html` (plotly figures; harness.report.interactive).
 
     Args:
         results: the suite's results.
@@ -142,8 +181,13 @@ def write_report(
     content = report_content(results, suite_document)
     html_path, pdf_path = directory / HTML_NAME, directory / PDF_NAME
     try:
-        html_path.write_text(render_html(content), encoding="utf-8")
-        write_pdf(content, pdf_path)
+        html = render_html(content)
+        html_path.write_text(html, encoding="utf-8")
+        write_pdf(content, pdf_path, html)
+        if interactive:
+            from harness.report.interactive import write_interactive
+
+            write_interactive(results, directory, content)
     except OSError as error:
         raise ReportError(
             f"report: cannot write into {str(directory)!r} ({error.strerror or error}). "

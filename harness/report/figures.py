@@ -320,6 +320,9 @@ def generalization_gap_plot(gap: pd.DataFrame, *, arms: Sequence[str], backends:
     )
 
 
+ANNOTATED_COLUMNS = 12  # a heatmap wider than this gets no numbers in its cells (they would overlap)
+
+
 def grid_heatmap(
     table: pd.DataFrame, *, metric: str, higher_is_better: bool = True, title: str | None = None
 ) -> Figure:
@@ -336,7 +339,7 @@ def grid_heatmap(
         axis = figure.subplots()
         sns.heatmap(
             table.astype(float),
-            annot=True,
+            annot=len(table.columns) <= ANNOTATED_COLUMNS,
             fmt=".3g",
             cmap="viridis" if higher_is_better else "viridis_r",
             linewidths=0.5,
@@ -347,6 +350,60 @@ def grid_heatmap(
         axis.set_ylabel(str(table.index.name or ""))
         axis.set_xlabel(str(table.columns.name or ""))
         axis.set_title(title or f"Mean {metric} over seeds")
+    return figure
+
+
+def main_effects_plot(table: pd.DataFrame, *, metric: str, axes: Sequence[str]) -> Figure:
+    """One panel per grid axis: the mean `metric` of each variant (other axes averaged out) with its 95% CI.
+
+    Args:
+        table: `harness.analysis.grid_effects.main_effects` rows of one backend.
+    """
+    present = [axis for axis in axes if axis in set(table["axis"])]
+    columns = min(3, max(1, len(present)))
+    rows = max(1, math.ceil(len(present) / columns))
+    with figure_style():
+        figure = new_figure(WIDTH, 2.6 * rows + 0.3)
+        panels = np.atleast_1d(figure.subplots(rows, columns, sharey=True, squeeze=False)).reshape(-1)
+        for panel, axis in zip(panels, present):
+            part = table[table["axis"] == axis]
+            x = np.arange(len(part))
+            mean = part["mean"].to_numpy(dtype=float)
+            low = mean - part["ci_low"].to_numpy(dtype=float)
+            high = part["ci_high"].to_numpy(dtype=float) - mean
+            panel.errorbar(x, mean, yerr=np.nan_to_num(np.vstack([low, high])), fmt="o-", capsize=2, markersize=3)
+            panel.set_xticks(
+                x,
+                [str(label) for label in part["variant"]],
+                rotation=45 if len(part) > 6 else 0,
+                ha="right" if len(part) > 6 else "center",
+                fontsize=7,
+            )
+            panel.set_title(axis, fontsize=9)
+            panel.set_ylabel(metric)
+        for panel in panels[len(present) :]:
+            panel.set_visible(False)
+    return figure
+
+
+def importance_plot(table: pd.DataFrame, *, title: str) -> Figure:
+    """Horizontal bars: each ANOVA term's share of the grid's variance (the residual last, grey).
+
+    Args:
+        table: `harness.analysis.grid_effects.anova_importance` rows of one backend.
+    """
+    with figure_style():
+        figure = new_figure(WIDTH * 0.8, 0.9 + 0.3 * len(table))
+        axis = figure.subplots()
+        labels = [str(term) for term in table["term"]][::-1]
+        shares = table["share"].to_numpy(dtype=float)[::-1]
+        colors = ["0.7" if label == "Residual" else sns.color_palette("deep")[0] for label in labels]
+        axis.barh(labels, shares, color=colors)
+        for y, share in enumerate(shares):
+            axis.text(share, y, f" {share:.1%}", va="center", fontsize=7)
+        axis.set_xlabel("share of the variance between arms (eta squared)")
+        axis.set_xlim(0, min(1.0, max(float(np.nanmax(shares)) * 1.2, 0.05)) if len(shares) else 1.0)
+        axis.set_title(title)
     return figure
 
 

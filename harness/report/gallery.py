@@ -35,6 +35,7 @@ from harness.measures import (
     metric_name,
 )
 from harness.report import figures
+from harness.report.sections import is_large_grid
 
 if TYPE_CHECKING:
     from harness.analysis import Results
@@ -59,6 +60,19 @@ def _curve_splits(results: Results, measure: str) -> tuple[str, ...]:
     return tuple(split for split in (TRAINING_SPLIT, held_out) if metric_name(split, measure) in results.metric_names)
 
 
+CURVE_ARMS = 5  # of a large grid, the learning curves of this many best and worst arms
+
+
+def _extreme_arms(results: Results, count: int) -> list[str]:
+    """The `count` best and `count` worst arms by mean final primary metric (first backend), in suite order."""
+    final = results.final()
+    ok = final[(final["status"] == OK) & (final["backend"] == results.backends[0])]
+    means = ok.groupby("arm")[results.primary_metric].mean().dropna()
+    ordered = means.sort_values(ascending=not is_higher_better(results.primary_metric)).index.tolist()
+    chosen = set(ordered[:count]) | set(ordered[-count:])
+    return [arm for arm in results.arms if arm in chosen]
+
+
 def learning_curve_figures(results: Results) -> list[ReportFigure]:
     """Loss curves, and curves of the primary metric's measure when it is not the loss."""
     primary_measure = results.primary_metric.partition("_")[2]
@@ -71,14 +85,18 @@ def learning_curve_figures(results: Results) -> list[ReportFigure]:
         curves = results.curves([metric_name(split, measure) for split in splits])
         if curves.empty:  # no trial finished ok
             continue
-        figure = figures.learning_curves(
-            curves, measure=measure, arms=results.arms, backends=results.backends, splits=splits
-        )
+        arms, note = list(results.arms), ""
+        if is_large_grid(results):  # the best and the worst arms only: 2,000 lines show nothing
+            arms = _extreme_arms(results, CURVE_ARMS)
+            curves = curves[curves["arm"].isin(arms)]
+            note = f" Of a large grid, the {CURVE_ARMS} best and {CURVE_ARMS} worst arms by final {results.primary_metric}."
+        figure = figures.learning_curves(curves, measure=measure, arms=arms, backends=results.backends, splits=splits)
         found.append(
             ReportFigure(
                 f"curves_{measure}",
                 f"Learning curves: {measure}",
-                f"Mean {' and '.join(splits)} {measure} per epoch over the seeds that finished ok; bands are 95% t intervals.",
+                f"Mean {' and '.join(splits)} {measure} per epoch over the seeds that finished ok; bands are 95% t intervals."
+                + note,
                 figure,
             )
         )
@@ -102,6 +120,8 @@ def learning_rate_figures(results: Results) -> list[ReportFigure]:
 
 def final_metric_figures(results: Results) -> list[ReportFigure]:
     """The primary metric per arm with its CI."""
+    if is_large_grid(results):  # one row, line or point per arm: the grid's structure replaces it
+        return []
     summary = results.summary()
     if not summary.loc[summary["metric"] == results.primary_metric, "mean"].notna().any():
         return []
@@ -120,6 +140,8 @@ def final_metric_figures(results: Results) -> list[ReportFigure]:
 
 def forest_figures(results: Results) -> list[ReportFigure]:
     """Every arm minus the reference arm, paired by seed."""
+    if is_large_grid(results):  # one row, line or point per arm: the grid's structure replaces it
+        return []
     if len(results.arms) < 2:
         return []
     table = results.comparisons()
@@ -153,6 +175,8 @@ def _primary_metric_heatmap(
 
 def heatmap_figures(results: Results) -> list[ReportFigure]:
     """For a two-axis grid, one heatmap of the primary metric per backend."""
+    if is_large_grid(results):  # one row, line or point per arm: the grid's structure replaces it
+        return []
     if len(results.axes) != 2:
         return []
     found = []
@@ -175,6 +199,8 @@ def heatmap_figures(results: Results) -> list[ReportFigure]:
 
 def gap_figures(results: Results) -> list[ReportFigure]:
     """Train/test gap per arm."""
+    if is_large_grid(results):  # one row, line or point per arm: the grid's structure replaces it
+        return []
     gap = results.generalization_gap()
     if not len(gap) or not gap["n"].gt(0).any():
         return []
@@ -192,6 +218,8 @@ def gap_figures(results: Results) -> list[ReportFigure]:
 
 def parity_figures(results: Results) -> list[ReportFigure]:
     """The first backend vs each other backend, per (arm, seed)."""
+    if is_large_grid(results):  # one row, line or point per arm: the grid's structure replaces it
+        return []
     if len(results.backends) < 2:
         return []
     final = results.final()
@@ -266,6 +294,8 @@ def activation_histogram_figures(results: Results) -> list[ReportFigure]:
 
 def gradient_norm_figures(results: Results) -> list[ReportFigure]:
     """Gradient norm per layer, one panel per probed epoch, first backend, mean over ok seeds."""
+    if is_large_grid(results):  # one row, line or point per arm: the grid's structure replaces it
+        return []
     diagnostics = results.diagnostics()
     norms = diagnostics[
         (diagnostics["statistic"] == "gradient_norm")
@@ -313,6 +343,8 @@ def mlp_shapes(results: Results) -> pd.DataFrame:
 def shape_heatmap_figures(results: Results) -> list[ReportFigure]:
     """Depth x width heatmaps (primary metric per backend, parameter count) when the arms are mlp shapes
     on one grid axis (a two-axis grid gets the regular heatmap instead)."""
+    if is_large_grid(results):  # one row, line or point per arm: the grid's structure replaces it
+        return []
     if len(results.axes) == 2 or "spec" not in results.trials.columns:
         return []
     shapes = mlp_shapes(results)
@@ -349,7 +381,15 @@ def shape_heatmap_figures(results: Results) -> list[ReportFigure]:
     return found
 
 
+def grid_structure_figures(results: Results) -> list[ReportFigure]:
+    """Main effects, importance and interaction heatmaps of a large grid (harness.report.grid)."""
+    from harness.report.grid import GRID_FIGURE_BUILDERS
+
+    return [figure for builder in GRID_FIGURE_BUILDERS for figure in builder(results)]
+
+
 FIGURE_BUILDERS: list[FigureBuilder] = [
+    grid_structure_figures,
     learning_curve_figures,
     learning_rate_figures,
     final_metric_figures,

@@ -1,4 +1,12 @@
-"""The PDF report: the HTML report's content as pages (matplotlib PdfPages).
+"""The PDF report: the HTML page printed by WeasyPrint; matplotlib pages when WeasyPrint is missing.
+
+`write_pdf` renders the report's own HTML (the same template, its print stylesheet: A4, a title
+block, sections that flow, tables that break between rows and repeat their header, figures at full
+width, page numbers) with WeasyPrint, a maintained HTML/CSS-to-PDF renderer. When WeasyPrint cannot
+be imported (not installed, or its system libraries Pango/HarfBuzz missing), it falls back to the
+page-per-section layout below and logs why, once.
+
+The fallback (matplotlib PdfPages):
 
 Pages, in order: a title page; each result table (summary, comparisons, backend deltas, time
 to target), as many pages as its rows need; every figure, one per page; the failed trials; the
@@ -15,7 +23,7 @@ import textwrap
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 from matplotlib.backends.backend_pdf import PdfPages
@@ -128,6 +136,18 @@ def title_page(content: ReportContent) -> Figure:
         for line in content.meta_lines:
             figure.text(MARGIN, y, line, fontsize=10, color="0.3", va="top")
             y -= 0.03
+        if content.answer.lines:
+            y -= 0.02
+            figure.text(MARGIN, y, "The answer", fontsize=13, fontweight="bold", va="top")
+            y -= 0.035
+            figure.text(MARGIN, y, content.answer.summary, fontsize=9, color="0.3", va="top")
+            y -= 0.03
+            for _, sentence in content.answer.lines:
+                for index, line in enumerate(textwrap.wrap(sentence, 140)):
+                    if y < MARGIN:
+                        break
+                    figure.text(MARGIN + (0.015 if index else 0), y, line, fontsize=8.5, va="top")
+                    y -= 0.022
     return figure
 
 
@@ -181,8 +201,46 @@ def _builtin_fonts(enabled: bool) -> Iterator[None]:
         logger.setLevel(level)
 
 
-def write_pdf(content: ReportContent, path: Path) -> int:
-    """Write the PDF; return its page count."""
+logger = logging.getLogger(__name__)
+
+
+def weasyprint_module() -> Any | None:
+    """weasyprint, or None (with one logged reason) when it cannot be imported here."""
+    try:
+        import weasyprint
+    except (ImportError, OSError) as error:  # OSError: a system library (Pango) is missing
+        logger.warning(
+            "report: WeasyPrint is not usable (%s); the PDF falls back to one matplotlib page per section. "
+            "Fix: pip install 'harness[report]' (and the Pango library: apt-get install libpango-1.0-0).",
+            error,
+        )
+        return None
+    return weasyprint
+
+
+def write_pdf(content: ReportContent, path: Path, html: str | None = None) -> int:
+    """Write the PDF; return its page count. `html`: the rendered report page (WeasyPrint prints it; rendered
+    here when not given); without WeasyPrint, matplotlib pages."""
+    weasyprint = weasyprint_module()
+    if weasyprint is not None:
+        from harness.report.html import render_html
+
+        quiet = logging.getLogger("weasyprint")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # it warns about CSS it ignores (sticky headers, system-ui)
+        try:
+            document = weasyprint.HTML(string=html if html is not None else render_html(content)).render()
+            document.metadata.title = f"{content.name} - harness report"
+            document.metadata.generator = f"harness {content.version}"
+            document.write_pdf(path)
+        finally:
+            quiet.setLevel(level)
+        return len(document.pages)
+    return write_matplotlib_pdf(content, path)
+
+
+def write_matplotlib_pdf(content: ReportContent, path: Path) -> int:
+    """Write the fallback PDF (a page per section); return its page count."""
     pages = report_pages(content)
     text_only = {id(page) for page in pages if not page.axes}
     metadata = {"Title": f"{content.name} - harness report", "Creator": f"harness {content.version}"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,13 @@ if TYPE_CHECKING:
 VOLATILE_SPEC_KEYS = ("seed", "backend")  # differ between trials of one arm: not part of an arm's spec
 SUMMARY_LOSSES = tuple(metric_name(split, LOSS) for split in (TRAINING_SPLIT, TEST_SPLIT))  # beside the primary metric
 STATUS_COUNTS_HEADER = "/".join(status.label for status in STATUS_TABLE)  # 'ok/div/fail/timeout'
+# Beyond this many arms a report shows the grid's structure (harness.report.grid), not one row or line per arm.
+LARGE_GRID_ARMS = 60
+
+
+def is_large_grid(results: Results) -> bool:
+    """True when the per-arm tables and figures give way to the grid's structure (harness.report.grid)."""
+    return len(results.arms) > LARGE_GRID_ARMS
 
 
 @dataclass(frozen=True)
@@ -393,7 +400,7 @@ def python_model_lines(results: Results) -> list[str]:
 
 def spec_differences_table(results: Results) -> DisplayTable:
     """Per arm, every resolved-spec value that differs from its reference arm's (`reference_for(arm)`)."""
-    specs = arm_specs(results)
+    specs = {} if is_large_grid(results) else arm_specs(results)  # a large grid: one row per arm and key, unread
     options = results.report_options
     rows = []
     for arm in results.arms:
@@ -449,8 +456,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def report_tables(results: Results) -> list[DisplayTable]:
-    """The report's result tables that apply, in order: summary, comparisons, backend deltas, time to target."""
+def per_arm_tables(results: Results) -> list[DisplayTable]:
+    """Summary, comparisons, backend deltas and time to target, one row per arm: for grids that are not large."""
+    if is_large_grid(results):
+        return []
     tables = [summary_table(results)]
     if len(results.arms) > 1:
         tables.append(comparisons_table(results))
@@ -462,3 +471,21 @@ def report_tables(results: Results) -> list[DisplayTable]:
     if results.targets:
         tables.append(time_to_target_table(results))
     return tables
+
+
+def grid_structure_tables(results: Results) -> list[DisplayTable]:
+    """Top and bottom arms, main effects, importance: for large grids (harness.report.grid)."""
+    from harness.report.grid import GRID_TABLE_BUILDERS
+
+    return [table for builder in GRID_TABLE_BUILDERS for table in builder(results)]
+
+
+TableBuilder = Callable[["Results"], list[DisplayTable]]
+# The report's result tables, in order. Extension point: a builder returns the tables that apply to
+# `results` (none when it does not apply); add one line here, or `TABLE_BUILDERS.append(builder)`.
+TABLE_BUILDERS: list[TableBuilder] = [per_arm_tables, grid_structure_tables]
+
+
+def report_tables(results: Results) -> list[DisplayTable]:
+    """Every applicable result table for `results`, in TABLE_BUILDERS order."""
+    return [table for builder in TABLE_BUILDERS for table in builder(results)]
