@@ -38,7 +38,8 @@ def spec(seed=0, optimizer="sgd", regularizer=None, dropout=0.0, initializer="he
 
 
 CASES = {
-    "adam seeds": [spec(seed, {"name": "adam", "lr": 1e-3}) for seed in (0, 1, 2)],
+    "adam seeds": [spec(seed, {"name": "adam", "lr": 1e-3}) for seed in (0, 1, 2)],  # one fused update
+    "adam lr and betas": [spec(0, {"name": "adam", "lr": 1e-3}), spec(1, {"name": "adam", "lr": 3e-3, "beta2": 0.99})],
     "sgd lr sweep, one diverges": [spec(0, {"name": "sgd", "lr": lr}) for lr in (0.01, 1e4, 0.1)],
     "momentum": [spec(seed, {"name": "momentum", "lr": 0.01, "momentum": mu}) for seed, mu in ((0, 0.9), (1, 0.5))],
     "nesterov": [spec(seed, {"name": "nesterov", "lr": 0.01}) for seed in (0, 1)],
