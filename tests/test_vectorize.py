@@ -11,7 +11,10 @@ import pytest
 from harness.adapters.loop import TrialResult, train_trial
 from harness.adapters.vectorize import group_key, ineligible_reason, train_group
 from harness.data import load_dataset
-from harness.spec import DatasetSpec, RegularizerSpec
+from harness.runner.grouping import MAX_MEMBERS, group_size, group_tasks
+from harness.runner.tasks import Task
+from harness.spec import DatasetSpec, RegularizerSpec, Trial
+from harness.spec.footprint import trial_footprint
 from tests.helpers.specs import trial_spec
 
 pytest.importorskip("torch")
@@ -131,3 +134,40 @@ def test_group_key_ignores_member_scalars_only():
     assert group_key(base) != group_key(spec(0, {"name": "adam", "lr": 1e-3}, epochs=4))
     with pytest.raises(ValueError, match="share"):
         train_group([base, spec(0, "sgd")], None, load_dataset(DATASET))
+
+
+def test_a_member_gets_the_same_numbers_whichever_members_share_its_group(torch_adapter):
+    # so a trial's stored result does not depend on --jobs, an interrupted run or its companions
+    data = load_dataset(DATASET)
+    sweep = [spec(seed, {"name": "adam", "lr": lr}) for seed, lr in ((0, 1e-3), (1, 1e-3), (2, 3e-3))]
+    together = train_group(sweep, torch_adapter, data)
+    alone = train_group(sweep[1:2], torch_adapter, data)[0]
+    assert together[1].metrics == alone.metrics
+
+
+def lone_tasks(specs):
+    return [Task(index, Trial("s", f"arm{index}", (), member)) for index, member in enumerate(specs)]
+
+
+def test_runner_groups_stackable_trials_in_schedule_order():
+    adam = [spec(seed, {"name": "adam", "lr": 1e-3}) for seed in range(5)]
+    sgd = [spec(seed, "sgd") for seed in range(3)]
+    keras = dataclasses.replace(spec(), backend="keras")
+    tasks = lone_tasks([adam[0], sgd[0], keras, *adam[1:], *sgd[1:]])
+    grouping = group_tasks(tasks, jobs=1)
+    assert [len(task.trials) for task in grouping.tasks] == [5, 3, 1]
+    assert [task.stacked for task in grouping.tasks] == [True, True, False]
+    assert [trial.spec.seed for trial in grouping.tasks[0].trials] == [0, 1, 2, 3, 4]
+    assert (grouping.grouped, grouping.groups) == (8, 2)
+    assert "backend 'keras'" in grouping.describe() and "1 one at a time" in grouping.describe()
+    # more workers than groups: the largest groups are split so no worker idles
+    assert sorted(len(task.trials) for task in group_tasks(tasks, jobs=4).tasks) == [1, 2, 3, 3]
+    assert not any(task.stacked for task in group_tasks(tasks, jobs=1, mode="off").tasks)
+    # a lone stackable trial is a group of one: its numbers match those it gets stacked with others
+    assert group_tasks(tasks[:1], jobs=1).tasks[0].stacked
+
+
+def test_group_size_follows_the_memory_estimate(monkeypatch):
+    assert group_size(spec()) == MAX_MEMBERS  # a few KB per member
+    monkeypatch.setattr("harness.runner.grouping.GROUP_MEMORY_BYTES", 3 * trial_footprint(spec(), (64,)).total_bytes)
+    assert group_size(spec()) == 3

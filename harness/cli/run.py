@@ -72,6 +72,14 @@ from harness.cli.options import backend_option, path_argument, path_option, stor
 @click.option(
     "--num-gpus", type=click.FloatRange(min=0), default=None, help="Ray: GPUs each trial reserves (default 0)."
 )
+@click.option(
+    "--vectorize",
+    type=click.Choice(["auto", "off"]),
+    default="auto",
+    show_default=True,
+    help="auto: trials differing only in seed and scalar hyperparameters (torch MLPs) train as one stacked "
+    "model, each recorded as its own trial with the results it has alone; off: every trial alone.",
+)
 @click.option("--report", "make_report", is_flag=True, help="Also write reports/<suite>/report.html and report.pdf.")
 @path_option("--reports-dir", default=DEFAULT_REPORTS, help="Where --report writes (reports/<suite>/).")
 def run(
@@ -87,6 +95,7 @@ def run(
     address: str | None,
     num_cpus: float | None,
     num_gpus: float | None,
+    vectorize: str,
     make_report: bool,
     reports_dir: Path,
 ) -> None:
@@ -126,12 +135,15 @@ def run(
             address=address,
             num_cpus=num_cpus,
             num_gpus=num_gpus,
+            vectorize=vectorize,
         )
         record = SuiteRecord.from_suite(suite)
         results = record_results(record, store)
         written = export_tables(results, store_dir / suite.name, record)
     echo = click.echo
     echo(results.summary_text())
+    if summary.vectorized:
+        echo(f"\n{summary.vectorized}")
     echo(
         f"\n{summary.total} trials: {summary.skipped} already in the store, "
         + (f"{summary.elsewhere} run by another process, " if summary.elsewhere else "")

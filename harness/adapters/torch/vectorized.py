@@ -30,13 +30,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.adapters.common import PREDICT_CHUNK
 from harness.adapters.torch.layers import activation_module
 from harness.data.types import DatasetInfo
 from harness.spec.init import FRAMEWORK_STREAM, weight_key
 from harness.spec.types import TrialSpec, effective_weight_decay
 
-STACKED_CHUNK_VALUES = 2**19  # activations per stacked evaluation pass (see StackedMLP.chunk_rows)
+# Rows per stacked evaluation pass: small enough that 32 members' activations stay in cache (8192 rows x
+# 32 members x 100 units measured slower than K lone predictions), and the same for every group size, so a
+# member's outputs do not depend on how many members it was stacked with (a matrix product's rounding
+# can depend on its row count).
+STACKED_CHUNK = 1024
 SEED_LIMIT = 2**63 - 1  # as TorchAdapter.build: torch.Generator.manual_seed takes a 64-bit seed
 # Each rule's per-member hyperparameters (read from the resolved optimizer component)
 RULE_PARAMETERS: dict[str, tuple[str, ...]] = {
@@ -150,9 +153,12 @@ class StackedMLP:
             self.generators.append(generator)
 
     def _share(self) -> None:
-        """`shared`: the hyperparameters as floats when every live member has the same ones, else None."""
-        same = all(len(set(values)) == 1 for values in self.hyper_values.values())
-        self.shared = {name: values[0] for name, values in self.hyper_values.items()} if same else None
+        """`rows_by_hyperparameters`: (hyperparameters, live member positions) for each distinct set."""
+        names = list(self.hyper_values)
+        sets: dict[tuple[float, ...], list[int]] = {}
+        for row, values in enumerate(zip(*(self.hyper_values[name] for name in names))):
+            sets.setdefault(tuple(values), []).append(row)
+        self.rows_by_hyperparameters = [(dict(zip(names, key)), rows) for key, rows in sets.items()]
 
     def _make_views(self) -> None:
         members = self.flat.shape[0]
@@ -320,40 +326,28 @@ class StackedMLP:
             square = self.slots[0]
             square.mul_(hyper["rho"]).add_((1.0 - hyper["rho"]) * g * g)
             p.sub_(lr * g / (square.sqrt() + hyper["eps"]))
-        elif self.shared is not None:  # adam, adamw with one set of hyperparameters: torch's fused kernel,
-            # the one a lone trial's Adam(fused=True) runs, on the whole (K, P) buffer at once
+        else:  # adam, adamw: torch's fused kernel, the one a lone trial's Adam(fused=True) runs, once per set of
+            # members sharing their hyperparameters, each member's row a tensor of its own: what a member gets
+            # does not depend on which members it is stacked with
             first, second = self.slots
+            g = g.contiguous()
             self.step_count += 1
-            torch._fused_adam_(
-                [p],
-                [g.contiguous()],
-                [first],
-                [second],
-                [],
-                [self.step_count],
-                amsgrad=False,
-                lr=self.shared["lr"],
-                beta1=self.shared["beta1"],
-                beta2=self.shared["beta2"],
-                weight_decay=0.0,
-                eps=self.shared["eps"],
-                maximize=False,
-            )
-        else:  # adam, adamw, hyperparameters differing between members
-            first, second = self.slots
-            beta1, beta2 = hyper["beta1"], hyper["beta2"]
-            first.lerp_(g, 1.0 - beta1)
-            second.mul_(beta2).add_((1.0 - beta2) * g * g)
-            correction1 = 1.0 - beta1**self.steps
-            correction2 = (1.0 - beta2**self.steps).sqrt()
-            p.sub_((lr / correction1) * first / (second.sqrt() / correction2 + hyper["eps"]))
-
-    def chunk_rows(self, members: int) -> int:
-        """Rows per stacked evaluation pass: STACKED_CHUNK_VALUES activations of the widest layer over all
-        members (about 2 MB), so a pass stays in cache (8192 rows x 32 members x 100 units measured slower
-        than K lone predictions)."""
-        widest = max([shape[-1] for shape in self.shapes.values()] + [1])
-        return max(64, min(PREDICT_CHUNK, STACKED_CHUNK_VALUES // (members * widest)))
+            for values, rows in self.rows_by_hyperparameters:
+                torch._fused_adam_(
+                    [p[row] for row in rows],
+                    [g[row] for row in rows],
+                    [first[row] for row in rows],
+                    [second[row] for row in rows],
+                    [],
+                    [self.step_count] * len(rows),
+                    amsgrad=False,
+                    lr=values["lr"],
+                    beta1=values["beta1"],
+                    beta2=values["beta2"],
+                    weight_decay=0.0,
+                    eps=values["eps"],
+                    maximize=False,
+                )
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Every live member's evaluation-mode outputs (dropout off), float32 (members, N, outputs)."""
@@ -361,8 +355,8 @@ class StackedMLP:
         members = self.flat.shape[0]
         chunks = []
         with torch.no_grad():
-            for start in range(0, max(len(inputs), 1), self.chunk_rows(members)):
-                rows = slice(start, start + self.chunk_rows(members))
+            for start in range(0, max(len(inputs), 1), STACKED_CHUNK):
+                rows = slice(start, start + STACKED_CHUNK)
                 outputs = self._forward(inputs[rows].to(self.device), training=False)
                 if outputs.dim() == 2:  # no dense layer at all: every member's output is the same
                     outputs = outputs.unsqueeze(0).expand(members, *outputs.shape)
