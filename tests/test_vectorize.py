@@ -171,3 +171,15 @@ def test_group_size_follows_the_memory_estimate(monkeypatch):
     assert group_size(spec()) == MAX_MEMBERS  # a few KB per member
     monkeypatch.setattr("harness.runner.grouping.GROUP_MEMORY_BYTES", 3 * trial_footprint(spec(), (64,)).total_bytes)
     assert group_size(spec()) == 3
+
+
+def test_eval_every_evaluates_every_nth_and_the_last_epoch_alone_and_stacked(torch_adapter):
+    base = spec(0, {"name": "adam", "lr": 1e-3}, epochs=5)
+    sparse = dataclasses.replace(base, training=dataclasses.replace(base.training, eval_every=2))
+    assert "eval_every" not in base.to_dict()["training"]  # the default leaves every earlier hash as it was
+    assert sparse.hash != base.hash
+    data = load_dataset(DATASET)
+    for result in (train_trial(sparse, torch_adapter, data), train_group([sparse], torch_adapter, data)[0]):
+        evaluated = sorted({epoch for epoch, name, _ in result.metrics if name == "test_accuracy"})
+        assert evaluated == [0, 2, 4, 5] and result.epochs_completed == 5
+        assert sorted({epoch for epoch, name, _ in result.metrics if name == "minibatch_loss"}) == [1, 2, 3, 4, 5]

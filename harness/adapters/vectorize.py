@@ -59,8 +59,9 @@ KNOWN_SPEC_KEYS = frozenset(
         "extras",
     }
 )
-KNOWN_TRAINING_KEYS = frozenset({"epochs", "batch_size", "shuffle", "drop_last", "max_seconds"})
+KNOWN_TRAINING_KEYS = frozenset({"epochs", "batch_size", "shuffle", "drop_last", "max_seconds", "eval_every"})
 KNOWN_REGULARIZER_KEYS = frozenset({"l1", "l2", "weight_decay", "dropout", "clip_norm", "clip_value"})
+KNOWN_MODEL_KEYS = frozenset({"family", "layers", "graph"})  # not 'python' (a model from the user's code)
 # What may differ between the members of one group (everything else is in group_key)
 MEMBER_SCALARS = "seed, optimizer hyperparameters, initializer, l1, l2, weight_decay, dropout rates"
 
@@ -72,6 +73,7 @@ def ineligible_reason(spec: TrialSpec) -> str | None:
         (set(data) - KNOWN_SPEC_KEYS)
         | {f"training.{key}" for key in set(data["training"]) - KNOWN_TRAINING_KEYS}
         | {f"regularizer.{key}" for key in set(data["regularizer"]) - KNOWN_REGULARIZER_KEYS}
+        | {f"model.{key}" for key in set(data["model"]) - KNOWN_MODEL_KEYS}
     )
     if unknown:
         return f"setting(s) the stacked model does not know: {', '.join(sorted(unknown))}"
@@ -224,9 +226,10 @@ def train_group(specs: Sequence[TrialSpec], adapter: Any, data: Dataset) -> list
             live = [live[position] for position in survivors]
         if not live:
             break
-        clock = time.perf_counter()
-        _evaluate(model, live, data, epoch)
-        share(time.perf_counter() - clock, "eval_seconds", live)
+        if first.training.evaluates(epoch):
+            clock = time.perf_counter()
+            _evaluate(model, live, data, epoch)
+            share(time.perf_counter() - clock, "eval_seconds", live)
         for member in live:
             member.result.epochs_completed = epoch
     finished = now()
