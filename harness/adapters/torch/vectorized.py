@@ -16,6 +16,8 @@ The update rules are the formulas harness.adapters.torch.optimizers configures t
     adagrad   G += g^2 (G starts at initial_accumulator);  p -= lr * g / (sqrt(G) + eps)
     rmsprop   s = rho*s + (1-rho)*g^2;  p -= lr * g / (sqrt(s) + eps)
     adam(w)   m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2;  p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
+              (torch's fused Adam kernel, as a lone trial runs it, once per set of members sharing their
+              hyperparameters, each member's row of the flat buffer a tensor of its own)
 The kernel penalty's gradient (l1*sign(kernel) + l2*kernel, harness.adapters.common.penalty_terms) is
 added to the gradient, and the decoupled decay (kernel *= 1 - lr*weight_decay) applied before the
 rule, as CanonicalOptimizer does. Dropout masks come from each member's own generator, seeded as
@@ -115,7 +117,6 @@ class StackedMLP:
         self.flat = torch.zeros(len(specs), total, device=device)
         self._make_views()
         self.slots: list[torch.Tensor] = []
-        self.steps = 0
         self.step_count = torch.zeros((), dtype=torch.float32, device=device)  # the fused kernel's step
         self.training_inputs: torch.Tensor | None = None
         self.training_labels: torch.Tensor | None = None
@@ -211,16 +212,7 @@ class StackedMLP:
         self.slots = [torch.zeros_like(self.flat) for _ in range(slots)]
         if self.rule == "adagrad":
             self.slots[0] += self.hyper["initial_accumulator"]
-        self.steps = 0
         self.step_count.zero_()
-
-    def get_weights(self) -> list[dict[str, np.ndarray]]:
-        """Each live member's weights, canonical layout (for tests and checks)."""
-        values = self.flat.detach().cpu().numpy()
-        return [
-            {key: row[start:stop].reshape(self.shapes[key]).copy() for key, (start, stop) in self.offsets.items()}
-            for row in values
-        ]
 
     def set_training_data(self, x: np.ndarray, y: np.ndarray) -> None:
         self.training_inputs = torch.tensor(np.asarray(x, dtype=np.float32), device=self.device)
@@ -310,7 +302,6 @@ class StackedMLP:
             g = g + torch.where(self.kernel_mask, self.l2 * p, 0.0)
         if self.decay is not None:
             p.mul_(torch.where(self.kernel_mask, self.decay, 1.0))
-        self.steps += 1
         lr, rule = hyper["lr"], self.rule
         if rule == "sgd":
             p.sub_(lr * g)
