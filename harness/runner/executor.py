@@ -225,7 +225,12 @@ class Executor(ABC, Generic[WorkerType]):
     def _on_death(self, task: Task, cause: str, pid: int | None, queue: TaskQueue) -> None:
         """The task's worker died (already removed): queue it again once, then record it 'failed'."""
         if task.attempts < MAX_ATTEMPTS:
-            queue.put_back(task)  # the next free worker of this environment takes it
+            # the next free worker of this environment takes it; a stacked group's members are retried
+            # one by one, so one trial that kills its worker does not take the others with it again
+            for trial in reversed(task.trials) if task.members else ():
+                queue.put_back(Task(task.index, trial, task.attempts, stacked=True))
+            if not task.members:
+                queue.put_back(task)
             for trial in task.trials:
                 self._emit(RunEvent("retry", trial, pid, task.attempts))
             return
