@@ -9,7 +9,7 @@ trial's result does not depend on --jobs, on what an interrupted run left, or on
 differs from the same trial trained alone (--vectorize off) by float32 rounding only. Everything
 else stays a lone task, and the run says why (`Grouping.reasons`).
 
-Group size: at most MAX_MEMBERS, and as many as GROUP_MEMORY_BYTES holds at the trial's estimated
+Group size: at most MAX_MEMBERS (16), and as many as GROUP_MEMORY_BYTES holds at the trial's estimated
 training footprint (harness.spec.footprint). A run with more workers than groups splits its largest
 groups until every worker has one, so stacking never leaves a worker idle that would have had work.
 """
@@ -29,7 +29,9 @@ from harness.spec.footprint import trial_footprint
 from harness.spec.types import TrialSpec
 
 VECTORIZE_MODES = ("auto", "off")
-MAX_MEMBERS = 32  # beyond this the CPU speedup per member flattens (benchmarks/bench_vectorized.py)
+# Beyond this the CPU speedup per member flattens (benchmarks/bench_vectorized.py measured 2.5x at 16 and
+# 1.9x at 32 members on 2 shared cores), and smaller groups leave work for a second run on the same store.
+MAX_MEMBERS = 16
 GROUP_MEMORY_BYTES = 256 * 2**20  # estimated training memory of one group's members together
 
 
