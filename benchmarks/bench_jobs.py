@@ -17,6 +17,16 @@ The overhead target (< 50 ms) is about `overhead`; `driver time - train` (which
 includes the evaluation) is printed too. Targets: speedup >= 1.8x, overhead < 50 ms.
 
     python -m benchmarks.bench_jobs [--trials 24] [--epochs 10] [--rounds 3]
+
+These in-process rounds run every trial alone (vectorize 'off'): they measure the per-trial path.
+`--end-to-end` instead times the whole command as a user runs it: `harness run` as a subprocess on a
+suite of 24 five-epoch MNIST-1D MLP trials (3 learning rates x 8 seeds), --jobs 1 vs --jobs 2, each
+with --vectorize off and auto (stacked trials), interpreter start, suite loading, data, worker start
+and the final tables included; and the fixed cost of the command, the wall time of `harness run` on
+a one-trial, one-epoch suite minus that trial's own wall_seconds in the worker (targets: >= 1.8x for
+--jobs 2 over --jobs 1, fixed cost < 1.5 s).
+
+    python -m benchmarks.bench_jobs --end-to-end [--rounds 3]
 """
 
 from __future__ import annotations
@@ -24,6 +34,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -54,6 +66,7 @@ def measure(trials: list[Trial], jobs: int) -> dict[str, float]:
             store,
             jobs=jobs,
             quiet=True,
+            vectorize="off",
             on_event=lambda event: events.append((time.perf_counter(), event)),
         )
         wall = time.perf_counter() - start
@@ -87,12 +100,81 @@ def measure(trials: list[Trial], jobs: int) -> dict[str, float]:
     }
 
 
+END_TO_END_SUITE = """\
+name: bench-jobs
+dataset: mnist1d
+model: {{mlp: {{hidden: [100, 100]}}}}
+loss: cross_entropy
+optimizer: {{name: adam, lr: 0.001}}
+initializer: he_normal
+training: {{epochs: {epochs}, batch_size: 100}}
+seeds: {seeds}
+backends: [torch]
+"""
+LR_GRID = "grid:\n  optimizer.lr: [0.001, 0.003, 0.01]\n"
+
+
+def command_seconds(suite: Path, store: Path, jobs: int, vectorize: str) -> float:
+    """Wall seconds of `harness run SUITE` as a subprocess on a fresh store."""
+    command = [sys.executable, "-m", "harness", "run", str(suite), "--store", str(store), "--jobs", str(jobs)]
+    command += ["--quiet", "--vectorize", vectorize]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    return time.perf_counter() - start
+
+
+def end_to_end(rounds: int) -> None:
+    """The whole command, as a user runs it (see the module docstring)."""
+    print(f"load average before: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
+    with tempfile.TemporaryDirectory() as directory:
+        folder = Path(directory)
+        suite = folder / "bench.yaml"
+        suite.write_text(END_TO_END_SUITE.format(epochs=5, seeds=8) + LR_GRID)
+        tiny = folder / "tiny.yaml"
+        tiny.write_text(END_TO_END_SUITE.format(epochs=1, seeds=1))
+        walls: dict[tuple[int, str], list[float]] = {}
+        fixed: list[float] = []
+        for round_index in range(rounds):
+            order = [(1, "off"), (2, "off"), (1, "auto"), (2, "auto")]
+            for jobs, vectorize in order if round_index % 2 == 0 else order[::-1]:
+                store = folder / f"store-{round_index}-{jobs}-{vectorize}"
+                walls.setdefault((jobs, vectorize), []).append(command_seconds(suite, store, jobs, vectorize))
+            store = folder / f"tiny-{round_index}"
+            wall = command_seconds(tiny, store, 1, "auto")
+            with Store(store) as opened:
+                fixed.append(wall - float(opened.trials_frame()["wall_seconds"].iloc[0]))
+            print(
+                f"round {round_index + 1}: "
+                + ", ".join(f"jobs={j} {v} {walls[(j, v)][-1]:.2f} s" for j, v in order)
+                + f"; fixed cost {fixed[-1]:.2f} s; load {os.getloadavg()[0]:.2f}"
+            )
+    median = {key: statistics.median(values) for key, values in walls.items()}
+    print(f"\n24 trials x 5 epochs, `harness run` end to end, {os.cpu_count()} cores, medians of {rounds} rounds:")
+    for vectorize in ("off", "auto"):
+        speedup = median[(1, vectorize)] / median[(2, vectorize)]
+        print(
+            f"  --vectorize {vectorize}: jobs=1 {median[(1, vectorize)]:.2f} s, jobs=2 {median[(2, vectorize)]:.2f} s, "
+            f"speedup {speedup:.2f}x (target >= 1.8x: {'met' if speedup >= 1.8 else 'NOT met'})"
+        )
+    best = min(median.values())
+    print(f"  --vectorize auto vs off at jobs=2: {median[(2, 'off')] / median[(2, 'auto')]:.2f}x; fastest {best:.2f} s")
+    cost = statistics.median(fixed)
+    print(
+        f"  fixed cost (command wall - trial wall, 1 trial): {cost:.2f} s (target < 1.5 s: {'met' if cost < 1.5 else 'NOT met'})"
+    )
+    print(f"load average after: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--epochs", type=int, default=10, help="epochs per trial (40 steps each)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved jobs=1 / jobs=2 rounds; medians reported")
+    parser.add_argument("--end-to-end", action="store_true", help="time the whole `harness run` command instead")
     arguments = parser.parse_args()
+    if arguments.end_to_end:
+        end_to_end(arguments.rounds)
+        return
     trials = make_trials(arguments.trials, arguments.epochs)
     results: dict[int, list[dict[str, float]]] = {1: [], 2: []}
     print(f"load average before: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")

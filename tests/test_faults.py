@@ -14,6 +14,7 @@ Every `harness run` here starts worker processes that import torch (seconds each
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -202,7 +203,11 @@ def crash_run(tmp_path_factory: pytest.TempPathFactory):
     store = Store(tmp_path_factory.mktemp("crashes"))
     os.environ["HARNESS_TEST_CRASH"] = setting  # inherited by the workers this run spawns
     try:
-        summary = run_trials([*crashing.values(), *healthy], store, jobs=2, quiet=True, on_event=events.append)
+        # vectorize off: lone trials' retries (a stacked group that dies is retried member by member, so its
+        # healthy members would count two attempts)
+        summary = run_trials(
+            [*crashing.values(), *healthy], store, jobs=2, quiet=True, on_event=events.append, vectorize="off"
+        )
     finally:
         del os.environ["HARNESS_TEST_CRASH"]
     assert (summary.ok, summary.failed) == (3, 3), store.trials_frame()[["arm", "status", "error"]].to_string()
@@ -235,6 +240,22 @@ def test_the_other_trials_finish_untouched(crash_run) -> None:
     store, _ = crash_run
     healthy = store.trials_frame().query("arm == 'healthy'")
     assert healthy["status"].tolist() == ["ok", "ok"] and healthy["attempts"].tolist() == [1, 1]
+
+
+def test_a_stacked_group_whose_worker_dies_is_retried_member_by_member(tmp_path: Path) -> None:
+    # one member kills the group's worker on its first attempt: every member goes again alone, and all end ok
+    members = [make_trial("stacked", seed, epochs=3) for seed in range(3)]
+    os.environ["HARNESS_TEST_CRASH"] = f"{members[1].hash}:sigkill:1"
+    try:
+        with Store(tmp_path) as store:
+            summary = run_trials(members, store, jobs=1, quiet=True)
+            trials = store.trials_frame()
+    finally:
+        del os.environ["HARNESS_TEST_CRASH"]
+    assert summary.ok == 3 and summary.vectorized is not None
+    assert trials["attempts"].tolist() == [2, 2, 2]
+    assert [json.loads(device)["vectorized"] for device in trials["device"]] == ["1"] * 3  # retried one by one
+    assert no_workers_left()
 
 
 @pytest.mark.parametrize(

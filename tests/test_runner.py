@@ -26,6 +26,7 @@ from harness.adapters.loop import TrialResult
 from harness.data import dataset_info, resolve_dataset
 from harness.errors import HarnessError
 from harness.runner import RunEvent, RunSummary, run_trials
+from harness.runner.grouping import group_tasks
 from harness.runner.pool import DEFAULT_ENVIRONMENT, Task, Worker
 from harness.runner.progress import RunProgress, progress_enabled
 from harness.runner.schedule import estimate_durations, longest_first
@@ -141,6 +142,8 @@ def test_mixed_outcomes_are_recorded_and_the_rest_go_on(reference: tuple[Store, 
     assert failed["error"].startswith("BackendError: ") and "cuda" in failed["error"].lower()
     assert "Traceback (last frames)" in failed["error"]
     ok = store.trials_frame().query("status == 'ok'")
+    # --vectorize auto (the default): adam's 3 seeds and sgd's 3 with huge-lr trained as stacked groups
+    assert sorted(json.loads(device)["vectorized"] for device in ok["device"]) == ["3"] * 3 + ["4"] * 3
     assert (ok["epochs_completed"] == 10).all() and (ok["train_seconds"] > 0).all() and (ok["attempts"] == 1).all()
     final = store.metrics_frame().query("epoch == 10 and metric == 'test_accuracy'")
     assert len(final) == 6 and (final["value"] > 0.6).all()  # iris: 3 classes, chance is 1/3
@@ -176,7 +179,13 @@ def test_interrupt_keeps_finished_trials_and_resume_completes(
         assert stored == set(finished) and 2 <= len(stored) < len(trials)
 
         remaining = [trial for trial in trials if trial.hash not in stored]
-        planned = [trial.hash for trial in longest_first(remaining, store)]  # the finished ones inform the estimates
+        scheduled = longest_first(remaining, store)  # the finished ones inform the estimates
+        # stacked groups (harness.runner.grouping) start their members together, at their first member's place
+        planned = [
+            trial.hash
+            for task in group_tasks([Task(i, trial) for i, trial in enumerate(scheduled)], 2).tasks
+            for trial in task.trials
+        ]
         dispatched: list[str] = []
         resumed = run_trials(
             trials,

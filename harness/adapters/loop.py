@@ -256,6 +256,17 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset, checkpoints: str |
     keeper = _PredictionKeeper(data)
     kept_weights = KeptWeights(spec.training.save_weights)
     model = _fresh_model(spec, adapter, data)
+
+    def evaluate(epoch: int) -> list[tuple[int, str, float]]:
+        evaluation_start = time.perf_counter()
+        kept = keeper.outputs()
+        rows = evaluate_splits(model, data, epoch, outputs, kept)
+        result.metrics.extend(rows)
+        keeper.after_evaluation(epoch, kept, rows)
+        kept_weights.after_evaluation(model, epoch, rows)
+        result.eval_seconds += time.perf_counter() - evaluation_start
+        return rows
+
     probe = _Probe(spec, data, result)
     num_steps = steps_per_epoch(len(data.y_train), spec.training.batch_size, spec.training.drop_last)
     rates = LearningRates(spec.training, spec.optimizer["lr"], num_steps)
@@ -271,13 +282,7 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset, checkpoints: str |
             rates = LearningRates(spec.training, spec.optimizer["lr"], num_steps)
             stopping = EarlyStopping(spec.training.early_stopping)
         first_epoch = 1
-        evaluation_start = time.perf_counter()
-        kept = keeper.outputs()
-        rows = evaluate_splits(model, data, 0, outputs, kept)
-        result.metrics.extend(rows)
-        keeper.after_evaluation(0, kept, rows)
-        kept_weights.after_evaluation(model, 0, rows)
-        result.eval_seconds += time.perf_counter() - evaluation_start
+        evaluate(0)
         probe.after_epoch(model, 0)
 
     for epoch in range(first_epoch, spec.training.epochs + 1):
@@ -296,13 +301,9 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset, checkpoints: str |
         if not math.isfinite(mean_loss):
             result.status, result.diverged_epoch = DIVERGED, epoch
             break
-        evaluation_start = time.perf_counter()
-        kept = keeper.outputs()
-        rows = evaluate_splits(model, data, epoch, outputs, kept)
-        result.metrics.extend(rows)
-        keeper.after_evaluation(epoch, kept, rows)
-        kept_weights.after_evaluation(model, epoch, rows)
-        result.eval_seconds += time.perf_counter() - evaluation_start
+        evaluated = spec.training.evaluates(epoch)  # training.eval_every; the last epoch always
+        # an epoch not evaluated has no rows: schedules and early stopping skip it
+        rows = evaluate(epoch) if evaluated else []
         result.epochs_completed = epoch
         probe.after_epoch(model, epoch)
         rates.after_evaluation(rows)
@@ -310,6 +311,8 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset, checkpoints: str |
             break
         limit = spec.training.max_seconds
         if limit is not None and time.perf_counter() - started > limit:
+            if not evaluated:  # the epoch it stops after is its final one: always evaluated
+                evaluate(epoch)
             result.status = TIMEOUT
             result.error = f"training.max_seconds={limit} exceeded after epoch {epoch}"
             break

@@ -81,6 +81,14 @@ from harness.cli.options import backend_option, path_argument, path_option, stor
 @click.option(
     "--num-gpus", type=click.FloatRange(min=0), default=None, help="Ray: GPUs each trial reserves (default 0)."
 )
+@click.option(
+    "--vectorize",
+    type=click.Choice(["auto", "off"]),
+    default="auto",
+    show_default=True,
+    help="auto: trials differing only in seed and scalar hyperparameters (torch MLPs) train as one stacked "
+    "model, each recorded as its own trial with the results it has alone; off: every trial alone.",
+)
 @click.option("--report", "make_report", is_flag=True, help="Also write reports/<suite>/report.html and report.pdf.")
 @path_option("--reports-dir", default=DEFAULT_REPORTS, help="Where --report writes (reports/<suite>/).")
 def run(
@@ -97,6 +105,7 @@ def run(
     address: str | None,
     num_cpus: float | None,
     num_gpus: float | None,
+    vectorize: str,
     make_report: bool,
     reports_dir: Path,
 ) -> None:
@@ -132,7 +141,14 @@ def run(
     # The manifest (and so the tables) keeps every seed of the suite: a phase run adds to the store's seeds.
     select_phase(suite, phase)  # a bad --phase fails here, before the store exists
     options = dict(
-        jobs=jobs, rerun=rerun, quiet=quiet, executor=executor, address=address, num_cpus=num_cpus, num_gpus=num_gpus
+        jobs=jobs,
+        rerun=rerun,
+        quiet=quiet,
+        executor=executor,
+        address=address,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        vectorize=vectorize,
     )
     searched = None
     with Store(store_dir) as store:  # validated input first: bad input writes nothing
@@ -165,6 +181,8 @@ def run(
             echo(f"{record.seed_roles()} (`harness check` judges the claims on the confirmation seeds)")
     elif not (summary.interrupted or summary.code_changed):
         echo(f"The search stopped before choosing: {searched.stopped}.", err=True)
+    if summary.vectorized:
+        echo(f"\n{summary.vectorized}")
     echo(
         f"\n{summary.total} trials: {summary.skipped} already in the store, "
         + (f"{summary.elsewhere} run by another process, " if summary.elsewhere else "")

@@ -16,6 +16,7 @@ from harness.runner import devices
 from harness.runner.code_version import PROCESS_CODE_VERSION
 from harness.runner.devices import Environment, environment_for, keras_environment, needs_gpu_query
 from harness.runner.executor import ExecutorSettings
+from harness.runner.grouping import group_tasks
 from harness.runner.leases import LeaseKeeper
 from harness.runner.pool import WorkerPool
 from harness.runner.progress import RunProgress, progress_enabled
@@ -50,6 +51,9 @@ class RunSummary:
     # why the run stopped early: a worker imported other harness code than this driver's (the files
     # changed during the run); the trials not run are unrecorded, and running again finishes them
     code_changed: str | None = None
+    # which trials trained together as stacked models and why the others ran alone (grouping.Grouping.describe);
+    # None when nothing was grouped (vectorize 'off', the Ray executor, or no trial to run)
+    vectorized: str | None = None
 
     @classmethod
     def combined(cls, summaries: Sequence[RunSummary]) -> RunSummary:
@@ -60,6 +64,7 @@ class RunSummary:
             interrupted=any(one.interrupted for one in summaries),
             wall_seconds=sum(one.wall_seconds for one in summaries),
             code_changed=next((one.code_changed for one in summaries if one.code_changed), None),
+            vectorized="\n".join(one.vectorized for one in summaries if one.vectorized) or None,
         )
 
 
@@ -141,6 +146,7 @@ def run_trials(
     address: str | None = None,
     num_cpus: float | None = None,
     num_gpus: float | None = None,
+    vectorize: str = "auto",
 ) -> RunSummary:
     """Run every trial not yet finished in the store, recording each as it ends.
 
@@ -159,6 +165,9 @@ def run_trials(
             else a new local Ray instance.
         num_cpus, num_gpus: Ray only: resources each actor (one trial at a time) reserves
             (default 1 CPU, 0 GPUs); its threads are pinned to max(1, num_cpus).
+        vectorize: 'auto': trials that differ only in seed and scalar hyperparameters train as one
+            stacked model, each recorded as its own trial (harness.runner.grouping; local executor only);
+            'off': every trial alone.
 
     Returns:
         A RunSummary; `interrupted` is True after Ctrl-C, `code_changed` says why the run stopped
@@ -231,10 +240,14 @@ def run_trials(
                     )
                 else:
                     gpu_ids = devices.visible_gpu_ids() if needs_gpu_query(todo) else []
+                    grouping = group_tasks(tasks, jobs or os.cpu_count() or 1, vectorize)
+                    tasks = grouping.tasks
+                    if grouping.groups:
+                        summary.vectorized = grouping.describe()
                     queue = TaskQueue(tasks, lambda trial: environment_for(trial, gpu_ids), keeper.lease, elsewhere)
                     jobs = jobs or os.cpu_count() or 1
                     settings = ExecutorSettings(
-                        min(jobs, len(todo)),
+                        min(jobs, len(tasks)),
                         worker_threads(jobs),
                         record,
                         observe,

@@ -175,14 +175,16 @@ class Executor(ABC, Generic[WorkerType]):
 
     def _dispatch(self, worker: WorkerType, task: Task) -> None:
         self._send(worker, task)
-        self._emit(RunEvent("dispatched", task.trial, worker.pid, task.attempts, worker_trials=worker.trials_done))
+        for trial in task.trials:  # each member of a stacked group is a trial of its own to observers
+            self._emit(RunEvent("dispatched", trial, worker.pid, task.attempts, worker_trials=worker.trials_done))
 
     def _started(self, worker: WorkerType) -> None:
         """The worker begins training its task: the trial's timeout clock starts."""
         task = worker.task
         if task is not None and task.started_at is None:
             task.started_at, task.started_iso = time.perf_counter(), now()
-            self._emit(RunEvent("started", task.trial, worker.pid, task.attempts, worker_trials=worker.trials_done))
+            for trial in task.trials:
+                self._emit(RunEvent("started", trial, worker.pid, task.attempts, worker_trials=worker.trials_done))
 
     def _wait(self, queue: TaskQueue) -> None:
         timeout = POLL_SECONDS
@@ -201,26 +203,36 @@ class Executor(ABC, Generic[WorkerType]):
 
     # -- outcomes -----------------------------------------------------------------------------
 
-    def _finish(self, task: Task, result: TrialResult, worker: WorkerType | None) -> None:
-        """Record the task's final result (worker None: it died or was killed)."""
-        self.on_result(task.trial, result, task.attempts)
-        self._emit(
-            RunEvent(
-                "finished",
-                task.trial,
-                worker.pid if worker else None,
-                task.attempts,
-                seconds=time.perf_counter() - task.dispatched_at,
-                result=result,
-                worker_trials=worker.trials_done if worker else 0,
+    def _finish(self, task: Task, result: TrialResult | list[TrialResult], worker: WorkerType | None) -> None:
+        """Record the task's final result (worker None: it died or was killed): a stacked group's
+        members each get their own result (a list, in `task.trials` order), or all the same one (a
+        death or timeout)."""
+        results = result if isinstance(result, list) else [result] * len(task.trials)
+        for trial, outcome in zip(task.trials, results):
+            self.on_result(trial, outcome, task.attempts)
+            self._emit(
+                RunEvent(
+                    "finished",
+                    trial,
+                    worker.pid if worker else None,
+                    task.attempts,
+                    seconds=time.perf_counter() - task.dispatched_at,
+                    result=outcome,
+                    worker_trials=worker.trials_done if worker else 0,
+                )
             )
-        )
 
     def _on_death(self, task: Task, cause: str, pid: int | None, queue: TaskQueue) -> None:
         """The task's worker died (already removed): queue it again once, then record it 'failed'."""
         if task.attempts < MAX_ATTEMPTS:
-            queue.put_back(task)  # the next free worker of this environment takes it
-            self._emit(RunEvent("retry", task.trial, pid, task.attempts))
+            # the next free worker of this environment takes it; a stacked group's members are retried
+            # one by one, so one trial that kills its worker does not take the others with it again
+            for trial in reversed(task.trials) if task.members else ():
+                queue.put_back(Task(task.index, trial, task.attempts, stacked=True))
+            if not task.members:
+                queue.put_back(task)
+            for trial in task.trials:
+                self._emit(RunEvent("retry", trial, pid, task.attempts))
             return
         self._finish(task, death_result(task, cause), None)
 
@@ -231,7 +243,8 @@ class Executor(ABC, Generic[WorkerType]):
         self.code_changed = self.code_changed or reason
         if task is not None:
             queue.put_back(task)
-            self._emit(RunEvent("refused", task.trial, worker.pid, task.attempts))
+            for trial in task.trials:
+                self._emit(RunEvent("refused", trial, worker.pid, task.attempts))
 
     def _check_deadlines(self) -> None:
         for worker in list(self.workers):

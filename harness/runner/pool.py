@@ -120,7 +120,8 @@ class Worker:
         """Send the task as its next attempt (raises OSError when the process is gone)."""
         begin_attempt(task)
         self.task = task
-        self.connection.send((task.index, task.trial.spec, task.attempts, checkpoints))
+        specs = tuple(trial.spec for trial in task.trials) if task.stacked else task.trial.spec
+        self.connection.send((task.index, specs, task.attempts, checkpoints))
 
     def stop(self) -> None:
         """Ask an idle worker to exit; kill a busy or unresponsive one."""

@@ -30,6 +30,14 @@ class Task:
     dispatched_at: float = 0.0  # time.perf_counter() when sent to a worker
     started_at: float | None = None  # when the worker began training (the timeout clock)
     started_iso: str = ""
+    # further trials trained with `trial` as one stacked model (harness.runner.grouping); () for a lone trial
+    members: tuple[Trial, ...] = ()
+    stacked: bool = False  # trained by the stacked engine (harness.adapters.vectorize), also when alone
+
+    @property
+    def trials(self) -> tuple[Trial, ...]:
+        """Every trial this task records: `trial`, then the members stacked with it."""
+        return (self.trial, *self.members)
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,11 @@ class TaskQueue:
         queue = self._queues.get(environment)
         while queue:
             task = queue.popleft()
+            if task.stacked:
+                group = self._claim_group(task)
+                if group is not None:
+                    return group
+                continue
             outcome = "claimed" if self._claim is None else self._claim(task.trial)
             if outcome == "claimed":
                 return task
@@ -102,6 +115,24 @@ class TaskQueue:
             else:  # 'done': another run recorded it while it waited here
                 self._on_elsewhere(task)
         return None
+
+    def _claim_group(self, task: Task) -> Task | None:
+        """Claim every trial of a stacked group: those another run holds wait apart as lone tasks, those it
+        recorded are dropped; the claimed rest (None: none) stays one task."""
+        claimed = []
+        for trial in task.trials:
+            outcome = "claimed" if self._claim is None else self._claim(trial)
+            lone = Task(task.index, trial, task.attempts, stacked=True)
+            if outcome == "claimed":
+                claimed.append(trial)
+            elif outcome == "busy":
+                self._held.append((time.monotonic() + RECHECK_SECONDS, lone))
+            else:
+                self._on_elsewhere(lone)
+        if not claimed:
+            return None
+        task.trial, task.members = claimed[0], tuple(claimed[1:])
+        return task
 
     def put_back(self, task: Task) -> None:
         """Queue a task again at the front (its worker died; it is retried next)."""

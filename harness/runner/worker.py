@@ -5,9 +5,11 @@ imported once per worker and adapters and datasets stay cached in it. Its enviro
 (thread counts, KERAS_BACKEND) is set by the driver before the process starts, hence before
 any framework import. The worker never touches the store: the driver alone writes it.
 
-Protocol on the Pipe (driver -> worker): `(index, TrialSpec, attempt, checkpoints folder or None)` to run one trial, `None`
+Protocol on the Pipe (driver -> worker): `(index, TrialSpec, attempt, checkpoints folder or None)` to run one
+trial, or `(index, (TrialSpec, ...), attempt, checkpoints)` to train a stacked group (harness.runner.grouping;
+a group keeps no checkpoints: killed, it trains again from the start), `None`
 to stop. Worker -> driver: `("started", index)` when training begins (the timeout clock starts),
-then `("result", index, TrialResult)`. An exception inside a trial becomes a 'failed'
+then `("result", index, TrialResult)` (a list of them, in order, for a group). An exception inside a trial becomes a 'failed'
 TrialResult and the worker goes on, except running out of memory: the worker then sends
 `("crashed", index, cause)` and exits (its heap may be exhausted or fragmented), and the driver
 treats it like a dead worker (retry once on a fresh one). A dying process (signal, segfault,
@@ -25,7 +27,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn
@@ -118,6 +120,48 @@ class TrialExecutor:
                 started_at=started_at,
                 finished_at=now(),
             )
+        return self._annotate(result)
+
+    def run_group(
+        self, specs: Sequence[TrialSpec], on_start: Callable[[], None] = lambda: None, attempt: int = 1
+    ) -> list[TrialResult]:
+        """Train trials as one stacked model (harness.adapters.vectorize.train_group), one result per spec.
+
+        When the stacked run raises, the members are trained one by one instead (`run`), so a problem of
+        the stacked path costs time, never a member's result; running out of memory fails them all and
+        makes the worker `unusable`, as in `run`.
+        """
+        started_at, clock = now(), time.perf_counter()
+        try:
+            from harness.adapters.vectorize import train_group
+            from harness.data import load_dataset
+
+            adapter = self.adapter(specs[0].backend)
+            data = load_dataset(specs[0].dataset)
+            on_start()
+            for spec in specs:
+                crash_if_planned(spec.hash, attempt)
+            results = train_group(specs, adapter, data)
+        except Exception as error:
+            if is_out_of_memory(error):
+                detail = f": {error}" if str(error) else ""
+                self.unusable = f"worker out of memory ({type(error).__name__}{detail})"
+                failed = TrialResult(
+                    status="failed",
+                    error=describe_exception(error),
+                    wall_seconds=time.perf_counter() - clock,
+                    started_at=started_at,
+                    finished_at=now(),
+                )
+                return [failed for _ in specs]
+            fallback = f"stacked training failed ({type(error).__name__}: {error}); trained alone"
+            results = [self.run(spec, attempt=attempt) for spec in specs]
+            for result in results:
+                result.device = {**result.device, "vectorized_fallback": fallback[:ERROR_CHARACTERS]}
+            return results
+        return [self._annotate(result) for result in results]
+
+    def _annotate(self, result: TrialResult) -> TrialResult:
         # What the framework's view of its device rests on: the threads it was pinned to, and the
         # physical GPU(s) behind its cuda:0.. when the worker's CUDA_VISIBLE_DEVICES restricts them.
         result.device = {**result.device, "threads": str(self.threads)}
@@ -165,9 +209,12 @@ def worker_main(connection: Connection, threads: int, code: CodeVersion | None =
         if message is None:
             _exit()
         index, spec, attempt, checkpoints = message
-        result = executor.run(
-            spec, on_start=partial(connection.send, ("started", index)), attempt=attempt, checkpoints=checkpoints
-        )
+        on_start = partial(connection.send, ("started", index))
+        result: TrialResult | list[TrialResult]
+        if isinstance(spec, tuple):  # a stacked group (harness.runner.grouping)
+            result = executor.run_group(spec, on_start=on_start, attempt=attempt)
+        else:
+            result = executor.run(spec, on_start=on_start, attempt=attempt, checkpoints=checkpoints)
         try:
             if executor.unusable is not None:
                 connection.send(("crashed", index, executor.unusable))

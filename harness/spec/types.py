@@ -145,7 +145,7 @@ def effective_weight_decay(optimizer: Component, regularizer: RegularizerSpec) -
 
 SAVE_WEIGHTS = ("none", "final", "best")  # training.save_weights: harness.weights stores them
 # TrainingSpec keys that TrainingSpec.to_dict leaves out at these defaults (hashes of older trials stay put)
-OMITTED_AT_DEFAULT: dict[str, Any] = {"save_weights": "none", "checkpoint_every": None}
+OMITTED_AT_DEFAULT: dict[str, Any] = {"save_weights": "none", "checkpoint_every": None, "eval_every": 1}
 # TrainingSpec keys that never enter a trial's hash: how a trial is executed, not what it computes
 UNHASHED_TRAINING_KEYS = ("checkpoint_every",)
 
@@ -190,6 +190,15 @@ class TrainingSpec:
         example=1,
     )
 
+    eval_every: int = parameter(
+        "integer",
+        1,
+        "> 0",
+        description="evaluate every split after every N-th epoch and after the last one (and after an epoch that "
+        "hits max_seconds); 1: after every epoch. Fewer evaluations, less time; curves get fewer points",
+        example=5,
+    )
+
     # Both optional and absent from to_dict() when None, so the hashes of trials without them never move.
     lr_schedule: Component | None = parameter(  # noqa: RUF009 - a dataclasses.field, its default None
         "any",
@@ -221,6 +230,10 @@ class TrainingSpec:
             if value is not None:
                 data[key] = value.to_dict()
         return data
+
+    def evaluates(self, epoch: int) -> bool:
+        """Whether the loop evaluates every split after `epoch` (epochs count from 1; the last always)."""
+        return epoch % self.eval_every == 0 or epoch == self.epochs
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainingSpec:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
@@ -13,6 +16,9 @@ from harness.adapters.torch.optimizers import make_optimizer
 from harness.data.types import DatasetInfo
 from harness.spec.init import FRAMEWORK_STREAM
 from harness.spec.types import TrialSpec
+
+if TYPE_CHECKING:
+    from harness.adapters.torch.vectorized import StackedMLP
 
 SEED_LIMIT = 2**63 - 1  # torch.Generator.manual_seed takes a 64-bit seed
 
@@ -104,3 +110,13 @@ class TorchAdapter:
         penalty = kernel_penalty(network.kernels, regularizer.l1, regularizer.l2)
         optimizer = make_optimizer(spec.optimizer, regularizer, network.parameters, network.kernels)
         return TorchModel(network, spec.loss.name, penalty, optimizer, device)
+
+    def build_stacked(self, specs: Sequence[TrialSpec], info: DatasetInfo) -> StackedMLP:
+        """Several trials of one architecture as one stacked model (harness.adapters.vectorize).
+
+        Raises:
+            BackendError: the device is not available (see `resolve_device`).
+        """
+        from harness.adapters.torch.vectorized import build_stacked
+
+        return build_stacked(specs, info, resolve_device(specs[0].device))

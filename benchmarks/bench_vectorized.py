@@ -1,0 +1,77 @@
+"""Vectorized trials: K seeds of the reference MLP trained as one stacked model vs one after another.
+
+Workload: MLP 40-100-100-10 (ReLU, he_normal), Adam lr 1e-3, batch 100, 20 epochs of MNIST-1D's 4000
+training samples (800 steps), seeds 0..K-1. Both sides run through the harness's own code, evaluation of
+every split after every epoch and all bookkeeping included, in one process with the same thread count:
+
+    sequential:  harness.adapters.loop.train_trial, once per seed
+    vectorized:  harness.adapters.vectorize.train_group, all K seeds at once
+
+Prints trials per second of each and the ratio vectorized/sequential for K = 1, 2, 4, 8, 16, 32, per
+thread count, and whether the targets are met (1 thread: K = 8 at >= 2.5x, K = 32 at >= 3x). Runs on
+the GPU when torch sees one (--device auto), else on the CPU. The best of --repeats runs of each side
+is kept (the machine may be shared: other work only ever slows a run).
+
+    python -m benchmarks.bench_vectorized [--sizes 1 2 4 8 16 32] [--threads 1 2] [--epochs 20] [--repeats 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import time
+
+import torch
+
+from benchmarks.common import REFERENCE_MLP, mnist1d_spec
+from harness.adapters import get_adapter
+from harness.adapters.loop import train_trial
+from harness.adapters.vectorize import train_group
+from harness.data import load_dataset
+
+TARGETS = {8: 2.5, 32: 3.0}  # K -> least speedup at 1 thread on the CPU
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when torch sees a GPU)")
+    args = parser.parse_args()
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    adapter = get_adapter("torch")
+    base = dataclasses.replace(mnist1d_spec(REFERENCE_MLP, "torch", epochs=args.epochs, lr=1e-3), device=device)
+    data = load_dataset(base.dataset)
+    print(f"device {adapter.device_info(device)}; load average {os.getloadavg()[0]:.1f}; torch {torch.__version__}")
+    met = True
+    for threads in args.threads:
+        adapter.configure(threads)
+        train_group([base], adapter, data)  # warm-up: first-call costs of both paths
+        train_trial(base, adapter, data)
+        print(f"\nthreads {threads}\n   K  sequential trials/s  vectorized trials/s  speedup")
+        for size in args.sizes:
+            specs = [dataclasses.replace(base, seed=seed) for seed in range(size)]
+            sequential = vectorized = float("inf")
+            for _ in range(args.repeats):
+                clock = time.perf_counter()
+                alone = [train_trial(spec, adapter, data) for spec in specs]
+                sequential = min(sequential, time.perf_counter() - clock)
+                clock = time.perf_counter()
+                stacked = train_group(specs, adapter, data)
+                vectorized = min(vectorized, time.perf_counter() - clock)
+            if any(result.status != "ok" for result in alone + stacked):
+                raise RuntimeError("a benchmark trial did not end ok")
+            speedup = sequential / vectorized
+            target = TARGETS.get(size) if threads == 1 and device == "cpu" else None
+            verdict = "" if target is None else f"   target >= {target}x: {'met' if speedup >= target else 'NOT met'}"
+            met = met and (target is None or speedup >= target)
+            print(f"{size:4d}  {size / sequential:19.2f}  {size / vectorized:19.2f}  {speedup:6.2f}x{verdict}")
+    print(f"\ntargets {'met' if met else 'NOT met'}; load average {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

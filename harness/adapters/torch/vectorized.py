@@ -1,0 +1,360 @@
+"""StackedMLP: K trials of one dense stack trained as one model in torch (harness.adapters.vectorize).
+
+Every member's trainable tensors live in ONE flat (K, P) buffer; each canonical tensor is a leaf view
+of it with a leading member axis (a dense kernel (K, in, out), its bias (K, out)). A step is one
+batched forward pass (torch.baddbmm per dense layer, member m on its own batch x[order[m]]), the sum of
+the members' mean losses backward (member m's gradient is its own loss's: the members share no
+arithmetic), the gradients gathered into one (K, P) tensor, and the canonical update applied to the
+flat buffer with per-member hyperparameters as (K, 1) columns - a handful of large elementwise ops
+per step instead of a few per tensor per trial.
+
+The update rules are the formulas harness.adapters.torch.optimizers configures torch's built-ins to
+(torch 2.13's torch/optim/*.py, read there):
+    sgd       p -= lr*g
+    momentum  v = mu*v + g (v starts at 0: the first v is g);  p -= lr*v
+    nesterov  v = mu*v + g;  p -= lr*(g + mu*v)
+    adagrad   G += g^2 (G starts at initial_accumulator);  p -= lr * g / (sqrt(G) + eps)
+    rmsprop   s = rho*s + (1-rho)*g^2;  p -= lr * g / (sqrt(s) + eps)
+    adam(w)   m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2;  p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
+              (torch's fused Adam kernel, as a lone trial runs it, once per set of members sharing their
+              hyperparameters, each member's row of the flat buffer a tensor of its own)
+The kernel penalty's gradient (l1*sign(kernel) + l2*kernel, harness.adapters.common.penalty_terms) is
+added to the gradient, and the decoupled decay (kernel *= 1 - lr*weight_decay) applied before the
+rule, as CanonicalOptimizer does. Dropout masks come from each member's own generator, seeded as
+TorchAdapter.build seeds a lone trial's, with the same draws in the same order: the same masks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from harness.adapters.torch.layers import activation_module
+from harness.data.types import DatasetInfo
+from harness.spec.init import FRAMEWORK_STREAM, weight_key
+from harness.spec.types import TrialSpec, effective_weight_decay
+
+# Rows per stacked evaluation pass: small enough that 32 members' activations stay in cache (8192 rows x
+# 32 members x 100 units measured slower than K lone predictions), and the same for every group size, so a
+# member's outputs do not depend on how many members it was stacked with (a matrix product's rounding
+# can depend on its row count).
+STACKED_CHUNK = 1024
+SEED_LIMIT = 2**63 - 1  # as TorchAdapter.build: torch.Generator.manual_seed takes a 64-bit seed
+# Each rule's per-member hyperparameters (read from the resolved optimizer component)
+RULE_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "sgd": ("lr",),
+    "momentum": ("lr", "momentum"),
+    "nesterov": ("lr", "momentum"),
+    "adagrad": ("lr", "initial_accumulator", "eps"),
+    "rmsprop": ("lr", "rho", "eps"),
+    "adam": ("lr", "beta1", "beta2", "eps"),
+    "adamw": ("lr", "beta1", "beta2", "eps"),
+}
+# Optimizer state slots per rule, each a (K, P) buffer
+RULE_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1, "adam": 2, "adamw": 2}
+
+
+class _Dense:
+    def __init__(self, kernel: str, bias: str | None, activation: Callable[[torch.Tensor], torch.Tensor] | None):
+        self.kernel, self.bias, self.activation = kernel, bias, activation
+
+
+class _Dropout:
+    def __init__(self, index: int) -> None:
+        self.index = index  # plan index: each member's rate is read from its own spec's layer
+
+
+class StackedMLP:
+    """Implements harness.adapters.vectorize.StackedModel for a stack of dense, activation and dropout
+    layers (one output, cross-entropy loss).
+
+    Args:
+        specs: the members, sharing one harness.adapters.vectorize.group_key.
+        info: the dataset's shapes.
+        device: where parameters and data live.
+    """
+
+    def __init__(self, specs: Sequence[TrialSpec], info: DatasetInfo, device: torch.device) -> None:
+        self.device = device
+        plans = specs[0].model.plan(info.input_shape)
+        self.rule = specs[0].optimizer.name
+        self.layers: list[_Dense | _Dropout | Callable[[torch.Tensor], torch.Tensor]] = []
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        kernels: list[str] = []
+        for plan in plans:
+            keys = {tensor.name: weight_key(plan, tensor) for tensor in plan.tensors}
+            for tensor in plan.tensors:
+                self.shapes[weight_key(plan, tensor)] = tuple(tensor.shape)
+            kind = plan.layer.kind
+            if kind == "dense":
+                kernels.append(keys["kernel"])
+                self.layers.append(
+                    _Dense(keys["kernel"], keys.get("bias"), activation_module(plan.layer["activation"]))
+                )
+            elif kind == "activation":
+                module = activation_module(plan.layer["activation"])
+                if module is not None:
+                    self.layers.append(module)
+            elif kind == "dropout":
+                self.layers.append(_Dropout(plan.index))
+            else:  # ineligible_reason refuses these before a group is built
+                raise ValueError(f"StackedMLP has no layer {kind!r}")
+        self.offsets: dict[str, tuple[int, int]] = {}
+        total = 0
+        for key, shape in self.shapes.items():
+            size = int(np.prod(shape))
+            self.offsets[key] = (total, total + size)
+            total += size
+        self.num_values = total
+        self.kernel_mask = torch.zeros(1, total, dtype=torch.bool, device=device)
+        for key in kernels:
+            start, stop = self.offsets[key]
+            self.kernel_mask[0, start:stop] = True
+        self._set_members(specs)
+        self.flat = torch.zeros(len(specs), total, device=device)
+        self._make_views()
+        self.slots: list[torch.Tensor] = []
+        self.step_count = torch.zeros((), dtype=torch.float32, device=device)  # the fused kernel's step
+        self.training_inputs: torch.Tensor | None = None
+        self.training_labels: torch.Tensor | None = None
+
+    # -- members --------------------------------------------------------------------------------
+
+    def _set_members(self, specs: Sequence[TrialSpec]) -> None:
+        """Per-member hyperparameters as (K, 1) columns, dropout rates, generators."""
+
+        def column(values: Sequence[float]) -> torch.Tensor:
+            return torch.tensor(values, dtype=torch.float32, device=self.device).reshape(-1, 1)
+
+        self.hyper = {name: column([spec.optimizer[name] for spec in specs]) for name in RULE_PARAMETERS[self.rule]}
+        self.hyper_values = {
+            name: [float(spec.optimizer[name]) for spec in specs] for name in RULE_PARAMETERS[self.rule]
+        }
+        self._share()
+        decay = [effective_weight_decay(spec.optimizer, spec.regularizer) for spec in specs]
+        self.decay = column([1.0 - spec.optimizer["lr"] * wd for spec, wd in zip(specs, decay)]) if any(decay) else None
+        l1 = [spec.regularizer.l1 for spec in specs]
+        l2 = [spec.regularizer.l2 for spec in specs]
+        self.l1 = column(l1) if any(l1) else None
+        self.l2 = column(l2) if any(l2) else None
+        self.rates = {
+            layer.index: [float(spec.model.layers[layer.index]["rate"]) for spec in specs]
+            for layer in self.layers
+            if isinstance(layer, _Dropout)
+        }
+        self.generators = []
+        for spec in specs:
+            # the same two draws as TorchAdapter.build: the second seeds the dropout masks
+            _, dropout_seed = np.random.default_rng([spec.seed, FRAMEWORK_STREAM]).integers(0, SEED_LIMIT, size=2)
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(int(dropout_seed))
+            self.generators.append(generator)
+
+    def _share(self) -> None:
+        """`rows_by_hyperparameters`: (hyperparameters, live member positions) for each distinct set."""
+        names = list(self.hyper_values)
+        sets: dict[tuple[float, ...], list[int]] = {}
+        for row, values in enumerate(zip(*(self.hyper_values[name] for name in names))):
+            sets.setdefault(tuple(values), []).append(row)
+        self.rows_by_hyperparameters = [(dict(zip(names, key)), rows) for key, rows in sets.items()]
+
+    def _make_views(self) -> None:
+        members = self.flat.shape[0]
+        self.tensors: dict[str, torch.Tensor] = {}
+        for key, shape in self.shapes.items():
+            start, stop = self.offsets[key]
+            view = self.flat[:, start:stop].view(members, *shape)
+            view.requires_grad_(True)
+            self.tensors[key] = view
+        self.leaves = list(self.tensors.values())
+
+    def keep(self, members: Sequence[int]) -> None:
+        """Drop every member not listed (positions among the live members, ascending)."""
+        index = torch.tensor(list(members), dtype=torch.int64, device=self.device)
+        self.flat = self.flat.index_select(0, index)
+        self.slots = [slot.index_select(0, index) for slot in self.slots]
+        self.hyper = {name: value.index_select(0, index) for name, value in self.hyper.items()}
+        self.hyper_values = {name: [values[m] for m in members] for name, values in self.hyper_values.items()}
+        self._share()
+        for name in ("decay", "l1", "l2"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.index_select(0, index))
+        self.rates = {layer: [rates[m] for m in members] for layer, rates in self.rates.items()}
+        self.generators = [self.generators[m] for m in members]
+        self._make_views()
+
+    # -- the StackedModel interface -------------------------------------------------------------
+
+    def set_weights(self, weights: Sequence[dict[str, np.ndarray]]) -> None:
+        """Each member's canonical weights, in member order; resets optimizer state.
+
+        Raises:
+            ValueError: a member's keys or shapes do not match the model.
+        """
+        rows = []
+        for member in weights:
+            if set(member) != set(self.shapes):
+                raise ValueError(f"weights: expected keys {sorted(self.shapes)}, got {sorted(member)}")
+            parts = []
+            for key, shape in self.shapes.items():
+                array = np.asarray(member[key], dtype=np.float32)
+                if array.shape != shape:
+                    raise ValueError(f"weights[{key!r}]: expected shape {shape}, got {array.shape}")
+                parts.append(array.reshape(-1))
+            rows.append(np.concatenate(parts))
+        with torch.no_grad():
+            self.flat.copy_(torch.from_numpy(np.stack(rows)))
+        slots = RULE_SLOTS[self.rule]
+        self.slots = [torch.zeros_like(self.flat) for _ in range(slots)]
+        if self.rule == "adagrad":
+            self.slots[0] += self.hyper["initial_accumulator"]
+        self.step_count.zero_()
+
+    def set_training_data(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.training_inputs = torch.tensor(np.asarray(x, dtype=np.float32), device=self.device)
+        self.training_labels = torch.tensor(np.asarray(y, dtype=np.int64), device=self.device)
+
+    def _forward(self, h: torch.Tensor, training: bool) -> torch.Tensor:
+        """(K, B, in) -> (K, B, outputs) logits; or, in evaluation, (N, in) inputs every member reads.
+
+        Shared (N, in) inputs stay 2-D up to the first dense layer, which is then ONE matrix product
+        with every member's kernel side by side, (N, in) @ (in, K*out): a batched product over a
+        broadcast input would run K small products instead (measured slower than K lone predictions).
+        """
+        for layer in self.layers:
+            if isinstance(layer, _Dense) and h.dim() == 2:
+                kernel = self.tensors[layer.kernel]
+                members, _, units = kernel.shape
+                wide = h @ kernel.permute(1, 0, 2).reshape(h.shape[1], members * units)
+                if layer.bias is not None:
+                    wide = wide + self.tensors[layer.bias].reshape(1, members * units)
+                h = wide.view(h.shape[0], members, units).transpose(0, 1)
+                if layer.activation is not None:
+                    h = layer.activation(h)
+            elif isinstance(layer, _Dense):
+                kernel = self.tensors[layer.kernel]
+                if layer.bias is not None:
+                    h = torch.baddbmm(self.tensors[layer.bias].unsqueeze(1), h, kernel)
+                else:
+                    h = torch.bmm(h, kernel)
+                if layer.activation is not None:
+                    h = layer.activation(h)
+            elif isinstance(layer, _Dropout):
+                if training:
+                    h = h * self._masks(layer.index, h)
+            else:
+                h = layer(h)
+        return h
+
+    def _masks(self, index: int, h: torch.Tensor) -> torch.Tensor:
+        """(K, B, units) inverted-dropout masks: member m's drawn as a lone trial's InvertedDropout draws it."""
+        masks = []
+        for rate, generator in zip(self.rates[index], self.generators):
+            if rate == 0:  # a lone trial has no dropout module then, and draws nothing
+                masks.append(torch.ones(h.shape[1:], device=h.device, dtype=h.dtype))
+                continue
+            keep = 1.0 - rate
+            masks.append(
+                torch.empty(h.shape[1:], device=h.device, dtype=h.dtype)
+                .bernoulli_(keep, generator=generator)
+                .div_(keep)
+            )
+        return torch.stack(masks)
+
+    def train_epoch(self, batches: Sequence[list[np.ndarray]]) -> np.ndarray:
+        """One step per batch for every live member (member m's batches are batches[m]; all members have
+        the same batch sizes): float64 (steps, members) of each step's data loss."""
+        x, y = self.training_inputs, self.training_labels
+        if x is None or y is None:
+            raise RuntimeError("call set_training_data before train_epoch")
+        if len(batches) != self.flat.shape[0]:
+            raise ValueError(f"train_epoch: {len(batches)} batch lists for {self.flat.shape[0]} members")
+        if not batches or not batches[0]:
+            return np.zeros((0, len(batches)), dtype=np.float64)
+        order = torch.from_numpy(np.stack([np.concatenate(member) for member in batches]).astype(np.int64)).to(
+            self.device
+        )
+        bounds = np.concatenate([[0], np.cumsum([len(batch) for batch in batches[0]])])
+        members = order.shape[0]
+        rows = []
+        for step in range(len(bounds) - 1):
+            index = order[:, int(bounds[step]) : int(bounds[step + 1])]  # (K, B)
+            logits = self._forward(x[index], training=True)
+            size = index.shape[1]
+            losses = F.cross_entropy(logits.reshape(members * size, -1), y[index].reshape(-1), reduction="none")
+            losses = losses.view(members, size).mean(dim=1)  # each member's mean over its batch
+            grads = torch.autograd.grad(losses.sum(), self.leaves)
+            rows.append(losses.detach())
+            self._update(torch.cat([g.reshape(members, -1) for g in grads], dim=1))
+        return torch.stack(rows).cpu().numpy().astype(np.float64)
+
+    @torch.no_grad()
+    def _update(self, g: torch.Tensor) -> None:
+        """The canonical step on the flat (K, P) buffer: penalty gradient, decoupled decay, the rule."""
+        p, hyper = self.flat, self.hyper
+        if self.l1 is not None:
+            g = g + torch.where(self.kernel_mask, self.l1 * torch.sign(p), 0.0)
+        if self.l2 is not None:
+            g = g + torch.where(self.kernel_mask, self.l2 * p, 0.0)
+        if self.decay is not None:
+            p.mul_(torch.where(self.kernel_mask, self.decay, 1.0))
+        lr, rule = hyper["lr"], self.rule
+        if rule == "sgd":
+            p.sub_(lr * g)
+        elif rule in ("momentum", "nesterov"):
+            velocity = self.slots[0]
+            velocity.mul_(hyper["momentum"]).add_(g)
+            p.sub_(lr * (g + hyper["momentum"] * velocity if rule == "nesterov" else velocity))
+        elif rule == "adagrad":
+            accumulator = self.slots[0]
+            accumulator.addcmul_(g, g)
+            p.sub_(lr * g / (accumulator.sqrt() + hyper["eps"]))
+        elif rule == "rmsprop":
+            square = self.slots[0]
+            square.mul_(hyper["rho"]).add_((1.0 - hyper["rho"]) * g * g)
+            p.sub_(lr * g / (square.sqrt() + hyper["eps"]))
+        else:  # adam, adamw: torch's fused kernel, the one a lone trial's Adam(fused=True) runs, once per set of
+            # members sharing their hyperparameters, each member's row a tensor of its own: what a member gets
+            # does not depend on which members it is stacked with
+            first, second = self.slots
+            g = g.contiguous()
+            self.step_count += 1
+            for values, rows in self.rows_by_hyperparameters:
+                torch._fused_adam_(
+                    [p[row] for row in rows],
+                    [g[row] for row in rows],
+                    [first[row] for row in rows],
+                    [second[row] for row in rows],
+                    [],
+                    [self.step_count] * len(rows),
+                    amsgrad=False,
+                    lr=values["lr"],
+                    beta1=values["beta1"],
+                    beta2=values["beta2"],
+                    weight_decay=0.0,
+                    eps=values["eps"],
+                    maximize=False,
+                )
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Every live member's evaluation-mode outputs (dropout off), float32 (members, N, outputs)."""
+        inputs = torch.tensor(np.asarray(x, dtype=np.float32))
+        members = self.flat.shape[0]
+        chunks = []
+        with torch.no_grad():
+            for start in range(0, max(len(inputs), 1), STACKED_CHUNK):
+                rows = slice(start, start + STACKED_CHUNK)
+                outputs = self._forward(inputs[rows].to(self.device), training=False)
+                if outputs.dim() == 2:  # no dense layer at all: every member's output is the same
+                    outputs = outputs.unsqueeze(0).expand(members, *outputs.shape)
+                chunks.append(outputs.cpu())
+        return torch.cat(chunks, dim=1).numpy().astype(np.float32, copy=False)
+
+
+def build_stacked(specs: Sequence[TrialSpec], info: DatasetInfo, device: torch.device) -> StackedMLP:
+    """The stacked model of eligible specs sharing one group_key (harness.adapters.vectorize)."""
+    return StackedMLP(specs, info, device)

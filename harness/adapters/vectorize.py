@@ -1,0 +1,241 @@
+"""Vectorized trials: several trials of one architecture trained as ONE stacked model (framework-free part).
+
+Trials that differ only in their seed and in scalar hyperparameters (the optimizer's, the initializer,
+l1/l2, weight decay, dropout rates) can share every step: the weights of K members get a leading
+member axis and one batched forward/backward pass serves all of them. Each member still draws its own
+initial weights (harness.spec.init), sees its own seed's batches (harness.data.batches), its own
+dropout masks (from its own generator, as alone) and its own optimizer hyperparameters, and is stored
+as its own trial with the hash, metrics and status it would have had alone (to float32 rounding:
+a batched matmul sums in another order than a single one). A member whose epoch loss is not finite is
+recorded 'diverged' at that epoch, as `harness.adapters.loop.train_trial` records it, and dropped from
+the stack; the others go on.
+
+What can be stacked is a WHITELIST (`ineligible_reason`): anything not listed here (another backend,
+layer, loss or optimizer, native initialization, clipping, a time limit, diagnostics, any spec field
+or training/regularizer key this module does not know) trains one trial at a time, with the reason.
+New training features (schedules, early stopping, checkpoints) are therefore refused until they are
+added here and to the stacked model on purpose.
+
+Timings of a member are its share of the group's: each epoch's step and evaluation time divided by
+the members that took part in it; `device['vectorized']` records how many members started together.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from harness.adapters.loop import TrialResult, _PredictionKeeper, now
+from harness.adapters.metrics import evaluate_outputs
+from harness.data.batches import epoch_batches
+from harness.data.types import Dataset
+from harness.measures import DIVERGED, MINIBATCH_LOSS, OK, SPLITS, metric_name
+from harness.spec.init import initial_weights
+from harness.spec.types import TrialSpec, canonical_json
+
+VECTORIZED_BACKENDS = ("torch",)
+VECTORIZED_LAYERS = ("dense", "activation", "dropout")
+VECTORIZED_LOSSES = ("cross_entropy",)
+VECTORIZED_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+# Every key of TrialSpec.to_dict() (and of its training/regularizer blocks) the stacked model was written
+# for. A key outside these sets - a feature added later - makes a trial ineligible until it is added here.
+KNOWN_SPEC_KEYS = frozenset(
+    {
+        "dataset",
+        "model",
+        "loss",
+        "optimizer",
+        "initializer",
+        "regularizer",
+        "training",
+        "seed",
+        "backend",
+        "init_mode",
+        "device",
+        "extras",
+    }
+)
+KNOWN_TRAINING_KEYS = frozenset({"epochs", "batch_size", "shuffle", "drop_last", "max_seconds", "eval_every"})
+KNOWN_REGULARIZER_KEYS = frozenset({"l1", "l2", "weight_decay", "dropout", "clip_norm", "clip_value"})
+KNOWN_MODEL_KEYS = frozenset({"family", "layers", "graph"})  # not 'python' (a model from the user's code)
+# What may differ between the members of one group (everything else is in group_key)
+MEMBER_SCALARS = "seed, optimizer hyperparameters, initializer, l1, l2, weight_decay, dropout rates"
+
+
+def ineligible_reason(spec: TrialSpec) -> str | None:
+    """Why this trial cannot be trained stacked with others (None: it can). Conservative: a whitelist."""
+    data = spec.to_dict()
+    unknown = (
+        (set(data) - KNOWN_SPEC_KEYS)
+        | {f"training.{key}" for key in set(data["training"]) - KNOWN_TRAINING_KEYS}
+        | {f"regularizer.{key}" for key in set(data["regularizer"]) - KNOWN_REGULARIZER_KEYS}
+        | {f"model.{key}" for key in set(data["model"]) - KNOWN_MODEL_KEYS}
+    )
+    if unknown:
+        return f"setting(s) the stacked model does not know: {', '.join(sorted(unknown))}"
+    if spec.backend not in VECTORIZED_BACKENDS:
+        return f"backend {spec.backend!r} trains one trial at a time (stacked trials: {', '.join(VECTORIZED_BACKENDS)})"
+    if spec.init_mode != "shared":
+        return f"init_mode {spec.init_mode!r} (stacked trials draw shared-mode weights)"
+    if spec.extras:
+        return f"extras {', '.join(key for key, _ in spec.extras)} (diagnostics probe one model)"
+    if spec.model.graph is not None:
+        return "a graph model (stacked trials: a plain stack of layers)"
+    kinds = sorted({layer.kind for layer in spec.model.layers} - set(VECTORIZED_LAYERS))
+    if kinds:
+        return f"layer(s) {', '.join(kinds)} (stacked trials: {', '.join(VECTORIZED_LAYERS)})"
+    if spec.loss.name not in VECTORIZED_LOSSES:
+        return f"loss {spec.loss.name!r} (stacked trials: {', '.join(VECTORIZED_LOSSES)})"
+    if spec.optimizer.name not in VECTORIZED_OPTIMIZERS:
+        return f"optimizer {spec.optimizer.name!r} (stacked trials: {', '.join(VECTORIZED_OPTIMIZERS)})"
+    if spec.regularizer.clip_norm is not None or spec.regularizer.clip_value is not None:
+        return "gradient clipping"
+    if spec.training.max_seconds is not None:
+        return "training.max_seconds (a time limit is per trial)"
+    return None
+
+
+def group_key(spec: TrialSpec) -> str:
+    """What members of one stacked group share: the spec without the per-member scalars (MEMBER_SCALARS).
+    Only meaningful for eligible specs."""
+    data = spec.to_dict()
+    for key in ("seed", "initializer"):
+        data.pop(key)
+    data["optimizer"] = data["optimizer"]["name"]  # the rule is shared, its hyperparameters are per member
+    data["regularizer"] = {
+        key: value for key, value in data["regularizer"].items() if key not in ("l1", "l2", "weight_decay", "dropout")
+    }
+    layers = []
+    for layer in data["model"]["layers"]:
+        (kind, params), *_ = layer.items()
+        layers.append({kind: {**params, "rate": None}} if kind == "dropout" else layer)
+    data["model"] = {**data["model"], "layers": layers}
+    return canonical_json(data)
+
+
+class StackedModel(Protocol):
+    """What an adapter's stacked model offers the group loop (harness.adapters.torch.vectorized)."""
+
+    def set_weights(self, weights: Sequence[dict[str, np.ndarray]]) -> None:
+        """Each member's canonical initial weights, in member order; resets optimizer state."""
+
+    def set_training_data(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Keep the training split on the device once."""
+
+    def train_epoch(self, batches: Sequence[list[np.ndarray]]) -> np.ndarray:
+        """One step per batch, every live member at once (member m takes batches[m]): (steps, members) losses."""
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Evaluation-mode outputs of every live member: float32 (members, N, outputs)."""
+
+    def keep(self, members: Sequence[int]) -> None:
+        """Drop every live member not listed (positions among the live members, ascending)."""
+
+
+class _Member:
+    """One trial's bookkeeping inside a group."""
+
+    def __init__(self, spec: TrialSpec, result: TrialResult, data: Dataset) -> None:
+        self.spec = spec
+        self.result = result
+        self.keeper = _PredictionKeeper(data)
+
+
+def _evaluate(model: StackedModel, members: list[_Member], data: Dataset, epoch: int) -> None:
+    """Every split's metrics for every live member, from one stacked forward pass per split
+    (the arithmetic of harness.adapters.loop.evaluate_splits for a one-output model)."""
+    kept: list[dict[str, np.ndarray] | None] = [member.keeper.outputs() for member in members]
+    rows: list[list[tuple[int, str, float]]] = [[] for _ in members]
+    for split in SPLITS:
+        x, y = data.split(split)
+        if len(y) == 0:
+            continue
+        outputs = model.predict(x)
+        for position in range(len(members)):
+            member_kept = kept[position]
+            if member_kept is not None:
+                member_kept[split] = outputs[position]
+            rows[position].extend(
+                (epoch, metric_name(split, name), value)
+                for name, value in evaluate_outputs(outputs[position], y, data.info.task).items()
+            )
+    for position, member in enumerate(members):
+        member.result.metrics.extend(rows[position])
+        member.keeper.after_evaluation(epoch, kept[position], rows[position])
+
+
+def train_group(specs: Sequence[TrialSpec], adapter: Any, data: Dataset) -> list[TrialResult]:
+    """Train the trials as one stacked model; one TrialResult per spec, in order (ok or diverged).
+
+    Raises:
+        ValueError: a spec is ineligible, or the specs do not share one group_key.
+        Exceptions of the adapter propagate (the worker then trains the members one by one).
+    """
+    if not specs:
+        return []
+    for spec in specs:
+        reason = ineligible_reason(spec)
+        if reason is not None:
+            raise ValueError(f"trial {spec.hash} cannot be stacked: {reason}")
+    if len({group_key(spec) for spec in specs}) != 1:
+        raise ValueError("stacked trials must share architecture, data, loss, optimizer rule and training settings")
+    started = time.perf_counter()
+    first = specs[0]
+    device = {**adapter.device_info(first.device), "vectorized": str(len(specs))}
+    versions = adapter.versions()
+    members = [
+        _Member(spec, TrialResult(status=OK, started_at=now(), versions=versions, device=device), data)
+        for spec in specs
+    ]
+    model: StackedModel = adapter.build_stacked(specs, data.info)
+    plans = first.model.plan(data.info.input_shape)
+    model.set_weights([initial_weights(plans, spec.initializer, spec.seed) for spec in specs])
+    model.set_training_data(data.x_train, data.y_train)
+    live = list(members)
+
+    def share(seconds: float, field: str, among: list[_Member]) -> None:
+        for member in among:
+            setattr(member.result, field, getattr(member.result, field) + seconds / len(among))
+
+    clock = time.perf_counter()
+    _evaluate(model, live, data, 0)
+    share(time.perf_counter() - clock, "eval_seconds", live)
+    setup = time.perf_counter() - started
+    for member in members:
+        member.result.wall_seconds = setup / len(members)
+    num_samples = len(data.y_train)
+    for epoch in range(1, first.training.epochs + 1):
+        batches = [epoch_batches(num_samples, member.spec.training, member.spec.seed, epoch) for member in live]
+        clock = time.perf_counter()
+        losses = model.train_epoch(batches)
+        share(time.perf_counter() - clock, "train_seconds", live)
+        survivors = []
+        for position, member in enumerate(live):
+            mean_loss = float(np.mean(losses[:, position])) if len(losses) else float("nan")
+            member.result.metrics.append((epoch, MINIBATCH_LOSS, mean_loss))
+            if math.isfinite(mean_loss):
+                survivors.append(position)
+            else:
+                member.result.status, member.result.diverged_epoch = DIVERGED, epoch
+        if len(survivors) < len(live):
+            model.keep(survivors)
+            live = [live[position] for position in survivors]
+        if not live:
+            break
+        if first.training.evaluates(epoch):
+            clock = time.perf_counter()
+            _evaluate(model, live, data, epoch)
+            share(time.perf_counter() - clock, "eval_seconds", live)
+        for member in live:
+            member.result.epochs_completed = epoch
+    finished = now()
+    for member in members:
+        result = member.result
+        result.predictions = member.keeper.rows()
+        result.wall_seconds += result.train_seconds + result.eval_seconds
+        result.finished_at = finished
+    return [member.result for member in members]
