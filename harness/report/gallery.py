@@ -35,6 +35,7 @@ from harness.measures import (
     metric_name,
 )
 from harness.report import figures
+from harness.report.sections import numeric_axes, numeric_axis_frame
 
 if TYPE_CHECKING:
     from harness.analysis import Results
@@ -168,6 +169,36 @@ def heatmap_figures(results: Results) -> list[ReportFigure]:
                 title=f"Grid heatmap ({backend})",
                 caption=f"{results.axes[0]} x {results.axes[1]}: mean {results.primary_metric} over ok seeds.",
                 plot_title=f"Mean {results.primary_metric} over seeds ({backend})",
+            )
+        )
+    return found
+
+
+def numeric_axis_figures(results: Results) -> list[ReportFigure]:
+    """For each numeric grid axis (a swept std, learning rate, depth): the primary metric against it,
+    one panel per backend, one line per variant of the other axis (log x when the values span decades)."""
+    found = []
+    for axis in numeric_axes(results):
+        table = numeric_axis_frame(results, axis)
+        if table["mean"].isna().all():
+            continue
+        series = list(dict.fromkeys(table["series"]))
+        figure = figures.numeric_axis_plot(
+            table,
+            metric=results.primary_metric,
+            axis_name=axis.name,
+            series=series,
+            backends=results.backends,
+            log_x=axis.log_scale,
+        )
+        found.append(
+            ReportFigure(
+                f"numeric_axis_{axis.name}",
+                f"{results.primary_metric} against {axis.name}",
+                f"Mean final {results.primary_metric} over ok seeds with its 95% CI (band), per value of {axis.name}"
+                + (f", one line per variant of {axis.series_axis}" if axis.series_axis is not None else "")
+                + "; an x on the bottom edge: no trial at that value finished ok (diverged, failed or timed out).",
+                figure,
             )
         )
     return found
@@ -355,6 +386,7 @@ FIGURE_BUILDERS: list[FigureBuilder] = [
     final_metric_figures,
     forest_figures,
     heatmap_figures,
+    numeric_axis_figures,
     gap_figures,
     parity_figures,
     activation_histogram_figures,
