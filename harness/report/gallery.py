@@ -295,17 +295,22 @@ def activation_histogram_figures(results: Results) -> list[ReportFigure]:
     return found
 
 
-def gradient_norm_figures(results: Results) -> list[ReportFigure]:
-    """Gradient norm per layer, one panel per probed epoch, first backend, mean over ok seeds."""
+def _layer_statistic_table(results: Results, statistic: str) -> pd.DataFrame:
+    """Per (arm, epoch, layer): the mean over ok seeds of one diagnostics statistic, first backend."""
     diagnostics = results.diagnostics()
-    norms = diagnostics[
-        (diagnostics["statistic"] == "gradient_norm")
+    rows = diagnostics[
+        (diagnostics["statistic"] == statistic)
         & (diagnostics["status"] == OK)
         & (diagnostics["backend"] == results.backends[0])
     ]
-    if norms.empty:
+    return rows.groupby(["arm", "epoch", "layer"], sort=False)["value"].mean().reset_index()
+
+
+def gradient_norm_figures(results: Results) -> list[ReportFigure]:
+    """Gradient norm per layer, one panel per probed epoch, first backend, mean over ok seeds."""
+    table = _layer_statistic_table(results, "gradient_norm")
+    if table.empty:
         return []
-    table = norms.groupby(["arm", "epoch", "layer"], sort=False)["value"].mean().reset_index()
     figure = figures.layer_statistic_plot(table, statistic="gradient norm", arms=results.arms)
     return [
         ReportFigure(
@@ -313,6 +318,23 @@ def gradient_norm_figures(results: Results) -> list[ReportFigure]:
             "Gradient norm per layer",
             f"L2 norm of each layer's gradient on the probe batch at each probed epoch ({results.backends[0]}, mean over "
             "ok seeds, log scale): vanishing gradients show as norms falling toward the first layers.",
+            figure,
+        )
+    ]
+
+
+def activation_scale_figures(results: Results) -> list[ReportFigure]:
+    """Activation std per layer, one panel per probed epoch, first backend, mean over ok seeds."""
+    table = _layer_statistic_table(results, "activation_std")
+    if table.empty:
+        return []
+    figure = figures.layer_statistic_plot(table, statistic="activation std", arms=results.arms)
+    return [
+        ReportFigure(
+            "activation_std",
+            "Activation scale per layer",
+            f"Standard deviation of each layer's output on the probe batch at each probed epoch ({results.backends[0]}, "
+            "mean over ok seeds, log scale): a signal that shrinks or grows layer by layer shows as a sloped line.",
             figure,
         )
     ]
@@ -391,6 +413,7 @@ FIGURE_BUILDERS: list[FigureBuilder] = [
     parity_figures,
     activation_histogram_figures,
     gradient_norm_figures,
+    activation_scale_figures,
     shape_heatmap_figures,
 ]
 
