@@ -464,7 +464,7 @@ def numeric_axis_frame(results: Results, axis: NumericAxis) -> pd.DataFrame:
     labels = results.arm_labels().set_index("arm")
     rows = []
     for arm, backend, _means, counts, primary in summary_groups(results):
-        arm_labels = labels.loc[arm].to_dict()
+        arm_labels = {str(key): str(value) for key, value in labels.loc[arm].items()}
         label = arm_labels[axis.name]
         interval = (
             (float(primary["mean"]), float(primary["ci_low"]), float(primary["ci_high"]))
@@ -494,7 +494,10 @@ def numeric_axis_table(results: Results, axis: NumericAxis) -> DisplayTable:
     (columns): the mean over ok seeds, with 'ok/trials' where some trials did not finish ok."""
     frame = numeric_axis_frame(results, axis)
     columns = list(dict.fromkeys(zip(frame["series"], frame["backend"])))
-    cells = {(row.series, row.backend, row.label): row for row in frame.itertuples(index=False)}
+    cells: dict[tuple[str, str, str], dict[str, Any]] = {
+        (str(row["series"]), str(row["backend"]), str(row["label"])): {str(key): value for key, value in row.items()}
+        for row in frame.to_dict("records")
+    }
     rows = []
     for label in axis.values:
         row: list[Any] = [label]
@@ -503,9 +506,10 @@ def numeric_axis_table(results: Results, axis: NumericAxis) -> DisplayTable:
             if cell is None:
                 row.append("")
                 continue
-            text = "-" if math.isnan(cell.mean) else format_number(cell.mean)
-            if cell.n_ok < cell.n_trials:
-                text += f" ({cell.n_ok}/{cell.n_trials} ok)"
+            mean = float(cell["mean"])
+            text = "-" if math.isnan(mean) else format_number(mean)
+            if cell["n_ok"] < cell["n_trials"]:
+                text += f" ({cell['n_ok']}/{cell['n_trials']} ok)"
             row.append(text)
         rows.append(row)
     header = [f"{series} ({backend})" if axis.series_axis is not None else backend for series, backend in columns]
