@@ -795,6 +795,24 @@ def test_diverged_trials_exit_3(harness_cli, real_runs) -> None:
     assert "wild / torch / seed 0: diverged" in result.output
 
 
+def test_divergence_a_suite_expects_is_listed_not_failed(harness_cli, real_runs, tmp_path) -> None:
+    """check.expect_diverged names arms whose divergence is a finding (batch norm's suite): those trials
+    are listed but do not exit 3; a name that is no arm is a usage error with a did-you-mean."""
+    document = yaml.safe_load(Path(real_runs["wild"]).read_text())
+    expecting = tmp_path / "expecting.yaml"
+    expecting.write_text(yaml.safe_dump({**document, "check": {"expect_diverged": ["wild"]}}, sort_keys=False))
+    result = run_check(harness_cli, real_runs, expecting, baseline=False)
+    assert result.exit_code == 0, result.output
+    assert "PASS  calm.test_accuracy > 0.5" in result.output
+    assert "diverged as the suite expects (check.expect_diverged; not failed trials): 3 trial(s) in wild" in (
+        result.output
+    )
+    assert "trials not ok" not in result.output
+    expecting.write_text(yaml.safe_dump({**document, "check": {"expect_diverged": ["wilde"]}}, sort_keys=False))
+    result = run_check(harness_cli, real_runs, expecting, baseline=False)
+    assert result.exit_code == 2 and "Did you mean 'wild'?" in result.output, result.output
+
+
 def test_nothing_to_check_is_a_usage_error(harness_cli, real_runs) -> None:
     result = run_check(harness_cli, real_runs, "base", baseline=False)
     assert result.exit_code == 2

@@ -257,7 +257,7 @@ def test_loop_off_records_nothing_and_on_leaves_training_unchanged(tmp_path):
 
 def test_store_results_and_figures(tmp_path):
     from harness.adapters.torch import TorchAdapter
-    from harness.report.gallery import activation_histogram_figures, gradient_norm_figures
+    from harness.report.gallery import activation_histogram_figures, activation_scale_figures, gradient_norm_figures
     from harness.results_folder import SuiteRecord, record_results
     from harness.store import Store
 
@@ -291,6 +291,14 @@ def test_store_results_and_figures(tmp_path):
     assert len(histograms[0].figure.axes) == 2 * 2  # 2 hidden layers x 2 arms
     (gradient,) = gradient_norm_figures(results)
     assert len([axis for axis in gradient.figure.axes if axis.get_visible()]) == 2  # one panel per probed epoch
+    # the activation std per layer at epoch 0: each arm's line is the mean over seeds of the stored rows
+    (scale,) = activation_scale_figures(results)
+    stds = table[(table["statistic"] == "activation_std") & (table["epoch"] == 0)]
+    for line in scale.figure.axes[0].get_lines():
+        expected = stds[stds["arm"] == line.get_label()].groupby("layer")["value"].mean()
+        np.testing.assert_allclose(line.get_ydata(), expected.to_numpy(), rtol=1e-12)
+    small = stds[stds["arm"] == "small"].groupby("layer")["value"].mean()
+    assert small.iloc[1] < 0.1 * small.iloc[0]  # std=0.01 over 12 inputs: ~0.035x per ReLU layer
 
 
 def test_torch_gradients_leave_batch_norm_moving_statistics_untouched() -> None:

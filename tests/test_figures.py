@@ -200,3 +200,53 @@ def test_empty_comparisons_still_draw() -> None:
     )
     figure = figures.forest_plot(empty, arms=["a"], backends=["torch"])
     assert figures.figure_png(figure).startswith(PNG_SIGNATURE)
+
+
+def _numeric_axis_results() -> Results:
+    """The synthetic optimizer x width grid with the width axis labelled by plain numbers (a swept value);
+    every torch trial of the last arm diverges, so one point has no mean."""
+    frames = synthetic_frames(
+        optimizers=("sgd", "adam"), widths=(4, 64, 512), backends=("torch", "keras"), seeds=3, epochs=3, diverged=3
+    )
+    trials = frames.trials.rename(columns={"model.mlp.hidden": "model.mlp.width"})
+    trials["model.mlp.width"] = trials["model.mlp.width"].str.strip("[]")
+    axes = ("optimizer", "model.mlp.width")
+    return Results(
+        trials, frames.metrics, frames.arms, axes, name="numeric", report_options={"metric": "test_accuracy"}
+    )
+
+
+def test_a_numeric_axis_gets_the_metric_against_its_values_per_backend() -> None:
+    from harness.report import sections
+
+    numeric = _numeric_axis_results()
+    (axis,) = sections.numeric_axes(numeric)  # 'optimizer' is not numeric
+    assert (axis.name, axis.series_axis, axis.log_scale) == ("model.mlp.width", "optimizer", True)
+    (item,) = gallery.numeric_axis_figures(numeric)
+    summary = numeric.summary()
+    summary = summary[summary["metric"] == "test_accuracy"]
+    torch_panel, keras_panel = item.figure.axes[:2]
+    assert torch_panel.get_xscale() == "log" and torch_panel.get_title() == "torch"
+    for panel, backend in ((torch_panel, "torch"), (keras_panel, "keras")):
+        lines = {line.get_label(): line for line in panel.get_lines() if line.get_marker() == "o"}
+        assert set(lines) == {"sgd", "adam"}
+        for optimizer, line in lines.items():
+            expected = summary[(summary["backend"] == backend) & (summary["optimizer"] == optimizer)]
+            expected = expected.assign(x=expected["model.mlp.width"].astype(float)).sort_values("x")
+            np.testing.assert_array_equal(line.get_xdata(), expected["x"])
+            np.testing.assert_allclose(line.get_ydata(), expected["mean"], atol=DRAWN_TOLERANCE)
+    # the torch trials of adam at width 512 all diverged: no mean there, an x on the bottom edge instead
+    crosses = [line for line in torch_panel.get_lines() if line.get_marker() == "x"]
+    assert len(crosses) == 1 and list(crosses[0].get_xdata()) == [512.0]
+    assert not [line for line in keras_panel.get_lines() if line.get_marker() == "x"]
+    table = sections.numeric_axis_table(numeric, axis)
+    assert table.columns == ("model.mlp.width", "sgd (torch)", "sgd (keras)", "adam (torch)", "adam (keras)")
+    assert [row[0] for row in table.rows] == ["4", "64", "512"]
+    assert table.rows[2][3] == "- (0/3 ok)"
+    assert float(table.rows[0][1]) > 0.1  # a plain mean where every trial finished ok
+
+
+def test_no_numeric_axis_figure_for_labelled_variants(results: Results) -> None:
+    from harness.report import sections
+
+    assert sections.numeric_axes(results) == [] and gallery.numeric_axis_figures(results) == []

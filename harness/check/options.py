@@ -8,6 +8,7 @@ In a suite (every key optional):
       test_loss: 5%                        # shorthand for {tolerance: 5%}
       min_seeds: 3                         # fewer seeds on either side: never WITHIN (a regression still shows)
       few_seeds: pass                      # rows no test can decide: 'pass' (INCONCLUSIVE) or 'tolerance'
+      expect_diverged: [arm, ...]          # arms whose divergence is a finding: not a failed trial (exit 3)
 
 On the command line, `--fail-on test_accuracy:1%` (repeatable) adds a metric or replaces the
 suite's tolerance for it: the CLI wins. A tolerance is a number (absolute, in the metric's
@@ -96,6 +97,9 @@ class CheckOptions:
     metrics: Mapping[str, Tolerance] = field(default_factory=dict)
     min_seeds: int = DEFAULT_MIN_SEEDS
     few_seeds: str = "pass"
+    # arms where a diverged trial is an expected outcome (e.g. no batch norm at a large initial weight
+    # scale): listed, but not a failed trial; other statuses, and divergence elsewhere, still exit 3
+    expect_diverged: tuple[str, ...] = ()
 
     def resolved_metrics(self, primary_metric: str) -> dict[str, Tolerance]:
         """The metrics to check: the configured ones, else the defaults for this primary metric."""
@@ -130,15 +134,32 @@ def parse_check_block(block: Mapping[str, Any] | None, where: str = "check") -> 
         raise SpecError(f"{where}: expected a mapping such as {{test_accuracy: {{tolerance: 0.01}}}}, got {block!r}.")
     metrics: dict[str, Tolerance] = {}
     min_seeds, few_seeds = DEFAULT_MIN_SEEDS, "pass"
+    expect_diverged: tuple[str, ...] = ()
     for key, value in block.items():
-        if key == "min_seeds":
+        if key == "expect_diverged":
+            expect_diverged = parse_arm_list(value, f"{where}.expect_diverged")
+        elif key == "min_seeds":
             min_seeds = parse_min_seeds(value, f"{where}.min_seeds")
         elif key == "few_seeds":
             few_seeds = parse_few_seeds(value, f"{where}.few_seeds")
         else:
             name = _check_block_key(key, where)
             metrics[name] = _parse_metric_entry(value, f"{where}.{name}")
-    return CheckOptions(metrics, min_seeds, few_seeds)
+    return CheckOptions(metrics, min_seeds, few_seeds, expect_diverged)
+
+
+def parse_arm_list(value: Any, where: str) -> tuple[str, ...]:
+    """A list of arm names (strings); which arms exist is checked against the results (check_arms)."""
+    if not isinstance(value, list) or not value or not all(isinstance(arm, str) and arm for arm in value):
+        raise SpecError(f"{where}: expected a non-empty list of arm names such as ['plain,std=1.0'], got {value!r}.")
+    return tuple(dict.fromkeys(value))
+
+
+def check_arms(names: Iterable[str], arms: Sequence[str], where: str) -> None:
+    """Every name is one of the suite's arms, else SpecError with a did-you-mean."""
+    for name in names:
+        if name not in arms:
+            raise unknown_name("arm", name, arms, where)
 
 
 def _check_block_key(key: Any, where: str) -> str:
@@ -202,4 +223,5 @@ def merge_options(
         metrics=metrics,
         min_seeds=parse_min_seeds(min_seeds, "--min-seeds") if min_seeds is not None else suite.min_seeds,
         few_seeds=parse_few_seeds(few_seeds, "--few-seeds") if few_seeds is not None else suite.few_seeds,
+        expect_diverged=suite.expect_diverged,
     )

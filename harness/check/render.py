@@ -68,6 +68,8 @@ class CheckOutcome:
     verdicts: Sequence[Verdict] = field(default_factory=tuple)
     claims: Sequence[ClaimResult] = field(default_factory=tuple)
     trials_not_ok: pd.DataFrame | None = None  # Results.failures(): the checked trials whose status is not 'ok'
+    # diverged trials in the arms the suite's check.expect_diverged names: a finding, shown, not exit 3
+    expected_divergence: pd.DataFrame | None = None
     baseline: Baseline | None = None
     strict: bool = False  # --strict: an INCONCLUSIVE row or an undecided claim exits EXIT_INCONCLUSIVE
     claim_seeds: ClaimSeeds | None = None  # the claims were judged on confirmation seeds only (None: on every seed)
@@ -252,6 +254,13 @@ def render_text(outcome: CheckOutcome) -> str:
             "above leave them out:"
         )
         lines += _trial_lines(failures)
+    expected = outcome.expected_divergence
+    if expected is not None and len(expected):
+        arms = ", ".join(dict.fromkeys(expected["arm"]))
+        lines.append(
+            f"diverged as the suite expects (check.expect_diverged; not failed trials): {len(expected)} trial(s) "
+            f"in {arms}"
+        )
     lines += inconclusive_lines(outcome)
     lines.append(result_line(outcome))
     return "\n".join(lines)
@@ -308,11 +317,8 @@ def result_line(outcome: CheckOutcome) -> str:
     return f"result: {outcome.result} ({', '.join(parts) or 'nothing compared'}){detail} -> exit {outcome.exit_code}"
 
 
-def outcome_document(outcome: CheckOutcome) -> dict[str, Any]:
-    """The --json document: the same verdicts, claims and exit code as the text report."""
-    baseline = outcome.baseline
-    failures = outcome.trials_not_ok
-    trials = (
+def _trial_records(failures: pd.DataFrame | None) -> list[dict[str, Any]]:
+    return (
         []
         if failures is None
         else [
@@ -330,6 +336,12 @@ def outcome_document(outcome: CheckOutcome) -> dict[str, Any]:
             for row in failures.to_dict("records")
         ]
     )
+
+
+def outcome_document(outcome: CheckOutcome) -> dict[str, Any]:
+    """The --json document: the same verdicts, claims and exit code as the text report."""
+    baseline = outcome.baseline
+    trials = _trial_records(outcome.trials_not_ok)
     return {
         "suite": outcome.suite,
         "exit_code": outcome.exit_code,
@@ -351,6 +363,7 @@ def outcome_document(outcome: CheckOutcome) -> dict[str, Any]:
         "claims": [claim.to_dict() for claim in outcome.claims],
         "claim_seeds": None if outcome.claim_seeds is None else outcome.claim_seeds.to_dict(),
         "trials_not_ok": trials,
+        "expected_divergence": _trial_records(outcome.expected_divergence),
     }
 
 

@@ -114,8 +114,9 @@ def check(
     from harness.check.baseline import read_baseline
     from harness.check.evidence import evaluate_claims
     from harness.check.gate import compare
-    from harness.check.options import merge_options, parse_check_block
+    from harness.check.options import check_arms, merge_options, parse_check_block
     from harness.check.render import CheckOutcome, render_json, render_text
+    from harness.measures import DIVERGED
     from harness.results_folder import open_results
 
     results, record = open_results(target, store_dir)
@@ -132,12 +133,19 @@ def check(
     claims = evaluate_claims(results, record.expect, seeds=judged_on) if record.expect else []
     loaded = read_baseline(baseline_path, suite=record.name) if baseline_path is not None else None
     verdicts = compare(results, loaded, options) if loaded is not None else []
+    not_ok = results.failures()
+    expected_divergence = None
+    if options.expect_diverged:
+        check_arms(options.expect_diverged, results.arms, "check.expect_diverged")
+        expected = (not_ok["status"] == DIVERGED) & not_ok["arm"].isin(options.expect_diverged)
+        expected_divergence, not_ok = not_ok[expected], not_ok[~expected]
     outcome = CheckOutcome(
         suite=record.name,
         options=options,
         verdicts=verdicts,
         claims=claims,
-        trials_not_ok=results.failures(),
+        trials_not_ok=not_ok,
+        expected_divergence=expected_divergence,
         baseline=loaded,
         strict=strict,
         claim_seeds=claim_seeds,

@@ -550,3 +550,62 @@ def freeze_layout(figure: Figure) -> None:
     """Keep the positions constrained layout computed at the last draw: later saves (the PDF copy of
     a figure already drawn for the HTML) skip the layout pass, the costliest part of a save."""
     figure.set_layout_engine("none")
+
+
+def numeric_axis_plot(
+    table: pd.DataFrame,
+    *,
+    metric: str,
+    axis_name: str,
+    series: Sequence[str],
+    backends: Sequence[str],
+    log_x: bool,
+) -> Figure:
+    """The metric against a numeric grid axis: one panel per backend, one line per series (the variant
+    of the other axis, or one line), the 95% CI as a band; an 'x' on the bottom edge marks a value whose
+    trials all failed to finish ok (diverged, failed, timed out), where there is no mean to draw.
+
+    Args:
+        table: one row per (series, backend, x): x (the axis value), mean, ci_low, ci_high (NaN: no ok trial).
+        series: the line labels in order. log_x: a log-scaled x axis (values spanning decades).
+    """
+    colors = arm_colors(series)
+    present = [backend for backend in backends if backend in set(table["backend"])]
+    with figure_style():
+        figure = new_figure(WIDTH, 3.2 + legend_height(series, WIDTH))
+        grid = figure.subplots(1, max(len(present), 1), squeeze=False, sharey=True)
+        handles: list[Artist] = []
+        for index, backend in enumerate(present):
+            axis = grid[0][index]
+            for name in series:
+                part = table[(table["backend"] == backend) & (table["series"] == name)].sort_values("x")
+                if part.empty:
+                    continue
+                x = part["x"].to_numpy(dtype=np.float64)
+                mean = part["mean"].to_numpy(dtype=np.float64)
+                (line,) = axis.plot(x, mean, marker="o", markersize=3, color=colors[name], label=name)
+                low = part["ci_low"].to_numpy(dtype=np.float64)
+                high = part["ci_high"].to_numpy(dtype=np.float64)
+                axis.fill_between(x, low, high, color=colors[name], alpha=0.2, linewidth=0)
+                missing = x[np.isnan(mean)]
+                if len(missing):  # no ok trial at these values: mark them on the bottom edge
+                    axis.plot(
+                        missing,
+                        np.zeros(len(missing)),
+                        linestyle="none",
+                        marker="x",
+                        color=colors[name],
+                        transform=axis.get_xaxis_transform(),
+                        clip_on=False,
+                    )
+                if index == 0:
+                    handles.append(line)
+            if log_x:
+                axis.set_xscale("log")
+                axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            axis.set_xlabel(axis_name)
+            axis.set_title(backend, fontsize=9)
+        grid[0][0].set_ylabel(metric)
+        if len(handles) > 1:
+            figure_legend(figure, handles)
+    return figure

@@ -35,7 +35,7 @@ from harness.measures import (
     metric_name,
 )
 from harness.report import figures
-from harness.report.sections import is_large_grid
+from harness.report.sections import is_large_grid, numeric_axes, numeric_axis_frame
 
 if TYPE_CHECKING:
     from harness.analysis import Results
@@ -197,6 +197,36 @@ def heatmap_figures(results: Results) -> list[ReportFigure]:
     return found
 
 
+def numeric_axis_figures(results: Results) -> list[ReportFigure]:
+    """For each numeric grid axis (a swept std, learning rate, depth): the primary metric against it,
+    one panel per backend, one line per variant of the other axis (log x when the values span decades)."""
+    found = []
+    for axis in numeric_axes(results):
+        table = numeric_axis_frame(results, axis)
+        if table["mean"].isna().all():
+            continue
+        series = list(dict.fromkeys(table["series"]))
+        figure = figures.numeric_axis_plot(
+            table,
+            metric=results.primary_metric,
+            axis_name=axis.name,
+            series=series,
+            backends=results.backends,
+            log_x=axis.log_scale,
+        )
+        found.append(
+            ReportFigure(
+                f"numeric_axis_{axis.name}",
+                f"{results.primary_metric} against {axis.name}",
+                f"Mean final {results.primary_metric} over ok seeds with its 95% CI (band), per value of {axis.name}"
+                + (f", one line per variant of {axis.series_axis}" if axis.series_axis is not None else "")
+                + "; an x on the bottom edge: no trial at that value finished ok (diverged, failed or timed out).",
+                figure,
+            )
+        )
+    return found
+
+
 def gap_figures(results: Results) -> list[ReportFigure]:
     """Train/test gap per arm."""
     if is_large_grid(results):  # one row, line or point per arm: the grid's structure replaces it
@@ -292,19 +322,24 @@ def activation_histogram_figures(results: Results) -> list[ReportFigure]:
     return found
 
 
+def _layer_statistic_table(results: Results, statistic: str) -> pd.DataFrame:
+    """Per (arm, epoch, layer): the mean over ok seeds of one diagnostics statistic, first backend."""
+    diagnostics = results.diagnostics()
+    rows = diagnostics[
+        (diagnostics["statistic"] == statistic)
+        & (diagnostics["status"] == OK)
+        & (diagnostics["backend"] == results.backends[0])
+    ]
+    return rows.groupby(["arm", "epoch", "layer"], sort=False)["value"].mean().reset_index()
+
+
 def gradient_norm_figures(results: Results) -> list[ReportFigure]:
     """Gradient norm per layer, one panel per probed epoch, first backend, mean over ok seeds."""
     if is_large_grid(results):  # one row, line or point per arm: the grid's structure replaces it
         return []
-    diagnostics = results.diagnostics()
-    norms = diagnostics[
-        (diagnostics["statistic"] == "gradient_norm")
-        & (diagnostics["status"] == OK)
-        & (diagnostics["backend"] == results.backends[0])
-    ]
-    if norms.empty:
+    table = _layer_statistic_table(results, "gradient_norm")
+    if table.empty:
         return []
-    table = norms.groupby(["arm", "epoch", "layer"], sort=False)["value"].mean().reset_index()
     figure = figures.layer_statistic_plot(table, statistic="gradient norm", arms=results.arms)
     return [
         ReportFigure(
@@ -312,6 +347,25 @@ def gradient_norm_figures(results: Results) -> list[ReportFigure]:
             "Gradient norm per layer",
             f"L2 norm of each layer's gradient on the probe batch at each probed epoch ({results.backends[0]}, mean over "
             "ok seeds, log scale): vanishing gradients show as norms falling toward the first layers.",
+            figure,
+        )
+    ]
+
+
+def activation_scale_figures(results: Results) -> list[ReportFigure]:
+    """Activation std per layer, one panel per probed epoch, first backend, mean over ok seeds."""
+    if is_large_grid(results):  # one row, line or point per arm: the grid's structure replaces it
+        return []
+    table = _layer_statistic_table(results, "activation_std")
+    if table.empty:
+        return []
+    figure = figures.layer_statistic_plot(table, statistic="activation std", arms=results.arms)
+    return [
+        ReportFigure(
+            "activation_std",
+            "Activation scale per layer",
+            f"Standard deviation of each layer's output on the probe batch at each probed epoch ({results.backends[0]}, "
+            "mean over ok seeds, log scale): a signal that shrinks or grows layer by layer shows as a sloped line.",
             figure,
         )
     ]
@@ -395,10 +449,12 @@ FIGURE_BUILDERS: list[FigureBuilder] = [
     final_metric_figures,
     forest_figures,
     heatmap_figures,
+    numeric_axis_figures,
     gap_figures,
     parity_figures,
     activation_histogram_figures,
     gradient_norm_figures,
+    activation_scale_figures,
     shape_heatmap_figures,
 ]
 

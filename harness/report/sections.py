@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 import yaml
 
 from harness.analysis.environment import environment_differences, environment_summary
@@ -456,11 +457,119 @@ def _plain(value: Any) -> Any:
     return value
 
 
+MIN_NUMERIC_VALUES = 3  # a numeric axis with fewer values is better read from the per-arm tables
+
+
+@dataclass(frozen=True)
+class NumericAxis:
+    """A grid axis whose every label is a number (a swept value: a weight std, a learning rate, a depth),
+    and the one other axis (if any) whose variants become the series drawn against it."""
+
+    name: str
+    values: dict[str, float]  # label -> value, in suite order
+    series_axis: str | None
+
+    @property
+    def log_scale(self) -> bool:
+        """Positive values spanning at least two decades: read on a log axis."""
+        values = list(self.values.values())
+        return min(values) > 0 and max(values) / min(values) >= 100
+
+    def series_of(self, labels: Mapping[str, str]) -> str:
+        """The series an arm belongs to, from its {axis: label}: the other axis' label, or the axis name."""
+        return labels[self.series_axis] if self.series_axis is not None else self.name
+
+
+def numeric_axes(results: Results) -> list[NumericAxis]:
+    """The grid's numeric axes (every label a finite number, at least MIN_NUMERIC_VALUES of them), in a
+    grid of at most two axes (a third would leave several arms at one point of one line)."""
+    if len(results.axes) > 2:
+        return []
+    found = []
+    for axis, labels in results.variant_order().items():
+        try:
+            values = {label: float(label) for label in labels}
+        except ValueError:
+            continue
+        if len(values) < MIN_NUMERIC_VALUES or not all(math.isfinite(value) for value in values.values()):
+            continue
+        others = [other for other in results.axes if other != axis]
+        found.append(NumericAxis(axis, values, others[0] if others else None))
+    return found
+
+
+def numeric_axis_frame(results: Results, axis: NumericAxis) -> pd.DataFrame:
+    """One row per (series, backend, axis value): series, backend, x, label, mean, ci_low, ci_high of the
+    primary metric over the ok seeds (NaN where none finished ok), n_ok and n_trials; `summary()`'s order."""
+    labels = results.arm_labels().set_index("arm")
+    rows = []
+    for arm, backend, _means, counts, primary in summary_groups(results):
+        arm_labels = {str(key): str(value) for key, value in labels.loc[arm].items()}
+        label = arm_labels[axis.name]
+        interval = (
+            (float(primary["mean"]), float(primary["ci_low"]), float(primary["ci_high"]))
+            if primary is not None and int(primary["n"]) > 0
+            else (math.nan, math.nan, math.nan)
+        )
+        rows.append(
+            {
+                "series": axis.series_of(arm_labels),
+                "backend": backend,
+                "x": axis.values[label],
+                "label": label,
+                "mean": interval[0],
+                "ci_low": interval[1],
+                "ci_high": interval[2],
+                "n_ok": int(counts["n_ok"]),
+                "n_trials": int(counts["n_trials"]),
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["series", "backend", "x", "label", "mean", "ci_low", "ci_high", "n_ok", "n_trials"]
+    )
+
+
+def numeric_axis_table(results: Results, axis: NumericAxis) -> DisplayTable:
+    """The primary metric per value of a numeric axis (rows, in suite order) and per series x backend
+    (columns): the mean over ok seeds, with 'ok/trials' where some trials did not finish ok."""
+    frame = numeric_axis_frame(results, axis)
+    columns = list(dict.fromkeys(zip(frame["series"], frame["backend"])))
+    cells: dict[tuple[str, str, str], dict[str, Any]] = {
+        (str(row["series"]), str(row["backend"]), str(row["label"])): {str(key): value for key, value in row.items()}
+        for row in frame.to_dict("records")
+    }
+    rows = []
+    for label in axis.values:
+        row: list[Any] = [label]
+        for series, backend in columns:
+            cell = cells.get((series, backend, label))
+            if cell is None:
+                row.append("")
+                continue
+            mean = float(cell["mean"])
+            text = "-" if math.isnan(mean) else format_number(mean)
+            if cell["n_ok"] < cell["n_trials"]:
+                text += f" ({cell['n_ok']}/{cell['n_trials']} ok)"
+            row.append(text)
+        rows.append(row)
+    header = [f"{series} ({backend})" if axis.series_axis is not None else backend for series, backend in columns]
+    return _table(
+        f"numeric_axis_{axis.name}",
+        f"{results.primary_metric} by {axis.name}",
+        f"Mean final {results.primary_metric} over the seeds that finished ok, per value of {axis.name}"
+        + (f" and variant of {axis.series_axis}" if axis.series_axis is not None else "")
+        + "; '(k/n ok)' where only k of the n trials finished ok (the rest diverged, failed or timed out).",
+        [axis.name, *header],
+        rows,
+    )
+
+
 def per_arm_tables(results: Results) -> list[DisplayTable]:
     """Summary, comparisons, backend deltas and time to target, one row per arm: for grids that are not large."""
     if is_large_grid(results):
         return []
     tables = [summary_table(results)]
+    tables.extend(numeric_axis_table(results, axis) for axis in numeric_axes(results))
     if len(results.arms) > 1:
         tables.append(comparisons_table(results))
         examples = example_level_table(results)
