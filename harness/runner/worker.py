@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
 from harness.adapters.loop import TrialResult, now
+from harness.provenance import process_provenance
 from harness.runner.code_version import CodeVersion, code_mismatch
 from harness.runner.hooks import crash_if_planned
 from harness.spec.types import TrialSpec
@@ -110,7 +111,7 @@ class TrialExecutor:
             if is_out_of_memory(error):
                 detail = f": {error}" if str(error) else ""
                 self.unusable = f"worker out of memory ({type(error).__name__}{detail})"
-            return TrialResult(
+            failed = TrialResult(
                 status="failed",
                 error=describe_exception(error),
                 wall_seconds=time.perf_counter() - clock,
@@ -118,12 +119,15 @@ class TrialExecutor:
                 started_at=started_at,
                 finished_at=now(),
             )
+            failed.provenance, failed.provenance_blobs = process_provenance(self.threads)
+            return failed
         # What the framework's view of its device rests on: the threads it was pinned to, and the
         # physical GPU(s) behind its cuda:0.. when the worker's CUDA_VISIBLE_DEVICES restricts them.
         result.device = {**result.device, "threads": str(self.threads)}
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         if visible is not None:
             result.device["cuda_visible_devices"] = visible
+        result.provenance, result.provenance_blobs = process_provenance(self.threads)  # computed once per process
         return result
 
 
