@@ -20,7 +20,10 @@ def test_the_notebook_example_runs_end_to_end(tmp_path):
     done = subprocess.run(
         # as a notebook kernel runs cells: __main__ has no file for spawned workers to import again
         [sys.executable, "-c", "exec(open('examples/notebook.py').read())"],
-        cwd=REPOSITORY, env=environment, capture_output=True, text=True
+        cwd=REPOSITORY,
+        env=environment,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "adam" in done.stdout and "curves_accuracy" in done.stdout
@@ -35,6 +38,6 @@ def test_the_notebook_example_runs_end_to_end(tmp_path):
 def test_run_refuses_a_bad_suite_with_its_location(tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: x\ndataset: no_such_dataset\n")
-    with pytest.raises(harness.HarnessError, match="broken.yaml"):
+    with pytest.raises(harness.HarnessError, match=r"broken\.yaml"):
         harness.run(broken, store=tmp_path / "store", progress=False)
     assert not (tmp_path / "store").exists()  # nothing written
