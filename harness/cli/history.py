@@ -71,7 +71,7 @@ def history(
     if runs.runs.empty:
         raise HarnessError(
             f"history: the store holds no recorded run of suite {record.name!r} (runs are recorded by `harness run` "
-            "from store schema 4 on). Fix: run the suite with `harness run`."
+            "from store schema 6 on). Fix: run the suite with `harness run`."
         )
     table = history_table(runs, results, chosen, limit, options.min_seeds)
     click.echo(history_text(table, chosen, limit))
