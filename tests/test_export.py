@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -16,7 +17,9 @@ from harness.cli import cli
 def results() -> Results:
     """Two optimizers x two backends x two seeds, made-up curves over three epochs (one trial diverged)."""
     frames = synthetic_frames(optimizers=("sgd", "adam"), widths=(32,), seeds=2, epochs=3, failed=0)
-    return Results(frames.trials, frames.metrics, arms=frames.arms, axes=frames.axes, name="tiny")
+    provenance = json.dumps({"git": {"commit": "ab" * 20, "dirty": True}, "packages": "p1"})
+    trials = frames.trials.assign(provenance=provenance)
+    return Results(trials, frames.metrics, arms=frames.arms, axes=frames.axes, name="tiny")
 
 
 def test_mlflow_runs_nested_per_arm_and_idempotent(results, tmp_path, monkeypatch):
@@ -41,6 +44,7 @@ def test_mlflow_runs_nested_per_arm_and_idempotent(results, tmp_path, monkeypatc
     assert set(trials["params.optimizer.lr"]) == {"0.1", "0.005"}
     assert set(trials["tags.harness.parity"]) <= {"reference", "agree", "differ", "undecided"}
     assert "diverged" in set(trials["tags.harness.status"])
+    assert set(trials["tags.harness.git_commit"]) == {"ab" * 6 + "+dirty"}  # provenance travels along
     # the arm's summary is Results.summary's
     summary = results.summary().set_index(["arm", "backend", "metric"])
     expected = summary.loc[("adam-h32", "keras", "test_accuracy")]

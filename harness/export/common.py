@@ -19,6 +19,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from harness.provenance import describe_git
+
 if TYPE_CHECKING:  # pandas comes with Results
     from harness.analysis import Results
 
@@ -32,7 +34,8 @@ UNDECIDED = "undecided"  # ... of another backend with too few paired 'ok' seeds
 class TrialRecord:
     """One stored trial as an export sends it.
 
-    tags: suite, arm, backend, seed, hash, status and parity (see `parity_statuses`), as strings;
+    tags: suite, arm, backend, seed, hash, status and parity (see `parity_statuses`), the grid labels
+    (axis.<key>), and where recorded the code's git commit ('+dirty') and the installed packages' hash;
     params: the resolved spec flattened ('optimizer.lr' -> '0.1'); metrics: (epoch, name, value)
     rows, NaN where the trial diverged; recorded: when the trial's result was stored (ISO 8601),
     which tells a rerun of the same hash apart.
@@ -116,6 +119,13 @@ def trial_records(results: Results) -> list[TrialRecord]:
         }
         for axis in results.axes:
             tags[f"axis.{axis}"] = str(row.get(axis, ""))
+        # provenance (harness.provenance), where the trial recorded it: the code's commit, the packages' hash
+        provenance = json.loads(row["provenance"]) if isinstance(row.get("provenance"), str) else {}
+        code = describe_git(provenance.get("git") or provenance.get("harness_git"))
+        if code:
+            tags["git_commit"] = code
+        if provenance.get("packages"):
+            tags["packages"] = str(provenance["packages"])
         records.append(
             TrialRecord(
                 hash=trial_hash,
