@@ -417,7 +417,7 @@ def test_a_version_1_store_is_migrated_and_keeps_its_trials(tmp_path: Path) -> N
     connection = sqlite3.connect(tmp_path / DATABASE_NAME)
     connection.execute("DROP TABLE claims")
     connection.execute("DROP TABLE IF EXISTS diagnostics")
-    connection.execute("ALTER TABLE trials DROP COLUMN provenance")  # added by version 5
+    connection.execute("ALTER TABLE trials DROP COLUMN provenance")  # added by version 6
     connection.execute("UPDATE schema_version SET version = 1")
     connection.commit()
     connection.close()
@@ -430,7 +430,7 @@ def test_a_version_1_store_is_migrated_and_keeps_its_trials(tmp_path: Path) -> N
     connection.close()
 
 
-def test_a_version_4_store_gains_provenance_and_runs(tmp_path: Path) -> None:
+def test_a_version_5_store_gains_provenance_and_runs(tmp_path: Path) -> None:
     trial = make_trial()
     with Store(tmp_path) as store:
         store.record(trial, make_result())
@@ -438,7 +438,7 @@ def test_a_version_4_store_gains_provenance_and_runs(tmp_path: Path) -> None:
     for table in ("runs", "run_trials", "provenance_blobs"):
         connection.execute(f"DROP TABLE {table}")
     connection.execute("ALTER TABLE trials DROP COLUMN provenance")
-    connection.execute("UPDATE schema_version SET version = 4")
+    connection.execute("UPDATE schema_version SET version = 5")
     connection.commit()
     connection.close()
     with Store(tmp_path) as store:
