@@ -8,12 +8,16 @@ from typing import TYPE_CHECKING
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:  # type hints only: `import harness` stays light (no pandas, no SQLite)
+    from collections.abc import Sequence
+
+    from matplotlib.figure import Figure
+
     from harness.adapters.base import Model
     from harness.analysis import Results
 
 __version__ = "0.1.0"
 
-__all__ = ["HarnessError", "__version__", "load", "load_weights"]
+__all__ = ["HarnessError", "__version__", "figures", "load", "load_weights", "run"]
 
 
 def load(target: str | Path, store: str | Path | None = None) -> Results:
@@ -64,3 +68,87 @@ def load_weights(
     from harness.weights import load_weights as _load_weights
 
     return _load_weights(results_dir, arm, seed, backend, trained_in=trained_in, store=store)
+
+
+def run(
+    suite: str | Path,
+    store: str | Path = "results",
+    *,
+    jobs: int | None = None,
+    backends: Sequence[str] | None = None,
+    seeds: int | Sequence[int] | None = None,
+    rerun: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+) -> Results:
+    """Run a suite from Python (a notebook, a script) as `harness run` does; return its Results.
+
+    Trials already in the store are reused (resumable, as on the command line), the run is recorded
+    with its commit (`harness history`), and the tables are written to `<store>/<suite>/`.
+
+    Args:
+        suite: the suite's YAML file.
+        store: the store folder (default results/, as `harness run`).
+        jobs: worker processes (default: the number of cores).
+        backends: run only these backends, overriding the suite's `backends`.
+        seeds: a count (3) or a list ([0, 1, 2]), overriding the suite's `seeds`.
+        rerun: run trials again even when the store has their result.
+        device: cpu, auto, cuda or cuda:N, overriding the suite's `device`.
+        progress: a progress bar (tqdm's: a widget in Jupyter, text in a terminal; none without tqdm).
+
+    Returns:
+        The suite's Results: `.summary()`, `.comparisons()`, `.epochs()`, ... as pandas DataFrames.
+        Failed or diverged trials are in them with their status (`.failures()`); a run interrupted with
+        Ctrl-C raises KeyboardInterrupt after saving the trials that finished.
+
+    Raises:
+        HarnessError: the suite is invalid, a GPU is missing, a trial does not fit in memory, the store
+            cannot be used (the message says what and how to fix it); nothing is written then.
+
+    Example:
+        >>> import harness
+        >>> results = harness.run("suites/smoke.yaml", store="/tmp/store", jobs=2)
+        >>> results.summary()[["arm", "backend", "metric", "mean", "ci_low", "ci_high"]]
+    """
+    import sys
+
+    from harness.api import load_checked_suite, notebook_progress, run_suite
+
+    loaded = load_checked_suite(suite, backends, seeds, on_note=lambda note: print(f"note: {note}", file=sys.stderr))
+    start, observe, close = notebook_progress() if progress else (None, None, None)
+    try:
+        done = run_suite(
+            loaded, suite, store, jobs=jobs, rerun=rerun, quiet=True, device=device, on_event=observe, on_start=start
+        )
+    finally:
+        if close is not None:
+            close()
+    if done.summary.interrupted:
+        raise KeyboardInterrupt("harness.run: interrupted; finished trials are saved, run again to resume")
+    if done.summary.code_changed:
+        raise HarnessError(f"harness.run stopped: {done.summary.code_changed}. Run again to finish with the new code.")
+    if done.summary.failed or done.summary.timeout:
+        import warnings
+
+        warnings.warn(
+            f"harness.run: {done.summary.failed} trial(s) failed and {done.summary.timeout} timed out; "
+            "their errors are in results.failures()",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return done.results
+
+
+def figures(results: Results) -> dict[str, Figure]:
+    """The report's figures of some Results, by key ('curves_test_accuracy', 'final_test_accuracy', ...).
+
+    Needs the report extra (matplotlib, seaborn). Each is a matplotlib Figure: display it in a notebook
+    (it renders inline as the cell's value) or `.savefig("x.png")`.
+
+    Example:
+        >>> shown = harness.figures(harness.load("results/optimizers"))
+        >>> shown["curves_test_accuracy"].savefig("curves.png")
+    """
+    from harness.report.gallery import build_figures
+
+    return {item.key: item.figure for item in build_figures(results)}

@@ -417,6 +417,7 @@ def test_a_version_1_store_is_migrated_and_keeps_its_trials(tmp_path: Path) -> N
     connection = sqlite3.connect(tmp_path / DATABASE_NAME)
     connection.execute("DROP TABLE claims")
     connection.execute("DROP TABLE IF EXISTS diagnostics")
+    connection.execute("ALTER TABLE trials DROP COLUMN provenance")  # added by version 6
     connection.execute("UPDATE schema_version SET version = 1")
     connection.commit()
     connection.close()
@@ -427,6 +428,27 @@ def test_a_version_1_store_is_migrated_and_keeps_its_trials(tmp_path: Path) -> N
     connection = sqlite3.connect(tmp_path / DATABASE_NAME)
     assert connection.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     connection.close()
+
+
+def test_a_version_5_store_gains_provenance_and_runs(tmp_path: Path) -> None:
+    trial = make_trial()
+    with Store(tmp_path) as store:
+        store.record(trial, make_result())
+    connection = sqlite3.connect(tmp_path / DATABASE_NAME)
+    for table in ("runs", "run_trials", "provenance_blobs"):
+        connection.execute(f"DROP TABLE {table}")
+    connection.execute("ALTER TABLE trials DROP COLUMN provenance")
+    connection.execute("UPDATE schema_version SET version = 5")
+    connection.commit()
+    connection.close()
+    with Store(tmp_path) as store:
+        assert store.trials_frame()["provenance"].tolist() == [None]  # stored before: unknown, not made up
+        result = make_result()
+        result.provenance, result.provenance_blobs = {"packages": "p1"}, {"p1": ("packages", '{"numpy": "2.4"}')}
+        store.record(make_trial(seed=1), result)
+        store.record(make_trial(seed=2), result)  # the package list is stored once
+        assert store.provenance_blob("p1") == {"numpy": "2.4"}
+        assert store.runs_frame("unit").empty
 
 
 def test_schema_statements_split_where_sqlite_sees_their_end() -> None:

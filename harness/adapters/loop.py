@@ -78,6 +78,10 @@ class TrialResult:
     weights_epoch: int | None = None
     # (epoch, event, detail) rows of what happened to the trial's checkpoints (harness.adapters.checkpoints)
     events: list[tuple[int, str, str]] = field(default_factory=list)
+    # harness.provenance: the worker's code and environment (git, packages hash, CPU, threads), and the
+    # lists it names by hash ({hash: (kind, JSON)}); set by the worker, once computed per process
+    provenance: dict[str, Any] = field(default_factory=dict)
+    provenance_blobs: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def final(self) -> dict[str, float]:
         """The metrics of the last recorded epoch."""

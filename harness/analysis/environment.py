@@ -1,7 +1,9 @@
 """Where trials ran, and what differs: hosts, library versions, CPU/GPU, threads.
 
 Every trial records its host, the versions of its framework's libraries and its device (the
-store's `host`, `versions` and `device` columns). Results put together from several places (a
+store's `host`, `versions` and `device` columns), and its provenance (`provenance`: the git
+commit and dirty flag of its code, a hash of every installed package's version, the CPU's flags,
+the GPU driver, the thread settings; harness.provenance). Results put together from several places (a
 results folder copied from another machine and resumed here, two folders compared) can hold
 trials that ran with different libraries or on different CPUs: their metrics may then differ
 for that reason alone, and their speed (train_seconds) is not like for like. This module finds
@@ -29,6 +31,38 @@ DEVICE_LABELS = {
     "name": "CPU/GPU",
     "threads": "threads",
 }  # device JSON key -> what a reader calls it
+PROVENANCE_LABELS = {
+    "git": "code (git)",
+    "harness_git": "harness code (git)",
+    "packages": "installed packages",
+    "python": "python",
+    "platform": "platform",
+    "cpu_flags": "CPU flags",
+    "gpu_driver": "GPU driver",
+    "threads": "thread settings",
+}  # provenance JSON key (harness.provenance) -> what a reader calls it; 'cpu' repeats the device's name
+
+
+def provenance_aspects(raw: Any) -> dict[str, str]:
+    """A trial's provenance (the store's JSON) as reader-facing aspects: {'code (git)': '1a2b3c4d5e6f+dirty',
+    'installed packages': '<hash>', 'thread settings': 'OMP_NUM_THREADS=2, affinity=2', ...}."""
+    from harness.provenance import describe_git
+
+    record = _parsed(raw)
+    aspects: dict[str, str] = {}
+    for key, label in PROVENANCE_LABELS.items():
+        value = record.get(key)
+        if value is None:
+            continue
+        if key in ("git", "harness_git"):
+            text = describe_git(value if isinstance(value, Mapping) else None)
+        elif isinstance(value, Mapping):
+            text = ", ".join(f"{name}={item}" for name, item in sorted(value.items()))
+        else:
+            text = str(value)
+        if text:
+            aspects[label] = text
+    return aspects
 
 
 @dataclass(frozen=True)
@@ -78,6 +112,7 @@ def _aspects(row: Mapping[Any, Any]) -> dict[str, str]:
         aspects[str(name)] = str(version)
     for key, value in _parsed(row.get("device")).items():
         aspects[DEVICE_LABELS.get(str(key), str(key))] = str(value)
+    aspects.update(provenance_aspects(row.get("provenance")))
     return aspects
 
 

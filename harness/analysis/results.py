@@ -241,8 +241,8 @@ class Results:
         return final.loc[final["status"] != OK, columns].reset_index(drop=True)
 
     def environment(self) -> pd.DataFrame:
-        """Distinct (backend, host, versions, device) combinations and how many trials ran on each."""
-        columns = [c for c in ("backend", "host", "versions", "device") if c in self.trials.columns]
+        """Distinct (backend, host, versions, device, provenance) combinations and how many trials ran on each."""
+        columns = [c for c in ("backend", "host", "versions", "device", "provenance") if c in self.trials.columns]
         table = self.trials.groupby(columns, dropna=False, sort=False).size().rename("n_trials").reset_index()
         return sort_trials(table.assign(arm=""), self.arms, self.backends, extra=("host",))[[*columns, "n_trials"]]
 

@@ -6,6 +6,8 @@
     compare    harness.cli.compare    two result sets side by side
     baseline   harness.cli.baseline   `baseline save`: a baseline file for `check`
     check      harness.cli.check      results vs a baseline and `expect:` claims
+    export     harness.cli.export     stored results to MLflow or TensorBoard
+    history    harness.cli.history    each arm's metric over the stored runs (commits), steps flagged
     parity     harness.cli.parity     every arm trains identically in each backend
     list       harness.cli.listing    shipped suites, datasets, components, backends
     common     what they share: exit codes, the default folders, `load_checked_suite`
@@ -60,7 +62,7 @@ def cli() -> None:
 
 def _register_commands() -> None:
     # Imported here, not bound at module level: `harness.cli.run` etc. stay the modules.
-    from harness.cli import baseline, check, compare, listing, parity, report, run, validate
+    from harness.cli import baseline, check, compare, export, history, listing, parity, report, run, validate
 
     for command in (
         run.run,
@@ -69,6 +71,8 @@ def _register_commands() -> None:
         compare.compare,
         baseline.baseline,
         check.check,
+        export.export,
+        history.history,
         parity.parity,
         listing.list_command,
     ):

@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # pandas loads only when the command runs
     import pandas as pd
 
     from harness.analysis import Results
+    from harness.check.baseline import Baseline
+    from harness.check.options import CheckOptions
     from harness.check.render import ClaimSeeds
     from harness.results_folder import SuiteRecord
 
@@ -63,6 +65,15 @@ when neither names one: the primary metric at 1% and train_seconds at 20%.
     help="Baseline file from `harness baseline save`. Optional when the suite has `expect:` claims.",
 )
 @click.option(
+    "--against-last",
+    "against_last",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Instead of a baseline file: the N runs of the suite stored before the latest one (`harness history`), "
+    "each seed's value averaged over them.",
+)
+@click.option(
     "--fail-on",
     "fail_on",
     multiple=True,
@@ -95,6 +106,7 @@ when neither names one: the primary metric at 1% and train_seconds at 20%.
 def check(
     target: Path,
     baseline_path: Path | None,
+    against_last: int | None,
     fail_on: Sequence[str],
     min_seeds: int | None,
     few_seeds: str | None,
@@ -110,6 +122,7 @@ def check(
       harness check suites/smoke.yaml --baseline baselines/smoke.json --strict   # inconclusive fails (5)
       harness check suites/smoke.yaml --baseline baselines/smoke.json --fail-on test_accuracy:0.02 --json
       harness check suites/initializers.yaml          # claims only
+      harness check suites/smoke.yaml --against-last 3   # vs the 3 runs stored before the latest
     """
     from harness.check.baseline import read_baseline
     from harness.check.evidence import evaluate_claims
@@ -121,7 +134,11 @@ def check(
 
     results, record = open_results(target, store_dir)
     options = merge_options(parse_check_block(record.check, "check"), fail_on, min_seeds, few_seeds)
-    if baseline_path is None and not record.expect:
+    if baseline_path is not None and against_last is not None:
+        raise HarnessError(
+            "check: --baseline and --against-last both name what to compare with. Fix: pass one of them."
+        )
+    if baseline_path is None and against_last is None and not record.expect:
         raise HarnessError(
             f"check: nothing to check for suite {record.name!r}: no --baseline and no `expect:` claims in the suite. "
             f"Fix: create a baseline with `harness baseline save {target} -o baselines/{record.name}.json` and pass "
@@ -132,6 +149,8 @@ def check(
     judged_on = claim_seeds.seeds if claim_seeds is not None else None
     claims = evaluate_claims(results, record.expect, seeds=judged_on) if record.expect else []
     loaded = read_baseline(baseline_path, suite=record.name) if baseline_path is not None else None
+    if against_last is not None:
+        loaded = _recent_runs_baseline(results, record.name, target, store_dir, against_last, options)
     verdicts = compare(results, loaded, options) if loaded is not None else []
     not_ok = results.failures()
     expected_divergence = None
@@ -189,3 +208,17 @@ def _warn_about_environments(trials: pd.DataFrame) -> None:
     note = environment_summary(environment_differences(trials))
     if note:
         click.echo(f"note: {note}", err=True)
+
+
+def _recent_runs_baseline(
+    results: Results, suite: str, target: Path, store_dir: Path | None, last: int, options: CheckOptions
+) -> Baseline:
+    """`--against-last N`: a baseline made of the N runs of the suite stored before the latest one."""
+    from harness.check.history import RunHistory, baseline_of_runs
+    from harness.cli.history import _store_folder
+    from harness.store import Store
+
+    with Store(_store_folder(target, store_dir)) as store:
+        history = RunHistory.read(store, suite)
+        metrics = list(options.resolved_metrics(results.primary_metric))
+        return baseline_of_runs(history, results, last, metrics, store)

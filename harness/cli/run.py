@@ -117,7 +117,7 @@ def run(
       harness run suites/architectures.yaml --phase confirm   # only the confirmation seeds
     """
     from harness.results_folder import SuiteRecord, export_tables, record_results
-    from harness.runner import check_executor, resolve_devices, run_trials, with_device
+    from harness.runner import check_executor, record_run, resolve_devices, run_trials, utc_now, with_device
     from harness.store import Store
     from harness.suite.load import select_phase
 
@@ -152,6 +152,8 @@ def run(
     )
     searched = None
     with Store(store_dir) as store:  # validated input first: bad input writes nothing
+        started_at = utc_now()  # the run's record (harness history): when, and what the store held already
+        reused = set() if rerun else store.finished(trial.hash for trial in suite.trials)
         if suite.search is not None:  # rounds of search trials first, then each arm's chosen values (harness.search)
             from harness.runner import RunSummary
             from harness.search import plan_search
@@ -167,6 +169,9 @@ def run(
             summary = run_trials(select_phase(suite, phase).trials, store, **options)
         if searched is not None and not searched.complete:
             suite = dataclasses.replace(suite, trials=())  # no final trials yet: only the search tables
+        finished = not summary.interrupted and not summary.code_changed  # an unfinished run is finished by the next
+        if finished and (searched is None or searched.complete):
+            record_run(store, suite.trials, suite=suite.name, started_at=started_at, reused=reused, source=suite_path)
         record = SuiteRecord.from_suite(suite)
         results = record_results(record, store)
         written = export_tables(results, store_dir / suite.name, record)

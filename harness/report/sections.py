@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import yaml
 
-from harness.analysis.environment import environment_differences, environment_summary
+from harness.analysis.environment import environment_differences, environment_summary, provenance_aspects
 from harness.analysis.text import format_number, status_counts_text, summary_groups
 from harness.measures import LOSS, SPEED_METRIC, STATUS_TABLE, TEST_SPLIT, TRAINING_SPLIT, metric_name, reaches
 
@@ -284,6 +284,7 @@ def environment_table(results: Results) -> DisplayTable:
             row.get("host") or "-",
             _mapping_text(row.get("versions", "")),
             _mapping_text(row.get("device", "")),
+            "; ".join(f"{name} {value}" for name, value in provenance_aspects(row.get("provenance")).items()) or "-",
             int(row["n_trials"]),
         ]
         for row in table.to_dict("records")
@@ -292,9 +293,17 @@ def environment_table(results: Results) -> DisplayTable:
         "environment",
         "Environment",
         " ".join(
-            filter(None, ["Library versions, device and host recorded with the trials.", environment_note(results)])
+            filter(
+                None,
+                [
+                    "Library versions, device, host and provenance (the code's git commit, '+dirty' when it "
+                    "differed from it; a hash of every installed package's version; CPU flags; thread settings) "
+                    "recorded with the trials.",
+                    environment_note(results),
+                ],
+            )
         ),
-        ["backend", "host", "versions", "device", "trials"],
+        ["backend", "host", "versions", "device", "provenance", "trials"],
         rows,
     )
 

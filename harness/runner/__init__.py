@@ -17,7 +17,7 @@ killed and recorded 'timeout'; the other trials go on in every case.
 
 Modules: driver (run_trials), executor (the scheduling loop both pools share), pool (local
 processes), worker (inside a worker), ray_pool (Ray actors), tasks (queue, events, outcomes
-shared by both), leases, schedule, devices, progress, hooks (the fault tests' crash hook). The
+shared by both), leases, schedule, devices, runs (recording a run of a suite: its commit, the trials it saw), progress, hooks (the fault tests' crash hook). The
 names below are imported on first use: a worker process imports `harness.runner.worker`, hence
 this package, and must not pay for the driver's imports (pandas, SQLite store, rich), which
 would add about a second to every worker's start.
@@ -36,6 +36,8 @@ _EXPORTS = {
     "worker_threads": "driver",
     "MAX_ATTEMPTS": "tasks",
     "RunEvent": "tasks",
+    "record_run": "runs",
+    "utc_now": "runs",
     "resolve_devices": "devices",
     "with_device": "devices",
 }

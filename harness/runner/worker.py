@@ -33,6 +33,7 @@ from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
 from harness.adapters.loop import TrialResult, now
+from harness.provenance import process_provenance
 from harness.runner.code_version import CodeVersion, code_mismatch
 from harness.runner.hooks import crash_if_planned
 from harness.spec.types import TrialSpec
@@ -112,7 +113,7 @@ class TrialExecutor:
             if is_out_of_memory(error):
                 detail = f": {error}" if str(error) else ""
                 self.unusable = f"worker out of memory ({type(error).__name__}{detail})"
-            return TrialResult(
+            failed = TrialResult(
                 status="failed",
                 error=describe_exception(error),
                 wall_seconds=time.perf_counter() - clock,
@@ -120,6 +121,8 @@ class TrialExecutor:
                 started_at=started_at,
                 finished_at=now(),
             )
+            failed.provenance, failed.provenance_blobs = process_provenance(self.threads)
+            return failed
         return self._annotate(result)
 
     def run_group(
@@ -153,6 +156,7 @@ class TrialExecutor:
                     started_at=started_at,
                     finished_at=now(),
                 )
+                failed.provenance, failed.provenance_blobs = process_provenance(self.threads)
                 return [failed for _ in specs]
             fallback = f"stacked training failed ({type(error).__name__}: {error}); trained alone"
             results = [self.run(spec, attempt=attempt) for spec in specs]
@@ -168,6 +172,7 @@ class TrialExecutor:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         if visible is not None:
             result.device["cuda_visible_devices"] = visible
+        result.provenance, result.provenance_blobs = process_provenance(self.threads)  # computed once per process
         return result
 
 

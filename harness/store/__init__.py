@@ -13,6 +13,7 @@ Modules, one job each; `Store` joins them:
     leases      leasing trials so two runs split them (LeaseTable, LeaseOwner)
     reads       finished trials and the long frames analysis reads (TrialReader)
     search      which trials a hyperparameter search ran, and its rounds' ranges (SearchTable)
+    runs        each `harness run` of a suite: its commit and the trials it trained or reused (RunTable)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 from harness.store.connection import StoreConnection
 from harness.store.leases import LEASE_OUTCOMES, LeaseOwner, LeaseTable, lease_owner_alive, process_start
 from harness.store.reads import TrialReader
+from harness.store.runs import RunRecord, RunTable, RunTrial
 from harness.store.schema import (
     BUSY_TIMEOUT_MILLISECONDS,
     CLAIM_COLUMNS,
@@ -42,6 +44,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "TRIAL_COLUMNS",
     "LeaseOwner",
+    "RunRecord",
+    "RunTrial",
     "Store",
     "StoreConnection",
     "lease_owner_alive",
@@ -49,7 +53,7 @@ __all__ = [
 ]
 
 
-class Store(TrialWriter, LeaseTable, TrialReader, SearchTable):
+class Store(TrialWriter, LeaseTable, TrialReader, SearchTable, RunTable):
     """The SQLite results store of one results folder (`<directory>/harness.sqlite`).
 
     Use it as a context manager, from one thread (the runner's driver):

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterator
 
 DATABASE_NAME = "harness.sqlite"
-SCHEMA_VERSION = 5  # bump on any schema change; a newer store is refused, an older one migrated (MIGRATIONS)
+SCHEMA_VERSION = 6  # bump on any schema change; a newer store is refused, an older one migrated (MIGRATIONS)
 BUSY_TIMEOUT_MILLISECONDS = 60_000  # how long a writer waits for another run's transaction to finish
 
 SCHEMA = """
@@ -39,8 +39,39 @@ CREATE TABLE IF NOT EXISTS trials (
     started_at TEXT,                -- ISO 8601, UTC
     finished_at TEXT,
     attempts INTEGER NOT NULL,      -- executions recorded for this hash, over every run (incl. retries)
-    harness_version TEXT NOT NULL
+    harness_version TEXT NOT NULL,
+    provenance TEXT                 -- JSON object (harness.provenance): git, packages hash, cpu, threads...; NULL before schema 6
 );
+CREATE TABLE IF NOT EXISTS provenance_blobs (
+    hash TEXT PRIMARY KEY,          -- what a trial's provenance names by hash (harness.provenance.digest)
+    kind TEXT NOT NULL,             -- 'packages' (name -> version) | 'cpu_flags' (a list)
+    content TEXT NOT NULL           -- JSON, stored once per distinct hash
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,            -- one `harness run` (or harness.run) of one suite
+    suite TEXT NOT NULL,
+    started_at TEXT NOT NULL,       -- ISO 8601, UTC
+    finished_at TEXT NOT NULL,
+    git_commit TEXT,                -- the checkout holding the suite file, when it is one
+    git_dirty INTEGER,              -- 1: it differed from its commit (edits or untracked files)
+    harness_commit TEXT,            -- the harness package's checkout, when another one
+    harness_dirty INTEGER,
+    code_version TEXT NOT NULL,     -- the fingerprint of the harness code the workers ran (runner.code_version)
+    host TEXT NOT NULL,
+    source TEXT                     -- the suite file as given
+);
+CREATE TABLE IF NOT EXISTS run_trials (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    hash TEXT NOT NULL,             -- the trial (its row in trials holds its latest result)
+    arm TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    reused INTEGER NOT NULL,        -- 1: the store had its final result when the run started (not trained again)
+    status TEXT NOT NULL,
+    final TEXT NOT NULL,            -- JSON {metric: value at the last epoch, train_seconds}: what this run saw,
+                                    -- kept when a later --rerun replaces the trial's row
+    PRIMARY KEY (run_id, hash)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS metrics (
     hash TEXT NOT NULL REFERENCES trials(hash) ON DELETE CASCADE,
     epoch INTEGER NOT NULL,         -- 0 = before training
@@ -120,6 +151,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (),  # version 3 added the predictions table (from SCHEMA); trials stored before have no rows there
     3: (),  # version 4 added the weights and trial_events tables (from SCHEMA); none for trials stored before
     4: (),  # version 5 added search_trials and search_rounds (from SCHEMA): which trials a search ran, and its ranges
+    # version 6: each trial's provenance (NULL for trials stored before), the provenance_blobs, runs and
+    # run_trials tables (from SCHEMA); runs before it are not known, so history starts at the first run after
+    5: ("ALTER TABLE trials ADD COLUMN provenance TEXT",),
 }
 
 TRIAL_COLUMNS = (
@@ -143,7 +177,22 @@ TRIAL_COLUMNS = (
     "started_at",
     "finished_at",
     "attempts",
+    "provenance",
 )
+RUN_COLUMNS = (
+    "id",
+    "suite",
+    "started_at",
+    "finished_at",
+    "git_commit",
+    "git_dirty",
+    "harness_commit",
+    "harness_dirty",
+    "code_version",
+    "host",
+    "source",
+)
+RUN_TRIAL_COLUMNS = ("run_id", "hash", "arm", "backend", "seed", "reused", "status", "final")
 METRIC_COLUMNS = ("hash", "epoch", "metric", "value")
 DIAGNOSTIC_COLUMNS = ("hash", "epoch", "layer", "layer_name", "statistic", "value")
 PREDICTION_COLUMNS = ("hash", "split", "epoch", "is_final", "is_best_validation", "dtype", "shape", "data")

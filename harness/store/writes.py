@@ -26,10 +26,10 @@ if TYPE_CHECKING:  # type hints only: importing the loop pulls scipy, which the 
 _UPSERT_TRIAL = """
 INSERT INTO trials (hash, suite, arm, backend, seed, status, error, diverged_epoch, epochs_completed,
                     train_seconds, eval_seconds, wall_seconds, host, versions, device, spec, cell,
-                    started_at, finished_at, attempts, harness_version)
+                    started_at, finished_at, attempts, harness_version, provenance)
 VALUES (:hash, :suite, :arm, :backend, :seed, :status, :error, :diverged_epoch, :epochs_completed,
         :train_seconds, :eval_seconds, :wall_seconds, :host, :versions, :device, :spec, :cell,
-        :started_at, :finished_at, :attempts, :harness_version)
+        :started_at, :finished_at, :attempts, :harness_version, :provenance)
 ON CONFLICT (hash) DO UPDATE SET
     suite = excluded.suite, arm = excluded.arm, backend = excluded.backend, seed = excluded.seed,
     status = excluded.status, error = excluded.error, diverged_epoch = excluded.diverged_epoch,
@@ -37,7 +37,8 @@ ON CONFLICT (hash) DO UPDATE SET
     eval_seconds = excluded.eval_seconds, wall_seconds = excluded.wall_seconds, host = excluded.host,
     versions = excluded.versions, device = excluded.device, spec = excluded.spec, cell = excluded.cell,
     started_at = excluded.started_at, finished_at = excluded.finished_at,
-    attempts = trials.attempts + excluded.attempts, harness_version = excluded.harness_version
+    attempts = trials.attempts + excluded.attempts, harness_version = excluded.harness_version,
+    provenance = excluded.provenance
 """
 
 
@@ -45,7 +46,8 @@ class TrialWriter(StoreConnection):
     """The writing part of `harness.store.Store`."""
 
     def record(self, trial: Trial, result: TrialResult, *, attempts: int = 1) -> None:
-        """Store one trial's result in ONE transaction: upsert its row, replace its metric rows.
+        """Store one trial's result in ONE transaction: upsert its row (with its provenance, and the package
+        and CPU-flag lists it names when the store does not hold them yet), replace its metric rows.
 
         A crash leaves either the whole trial or nothing. Recording a hash again replaces its
         row and metrics (a rerun); `attempts` adds up over every recording.
@@ -55,6 +57,11 @@ class TrialWriter(StoreConnection):
             result: what the worker (or the runner, for a dead worker) produced.
             attempts: executions this result took (2 when the first worker died and it was retried).
         """
+        provenance = getattr(result, "provenance", None)
+        blobs = [
+            (str(key), str(kind), str(content))
+            for key, (kind, content) in (getattr(result, "provenance_blobs", None) or {}).items()
+        ]
         row = {
             "hash": trial.hash,
             "suite": trial.suite,
@@ -77,6 +84,7 @@ class TrialWriter(StoreConnection):
             "finished_at": result.finished_at or None,
             "attempts": int(attempts),
             "harness_version": __version__,
+            "provenance": json.dumps(provenance, sort_keys=True) if provenance else None,
         }
         weights_row = None
         if getattr(result, "weights", None):  # the file first: a row never names a file that is not there
@@ -93,6 +101,10 @@ class TrialWriter(StoreConnection):
         metric_rows = [(trial.hash, int(epoch), str(name), float(value)) for epoch, name, value in result.metrics]
         with self._transaction() as connection:
             connection.execute(_UPSERT_TRIAL, row)
+            # once per distinct environment: a trial names its package list by hash
+            connection.executemany(
+                "INSERT OR IGNORE INTO provenance_blobs (hash, kind, content) VALUES (?, ?, ?)", blobs
+            )
             connection.execute("DELETE FROM metrics WHERE hash = ?", (trial.hash,))
             connection.executemany("INSERT INTO metrics (hash, epoch, metric, value) VALUES (?, ?, ?, ?)", metric_rows)
             connection.execute("DELETE FROM diagnostics WHERE hash = ?", (trial.hash,))

@@ -1,0 +1,176 @@
+"""The Python API behind `harness run` and `harness.run`: load a suite checked end to end, run it, record it.
+
+`harness run` (the CLI) and `harness.run(...)` (a notebook, a script) go through the same two
+functions: `load_checked_suite` (the suite, with the blocks later stages read validated before
+anything runs) and `run_suite` (devices settled, memory checked, trials run, the run recorded
+with its commit, the tables written). The CLI adds its printing and exit codes; `harness.run`
+adds a progress bar fit for a notebook and returns the `Results`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.analysis import Results
+    from harness.results_folder import SuiteRecord
+    from harness.runner import RunEvent, RunSummary
+    from harness.suite import Suite
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """What `run_suite` did: the runner's summary, the suite's results and manifest, the tables folder."""
+
+    summary: RunSummary
+    results: Results
+    record: SuiteRecord
+    tables: Path
+
+
+def load_checked_suite(
+    path: str | Path,
+    backends: Sequence[str] | None = None,
+    seeds: int | Sequence[int] | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> Suite:
+    """Load a suite and check the blocks later stages read (report options, claims, check block), before
+    anything runs.
+
+    on_note receives what loading the data found out (a task inferred, sizes, plug-ins imported).
+
+    Raises:
+        HarnessError: the suite is invalid (every independent error, each with its file:line).
+    """
+    from harness.analysis import check_report_options
+    from harness.check import parse_check_block, validate_claims
+    from harness.data.user_datasets import take_notes
+    from harness.errors import SpecError
+    from harness.suite import load_suite
+    from harness.suite.yaml_source import locate_message
+
+    chosen_seeds = list(seeds) if seeds is not None and not isinstance(seeds, int) else seeds
+    try:
+        suite = load_suite(path, backends=list(backends or []) or None, seeds=chosen_seeds)
+    finally:
+        for note in take_notes():  # what the data turned out to be (task inferred, sizes), or plug-ins imported
+            if on_note is not None:
+                on_note(note)
+    # Each arm's variant per axis: a per-axis reference ({optimizer: sgd}) picks each arm's reference by them.
+    arm_labels = {trial.arm: dict(trial.cell) for trial in suite.trials}
+    try:
+        check_report_options(suite.report, suite.arms, where="report", arm_labels=arm_labels)
+        validate_claims(suite.expect, suite.arms, where="expect")
+        parse_check_block(suite.check, where="check")
+        from harness.cli.common import _check_validation_reads  # the same check `harness run` makes (search)
+
+        _check_validation_reads(suite)
+    except SpecError as error:
+        # The checkers know the key path, not the file: give the error its file:line like any suite error.
+        raise locate_message(Path(path), str(error), type(error)) from None
+    return suite
+
+
+def run_suite(
+    suite: Suite,
+    suite_path: str | Path,
+    store_dir: str | Path,
+    *,
+    jobs: int | None = None,
+    rerun: bool = False,
+    quiet: bool = False,
+    device: str | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    on_event: Callable[[RunEvent], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> SuiteRun:
+    """Run every trial of a loaded suite not yet in the store, record the run, write the tables.
+
+    Args:
+        suite: from `load_checked_suite`.
+        suite_path: its file (named in messages; its git checkout is the run's commit).
+        store_dir: the store folder (harness.sqlite, and the tables in <store>/<suite>/).
+        jobs, rerun, quiet, executor, address, num_cpus, num_gpus, on_event: as `harness.runner.run_trials`.
+        device: cpu, auto, cuda or cuda:N, overriding the suite's `device`.
+        on_start: called with the number of trials to run (those not in the store), before the first starts.
+
+    Raises:
+        HarnessError: bad options, a GPU the machine lacks, a trial too big for its memory, a store
+            that cannot be used; nothing is written then.
+    """
+    from harness.results_folder import SuiteRecord, export_tables, record_results
+    from harness.runner import check_executor, record_run, resolve_devices, run_trials, utc_now, with_device
+    from harness.store import Store
+
+    store_dir = Path(store_dir)
+    if device is not None:
+        suite = dataclasses.replace(suite, trials=with_device(suite.trials, device))
+    check_executor(executor, num_cpus, num_gpus, address)  # bad Ray input fails before the store exists
+    # 'auto' settled and GPUs checked here, before the hashes are taken (the store's keys, the manifest's)
+    where = "--device" if device is not None else f"{suite_path}: device"
+    suite = dataclasses.replace(suite, trials=resolve_devices(suite.trials, where, executor, num_gpus))
+    if executor == "local":  # a trial too big for this machine's (or GPU's) memory; Ray trials run elsewhere
+        from harness.capacity import check_trials_fit
+
+        check_trials_fit(suite.trials, Path(suite_path))
+    if any(trial.spec.training.save_weights != "none" for trial in suite.trials):
+        from harness.weights import check_weights_writable
+
+        check_weights_writable(store_dir)  # before the store exists: an unwritable weights folder writes nothing
+    with Store(store_dir) as store:  # validated input first: bad input writes nothing
+        started_at = utc_now()
+        reused = set() if rerun else store.finished(trial.hash for trial in suite.trials)
+        if on_start is not None:
+            on_start(len({trial.hash for trial in suite.trials} - reused))
+        summary = run_trials(
+            suite.trials,
+            store,
+            jobs=jobs,
+            rerun=rerun,
+            quiet=quiet,
+            on_event=on_event,
+            executor=executor,
+            address=address,
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+        )
+        if not summary.interrupted and not summary.code_changed:  # an unfinished run is finished by the next
+            record_run(store, suite.trials, suite=suite.name, started_at=started_at, reused=reused, source=suite_path)
+        record = SuiteRecord.from_suite(suite)
+        results = record_results(record, store)
+        written = export_tables(results, store_dir / suite.name, record)
+    return SuiteRun(summary, results, record, written)
+
+
+def notebook_progress() -> tuple[Callable[[int], None], Callable[[RunEvent], None], Callable[[], None]]:
+    """A tqdm progress bar (tqdm.auto: a widget in Jupyter, text elsewhere) as (on_start, on_event, close);
+    no-ops where tqdm is not installed."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return (lambda total: None), (lambda event: None), (lambda: None)
+    bars: list[Any] = []
+
+    def start(total: int) -> None:
+        bars.append(tqdm(total=total, unit="trial", desc="trials"))
+
+    def observe(event: RunEvent) -> None:
+        if bars and event.kind in ("finished", "elsewhere"):
+            status = event.result.status if event.result is not None else "elsewhere"
+            bars[0].set_postfix_str(
+                f"{event.trial.arm} {event.trial.spec.backend} seed {event.trial.spec.seed}: {status}"
+            )
+            bars[0].update(1)
+
+    def close() -> None:
+        for bar in bars:
+            bar.close()
+
+    return start, observe, close
