@@ -66,13 +66,47 @@ def load_checked_suite(
         check_report_options(suite.report, suite.arms, where="report", arm_labels=arm_labels)
         validate_claims(suite.expect, suite.arms, where="expect")
         parse_check_block(suite.check, where="check")
-        from harness.cli.common import _check_validation_reads  # the same check `harness run` makes (search)
-
-        _check_validation_reads(suite)
+        check_validation_reads(suite)
     except SpecError as error:
         # The checkers know the key path, not the file: give the error its file:line like any suite error.
         raise locate_message(Path(path), str(error), type(error)) from None
     return suite
+
+
+def check_validation_reads(suite: Suite) -> None:
+    """A time-to-target target, primary metric or claim that reads a validation metric needs a validation
+    split in every arm's dataset (else it could only ever read NaN: never reached, a claim that cannot pass).
+
+    Raises:
+        SpecError: naming the key and the first arm whose dataset has none.
+    """
+    from harness.errors import SpecError
+    from harness.measures import AT_BEST_VALIDATION_PREFIX, VALIDATION_SPLIT
+
+    without = next((trial.arm for trial in suite.trials if trial.spec.dataset.validation <= 0), None)
+    if without is None:
+        return
+
+    def reads_validation(name: str) -> bool:
+        bare = name.removeprefix("final_").removeprefix("best_")
+        return bare.startswith(f"{VALIDATION_SPLIT}_") or name.startswith(AT_BEST_VALIDATION_PREFIX)
+
+    targets = suite.report.get("targets") or {}
+    reads = [f"report.targets.{name}" for name in targets if isinstance(name, str) and reads_validation(name)]
+    metric = suite.report.get("metric")
+    if isinstance(metric, str) and reads_validation(metric):
+        reads.append("report.metric")
+    from harness.check.claims import parse_claim
+
+    for index, text in enumerate(suite.expect):
+        if any(reads_validation(operand.metric) for operand in parse_claim(text).operands):
+            reads.append(f"expect[{index}]")
+    if reads:
+        raise SpecError(
+            f"{reads[0]}: reads a validation metric, and arm {without!r} has no validation split (its dataset's "
+            "validation is 0), so it would never have a value. Give the dataset one, e.g. dataset: {name: digits, "
+            "validation: 0.2}, or use a test or train metric."
+        )
 
 
 def run_suite(
