@@ -30,6 +30,8 @@ class SuiteRun:
     results: Results
     record: SuiteRecord
     tables: Path
+    suite: Suite  # as run: a search suite's trials are its arms' chosen configurations (none while undecided)
+    search_stopped: str | None = None  # why a search stopped before choosing (interrupted, trials failed), else None
 
 
 def load_checked_suite(
@@ -122,26 +124,43 @@ def run_suite(
     address: str | None = None,
     num_cpus: float | None = None,
     num_gpus: float | None = None,
+    vectorize: str = "auto",
+    phase: str = "all",
     on_event: Callable[[RunEvent], None] | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> SuiteRun:
     """Run every trial of a loaded suite not yet in the store, record the run, write the tables.
 
+    A suite with a `search:` block runs its search rounds first (harness.search), then each arm's
+    chosen configuration on the suite's seeds.
+
     Args:
         suite: from `load_checked_suite`.
         suite_path: its file (named in messages; its git checkout is the run's commit).
         store_dir: the store folder (harness.sqlite, and the tables in <store>/<suite>/).
-        jobs, rerun, quiet, executor, address, num_cpus, num_gpus, on_event: as `harness.runner.run_trials`.
+        jobs, rerun, quiet, executor, address, num_cpus, num_gpus, vectorize, on_event: as
+            `harness.runner.run_trials`.
         device: cpu, auto, cuda or cuda:N, overriding the suite's `device`.
-        on_start: called with the number of trials to run (those not in the store), before the first starts.
+        phase: all, explore or confirm: which of the suite's seeds run (the tables keep every seed).
+        on_start: called with the number of trials to run (those not in the store), before the first
+            starts (for a search suite: before its final trials).
 
     Raises:
         HarnessError: bad options, a GPU the machine lacks, a trial too big for its memory, a store
             that cannot be used; nothing is written then.
     """
     from harness.results_folder import SuiteRecord, export_tables, record_results
-    from harness.runner import check_executor, record_run, resolve_devices, run_trials, utc_now, with_device
+    from harness.runner import (
+        RunSummary,
+        check_executor,
+        record_run,
+        resolve_devices,
+        run_trials,
+        utc_now,
+        with_device,
+    )
     from harness.store import Store
+    from harness.suite.load import select_phase
 
     store_dir = Path(store_dir)
     if device is not None:
@@ -158,29 +177,52 @@ def run_suite(
         from harness.weights import check_weights_writable
 
         check_weights_writable(store_dir)  # before the store exists: an unwritable weights folder writes nothing
-    with Store(store_dir) as store:  # validated input first: bad input writes nothing
-        started_at = utc_now()
-        reused = set() if rerun else store.finished(trial.hash for trial in suite.trials)
+    # The manifest (and so the tables) keeps every seed of the suite: a phase run adds to the store's seeds.
+    select_phase(suite, phase)  # a bad phase fails here, before the store exists
+    options: dict[str, Any] = dict(
+        jobs=jobs,
+        rerun=rerun,
+        quiet=quiet,
+        on_event=on_event,
+        executor=executor,
+        address=address,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        vectorize=vectorize,
+    )
+
+    def run_final(trials: Sequence[Any]) -> RunSummary:
         if on_start is not None:
-            on_start(len({trial.hash for trial in suite.trials} - reused))
-        summary = run_trials(
-            suite.trials,
-            store,
-            jobs=jobs,
-            rerun=rerun,
-            quiet=quiet,
-            on_event=on_event,
-            executor=executor,
-            address=address,
-            num_cpus=num_cpus,
-            num_gpus=num_gpus,
-        )
-        if not summary.interrupted and not summary.code_changed:  # an unfinished run is finished by the next
+            on_start(
+                len({trial.hash for trial in trials} - (set() if rerun else store.finished(t.hash for t in trials)))
+            )
+        return run_trials(trials, store, **options)
+
+    search_stopped = None
+    with Store(store_dir) as store:  # validated input first: bad input writes nothing
+        started_at = utc_now()  # the run's record (harness history): when, and what the store held already
+        reused = set() if rerun else store.finished(trial.hash for trial in suite.trials)
+        if suite.search is not None:  # rounds of search trials first, then each arm's chosen values (harness.search)
+            from harness.search import plan_search
+
+            outcome = plan_search(suite, store, run=lambda trials: run_trials(trials, store, **options))
+            summaries = list(outcome.runs)
+            if outcome.complete:
+                suite = dataclasses.replace(suite, trials=outcome.final_trials)
+                summaries.append(run_final(select_phase(suite, phase).trials))
+            else:
+                suite = dataclasses.replace(suite, trials=())  # no final trials yet: only the search tables
+                search_stopped = str(outcome.stopped)
+            summary = RunSummary.combined(summaries) if summaries else run_trials((), store, **options)
+        else:
+            summary = run_final(select_phase(suite, phase).trials)
+        finished = not summary.interrupted and not summary.code_changed  # an unfinished run is finished by the next
+        if finished and search_stopped is None:
             record_run(store, suite.trials, suite=suite.name, started_at=started_at, reused=reused, source=suite_path)
         record = SuiteRecord.from_suite(suite)
         results = record_results(record, store)
         written = export_tables(results, store_dir / suite.name, record)
-    return SuiteRun(summary, results, record, written)
+    return SuiteRun(summary, results, record, written, suite, search_stopped)
 
 
 def notebook_progress() -> tuple[Callable[[int], None], Callable[[RunEvent], None], Callable[[], None]]:

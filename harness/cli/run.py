@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -116,76 +115,37 @@ def run(
       harness run suites/optimizers.yaml --jobs 2
       harness run suites/architectures.yaml --phase confirm   # only the confirmation seeds
     """
-    from harness.results_folder import SuiteRecord, export_tables, record_results
-    from harness.runner import check_executor, record_run, resolve_devices, run_trials, utc_now, with_device
-    from harness.store import Store
-    from harness.suite.load import select_phase
+    from harness.api import run_suite
 
     if seeds is not None and phase != "all":
         raise click.UsageError("--seeds and --phase both choose the seeds to run; give one of them.")
-    suite = load_checked_suite(suite_path, backends, seeds)
-    if device is not None:
-        suite = dataclasses.replace(suite, trials=with_device(suite.trials, device))
-    check_executor(executor, num_cpus, num_gpus, address)  # bad Ray input fails before the store exists
-    # 'auto' settled and GPUs checked here, before the hashes are taken (the store's keys, the manifest's)
-    where = "--device" if device is not None else f"{suite_path}: device"
-    suite = dataclasses.replace(suite, trials=resolve_devices(suite.trials, where, executor, num_gpus))
-    if executor == "local":  # a trial too big for this machine's (or GPU's) memory; Ray trials run elsewhere
-        from harness.capacity import check_trials_fit
-
-        check_trials_fit(suite.trials, suite_path)
-    if any(trial.spec.training.save_weights != "none" for trial in suite.trials):
-        from harness.weights import check_weights_writable
-
-        check_weights_writable(store_dir)  # before the store exists: an unwritable weights folder writes nothing
-    # The manifest (and so the tables) keeps every seed of the suite: a phase run adds to the store's seeds.
-    select_phase(suite, phase)  # a bad --phase fails here, before the store exists
-    options = dict(
+    done = run_suite(
+        load_checked_suite(suite_path, backends, seeds),
+        suite_path,
+        store_dir,
         jobs=jobs,
         rerun=rerun,
         quiet=quiet,
+        device=device,
         executor=executor,
         address=address,
         num_cpus=num_cpus,
         num_gpus=num_gpus,
         vectorize=vectorize,
+        phase=phase,
     )
-    searched = None
-    with Store(store_dir) as store:  # validated input first: bad input writes nothing
-        started_at = utc_now()  # the run's record (harness history): when, and what the store held already
-        reused = set() if rerun else store.finished(trial.hash for trial in suite.trials)
-        if suite.search is not None:  # rounds of search trials first, then each arm's chosen values (harness.search)
-            from harness.runner import RunSummary
-            from harness.search import plan_search
-
-            outcome = plan_search(suite, store, run=lambda trials: run_trials(trials, store, **options))
-            summaries = list(outcome.runs)
-            searched = outcome
-            if outcome.complete:
-                suite = dataclasses.replace(suite, trials=outcome.final_trials)
-                summaries.append(run_trials(select_phase(suite, phase).trials, store, **options))
-            summary = RunSummary.combined(summaries) if summaries else run_trials((), store, **options)
-        else:
-            summary = run_trials(select_phase(suite, phase).trials, store, **options)
-        if searched is not None and not searched.complete:
-            suite = dataclasses.replace(suite, trials=())  # no final trials yet: only the search tables
-        finished = not summary.interrupted and not summary.code_changed  # an unfinished run is finished by the next
-        if finished and (searched is None or searched.complete):
-            record_run(store, suite.trials, suite=suite.name, started_at=started_at, reused=reused, source=suite_path)
-        record = SuiteRecord.from_suite(suite)
-        results = record_results(record, store)
-        written = export_tables(results, store_dir / suite.name, record)
+    summary, results, record, written, suite = done.summary, done.results, done.record, done.tables, done.suite
     echo = click.echo
     if results.search is not None:
         from harness.analysis.text import search_text
 
         echo(search_text(results.search) + "\n")
-    if searched is None or searched.complete:
+    if done.search_stopped is None:
         echo(results.summary_text())
         if suite.confirm_seeds:
             echo(f"{record.seed_roles()} (`harness check` judges the claims on the confirmation seeds)")
     elif not (summary.interrupted or summary.code_changed):
-        echo(f"The search stopped before choosing: {searched.stopped}.", err=True)
+        echo(f"The search stopped before choosing: {done.search_stopped}.", err=True)
     if summary.vectorized:
         echo(f"\n{summary.vectorized}")
     echo(
