@@ -10,7 +10,9 @@ import pytest
 from click.testing import CliRunner
 from helpers.suites import BASE_SUITE, load_suite_text, optimizer_grid_suite, write_suite
 
+import harness
 from harness.adapters.vectorize import group_key
+from harness.analysis.examples import LabelCache
 from harness.cli import cli
 from harness.data import load_dataset, resolve_dataset
 from harness.errors import DatasetError
@@ -128,3 +130,12 @@ def test_a_resplit_suite_runs_end_to_end(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["run", str(suite), "--store", str(store), "--jobs", "1", "--quiet"])
     assert result.exit_code == 0, result.output
     assert "4 trials: 0 already in the store, 4 ok" in result.output
+    results = harness.load(suite, store)
+    assert results.resplits_per_seed and "intervals include split variance" in results.summary_text()
+    # each seed's stored test predictions are scored against that seed's own test labels
+    labels = LabelCache()
+    specs = results.trials.drop_duplicates("seed").sort_values("seed")["spec"].tolist()
+    assert not np.array_equal(labels(specs[0]), labels(specs[1]))
+    spec = resolve_dataset({"name": "digits", "validation": 0.2, "train_samples": 200, "resplit": "per_seed"})
+    np.testing.assert_array_equal(labels(specs[1]), load_dataset(spec, 1).y_test)
+    assert int(results.example_comparisons()["seeds"].iloc[0]) == 2
