@@ -487,7 +487,7 @@ def parity_for_suite(suite: Any, steps: int = 20, backends: Sequence[str] | None
             raise ValueError(f"suite {suite.name!r} has no trial for arm {arm!r} and seed {first_seed}")
         if trial.spec.model.python:
             continue  # the user's Python model: no shared weights to start both from (parity not checked)
-        data = load_dataset(trial.spec.dataset)
+        data = load_dataset(trial.spec.dataset, trial.spec.seed)
         for other in chosen[1:]:
             results.append(parity_check(trial.spec, (reference, other), data, steps=steps, label=arm))
     return results

@@ -226,9 +226,10 @@ class TestTrialSpec:
             {"training": TrainingSpec(epochs=21, batch_size=100)},
             {"regularizer": RegularizerSpec(l2=1e-4)},
             {"dataset": DatasetSpec("mnist1d", validation=0.2)},
+            {"dataset": DatasetSpec("mnist1d", resplit="per_seed")},
             {"init_mode": "native"},
         ],
-        ids=["seed", "backend", "lr", "epochs", "l2", "validation", "init_mode"],
+        ids=["seed", "backend", "lr", "epochs", "l2", "validation", "resplit", "init_mode"],
     )
     def test_anything_that_matters_changes_the_hash(self, change):
         assert make_spec(**change).hash != make_spec().hash

@@ -103,7 +103,8 @@ def group_key(spec: TrialSpec) -> str:
     """What members of one stacked group share: the spec without the per-member scalars (MEMBER_SCALARS).
     Only meaningful for eligible specs."""
     data = spec.to_dict()
-    for key in ("seed", "initializer"):
+    # under resplit: per_seed each seed has its own split, so a group is one seed's (its members share the data)
+    for key in ("initializer",) if spec.dataset.resplit == "per_seed" else ("seed", "initializer"):
         data.pop(key)
     data["optimizer"] = data["optimizer"]["name"]  # the rule is shared, its hyperparameters are per member
     data["regularizer"] = {

@@ -191,11 +191,13 @@ class ExampleLevelComparison:
 
 
 def split_labels(spec_json: str, split: str = TEST_SPLIT) -> np.ndarray:
-    """The labels of one split of the dataset a stored trial spec (trials.spec, JSON) names."""
+    """The labels of one split of the dataset a stored trial spec (trials.spec, JSON) names (its seed's split,
+    when the dataset resplits per seed)."""
     from harness.data import load_dataset  # loaded only here: reading results need not load data
     from harness.spec.types import DatasetSpec
 
-    dataset = load_dataset(DatasetSpec.from_dict(json.loads(spec_json)["dataset"]))
+    stored = json.loads(spec_json)
+    dataset = load_dataset(DatasetSpec.from_dict(stored["dataset"]), stored.get("seed"))
     return np.asarray(dataset.split(split)[1])
 
 
@@ -217,7 +219,8 @@ def example_level(
     Args:
         trials: one row per trial with hash, arm, backend, seed, status, spec (Results.trials).
         predictions: Store.predictions_frame() (hash, split, epoch, is_final, is_best_validation, values).
-        labels: the test labels; default: loaded from the first trial's dataset (split_labels).
+        labels: the test labels; default: loaded from the trials' dataset (split_labels), per seed when
+            it resplits per seed.
         backend: which backend's trials; default: the first backend both arms have.
         epoch: the final epoch's predictions, or those of the epoch of least validation loss.
 
@@ -247,8 +250,11 @@ def example_level(
     seeds = sorted(set(by_arm[arm_a].index) & set(by_arm[arm_b].index))
     if not seeds:
         raise SpecError(f"example_level: arms {arm_a!r} and {arm_b!r} share no seed; pairing needs the same seeds.")
-    if labels is None:
-        labels = split_labels(str(by_arm[arm_a]["spec"].iloc[0]))
+    label_cache = LabelCache()
+    seed_labels = {
+        trial_seed: labels if labels is not None else label_cache(str(by_arm[arm_a].loc[trial_seed, "spec"]))
+        for trial_seed in seeds
+    }
     if np.asarray(values[by_arm[arm_a].loc[seeds[0], "hash"]]).ndim != 1:
         raise SpecError("example_level: these predictions are regression outputs; McNemar needs predicted classes.")
     per_seed = []
@@ -256,7 +262,8 @@ def example_level(
     for trial_seed in seeds:
         predicted_a = values[by_arm[arm_a].loc[trial_seed, "hash"]]
         predicted_b = values[by_arm[arm_b].loc[trial_seed, "hash"]]
-        test = mcnemar_test(predicted_a, predicted_b, labels)
+        labels_here = seed_labels[trial_seed]
+        test = mcnemar_test(predicted_a, predicted_b, labels_here)
         per_seed.append(
             {
                 "seed": trial_seed,
@@ -268,8 +275,8 @@ def example_level(
                 "p_value": test.p_value,
             }
         )
-        correct_a.append(_correct(predicted_a, labels))
-        correct_b.append(_correct(predicted_b, labels))
+        correct_a.append(_correct(predicted_a, labels_here))
+        correct_b.append(_correct(predicted_b, labels_here))
     interval = two_level_bootstrap(
         np.array(correct_a), np.array(correct_b), confidence=confidence, resamples=resamples, seed=seed
     )
@@ -290,7 +297,11 @@ SUMMARY_RESAMPLES = 1000  # tables compute many of these: 1000 replicates keep t
 
 
 def paired_example_test(
-    first: Sequence[np.ndarray], second: Sequence[np.ndarray], labels: np.ndarray, *, resamples: int = SUMMARY_RESAMPLES
+    first: Sequence[np.ndarray],
+    second: Sequence[np.ndarray],
+    labels: np.ndarray | Sequence[np.ndarray],
+    *,
+    resamples: int = SUMMARY_RESAMPLES,
 ) -> dict[str, Any]:
     """Example-level evidence for two sets of trials paired by seed (first[i], second[i]: one seed).
 
@@ -298,14 +309,20 @@ def paired_example_test(
     differ at level max(p) (the seeds share the test examples, so their p's are not independent
     and cannot be multiplied; the maximum needs no independence). With it the count of pairs
     below 0.05, and the two-level bootstrap interval of the accuracy difference (first - second).
+    `labels`: the shared test labels, or one array per seed pair (a dataset that resplits per seed).
     """
     if not first:
         return {column: math.nan for column in EXAMPLE_LEVEL_COLUMNS} | {"seeds": 0, "mcnemar_significant": ""}
-    tests = [mcnemar_test(a, b, labels) for a, b in zip(first, second)]
+    per_pair: list[np.ndarray] = (
+        [np.asarray(truth) for truth in labels]
+        if isinstance(labels, (list, tuple))
+        else [np.asarray(labels)] * len(first)
+    )
+    tests = [mcnemar_test(a, b, truth) for a, b, truth in zip(first, second, per_pair)]
     p_values = [test.p_value for test in tests]
     interval = two_level_bootstrap(
-        np.array([_correct(a, labels) for a in first]),
-        np.array([_correct(b, labels) for b in second]),
+        np.array([_correct(a, truth) for a, truth in zip(first, per_pair)]),
+        np.array([_correct(b, truth) for b, truth in zip(second, per_pair)]),
         resamples=resamples,
     )
     return {
@@ -332,13 +349,17 @@ def final_predictions(trials: pd.DataFrame, predictions: pd.DataFrame) -> dict[s
 
 
 class LabelCache:
-    """Test labels per dataset spec, loaded once (a report compares many arms of one dataset)."""
+    """Test labels per dataset spec (and seed, when it resplits per seed), loaded once (a report compares
+    many arms of one dataset)."""
 
     def __init__(self) -> None:
         self._labels: dict[str, np.ndarray] = {}
 
     def __call__(self, spec_json: str) -> np.ndarray:
-        key = json.dumps(json.loads(spec_json)["dataset"], sort_keys=True)
+        stored = json.loads(spec_json)
+        dataset = stored["dataset"]
+        resplit = dataset.get("resplit", "fixed") != "fixed"
+        key = json.dumps([dataset, stored.get("seed") if resplit else None], sort_keys=True)
         if key not in self._labels:
             self._labels[key] = split_labels(spec_json)
         return self._labels[key]
@@ -354,8 +375,11 @@ def example_level_rows(
     seeds = sorted(set(a) & set(b))
     if not seeds:
         return paired_example_test([], [], np.empty(0))
-    truth = labels(str(a[seeds[0]]["spec"]))
-    if any(len(predictions[a[s]["hash"]]) != len(truth) or len(predictions[b[s]["hash"]]) != len(truth) for s in seeds):
+    truth = [labels(str(a[s]["spec"])) for s in seeds]  # one load unless the dataset resplits per seed
+    if any(
+        len(predictions[a[s]["hash"]]) != len(labels_here) or len(predictions[b[s]["hash"]]) != len(labels_here)
+        for s, labels_here in zip(seeds, truth)
+    ):
         return paired_example_test([], [], np.empty(0))  # different test splits: no example pairing
     return paired_example_test(
         [predictions[a[s]["hash"]] for s in seeds], [predictions[b[s]["hash"]] for s in seeds], truth

@@ -446,6 +446,14 @@ class Results:
             ),
         )
 
+    @property
+    def resplits_per_seed(self) -> bool:
+        """Whether these trials' datasets were cut per seed (`dataset.resplit: per_seed`): their seed
+        intervals then include the variance of the data split (Bouthillier et al. 2021)."""
+        if "spec" not in self.trials.columns:
+            return False
+        return any('"resplit":"per_seed"' in str(spec).replace(" ", "") for spec in self.trials["spec"])
+
     def example_comparisons(self, metric: str | None = None) -> pd.DataFrame:
         """Every row of `comparisons()` (arm vs its reference, per backend) with the example-level
         evidence at the final epoch, from the stored per-example test predictions: McNemar's exact

@@ -155,6 +155,8 @@ def summary_text(results: Results) -> str:
         f"{results.name}: {results.primary_metric}, mean ± 95% CI half-width over ok seeds, "
         f"[low, high] where the CI meets the metric's bound ({reference})"
     )
+    if results.resplits_per_seed:
+        title += "\neach seed drew its own data split (dataset.resplit: per_seed): the intervals include split variance"
     if not len(results.trials):
         return f"{title}\n(no trials stored yet)"
     return f"{title}\n{render_table(summary_rows(results))}"

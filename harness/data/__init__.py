@@ -5,10 +5,12 @@
     dataset_info(spec).input_shape   # (64,) - static, nothing loaded
     data = load_dataset(spec)         # Dataset: x_train (1212, 64) float32, ...
 
-How a dataset is cut, in order (every step from the fixed dataset seed, never the trial seed):
-1. the raw rows: the source's own test split (mnist1d), or 25% held out, stratified for
-   labelled tasks (harness.data.splits);
-2. `train_samples` keeps the first N rows of the training split;
+How a dataset is cut, in order (every step from the fixed dataset seed; with `resplit: per_seed`,
+from the trial's seed instead, so each seed sees its own split and every arm at that seed the same):
+1. the raw rows: the source's own test split (mnist1d, kept under resplit too), or 25% held out,
+   stratified for labelled tasks (harness.data.splits);
+2. `train_samples` keeps the first N rows of the training split (in a random order, so a random
+   subset; under resplit the order, and so the subset, is drawn per seed, mnist1d's too);
 3. `validation` holds out that fraction of what remains (stratified for labelled tasks);
 4. scaling (`scale`, and `scale_target` for regression) is fitted on the rows left for
    training and applied to validation and test;
@@ -34,7 +36,7 @@ from harness.data.registry import (
     list_datasets,
     resolve_dataset,
 )
-from harness.data.splits import fit_scaling, split_indices
+from harness.data.splits import fit_scaling, split_indices, split_rng
 from harness.data.types import TASKS, Dataset, DatasetInfo
 from harness.spec.types import DatasetSpec
 
@@ -54,21 +56,35 @@ __all__ = [
 CACHE_SIZE = 64  # datasets kept per process; the largest (mnist1d) is ~0.8 MB as float32
 
 
-def load_dataset(spec: DatasetSpec) -> Dataset:
-    """The dataset a spec describes, cut into its fixed splits; cached per process.
+def load_dataset(spec: DatasetSpec, seed: int | None = None) -> Dataset:
+    """The dataset a spec describes, cut into its splits; cached per process.
 
     The spec is resolved first (defaults filled), so `DatasetSpec('digits')` and the resolved
     spec share one cache entry. The returned arrays are READ-ONLY because they are shared by
     every caller in the process: copy before modifying (e.g. `torch.tensor(x)`, not `from_numpy`).
 
+    Args:
+        spec: the dataset.
+        seed: the trial's seed. Required when spec.resplit is 'per_seed' (it draws the split);
+            ignored otherwise, so fixed splits share one cache entry across seeds.
+
     Raises:
         SpecError / DatasetError: as resolve_dataset, for a spec that is not valid.
+        ValueError: a per_seed spec without a seed (a caller's bug: the split would be undefined).
     """
-    return _load_resolved(resolve_dataset(spec))
+    resolved = resolve_dataset(spec)
+    if resolved.resplit == "fixed":
+        return _load_resolved(resolved, None)
+    if seed is None or isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(
+            f"dataset {resolved.name!r} resplits per seed: load_dataset needs the trial's seed, got {seed!r}"
+        )
+    return _load_resolved(resolved, seed)
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
-def _load_resolved(spec: DatasetSpec) -> Dataset:
+def _load_resolved(spec: DatasetSpec, seed: int | None) -> Dataset:
+    """The cut dataset, cached per (spec, seed): seed is None for fixed splits, the trial's seed for per_seed."""
     if spec.name in user_datasets.USER_SOURCES:
         return user_datasets.load_user_dataset(spec)
     definition = DATASETS[spec.name]
@@ -78,9 +94,12 @@ def _load_resolved(spec: DatasetSpec) -> Dataset:
     arrays = definition.produce(options)
     x_pool, y_pool = arrays["x"], arrays["y"]
 
-    # 1. the fixed test split
+    # 1. the test split: the source's own (also under resplit), else held out (per seed under resplit)
     if definition.own_test_split:
         x_test, y_test = arrays["x_test"], arrays["y_test"]
+        if seed is not None:  # resplit: this seed's order of the training rows, so train_samples is its own subset
+            order = split_rng(sources.TEST_SPLIT_STREAM, seed).permutation(len(y_pool))
+            x_pool, y_pool = x_pool[order], y_pool[order]
     else:
         kept, held = split_indices(
             len(y_pool),
@@ -88,6 +107,7 @@ def _load_resolved(spec: DatasetSpec) -> Dataset:
             sources.TEST_SPLIT_STREAM,
             labels=y_pool if labelled else None,
             shuffle_kept=True,
+            seed=seed,
         )
         x_test, y_test, x_pool, y_pool = x_pool[held], y_pool[held], x_pool[kept], y_pool[kept]
     # 2. the first N training rows
@@ -95,7 +115,7 @@ def _load_resolved(spec: DatasetSpec) -> Dataset:
         x_pool, y_pool = x_pool[: spec.train_samples], y_pool[: spec.train_samples]
     # 3. validation carved from what remains
     kept, held = split_indices(
-        len(y_pool), spec.validation, sources.VALIDATION_STREAM, labels=y_pool if labelled else None
+        len(y_pool), spec.validation, sources.VALIDATION_STREAM, labels=y_pool if labelled else None, seed=seed
     )
     x_train, y_train, x_validation, y_validation = x_pool[kept], y_pool[kept], x_pool[held], y_pool[held]
 

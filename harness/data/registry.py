@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.data import plugins, sources, user_datasets
-from harness.data.splits import held_out_count
+from harness.data.splits import RESPLITS, held_out_count
 from harness.data.types import DatasetInfo
 from harness.errors import DatasetError, SpecError, did_you_mean, unknown_name
 from harness.spec.params import Parameter, defaults, reject_unknown_keys, split_named
@@ -21,7 +21,14 @@ from harness.spec.types import DatasetSpec
 
 Options = Mapping[str, Any]
 TEST_FRACTION = 0.25  # held out (stratified where labelled) by datasets without their own test split
-GENERAL_KEYS = ("name", "validation", "train_samples")  # keys of every dataset; the rest are options
+GENERAL_KEYS = ("name", "validation", "train_samples", "resplit")  # keys of every dataset; the rest are options
+RESPLIT = Parameter(
+    "choice",
+    "fixed",
+    choices=RESPLITS,
+    description="fixed: one split for every trial; per_seed: each trial's seed draws the train/validation split "
+    "(and the test split, unless the source ships its own)",
+)
 
 
 @dataclass(frozen=True)
@@ -320,6 +327,12 @@ def resolve_dataset(
             [0, 1), train_samples not an integer in 1..available, or no training rows left.
     """
     if user_datasets.is_user_dataset(raw):
+        if isinstance(raw, Mapping) and "resplit" in raw:
+            raise DatasetError(
+                f"{where}.resplit: a dataset from a file, image folder or plug-in is cut by its split.seed, not per "
+                "trial seed; resplit applies to the built-in datasets. Drop resplit (run the suite once per "
+                "split.seed to see split variance)."
+            )
         return user_datasets.resolve_user_dataset(raw, where, base)  # type: ignore[arg-type]
     if isinstance(raw, DatasetSpec):
         raw = raw.to_dict()
@@ -330,6 +343,7 @@ def resolve_dataset(
     definition = definition_of(name, f"{where}.name" if isinstance(raw, Mapping) else where)
     validation = _check_validation(given.pop("validation", 0.0), f"{where}.validation")
     train_samples = given.pop("train_samples", None)
+    resplit = _check_option(RESPLIT, given.pop("resplit", RESPLIT.default), f"{where}.resplit")
 
     options = definition.defaults()
     valid = [*GENERAL_KEYS[1:], *definition.options]
@@ -353,8 +367,18 @@ def resolve_dataset(
             f"{where}.validation: {validation} of {kept} training rows leaves no row to train on. "
             f"Lower validation or raise train_samples."
         )
+    if resplit != "fixed" and definition.own_test_split and validation == 0 and train_samples is None:
+        raise DatasetError(
+            f"{where}.resplit: {resplit!r} would redraw nothing: {name!r} keeps its source's own test split, and "
+            "with no validation and no train_samples every training row is used by every seed. Set validation "
+            "(e.g. 0.2) or train_samples, or drop resplit."
+        )
     return DatasetSpec(
-        name=name, validation=validation, train_samples=train_samples, options=tuple(sorted(options.items()))
+        name=name,
+        validation=validation,
+        train_samples=train_samples,
+        options=tuple(sorted(options.items())),
+        resplit=resplit,
     )
 
 

@@ -1,4 +1,5 @@
-"""How a dataset is cut and scaled: fixed splits (never per trial seed) and train-only statistics.
+"""How a dataset is cut and scaled: fixed splits (or, with `resplit: per_seed`, splits drawn from the trial's
+seed) and train-only statistics.
 
 The splitting is the harness's own numpy code, not scikit-learn's, so the splits (and with
 them every stored result) stay the same across scikit-learn versions and need no import.
@@ -15,6 +16,19 @@ import numpy as np
 from harness.data.sources import DATASET_SEED
 
 SCALINGS = ("standard", "minmax", "unit", "none")
+# `resplit`: 'fixed' cuts every dataset one way for every trial; 'per_seed' draws the cut from the trial's
+# seed (Bouthillier et al. 2021), so seeds vary split, initialization and order together.
+RESPLITS = ("fixed", "per_seed")
+RESPLIT_TAG = (
+    1  # default_rng([DATASET_SEED, stream, RESPLIT_TAG, seed]): never equal to the fixed [DATASET_SEED, stream]
+)
+
+
+def split_rng(stream: int, seed: int | None = None) -> np.random.Generator:
+    """The generator of one split draw: fixed per dataset (seed None), or per trial seed (resplit: per_seed)."""
+    if seed is None:
+        return np.random.default_rng([DATASET_SEED, stream])
+    return np.random.default_rng([DATASET_SEED, stream, RESPLIT_TAG, seed])
 
 
 def held_out_count(num_samples: int, fraction: float) -> int:
@@ -50,8 +64,10 @@ def split_indices(
     stream: int,
     labels: np.ndarray | None = None,
     shuffle_kept: bool = False,
+    seed: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Cut rows 0..num_samples-1 into (kept, held_out) index arrays (int64), from the fixed dataset seed.
+    """Cut rows 0..num_samples-1 into (kept, held_out) index arrays (int64), from the fixed dataset seed
+    (or, given `seed`, from that trial seed: resplit per_seed).
 
     Args:
         num_samples: rows to cut.
@@ -65,7 +81,7 @@ def split_indices(
     Returns:
         kept, held_out. held_out is always in source order.
     """
-    rng = np.random.default_rng([DATASET_SEED, stream])
+    rng = split_rng(stream, seed)
     num_held = held_out_count(num_samples, fraction)
     if labels is None:
         held = rng.permutation(num_samples)[:num_held]

@@ -34,8 +34,8 @@ class Dataset:
 
     x: float32, shape (N, *input_shape). y: int64 (N,) for classification and binary,
     float32 (N, K) for regression, int64 (N, target_length) for sequence (each row a label
-    string of classes >= 1, then 0s). Splits are fixed per dataset (never per trial seed);
-    standardization, where applied, is fitted on the training split only.
+    string of classes >= 1, then 0s). Splits are fixed per dataset, or drawn from the trial's
+    seed under `resplit: per_seed`; standardization, where applied, is fitted on the training split only.
     """
 
     info: DatasetInfo

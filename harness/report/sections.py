@@ -114,10 +114,16 @@ def summary_table(results: Results) -> DisplayTable:
         "computed (t: Student t; bootstrap: BCa; t-clipped: t cut at the metric's bound; exact: all equal). "
         "Losses and seconds are means over the same seeds. IQM: the interquartile mean (the mean of the "
         "middle half of the seeds, robust where a few seeds dominate) with its 95% bootstrap interval "
-        "(Agarwal et al. 2021; from 5 seeds).",
+        "(Agarwal et al. 2021; from 5 seeds)." + (RESPLIT_NOTE if results.resplits_per_seed else ""),
         columns,
         rows,
     )
+
+
+RESPLIT_NOTE = (
+    " Each seed drew its own train/validation (and, unless the dataset ships one, test) split "
+    "(dataset.resplit: per_seed), the same for every arm: the intervals include split variance."
+)
 
 
 def comparisons_table(results: Results) -> DisplayTable:
@@ -156,7 +162,8 @@ def comparisons_table(results: Results) -> DisplayTable:
         "Initial weights: whether the two arms' layers started from identical tensors at each seed "
         "(identical; partly, naming the layers that differ; no). P(arm > reference): the share of "
         "(arm run, reference run) pairs the arm wins, ties half (Mann-Whitney over every seed, unpaired), "
-        "with its 95% stratified bootstrap interval from 5 seeds per arm (Agarwal et al. 2021).",
+        "with its 95% stratified bootstrap interval from 5 seeds per arm (Agarwal et al. 2021)."
+        + (RESPLIT_NOTE if results.resplits_per_seed else ""),
         [
             "arm",
             *(["reference"] if options.per_axis else []),
@@ -203,7 +210,13 @@ def example_level_table(results: Results) -> DisplayTable | None:
         "at that level: an intersection-union test, valid although the seeds share the examples), "
         "with how many pairs have p < 0.05. The accuracy difference arm - reference with a 95% "
         "two-level bootstrap interval (seeds, then one draw of test examples shared by every seed): "
-        "it includes the test set's own sampling error, which the seed interval above does not.",
+        "it includes the test set's own sampling error, which the seed interval above does not."
+        + (
+            " Each seed drew its own test split (dataset.resplit: per_seed): a seed pair is compared on its "
+            "seed's test examples."
+            if results.resplits_per_seed
+            else ""
+        ),
         ["arm", "reference", "backend", "seeds", "McNemar p (max)", "p < 0.05", "accuracy difference", "95% CI"],
         rows,
     )

@@ -102,10 +102,10 @@ class TrialExecutor:
         adapter = None
         try:
             from harness.adapters.loop import train_trial
-            from harness.data import load_dataset  # cached per process (functools.lru_cache)
+            from harness.data import load_dataset  # cached per process (functools.lru_cache), per seed if resplit
 
             adapter = self.adapter(spec.backend)
-            data = load_dataset(spec.dataset)
+            data = load_dataset(spec.dataset, spec.seed)
             on_start()
             crash_if_planned(spec.hash, attempt)  # test hook; inert unless HARNESS_TEST_CRASH names this trial
             result = train_trial(spec, adapter, data, checkpoints)
@@ -140,7 +140,7 @@ class TrialExecutor:
             from harness.data import load_dataset
 
             adapter = self.adapter(specs[0].backend)
-            data = load_dataset(specs[0].dataset)
+            data = load_dataset(specs[0].dataset, specs[0].seed)  # resplit: group_key keeps one seed per group
             on_start()
             for spec in specs:
                 crash_if_planned(spec.hash, attempt)

@@ -36,20 +36,25 @@ LOCATION_OPTIONS = ("path", "import_path")  # shared: the harness's numpy draw; 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """Which data, and how it is cut. Splits are fixed per dataset, never per trial seed."""
+    """Which data, and how it is cut. Splits are fixed per dataset unless `resplit` is 'per_seed'."""
 
     name: str
-    validation: float = 0.0  # fraction of the training split held out for validation, fixed per dataset
+    validation: float = 0.0  # fraction of the training split held out for validation
     train_samples: int | None = None  # keep only the first N training samples (e.g. 300 to provoke overfitting)
     options: tuple[tuple[str, Any], ...] = ()  # dataset-specific (e.g. scale, permute, noise)
+    # 'fixed': one split for every trial; 'per_seed': the trial's seed draws the split (harness.data.splits.RESPLITS)
+    resplit: str = "fixed"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "name": self.name,
             "validation": self.validation,
             "train_samples": self.train_samples,
             **dict(self.options),
         }
+        if self.resplit != "fixed":  # absent when fixed: suites that never set it keep their trial hashes
+            data["resplit"] = self.resplit
+        return data
 
     def hashed_dict(self) -> dict[str, Any]:
         """to_dict() without the location options when the content digest identifies the data."""
@@ -66,6 +71,7 @@ class DatasetSpec:
             name=data.pop("name"),
             validation=data.pop("validation", 0.0),
             train_samples=data.pop("train_samples", None),
+            resplit=data.pop("resplit", "fixed"),
             options=tuple(sorted(data.items())),
         )
 
