@@ -377,7 +377,12 @@ BAD_INPUTS = [
     (
         {"name": "digits", "scal": "unit"},
         DatasetError,
-        ["dataset.scal: ", "no option 'scal'", "Did you mean 'scale'?", "validation, train_samples, resplit, scale, shape"],
+        [
+            "dataset.scal: ",
+            "no option 'scal'",
+            "Did you mean 'scale'?",
+            "validation, train_samples, resplit, scale, shape",
+        ],
     ),
     ({"name": "digits", "validation": 1.0}, DatasetError, ["dataset.validation", "[0, 1)", "0 for no validation"]),
     ({"name": "digits", "validation": -0.1}, DatasetError, ["dataset.validation", "[0, 1)"]),
