@@ -248,7 +248,7 @@ def test_a_stacked_group_whose_worker_dies_is_retried_member_by_member(tmp_path:
     os.environ["HARNESS_TEST_CRASH"] = f"{members[1].hash}:sigkill:1"
     try:
         with Store(tmp_path) as store:
-            summary = run_trials(members, store, jobs=1, quiet=True)
+            summary = run_trials(members, store, jobs=1, quiet=True, vectorize="auto")
             trials = store.trials_frame()
     finally:
         del os.environ["HARNESS_TEST_CRASH"]

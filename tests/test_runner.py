@@ -116,7 +116,7 @@ def no_workers_left() -> bool:
 def reference(tmp_path_factory: pytest.TempPathFactory):
     """MIXED run once, uninterrupted, with one worker: (store, summary)."""
     store = Store(tmp_path_factory.mktemp("reference"))
-    summary = run_trials(mixed_trials(), store, jobs=1, quiet=True)
+    summary = run_trials(mixed_trials(), store, jobs=1, quiet=True, vectorize="auto")
     yield store, summary
     store.close()
 
@@ -142,7 +142,7 @@ def test_mixed_outcomes_are_recorded_and_the_rest_go_on(reference: tuple[Store, 
     assert failed["error"].startswith("BackendError: ") and "cuda" in failed["error"].lower()
     assert "Traceback (last frames)" in failed["error"]
     ok = store.trials_frame().query("status == 'ok'")
-    # --vectorize auto (the default): adam's 3 seeds and sgd's 3 with huge-lr trained as stacked groups
+    # --vectorize auto (as these runs ask): adam's 3 seeds and sgd's 3 with huge-lr trained as stacked groups
     assert sorted(json.loads(device)["vectorized"] for device in ok["device"]) == ["3"] * 3 + ["4"] * 3
     assert (ok["epochs_completed"] == 10).all() and (ok["train_seconds"] > 0).all() and (ok["attempts"] == 1).all()
     final = store.metrics_frame().query("epoch == 10 and metric == 'test_accuracy'")
@@ -154,7 +154,7 @@ def test_mixed_outcomes_are_recorded_and_the_rest_go_on(reference: tuple[Store, 
 
 def test_two_workers_give_the_same_table_as_one(tmp_path: Path, reference: tuple[Store, RunSummary]) -> None:
     with Store(tmp_path) as store:
-        summary = run_trials(mixed_trials(), store, jobs=2, quiet=True)
+        summary = run_trials(mixed_trials(), store, jobs=2, quiet=True, vectorize="auto")
         assert (summary.ok, summary.diverged, summary.failed) == (6, 1, 1)
         assert_same_tables(store, reference[0])
 
@@ -172,7 +172,7 @@ def test_interrupt_keeps_finished_trials_and_resume_completes(
 
     trials = mixed_trials()
     with Store(tmp_path) as store:
-        summary = run_trials(trials, store, jobs=2, quiet=True, on_event=interrupt_after_two)
+        summary = run_trials(trials, store, jobs=2, quiet=True, on_event=interrupt_after_two, vectorize="auto")
         assert store.leases_frame().empty  # the interrupted trials' claims were released
         assert summary.interrupted and no_workers_left()
         stored = set(store.trials_frame()["hash"])
@@ -193,6 +193,7 @@ def test_interrupt_keeps_finished_trials_and_resume_completes(
             jobs=2,
             quiet=True,
             on_event=lambda e: dispatched.append(e.trial.hash) if e.kind == "dispatched" else None,
+            vectorize="auto",
         )
         assert dispatched == planned  # the run starts its trials in the schedule's order
         assert not resumed.interrupted

@@ -83,10 +83,11 @@ from harness.cli.options import backend_option, path_argument, path_option, stor
 @click.option(
     "--vectorize",
     type=click.Choice(["auto", "off"]),
-    default="auto",
+    default="off",
     show_default=True,
     help="auto: trials differing only in seed and scalar hyperparameters (torch MLPs) train as one stacked "
-    "model, each recorded as its own trial with the results it has alone; off: every trial alone.",
+    "model, each recorded as its own trial (equal to training alone within float32 rounding, not bit for bit); "
+    "off: every trial alone, the reproducible default.",
 )
 @click.option("--report", "make_report", is_flag=True, help="Also write reports/<suite>/report.html and report.pdf.")
 @path_option("--reports-dir", default=DEFAULT_REPORTS, help="Where --report writes (reports/<suite>/).")

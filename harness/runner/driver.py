@@ -146,7 +146,7 @@ def run_trials(
     address: str | None = None,
     num_cpus: float | None = None,
     num_gpus: float | None = None,
-    vectorize: str = "auto",
+    vectorize: str = "off",
 ) -> RunSummary:
     """Run every trial not yet finished in the store, recording each as it ends.
 
