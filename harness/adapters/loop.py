@@ -347,9 +347,20 @@ def _fresh_model(spec: TrialSpec, adapter: Any, data: Dataset) -> Any:
     """The trial's model at its start: built, initial weights loaded (shared mode), training data on the device."""
     model = adapter.build(spec, data.info)
     if spec.init_mode == "shared":
-        model.set_weights(initial_weights(spec.model.plan(data.info.input_shape), spec.initializer, spec.seed))
+        model.set_weights(shared_weights(spec, model, data))
     model.set_training_data(data.x_train, data.y_train)
     return model
+
+
+def shared_weights(spec: TrialSpec, model: Any, data: Dataset) -> dict[str, np.ndarray]:
+    """The trial's shared initial weights: numpy draws per canonical tensor (harness.spec.init), for a paired
+    Python model over the tensors the built model holds (harness.adapters.python_models.shared_initial_weights)."""
+    if spec.model.python:
+        from harness.adapters.python_models import shared_initial_weights
+
+        shapes = {key: value.shape for key, value in model.get_weights().items()}
+        return shared_initial_weights(shapes, spec.initializer, spec.seed)
+    return initial_weights(spec.model.plan(data.info.input_shape), spec.initializer, spec.seed)
 
 
 # Checkpoint arrays of the loop's own state: "<part>/<name>"
