@@ -46,17 +46,20 @@ def canonical_shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
 
 
 def _slot(key: str, axes: tuple[int, ...] | None, parameter: nn.Parameter) -> TensorSlot:
+    """One parameter as a slot: as torch holds it (axes None), or transposed to canonical layout by `axes`."""
     shape = tuple(int(side) for side in parameter.shape)
-    if axes is not None:
-        shape = tuple(shape[axis] for axis in axes)
-        back = tuple(int(axis) for axis in np.argsort(axes))
-        to_torch = lambda array, back=back: (np.ascontiguousarray(np.transpose(array, back)),)  # noqa: E731
-        to_canonical = lambda arrays, axes=axes: np.transpose(arrays[0], axes)  # noqa: E731
-    else:
-        to_torch = lambda array: (array,)  # noqa: E731
-        to_canonical = lambda arrays: arrays[0]  # noqa: E731
+    order = axes if axes is not None else tuple(range(len(shape)))
+    back = tuple(int(axis) for axis in np.argsort(order))
+
+    def to_torch(array: np.ndarray) -> tuple[np.ndarray, ...]:
+        return (np.ascontiguousarray(np.transpose(array, back)),)
+
+    def to_canonical(arrays: list[np.ndarray]) -> np.ndarray:
+        return np.transpose(arrays[0], order)
+
+    canonical = tuple(shape[axis] for axis in order)
     role = "kernel" if parameter.ndim >= 2 else "bias"
-    return TensorSlot(key, TensorSpec(key, shape, role), (parameter,), to_torch, to_canonical)
+    return TensorSlot(key, TensorSpec(key, canonical, role), (parameter,), to_torch, to_canonical)
 
 
 def python_network(model: ModelSpec, input_shape: tuple[int, ...], output_units: int) -> Network:
