@@ -25,6 +25,7 @@ from harness.adapters.schedules import EarlyStopping, LearningRates
 from harness.data.batches import epoch_batches
 from harness.data.types import Dataset
 from harness.diagnostics import DiagnosticsSpec, probe_rows
+from harness.errors import HarnessError
 from harness.measures import (
     DIVERGED,
     LOSS,
@@ -357,6 +358,12 @@ def shared_weights(spec: TrialSpec, model: Any, data: Dataset) -> dict[str, np.n
     Python model over the tensors the built model holds (harness.adapters.python_models.shared_initial_weights)."""
     if spec.model.python:
         from harness.adapters.python_models import shared_initial_weights
+
+        if not spec.model.paired:  # the suite loader pairs (or refuses) before any trial runs
+            raise HarnessError(
+                "init_mode shared: this Python model's torch and Keras parameters are not paired (model.names), "
+                "so no shared initial weights can be drawn for them; a spec not resolved by harness.suite.load_suite?"
+            )
 
         shapes = {key: value.shape for key, value in model.get_weights().items()}
         return shared_initial_weights(shapes, spec.initializer, spec.seed)

@@ -615,11 +615,12 @@ def _check_python_models(templates: list[TrialSpec | None], backends: Sequence[s
         for key in sorted({factory_key(backend) for backend in backends}):
             check_python_model(template, key)
         if template.model.names or template.model.by_shape:
-            templates[position] = dataclasses.replace(template, model=_paired_model(template))
+            templates[position] = dataclasses.replace(template, model=pair_python_model(template))
 
 
-def _paired_model(template: TrialSpec) -> Any:
-    """The Python model with its pairing checked against both built models (and found, by_shape)."""
+def pair_python_model(template: TrialSpec) -> Any:
+    """The Python model with its pairing checked against both built models (and found, by_shape): every
+    resolution of a paired model's spec goes through here (the suite's cells, a search's configurations)."""
     from harness.adapters.keras.python_model import variable_shapes
     from harness.adapters.python_models import resolve_names
     from harness.adapters.torch.python_model import build_module, canonical_shapes
