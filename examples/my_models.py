@@ -5,6 +5,10 @@ the batch axis, and the output width the loss needs. Each returns a model that o
 regression outputs); the suite's loss, optimizer, regularizer, seeds and batches apply to it.
 
 A residual MLP: x -> dense(h) -> relu -> [dense(h) -> relu, plus its input] -> dense(outputs).
+
+The two are twins: the same layers under the same names (torch `stem.weight` is Keras `stem/kernel`), so
+examples/my_model_vs_mlp.yaml pairs them with `names:` and the harness starts both from the same weights
+and checks them with `harness parity`.
 """
 
 from __future__ import annotations

@@ -181,6 +181,10 @@ def describe_components(spec: TrialSpec) -> str:
                 k: v for k, v in params.items() if k in ("filters", "units", "heads", "pool_size", "kernel_size", "dim")
             }
             layers.append(f"{layer.kind}({', '.join(f'{k}={v}' for k, v in shown.items())})")
+    if spec.model.python:  # the user's code: the harness sees its paired tensors, not its layers
+        factories = ", ".join(f"{key} {reference}" for key, reference in spec.model.python)
+        parts.append(f"Python model ({factories}; {len(spec.model.names)} paired tensors)")
+        return "; ".join(parts)
     joiner = " > " if spec.model.graph is None else ", "  # graph nodes are not a chain
     parts.append(("layers " if spec.model.graph is None else "graph nodes ") + joiner.join(layers))
     return "; ".join(parts)
@@ -257,6 +261,7 @@ class _Run:
     outputs: np.ndarray
     losses: np.ndarray
     weights: list[dict[str, np.ndarray]] = field(default_factory=list)
+    initial: dict[str, np.ndarray] = field(default_factory=dict)  # the weights it was given (or drew)
 
 
 def parity_rates(data: Dataset, spec: TrialSpec, steps: int) -> np.ndarray | None:
@@ -278,10 +283,11 @@ def _run_backend(
     spec: TrialSpec,
     backend: str,
     data: Dataset,
-    weights: dict[str, np.ndarray],
+    weights: dict[str, np.ndarray] | None,
     batches: list[np.ndarray],
     rates: np.ndarray | None = None,
 ) -> _Run:
+    """One backend's run; `weights` None: a paired Python model's shared draws over its own canonical tensors."""
     from harness.adapters import get_adapter
 
     adapter = get_adapter(backend)
@@ -289,6 +295,11 @@ def _run_backend(
     # a torch step 10x slower here; configure also switches deterministic kernels on
     adapter.configure(PARITY_THREADS)
     model = adapter.build(dataclasses.replace(spec, backend=backend), data.info)
+    if weights is None:
+        from harness.adapters.python_models import shared_initial_weights
+
+        shapes = {key: value.shape for key, value in model.get_weights().items()}
+        weights = shared_initial_weights(shapes, spec.initializer, spec.seed)
     model.set_weights(weights)
     loaded = model.get_weights()
     outputs = model.predict(data.x_train[batches[0]])
@@ -301,7 +312,9 @@ def _run_backend(
         else:
             losses.append(float(model.train_epoch([batch], rates[step : step + 1])[0]))
         per_step.append(model.get_weights())
-    return _Run(loaded=loaded, outputs=outputs, losses=np.array(losses, dtype=np.float64), weights=per_step)
+    return _Run(
+        loaded=loaded, outputs=outputs, losses=np.array(losses, dtype=np.float64), weights=per_step, initial=weights
+    )
 
 
 def _excess(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> tuple[float, float]:
@@ -347,11 +360,20 @@ def parity_check(
     check_backends(backends)
     run_spec, note = parity_spec(spec)
     tolerance = tolerance or tolerance_for(run_spec)
-    plans = run_spec.model.plan(data.info.input_shape)
-    weights = initial_weights(plans, run_spec.initializer, run_spec.seed)
     batches = parity_batches(data, run_spec, steps)
     rates = parity_rates(data, run_spec, steps)
-    runs = {backend: _run_backend(run_spec, backend, data, weights, batches, rates) for backend in backends}
+    if run_spec.model.python:  # a paired Python model: shared draws over the tensors the built models hold
+        if not run_spec.model.paired:
+            raise HarnessError(
+                "parity: this Python model's torch and Keras parameters are not paired (model.names), so the two "
+                "cannot start from the same weights; pair them to check parity."
+            )
+        runs = {backend: _run_backend(run_spec, backend, data, None, batches, rates) for backend in backends}
+        weights = runs[backends[0]].initial
+    else:
+        plans = run_spec.model.plan(data.info.input_shape)
+        weights = initial_weights(plans, run_spec.initializer, run_spec.seed)
+        runs = {backend: _run_backend(run_spec, backend, data, weights, batches, rates) for backend in backends}
     first, second = (runs[b] for b in backends)
 
     def result(passed: bool, failure: str = "", **values: Any) -> ParityResult:
@@ -459,7 +481,8 @@ def parity_for_suite(suite: Any, steps: int = 20, backends: Sequence[str] | None
 
     With more than two backends, each is compared with the first. The dataset of each arm
     is loaded through harness.data.load_dataset (cached per process). Arms whose model is the
-    user's Python code (model.python) are left out: they have no shared initial weights.
+    user's Python code (model.python) are checked when its parameters are paired (model.names)
+    and left out otherwise: they have no shared initial weights.
 
     Args:
         suite: a harness.suite.Suite.
@@ -485,7 +508,7 @@ def parity_for_suite(suite: Any, steps: int = 20, backends: Sequence[str] | None
         trial = next((t for t in suite.trials if t.arm == arm and t.spec.seed == first_seed), None)
         if trial is None:  # every arm has every seed; an empty arm would be a suite-loader bug
             raise ValueError(f"suite {suite.name!r} has no trial for arm {arm!r} and seed {first_seed}")
-        if trial.spec.model.python:
+        if trial.spec.model.python and not trial.spec.model.paired:
             continue  # the user's Python model: no shared weights to start both from (parity not checked)
         data = load_dataset(trial.spec.dataset, trial.spec.seed)
         for other in chosen[1:]:

@@ -97,7 +97,11 @@ def test_the_hash_follows_the_models_source_not_its_folder(tmp_path: Path) -> No
     ("extra", "args", "pattern"),
     [
         ("", "{hidden: 8, extra: 2}", r"output shape is \(5,\).*needs \(3,\).*output_units=3"),
-        ("init_mode: shared", "{}", r"init_mode: 'shared': a Python model .* Use init_mode: native"),
+        (
+            "init_mode: shared",
+            "{}",
+            r"init_mode: 'shared': a Python model .* without `names`.*Pair the torch and Keras parameters.*init_mode: native",
+        ),
         ("", "{width: 3}", r"make_torch\(\(4,\), 3, \*\*args\) raised TypeError"),
     ],
     ids=["output-shape", "shared-init", "bad-args"],

@@ -25,6 +25,7 @@ from harness.adapters.schedules import EarlyStopping, LearningRates
 from harness.data.batches import epoch_batches
 from harness.data.types import Dataset
 from harness.diagnostics import DiagnosticsSpec, probe_rows
+from harness.errors import HarnessError
 from harness.measures import (
     DIVERGED,
     LOSS,
@@ -347,9 +348,26 @@ def _fresh_model(spec: TrialSpec, adapter: Any, data: Dataset) -> Any:
     """The trial's model at its start: built, initial weights loaded (shared mode), training data on the device."""
     model = adapter.build(spec, data.info)
     if spec.init_mode == "shared":
-        model.set_weights(initial_weights(spec.model.plan(data.info.input_shape), spec.initializer, spec.seed))
+        model.set_weights(shared_weights(spec, model, data))
     model.set_training_data(data.x_train, data.y_train)
     return model
+
+
+def shared_weights(spec: TrialSpec, model: Any, data: Dataset) -> dict[str, np.ndarray]:
+    """The trial's shared initial weights: numpy draws per canonical tensor (harness.spec.init), for a paired
+    Python model over the tensors the built model holds (harness.adapters.python_models.shared_initial_weights)."""
+    if spec.model.python:
+        from harness.adapters.python_models import shared_initial_weights
+
+        if not spec.model.paired:  # the suite loader pairs (or refuses) before any trial runs
+            raise HarnessError(
+                "init_mode shared: this Python model's torch and Keras parameters are not paired (model.names), "
+                "so no shared initial weights can be drawn for them; a spec not resolved by harness.suite.load_suite?"
+            )
+
+        shapes = {key: value.shape for key, value in model.get_weights().items()}
+        return shared_initial_weights(shapes, spec.initializer, spec.seed)
+    return initial_weights(spec.model.plan(data.info.input_shape), spec.initializer, spec.seed)
 
 
 # Checkpoint arrays of the loop's own state: "<part>/<name>"

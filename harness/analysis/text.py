@@ -120,14 +120,16 @@ def summary_rows(results: Results) -> pd.DataFrame:
 
 
 def python_model_arms(results: Results) -> set[str]:
-    """Arms whose model is the user's Python code (model.python): native initial weights, not paired across
-    backends, and no parity check, so their backend differences are labelled PARITY_NOT_CHECKED."""
+    """Arms whose model is the user's Python code (model.python) without paired parameters (model.names):
+    native initial weights, not paired across backends, and no parity check, so their backend differences are
+    labelled PARITY_NOT_CHECKED. A paired one is checked by `harness parity` like a built-in model."""
     if "spec" not in results.trials.columns:
         return set()
     arms = set()
     for arm, raw in results.trials.drop_duplicates("arm")[["arm", "spec"]].itertuples(index=False, name=None):
         try:
-            if json.loads(raw)["model"].get("python"):
+            model = json.loads(raw)["model"]
+            if model.get("python") and not model.get("names"):
                 arms.add(arm)
         except (TypeError, KeyError, json.JSONDecodeError):
             continue

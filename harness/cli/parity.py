@@ -36,10 +36,10 @@ def parity(suite_path: Path, backends: Sequence[str], steps: int) -> None:
     from harness.adapters.python_models import PARITY_NOT_CHECKED
 
     results = parity_for_suite(suite, steps=steps, backends=list(backends) or None)
-    for arm in sorted({trial.arm for trial in suite.trials if trial.spec.model.python}):
+    for arm in sorted({trial.arm for trial in suite.trials if trial.spec.model.python and not trial.spec.model.paired}):
         click.echo(
-            f"{arm}: {PARITY_NOT_CHECKED}: the user's Python model starts from each framework's own weights, so "
-            "the two backends cannot be compared step by step."
+            f"{arm}: {PARITY_NOT_CHECKED}: the user's Python model does not pair its torch and Keras parameters "
+            "(model.names), so the two backends cannot start from the same weights and be compared step by step."
         )
     if not results:
         return

@@ -41,10 +41,15 @@ def validate(suite_paths: Sequence[Path]) -> None:
             f"({', '.join(suite.backends)}) x {len(suite.seeds)} seeds = {len(suite.trials)} trials"
             + (f" ({suite.seed_roles()})" if suite.confirm_seeds else "")
         )
-        python_arms = {trial.arm for trial in suite.trials if trial.spec.model.python}
+        python_arms = {trial.arm: trial.spec.model for trial in suite.trials if trial.spec.model.python}
         for arm in suite.arms:
             size = (
-                "the user's Python model (its size is known once built; parity not checked)"
+                "the user's Python model (its size is known once built; "
+                + (
+                    f"{len(python_arms[arm].names)} tensors paired: shared init, parity checkable)"
+                    if python_arms[arm].paired
+                    else "parity not checked)"
+                )
                 if arm in python_arms
                 else footprints[arm].describe()
             )

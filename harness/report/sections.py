@@ -408,7 +408,8 @@ def data_lines(results: Results) -> list[str]:
 
 
 def python_model_lines(results: Results) -> list[str]:
-    """The arms whose model is the user's Python code, labelled: their backends are not compared by parity."""
+    """The arms whose model is the user's Python code without paired parameters, labelled: their backends are
+    not compared by parity (a paired one is, like a built-in model)."""
     from harness.adapters.python_models import PARITY_NOT_CHECKED
     from harness.analysis.text import python_model_arms
 

@@ -42,7 +42,7 @@ from harness.spec.types import Trial, TrialSpec
 from harness.store import Store
 from harness.suite import Suite
 from harness.suite.grid import Cell, apply_cell, normalize_document
-from harness.suite.load import resolve_cell
+from harness.suite.load import pair_python_model, resolve_cell
 from harness.suite.search import Dimension, SearchSpec
 
 SEARCH_PHASE, RUNG_PHASE = "search", "rung"
@@ -216,6 +216,8 @@ def _resolve(
     document, _ = apply_cell(base, searched)
     try:
         spec = resolve_cell(document, template.spec.backend)
+        if spec.model.names or spec.model.by_shape:  # a paired Python model: its pairing at these args
+            spec = dataclasses.replace(spec, model=pair_python_model(spec))
     except Exception as error:  # load_suite resolved both ends of every range; a value between them that fails is a bug
         raise HarnessError(f"search: arm {cell.arm!r} with {dict(values)} does not resolve: {error}") from None
     return dataclasses.replace(spec, device=template.spec.device, extras=template.spec.extras)

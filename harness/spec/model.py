@@ -93,8 +93,8 @@ def resolve_python_model(raw: Mapping[str, Any], where: str, folder: Path) -> Mo
         SpecError: unknown keys, no factory, a reference not 'module:function', a module not found.
     """
     for key in raw:
-        if key not in ("python", "args"):
-            raise SpecError(f"{where}.{key}: a Python model has the keys python and args, not {key!r}.")
+        if key not in ("python", "args", "names"):
+            raise SpecError(f"{where}.{key}: a Python model has the keys python, args and names, not {key!r}.")
     factories = raw["python"]
     example = "{torch: mypkg.nets:make_torch, keras: mypkg.nets:make_keras}"
     if not isinstance(factories, Mapping) or not factories:
@@ -118,14 +118,49 @@ def resolve_python_model(raw: Mapping[str, Any], where: str, folder: Path) -> Mo
     args = raw.get("args", {})
     if not isinstance(args, Mapping):
         raise SpecError(f"{where}.args: expected a mapping of keyword arguments for the factories, got {args!r}.")
+    names, by_shape = _python_names(raw.get("names"), factories, where)
     return ModelSpec(
         layers=(),
         family="python",
+        names=names,
+        by_shape=by_shape,
         python=tuple(sorted((str(key), str(value)) for key, value in factories.items())),
         args=json.dumps(args, sort_keys=True),
         source=digest.hexdigest()[:16],
         import_path=str(folder.resolve()),
     )
+
+
+BY_SHAPE = "by_shape"
+
+
+def _python_names(raw: Any, factories: Mapping[str, Any], where: str) -> tuple[tuple[tuple[str, str], ...], bool]:
+    """`names: {torch_parameter: keras_variable_path, ...}` or `names: by_shape`: pair the two factories'
+    parameters for shared init and parity (checked against the built models at suite load). Returns the
+    pairs in the order given and whether they are to be matched by shape (pairs then filled in at load)."""
+    if raw is None:
+        return (), False
+    example = "names: {stem.weight: stem/kernel, stem.bias: stem/bias, ...} (torch parameter: Keras variable path)"
+    if set(factories) != set(PYTHON_MODEL_KEYS):
+        raise SpecError(
+            f"{where}.names: pairs the torch and Keras factories' parameters, so it needs both factories; "
+            f"this model gives only {', '.join(factories)}. Add the other factory, or drop names."
+        )
+    if raw == BY_SHAPE:
+        return (), True
+    if not isinstance(raw, Mapping) or not raw:
+        raise SpecError(f"{where}.names: expected {BY_SHAPE!r} or a mapping, e.g. {example}; got {raw!r}.")
+    pairs = []
+    for torch_name, keras_name in raw.items():
+        if not isinstance(torch_name, str) or not isinstance(keras_name, str) or not torch_name or not keras_name:
+            raise SpecError(
+                f"{where}.names: expected names as strings, e.g. {example}; got {torch_name!r}: {keras_name!r}."
+            )
+        pairs.append((torch_name, keras_name))
+    repeated = sorted({b for _, b in pairs if [b2 for _, b2 in pairs].count(b) > 1})
+    if repeated:
+        raise SpecError(f"{where}.names: Keras variables {repeated} are paired with more than one torch parameter.")
+    return tuple(pairs), False
 
 
 MODELS_GROUP = "harness.models"  # entry points '<name>.torch' / '<name>.keras' = 'module:factory'

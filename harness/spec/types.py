@@ -276,6 +276,16 @@ class ModelSpec:
     args: str = "{}"
     source: str = ""
     import_path: str = ""
+    # A Python model's parameter pairing across frameworks (harness.adapters.python_models): (torch parameter
+    # name, Keras variable path) in the order given, the torch name being the canonical key; `by_shape` when the
+    # harness paired them by shape (resolved at suite load). Empty: unmapped (native init, parity not checked).
+    names: tuple[tuple[str, str], ...] = ()
+    by_shape: bool = False
+
+    @property
+    def paired(self) -> bool:
+        """True for a Python model whose torch and Keras parameters are paired: shared init and parity apply."""
+        return bool(self.python) and bool(self.names)
 
     def plan(self, input_shape: Shape) -> tuple[LayerPlan, ...]:
         if self.python:
@@ -296,6 +306,8 @@ class ModelSpec:
             data["graph"] = self.graph.to_dict()
         if self.python:
             data.update(python=dict(self.python), args=self.args, source=self.source, import_path=self.import_path)
+            if self.names or self.by_shape:  # only when given, so unmapped models' hashes never move
+                data.update(names=[list(pair) for pair in self.names], by_shape=self.by_shape)
         return data
 
     @classmethod
@@ -309,6 +321,8 @@ class ModelSpec:
             args=data.get("args", "{}"),
             source=data.get("source", ""),
             import_path=data.get("import_path", ""),
+            names=tuple((str(a), str(b)) for a, b in data.get("names", [])),
+            by_shape=bool(data.get("by_shape", False)),
         )
 
 

@@ -524,7 +524,7 @@ def _resolve_parts(
     diagnostics = attempt(_diagnostics, document.get("diagnostics"), training.epochs) if training is not None else None
     init_mode = attempt(check_init_mode, document.get("init_mode", "shared"))
     if model is not None and model.python:
-        init_mode = attempt(_python_model_init, document, diagnostics)
+        init_mode = attempt(_python_model_init, document, diagnostics, model.paired or model.by_shape)
     device = attempt(check_device, document.get("device", "cpu"))
     if (
         failures  # or a part skipped for a missing field, or not reached
@@ -568,31 +568,39 @@ def _check_training_against_data(training: TrainingSpec, dataset: DatasetSpec, i
     )
 
 
-def _python_model_init(document: Mapping[str, Any], diagnostics: Any) -> str:
-    """A Python model starts from its framework's own initial weights (`native`): the harness cannot draw
-    shared ones for tensors it does not know, so its trials are not paired across backends."""
-    if document.get("init_mode", "native") != "native":
+def _python_model_init(document: Mapping[str, Any], diagnostics: Any, paired: bool) -> str:
+    """A Python model whose torch and Keras parameters are paired (`names`) takes either init_mode, `shared` by
+    default (harness.adapters.python_models.shared_initial_weights). An unpaired one starts from its framework's
+    own initial weights (`native`): the harness cannot draw shared ones for tensors it cannot pair, so its trials
+    are not paired across backends."""
+    if paired:
+        init_mode = check_init_mode(document.get("init_mode", "shared"))
+    elif document.get("init_mode", "native") != "native":
         raise SuiteIssue(
             ("init_mode",),
-            f"{document.get('init_mode')!r}: a Python model (model.python) starts from its framework's own initial "
-            "weights; the harness cannot draw shared ones for tensors it does not know. Use init_mode: native "
-            "(or drop the key).",
+            f"{document.get('init_mode')!r}: a Python model (model.python) without `names` starts from its "
+            "framework's own initial weights; the harness cannot draw shared ones for tensors it cannot pair across "
+            "the frameworks. Pair the torch and Keras parameters (model.names: {torch_parameter: "
+            "keras_variable_path, ...} or names: by_shape), or use init_mode: native (or drop the key).",
         )
+    else:
+        init_mode = "native"
     if diagnostics is not None:
         raise SuiteIssue(
             ("diagnostics",),
             "per-layer diagnostics need the harness's own layers; a Python model (model.python) has none it can "
             "see. Drop diagnostics for this suite.",
         )
-    return "native"
+    return init_mode
 
 
-def _check_python_models(templates: Sequence[TrialSpec | None], backends: Sequence[str]) -> None:
+def _check_python_models(templates: list[TrialSpec | None], backends: Sequence[str]) -> None:
     """Every backend of the suite has a factory for each Python model, and each factory builds a model whose
-    output fits the loss (this imports the framework and runs the user's code, and says so)."""
+    output fits the loss (this imports the framework and runs the user's code, and says so). A paired model's
+    pairing is checked against both built models (`by_shape`: found), and its template then carries it."""
     from harness.adapters.python_models import check_python_model, factory_key
 
-    for template in templates:
+    for position, template in enumerate(templates):
         if template is None or not template.model.python:
             continue
         given = dict(template.model.python)
@@ -606,6 +614,25 @@ def _check_python_models(templates: Sequence[TrialSpec | None], backends: Sequen
                 )
         for key in sorted({factory_key(backend) for backend in backends}):
             check_python_model(template, key)
+        if template.model.names or template.model.by_shape:
+            templates[position] = dataclasses.replace(template, model=pair_python_model(template))
+
+
+def pair_python_model(template: TrialSpec) -> Any:
+    """The Python model with its pairing checked against both built models (and found, by_shape): every
+    resolution of a paired model's spec goes through here (the suite's cells, a search's configurations)."""
+    from harness.adapters.keras.python_model import variable_shapes
+    from harness.adapters.python_models import resolve_names
+    from harness.adapters.torch.python_model import build_module, canonical_shapes
+    from harness.data import dataset_info
+    from harness.data.user_datasets import note
+
+    info = dataset_info(template.dataset)
+    note("model.names: building both factories' models to pair their parameters (Python code the suite names)")
+    torch_shapes = canonical_shapes(build_module(template.model, info.input_shape, info.num_outputs))
+    keras_shapes = variable_shapes(template.model, info.input_shape, info.num_outputs)
+    names = resolve_names(template.model, torch_shapes, keras_shapes)
+    return dataclasses.replace(template.model, names=names)
 
 
 def _check_depth(document: Mapping[str, Any]) -> bool:

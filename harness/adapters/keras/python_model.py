@@ -26,9 +26,12 @@ def build_model(model: ModelSpec, input_shape: tuple[int, ...], output_units: in
 
 
 def python_network(model: ModelSpec, input_shape: tuple[int, ...], output_units: int) -> Network:
-    """The factory's model; every trainable variable by its path (rank >= 2: a kernel), the others state."""
+    """The factory's model; every trainable variable by its path (rank >= 2: a kernel), the others state.
+    Paired (model.names), each variable is keyed by the torch parameter it is paired with."""
     built = build_model(model, input_shape, output_units)
     variables = {variable.path: variable for variable in built.trainable_variables}
+    if model.paired:  # canonical keys: the torch names, in the pairing's order (Keras' layout is canonical)
+        variables = {torch_name: variables[keras_name] for torch_name, keras_name in model.names}
     kernels = [variable for variable in built.trainable_variables if len(variable.shape) >= 2]
     biases = [variable for variable in built.trainable_variables if len(variable.shape) < 2]
     return Network(
@@ -48,3 +51,9 @@ def output_shape(model: ModelSpec, input_shape: tuple[int, ...], output_units: i
     if isinstance(output, (list, tuple)):
         raise SpecError("model.python.keras: the model returns several outputs; expected one tensor of logits.")
     return tuple(int(side) for side in output.shape[1:])
+
+
+def variable_shapes(model: ModelSpec, input_shape: tuple[int, ...], output_units: int) -> dict[str, tuple[int, ...]]:
+    """Every trainable variable's path -> shape, in the model's order (to pair with the torch parameters)."""
+    built = build_model(model, input_shape, output_units)
+    return {variable.path: tuple(int(side) for side in variable.shape) for variable in built.trainable_variables}
