@@ -115,7 +115,7 @@ def test_format_bytes(count, text):
 def test_validate_prints_each_arms_parameters_and_memory():
     result = CliRunner().invoke(cli, ["validate", str(REPO / "suites" / "smoke.yaml")])
     assert result.exit_code == 0, result.output
-    assert "      sgd  (6 trials)  2,410 parameters, ~" in result.output
+    assert "      sgd  (12 trials)  2,410 parameters, ~" in result.output  # 2 backends x 6 seeds (3 explore, 3 confirm)
     assert "to train at batch size 64" in result.output
 
 
