@@ -110,19 +110,8 @@ class TrialExecutor:
             crash_if_planned(spec.hash, attempt)  # test hook; inert unless HARNESS_TEST_CRASH names this trial
             result = train_trial(spec, adapter, data, checkpoints)
         except Exception as error:
-            if is_out_of_memory(error):
-                detail = f": {error}" if str(error) else ""
-                self.unusable = f"worker out of memory ({type(error).__name__}{detail})"
-            failed = TrialResult(
-                status="failed",
-                error=describe_exception(error),
-                wall_seconds=time.perf_counter() - clock,
-                versions=_safe_versions(adapter),
-                started_at=started_at,
-                finished_at=now(),
-            )
-            failed.provenance, failed.provenance_blobs = process_provenance(self.threads)
-            return failed
+            self._note_out_of_memory(error)
+            return self._failed(error, clock, started_at, _safe_versions(adapter))
         return self._annotate(result)
 
     def run_group(
@@ -146,24 +135,35 @@ class TrialExecutor:
                 crash_if_planned(spec.hash, attempt)
             results = train_group(specs, adapter, data)
         except Exception as error:
-            if is_out_of_memory(error):
-                detail = f": {error}" if str(error) else ""
-                self.unusable = f"worker out of memory ({type(error).__name__}{detail})"
-                failed = TrialResult(
-                    status="failed",
-                    error=describe_exception(error),
-                    wall_seconds=time.perf_counter() - clock,
-                    started_at=started_at,
-                    finished_at=now(),
-                )
-                failed.provenance, failed.provenance_blobs = process_provenance(self.threads)
-                return [failed for _ in specs]
+            if self._note_out_of_memory(error):
+                return [self._failed(error, clock, started_at, {}) for _ in specs]
             fallback = f"stacked training failed ({type(error).__name__}: {error}); trained alone"
             results = [self.run(spec, attempt=attempt) for spec in specs]
             for result in results:
                 result.device = {**result.device, "vectorized_fallback": fallback[:ERROR_CHARACTERS]}
             return results
         return [self._annotate(result) for result in results]
+
+    def _note_out_of_memory(self, error: Exception) -> bool:
+        """Out of memory makes the worker `unusable` (the driver replaces it); True when it was."""
+        if not is_out_of_memory(error):
+            return False
+        detail = f": {error}" if str(error) else ""
+        self.unusable = f"worker out of memory ({type(error).__name__}{detail})"
+        return True
+
+    def _failed(self, error: Exception, clock: float, started_at: str, versions: dict[str, str]) -> TrialResult:
+        """A 'failed' result for `error`, with the worker's provenance like any other result."""
+        failed = TrialResult(
+            status="failed",
+            error=describe_exception(error),
+            wall_seconds=time.perf_counter() - clock,
+            versions=versions,
+            started_at=started_at,
+            finished_at=now(),
+        )
+        failed.provenance, failed.provenance_blobs = process_provenance(self.threads)
+        return failed
 
     def _annotate(self, result: TrialResult) -> TrialResult:
         # What the framework's view of its device rests on: the threads it was pinned to, and the
