@@ -333,42 +333,44 @@ def _layer_statistic_table(results: Results, statistic: str) -> pd.DataFrame:
     return rows.groupby(["arm", "epoch", "layer"], sort=False)["value"].mean().reset_index()
 
 
-def gradient_norm_figures(results: Results) -> list[ReportFigure]:
-    """Gradient norm per layer, one panel per probed epoch, first backend, mean over ok seeds."""
+def _layer_statistic_figures(
+    results: Results, statistic: str, label: str, key: str, title: str, meaning: str, reading: str
+) -> list[ReportFigure]:
+    """One diagnostics statistic per layer, one panel per probed epoch, first backend, mean over ok seeds."""
     if is_large_grid(results):  # one row, line or point per arm: the grid's structure replaces it
         return []
-    table = _layer_statistic_table(results, "gradient_norm")
+    table = _layer_statistic_table(results, statistic)
     if table.empty:
         return []
-    figure = figures.layer_statistic_plot(table, statistic="gradient norm", arms=results.arms)
-    return [
-        ReportFigure(
-            "gradient_norms",
-            "Gradient norm per layer",
-            f"L2 norm of each layer's gradient on the probe batch at each probed epoch ({results.backends[0]}, mean over "
-            "ok seeds, log scale): vanishing gradients show as norms falling toward the first layers.",
-            figure,
-        )
-    ]
+    figure = figures.layer_statistic_plot(table, statistic=label, arms=results.arms)
+    caption = f"{meaning} at each probed epoch ({results.backends[0]}, mean over ok seeds, log scale): {reading}"
+    return [ReportFigure(key, title, caption, figure)]
+
+
+def gradient_norm_figures(results: Results) -> list[ReportFigure]:
+    """Gradient norm per layer, one panel per probed epoch, first backend, mean over ok seeds."""
+    return _layer_statistic_figures(
+        results,
+        "gradient_norm",
+        "gradient norm",
+        "gradient_norms",
+        "Gradient norm per layer",
+        "L2 norm of each layer's gradient on the probe batch",
+        "vanishing gradients show as norms falling toward the first layers.",
+    )
 
 
 def activation_scale_figures(results: Results) -> list[ReportFigure]:
     """Activation std per layer, one panel per probed epoch, first backend, mean over ok seeds."""
-    if is_large_grid(results):  # one row, line or point per arm: the grid's structure replaces it
-        return []
-    table = _layer_statistic_table(results, "activation_std")
-    if table.empty:
-        return []
-    figure = figures.layer_statistic_plot(table, statistic="activation std", arms=results.arms)
-    return [
-        ReportFigure(
-            "activation_std",
-            "Activation scale per layer",
-            f"Standard deviation of each layer's output on the probe batch at each probed epoch ({results.backends[0]}, "
-            "mean over ok seeds, log scale): a signal that shrinks or grows layer by layer shows as a sloped line.",
-            figure,
-        )
-    ]
+    return _layer_statistic_figures(
+        results,
+        "activation_std",
+        "activation std",
+        "activation_std",
+        "Activation scale per layer",
+        "Standard deviation of each layer's output on the probe batch",
+        "a signal that shrinks or grows layer by layer shows as a sloped line.",
+    )
 
 
 def mlp_shapes(results: Results) -> pd.DataFrame:
