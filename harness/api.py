@@ -124,7 +124,7 @@ def run_suite(
     address: str | None = None,
     num_cpus: float | None = None,
     num_gpus: float | None = None,
-    vectorize: str = "off",
+    vectorize: str = "auto",
     phase: str = "all",
     on_event: Callable[[RunEvent], None] | None = None,
     on_start: Callable[[int], None] | None = None,

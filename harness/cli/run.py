@@ -83,11 +83,12 @@ from harness.cli.options import backend_option, path_argument, path_option, stor
 @click.option(
     "--vectorize",
     type=click.Choice(["auto", "off"]),
-    default="off",
+    default="auto",
     show_default=True,
     help="auto: trials differing only in seed and scalar hyperparameters (torch MLPs) train as one stacked "
-    "model, each recorded as its own trial (equal to training alone within float32 rounding, not bit for bit); "
-    "off: every trial alone, the reproducible default.",
+    "model, each recorded as its own trial, with the numbers it gets in any group of any size; off: every "
+    "trial alone on the framework's own layers (equal to auto within float32 rounding, not bit for bit: "
+    "keep one mode per store).",
 )
 @click.option("--report", "make_report", is_flag=True, help="Also write reports/<suite>/report.html and report.pdf.")
 @path_option("--reports-dir", default=DEFAULT_REPORTS, help="Where --report writes (reports/<suite>/).")

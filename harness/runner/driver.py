@@ -146,7 +146,7 @@ def run_trials(
     address: str | None = None,
     num_cpus: float | None = None,
     num_gpus: float | None = None,
-    vectorize: str = "off",
+    vectorize: str = "auto",
 ) -> RunSummary:
     """Run every trial not yet finished in the store, recording each as it ends.
 
@@ -165,7 +165,7 @@ def run_trials(
             else a new local Ray instance.
         num_cpus, num_gpus: Ray only: resources each actor (one trial at a time) reserves
             (default 1 CPU, 0 GPUs); its threads are pinned to max(1, num_cpus).
-        vectorize: 'auto': trials that differ only in seed and scalar hyperparameters train as one
+        vectorize: 'auto' (the default): trials that differ only in seed and scalar hyperparameters train as one
             stacked model, each recorded as its own trial (harness.runner.grouping; local executor only);
             'off': every trial alone.
 
