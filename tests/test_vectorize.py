@@ -87,7 +87,7 @@ def test_stacked_members_equal_sequential_trials(torch_adapter, specs):
         assert [row[:4] for row in member.predictions] == [row[:4] for row in one.predictions]
         for mine, theirs in zip(member.predictions, one.predictions):
             assert np.mean(mine[4] == theirs[4]) >= 0.99
-        assert member.device["vectorized"] == str(len(specs))
+        assert (member.device["vectorized"], member.device["group_size"]) == ("stacked", str(len(specs)))
 
 
 def test_the_lr_sweep_really_diverges_and_the_others_go_on(torch_adapter):

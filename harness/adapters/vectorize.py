@@ -17,7 +17,8 @@ New training features (schedules, early stopping, checkpoints) are therefore ref
 added here and to the stacked model on purpose.
 
 Timings of a member are its share of the group's: each epoch's step and evaluation time divided by
-the members that took part in it; `device['vectorized']` records how many members started together.
+the members that took part in it; `device['vectorized']` is 'stacked' (the engine) and `device['group_size']`
+how many members started together.
 """
 
 from __future__ import annotations
@@ -228,7 +229,9 @@ def train_group(specs: Sequence[TrialSpec], adapter: Any, data: Dataset) -> list
         raise ValueError("stacked trials must share architecture, data, loss, optimizer rule and training settings")
     started = time.perf_counter()
     first = specs[0]
-    device = {**adapter.device_info(first.device), "vectorized": str(len(specs))}
+    # the engine is part of the environment (its rounding differs from a lone trial's); the group size is not (a
+    # member's numbers do not depend on it) and is left out of environment comparisons (harness.analysis.environment)
+    device = {**adapter.device_info(first.device), "vectorized": "stacked", "group_size": str(len(specs))}
     versions = adapter.versions()
     members = [
         _Member(spec, TrialResult(status=OK, started_at=now(), versions=versions, device=device), data)
