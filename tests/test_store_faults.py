@@ -130,6 +130,10 @@ def test_the_advice_works_moved_aside_the_run_starts_afresh(healthy: dict[str, P
 FILE_SIZE_LIMIT = 160_000  # bytes: the store's WAL reaches it after a few of the 8 trials are recorded
 
 
+def harness_run(suite: Path, store: Path) -> list[str]:
+    return [sys.executable, "-m", "harness", "run", str(suite), "--store", str(store), "--quiet", "--jobs", "2"]
+
+
 def limited_run(suite: Path, store: Path, limit: int) -> subprocess.CompletedProcess:
     """`harness run` in a process (and its workers) that may write no file larger than `limit` bytes.
 
@@ -143,8 +147,7 @@ def limited_run(suite: Path, store: Path, limit: int) -> subprocess.CompletedPro
 
     # trials alone: the limit is calibrated to a few single-trial records (a stacked group records its members
     # together, after lease renewals have grown the WAL for the whole group's time)
-    command = [sys.executable, "-m", "harness", "run", str(suite), "--store", str(store), "--quiet", "--jobs", "2"]
-    command += ["--vectorize", "off"]
+    command = [*harness_run(suite, store), "--vectorize", "off"]
     return subprocess.run(
         command,
         cwd=REPOSITORY,
@@ -177,8 +180,7 @@ def test_the_disk_full_mid_run_is_a_clear_error_and_a_rerun_completes(healthy: d
         connection.close()
 
         rerun = subprocess.run(
-            [sys.executable, "-m", "harness", "run", str(suite), "--store", str(store), "--quiet", "--jobs", "2"]
-            + ["--vectorize", "off"],
+            [*harness_run(suite, store), "--vectorize", "off"],
             cwd=REPOSITORY,
             env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
             capture_output=True,
