@@ -114,7 +114,7 @@ DRIVER = textwrap.dedent(
     if edit:  # the worker dies on trial 1: its retry needs a fresh worker, which imports the edited copy
         os.environ["HARNESS_TEST_CRASH"] = trials[1].hash + ":sigkill:1"
     with Store(store_dir) as store:
-        summary = run_trials(trials, store, jobs=1, quiet=True, on_event=observe)
+        summary = run_trials(trials, store, jobs=1, quiet=True, on_event=observe, vectorize="off")
         recorded = {int(json.loads(spec)["seed"]): status for spec, status in
                     store.trials_frame()[["spec", "status"]].itertuples(index=False)}
     print(json.dumps({"ok": summary.ok, "failed": summary.failed, "skipped": summary.skipped,

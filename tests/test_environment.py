@@ -177,3 +177,20 @@ def test_compare_says_what_differs_between_the_two_sets(folders: dict[str, Path]
     assert f"environments differ: torch (torch trials): {here['torch']} (6 trials: A, B) vs 2.1.0 (2 trials: B)" in (
         result.output
     )
+
+
+def test_the_engine_is_environment_and_a_stacked_group_size_is_not() -> None:
+    """A stacked trial's numbers do not depend on its group's size (harness.adapters.vectorize), but they
+    differ from a lone trial's by float32 rounding: the engine is an environment difference, the size is not."""
+
+    def device(**fields: str) -> str:
+        return json.dumps({"device": "cpu", "name": "AMD EPYC", "threads": "1", **fields})
+
+    sizes = pd.DataFrame(
+        [trial_row("sgd", seed, device=device(vectorized="stacked", group_size=str(2 + seed))) for seed in (0, 1)]
+    )
+    assert environment_differences(sizes) == []
+    engines = pd.DataFrame([trial_row("sgd", 0), trial_row("adam", 0, device=device(vectorized="stacked"))])
+    assert describe_differences(environment_differences(engines)) == [
+        "vectorized (torch trials): absent (1 trial: sgd) vs stacked (1 trial: adam)"
+    ]

@@ -254,7 +254,7 @@ def test_a_stacked_group_whose_worker_dies_is_retried_member_by_member(tmp_path:
         del os.environ["HARNESS_TEST_CRASH"]
     assert summary.ok == 3 and summary.vectorized is not None
     assert trials["attempts"].tolist() == [2, 2, 2]
-    assert [json.loads(device)["vectorized"] for device in trials["device"]] == ["1"] * 3  # retried one by one
+    assert [json.loads(device)["group_size"] for device in trials["device"]] == ["1"] * 3  # retried one by one
     assert no_workers_left()
 
 

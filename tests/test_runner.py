@@ -143,7 +143,7 @@ def test_mixed_outcomes_are_recorded_and_the_rest_go_on(reference: tuple[Store, 
     assert "Traceback (last frames)" in failed["error"]
     ok = store.trials_frame().query("status == 'ok'")
     # --vectorize auto (as these runs ask): adam's 3 seeds and sgd's 3 with huge-lr trained as stacked groups
-    assert sorted(json.loads(device)["vectorized"] for device in ok["device"]) == ["3"] * 3 + ["4"] * 3
+    assert sorted(json.loads(device)["group_size"] for device in ok["device"]) == ["3"] * 3 + ["4"] * 3
     assert (ok["epochs_completed"] == 10).all() and (ok["train_seconds"] > 0).all() and (ok["attempts"] == 1).all()
     final = store.metrics_frame().query("epoch == 10 and metric == 'test_accuracy'")
     assert len(final) == 6 and (final["value"] > 0.6).all()  # iris: 3 classes, chance is 1/3

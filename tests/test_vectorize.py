@@ -87,7 +87,7 @@ def test_stacked_members_equal_sequential_trials(torch_adapter, specs):
         assert [row[:4] for row in member.predictions] == [row[:4] for row in one.predictions]
         for mine, theirs in zip(member.predictions, one.predictions):
             assert np.mean(mine[4] == theirs[4]) >= 0.99
-        assert member.device["vectorized"] == str(len(specs))
+        assert (member.device["vectorized"], member.device["group_size"]) == ("stacked", str(len(specs)))
 
 
 def test_the_lr_sweep_really_diverges_and_the_others_go_on(torch_adapter):
@@ -100,9 +100,7 @@ def test_only_whitelisted_trials_are_stacked():
     assert ineligible_reason(spec()) is None
     assert "backend 'keras'" in ineligible_reason(dataclasses.replace(spec(), backend="keras"))
     assert "init_mode" in ineligible_reason(dataclasses.replace(spec(), init_mode="native"))
-    assert "extras diagnostics" in ineligible_reason(
-        dataclasses.replace(spec(), extras=(("diagnostics", {"epochs": [0]}),))
-    )
+    assert "extras probe" in ineligible_reason(dataclasses.replace(spec(), extras=(("probe", {"epochs": [0]}),)))
     assert "clipping" in ineligible_reason(spec(regularizer=RegularizerSpec(clip_norm=1.0)))
     assert "max_seconds" in ineligible_reason(
         dataclasses.replace(spec(), training=dataclasses.replace(spec().training, max_seconds=5.0))
@@ -183,3 +181,30 @@ def test_eval_every_evaluates_every_nth_and_the_last_epoch_alone_and_stacked(tor
         evaluated = sorted({epoch for epoch, name, _ in result.metrics if name == "test_accuracy"})
         assert evaluated == [0, 2, 4, 5] and result.epochs_completed == 5
         assert sorted({epoch for epoch, name, _ in result.metrics if name == "minibatch_loss"}) == [1, 2, 3, 4, 5]
+
+
+def test_stacked_diagnostics_equal_each_member_probed_alone(torch_adapter):
+    """Per-layer diagnostics (activation statistics and histograms, gradient and weight norms, update
+    ratios) of stacked members equal those of the lone trials, and probing does not move a member's
+    training (its dropout masks are restored after the training-mode gradient pass)."""
+    probe = (("diagnostics", {"epochs": [0, 1, 3], "samples": 64, "bins": 10}),)
+    specs = [
+        dataclasses.replace(member, extras=probe)
+        for member in (
+            spec(0, {"name": "sgd", "lr": 0.05}, RegularizerSpec(l1=1e-3, l2=1e-2), dropout=0.3),
+            spec(1, {"name": "sgd", "lr": 0.05}, dropout=0.5, initializer="lecun_normal"),
+        )
+    ]
+    assert ineligible_reason(specs[0]) is None
+    data = load_dataset(DATASET)
+    alone = [train_trial(member, torch_adapter, data) for member in specs]
+    stacked = train_group(specs, torch_adapter, data)
+    for one, member in zip(alone, stacked):
+        expected = {row[:4]: row[4] for row in one.diagnostics if row[3] != "seconds"}
+        got = {row[:4]: row[4] for row in member.diagnostics if row[3] != "seconds"}
+        assert got.keys() == expected.keys() and len(got) > 100
+        assert {key[3] for key in got} >= {"gradient_norm", "weight_norm", "update_ratio", "fraction_zero"}
+        for key, value in expected.items():
+            assert got[key] == pytest.approx(value, rel=1e-4, abs=TOLERANCE), key
+        for key, value in metrics(one).items():
+            assert metrics(member)[key] == pytest.approx(value, abs=TOLERANCE), key

@@ -17,7 +17,8 @@ New training features (schedules, early stopping, checkpoints) are therefore ref
 added here and to the stacked model on purpose.
 
 Timings of a member are its share of the group's: each epoch's step and evaluation time divided by
-the members that took part in it; `device['vectorized']` records how many members started together.
+the members that took part in it; `device['vectorized']` is 'stacked' (the engine) and `device['group_size']`
+how many members started together.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from harness.adapters.loop import TrialResult, _PredictionKeeper, now
+from harness.adapters.loop import TrialResult, _PredictionKeeper, _Probe, now
 from harness.adapters.metrics import evaluate_outputs
 from harness.data.batches import epoch_batches
 from harness.data.types import Dataset
@@ -62,6 +63,9 @@ KNOWN_SPEC_KEYS = frozenset(
 KNOWN_TRAINING_KEYS = frozenset({"epochs", "batch_size", "shuffle", "drop_last", "max_seconds", "eval_every"})
 KNOWN_REGULARIZER_KEYS = frozenset({"l1", "l2", "weight_decay", "dropout", "clip_norm", "clip_value"})
 KNOWN_MODEL_KEYS = frozenset({"family", "layers", "graph"})  # not 'python' (a model from the user's code)
+# Spec extras the stacked model realizes: per-layer diagnostics (harness.diagnostics), probed for every member
+# at once through a member's view of the stacked model (_MemberView)
+STACKED_EXTRAS = ("diagnostics",)
 # What may differ between the members of one group (everything else is in group_key)
 MEMBER_SCALARS = "seed, optimizer hyperparameters, initializer, l1, l2, weight_decay, dropout rates"
 
@@ -81,8 +85,9 @@ def ineligible_reason(spec: TrialSpec) -> str | None:
         return f"backend {spec.backend!r} trains one trial at a time (stacked trials: {', '.join(VECTORIZED_BACKENDS)})"
     if spec.init_mode != "shared":
         return f"init_mode {spec.init_mode!r} (stacked trials draw shared-mode weights)"
-    if spec.extras:
-        return f"extras {', '.join(key for key, _ in spec.extras)} (diagnostics probe one model)"
+    unknown_extras = [key for key, _ in spec.extras if key not in STACKED_EXTRAS]
+    if unknown_extras:
+        return f"extras {', '.join(unknown_extras)} (stacked trials know: {', '.join(STACKED_EXTRAS)})"
     if spec.model.graph is not None:
         return "a graph model (stacked trials: a plain stack of layers)"
     kinds = sorted({layer.kind for layer in spec.model.layers} - set(VECTORIZED_LAYERS))
@@ -144,6 +149,44 @@ class _Member:
         self.spec = spec
         self.result = result
         self.keeper = _PredictionKeeper(data)
+        self.probe = _Probe(spec, data, result)  # diagnostics, when the spec asks for them (all members do or none)
+
+
+class _MemberView:
+    """One member of a stacked model as a lone model's diagnostics probe reads it (get_weights,
+    layer_outputs, gradients): the stacked model answers for every member at once, once per probe
+    round (`shared`), and each view takes its member's slice."""
+
+    def __init__(self, model: Any, position: int, shared: dict[str, Any]) -> None:
+        self.model, self.position, self.shared = model, position, shared
+
+    def _all(self, name: str, *arguments: Any) -> Any:
+        if name not in self.shared:
+            self.shared[name] = getattr(self.model, name)(*arguments)
+        return self.shared[name]
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {key: value[self.position] for key, value in self._all("get_weights").items()}
+
+    def layer_outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        return [value[self.position] for value in self._all("layer_outputs", x)]
+
+    def gradients(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        return {key: value[self.position] for key, value in self._all("gradients", x, y).items()}
+
+
+def _probe(model: Any, live: list[_Member], epoch: int, before: bool) -> None:
+    """Every live member's diagnostics probe at this epoch (before its training: the weights it compares
+    against; after: its rows), from one stacked pass of each kind."""
+    if live[0].probe.config is None or epoch not in live[0].probe.epochs:
+        return
+    shared: dict[str, Any] = {}
+    for position, member in enumerate(live):
+        view = _MemberView(model, position, shared)
+        if before:
+            member.probe.before_epoch(view, epoch)
+        else:
+            member.probe.after_epoch(view, epoch)
 
 
 def _evaluate(model: StackedModel, members: list[_Member], data: Dataset, epoch: int) -> None:
@@ -186,7 +229,9 @@ def train_group(specs: Sequence[TrialSpec], adapter: Any, data: Dataset) -> list
         raise ValueError("stacked trials must share architecture, data, loss, optimizer rule and training settings")
     started = time.perf_counter()
     first = specs[0]
-    device = {**adapter.device_info(first.device), "vectorized": str(len(specs))}
+    # the engine is part of the environment (its rounding differs from a lone trial's); the group size is not (a
+    # member's numbers do not depend on it) and is left out of environment comparisons (harness.analysis.environment)
+    device = {**adapter.device_info(first.device), "vectorized": "stacked", "group_size": str(len(specs))}
     versions = adapter.versions()
     members = [
         _Member(spec, TrialResult(status=OK, started_at=now(), versions=versions, device=device), data)
@@ -205,12 +250,14 @@ def train_group(specs: Sequence[TrialSpec], adapter: Any, data: Dataset) -> list
     clock = time.perf_counter()
     _evaluate(model, live, data, 0)
     share(time.perf_counter() - clock, "eval_seconds", live)
+    _probe(model, live, 0, before=False)
     setup = time.perf_counter() - started
     for member in members:
         member.result.wall_seconds = setup / len(members)
     num_samples = len(data.y_train)
     for epoch in range(1, first.training.epochs + 1):
         batches = [epoch_batches(num_samples, member.spec.training, member.spec.seed, epoch) for member in live]
+        _probe(model, live, epoch, before=True)
         clock = time.perf_counter()
         losses = model.train_epoch(batches)
         share(time.perf_counter() - clock, "train_seconds", live)
@@ -233,10 +280,11 @@ def train_group(specs: Sequence[TrialSpec], adapter: Any, data: Dataset) -> list
             share(time.perf_counter() - clock, "eval_seconds", live)
         for member in live:
             member.result.epochs_completed = epoch
+        _probe(model, live, epoch, before=False)
     finished = now()
     for member in members:
         result = member.result
         result.predictions = member.keeper.rows()
-        result.wall_seconds += result.train_seconds + result.eval_seconds
+        result.wall_seconds += result.train_seconds + result.eval_seconds + result.diagnostics_seconds
         result.finished_at = finished
     return [member.result for member in members]

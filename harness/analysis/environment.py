@@ -31,6 +31,9 @@ DEVICE_LABELS = {
     "name": "CPU/GPU",
     "threads": "threads",
 }  # device JSON key -> what a reader calls it
+# device JSON keys that are not the environment: a stacked trial's group size changes its share of the group's
+# time, never its numbers (harness.adapters.vectorize), so trials that differ by it alone are alike
+NOT_ENVIRONMENT = frozenset({"group_size"})
 PROVENANCE_LABELS = {
     "git": "code (git)",
     "harness_git": "harness code (git)",
@@ -111,6 +114,8 @@ def _aspects(row: Mapping[Any, Any]) -> dict[str, str]:
     for name, version in _parsed(row.get("versions")).items():
         aspects[str(name)] = str(version)
     for key, value in _parsed(row.get("device")).items():
+        if key in NOT_ENVIRONMENT:
+            continue
         aspects[DEVICE_LABELS.get(str(key), str(key))] = str(value)
     aspects.update(provenance_aspects(row.get("provenance")))
     return aspects

@@ -52,7 +52,7 @@ class RunSummary:
     # changed during the run); the trials not run are unrecorded, and running again finishes them
     code_changed: str | None = None
     # which trials trained together as stacked models and why the others ran alone (grouping.Grouping.describe);
-    # None when nothing was grouped (vectorize 'off', the Ray executor, or no trial to run)
+    # None when nothing was grouped (vectorize 'off', or no trial to run)
     vectorized: str | None = None
 
     @classmethod
@@ -166,7 +166,7 @@ def run_trials(
         num_cpus, num_gpus: Ray only: resources each actor (one trial at a time) reserves
             (default 1 CPU, 0 GPUs); its threads are pinned to max(1, num_cpus).
         vectorize: 'auto' (the default): trials that differ only in seed and scalar hyperparameters train as one
-            stacked model, each recorded as its own trial (harness.runner.grouping; local executor only);
+            stacked model, each recorded as its own trial (harness.runner.grouping), on either executor;
             'off': every trial alone.
 
     Returns:
@@ -223,6 +223,12 @@ def run_trials(
                     on_event(event)
 
             tasks = [Task(index, trial) for index, trial in enumerate(todo)]
+            # Stacked groups on either executor: a trial's numbers depend on the engine (stacked or alone), so
+            # the executor must not choose it (a Ray cluster's slots are not known yet: groups fill local cores)
+            grouping = group_tasks(tasks, jobs or os.cpu_count() or 1, vectorize)
+            tasks = grouping.tasks
+            if grouping.groups:
+                summary.vectorized = grouping.describe()
             try:
                 if executor == "ray":
                     summary.code_changed = _run_on_ray(
@@ -240,10 +246,6 @@ def run_trials(
                     )
                 else:
                     gpu_ids = devices.visible_gpu_ids() if needs_gpu_query(todo) else []
-                    grouping = group_tasks(tasks, jobs or os.cpu_count() or 1, vectorize)
-                    tasks = grouping.tasks
-                    if grouping.groups:
-                        summary.vectorized = grouping.describe()
                     queue = TaskQueue(tasks, lambda trial: environment_for(trial, gpu_ids), keeper.lease, elsewhere)
                     jobs = jobs or os.cpu_count() or 1
                     settings = ExecutorSettings(

@@ -97,13 +97,20 @@ class TrialActor:
             pass
         return {"pid": os.getpid(), "host": socket.gethostname()}
 
-    def run(self, spec: TrialSpec, attempt: int, checkpoints: str | None = None) -> dict[str, Any]:
-        """Train one trial -> {'result': TrialResult fields, 'crashed': cause or None, 'code_changed': None};
+    def run(
+        self, spec: TrialSpec | tuple[TrialSpec, ...], attempt: int, checkpoints: str | None = None
+    ) -> dict[str, Any]:
+        """Train one trial, or a stacked group (a tuple of specs, harness.runner.grouping) ->
+        {'result': TrialResult fields (a list of them for a group), 'crashed': cause or None, 'code_changed': None};
         an actor running other code than the driver's runs nothing: {'code_changed': why}."""
         if self.code_mismatch is not None:
             return {"code_changed": self.code_mismatch}
-        result = self.executor.run(spec, attempt=attempt, checkpoints=checkpoints)
-        return {"result": dataclasses.asdict(result), "crashed": self.executor.unusable, "code_changed": None}
+        if isinstance(spec, tuple):
+            results = self.executor.run_group(spec, attempt=attempt)
+            answer: Any = [dataclasses.asdict(result) for result in results]
+        else:
+            answer = dataclasses.asdict(self.executor.run(spec, attempt=attempt, checkpoints=checkpoints))
+        return {"result": answer, "crashed": self.executor.unusable, "code_changed": None}
 
 
 @dataclasses.dataclass
@@ -237,7 +244,8 @@ class RayPool(Executor[Slot]):
 
     def _send(self, slot: Slot, task: Task) -> None:
         begin_attempt(task)
-        slot.task, slot.call = task, slot.actor.run.remote(task.trial.spec, task.attempts, self.checkpoints)
+        specs = tuple(trial.spec for trial in task.trials) if task.stacked else task.trial.spec
+        slot.task, slot.call = task, slot.actor.run.remote(specs, task.attempts, self.checkpoints)
 
     def _dispatch(self, slot: Slot, task: Task) -> None:
         super()._dispatch(slot, task)
@@ -298,7 +306,8 @@ class RayPool(Executor[Slot]):
             self._remove(slot)
             self._on_death(task, answer["crashed"], slot.pid, queue)
             return
-        self._finish(task, _rebuild(answer["result"]), slot)
+        fields = answer["result"]
+        self._finish(task, [_rebuild(one) for one in fields] if isinstance(fields, list) else _rebuild(fields), slot)
         slot.trials_done += 1
 
     def _kill(self, slot: Slot) -> None:

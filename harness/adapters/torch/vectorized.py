@@ -84,6 +84,7 @@ class StackedMLP:
         self.layers: list[_Dense | _Dropout | Callable[[torch.Tensor], torch.Tensor]] = []
         self.shapes: dict[str, tuple[int, ...]] = {}
         kernels: list[str] = []
+        self.plan_ends: list[int] = []  # per plan, how many of self.layers run up to its output (layer_outputs)
         for plan in plans:
             keys = {tensor.name: weight_key(plan, tensor) for tensor in plan.tensors}
             for tensor in plan.tensors:
@@ -102,6 +103,7 @@ class StackedMLP:
                 self.layers.append(_Dropout(plan.index))
             else:  # ineligible_reason refuses these before a group is built
                 raise ValueError(f"StackedMLP has no layer {kind!r}")
+            self.plan_ends.append(len(self.layers))
         self.offsets: dict[str, tuple[int, int]] = {}
         total = 0
         for key, shape in self.shapes.items():
@@ -116,6 +118,7 @@ class StackedMLP:
         self._set_members(specs)
         self.flat = torch.zeros(len(specs), total, device=device)
         self._make_views()
+        self.kernel_keys = tuple(kernels)
         self.slots: list[torch.Tensor] = []
         self.step_count = torch.zeros((), dtype=torch.float32, device=device)  # the fused kernel's step
         self.training_inputs: torch.Tensor | None = None
@@ -218,14 +221,14 @@ class StackedMLP:
         self.training_inputs = torch.tensor(np.asarray(x, dtype=np.float32), device=self.device)
         self.training_labels = torch.tensor(np.asarray(y, dtype=np.int64), device=self.device)
 
-    def _forward(self, h: torch.Tensor, training: bool) -> torch.Tensor:
+    def _forward(self, h: torch.Tensor, training: bool, layers: Sequence[object] | None = None) -> torch.Tensor:
         """(K, B, in) -> (K, B, outputs) logits; or, in evaluation, (N, in) inputs every member reads.
 
         Shared (N, in) inputs stay 2-D up to the first dense layer, which is then ONE matrix product
         with every member's kernel side by side, (N, in) @ (in, K*out): a batched product over a
         broadcast input would run K small products instead (measured slower than K lone predictions).
         """
-        for layer in self.layers:
+        for layer in self.layers if layers is None else layers:
             if isinstance(layer, _Dense) and h.dim() == 2:
                 kernel = self.tensors[layer.kernel]
                 members, _, units = kernel.shape
@@ -247,7 +250,7 @@ class StackedMLP:
                 if training:
                     h = h * self._masks(layer.index, h)
             else:
-                h = layer(h)
+                h = layer(h)  # type: ignore[operator]
         return h
 
     def _masks(self, index: int, h: torch.Tensor) -> torch.Tensor:
@@ -353,6 +356,54 @@ class StackedMLP:
                     outputs = outputs.unsqueeze(0).expand(members, *outputs.shape)
                 chunks.append(outputs.cpu())
         return torch.cat(chunks, dim=1).numpy().astype(np.float32, copy=False)
+
+    # -- diagnostics (harness.diagnostics): what a lone model's probe reads, for every member at once ----------
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        """Every live member's trainable tensors, float32 (members, *canonical shape) per canonical key."""
+        return {key: tensor.detach().cpu().numpy().copy() for key, tensor in self.tensors.items()}
+
+    def layer_outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """Evaluation-mode output of every layer in plan order, each float32 (members, N, units): a lone
+        model's `layer_outputs` for every member (a dense layer's output is after its activation)."""
+        h = torch.tensor(np.asarray(x, dtype=np.float32), device=self.device)
+        members = self.flat.shape[0]
+        arrays = []
+        with torch.no_grad():
+            start = 0
+            for end in self.plan_ends:
+                h = self._forward(h, training=False, layers=self.layers[start:end])
+                start = end
+                value = h if h.dim() == 3 else h.unsqueeze(0).expand(members, *h.shape)  # before the first dense
+                arrays.append(value.cpu().numpy().astype(np.float32, copy=True))
+        return arrays
+
+    def gradients(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        """Gradient of each member's objective (its mean data loss + its l1/l2 penalty, training mode) on one
+        batch every member reads, float32 (members, *shape) per canonical key; as a lone model's
+        `gradients`, it changes nothing: the members' dropout generators are restored afterwards."""
+        states = [generator.get_state() for generator in self.generators]
+        try:
+            inputs = torch.tensor(np.asarray(x, dtype=np.float32), device=self.device)
+            labels = torch.tensor(np.asarray(y, dtype=np.int64), device=self.device)
+            logits = self._forward(inputs, training=True)
+            members, size = logits.shape[0], logits.shape[1]
+            losses = F.cross_entropy(logits.reshape(members * size, -1), labels.repeat(members), reduction="none")
+            grads = torch.autograd.grad(losses.view(members, size).mean(dim=1).sum(), self.leaves)
+        finally:
+            for generator, state in zip(self.generators, states):
+                generator.set_state(state)
+        result = {}
+        with torch.no_grad():
+            for (key, tensor), grad in zip(self.tensors.items(), grads):
+                if key in self.kernel_keys:  # the penalty's gradient, l1*sign(kernel) + l2*kernel, as alone
+                    shape = (-1,) + (1,) * (tensor.dim() - 1)
+                    if self.l1 is not None:
+                        grad = grad + self.l1.reshape(shape) * torch.sign(tensor)
+                    if self.l2 is not None:
+                        grad = grad + self.l2.reshape(shape) * tensor
+                result[key] = grad.detach().cpu().numpy().astype(np.float32, copy=True)
+        return result
 
 
 def build_stacked(specs: Sequence[TrialSpec], info: DatasetInfo, device: torch.device) -> StackedMLP:
