@@ -8,6 +8,7 @@ the framework-specific calls (threads, determinism, devices) branch on it.
 from __future__ import annotations
 
 import importlib
+import random
 import warnings
 
 import keras
@@ -16,8 +17,9 @@ import numpy as np
 from harness.adapters.common import check_gpu_visible, check_init_mode, cpu_name, requested_gpu
 from harness.adapters.keras.losses import kernel_penalty
 from harness.adapters.keras.model import KerasModel
-from harness.adapters.keras.network import SEED_LIMIT, build_network
+from harness.adapters.keras.network import SEED_LIMIT, build_network, restart_network
 from harness.adapters.keras.optimizers import make_optimizer
+from harness.adapters.keras.reuse import ReusableModels, reuse_key
 from harness.data.types import DatasetInfo
 from harness.errors import BackendError
 from harness.spec.init import FRAMEWORK_STREAM
@@ -103,6 +105,7 @@ class KerasAdapter:
     def __init__(self, name: str = "keras") -> None:
         self.name = name
         self.keras_backend = keras.backend.backend()
+        self.reusable = ReusableModels()  # released models, handed back by build (harness.adapters.keras.reuse)
         if self.keras_backend not in SUPPORTED_BACKENDS:
             raise BackendError(
                 f"backend {name!r}: Keras runs on {self.keras_backend!r}, which this adapter does not drive. "
@@ -157,6 +160,10 @@ class KerasAdapter:
         the trial seed too, so nothing unseeded is left. In 'shared' mode the loop loads the
         numpy initial weights with set_weights afterwards.
 
+        A model released by an earlier trial with the same reuse key (harness.adapters.keras.reuse)
+        is returned instead of a new one, every variable restarted where a new build would start
+        it, its traced functions kept: `reused` tells which.
+
         Raises:
             SpecError: unknown init_mode. BackendError: device not available, or a layer, loss or
                 optimizer this adapter does not realize.
@@ -164,6 +171,25 @@ class KerasAdapter:
         check_init_mode(spec.init_mode)
         device = resolve_device(spec.device)
         global_seed = int(np.random.default_rng([spec.seed, FRAMEWORK_STREAM, 1]).integers(0, SEED_LIMIT))
+        key = reuse_key(spec, info, device)
+        reused = self.reusable.take(key) if key is not None else None
+        if reused is not None:
+            # Python's and NumPy's global generators as keras.utils.set_random_seed seeds them, not TensorFlow's:
+            # tf.random.set_seed clears TensorFlow's kernel cache, and with it the instantiated graphs of the
+            # traced functions (~0.1 s to redo). Nothing a reused model runs draws from TensorFlow's or Keras'
+            # global generators (every harness layer, initializer and dropout is seeded; Python models are
+            # never reused), and their graph-level seeds were fixed when the functions were traced.
+            random.seed(global_seed)
+            np.random.seed(global_seed)
+            if self.keras_backend == "torch":
+                import torch
+
+                torch.manual_seed(global_seed)
+            with keras.device(device):
+                restart_network(reused.network, spec.model.plan(info.input_shape), spec.initializer, spec.seed)
+                reused.restart_optimizer(float(spec.optimizer["lr"]))
+            reused.reused = True
+            return reused
         keras.utils.set_random_seed(global_seed)
         with keras.device(device):
             if spec.model.python:  # the user's model, its own initial weights drawn under the global seed above
@@ -181,4 +207,13 @@ class KerasAdapter:
         regularizer = spec.regularizer
         penalty = kernel_penalty(network.kernels, regularizer.l1, regularizer.l2)
         optimizer = make_optimizer(spec.optimizer, regularizer, network.biases)
-        return KerasModel(network, spec.loss.name, penalty, optimizer, info.num_outputs, device)
+        model = KerasModel(network, spec.loss.name, penalty, optimizer, info.num_outputs, device)
+        model.reuse_key = key if network.restart_problem is None else None
+        return model
+
+    def release(self, model: KerasModel) -> None:
+        """The caller is done with `model` (harness.adapters.loop at a trial's end) and never touches it again:
+        keep it, without its training data, for a later `build` with the same reuse key."""
+        if model.reuse_key is not None:
+            model.clear_training_data()
+            self.reusable.keep(model.reuse_key, model)
