@@ -19,7 +19,7 @@ from harness.adapters.common import output_losses, prediction_chunks, train_epoc
 from harness.adapters.keras import state
 from harness.adapters.keras.losses import loss_function, prepare_targets
 from harness.adapters.keras.network import Network
-from harness.adapters.keras.training import epoch_runner, objective_gradients
+from harness.adapters.keras.training import epoch_runner, objective_gradients, tensorflow_seedings
 
 
 class KerasModel:
@@ -218,7 +218,8 @@ class KerasModel:
 
 def _make_forward(model: KerasModel) -> Callable[[np.ndarray], Any]:
     """The evaluation-mode forward pass. TensorFlow: a tf.function, traced on first use and instantiated by
-    one call on a zero-filled row (evaluation mode moves no state); both timed into model.compile_seconds."""
+    one call on a zero-filled row (evaluation mode moves no state), again whenever TensorFlow's caches
+    lost it (training.note_tensorflow_seeded); timed into model.compile_seconds."""
     network = model.network.model
     if model.backend == "tensorflow":
         import tensorflow as tf
@@ -229,15 +230,15 @@ def _make_forward(model: KerasModel) -> Callable[[np.ndarray], Any]:
         def forward(x: Any) -> Any:
             return network(x, training=False)
 
-        ready = []
+        instantiated: list[int] = []  # the tensorflow_seedings() count it was last instantiated at (training.py)
 
         def compiled_forward(x: Any) -> Any:
-            if not ready:
+            if instantiated != [tensorflow_seedings()]:
                 started = time.perf_counter()
-                forward.get_concrete_function()
+                forward.get_concrete_function()  # traces once; later calls return the trace
                 forward(tf.zeros((1, *input_shape), tf.float32))
                 model.compile_seconds += time.perf_counter() - started
-                ready.append(True)
+                instantiated[:] = [tensorflow_seedings()]
             return forward(x)
 
         return compiled_forward
