@@ -150,3 +150,15 @@ def test_the_reuse_key_is_what_a_trace_depends_on(keras_adapter):
     keys = [reuse_key(spec, info, "cpu:0") for spec in other]
     keys += [reuse_key(base, arrays_info((6,), 3, "cross_entropy"), "cpu:0"), reuse_key(base, info, "gpu:0")]
     assert key not in keys and len(set(keys)) == len(keys)
+
+
+def test_graphs_dropped_by_seeding_tensorflow_are_instantiated_again_as_compile_time(keras_adapter):
+    data = classification_data()
+    spec = trial_spec({"mlp": {"hidden": [8]}}, 3, optimizer={"name": "adam", "lr": 0.05}, backend="keras")
+    worker = type(keras_adapter)("keras")
+    first = train_trial(spec, worker, data)
+    worker.seed_globals(0, everything=True)  # as a Python model's build does: tf.random.set_seed clears the caches
+    again = train_trial(spec, worker, data)
+    assert again.metrics == first.metrics and first.compile_seconds > 0
+    assert again.compile_seconds > 0  # the kept model's functions were instantiated again (not traced: reused)
+    assert len(worker.reusable) == 1
