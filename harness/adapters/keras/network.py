@@ -241,7 +241,7 @@ def _seed_states(
             if (
                 variable.name != SEED_STATE_NAME
                 or tuple(variable.shape) != (2,)
-                or not np.array_equal(np.asarray(ops.convert_to_numpy(variable.value)), start)
+                or not np.array_equal(np.asarray(variable.numpy()), start)
             ):
                 return [], f"layer {plan.name}: {variable.path} is neither a canonical tensor nor a seed state"
             states[id(variable)] = (plan.index, variable)
