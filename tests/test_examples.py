@@ -173,13 +173,15 @@ def test_a_version_2_store_opens_and_has_no_predictions(tmp_path: Path) -> None:
     version_2 = SCHEMA.split("CREATE TABLE IF NOT EXISTS predictions")[0] + (
         "CREATE TABLE IF NOT EXISTS claims" + SCHEMA.split("CREATE TABLE IF NOT EXISTS claims")[1]
     )
-    # ... and without the later trials columns (schema 6's provenance): the migrations add them
+    # ... and without the later trials columns (schema 6's provenance, 7's compile_seconds): the migrations add them
     version_2 = re.sub(
         r"harness_version TEXT NOT NULL,\n\s*provenance TEXT[^\n]*", "harness_version TEXT NOT NULL", version_2
     )
+    version_2 = re.sub(r"\n\s*compile_seconds REAL,[^\n]*", "", version_2)
     assert (
         "predictions" not in version_2
         and "provenance TEXT" not in version_2.split("CREATE TABLE IF NOT EXISTS metrics")[0]
+        and "compile_seconds" not in version_2
     )
     connection = sqlite3.connect(tmp_path / DATABASE_NAME)
     connection.executescript(version_2)

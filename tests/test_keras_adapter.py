@@ -73,7 +73,7 @@ def test_a_second_keras_backend_in_one_process_is_refused(keras_adapter) -> None
 
 
 OTHER_BACKEND_SCRIPT = textwrap.dedent("""
-    import json, sys
+    import dataclasses, json, sys
     import numpy as np
     from harness.adapters import get_adapter
     from harness.adapters.loop import train_trial
@@ -98,6 +98,12 @@ OTHER_BACKEND_SCRIPT = textwrap.dedent("""
         report["parity"][optimizer] = parity_check(spec, ["torch", name], data, steps=10).message()
     result = train_trial(spec, adapter, data)
     report["status"], report["accuracy"] = result.status, result.final()["test_accuracy"]
+    # the next trials of this form reuse the model and its compiled step (harness.adapters.keras.reuse)
+    other = dataclasses.replace(spec, seed=3, training=TrainingSpec(epochs=2, batch_size=20))
+    other_after, again = train_trial(other, adapter, data), train_trial(spec, adapter, data)
+    other_alone = train_trial(other, type(adapter)(name), data)
+    report["reuse_exact"] = again.metrics == result.metrics and other_after.metrics == other_alone.metrics
+    report["compile_seconds"] = [result.compile_seconds, again.compile_seconds]
     print(json.dumps(report))
 """)
 
@@ -125,3 +131,6 @@ def test_other_keras_backends_in_their_own_process(name) -> None:
     for message in report["parity"].values():
         assert message.startswith("parity OK"), message
     assert report["status"] == "ok" and report["accuracy"] > 0.6
+    assert report["reuse_exact"]
+    first, again = report["compile_seconds"]  # jax compiles the step once; Keras on torch runs eager
+    assert again == 0.0 and (first > 0 if name == "keras-jax" else first == 0.0)

@@ -153,7 +153,7 @@ def test_statuses_and_timings() -> None:
     assert measures.PROBLEM_STATUSES == ("diverged", "failed", "timeout")
     assert STATUS_COUNT_COLUMNS == ("n_ok", "n_diverged", "n_failed", "n_timeout")
     assert "/".join(status.abbreviation for status in measures.STATUS_TABLE) == "ok/div/fail/time"
-    assert TIMING_COLUMNS == ("train_seconds", "eval_seconds", "wall_seconds")
+    assert TIMING_COLUMNS == ("train_seconds", "eval_seconds", "compile_seconds", "wall_seconds")
     assert SPEED_METRIC == "train_seconds"
 
 

@@ -418,6 +418,7 @@ def test_a_version_1_store_is_migrated_and_keeps_its_trials(tmp_path: Path) -> N
     connection.execute("DROP TABLE claims")
     connection.execute("DROP TABLE IF EXISTS diagnostics")
     connection.execute("ALTER TABLE trials DROP COLUMN provenance")  # added by version 6
+    connection.execute("ALTER TABLE trials DROP COLUMN compile_seconds")  # added by version 7
     connection.execute("UPDATE schema_version SET version = 1")
     connection.commit()
     connection.close()
@@ -438,6 +439,7 @@ def test_a_version_5_store_gains_provenance_and_runs(tmp_path: Path) -> None:
     for table in ("runs", "run_trials", "provenance_blobs"):
         connection.execute(f"DROP TABLE {table}")
     connection.execute("ALTER TABLE trials DROP COLUMN provenance")
+    connection.execute("ALTER TABLE trials DROP COLUMN compile_seconds")
     connection.execute("UPDATE schema_version SET version = 5")
     connection.commit()
     connection.close()
@@ -449,6 +451,24 @@ def test_a_version_5_store_gains_provenance_and_runs(tmp_path: Path) -> None:
         store.record(make_trial(seed=2), result)  # the package list is stored once
         assert store.provenance_blob("p1") == {"numpy": "2.4"}
         assert store.runs_frame("unit").empty
+
+
+def test_a_version_6_store_gains_compile_seconds_unknown_for_its_trials(tmp_path: Path) -> None:
+    old, new = make_trial(seed=0), make_trial(seed=1)
+    with Store(tmp_path) as store:
+        store.record(old, make_result())
+    connection = sqlite3.connect(tmp_path / DATABASE_NAME)
+    connection.execute("ALTER TABLE trials DROP COLUMN compile_seconds")
+    connection.execute("UPDATE schema_version SET version = 6")
+    connection.commit()
+    connection.close()
+    with Store(tmp_path) as store:
+        store.record(new, make_result(compile_seconds=0.25))
+        frame = store.trials_frame().set_index("hash")
+        # stored before: its train_seconds may hold tracing, and how much is not known (NaN, not 0)
+        assert math.isnan(frame.at[old.hash, "compile_seconds"])
+        assert frame.at[new.hash, "compile_seconds"] == 0.25 and frame["compile_seconds"].dtype == "float64"
+        assert store.integrity_check() == "ok"
 
 
 def test_schema_statements_split_where_sqlite_sees_their_end() -> None:

@@ -63,6 +63,9 @@ class Model(Protocol):
 
     # output_losses: dict[str, np.ndarray] - each output's per-step losses of the last train_epoch
     # (only read for models with several outputs).
+    # compile_seconds: float (optional, 0 when absent) - seconds the model spent so far tracing and compiling
+    # its functions (Keras: tf.function traces, XLA compiles), inside train_epoch and predict; the loop moves
+    # what a timed region added to TrialResult.compile_seconds, out of train_seconds and eval_seconds.
 
 
 class Adapter(Protocol):
@@ -81,3 +84,7 @@ class Adapter(Protocol):
 
     def build(self, spec: TrialSpec, info: DatasetInfo) -> Model:
         """Build model + loss + optimizer realizing the spec's canonical meaning; seed the framework RNG."""
+
+    # release(model) -> None (optional): the loop calls it when a trial is done with the model it built; the
+    # adapter may hand that model to a later build (KerasAdapter: harness.adapters.keras.reuse). A model
+    # that is never released is never reused, so callers that build models for other uses need not care.

@@ -60,6 +60,9 @@ class TrialResult:
     diagnostics_seconds: float = 0.0  # wall time of the diagnostics probes (in wall_seconds, not train_seconds)
     train_seconds: float = 0.0  # wall time of the optimizer steps alone (what benchmarks compare)
     eval_seconds: float = 0.0
+    # wall time of tracing and compiling the framework's functions (Keras: tf.function traces, XLA compiles),
+    # taken out of train_seconds and eval_seconds, where it happened; 0 for torch (eager) and a reused Keras model
+    compile_seconds: float = 0.0
     checkpoint_seconds: float = 0.0  # wall time of writing checkpoints in this process (in wall_seconds only)
     wall_seconds: float = 0.0  # the whole trial in the worker: build, load, train, evaluate
     epochs_completed: int = 0
@@ -263,13 +266,13 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset, checkpoints: str |
     model = _fresh_model(spec, adapter, data)
 
     def evaluate(epoch: int) -> list[tuple[int, str, float]]:
-        evaluation_start = time.perf_counter()
+        evaluation_start, compiled_before = time.perf_counter(), _compiled(model)
         kept = keeper.outputs()
         rows = evaluate_splits(model, data, epoch, outputs, kept)
         result.metrics.extend(rows)
         keeper.after_evaluation(epoch, kept, rows)
         kept_weights.after_evaluation(model, epoch, rows)
-        result.eval_seconds += time.perf_counter() - evaluation_start
+        _add_seconds(result, "eval_seconds", time.perf_counter() - evaluation_start, _compiled(model) - compiled_before)
         return rows
 
     probe = _Probe(spec, data, result)
@@ -294,9 +297,9 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset, checkpoints: str |
         batches = epoch_batches(len(data.y_train), spec.training, spec.seed, epoch)
         epoch_rates = rates.epoch_rates(epoch, len(batches))
         probe.before_epoch(model, epoch)
-        step_start = time.perf_counter()
+        step_start, compiled_before = time.perf_counter(), _compiled(model)
         losses = model.train_epoch(batches, epoch_rates) if rates.active else model.train_epoch(batches)
-        result.train_seconds += time.perf_counter() - step_start
+        _add_seconds(result, "train_seconds", time.perf_counter() - step_start, _compiled(model) - compiled_before)
         mean_loss = float(np.mean(losses)) if len(losses) else float("nan")
         result.metrics.append((epoch, MINIBATCH_LOSS, mean_loss))
         result.metrics.extend(rates.rows(epoch, epoch_rates))
@@ -339,9 +342,23 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset, checkpoints: str |
     if chosen is not None:
         result.weights, result.weights_epoch = chosen
     result.predictions = keeper.rows()
+    release = getattr(adapter, "release", None)  # optional (base.Adapter): the adapter may reuse the model
+    if release is not None:
+        release(model)
     result.wall_seconds = time.perf_counter() - started
     result.finished_at = now()
     return result
+
+
+def _compiled(model: Any) -> float:
+    """The model's compile time so far (base.Model.compile_seconds; 0 for a model that compiles nothing)."""
+    return float(getattr(model, "compile_seconds", 0.0))
+
+
+def _add_seconds(result: TrialResult, field_name: str, elapsed: float, compiled: float) -> None:
+    """Book a timed region: what the model spent compiling inside it to compile_seconds, the rest to `field_name`."""
+    result.compile_seconds += compiled
+    setattr(result, field_name, getattr(result, field_name) + elapsed - compiled)
 
 
 def _fresh_model(spec: TrialSpec, adapter: Any, data: Dataset) -> Any:
@@ -391,7 +408,7 @@ def _checkpoint(
     loop_meta = {
         "metrics": result.metrics,
         "diagnostics": result.diagnostics,
-        "seconds": [result.train_seconds, result.eval_seconds, result.diagnostics_seconds],
+        "seconds": [result.train_seconds, result.eval_seconds, result.diagnostics_seconds, result.compile_seconds],
         "epochs_completed": result.epochs_completed,
         "predictions": keeper_meta,
         "weights": weights_meta,
@@ -429,7 +446,10 @@ def _resume(
         diagnostics = [
             (int(e), int(layer), str(n), str(stat), float(v)) for e, layer, n, stat, v in meta["diagnostics"]
         ]
-        train_seconds, eval_seconds, diagnostics_seconds = (float(value) for value in meta["seconds"])
+        # compile_seconds is the fourth since it was recorded; a checkpoint written before has three
+        train_seconds, eval_seconds, diagnostics_seconds, compile_seconds = (
+            float(value) for value in [*meta["seconds"], 0.0][:4]
+        )
         epochs_completed = int(meta["epochs_completed"])
     except (ValueError, KeyError, TypeError, RuntimeError) as error:
         checkpointer.discard(f"it does not fit this trial's model ({type(error).__name__}: {error})")
@@ -437,6 +457,7 @@ def _resume(
     result.metrics, result.diagnostics = metrics, diagnostics
     result.train_seconds, result.eval_seconds = train_seconds, eval_seconds
     result.diagnostics_seconds, result.epochs_completed = diagnostics_seconds, epochs_completed
+    result.compile_seconds = compile_seconds
     checkpointer.resumed_at(checkpoint.epoch)
     return checkpoint.epoch + 1
 

@@ -27,7 +27,7 @@ validation_loss, test_r2, minibatch_loss, ...), `final_<metric>` for the same va
 (final_train_loss = the final epoch's train_loss), `best_<metric>` for its best value over
 epochs (max for accuracy/r2, min for losses/mae) of a train or validation metric,
 `at_best_validation_<test metric>` for a test metric at the epoch of least validation loss, or
-train_seconds, eval_seconds, wall_seconds. `best_test_*` is refused with its reason: the best test
+train_seconds, eval_seconds, compile_seconds, wall_seconds. `best_test_*` is refused with its reason: the best test
 value over epochs chooses the epoch by the test set.
 
 Anything else is rejected with the column where it went wrong: calls, attribute chains,

@@ -79,6 +79,7 @@ class TrialReader(StoreConnection):
                 "attempts": "int64",
                 "train_seconds": "float64",
                 "eval_seconds": "float64",
+                "compile_seconds": "float64",  # NaN for trials stored before schema 7
                 "wall_seconds": "float64",
             }
         )

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterator
 
 DATABASE_NAME = "harness.sqlite"
-SCHEMA_VERSION = 6  # bump on any schema change; a newer store is refused, an older one migrated (MIGRATIONS)
+SCHEMA_VERSION = 7  # bump on any schema change; a newer store is refused, an older one migrated (MIGRATIONS)
 BUSY_TIMEOUT_MILLISECONDS = 60_000  # how long a writer waits for another run's transaction to finish
 
 SCHEMA = """
@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS trials (
     epochs_completed INTEGER NOT NULL,
     train_seconds REAL NOT NULL,    -- optimizer steps only
     eval_seconds REAL NOT NULL,
+    compile_seconds REAL,           -- tracing and compiling (Keras), not in train/eval_seconds; NULL before schema 7
     wall_seconds REAL NOT NULL,     -- the whole trial in the worker
     host TEXT,
     versions TEXT NOT NULL,         -- JSON object, e.g. {"torch": "2.13.0"}
@@ -154,6 +155,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # version 6: each trial's provenance (NULL for trials stored before), the provenance_blobs, runs and
     # run_trials tables (from SCHEMA); runs before it are not known, so history starts at the first run after
     5: ("ALTER TABLE trials ADD COLUMN provenance TEXT",),
+    # version 7: each trial's compile_seconds, taken out of train_seconds; NULL for trials stored before
+    # (their train_seconds still holds a Keras trial's tracing). A migrated store has the column last, a new
+    # one after eval_seconds: every read names its columns.
+    6: ("ALTER TABLE trials ADD COLUMN compile_seconds REAL",),
 }
 
 TRIAL_COLUMNS = (
@@ -168,6 +173,7 @@ TRIAL_COLUMNS = (
     "epochs_completed",
     "train_seconds",
     "eval_seconds",
+    "compile_seconds",
     "wall_seconds",
     "host",
     "versions",

@@ -25,16 +25,17 @@ if TYPE_CHECKING:  # type hints only: importing the loop pulls scipy, which the 
 
 _UPSERT_TRIAL = """
 INSERT INTO trials (hash, suite, arm, backend, seed, status, error, diverged_epoch, epochs_completed,
-                    train_seconds, eval_seconds, wall_seconds, host, versions, device, spec, cell,
+                    train_seconds, eval_seconds, compile_seconds, wall_seconds, host, versions, device, spec, cell,
                     started_at, finished_at, attempts, harness_version, provenance)
 VALUES (:hash, :suite, :arm, :backend, :seed, :status, :error, :diverged_epoch, :epochs_completed,
-        :train_seconds, :eval_seconds, :wall_seconds, :host, :versions, :device, :spec, :cell,
+        :train_seconds, :eval_seconds, :compile_seconds, :wall_seconds, :host, :versions, :device, :spec, :cell,
         :started_at, :finished_at, :attempts, :harness_version, :provenance)
 ON CONFLICT (hash) DO UPDATE SET
     suite = excluded.suite, arm = excluded.arm, backend = excluded.backend, seed = excluded.seed,
     status = excluded.status, error = excluded.error, diverged_epoch = excluded.diverged_epoch,
     epochs_completed = excluded.epochs_completed, train_seconds = excluded.train_seconds,
-    eval_seconds = excluded.eval_seconds, wall_seconds = excluded.wall_seconds, host = excluded.host,
+    eval_seconds = excluded.eval_seconds, compile_seconds = excluded.compile_seconds,
+    wall_seconds = excluded.wall_seconds, host = excluded.host,
     versions = excluded.versions, device = excluded.device, spec = excluded.spec, cell = excluded.cell,
     started_at = excluded.started_at, finished_at = excluded.finished_at,
     attempts = trials.attempts + excluded.attempts, harness_version = excluded.harness_version,
@@ -74,6 +75,7 @@ class TrialWriter(StoreConnection):
             "epochs_completed": result.epochs_completed,
             "train_seconds": float(result.train_seconds),
             "eval_seconds": float(result.eval_seconds),
+            "compile_seconds": float(getattr(result, "compile_seconds", 0.0)),
             "wall_seconds": float(result.wall_seconds),
             "host": result.host,
             "versions": json.dumps(result.versions, sort_keys=True),

@@ -8,6 +8,7 @@ the framework-specific calls (threads, determinism, devices) branch on it.
 from __future__ import annotations
 
 import importlib
+import random
 import warnings
 
 import keras
@@ -16,8 +17,10 @@ import numpy as np
 from harness.adapters.common import check_gpu_visible, check_init_mode, cpu_name, requested_gpu
 from harness.adapters.keras.losses import kernel_penalty
 from harness.adapters.keras.model import KerasModel
-from harness.adapters.keras.network import SEED_LIMIT, build_network
+from harness.adapters.keras.network import SEED_LIMIT, build_network, restart_network
 from harness.adapters.keras.optimizers import make_optimizer
+from harness.adapters.keras.reuse import ReusableModels, reuse_key
+from harness.adapters.keras.training import note_tensorflow_seeded
 from harness.data.types import DatasetInfo
 from harness.errors import BackendError
 from harness.spec.init import FRAMEWORK_STREAM
@@ -103,6 +106,7 @@ class KerasAdapter:
     def __init__(self, name: str = "keras") -> None:
         self.name = name
         self.keras_backend = keras.backend.backend()
+        self.reusable = ReusableModels()  # released models, handed back by build (harness.adapters.keras.reuse)
         if self.keras_backend not in SUPPORTED_BACKENDS:
             raise BackendError(
                 f"backend {name!r}: Keras runs on {self.keras_backend!r}, which this adapter does not drive. "
@@ -153,9 +157,13 @@ class KerasAdapter:
         """Build network, loss, penalties and the canonical optimizer for one trial.
 
         Seeds come from default_rng([seed, FRAMEWORK_STREAM]) (network.layer_seeds draws
-        the per-layer native-init and dropout seeds from it); Keras' global seed is set from
-        the trial seed too, so nothing unseeded is left. In 'shared' mode the loop loads the
-        numpy initial weights with set_weights afterwards.
+        the per-layer native-init and dropout seeds from it); the global generators are seeded
+        from the trial seed too (`seed_globals`). In 'shared' mode the loop loads the numpy
+        initial weights with set_weights afterwards.
+
+        A model released by an earlier trial with the same reuse key (harness.adapters.keras.reuse)
+        is returned instead of a new one, every variable restarted where a new build would start
+        it, its traced functions kept: `reused` tells which.
 
         Raises:
             SpecError: unknown init_mode. BackendError: device not available, or a layer, loss or
@@ -164,7 +172,15 @@ class KerasAdapter:
         check_init_mode(spec.init_mode)
         device = resolve_device(spec.device)
         global_seed = int(np.random.default_rng([spec.seed, FRAMEWORK_STREAM, 1]).integers(0, SEED_LIMIT))
-        keras.utils.set_random_seed(global_seed)
+        self.seed_globals(global_seed, everything=bool(spec.model.python))
+        key = reuse_key(spec, info, device)
+        reused = self.reusable.take(key) if key is not None else None
+        if reused is not None:
+            with keras.device(device):
+                restart_network(reused.network, spec.model.plan(info.input_shape), spec.initializer, spec.seed)
+                reused.restart_optimizer(float(spec.optimizer["lr"]))
+            reused.reused = True
+            return reused
         with keras.device(device):
             if spec.model.python:  # the user's model, its own initial weights drawn under the global seed above
                 from harness.adapters.keras.python_model import python_network
@@ -181,4 +197,37 @@ class KerasAdapter:
         regularizer = spec.regularizer
         penalty = kernel_penalty(network.kernels, regularizer.l1, regularizer.l2)
         optimizer = make_optimizer(spec.optimizer, regularizer, network.biases)
-        return KerasModel(network, spec.loss.name, penalty, optimizer, info.num_outputs, device)
+        model = KerasModel(network, spec.loss.name, penalty, optimizer, info.num_outputs, device)
+        model.reuse_key = key if network.restart_problem is None else None
+        return model
+
+    def seed_globals(self, seed: int, everything: bool) -> None:
+        """Seed the process' global generators for a trial's build.
+
+        everything (a Python model: the user's code may draw from any of them): keras.utils.set_random_seed,
+        i.e. Python's, NumPy's, Keras' (its global SeedGenerator), TensorFlow's and torch's. Otherwise
+        Python's, NumPy's and (Keras on torch) torch's only: a harness-built network draws every value from
+        an explicitly seeded initializer or seed state (Keras' random ops are stateless, seeded from those),
+        so it reads neither Keras' nor TensorFlow's global generator, and tf.random.set_seed would clear
+        TensorFlow's kernel cache - the instantiated graphs of every traced function, the kept models'
+        (harness.adapters.keras.reuse) too, ~0.1 s each to redo. When it does run, the traced functions are
+        instantiated again before their next call, timed as compile time (training.note_tensorflow_seeded).
+        """
+        if everything:
+            keras.utils.set_random_seed(seed)
+            if self.keras_backend == "tensorflow":
+                note_tensorflow_seeded()
+            return
+        random.seed(seed)
+        np.random.seed(seed)
+        if self.keras_backend == "torch":
+            import torch
+
+            torch.manual_seed(seed)
+
+    def release(self, model: KerasModel) -> None:
+        """The caller is done with `model` (harness.adapters.loop at a trial's end) and never touches it again:
+        keep it, without its training data, for a later `build` with the same reuse key."""
+        if model.reuse_key is not None:
+            model.clear_training_data()
+            self.reusable.keep(model.reuse_key, model)

@@ -7,6 +7,7 @@ interface, which is all the training functions read.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,7 @@ from harness.adapters.common import output_losses, prediction_chunks, train_epoc
 from harness.adapters.keras import state
 from harness.adapters.keras.losses import loss_function, prepare_targets
 from harness.adapters.keras.network import Network
-from harness.adapters.keras.training import epoch_runner, objective_gradients
+from harness.adapters.keras.training import epoch_runner, objective_gradients, tensorflow_seedings
 
 
 class KerasModel:
@@ -60,6 +61,11 @@ class KerasModel:
         self.training_targets: list[Any] = []  # one target tensor per output, in the form its loss consumes
         self.output_losses: dict[str, np.ndarray] = {}  # per output, each step's loss in the last train_epoch
         self._trainable_index = {id(variable): index for index, variable in enumerate(self.trainable_variables)}
+        # seconds spent tracing and compiling this model's functions (training.py; the forward below), over
+        # its whole life: the loop reads how much it grew inside a timed region and moves that to compile_seconds
+        self.compile_seconds = 0.0
+        self.reuse_key: str | None = None  # set by KerasAdapter.build: which later trials may reuse this model
+        self.reused = False  # True once KerasAdapter.build handed it to a later trial (restarted)
         self._run_epoch = epoch_runner(self)
         self._forward = _make_forward(self)
 
@@ -86,6 +92,19 @@ class KerasModel:
             variable.assign(value)
         for variable, start in zip(self.optimizer.variables, self._optimizer_start):
             variable.assign(start)
+
+    def restart_optimizer(self, learning_rate: float) -> None:
+        """Put the optimizer back where a newly built one with this learning rate starts (iteration 0,
+        initial slots), for a reused model (harness.adapters.keras.reuse); set_weights then keeps it there."""
+        lr_index = next(i for i, v in enumerate(self.optimizer.variables) if v is self.optimizer.learning_rate)
+        dtype = self._optimizer_start[lr_index].dtype
+        self._optimizer_start[lr_index] = np.array(learning_rate, dtype=dtype)  # what add_variable stores
+        for variable, start in zip(self.optimizer.variables, self._optimizer_start):
+            variable.assign(start)
+
+    def clear_training_data(self) -> None:
+        """Drop the training split from the device (a model kept for reuse holds no data)."""
+        self.training_inputs, self.training_targets, self.output_losses = None, [], {}
 
     def get_weights(self) -> dict[str, np.ndarray]:
         """Every canonical tensor (weights and batch_norm state) as a float32 array; Keras' layout is canonical."""
@@ -198,6 +217,9 @@ class KerasModel:
 
 
 def _make_forward(model: KerasModel) -> Callable[[np.ndarray], Any]:
+    """The evaluation-mode forward pass. TensorFlow: a tf.function, traced on first use and instantiated by
+    one call on a zero-filled row (evaluation mode moves no state), again whenever TensorFlow's caches
+    lost it (training.note_tensorflow_seeded); timed into model.compile_seconds."""
     network = model.network.model
     if model.backend == "tensorflow":
         import tensorflow as tf
@@ -208,5 +230,16 @@ def _make_forward(model: KerasModel) -> Callable[[np.ndarray], Any]:
         def forward(x: Any) -> Any:
             return network(x, training=False)
 
-        return forward
+        instantiated: list[int] = []  # the tensorflow_seedings() count it was last instantiated at (training.py)
+
+        def compiled_forward(x: Any) -> Any:
+            if instantiated != [tensorflow_seedings()]:
+                started = time.perf_counter()
+                forward.get_concrete_function()  # traces once; later calls return the trace
+                forward(tf.zeros((1, *input_shape), tf.float32))
+                model.compile_seconds += time.perf_counter() - started
+                instantiated[:] = [tensorflow_seedings()]
+            return forward(x)
+
+        return compiled_forward
     return lambda x: network(ops.convert_to_tensor(x), training=False)

@@ -37,6 +37,7 @@ from harness.spec.layers import LayerPlan, Shape, fans
 from harness.spec.types import ModelOutput
 
 SEED_LIMIT = 2**31 - 1  # Keras seeds are Python ints; stay inside int32 for every backend
+SEED_STATE_NAME = "seed_generator_state"  # the variable of a keras.random.SeedGenerator: [seed, draws so far]
 
 
 # Each canonical activation as a keras.ops function with its canonical parameters (None: 'linear', Dense adds nothing).
@@ -150,6 +151,11 @@ class Network:
     layer_model: keras.Model  # build_network always makes it
     outputs: tuple[ModelOutput, ...] = ()
     state: list[keras.Variable] = field(default_factory=list)
+    # (plan index, variable) of every keras.random.SeedGenerator in the layers (dropout masks): each starts
+    # at [that layer's dropout seed, 0] (layer_seeds). With `variables`, every variable of `model`.
+    seed_states: list[tuple[int, keras.Variable]] = field(default_factory=list)
+    # why restart_network cannot put this network where a new build starts (None: it can)
+    restart_problem: str | None = "not built by build_network"
 
 
 def layer_seeds(seed: int, num_layers: int) -> np.ndarray:
@@ -210,8 +216,56 @@ def build_network(
             variables[weight_key(plan, tensor)] = variable
             (kernels if tensor.regularized else biases if tensor.trainable else state).append(variable)
     network = Network(model, variables, kernels, biases, layer_model, outputs=tuple(outputs), state=state)
+    network.seed_states, network.restart_problem = _seed_states(model, plans, realizations, variables, seeds)
     initialize_native(network, plans, initializer, seed)
     return network
+
+
+def _seed_states(
+    model: keras.Model,
+    plans: tuple[LayerPlan, ...],
+    realizations: list,
+    canonical: dict[str, keras.Variable],
+    seeds: np.ndarray,
+) -> tuple[list[tuple[int, keras.Variable]], str | None]:
+    """The seed-generator states of a just-built network, each with its plan index, and None; or ([], why
+    not) when some variable is neither a canonical tensor nor a seed state at [its layer's dropout seed, 0],
+    so restart_network could not know where it starts."""
+    canonical_ids = {id(variable) for variable in canonical.values()}
+    states: dict[int, tuple[int, keras.Variable]] = {}
+    for plan, realization in zip(plans, realizations):
+        for variable in realization.layer.variables:
+            if id(variable) in canonical_ids or id(variable) in states:
+                continue
+            start = np.array([int(seeds[plan.index][2]), 0])
+            if (
+                variable.name != SEED_STATE_NAME
+                or tuple(variable.shape) != (2,)
+                or not np.array_equal(np.asarray(variable.numpy()), start)
+            ):
+                return [], f"layer {plan.name}: {variable.path} is neither a canonical tensor nor a seed state"
+            states[id(variable)] = (plan.index, variable)
+    covered = canonical_ids | set(states)
+    stray = [variable.path for variable in model.variables if id(variable) not in covered]
+    if stray:
+        return [], f"variables of no planned layer: {', '.join(stray)}"
+    return list(states.values()), None
+
+
+def restart_network(network: Network, plans: tuple[LayerPlan, ...], initializer: Component, seed: int) -> None:
+    """Give every variable of a built network the value `build_network(plans, ..., initializer, seed)` starts it
+    at: canonical tensors drawn by initialize_native, seed states at [layer seed, 0]. The plans must be the
+    ones it was built from (harness.adapters.keras.reuse keys on them).
+
+    Raises:
+        ValueError: the network has variables it cannot restart (`restart_problem`).
+    """
+    if network.restart_problem is not None:
+        raise ValueError(f"this network cannot be restarted: {network.restart_problem}")
+    initialize_native(network, plans, initializer, seed)
+    seeds = layer_seeds(seed, len(plans))
+    for index, state in network.seed_states:
+        state.assign(np.array([int(seeds[index][2]), 0], dtype=state.dtype))
 
 
 def initialize_native(network: Network, plans: tuple[LayerPlan, ...], initializer: Component, seed: int) -> None:

@@ -129,6 +129,9 @@ def recurrent(plan: LayerPlan, activation: Callable, seed: int) -> Realization:
         "kernel_initializer": "zeros",
         "recurrent_initializer": "zeros",
         "bias_initializer": "zeros",
+        # the cell's SeedGenerator (Keras' recurrent dropout, which the harness leaves at 0, so never drawn
+        # from) starts at [layer seed, 0], not at a draw from Python's global RNG: harness.adapters.keras.reuse
+        "seed": seed,
     }
     if kind == "lstm":
         options.update(recurrent_activation="sigmoid", unit_forget_bias=False)

@@ -12,10 +12,23 @@ Mirrors harness/adapters/torch/training.py. Each backend has its own way to take
 Everything else (network, loss, penalty, optimizer rule) is the same `keras.ops` code. The model
 is read only through its public interface: `network`, `optimizer`, `backend`, `losses`,
 `trainable_variables`, `training_inputs`, `training_targets`, `objective` and `objective_of`.
+
+Compilation is timed apart from the steps and added to `model.compile_seconds` (the loop moves it
+out of train_seconds into the trial's compile_seconds):
+    tensorflow  each epoch function is traced explicitly (`get_concrete_function`, its input signature
+                has no fixed batch or epoch size, so one trace serves every epoch and batch size) and
+                then called once on an EMPTY epoch (no steps: nothing is updated), which makes
+                TensorFlow instantiate and optimize the graph; both are compile time. The first real
+                epoch then runs at the speed of the others.
+    jax         each step shape (the last batch of an epoch may be smaller) is compiled ahead of time,
+                `jit(step).lower(...).compile()`, and the steps run that executable: the timed part is
+                exactly tracing, lowering and XLA compilation, none of it a step.
+    torch       eager: nothing is compiled (0).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +59,22 @@ class _DropRetracingWarning:
 
 
 _retracing_filter_installed = False
+
+# How many times this process seeded TensorFlow (KerasAdapter.build, through keras.utils.set_random_seed):
+# tf.random.set_seed also clears TensorFlow's kernel cache, which drops the instantiated graphs of traced
+# functions - a reused model's too (harness.adapters.keras.reuse) - and their next call instantiates them
+# again (~0.1 s for the reference MLP). A function last instantiated under an older count is instantiated
+# again before it runs, timed as compile time, so that cost never lands in train or eval seconds.
+_tensorflow_seedings = [0]
+
+
+def note_tensorflow_seeded() -> None:
+    """Record that tf.random.set_seed ran (every traced function must be instantiated again)."""
+    _tensorflow_seedings[0] += 1
+
+
+def tensorflow_seedings() -> int:
+    return _tensorflow_seedings[0]
 
 
 def _silence_retracing_warning(tf: Any) -> None:
@@ -108,12 +137,29 @@ def tensorflow_runner(model: KerasModel) -> EpochRunner:
         return run_epoch
 
     functions: dict[bool, Any] = {}
+    instantiated: dict[bool, int] = {}  # the tensorflow_seedings() count each function was last instantiated at
     no_rates = tf.zeros((0,), tf.float32)
+
+    def compiled(scheduled: bool) -> Any:
+        """The epoch function, traced on first use and instantiated whenever TensorFlow's caches lost it;
+        the time goes to model.compile_seconds."""
+        if instantiated.get(scheduled) == tensorflow_seedings():
+            return functions[scheduled]
+        started = time.perf_counter()
+        if scheduled not in functions:
+            functions[scheduled] = make(scheduled)
+            functions[scheduled].get_concrete_function()  # the trace (the input signature fixes every argument)
+        # An epoch of zero steps: the while loop never runs its body, so no variable moves, but the call
+        # instantiates the traced graph (graph optimization, kernels), the rest of the first-call cost.
+        empty = tf.zeros((0,), tf.int64)
+        functions[scheduled](model.training_inputs, model.training_targets, empty, tf.zeros((1,), tf.int64), no_rates)
+        instantiated[scheduled] = tensorflow_seedings()
+        model.compile_seconds += time.perf_counter() - started
+        return functions[scheduled]
 
     def runner(order: np.ndarray, bounds: np.ndarray, rates: np.ndarray | None) -> np.ndarray:
         scheduled = rates is not None
-        if scheduled not in functions:
-            functions[scheduled] = make(scheduled)
+        compiled(scheduled)
         given = tf.constant(rates, tf.float32) if rates is not None else no_rates
         return (
             functions[scheduled](
@@ -179,6 +225,16 @@ def jax_runner(model: KerasModel) -> EpochRunner:
 
     # the optimizer's learning-rate variable among its variables: a schedule's rate is put there per step
     lr_index = next(i for i, v in enumerate(optimizer.variables) if v is optimizer.learning_rate)
+    executables: dict[tuple, Any] = {}  # one per step input shape (a smaller last batch is another shape)
+
+    def compiled(*arguments: Any) -> Any:
+        """The step compiled ahead of time for these arguments' shapes; its compile time goes to model.compile_seconds."""
+        shapes = tuple(tuple(value.shape) for value in jax.tree_util.tree_leaves(arguments[3:]))
+        if shapes not in executables:
+            started = time.perf_counter()
+            executables[shapes] = step.lower(*arguments).compile()
+            model.compile_seconds += time.perf_counter() - started
+        return executables[shapes]
 
     def runner(order: np.ndarray, bounds: np.ndarray, rates: np.ndarray | None) -> np.ndarray:
         trainable_values = [v.value for v in trainable]
@@ -190,13 +246,14 @@ def jax_runner(model: KerasModel) -> EpochRunner:
             start, stop = int(bounds[index]), int(bounds[index + 1])
             if rates is not None:
                 optimizer_values[lr_index] = jax.numpy.asarray(rates[index], dtype=optimizer_values[lr_index].dtype)
-            trainable_values, non_trainable_values, optimizer_values, step_losses = step(
+            arguments = (
                 trainable_values,
                 non_trainable_values,
                 optimizer_values,
                 x_epoch[start:stop],
                 [t[start:stop] for t in targets_epoch],
             )
+            trainable_values, non_trainable_values, optimizer_values, step_losses = compiled(*arguments)(*arguments)
             losses.append(step_losses)
         for variables, values in (
             (trainable, trainable_values),
