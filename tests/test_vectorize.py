@@ -80,6 +80,10 @@ CASES = {
 }
 
 
+def limited(trial, max_seconds, **training):
+    return dataclasses.replace(trial, training=dataclasses.replace(trial.training, max_seconds=max_seconds, **training))
+
+
 def metrics(result: TrialResult) -> dict[tuple[int, str], float]:
     return {(epoch, name): value for epoch, name, value in result.metrics}
 
@@ -121,9 +125,8 @@ def test_only_whitelisted_trials_are_stacked():
     assert "init_mode" in ineligible_reason(dataclasses.replace(spec(), init_mode="native"))
     assert "extras probe" in ineligible_reason(dataclasses.replace(spec(), extras=(("probe", {"epochs": [0]}),)))
     assert "clipping" in ineligible_reason(spec(regularizer=RegularizerSpec(clip_norm=1.0)))
-    assert "max_seconds" in ineligible_reason(
-        dataclasses.replace(spec(), training=dataclasses.replace(spec().training, max_seconds=5.0))
-    )
+    # a time limit is stacked: the members share their group's clock
+    assert ineligible_reason(limited(spec(), 5.0)) is None
     conv = trial_spec(
         ({"conv1d": {"filters": 2, "kernel_size": 3}}, {"flatten": {}}, {"dense": {}}), input_shape=(8, 1)
     )
@@ -236,3 +239,22 @@ def test_building_a_stacked_model_keeps_freed_memory_in_glibc_processes():
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt thresholds are glibc's")
     assert retain_freed_memory() is True
+
+
+def test_a_time_limit_stops_stacked_members_as_it_stops_a_lone_trial(torch_adapter):
+    # a limit no epoch fits in: each member stops after epoch 1, evaluated there though eval_every skips it
+    data = load_dataset(DATASET)
+    sweep = [limited(spec(seed, {"name": "adam", "lr": 1e-3}), 1e-6, eval_every=2) for seed in (0, 1)]
+    assert len({group_key(member) for member in sweep}) == 1  # the limit is a group's, in its key
+    alone = [train_trial(member, torch_adapter, data) for member in sweep]
+    stacked = train_group(sweep, torch_adapter, data)
+    for one, member in zip(alone, stacked):
+        assert (member.status, member.error, member.epochs_completed) == ("timeout", one.error, 1)
+        assert one.status == "timeout" and "exceeded after epoch 1" in one.error
+        expected, got = metrics(one), metrics(member)
+        assert got.keys() == expected.keys() and {epoch for epoch, _ in got} == {0, 1}
+        assert all(got[key] == pytest.approx(value, abs=TOLERANCE) for key, value in expected.items())
+        assert [row[:4] for row in member.predictions] == [row[:4] for row in one.predictions]
+    # a generous limit changes nothing
+    roomy = train_group([limited(member, 3600.0, eval_every=2) for member in sweep], torch_adapter, data)
+    assert [(result.status, result.epochs_completed) for result in roomy] == [("ok", 3), ("ok", 3)]
