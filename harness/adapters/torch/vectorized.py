@@ -369,14 +369,15 @@ class StackedMLP:
         members sharing their hyperparameters, each member's row a tensor of its own: what a member gets
         does not depend on which members it is stacked with."""
         if self.adam_rows is None:  # the rows of the buffers, until keep or set_weights replaces them
-            parameters, (first, second) = self.flat.unbind(0), (slot.unbind(0) for slot in self.slots)
+            buffers = [self.flat.unbind(0), *(slot.unbind(0) for slot in self.slots)]  # parameters, m, v
             self.adam_rows = [
-                ([parameters[row] for row in rows], [first[row] for row in rows], [second[row] for row in rows])
-                for _, rows in self.rows_by_hyperparameters
+                tuple([buffer[row] for row in rows] for buffer in buffers) for _, rows in self.rows_by_hyperparameters
             ]
         self.step_count += 1
         gradients = g.unbind(0)
-        for (values, rows), (parameters, first, second) in zip(self.rows_by_hyperparameters, self.adam_rows):
+        for (values, rows), (parameters, first, second) in zip(
+            self.rows_by_hyperparameters, self.adam_rows, strict=True
+        ):
             torch._fused_adam_(
                 parameters,
                 [gradients[row] for row in rows],
