@@ -165,6 +165,21 @@ def test_a_member_gets_the_same_numbers_whichever_members_share_its_group(torch_
     assert together[1].metrics == alone.metrics
 
 
+def test_group_size_does_not_change_a_member_on_several_threads(torch_adapter):
+    # on 2 threads MKL splits a lone matrix product (a group of one) over both threads, and rounds it otherwise
+    torch = pytest.importorskip("torch")
+    data = load_dataset(DATASET)
+    sweep = [spec(seed, {"name": "adam", "lr": 1e-3}, epochs=1) for seed in (0, 1, 2)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        together = train_group(sweep, torch_adapter, data)
+        alone = train_group(sweep[1:2], torch_adapter, data)[0]
+    finally:
+        torch.set_num_threads(threads)
+    assert together[1].metrics == alone.metrics
+
+
 def lone_tasks(specs):
     return [Task(index, Trial("s", f"arm{index}", (), member)) for index, member in enumerate(specs)]
 
