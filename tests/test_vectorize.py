@@ -156,10 +156,26 @@ def test_group_key_ignores_member_scalars_only():
         train_group([base, spec(0, "sgd")], None, load_dataset(DATASET))
 
 
-def test_a_member_gets_the_same_numbers_whichever_members_share_its_group(torch_adapter):
-    # so a trial's stored result does not depend on --jobs, an interrupted run or its companions
-    data = load_dataset(DATASET)
-    sweep = [spec(seed, {"name": "adam", "lr": lr}) for seed, lr in ((0, 1e-3), (1, 1e-3), (2, 3e-3))]
+@pytest.mark.parametrize("dataset", ["digits", "iris"])
+def test_a_member_gets_the_same_numbers_whichever_members_share_its_group(torch_adapter, dataset):
+    # so a trial's stored result does not depend on --jobs, an interrupted run or its companions;
+    # iris: 3 outputs x 38 test rows, whose (3 x 38) blocks would start at 16-byte offsets that differ by member
+    model, batch = (MODEL, 32) if dataset == "digits" else ({"mlp": {"hidden": [16], "activation": "relu"}}, 13)
+    grid = ((0, 1e-3), (1, 1e-3), (2, 3e-3))
+    data_spec = DATASET if dataset == "digits" else DatasetSpec("iris")
+    sweep = [
+        trial_spec(
+            model,
+            10 if dataset == "digits" else 3,
+            optimizer={"name": "adam", "lr": lr},
+            seed=seed,
+            epochs=3,
+            batch_size=batch,
+            dataset=data_spec,
+        )
+        for seed, lr in grid
+    ]
+    data = load_dataset(data_spec)
     together = train_group(sweep, torch_adapter, data)
     alone = train_group(sweep[1:2], torch_adapter, data)[0]
     assert together[1].metrics == alone.metrics

@@ -57,6 +57,12 @@ from harness.spec.types import TrialSpec, effective_weight_decay
 # every group size, so a member's outputs do not depend on how many members it was stacked with (a
 # matrix product's rounding can depend on its row count).
 STACKED_CHUNK = 128
+ROW_ALIGNMENT = 16  # float32 values per 64 bytes: each member's row of the flat buffer starts on a cache line
+# Columns (rows of data) of every per-member block of activations are padded to a multiple of this (16 bytes of
+# float32): MKL rounds a product differently by where its output starts modulo 16 bytes (measured: iris's
+# (3 x 16) @ (16 x 38) product, member 1 of 3 vs alone), so each member's blocks start where a lone member's do.
+# The padding columns are copies of a real sample (finite, like any activation) and leave the losses out.
+COLUMN_ALIGNMENT = 4
 SEED_LIMIT = 2**63 - 1  # as TorchAdapter.build: torch.Generator.manual_seed takes a 64-bit seed
 # Each rule's per-member hyperparameters (read from the resolved optimizer component)
 RULE_PARAMETERS: dict[str, tuple[str, ...]] = {
@@ -93,6 +99,11 @@ def retain_freed_memory() -> bool:
             mallopt(M_TRIM_THRESHOLD, RETAINED_BYTES)
         )
     return _malloc_tuned
+
+
+def _aligned(columns: int) -> int:
+    """`columns` rounded up to a multiple of COLUMN_ALIGNMENT."""
+    return -(-columns // COLUMN_ALIGNMENT) * COLUMN_ALIGNMENT
 
 
 @contextmanager
@@ -179,6 +190,10 @@ class StackedMLP:
             self.offsets[key] = (total, total + size)
             total += size
         self.num_values = total
+        # each member's row padded to whole 64-byte lines (the allocator aligns the buffer to 64 bytes), so every
+        # member's tensors sit at the same alignment as a lone member's: BLAS kernels may round differently
+        # when an operand is aligned differently (measured: iris's 3-unit layer, member 1 of 3)
+        total = -(-total // ROW_ALIGNMENT) * ROW_ALIGNMENT
         self.kernel_mask = torch.zeros(1, total, dtype=torch.bool, device=device)
         for key in kernels:
             start, stop = self.offsets[key]
@@ -240,6 +255,8 @@ class StackedMLP:
             view.requires_grad_(True)
             self.tensors[key] = view
         self.leaves = list(self.tensors.values())
+        # the rows' padding: zero parameters with zero gradients, which every rule leaves at zero
+        self.padding = torch.zeros(members, self.flat.shape[1] - self.num_values, device=self.device)
         self.adam_rows: list[tuple[list[torch.Tensor], ...]] | None = None  # built by _adam
 
     def keep(self, members: Sequence[int]) -> None:
@@ -276,6 +293,7 @@ class StackedMLP:
                 if array.shape != shape:
                     raise ValueError(f"weights[{key!r}]: expected shape {shape}, got {array.shape}")
                 parts.append((array.T if key in self.kernels else array).reshape(-1))
+            parts.append(np.zeros(self.flat.shape[1] - self.num_values, dtype=np.float32))  # the row's padding
             rows.append(np.concatenate(parts))
         with torch.no_grad():
             self.flat.copy_(torch.from_numpy(np.stack(rows)))
@@ -290,7 +308,9 @@ class StackedMLP:
         self.training_inputs = torch.tensor(np.asarray(x, dtype=np.float32), device=self.device)
         self.training_labels = torch.tensor(np.asarray(y, dtype=np.int64), device=self.device)
 
-    def _forward(self, h: torch.Tensor, training: bool, layers: Sequence[object] | None = None) -> torch.Tensor:
+    def _forward(
+        self, h: torch.Tensor, training: bool, columns: int = 0, layers: Sequence[object] | None = None
+    ) -> torch.Tensor:
         """(K, features, rows) -> (K, outputs, rows) logits, features-first; or, in evaluation, shared
         (features, rows) inputs every member reads (broadcast to the members at the first dense layer)."""
         for layer in self.layers if layers is None else layers:
@@ -306,15 +326,15 @@ class StackedMLP:
                     h = layer.activation(h)
             elif isinstance(layer, _Dropout):
                 if training:
-                    h = h * self._masks(layer.index, h)
+                    h = h * self._masks(layer.index, h, columns)
             else:
                 h = layer(h)  # type: ignore[operator]
         return h
 
-    def _masks(self, index: int, h: torch.Tensor) -> torch.Tensor:
-        """(K, units, B) inverted-dropout masks: member m's drawn as a lone trial's InvertedDropout draws
-        its (B, units) mask, then transposed."""
-        shape = (h.shape[2], h.shape[1])
+    def _masks(self, index: int, h: torch.Tensor, columns: int) -> torch.Tensor:
+        """(K, units, width) inverted-dropout masks: member m's first `columns` drawn as a lone trial's
+        InvertedDropout draws its (columns, units) mask, then transposed; the padding columns' are ones."""
+        shape = (columns, h.shape[1])
         masks = []
         for rate, generator in zip(self.rates[index], self.generators):
             if rate == 0:  # a lone trial has no dropout module then, and draws nothing
@@ -324,7 +344,8 @@ class StackedMLP:
             masks.append(
                 torch.empty(shape, device=h.device, dtype=h.dtype).bernoulli_(keep, generator=generator).div_(keep)
             )
-        return torch.stack(masks).transpose(1, 2)
+        stacked = torch.stack(masks).transpose(1, 2)
+        return F.pad(stacked, (0, h.shape[2] - columns), value=1.0) if h.shape[2] > columns else stacked
 
     def train_epoch(self, batches: Sequence[list[np.ndarray]]) -> np.ndarray:
         """One step per batch for every live member (member m's batches are batches[m]; all members have
@@ -349,15 +370,17 @@ class StackedMLP:
         rows = []
         start = 0
         for size in sizes:
-            index = order[:, start : start + size].reshape(-1)  # member-major (K*B,)
+            index = order[:, start : start + size]  # (K, B)
             start += size
-            inputs = x.index_select(0, index).view(members, size, -1).transpose(1, 2)  # (K, in, B)
-            logits = self._forward(inputs, training=True)  # (K, classes, B)
-            labels = y.index_select(0, index).view(members, size)
+            width = _aligned(size)
+            padded = torch.cat([index, index[:, -1:].expand(members, width - size)], dim=1) if width > size else index
+            inputs = x.index_select(0, padded.reshape(-1)).view(members, width, -1).transpose(1, 2)  # (K, in, width)
+            logits = self._forward(inputs, training=True, columns=size)[:, :, :size]  # (K, classes, B)
+            labels = y.index_select(0, index.reshape(-1)).view(members, size)
             losses = F.cross_entropy(logits, labels, reduction="none").mean(dim=1)  # each member's mean loss
             grads = torch.autograd.grad(losses.sum(), self.leaves)
             rows.append(losses.detach())
-            self._update(torch.cat([g.reshape(members, -1) for g in grads], dim=1))
+            self._update(torch.cat([*(g.reshape(members, -1) for g in grads), self.padding], dim=1))
         return rows
 
     @torch.no_grad()
@@ -418,6 +441,14 @@ class StackedMLP:
                 maximize=False,
             )
 
+    @staticmethod
+    def _pad_rows(rows: torch.Tensor) -> torch.Tensor:
+        """(N, in) rows with the last repeated up to whole 16-byte columns (COLUMN_ALIGNMENT)."""
+        count = len(rows)
+        if count == 0 or _aligned(count) == count:
+            return rows
+        return torch.cat([rows, rows[-1:].expand(_aligned(count) - count, *rows.shape[1:])])
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Every live member's evaluation-mode outputs (dropout off), float32 (members, N, outputs)."""
         inputs = torch.tensor(np.asarray(x, dtype=np.float32))
@@ -426,7 +457,9 @@ class StackedMLP:
         with torch.no_grad(), threads_per_member(members):
             for start in range(0, max(len(inputs), 1), STACKED_CHUNK):
                 rows = inputs[start : start + STACKED_CHUNK].to(self.device)
-                outputs = self._forward(rows.t(), training=False)  # (K, outputs, rows)
+                outputs = self._forward(self._pad_rows(rows).t(), training=False)[
+                    ..., : len(rows)
+                ]  # (K, outputs, rows)
                 if outputs.dim() == 2:  # no dense layer at all: every member's output is the same
                     outputs = outputs.unsqueeze(0).expand(members, *outputs.shape)
                 chunks.append(outputs.cpu())
@@ -444,16 +477,17 @@ class StackedMLP:
     def layer_outputs(self, x: np.ndarray) -> list[np.ndarray]:
         """Evaluation-mode output of every layer in plan order, each float32 (members, N, units): a lone
         model's `layer_outputs` for every member (a dense layer's output is after its activation)."""
-        h = torch.tensor(np.asarray(x, dtype=np.float32), device=self.device).t()  # (in, N), features-first
-        members = self.flat.shape[0]
+        inputs = torch.tensor(np.asarray(x, dtype=np.float32), device=self.device)
+        count, members = len(inputs), self.flat.shape[0]
+        h = self._pad_rows(inputs).t()  # (in, width), features-first
         arrays = []
-        with torch.no_grad():
+        with torch.no_grad(), threads_per_member(members):
             start = 0
             for end in self.plan_ends:
                 h = self._forward(h, training=False, layers=self.layers[start:end])
                 start = end
                 value = h if h.dim() == 3 else h.unsqueeze(0).expand(members, *h.shape)  # before the first dense
-                arrays.append(value.transpose(1, 2).cpu().numpy().astype(np.float32, copy=True))
+                arrays.append(value[..., :count].transpose(1, 2).cpu().numpy().astype(np.float32, copy=True))
         return arrays
 
     def gradients(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
@@ -463,12 +497,13 @@ class StackedMLP:
         states = [generator.get_state() for generator in self.generators]
         members = self.flat.shape[0]
         try:
-            inputs = torch.tensor(np.asarray(x, dtype=np.float32), device=self.device)
+            inputs = self._pad_rows(torch.tensor(np.asarray(x, dtype=np.float32), device=self.device)).t()
             labels = torch.tensor(np.asarray(y, dtype=np.int64), device=self.device)
             size = len(labels)
-            logits = self._forward(inputs.t().expand(members, *inputs.t().shape), training=True)  # (K, classes, N)
-            losses = F.cross_entropy(logits, labels.expand(members, size), reduction="none")
-            grads = torch.autograd.grad(losses.mean(dim=1).sum(), self.leaves)
+            with threads_per_member(members):
+                logits = self._forward(inputs.expand(members, *inputs.shape), training=True, columns=size)
+                losses = F.cross_entropy(logits[:, :, :size], labels.expand(members, size), reduction="none")
+                grads = torch.autograd.grad(losses.mean(dim=1).sum(), self.leaves)
         finally:
             for generator, state in zip(self.generators, states):
                 generator.set_state(state)
