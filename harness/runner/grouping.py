@@ -30,7 +30,7 @@ from harness.spec.types import TrialSpec
 
 VECTORIZE_MODES = ("auto", "off")
 # Beyond this the CPU speedup per member flattens or, when other work takes the cache, falls
-# (benchmarks/bench_vectorized.py, 1 thread on 2 shared cores: 2.8x at 8, 2.9x at 16, 2.5-3.6x at 32
+# (benchmarks/bench_vectorized.py, 1 thread on 2 shared cores: 2.6-2.8x at 8, 2.7-2.9x at 16, 2.5-3.6x at 32
 # members), and smaller groups leave work for a second run on the same store.
 MAX_MEMBERS = 16
 GROUP_MEMORY_BYTES = 256 * 2**20  # estimated training memory of one group's members together
