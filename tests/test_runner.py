@@ -297,19 +297,24 @@ def test_ctrl_c_does_not_reach_a_starting_worker() -> None:
     assert worker.process.exitcode == 0
 
 
-def test_trial_past_max_seconds_is_killed_and_recorded_timeout(tmp_path: Path) -> None:
+@pytest.mark.parametrize("vectorize", ["off", "auto"])
+def test_trial_past_max_seconds_is_killed_and_recorded_timeout(tmp_path: Path, vectorize: str) -> None:
     # One epoch of batch-size-1 steps lasts far longer than max_seconds + grace, so only the
     # runner's kill can stop it (the loop itself stops at epoch boundaries).
     # MNIST-1D: 4000 steps of batch size 1, about 1-2 s here, against 0.05 s + 0.2 s grace.
-    slow = make_trial("slow", 0, dataset="mnist1d", hidden=(100, 100), epochs=1, batch_size=1, max_seconds=0.05)
+    # Stacked (auto): two seeds as one group, its deadline the lead's limit (every member's: group_key).
+    slow = [
+        make_trial("slow", seed, dataset="mnist1d", hidden=(100, 100), epochs=1, batch_size=1, max_seconds=0.05)
+        for seed in ((0,) if vectorize == "off" else (0, 1))
+    ]
     quick = make_trial("quick", 0, epochs=2)
     with Store(tmp_path) as store:
-        summary = run_trials([slow, quick], store, jobs=2, quiet=True, grace_seconds=0.2)
-        assert (summary.timeout, summary.ok) == (1, 1)
-        row = store.trials_frame().set_index("arm").loc["slow"]
-        assert row["status"] == "timeout" and row["epochs_completed"] == 0
-        assert row["error"].startswith("killed after") and "max_seconds=0.05" in row["error"]
-        assert store.finished([slow.hash]) == {slow.hash}  # a timeout is final: not retried
+        summary = run_trials([*slow, quick], store, jobs=2, quiet=True, grace_seconds=0.2, vectorize=vectorize)
+        assert (summary.timeout, summary.ok) == (len(slow), 1)
+        for _, row in store.trials_frame().query("arm == 'slow'").iterrows():
+            assert row["status"] == "timeout" and row["epochs_completed"] == 0
+            assert row["error"].startswith("killed after") and "max_seconds=0.05" in row["error"]
+        assert store.finished([trial.hash for trial in slow]) == {trial.hash for trial in slow}  # final: not retried
     assert no_workers_left()
 
 

@@ -101,6 +101,11 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def time_limit_error(limit: float, epoch: int) -> str:
+    """TrialResult.error of a trial stopped by training.max_seconds after `epoch` (status 'timeout')."""
+    return f"training.max_seconds={limit} exceeded after epoch {epoch}"
+
+
 def evaluate_splits(
     model: Any,
     data: Dataset,
@@ -322,7 +327,7 @@ def train_trial(spec: TrialSpec, adapter: Any, data: Dataset, checkpoints: str |
             if not evaluated:  # the epoch it stops after is its final one: always evaluated
                 evaluate(epoch)
             result.status = TIMEOUT
-            result.error = f"training.max_seconds={limit} exceeded after epoch {epoch}"
+            result.error = time_limit_error(limit, epoch)
             break
         checkpointer.kill_if_planned(epoch)
         if checkpointer.due(epoch):

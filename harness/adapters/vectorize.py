@@ -11,10 +11,17 @@ recorded 'diverged' at that epoch, as `harness.adapters.loop.train_trial` record
 the stack; the others go on.
 
 What can be stacked is a WHITELIST (`ineligible_reason`): anything not listed here (another backend,
-layer, loss or optimizer, native initialization, clipping, a time limit, diagnostics, any spec field
-or training/regularizer key this module does not know) trains one trial at a time, with the reason.
+layer, loss or optimizer, native initialization, clipping, diagnostics, any spec field or
+training/regularizer key this module does not know) trains one trial at a time, with the reason.
 New training features (schedules, early stopping, checkpoints) are therefore refused until they are
 added here and to the stacked model on purpose.
+
+A time limit (training.max_seconds) is read on the group's clock: the members train at the same time,
+so after each epoch a member whose limit the group's elapsed time exceeds stops as a lone trial stops
+at that point (that epoch evaluated, status 'timeout', harness.adapters.loop.time_limit_error) and is
+dropped from the stack. The limit is part of group_key, so today every member of a group stops after
+the same epoch; a member trained in a group reaches fewer epochs within its limit than alone would if
+the group's epochs take longer than its own would.
 
 Timings of a member are its share of the group's: each epoch's step and evaluation time divided by
 the members that took part in it; `device['vectorized']` is 'stacked' (the engine) and `device['group_size']`
@@ -30,11 +37,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from harness.adapters.loop import TrialResult, _PredictionKeeper, _Probe, now
+from harness.adapters.loop import TrialResult, _PredictionKeeper, _Probe, now, time_limit_error
 from harness.adapters.metrics import evaluate_outputs
 from harness.data.batches import epoch_batches
 from harness.data.types import Dataset
-from harness.measures import DIVERGED, MINIBATCH_LOSS, OK, SPLITS, metric_name
+from harness.measures import DIVERGED, MINIBATCH_LOSS, OK, SPLITS, TIMEOUT, metric_name
 from harness.spec.init import initial_weights
 from harness.spec.types import TrialSpec, canonical_json
 
@@ -99,8 +106,6 @@ def ineligible_reason(spec: TrialSpec) -> str | None:
         return f"optimizer {spec.optimizer.name!r} (stacked trials: {', '.join(VECTORIZED_OPTIMIZERS)})"
     if spec.regularizer.clip_norm is not None or spec.regularizer.clip_value is not None:
         return "gradient clipping"
-    if spec.training.max_seconds is not None:
-        return "training.max_seconds (a time limit is per trial)"
     return None
 
 
@@ -189,31 +194,33 @@ def _probe(model: Any, live: list[_Member], epoch: int, before: bool) -> None:
             member.probe.after_epoch(view, epoch)
 
 
-def _evaluate(model: StackedModel, members: list[_Member], data: Dataset, epoch: int) -> None:
-    """Every split's metrics for every live member, from one stacked forward pass per split
-    (the arithmetic of harness.adapters.loop.evaluate_splits for a one-output model)."""
-    kept: list[dict[str, np.ndarray] | None] = [member.keeper.outputs() for member in members]
-    rows: list[list[tuple[int, str, float]]] = [[] for _ in members]
+def _evaluate(model: StackedModel, members: list[_Member], data: Dataset, epoch: int, record: list[int]) -> None:
+    """Every split's metrics for the live members at positions `record` (ascending), from one stacked forward
+    pass per split over all live `members` (the arithmetic of harness.adapters.loop.evaluate_splits for a
+    one-output model)."""
+    kept: list[dict[str, np.ndarray] | None] = [members[position].keeper.outputs() for position in record]
+    rows: list[list[tuple[int, str, float]]] = [[] for _ in record]
     for split in SPLITS:
         x, y = data.split(split)
         if len(y) == 0:
             continue
         outputs = model.predict(x)
-        for position in range(len(members)):
-            member_kept = kept[position]
+        for slot, position in enumerate(record):
+            member_kept = kept[slot]
             if member_kept is not None:
                 member_kept[split] = outputs[position]
-            rows[position].extend(
+            rows[slot].extend(
                 (epoch, metric_name(split, name), value)
                 for name, value in evaluate_outputs(outputs[position], y, data.info.task).items()
             )
-    for position, member in enumerate(members):
-        member.result.metrics.extend(rows[position])
-        member.keeper.after_evaluation(epoch, kept[position], rows[position])
+    for slot, position in enumerate(record):
+        member = members[position]
+        member.result.metrics.extend(rows[slot])
+        member.keeper.after_evaluation(epoch, kept[slot], rows[slot])
 
 
 def train_group(specs: Sequence[TrialSpec], adapter: Any, data: Dataset) -> list[TrialResult]:
-    """Train the trials as one stacked model; one TrialResult per spec, in order (ok or diverged).
+    """Train the trials as one stacked model; one TrialResult per spec, in order (ok, diverged or timeout).
 
     Raises:
         ValueError: a spec is ineligible, or the specs do not share one group_key.
@@ -243,44 +250,67 @@ def train_group(specs: Sequence[TrialSpec], adapter: Any, data: Dataset) -> list
     model.set_training_data(data.x_train, data.y_train)
     live = list(members)
 
-    def share(seconds: float, field: str, among: list[_Member]) -> None:
-        for member in among:
-            setattr(member.result, field, getattr(member.result, field) + seconds / len(among))
+    def evaluate(epoch: int, record: list[int]) -> None:
+        """_evaluate, its time shared among the members it records."""
+        clock = time.perf_counter()
+        _evaluate(model, live, data, epoch, record)
+        seconds = (time.perf_counter() - clock) / len(record)
+        for position in record:
+            live[position].result.eval_seconds += seconds
 
-    clock = time.perf_counter()
-    _evaluate(model, live, data, 0)
-    share(time.perf_counter() - clock, "eval_seconds", live)
-    _probe(model, live, 0, before=False)
-    setup = time.perf_counter() - started
+    def drop(gone: list[int]) -> None:
+        """Take the live members at positions `gone` out of the stack."""
+        nonlocal live
+        leaving = set(gone)
+        survivors = [position for position in range(len(live)) if position not in leaving]
+        model.keep(survivors)
+        live = [live[position] for position in survivors]
+
+    setup = time.perf_counter() - started  # wall_seconds: this share, then each member's training and evaluation
     for member in members:
         member.result.wall_seconds = setup / len(members)
+    evaluate(0, list(range(len(live))))
+    _probe(model, live, 0, before=False)
     num_samples = len(data.y_train)
     for epoch in range(1, first.training.epochs + 1):
         batches = [epoch_batches(num_samples, member.spec.training, member.spec.seed, epoch) for member in live]
         _probe(model, live, epoch, before=True)
         clock = time.perf_counter()
         losses = model.train_epoch(batches)
-        share(time.perf_counter() - clock, "train_seconds", live)
-        survivors = []
+        seconds = (time.perf_counter() - clock) / len(live)
+        diverged = []
         for position, member in enumerate(live):
+            member.result.train_seconds += seconds
             mean_loss = float(np.mean(losses[:, position])) if len(losses) else float("nan")
             member.result.metrics.append((epoch, MINIBATCH_LOSS, mean_loss))
-            if math.isfinite(mean_loss):
-                survivors.append(position)
-            else:
+            if not math.isfinite(mean_loss):
                 member.result.status, member.result.diverged_epoch = DIVERGED, epoch
-        if len(survivors) < len(live):
-            model.keep(survivors)
-            live = [live[position] for position in survivors]
+                diverged.append(position)
+        if diverged:
+            drop(diverged)
         if not live:
             break
-        if first.training.evaluates(epoch):
-            clock = time.perf_counter()
-            _evaluate(model, live, data, epoch)
-            share(time.perf_counter() - clock, "eval_seconds", live)
+        evaluated = first.training.evaluates(epoch)  # training.eval_every; the last epoch always
+        if evaluated:
+            evaluate(epoch, list(range(len(live))))
         for member in live:
             member.result.epochs_completed = epoch
         _probe(model, live, epoch, before=False)
+        # training.max_seconds on the group's clock: the members train at the same time
+        elapsed = time.perf_counter() - started
+        over = {
+            position: limit
+            for position, member in enumerate(live)
+            if (limit := member.spec.training.max_seconds) is not None and elapsed > limit
+        }
+        if over:
+            if not evaluated:  # the epoch a member stops after is its final one: always evaluated
+                evaluate(epoch, list(over))
+            for position, limit in over.items():
+                live[position].result.status, live[position].result.error = TIMEOUT, time_limit_error(limit, epoch)
+            drop(list(over))
+            if not live:
+                break
     finished = now()
     for member in members:
         result = member.result

@@ -29,8 +29,9 @@ from harness.spec.footprint import trial_footprint
 from harness.spec.types import TrialSpec
 
 VECTORIZE_MODES = ("auto", "off")
-# Beyond this the CPU speedup per member flattens (benchmarks/bench_vectorized.py measured 2.5x at 16 and
-# 1.9x at 32 members on 2 shared cores), and smaller groups leave work for a second run on the same store.
+# Beyond this the CPU speedup per member flattens or, when other work takes the cache, falls
+# (benchmarks/bench_vectorized.py, 1 thread on 2 shared cores: 2.6-2.8x at 8, 2.7-2.9x at 16, 2.5-3.6x at 32
+# members), and smaller groups leave work for a second run on the same store.
 MAX_MEMBERS = 16
 GROUP_MEMORY_BYTES = 256 * 2**20  # estimated training memory of one group's members together
 

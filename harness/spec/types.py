@@ -170,7 +170,10 @@ class TrainingSpec:
         "> 0",
         nullable=True,
         noun="a number of seconds",
-        description="wall-clock limit of one trial's training; null: no limit; a trial over it is recorded as 'timeout'",
+        description=(
+            "wall-clock limit of one trial's training; null: no limit; a trial over it is recorded as 'timeout'. "
+            "Trials trained as one stacked model (--vectorize) share their group's clock"
+        ),
     )
     save_weights: str = parameter(
         "choice",

@@ -1,12 +1,19 @@
 """StackedMLP: K trials of one dense stack trained as one model in torch (harness.adapters.vectorize).
 
-Every member's trainable tensors live in ONE flat (K, P) buffer; each canonical tensor is a leaf view
-of it with a leading member axis (a dense kernel (K, in, out), its bias (K, out)). A step is one
-batched forward pass (torch.baddbmm per dense layer, member m on its own batch x[order[m]]), the sum of
+Every member's trainable tensors live in ONE flat (K, P) buffer; each tensor is a leaf view of it with a
+leading member axis: a bias (K, out), a dense kernel STORED TRANSPOSED, (K, out, in) - the canonical
+(in, out) kernel is transposed on the way in (set_weights).
+
+Activations run features-first: (K, units, rows), each member's rows along the last axis, so a dense
+layer is torch.baddbmm(bias, kernel (K, out, in), h (K, in, rows)). Measured here on the reference MLP
+(K = 32, batch 100, 1 thread): a narrow layer (10 outputs) is 4x faster as (10 x 100) @ (100 x B) than
+as (B x 100) @ (100 x 10), forward and backward, the whole step 25% faster; and the logits come out as
+(K, classes, B), the layout F.cross_entropy's class axis wants (its log_softmax over a short LAST axis
+is 8x slower). A step is one batched forward pass (member m on its own batch x[order[m]]), the sum of
 the members' mean losses backward (member m's gradient is its own loss's: the members share no
 arithmetic), the gradients gathered into one (K, P) tensor, and the canonical update applied to the
-flat buffer with per-member hyperparameters as (K, 1) columns - a handful of large elementwise ops
-per step instead of a few per tensor per trial.
+flat buffer with per-member hyperparameters as (K, 1) columns - a handful of large elementwise ops per
+step instead of a few per tensor per trial.
 
 The update rules are the formulas harness.adapters.torch.optimizers configures torch's built-ins to
 (torch 2.13's torch/optim/*.py, read there):
@@ -22,26 +29,40 @@ The kernel penalty's gradient (l1*sign(kernel) + l2*kernel, harness.adapters.com
 added to the gradient, and the decoupled decay (kernel *= 1 - lr*weight_decay) applied before the
 rule, as CanonicalOptimizer does. Dropout masks come from each member's own generator, seeded as
 TorchAdapter.build seeds a lone trial's, with the same draws in the same order: the same masks.
+
+Memory: a K = 32 step allocates and frees tensors of a few MB, which glibc's malloc by default hands
+back to the system and faults in afresh every step (~740 page faults, a third of the step, measured).
+Building a StackedMLP therefore raises the process's malloc thresholds once (`retain_freed_memory`):
+freed memory up to RETAINED_BYTES stays in the process for the next step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import ctypes
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from harness.adapters.torch.layers import activation_module
 from harness.data.types import DatasetInfo
 from harness.spec.init import FRAMEWORK_STREAM, weight_key
 from harness.spec.types import TrialSpec, effective_weight_decay
 
-# Rows per stacked evaluation pass: small enough that 32 members' activations stay in cache (8192 rows x
-# 32 members x 100 units measured slower than K lone predictions), and the same for every group size, so a
-# member's outputs do not depend on how many members it was stacked with (a matrix product's rounding
-# can depend on its row count).
-STACKED_CHUNK = 1024
+# Rows per stacked evaluation pass: small enough that 32 members' activations stay in this core's cache
+# (measured on the reference MLP, K = 32, 1 thread: 128 rows 60 GFLOP/s, 1024 rows 38), and the same for
+# every group size, so a member's outputs do not depend on how many members it was stacked with (a
+# matrix product's rounding can depend on its row count).
+STACKED_CHUNK = 128
+ROW_ALIGNMENT = 16  # float32 values per 64 bytes: each member's row of the flat buffer starts on a cache line
+# Columns (rows of data) of every per-member block of activations are padded to a multiple of this (16 bytes of
+# float32): MKL rounds a product differently by where its output starts modulo 16 bytes (measured: iris's
+# (3 x 16) @ (16 x 38) product, member 1 of 3 vs alone), so each member's blocks start where a lone member's do.
+# The padding columns are copies of a real sample (finite, like any activation) and leave the losses out.
+COLUMN_ALIGNMENT = 4
 SEED_LIMIT = 2**63 - 1  # as TorchAdapter.build: torch.Generator.manual_seed takes a 64-bit seed
 # Each rule's per-member hyperparameters (read from the resolved optimizer component)
 RULE_PARAMETERS: dict[str, tuple[str, ...]] = {
@@ -55,6 +76,51 @@ RULE_PARAMETERS: dict[str, tuple[str, ...]] = {
 }
 # Optimizer state slots per rule, each a (K, P) buffer
 RULE_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1, "adam": 2, "adamw": 2}
+# glibc mallopt parameters (malloc.h) and what retain_freed_memory sets them to: allocations below
+# 32 MiB come from the heap, and up to RETAINED_BYTES of freed heap stays with the process
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_BYTES = 32 * 2**20  # glibc's largest allowed on 64-bit
+RETAINED_BYTES = 256 * 2**20  # harness.runner.grouping.GROUP_MEMORY_BYTES: what a group is sized to
+_malloc_tuned = False
+
+
+def retain_freed_memory() -> bool:
+    """Keep freed memory in the process instead of returning it to the system after every step (glibc
+    malloc; a no-op elsewhere). Process-wide and once: it changes no result, only how often memory is
+    faulted in. True when the thresholds were set (now or before)."""
+    global _malloc_tuned
+    if not _malloc_tuned:
+        try:
+            mallopt = ctypes.CDLL(None).mallopt  # the process's C library
+        except (OSError, AttributeError, TypeError):  # not glibc (macOS, Windows): nothing to tune
+            return False
+        mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        _malloc_tuned = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
+            mallopt(M_TRIM_THRESHOLD, RETAINED_BYTES)
+        )
+    return _malloc_tuned
+
+
+def _aligned(columns: int) -> int:
+    """`columns` rounded up to a multiple of COLUMN_ALIGNMENT."""
+    return -(-columns // COLUMN_ALIGNMENT) * COLUMN_ALIGNMENT
+
+
+@contextmanager
+def threads_per_member(members: int) -> Iterator[None]:
+    """At most one intra-op thread per live member while the stacked model computes. A batched product with
+    at least as many matrices as threads gives each matrix one thread; with fewer, MKL splits a matrix over
+    threads, which changes its rounding (measured: a 10-unit layer's product at K = 1 on 2 threads, at K <= 5
+    on 16), so a member's numbers would depend on its group's size."""
+    threads = torch.get_num_threads()
+    if members >= threads:
+        yield
+        return
+    torch.set_num_threads(max(1, members))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class _Dense:
@@ -69,20 +135,27 @@ class _Dropout:
 
 class StackedMLP:
     """Implements harness.adapters.vectorize.StackedModel for a stack of dense, activation and dropout
-    layers (one output, cross-entropy loss).
+    layers (one output, cross-entropy loss) on flat (features,) inputs.
 
     Args:
         specs: the members, sharing one harness.adapters.vectorize.group_key.
         info: the dataset's shapes.
         device: where parameters and data live.
+
+    Raises:
+        ValueError: the inputs are not flat, or a layer is not one of these.
     """
 
     def __init__(self, specs: Sequence[TrialSpec], info: DatasetInfo, device: torch.device) -> None:
+        if len(info.input_shape) != 1:
+            raise ValueError(f"StackedMLP takes flat (features,) inputs, got shape {tuple(info.input_shape)}")
+        retain_freed_memory()
         self.device = device
         plans = specs[0].model.plan(info.input_shape)
         self.rule = specs[0].optimizer.name
         self.layers: list[_Dense | _Dropout | Callable[[torch.Tensor], torch.Tensor]] = []
-        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.shapes: dict[str, tuple[int, ...]] = {}  # canonical shapes
+        self.stored: dict[str, tuple[int, ...]] = {}  # as kept in the flat buffer: kernels transposed
         kernels: list[str] = []
         self.plan_ends: list[int] = []  # per plan, how many of self.layers run up to its output (layer_outputs)
         for plan in plans:
@@ -92,11 +165,12 @@ class StackedMLP:
             kind = plan.layer.kind
             if kind == "dense":
                 kernels.append(keys["kernel"])
-                self.layers.append(
-                    _Dense(keys["kernel"], keys.get("bias"), activation_module(plan.layer["activation"]))
-                )
+                activation = activation_module(plan.layer["activation"], channel_dim=-2)
+                if type(activation) is nn.ReLU:  # on the product it just made: in place (measured 10-20% of a step)
+                    activation = nn.ReLU(inplace=True)
+                self.layers.append(_Dense(keys["kernel"], keys.get("bias"), activation))
             elif kind == "activation":
-                module = activation_module(plan.layer["activation"])
+                module = activation_module(plan.layer["activation"], channel_dim=-2)  # features-first
                 if module is not None:
                     self.layers.append(module)
             elif kind == "dropout":
@@ -104,6 +178,11 @@ class StackedMLP:
             else:  # ineligible_reason refuses these before a group is built
                 raise ValueError(f"StackedMLP has no layer {kind!r}")
             self.plan_ends.append(len(self.layers))
+        self.kernels = frozenset(kernels)
+        for key, shape in self.shapes.items():
+            if key in self.kernels and len(shape) != 2:
+                raise ValueError(f"StackedMLP: kernel {key!r} has shape {shape}, expected (in, out)")
+            self.stored[key] = (shape[1], shape[0]) if key in self.kernels else shape
         self.offsets: dict[str, tuple[int, int]] = {}
         total = 0
         for key, shape in self.shapes.items():
@@ -111,6 +190,10 @@ class StackedMLP:
             self.offsets[key] = (total, total + size)
             total += size
         self.num_values = total
+        # each member's row padded to whole 64-byte lines (the allocator aligns the buffer to 64 bytes), so every
+        # member's tensors sit at the same alignment as a lone member's: BLAS kernels may round differently
+        # when an operand is aligned differently (measured: iris's 3-unit layer, member 1 of 3)
+        total = -(-total // ROW_ALIGNMENT) * ROW_ALIGNMENT
         self.kernel_mask = torch.zeros(1, total, dtype=torch.bool, device=device)
         for key in kernels:
             start, stop = self.offsets[key]
@@ -118,7 +201,6 @@ class StackedMLP:
         self._set_members(specs)
         self.flat = torch.zeros(len(specs), total, device=device)
         self._make_views()
-        self.kernel_keys = tuple(kernels)
         self.slots: list[torch.Tensor] = []
         self.step_count = torch.zeros((), dtype=torch.float32, device=device)  # the fused kernel's step
         self.training_inputs: torch.Tensor | None = None
@@ -167,12 +249,15 @@ class StackedMLP:
     def _make_views(self) -> None:
         members = self.flat.shape[0]
         self.tensors: dict[str, torch.Tensor] = {}
-        for key, shape in self.shapes.items():
+        for key, shape in self.stored.items():
             start, stop = self.offsets[key]
             view = self.flat[:, start:stop].view(members, *shape)
             view.requires_grad_(True)
             self.tensors[key] = view
         self.leaves = list(self.tensors.values())
+        # the rows' padding: zero parameters with zero gradients, which every rule leaves at zero
+        self.padding = torch.zeros(members, self.flat.shape[1] - self.num_values, device=self.device)
+        self.adam_rows: list[tuple[list[torch.Tensor], ...]] | None = None  # built by _adam
 
     def keep(self, members: Sequence[int]) -> None:
         """Drop every member not listed (positions among the live members, ascending)."""
@@ -207,7 +292,8 @@ class StackedMLP:
                 array = np.asarray(member[key], dtype=np.float32)
                 if array.shape != shape:
                     raise ValueError(f"weights[{key!r}]: expected shape {shape}, got {array.shape}")
-                parts.append(array.reshape(-1))
+                parts.append((array.T if key in self.kernels else array).reshape(-1))
+            parts.append(np.zeros(self.flat.shape[1] - self.num_values, dtype=np.float32))  # the row's padding
             rows.append(np.concatenate(parts))
         with torch.no_grad():
             self.flat.copy_(torch.from_numpy(np.stack(rows)))
@@ -216,57 +302,50 @@ class StackedMLP:
         if self.rule == "adagrad":
             self.slots[0] += self.hyper["initial_accumulator"]
         self.step_count.zero_()
+        self.adam_rows = None
 
     def set_training_data(self, x: np.ndarray, y: np.ndarray) -> None:
         self.training_inputs = torch.tensor(np.asarray(x, dtype=np.float32), device=self.device)
         self.training_labels = torch.tensor(np.asarray(y, dtype=np.int64), device=self.device)
 
-    def _forward(self, h: torch.Tensor, training: bool, layers: Sequence[object] | None = None) -> torch.Tensor:
-        """(K, B, in) -> (K, B, outputs) logits; or, in evaluation, (N, in) inputs every member reads.
-
-        Shared (N, in) inputs stay 2-D up to the first dense layer, which is then ONE matrix product
-        with every member's kernel side by side, (N, in) @ (in, K*out): a batched product over a
-        broadcast input would run K small products instead (measured slower than K lone predictions).
-        """
+    def _forward(
+        self, h: torch.Tensor, training: bool, columns: int = 0, layers: Sequence[object] | None = None
+    ) -> torch.Tensor:
+        """(K, features, rows) -> (K, outputs, rows) logits, features-first; or, in evaluation, shared
+        (features, rows) inputs every member reads (broadcast to the members at the first dense layer)."""
         for layer in self.layers if layers is None else layers:
-            if isinstance(layer, _Dense) and h.dim() == 2:
-                kernel = self.tensors[layer.kernel]
-                members, _, units = kernel.shape
-                wide = h @ kernel.permute(1, 0, 2).reshape(h.shape[1], members * units)
+            if isinstance(layer, _Dense):
+                kernel = self.tensors[layer.kernel]  # (K, out, in)
+                if h.dim() == 2:
+                    h = h.expand(kernel.shape[0], *h.shape)
                 if layer.bias is not None:
-                    wide = wide + self.tensors[layer.bias].reshape(1, members * units)
-                h = wide.view(h.shape[0], members, units).transpose(0, 1)
-                if layer.activation is not None:
-                    h = layer.activation(h)
-            elif isinstance(layer, _Dense):
-                kernel = self.tensors[layer.kernel]
-                if layer.bias is not None:
-                    h = torch.baddbmm(self.tensors[layer.bias].unsqueeze(1), h, kernel)
+                    h = torch.baddbmm(self.tensors[layer.bias].unsqueeze(2), kernel, h)
                 else:
-                    h = torch.bmm(h, kernel)
+                    h = torch.bmm(kernel, h)
                 if layer.activation is not None:
                     h = layer.activation(h)
             elif isinstance(layer, _Dropout):
                 if training:
-                    h = h * self._masks(layer.index, h)
+                    h = h * self._masks(layer.index, h, columns)
             else:
                 h = layer(h)  # type: ignore[operator]
         return h
 
-    def _masks(self, index: int, h: torch.Tensor) -> torch.Tensor:
-        """(K, B, units) inverted-dropout masks: member m's drawn as a lone trial's InvertedDropout draws it."""
+    def _masks(self, index: int, h: torch.Tensor, columns: int) -> torch.Tensor:
+        """(K, units, width) inverted-dropout masks: member m's first `columns` drawn as a lone trial's
+        InvertedDropout draws its (columns, units) mask, then transposed; the padding columns' are ones."""
+        shape = (columns, h.shape[1])
         masks = []
         for rate, generator in zip(self.rates[index], self.generators):
             if rate == 0:  # a lone trial has no dropout module then, and draws nothing
-                masks.append(torch.ones(h.shape[1:], device=h.device, dtype=h.dtype))
+                masks.append(torch.ones(shape, device=h.device, dtype=h.dtype))
                 continue
             keep = 1.0 - rate
             masks.append(
-                torch.empty(h.shape[1:], device=h.device, dtype=h.dtype)
-                .bernoulli_(keep, generator=generator)
-                .div_(keep)
+                torch.empty(shape, device=h.device, dtype=h.dtype).bernoulli_(keep, generator=generator).div_(keep)
             )
-        return torch.stack(masks)
+        stacked = torch.stack(masks).transpose(1, 2)
+        return F.pad(stacked, (0, h.shape[2] - columns), value=1.0) if h.shape[2] > columns else stacked
 
     def train_epoch(self, batches: Sequence[list[np.ndarray]]) -> np.ndarray:
         """One step per batch for every live member (member m's batches are batches[m]; all members have
@@ -278,22 +357,31 @@ class StackedMLP:
             raise ValueError(f"train_epoch: {len(batches)} batch lists for {self.flat.shape[0]} members")
         if not batches or not batches[0]:
             return np.zeros((0, len(batches)), dtype=np.float64)
-        order = torch.from_numpy(np.stack([np.concatenate(member) for member in batches]).astype(np.int64)).to(
-            self.device
-        )
-        bounds = np.concatenate([[0], np.cumsum([len(batch) for batch in batches[0]])])
+        members = len(batches)
+        order = torch.from_numpy(np.stack([np.concatenate(member) for member in batches]).astype(np.int64))
+        order = order.to(self.device)  # one host->device copy for the epoch's indices
+        with threads_per_member(members):
+            rows = self._steps(x, y, order, [len(batch) for batch in batches[0]])
+        return torch.stack(rows).cpu().numpy().astype(np.float64)
+
+    def _steps(self, x: torch.Tensor, y: torch.Tensor, order: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
+        """One step per batch size (member m's batch: its next `size` indices in order[m]): each step's losses."""
         members = order.shape[0]
         rows = []
-        for step in range(len(bounds) - 1):
-            index = order[:, int(bounds[step]) : int(bounds[step + 1])]  # (K, B)
-            logits = self._forward(x[index], training=True)
-            size = index.shape[1]
-            losses = F.cross_entropy(logits.reshape(members * size, -1), y[index].reshape(-1), reduction="none")
-            losses = losses.view(members, size).mean(dim=1)  # each member's mean over its batch
+        start = 0
+        for size in sizes:
+            index = order[:, start : start + size]  # (K, B)
+            start += size
+            width = _aligned(size)
+            padded = torch.cat([index, index[:, -1:].expand(members, width - size)], dim=1) if width > size else index
+            inputs = x.index_select(0, padded.reshape(-1)).view(members, width, -1).transpose(1, 2)  # (K, in, width)
+            logits = self._forward(inputs, training=True, columns=size)[:, :, :size]  # (K, classes, B)
+            labels = y.index_select(0, index.reshape(-1)).view(members, size)
+            losses = F.cross_entropy(logits, labels, reduction="none").mean(dim=1)  # each member's mean loss
             grads = torch.autograd.grad(losses.sum(), self.leaves)
             rows.append(losses.detach())
-            self._update(torch.cat([g.reshape(members, -1) for g in grads], dim=1))
-        return torch.stack(rows).cpu().numpy().astype(np.float64)
+            self._update(torch.cat([*(g.reshape(members, -1) for g in grads), self.padding], dim=1))
+        return rows
 
     @torch.no_grad()
     def _update(self, g: torch.Tensor) -> None:
@@ -320,62 +408,86 @@ class StackedMLP:
             square = self.slots[0]
             square.mul_(hyper["rho"]).add_((1.0 - hyper["rho"]) * g * g)
             p.sub_(lr * g / (square.sqrt() + hyper["eps"]))
-        else:  # adam, adamw: torch's fused kernel, the one a lone trial's Adam(fused=True) runs, once per set of
-            # members sharing their hyperparameters, each member's row a tensor of its own: what a member gets
-            # does not depend on which members it is stacked with
-            first, second = self.slots
-            g = g.contiguous()
-            self.step_count += 1
-            for values, rows in self.rows_by_hyperparameters:
-                torch._fused_adam_(
-                    [p[row] for row in rows],
-                    [g[row] for row in rows],
-                    [first[row] for row in rows],
-                    [second[row] for row in rows],
-                    [],
-                    [self.step_count] * len(rows),
-                    amsgrad=False,
-                    lr=values["lr"],
-                    beta1=values["beta1"],
-                    beta2=values["beta2"],
-                    weight_decay=0.0,
-                    eps=values["eps"],
-                    maximize=False,
-                )
+        else:
+            self._adam(g.contiguous())
+
+    def _adam(self, g: torch.Tensor) -> None:
+        """adam, adamw: torch's fused kernel, the one a lone trial's Adam(fused=True) runs, once per set of
+        members sharing their hyperparameters, each member's row a tensor of its own: what a member gets
+        does not depend on which members it is stacked with."""
+        if self.adam_rows is None:  # the rows of the buffers, until keep or set_weights replaces them
+            buffers = [self.flat.unbind(0), *(slot.unbind(0) for slot in self.slots)]  # parameters, m, v
+            self.adam_rows = [
+                tuple([buffer[row] for row in rows] for buffer in buffers) for _, rows in self.rows_by_hyperparameters
+            ]
+        self.step_count += 1
+        gradients = g.unbind(0)
+        for (values, rows), (parameters, first, second) in zip(
+            self.rows_by_hyperparameters, self.adam_rows, strict=True
+        ):
+            torch._fused_adam_(
+                parameters,
+                [gradients[row] for row in rows],
+                first,
+                second,
+                [],
+                [self.step_count] * len(rows),
+                amsgrad=False,
+                lr=values["lr"],
+                beta1=values["beta1"],
+                beta2=values["beta2"],
+                weight_decay=0.0,
+                eps=values["eps"],
+                maximize=False,
+            )
+
+    @staticmethod
+    def _pad_rows(rows: torch.Tensor) -> torch.Tensor:
+        """(N, in) rows with the last repeated up to whole 16-byte columns (COLUMN_ALIGNMENT)."""
+        count = len(rows)
+        if count == 0 or _aligned(count) == count:
+            return rows
+        return torch.cat([rows, rows[-1:].expand(_aligned(count) - count, *rows.shape[1:])])
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Every live member's evaluation-mode outputs (dropout off), float32 (members, N, outputs)."""
         inputs = torch.tensor(np.asarray(x, dtype=np.float32))
         members = self.flat.shape[0]
         chunks = []
-        with torch.no_grad():
+        with torch.no_grad(), threads_per_member(members):
             for start in range(0, max(len(inputs), 1), STACKED_CHUNK):
-                rows = slice(start, start + STACKED_CHUNK)
-                outputs = self._forward(inputs[rows].to(self.device), training=False)
+                rows = inputs[start : start + STACKED_CHUNK].to(self.device)
+                outputs = self._forward(self._pad_rows(rows).t(), training=False)[
+                    ..., : len(rows)
+                ]  # (K, outputs, rows)
                 if outputs.dim() == 2:  # no dense layer at all: every member's output is the same
                     outputs = outputs.unsqueeze(0).expand(members, *outputs.shape)
                 chunks.append(outputs.cpu())
-        return torch.cat(chunks, dim=1).numpy().astype(np.float32, copy=False)
+        return torch.cat(chunks, dim=2).transpose(1, 2).contiguous().numpy()
 
     # -- diagnostics (harness.diagnostics): what a lone model's probe reads, for every member at once ----------
 
     def get_weights(self) -> dict[str, np.ndarray]:
         """Every live member's trainable tensors, float32 (members, *canonical shape) per canonical key."""
-        return {key: tensor.detach().cpu().numpy().copy() for key, tensor in self.tensors.items()}
+        return {
+            key: (tensor.transpose(1, 2) if key in self.kernels else tensor).detach().cpu().numpy().copy()
+            for key, tensor in self.tensors.items()
+        }
 
     def layer_outputs(self, x: np.ndarray) -> list[np.ndarray]:
         """Evaluation-mode output of every layer in plan order, each float32 (members, N, units): a lone
         model's `layer_outputs` for every member (a dense layer's output is after its activation)."""
-        h = torch.tensor(np.asarray(x, dtype=np.float32), device=self.device)
-        members = self.flat.shape[0]
+        inputs = torch.tensor(np.asarray(x, dtype=np.float32), device=self.device)
+        count, members = len(inputs), self.flat.shape[0]
+        h = self._pad_rows(inputs).t()  # (in, width), features-first
         arrays = []
-        with torch.no_grad():
+        with torch.no_grad(), threads_per_member(members):
             start = 0
             for end in self.plan_ends:
                 h = self._forward(h, training=False, layers=self.layers[start:end])
                 start = end
                 value = h if h.dim() == 3 else h.unsqueeze(0).expand(members, *h.shape)  # before the first dense
-                arrays.append(value.cpu().numpy().astype(np.float32, copy=True))
+                arrays.append(value[..., :count].transpose(1, 2).cpu().numpy().astype(np.float32, copy=True))
         return arrays
 
     def gradients(self, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
@@ -383,25 +495,28 @@ class StackedMLP:
         batch every member reads, float32 (members, *shape) per canonical key; as a lone model's
         `gradients`, it changes nothing: the members' dropout generators are restored afterwards."""
         states = [generator.get_state() for generator in self.generators]
+        members = self.flat.shape[0]
         try:
-            inputs = torch.tensor(np.asarray(x, dtype=np.float32), device=self.device)
+            inputs = self._pad_rows(torch.tensor(np.asarray(x, dtype=np.float32), device=self.device)).t()
             labels = torch.tensor(np.asarray(y, dtype=np.int64), device=self.device)
-            logits = self._forward(inputs, training=True)
-            members, size = logits.shape[0], logits.shape[1]
-            losses = F.cross_entropy(logits.reshape(members * size, -1), labels.repeat(members), reduction="none")
-            grads = torch.autograd.grad(losses.view(members, size).mean(dim=1).sum(), self.leaves)
+            size = len(labels)
+            with threads_per_member(members):
+                logits = self._forward(inputs.expand(members, *inputs.shape), training=True, columns=size)
+                losses = F.cross_entropy(logits[:, :, :size], labels.expand(members, size), reduction="none")
+                grads = torch.autograd.grad(losses.mean(dim=1).sum(), self.leaves)
         finally:
             for generator, state in zip(self.generators, states):
                 generator.set_state(state)
         result = {}
         with torch.no_grad():
             for (key, tensor), grad in zip(self.tensors.items(), grads):
-                if key in self.kernel_keys:  # the penalty's gradient, l1*sign(kernel) + l2*kernel, as alone
+                if key in self.kernels:  # the penalty's gradient, l1*sign(kernel) + l2*kernel, as alone
                     shape = (-1,) + (1,) * (tensor.dim() - 1)
                     if self.l1 is not None:
                         grad = grad + self.l1.reshape(shape) * torch.sign(tensor)
                     if self.l2 is not None:
                         grad = grad + self.l2.reshape(shape) * tensor
+                    grad = grad.transpose(1, 2)  # stored (K, out, in) -> canonical (K, in, out)
                 result[key] = grad.detach().cpu().numpy().astype(np.float32, copy=True)
         return result
 
