@@ -238,6 +238,16 @@ def test_one_runner_keeps_its_workers_across_calls_and_ctrl_c_ends_them(tmp_path
     assert no_workers_left()  # closing the runner stopped it
 
 
+def test_workers_started_ahead_and_never_used_are_ended_on_close() -> None:
+    # `harness run` starts workers before it knows whether anything runs (a search replayed from the store):
+    # closing must not leave them behind, nor wait for their torch import to finish.
+    runner = TrialRunner(jobs=2, quiet=True)
+    runner.start([make_trial("ahead", seed) for seed in range(3)])
+    assert len(runner.workers) == 2 and len(multiprocessing.active_children()) == 2
+    runner.close()
+    assert runner.workers == () and no_workers_left()
+
+
 def test_a_runner_whose_worker_refused_runs_nothing_more(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # The driver claims other code than the workers import (as when files change on disk during a run):
     # its worker refuses before importing torch, and every later call of the runner dispatches nothing.

@@ -29,7 +29,7 @@ _EXPORTS = {
     "mean_interval": "statistics",
     "paired_test": "statistics",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = ["ReportOptions", "Results", "check_report_options", "describe", "holm", "mean_interval", "paired_test"]
 
 
 def __getattr__(name: str) -> Any:
