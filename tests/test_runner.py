@@ -219,7 +219,8 @@ def test_one_runner_keeps_its_workers_across_calls_and_ctrl_c_ends_them(tmp_path
         if event.kind == "finished" and event.trial is third:
             os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the call still has `fourth` to run
 
-    with Store(tmp_path) as store, TrialRunner(jobs=1, quiet=True, on_event=observe) as runner:
+    # vectorize off: `third` and `fourth` must train one after the other for Ctrl-C to fall between them
+    with Store(tmp_path) as store, TrialRunner(jobs=1, quiet=True, on_event=observe, vectorize="off") as runner:
         runner.start([first, second])
         started = runner.workers
         assert len(started) == 1  # one per trial, at most `jobs`
