@@ -230,8 +230,14 @@ def test_one_runner_keeps_its_workers_across_calls_and_ctrl_c_ends_them(tmp_path
         assert [event.worker_trials for event in finished] == [0, 1]  # warm on the second call
         assert store.leases_frame().empty  # each call released its own leases
 
+        os.kill(started[0], signal.SIGKILL)  # it dies idle between calls (the kernel's out-of-memory killer, say)
+        while any(child.pid == started[0] for child in multiprocessing.active_children()):
+            time.sleep(0.05)  # until its exit is seen
         interrupted = runner.run([third, fourth], store)
         assert interrupted.interrupted and interrupted.ok == 1
+        # the dead worker was dropped before it was given `third`: a fresh one ran it, on its first attempt
+        assert store.trials_frame().set_index("hash").loc[third.hash, "attempts"] == 1
+        assert [e.worker_pid for e in events if e.trial is third and e.kind == "finished"] != list(started)
         assert runner.workers == () and no_workers_left() and store.leases_frame().empty
         resumed = runner.run([first, second, third, fourth], store)
         assert (resumed.skipped, resumed.ok) == (3, 1) and not resumed.interrupted

@@ -161,6 +161,8 @@ class Executor(ABC, Generic[WorkerType]):
     def run(self, queue: TaskQueue) -> None:
         """Run every task of the queue to a recorded result, or, once a worker refused because the code
         changed, the tasks in flight only. KeyboardInterrupt propagates (call close())."""
+        if self.workers:  # kept warm since an earlier run: a worker that died idle is dropped before it gets a task
+            self._collect((), queue)
         while (queue.pending() and self.code_changed is None) or any(worker.task for worker in self.workers):
             self._schedule(queue)
             self._wait(queue)
