@@ -8,9 +8,10 @@
 2. Scaling: the same search (40 search trials: 20 configurations x 2 rounds, one search seed, then 1
    final trial) run end to end with --jobs 2 and with --jobs 1, fresh stores, worker start-up
    included, on one warm set of workers for the whole search (harness.runner.TrialRunner, as
-   `harness run` runs it). Target >= 1.8x. Beside it, per jobs: how busy the workers were (trial
-   seconds, dispatch to recorded, over jobs x wall; what is left is worker start-up, the driver's
-   work between rounds and the last trials of a round running while a worker idles), and with
+   `harness run` runs it). Target >= 1.8x. Beside it, per jobs: how busy the workers were (the
+   trials' wall seconds in the worker, a stacked member's share of its group's, over jobs x wall;
+   what is left is worker start-up, the driver's work between rounds and the last trials of a
+   round running while a worker idles), and with
    `--per-call` the same search with a pool started and stopped per round (what runs did before
    TrialRunner), interleaved in the same run.
 
@@ -59,8 +60,8 @@ def run_search(suite_path: Path, store_dir: Path, jobs: int, warm: bool = True) 
     busy: list[float] = []
 
     def observe(event: RunEvent) -> None:
-        if event.kind == "finished":
-            busy.append(event.seconds)
+        if event.kind == "finished" and event.result is not None:
+            busy.append(event.result.wall_seconds)  # a stacked member's share of its group's time
 
     started = time.perf_counter()
     with Store(store_dir) as store, TrialRunner(jobs=jobs, quiet=True, on_event=observe) as runner:
