@@ -26,7 +26,10 @@ and the final tables included; and the fixed cost of the command, the wall time 
 a one-trial, one-epoch suite minus that trial's own wall_seconds in the worker (targets: >= 1.8x for
 --jobs 2 over --jobs 1, fixed cost < 1.5 s).
 
-    python -m benchmarks.bench_jobs --end-to-end [--rounds 3]
+    python -m benchmarks.bench_jobs --end-to-end [--rounds 3] [--baseline OTHER_TREE]
+
+`--baseline` times the same commands with another source tree's harness too (a checkout of an earlier
+commit), interleaved round by round, so a before/after comparison shares the machine's load.
 """
 
 from __future__ import annotations
@@ -114,54 +117,67 @@ backends: [torch]
 LR_GRID = "grid:\n  optimizer.lr: [0.001, 0.003, 0.01]\n"
 
 
-def command_seconds(suite: Path, store: Path, jobs: int, vectorize: str) -> float:
-    """Wall seconds of `harness run SUITE` as a subprocess on a fresh store."""
+def command_seconds(suite: Path, store: Path, jobs: int, vectorize: str, tree: str | None = None) -> float:
+    """Wall seconds of `harness run SUITE` as a subprocess on a fresh store, with the harness of `tree` (default:
+    the current directory)."""
     command = [sys.executable, "-m", "harness", "run", str(suite), "--store", str(store), "--jobs", str(jobs)]
     command += ["--quiet", "--vectorize", vectorize]
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    environment = {**os.environ, "PYTHONPATH": tree or os.getcwd()}
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=environment, cwd=tree or os.getcwd())
     return time.perf_counter() - start
 
 
-def end_to_end(rounds: int) -> None:
-    """The whole command, as a user runs it (see the module docstring)."""
+def end_to_end(rounds: int, baseline: str | None = None) -> None:
+    """The whole command, as a user runs it (see the module docstring); with `baseline`, the same commands with
+    that source tree's harness too, interleaved in the same rounds, so the two compare under the same load."""
     print(f"load average before: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
+    trees = {"this tree": os.getcwd(), **({"baseline": str(Path(baseline).resolve())} if baseline else {})}
+    order = [(1, "off"), (2, "off"), (1, "auto"), (2, "auto")]
+    walls: dict[tuple[str, int, str], list[float]] = {}
+    fixed: dict[str, list[float]] = {name: [] for name in trees}
     with tempfile.TemporaryDirectory() as directory:
         folder = Path(directory)
         suite = folder / "bench.yaml"
         suite.write_text(END_TO_END_SUITE.format(epochs=5, seeds=8) + LR_GRID)
         tiny = folder / "tiny.yaml"
         tiny.write_text(END_TO_END_SUITE.format(epochs=1, seeds=1))
-        walls: dict[tuple[int, str], list[float]] = {}
-        fixed: list[float] = []
         for round_index in range(rounds):
-            order = [(1, "off"), (2, "off"), (1, "auto"), (2, "auto")]
-            for jobs, vectorize in order if round_index % 2 == 0 else order[::-1]:
-                store = folder / f"store-{round_index}-{jobs}-{vectorize}"
-                walls.setdefault((jobs, vectorize), []).append(command_seconds(suite, store, jobs, vectorize))
-            store = folder / f"tiny-{round_index}"
-            wall = command_seconds(tiny, store, 1, "auto")
-            with Store(store) as opened:
-                fixed.append(wall - float(opened.trials_frame()["wall_seconds"].iloc[0]))
-            print(
-                f"round {round_index + 1}: "
-                + ", ".join(f"jobs={j} {v} {walls[(j, v)][-1]:.2f} s" for j, v in order)
-                + f"; fixed cost {fixed[-1]:.2f} s; load {os.getloadavg()[0]:.2f}"
-            )
+            for name, tree in trees.items() if round_index % 2 == 0 else reversed(trees.items()):
+                for jobs, vectorize in order if round_index % 2 == 0 else order[::-1]:
+                    store = folder / f"store-{name}-{round_index}-{jobs}-{vectorize}"
+                    seconds = command_seconds(suite, store, jobs, vectorize, tree)
+                    walls.setdefault((name, jobs, vectorize), []).append(seconds)
+                store = folder / f"tiny-{name}-{round_index}"
+                wall = command_seconds(tiny, store, 1, "auto", tree)
+                with Store(store) as opened:
+                    fixed[name].append(wall - float(opened.trials_frame()["wall_seconds"].iloc[0]))
+                print(
+                    f"round {round_index + 1} {name}: "
+                    + ", ".join(f"jobs={j} {v} {walls[(name, j, v)][-1]:.2f} s" for j, v in order)
+                    + f"; fixed cost {fixed[name][-1]:.2f} s; load {os.getloadavg()[0]:.2f}"
+                )
     median = {key: statistics.median(values) for key, values in walls.items()}
-    print(f"\n24 trials x 5 epochs, `harness run` end to end, {os.cpu_count()} cores, medians of {rounds} rounds:")
-    for vectorize in ("off", "auto"):
-        speedup = median[(1, vectorize)] / median[(2, vectorize)]
+    for name in trees:
         print(
-            f"  --vectorize {vectorize}: jobs=1 {median[(1, vectorize)]:.2f} s, jobs=2 {median[(2, vectorize)]:.2f} s, "
-            f"speedup {speedup:.2f}x (target >= 1.8x: {'met' if speedup >= 1.8 else 'NOT met'})"
+            f"\n{name}: 24 trials x 5 epochs, `harness run` end to end, {os.cpu_count()} cores, medians of {rounds} rounds:"
         )
-    best = min(median.values())
-    print(f"  --vectorize auto vs off at jobs=2: {median[(2, 'off')] / median[(2, 'auto')]:.2f}x; fastest {best:.2f} s")
-    cost = statistics.median(fixed)
-    print(
-        f"  fixed cost (command wall - trial wall, 1 trial): {cost:.2f} s (target < 1.5 s: {'met' if cost < 1.5 else 'NOT met'})"
-    )
+        for vectorize in ("off", "auto"):
+            one, two = median[(name, 1, vectorize)], median[(name, 2, vectorize)]
+            print(
+                f"  --vectorize {vectorize}: jobs=1 {one:.2f} s, jobs=2 {two:.2f} s, "
+                f"speedup {one / two:.2f}x (target >= 1.8x: {'met' if one / two >= 1.8 else 'NOT met'})"
+            )
+        best = min(value for key, value in median.items() if key[0] == name)
+        print(
+            f"  --vectorize auto vs off at jobs=2: {median[(name, 2, 'off')] / median[(name, 2, 'auto')]:.2f}x; "
+            f"fastest {best:.2f} s"
+        )
+        cost = statistics.median(fixed[name])
+        print(
+            f"  fixed cost (command wall - trial wall, 1 trial): {cost:.2f} s "
+            f"(target < 1.5 s: {'met' if cost < 1.5 else 'NOT met'})"
+        )
     print(f"load average after: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
 
 
@@ -171,9 +187,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10, help="epochs per trial (40 steps each)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved jobs=1 / jobs=2 rounds; medians reported")
     parser.add_argument("--end-to-end", action="store_true", help="time the whole `harness run` command instead")
+    parser.add_argument(
+        "--baseline",
+        metavar="TREE",
+        help="--end-to-end: also time the same commands with the harness of another source tree (e.g. a `git "
+        "worktree` of an earlier commit), interleaved in the same rounds",
+    )
     arguments = parser.parse_args()
     if arguments.end_to_end:
-        end_to_end(arguments.rounds)
+        end_to_end(arguments.rounds, arguments.baseline)
         return
     trials = make_trials(arguments.trials, arguments.epochs)
     results: dict[int, list[dict[str, float]]] = {1: [], 2: []}

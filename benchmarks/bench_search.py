@@ -7,19 +7,26 @@
    stored trials (the store's "already finished" check). Target: < 10 ms per search trial.
 2. Scaling: the same search (40 search trials: 20 configurations x 2 rounds, one search seed, then 1
    final trial) run end to end with --jobs 2 and with --jobs 1, fresh stores, worker start-up
-   included (one pool per round: each round must finish before the next is drawn). Target >= 1.8x.
+   included, on one warm set of workers for the whole search (harness.runner.TrialRunner, as
+   `harness run` runs it). Target >= 1.8x. Beside it, per jobs: how busy the workers were (the
+   trials' wall seconds in the worker, a stacked member's share of its group's, over jobs x wall;
+   what is left is worker start-up, the driver's work between rounds and the last trials of a
+   round running while a worker idles), and with
+   `--per-call` the same search with a pool started and stopped per round (what runs did before
+   TrialRunner), interleaved in the same run.
 
-    python -m benchmarks.bench_search [--epochs 15]
+    python -m benchmarks.bench_search [--epochs 15] [--per-call]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
 
-from harness.runner import run_trials
+from harness.runner import RunEvent, TrialRunner, run_trials
 from harness.search import plan_search
 from harness.store import Store
 from harness.suite import load_suite
@@ -46,15 +53,31 @@ search:
 """
 
 
-def run_search(suite_path: Path, store_dir: Path, jobs: int) -> tuple[float, int]:
-    """Wall seconds of the whole search and its final trial; the number of search trials."""
+def run_search(suite_path: Path, store_dir: Path, jobs: int, warm: bool = True) -> tuple[float, float, int]:
+    """Wall seconds of the whole search and its final trial, the workers' busy fraction, the number of search
+    trials. warm: one TrialRunner for every call (as `harness run`); else a pool per call (run_trials)."""
     suite = load_suite(suite_path)
+    busy: list[float] = []
+
+    def observe(event: RunEvent) -> None:
+        if event.kind == "finished" and event.result is not None:
+            busy.append(event.result.wall_seconds)  # a stacked member's share of its group's time
+
     started = time.perf_counter()
-    with Store(store_dir) as store:
-        outcome = plan_search(suite, store, run=lambda trials: run_trials(trials, store, jobs=jobs, quiet=True))
+    with Store(store_dir) as store, TrialRunner(jobs=jobs, quiet=True, on_event=observe) as runner:
+
+        def run(trials):
+            if warm:
+                return runner.run(trials, store)
+            return run_trials(trials, store, jobs=jobs, quiet=True, on_event=observe)
+
+        if warm:
+            runner.start(suite.trials)  # as `harness run` does before the search
+        outcome = plan_search(suite, store, run=run)
         assert outcome.complete, outcome.stopped
-        run_trials(outcome.final_trials, store, jobs=jobs, quiet=True)
-    return time.perf_counter() - started, len(outcome.search_hashes())
+        run(outcome.final_trials)
+    wall = time.perf_counter() - started
+    return wall, sum(busy) / (jobs * wall), len(outcome.search_hashes())
 
 
 def overhead(suite_path: Path, store_dir: Path, repeats: int = 5) -> tuple[float, float]:
@@ -78,20 +101,36 @@ def overhead(suite_path: Path, store_dir: Path, repeats: int = 5) -> tuple[float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=15, help="epochs per trial (default 15)")
+    parser.add_argument(
+        "--per-call", action="store_true", help="also run the search with a pool per round (before TrialRunner)"
+    )
     arguments = parser.parse_args()
+    print(f"load average before: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
+    ways = (True, False) if arguments.per_call else (True,)
+    measured: dict[tuple[bool, int], tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         suite_path = root / "bench_search.yaml"
         suite_path.write_text(SUITE.format(epochs=arguments.epochs))
-        two, count = run_search(suite_path, root / "jobs2", jobs=2)
-        one, _ = run_search(suite_path, root / "jobs1", jobs=1)
-        per_search, per_plain = overhead(suite_path, root / "jobs2")
+        for warm in ways:
+            for jobs in (2, 1):
+                wall, busy, count = run_search(suite_path, root / f"jobs{jobs}-{warm}", jobs=jobs, warm=warm)
+                measured[(warm, jobs)] = (wall, busy)
+        per_search, per_plain = overhead(suite_path, root / "jobs2-True")
     print(f"{count} search trials (+1 final), {arguments.epochs} epochs each, digits MLP 64x64:")
-    print(f"  --jobs 1: {one:.1f} s   --jobs 2: {two:.1f} s   speedup {one / two:.2f}x (target >= 1.8x)")
+    for warm in ways:
+        (one, busy_one), (two, busy_two) = measured[(warm, 1)], measured[(warm, 2)]
+        label = "one warm runner" if warm else "a pool per call"
+        verdict = f" (target >= 1.8x: {'met' if one / two >= 1.8 else 'NOT met'})" if warm else ""
+        print(
+            f"  {label}: --jobs 1: {one:.1f} s   --jobs 2: {two:.1f} s   speedup {one / two:.2f}x{verdict}; "
+            f"workers busy {100 * busy_one:.0f}% / {100 * busy_two:.0f}%"
+        )
     print(
         f"  harness overhead per search trial: {per_search:.2f} ms (target < 10 ms); "
         f"per plain stored trial (run_trials' skip check): {per_plain:.2f} ms"
     )
+    print(f"load average after: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
 
 
 if __name__ == "__main__":

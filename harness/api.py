@@ -48,7 +48,7 @@ def load_checked_suite(
     Raises:
         HarnessError: the suite is invalid (every independent error, each with its file:line).
     """
-    from harness.analysis import check_report_options
+    from harness.analysis.options import check_report_options
     from harness.check import parse_check_block, validate_claims
     from harness.data.user_datasets import take_notes
     from harness.errors import SpecError
@@ -149,13 +149,12 @@ def run_suite(
         HarnessError: bad options, a GPU the machine lacks, a trial too big for its memory, a store
             that cannot be used; nothing is written then.
     """
-    from harness.results_folder import SuiteRecord, export_tables, record_results
     from harness.runner import (
         RunSummary,
+        TrialRunner,
         check_executor,
         record_run,
         resolve_devices,
-        run_trials,
         utc_now,
         with_device,
     )
@@ -179,7 +178,9 @@ def run_suite(
         check_weights_writable(store_dir)  # before the store exists: an unwritable weights folder writes nothing
     # The manifest (and so the tables) keeps every seed of the suite: a phase run adds to the store's seeds.
     select_phase(suite, phase)  # a bad phase fails here, before the store exists
-    options: dict[str, Any] = dict(
+    # One set of workers for the whole command: the search rounds, their phases and the final trials
+    # (harness.runner.TrialRunner keeps idle workers warm between the calls).
+    runner = TrialRunner(
         jobs=jobs,
         rerun=rerun,
         quiet=quiet,
@@ -196,16 +197,23 @@ def run_suite(
             on_start(
                 len({trial.hash for trial in trials} - (set() if rerun else store.finished(t.hash for t in trials)))
             )
-        return run_trials(trials, store, **options)
+        return runner.run(trials, store)
 
     search_stopped = None
-    with Store(store_dir) as store:  # validated input first: bad input writes nothing
+    with Store(store_dir) as store, runner:  # validated input first: bad input writes nothing
         started_at = utc_now()  # the run's record (harness history): when, and what the store held already
         reused = set() if rerun else store.finished(trial.hash for trial in suite.trials)
+        # Workers start now and import their framework while this process imports what the tables need.
+        if suite.search is not None:  # searched on the suite's first backend
+            runner.start([trial for trial in suite.trials if trial.spec.backend == suite.backends[0]])
+        else:
+            runner.start([trial for trial in select_phase(suite, phase).trials if trial.hash not in reused])
+        from harness.results_folder import SuiteRecord, export_tables, record_results
+
         if suite.search is not None:  # rounds of search trials first, then each arm's chosen values (harness.search)
             from harness.search import plan_search
 
-            outcome = plan_search(suite, store, run=lambda trials: run_trials(trials, store, **options))
+            outcome = plan_search(suite, store, run=lambda trials: runner.run(trials, store))
             summaries = list(outcome.runs)
             if outcome.complete:
                 suite = dataclasses.replace(suite, trials=outcome.final_trials)
@@ -213,9 +221,10 @@ def run_suite(
             else:
                 suite = dataclasses.replace(suite, trials=())  # no final trials yet: only the search tables
                 search_stopped = str(outcome.stopped)
-            summary = RunSummary.combined(summaries) if summaries else run_trials((), store, **options)
+            summary = RunSummary.combined(summaries) if summaries else runner.run((), store)
         else:
             summary = run_final(select_phase(suite, phase).trials)
+        runner.close()  # the workers are done: their memory and cores are free while the tables are written
         finished = not summary.interrupted and not summary.code_changed  # an unfinished run is finished by the next
         if finished and search_stopped is None:
             record_run(store, suite.trials, suite=suite.name, started_at=started_at, reused=reused, source=suite_path)

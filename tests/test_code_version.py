@@ -159,11 +159,11 @@ def test_cli_says_how_to_resume_and_exits_with_its_code(monkeypatch: pytest.Monk
     # The CLI's side only: the run's summary says the code changed (the real run is the test above).
     from harness.runner import RunSummary, driver
 
-    def stopped_run(trials: object, store: object, **options: object) -> RunSummary:
+    def stopped_run(runner: object, trials: object, store: object) -> RunSummary:
         reason = "the harness code changed on disk during the run: (harness/errors.py (changed))"
         return RunSummary(4, 0, 1, 0, 0, 0, False, 0.1, code_changed=reason)
 
-    monkeypatch.setattr(driver, "run_trials", stopped_run)
+    monkeypatch.setattr(driver.TrialRunner, "run", stopped_run)  # what `harness run` runs its trials with
     text = optimizer_grid_suite(
         "code",
         "Two arms.",

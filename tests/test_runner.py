@@ -25,7 +25,7 @@ from rich.console import Console
 from harness.adapters.loop import TrialResult
 from harness.data import dataset_info, resolve_dataset
 from harness.errors import HarnessError
-from harness.runner import RunEvent, RunSummary, run_trials
+from harness.runner import RunEvent, RunSummary, TrialRunner, run_trials
 from harness.runner.grouping import group_tasks
 from harness.runner.pool import DEFAULT_ENVIRONMENT, Task, Worker
 from harness.runner.progress import RunProgress, progress_enabled
@@ -206,6 +206,72 @@ def test_interrupt_keeps_finished_trials_and_resume_completes(
         assert (again.total, again.skipped, again.failed) == (8, 7, 1)
         attempts = store.trials_frame().set_index("arm")["attempts"]
         assert attempts["gpu"] == 2 and (attempts.drop("gpu") == 1).all()
+
+
+def test_one_runner_keeps_its_workers_across_calls_and_ctrl_c_ends_them(tmp_path: Path) -> None:
+    # A search runs one call per round: the worker started ahead by start() runs every call's trials
+    # (one spawn and torch import for all), Ctrl-C in a call kills it, the next call starts a fresh one.
+    first, second, third, fourth = (make_trial("reuse", seed, epochs=2) for seed in range(4))
+    events: list[RunEvent] = []
+
+    def observe(event: RunEvent) -> None:
+        events.append(event)
+        if event.kind == "finished" and event.trial is third:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the call still has `fourth` to run
+
+    # vectorize off: `third` and `fourth` must train one after the other for Ctrl-C to fall between them
+    with Store(tmp_path) as store, TrialRunner(jobs=1, quiet=True, on_event=observe, vectorize="off") as runner:
+        runner.start([first, second])
+        started = runner.workers
+        assert len(started) == 1  # one per trial, at most `jobs`
+        assert (runner.run([first], store).ok, runner.run([second], store).ok) == (1, 1)
+        finished = [event for event in events if event.kind == "finished"]
+        assert [event.worker_pid for event in finished] == list(started) * 2  # the same process ran both
+        assert [event.worker_trials for event in finished] == [0, 1]  # warm on the second call
+        assert store.leases_frame().empty  # each call released its own leases
+
+        os.kill(started[0], signal.SIGKILL)  # it dies idle between calls (the kernel's out-of-memory killer, say)
+        while any(child.pid == started[0] for child in multiprocessing.active_children()):
+            time.sleep(0.05)  # until its exit is seen
+        interrupted = runner.run([third, fourth], store)
+        assert interrupted.interrupted and interrupted.ok == 1
+        # the dead worker was dropped before it was given `third`: a fresh one ran it, on its first attempt
+        assert store.trials_frame().set_index("hash").loc[third.hash, "attempts"] == 1
+        assert [e.worker_pid for e in events if e.trial is third and e.kind == "finished"] != list(started)
+        assert runner.workers == () and no_workers_left() and store.leases_frame().empty
+        resumed = runner.run([first, second, third, fourth], store)
+        assert (resumed.skipped, resumed.ok) == (3, 1) and not resumed.interrupted
+        assert runner.workers and runner.workers != started  # a fresh worker after the interrupt
+    assert no_workers_left()  # closing the runner stopped it
+
+
+def test_workers_started_ahead_and_never_used_are_ended_on_close() -> None:
+    # `harness run` starts workers before it knows whether anything runs (a search replayed from the store):
+    # closing must not leave them behind, nor wait for their torch import to finish.
+    runner = TrialRunner(jobs=2, quiet=True)
+    runner.start([make_trial("ahead", seed) for seed in range(3)])
+    assert len(runner.workers) == 2 and len(multiprocessing.active_children()) == 2
+    runner.close()
+    assert runner.workers == () and no_workers_left()
+
+
+def test_a_runner_whose_worker_refused_runs_nothing_more(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # The driver claims other code than the workers import (as when files change on disk during a run):
+    # its worker refuses before importing torch, and every later call of the runner dispatches nothing.
+    import harness.runner.driver as driver
+    from harness.runner.code_version import PROCESS_CODE_VERSION
+
+    monkeypatch.setattr(driver, "PROCESS_CODE_VERSION", dataclasses.replace(PROCESS_CODE_VERSION, digest="0" * 16))
+    trials = [make_trial("refused", seed, epochs=1) for seed in range(2)]
+    kinds: list[str] = []
+    with Store(tmp_path) as store, TrialRunner(jobs=1, quiet=True, on_event=lambda e: kinds.append(e.kind)) as runner:
+        runner.start(trials)
+        stopped = runner.run(trials[:1], store)
+        assert stopped.code_changed and "0" * 16 in stopped.code_changed and kinds == ["dispatched", "refused"]
+        again = runner.run(trials, store)
+        assert again.code_changed == stopped.code_changed and kinds == ["dispatched", "refused"]
+        assert store.trials_frame().empty and store.leases_frame().empty  # nothing recorded, nothing held
+    assert no_workers_left()
 
 
 @pytest.mark.parametrize("jobs", [0, -1], ids=["zero", "negative"])

@@ -17,7 +17,7 @@ from test_faults import WAIT_SECONDS, harness_run, stored_count, wait_for
 
 from harness.cli import cli
 from harness.errors import SpecError
-from harness.runner import run_trials
+from harness.runner import TrialRunner
 from harness.search import plan_search, stored_tables
 from harness.search.sampling import keep_count, narrow
 from harness.store import Store
@@ -135,12 +135,13 @@ def test_keep_count_needs_two_ends_and_finite_objectives(tmp_path: Path) -> None
 
 
 def _search(suite_path: Path, store_dir: Path, jobs: int) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """The search and its final trials run in this process: (search table without timings, chosen, final hashes)."""
+    """The search and its final trials run in this process on one warm set of workers, as `harness run` runs
+    them: (search table without timings, chosen, final hashes)."""
     suite = load_suite(suite_path)
-    with Store(store_dir) as store:
-        outcome = plan_search(suite, store, run=lambda trials: run_trials(trials, store, jobs=jobs, quiet=True))
+    with Store(store_dir) as store, TrialRunner(jobs=jobs, quiet=True) as runner:
+        outcome = plan_search(suite, store, run=lambda trials: runner.run(trials, store))
         assert outcome.complete, outcome.stopped
-        run_trials(outcome.final_trials, store, jobs=jobs, quiet=True)
+        runner.run(outcome.final_trials, store)
         tables = stored_tables(store, suite.name, "validation_accuracy", suite.arms)
     assert tables is not None
     return tables.configurations.drop(columns=TIMING), tables.chosen, sorted(t.hash for t in outcome.final_trials)

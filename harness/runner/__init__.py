@@ -4,6 +4,9 @@
     with Store("results") as store:
         summary = run_trials(suite.trials, store, jobs=2)                          # local processes
         summary = run_trials(suite.trials, store, executor="ray", address="auto")  # a Ray cluster
+        with TrialRunner(jobs=2) as runner:   # one warm set of workers for several calls (search rounds)
+            runner.start(suite.trials)         # optional: workers import their framework meanwhile
+            summary = runner.run(suite.trials, store)
 
 Trials already finished in the store (ok, diverged, timeout) are skipped unless `rerun`;
 failed ones run again. The rest start longest first when earlier runs tell their durations
@@ -33,6 +36,7 @@ _EXPORTS = {
     "RunSummary": "driver",
     "check_executor": "driver",
     "run_trials": "driver",
+    "TrialRunner": "driver",
     "worker_threads": "driver",
     "MAX_ATTEMPTS": "tasks",
     "RunEvent": "tasks",

@@ -28,7 +28,14 @@ from harness.store import Store
 if TYPE_CHECKING:
     from harness.adapters.loop import TrialResult
 
-__all__ = ["EXECUTORS", "RunSummary", "check_executor", "run_trials", "worker_threads"]  # the package re-exports more
+__all__ = [
+    "EXECUTORS",
+    "RunSummary",
+    "TrialRunner",
+    "check_executor",
+    "run_trials",
+    "worker_threads",
+]  # the package re-exports more
 
 EXECUTORS = ("local", "ray")
 RAY_INSTALL = 'pip install "harness[ray]"'
@@ -150,6 +157,10 @@ def run_trials(
 ) -> RunSummary:
     """Run every trial not yet finished in the store, recording each as it ends.
 
+    One call with its own workers, started and stopped in it; a command that runs trials in several
+    calls (search rounds, then the final trials) keeps one warm set of workers across them with
+    `TrialRunner`, whose `run` this is.
+
     Args:
         trials: the trials (a suite's `trials`); duplicates by hash run once.
         store: where results go; also says which trials are done and how long earlier ones took.
@@ -177,30 +188,129 @@ def run_trials(
     Raises:
         HarnessError: jobs < 1; bad executor options (see check_executor); no Ray cluster at `address`.
     """
-    clock = time.perf_counter()
-    check_executor(executor, num_cpus, num_gpus, address)
-    if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
-        raise HarnessError(
-            f"jobs: expected a whole number of worker processes >= 1, got {jobs!r}. Fix: pass --jobs 1 or more."
+    with TrialRunner(
+        jobs=jobs,
+        rerun=rerun,
+        quiet=quiet,
+        on_event=on_event,
+        grace_seconds=grace_seconds,
+        executor=executor,
+        address=address,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        vectorize=vectorize,
+    ) as runner:
+        return runner.run(trials, store)
+
+
+class TrialRunner:
+    """Local workers kept warm across the `run_trials` calls of one command, stopped when it ends.
+
+        with TrialRunner(jobs=2) as runner:
+            runner.start(suite.trials)          # optional: workers import their framework meanwhile
+            for trials in rounds:
+                summary = runner.run(trials, store)
+
+    A search runs one call per round (and per phase), then the final trials: with a pool per call,
+    each paid the workers' start (a process spawn and a framework import, seconds per worker) again.
+    Here an idle worker waits for the next call instead. Each `run` is otherwise what `run_trials`
+    always was: its own RunSummary, its own lease owner (leases.py: a call's leases are released when
+    it returns, so another run on the store may take whatever this one has not claimed), its own
+    vectorize grouping, progress display and recording by the driver. What ends a call ends the pool:
+    after Ctrl-C (`interrupted`) its busy workers are killed and the next call starts fresh ones; once a
+    worker refused because the code changed, every later call dispatches nothing and returns the same
+    `code_changed`. A worker killed for a timeout, or dead, is replaced as in one call. The Ray executor
+    keeps its per-call actors (each call connects to the cluster and shuts its actors down).
+
+    Args: as `run_trials`, less the trials and the store, which each `run` is given.
+    """
+
+    def __init__(
+        self,
+        *,
+        jobs: int | None = None,
+        rerun: bool = False,
+        quiet: bool = False,
+        on_event: Callable[[RunEvent], None] | None = None,
+        grace_seconds: float | None = None,
+        executor: str = "local",
+        address: str | None = None,
+        num_cpus: float | None = None,
+        num_gpus: float | None = None,
+        vectorize: str = "auto",
+    ) -> None:
+        check_executor(executor, num_cpus, num_gpus, address)
+        if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
+            raise HarnessError(
+                f"jobs: expected a whole number of worker processes >= 1, got {jobs!r}. Fix: pass --jobs 1 or more."
+            )
+        self.jobs, self.rerun, self.quiet, self.on_event = jobs, rerun, quiet, on_event
+        self.grace_seconds, self.executor, self.address = grace_seconds, executor, address
+        self.num_cpus, self.num_gpus, self.vectorize = num_cpus, num_gpus, vectorize
+        self._pool: WorkerPool | None = None
+        self._gpu_ids: list[str] | None = None  # asked once, the first time a trial needs them
+        self._next_index = 0  # task indices stay unique across calls (a worker's messages name them)
+
+    @property
+    def workers(self) -> tuple[int | None, ...]:
+        """The process ids of the local workers alive now (started, idle or busy)."""
+        return tuple(worker.pid for worker in self._pool.workers) if self._pool is not None else ()
+
+    def start(self, trials: Sequence[Trial]) -> None:
+        """Start workers now for the environments of `trials` (up to jobs, one per trial), each importing its
+        backends while the caller still prepares (loads data, opens the store); `run` then finds them warm.
+        Nothing is leased or run. The Ray executor starts nothing here."""
+        if self.executor != "local" or not trials:
+            return
+        pool = self._local_pool(trials)
+        waiting: dict[Environment, int] = {}
+        for trial in {trial.hash: trial for trial in trials}.values():
+            environment = environment_for(trial, self._gpu_ids or [])
+            waiting[environment] = waiting.get(environment, 0) + 1
+        pool.prestart(waiting)
+
+    def _local_pool(self, trials: Sequence[Trial]) -> WorkerPool:
+        """The warm pool (made on first use), told the GPUs and the backends these trials need."""
+        if self._gpu_ids is None and needs_gpu_query(trials):
+            self._gpu_ids = devices.visible_gpu_ids()
+        jobs = self.jobs or os.cpu_count() or 1
+        if self._pool is None:
+            settings = ExecutorSettings(
+                jobs, worker_threads(jobs), _unset_result, None, self.grace_seconds, PROCESS_CODE_VERSION
+            )
+            self._pool = WorkerPool(settings, self._gpu_ids or [])
+        self._pool.gpu_ids = tuple(self._gpu_ids or [])
+        for trial in trials:
+            environment = environment_for(trial, self._gpu_ids or [])
+            self._pool.backends.setdefault(environment, set()).add(trial.spec.backend)
+        return self._pool
+
+    def run(self, trials: Sequence[Trial], store: Store) -> RunSummary:
+        """Run every trial not yet finished in the store on this runner's workers (see `run_trials`)."""
+        clock = time.perf_counter()
+        unique: dict[str, Trial] = {}
+        for trial in trials:
+            unique.setdefault(trial.hash, trial)  # the first of duplicates wins
+        done = set() if self.rerun else store.finished(unique)
+        todo = longest_first([trial for trial in unique.values() if trial.hash not in done], store)
+        summary = RunSummary(
+            total=len(unique),
+            skipped=len(unique) - len(todo),
+            ok=0,
+            diverged=0,
+            failed=0,
+            timeout=0,
+            interrupted=False,
+            wall_seconds=0.0,
         )
-    unique: dict[str, Trial] = {}
-    for trial in trials:
-        unique.setdefault(trial.hash, trial)  # the first of duplicates wins
-    done = set() if rerun else store.finished(unique)
-    todo = longest_first([trial for trial in unique.values() if trial.hash not in done], store)
-    summary = RunSummary(
-        total=len(unique),
-        skipped=len(unique) - len(todo),
-        ok=0,
-        diverged=0,
-        failed=0,
-        timeout=0,
-        interrupted=False,
-        wall_seconds=0.0,
-    )
-    if todo:
-        with RunProgress(len(todo), progress_enabled(quiet)) as progress:
-            keeper = LeaseKeeper(store, seen_attempts=store.attempts(unique), rerun=rerun)
+        if todo:
+            self._run(todo, store, unique, summary)
+        summary.wall_seconds = time.perf_counter() - clock
+        return summary
+
+    def _run(self, todo: list[Trial], store: Store, unique: dict[str, Trial], summary: RunSummary) -> None:
+        with RunProgress(len(todo), progress_enabled(self.quiet)) as progress:
+            keeper = LeaseKeeper(store, seen_attempts=store.attempts(unique), rerun=self.rerun)
 
             # In-trial checkpoints beside the database (absolute: Ray actors on this machine resolve it too)
             checkpoints = str((store.directory / CHECKPOINTS_FOLDER).resolve())
@@ -219,56 +329,74 @@ def run_trials(
             def observe(event: RunEvent) -> None:
                 if event.kind == "dispatched":
                     progress.running(event.trial)
-                if on_event is not None:
-                    on_event(event)
+                if self.on_event is not None:
+                    self.on_event(event)
 
-            tasks = [Task(index, trial) for index, trial in enumerate(todo)]
+            tasks = [Task(self._next_index + index, trial) for index, trial in enumerate(todo)]
+            self._next_index += len(tasks)
             # Stacked groups on either executor: a trial's numbers depend on the engine (stacked or alone), so
             # the executor must not choose it (a Ray cluster's slots are not known yet: groups fill local cores)
-            grouping = group_tasks(tasks, jobs or os.cpu_count() or 1, vectorize)
+            grouping = group_tasks(tasks, self.jobs or os.cpu_count() or 1, self.vectorize)
             tasks = grouping.tasks
             if grouping.groups:
                 summary.vectorized = grouping.describe()
             try:
-                if executor == "ray":
+                if self.executor == "ray":
                     summary.code_changed = _run_on_ray(
                         tasks,
                         keeper,
                         record,
                         observe,
                         elsewhere,
-                        jobs,
-                        grace_seconds,
-                        address,
-                        num_cpus,
-                        num_gpus,
+                        self.jobs,
+                        self.grace_seconds,
+                        self.address,
+                        self.num_cpus,
+                        self.num_gpus,
                         checkpoints,
                     )
                 else:
-                    gpu_ids = devices.visible_gpu_ids() if needs_gpu_query(todo) else []
+                    pool = self._local_pool(todo)
+                    gpu_ids = self._gpu_ids or []
+                    jobs = self.jobs or os.cpu_count() or 1
                     queue = TaskQueue(tasks, lambda trial: environment_for(trial, gpu_ids), keeper.lease, elsewhere)
-                    jobs = jobs or os.cpu_count() or 1
-                    settings = ExecutorSettings(
-                        min(jobs, len(tasks)),
-                        worker_threads(jobs),
-                        record,
-                        observe,
-                        grace_seconds,
-                        PROCESS_CODE_VERSION,
-                        checkpoints,
+                    pool.configure(
+                        ExecutorSettings(
+                            jobs,
+                            worker_threads(jobs),
+                            record,
+                            observe,
+                            self.grace_seconds,
+                            PROCESS_CODE_VERSION,
+                            checkpoints,
+                        )
                     )
-                    pool = WorkerPool(settings, gpu_ids)
-                    try:
-                        pool.run(queue)
-                        summary.code_changed = pool.code_changed
-                    finally:
-                        pool.close()
+                    pool.run(queue)
+                    summary.code_changed = pool.code_changed
             except KeyboardInterrupt:
                 summary.interrupted = True
+                self.close()  # its busy workers are killed; a later call starts fresh ones
+            except BaseException:
+                self.close()  # a worker left busy by an error in the driver (the store) is not kept
+                raise
             finally:
                 keeper.close()
-    summary.wall_seconds = time.perf_counter() - clock
-    return summary
+
+    def close(self) -> None:
+        """Stop every worker (idle ones exit, busy ones are killed); the runner may be used again after."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def __enter__(self) -> TrialRunner:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _unset_result(trial: Trial, result: TrialResult, attempts: int) -> None:
+    raise AssertionError("a warm pool received a result outside a run")  # configure() sets each run's own
 
 
 def _run_on_ray(

@@ -96,19 +96,25 @@ class Executor(ABC, Generic[WorkerType]):
     """Runs a TaskQueue's trials on up to `settings.jobs` reusable workers, one trial in flight each."""
 
     def __init__(self, settings: ExecutorSettings) -> None:
+        self.configure(settings)
+        self.workers: list[WorkerType] = []
+        self.code_changed: str | None = None  # set when a worker refused: its code is not the driver's
+
+    def configure(self, settings: ExecutorSettings) -> None:
+        """Take a run's settings; a pool kept warm across runs (driver.TrialRunner) is given each run's own
+        callbacks this way. Its workers stay as they are: `threads` and `code` must not change between runs."""
         self.jobs, self.threads = settings.jobs, settings.threads  # jobs may shrink during a run (ray_pool)
         self.on_result, self.on_event = settings.on_result, settings.on_event
         self.grace_seconds = settings.grace_seconds
         self.code = settings.code
         self.checkpoints = settings.checkpoints
-        self.workers: list[WorkerType] = []
-        self.code_changed: str | None = None  # set when a worker refused: its code is not the driver's
 
     # -- what a subclass provides -------------------------------------------------------------
 
     @abstractmethod
-    def _start(self, environment: Any, task: Task) -> WorkerType:
-        """Start a worker for `environment`, whose first trial will be `task` (not sent yet)."""
+    def _start(self, environment: Any, task: Task | None) -> WorkerType:
+        """Start a worker for `environment`, whose first trial will be `task` (not sent yet; None: started
+        ahead of the run by `prestart`, idle until the run hands it a trial)."""
 
     @abstractmethod
     def _send(self, worker: WorkerType, task: Task) -> None:
@@ -137,11 +143,26 @@ class Executor(ABC, Generic[WorkerType]):
     def _reap(self, worker: WorkerType) -> None:
         """Wait for a stopped or killed worker to exit and free what it held. Default: nothing to wait for."""
 
+    def prestart(self, waiting: dict[Any, int]) -> None:
+        """Start idle workers ahead of a run, for environments with `waiting` trials each, chosen as `_schedule`
+        chooses (the most trials per worker first), up to `jobs` workers and one per trial; a worker imports
+        its framework while the driver still prepares the run."""
+        waiting = {environment: count for environment, count in waiting.items() if count > 0}
+        while len(self.workers) < self.jobs and waiting:
+            count = {env: sum(w.environment == env for w in self.workers) for env in waiting}
+            environment = max(waiting, key=lambda env: waiting[env] / (1 + count[env]))
+            self.workers.append(self._start(environment, None))
+            waiting[environment] -= 1
+            if not waiting[environment]:
+                del waiting[environment]
+
     # -- the loop -----------------------------------------------------------------------------
 
     def run(self, queue: TaskQueue) -> None:
         """Run every task of the queue to a recorded result, or, once a worker refused because the code
         changed, the tasks in flight only. KeyboardInterrupt propagates (call close())."""
+        if self.workers:  # kept warm since an earlier run: a worker that died idle is dropped before it gets a task
+            self._collect((), queue)
         while (queue.pending() and self.code_changed is None) or any(worker.task for worker in self.workers):
             self._schedule(queue)
             self._wait(queue)
@@ -266,7 +287,8 @@ class Executor(ABC, Generic[WorkerType]):
         self._reap(worker)
 
     def close(self) -> None:
-        """Stop every worker: idle ones exit cleanly, busy ones (an interrupted run) are killed."""
+        """Stop every worker: idle ones exit cleanly, busy ones (an interrupted run) and ones that never ran a
+        trial (started ahead by `prestart`, perhaps still importing) are killed."""
         workers, self.workers = self.workers, []
         for worker in workers:  # every one asked first, so they exit side by side
             self._stop(worker)

@@ -86,6 +86,8 @@ class Worker:
         threads: threads it is pinned to.
         visible_devices: the GPU id a one-GPU worker sees (CUDA_VISIBLE_DEVICES), else None.
         code: the driver's code version, which the worker checks its own against before running anything.
+        preload: backends whose adapters (hence frameworks) the worker imports as soon as it starts, before
+            its first trial arrives.
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class Worker:
         threads: int,
         visible_devices: str | None = None,
         code: CodeVersion | None = None,
+        preload: Sequence[str] = (),
     ) -> None:
         self.environment = environment
         self.visible_devices = visible_devices
@@ -104,7 +107,7 @@ class Worker:
         self.connection, child_end = context.Pipe(duplex=True)
         self.process = context.Process(
             target=worker_main,
-            args=(child_end, threads, code),
+            args=(child_end, threads, code, tuple(preload)),
             name=f"harness-worker-{environment}",
             daemon=True,
         )
@@ -147,18 +150,24 @@ class WorkerPool(Executor[Worker]):
     Args:
         settings: what every executor is given (jobs, threads, on_result, ...).
         gpu_ids: the GPUs one-GPU workers are spread over (devices.visible_gpu_ids()).
+
+    `backends` names, per environment, the backends a new worker of it imports as soon as it starts (the
+    driver fills it in from the trials it runs), so a worker started ahead of its run (`prestart`) is warm
+    when its first trial arrives.
     """
 
     def __init__(self, settings: ExecutorSettings, gpu_ids: Sequence[str] = ()) -> None:
         super().__init__(settings)
         self.gpu_ids = tuple(gpu_ids)
+        self.backends: dict[Environment, set[str]] = {}
         self._context = multiprocessing.get_context("spawn")
 
-    def _start(self, environment: Environment, task: Task) -> Worker:
+    def _start(self, environment: Environment, task: Task | None) -> Worker:
         visible = None
         if environment.gpus == "one":
             visible = pick_gpu(self.gpu_ids, [w.visible_devices for w in self.workers if w.visible_devices is not None])
-        return Worker(self._context, environment, self.threads, visible, self.code)
+        preload = sorted(self.backends.get(environment, ()))
+        return Worker(self._context, environment, self.threads, visible, self.code, preload)
 
     def _send(self, worker: Worker, task: Task) -> None:
         try:
@@ -215,7 +224,10 @@ class WorkerPool(Executor[Worker]):
         worker.process.kill()
 
     def _stop(self, worker: Worker) -> None:
-        worker.stop()
+        if worker.task is None and not worker.trials_done:  # started ahead (prestart), perhaps still importing
+            worker.process.kill()
+        else:
+            worker.stop()
 
     def _reap(self, worker: Worker) -> None:
         worker.reap()

@@ -195,7 +195,8 @@ class RayPool(Executor[Slot]):
         self._head = head_address()
         self.cluster_lost = False  # then no Ray call is made any more: each would wait for the lost head
 
-    def _start(self, environment: Environment, task: Task) -> Slot:
+    def _start(self, environment: Environment, task: Task | None) -> Slot:
+        assert task is not None, "Ray actors are started for a trial (the Ray path does not prestart)"
         variables = worker_variables(environment, self.threads)
         if os.environ.get(CRASH_HOOK_VARIABLE):
             variables[CRASH_HOOK_VARIABLE] = os.environ[CRASH_HOOK_VARIABLE]

@@ -185,13 +185,18 @@ def _safe_versions(adapter: Any) -> dict[str, str]:
         return {}
 
 
-def worker_main(connection: Connection, threads: int, code: CodeVersion | None = None) -> None:
+def worker_main(
+    connection: Connection, threads: int, code: CodeVersion | None = None, preload: Sequence[str] = ()
+) -> None:
     """Entry point of a worker process: serve trials until told to stop or the driver goes away.
 
     Args:
         connection: the worker's end of the driver's Pipe.
         threads: threads the adapters are pinned to.
         code: the driver's code version; a worker that imported other code refuses to run anything.
+        preload: backends whose adapters are imported and configured before the first trial arrives (a
+            worker started ahead of its run imports its framework meanwhile); one that fails to load is
+            left for the trial to load again, which records the error as its own.
 
     Exits with os._exit: the worker holds nothing to save (results went down the pipe), and a
     normal interpreter shutdown with torch or TensorFlow loaded takes about a second.
@@ -206,6 +211,11 @@ def worker_main(connection: Connection, threads: int, code: CodeVersion | None =
             pass
         _exit()
     executor = TrialExecutor(threads)
+    for backend in preload:
+        try:
+            executor.adapter(backend)
+        except Exception:
+            pass
     while True:
         try:
             message = connection.recv()
