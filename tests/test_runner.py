@@ -14,7 +14,6 @@ import math
 import multiprocessing
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -427,14 +426,3 @@ def test_longest_first_puts_unknown_first_in_suite_order_then_longest(tmp_path: 
             _recorded(store, make_trial(arm, 1, optimizer=optimizer), seconds)
         order = [t.arm for t in longest_first(trials, store)]
     assert order == ["new-1", "new-2", "long", "middle", "short"]
-
-
-def test_a_torch_worker_warm_up_pays_the_first_optimizers_import_ahead() -> None:
-    """A worker started ahead of its run calls the adapter's warm_up: in a fresh process the first torch
-    optimizer imports torch._dynamo (about 1 s); after warm_up, a trial's optimizer finds it imported."""
-    script = (
-        "import sys; from harness.adapters import get_adapter; adapter = get_adapter('torch'); adapter.configure(1); "
-        "assert 'torch._dynamo' not in sys.modules; adapter.warm_up(); assert 'torch._dynamo' in sys.modules"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr

@@ -213,10 +213,7 @@ def worker_main(
     executor = TrialExecutor(threads)
     for backend in preload:
         try:
-            adapter = executor.adapter(backend)
-            warm_up = getattr(adapter, "warm_up", None)  # what a first trial would pay (torch: torch._dynamo)
-            if warm_up is not None:
-                warm_up()
+            executor.adapter(backend)
         except Exception:
             pass
     while True:

@@ -65,13 +65,6 @@ class TorchAdapter:
         else:  # pragma: no cover - another torch version
             torch.use_deterministic_algorithms(True)
 
-    def warm_up(self) -> None:
-        """Pay now what a process's first trial would: the first torch.optim optimizer imports torch._dynamo
-        (its param groups are wrapped in torch._disable_dynamo), about 1 s here. A worker started ahead of its
-        run calls this while the driver is still loading the suite."""
-        parameter = torch.zeros(1, requires_grad=True)
-        torch.optim.SGD([parameter], lr=0.0)
-
     def versions(self) -> dict[str, str]:
         return {"torch": str(torch.__version__), "numpy": np.__version__}
 
