@@ -53,9 +53,12 @@ search:
 """
 
 
-def run_search(suite_path: Path, store_dir: Path, jobs: int, warm: bool = True) -> tuple[float, float, int]:
+def run_search(
+    suite_path: Path, store_dir: Path, jobs: int, warm: bool = True, vectorize: str = "auto"
+) -> tuple[float, float, int]:
     """Wall seconds of the whole search and its final trial, the workers' busy fraction, the number of search
-    trials. warm: one TrialRunner for every call (as `harness run`); else a pool per call (run_trials)."""
+    trials. warm: one TrialRunner for every call (as `harness run`); else a pool per call (run_trials).
+    vectorize: as `harness run --vectorize` (auto: each round's configurations train as stacked groups)."""
     suite = load_suite(suite_path)
     busy: list[float] = []
 
@@ -64,12 +67,12 @@ def run_search(suite_path: Path, store_dir: Path, jobs: int, warm: bool = True) 
             busy.append(event.result.wall_seconds)  # a stacked member's share of its group's time
 
     started = time.perf_counter()
-    with Store(store_dir) as store, TrialRunner(jobs=jobs, quiet=True, on_event=observe) as runner:
+    with Store(store_dir) as store, TrialRunner(jobs=jobs, quiet=True, on_event=observe, vectorize=vectorize) as runner:
 
         def run(trials):
             if warm:
                 return runner.run(trials, store)
-            return run_trials(trials, store, jobs=jobs, quiet=True, on_event=observe)
+            return run_trials(trials, store, jobs=jobs, quiet=True, on_event=observe, vectorize=vectorize)
 
         if warm:
             runner.start(suite.trials)  # as `harness run` does before the search
@@ -104,6 +107,12 @@ def main() -> None:
     parser.add_argument(
         "--per-call", action="store_true", help="also run the search with a pool per round (before TrialRunner)"
     )
+    parser.add_argument(
+        "--vectorize",
+        choices=("auto", "off"),
+        default="auto",
+        help="auto (the default of harness run): stacked groups; off: every trial alone (the issue's setting)",
+    )
     arguments = parser.parse_args()
     print(f"load average before: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
     ways = (True, False) if arguments.per_call else (True,)
@@ -114,10 +123,15 @@ def main() -> None:
         suite_path.write_text(SUITE.format(epochs=arguments.epochs))
         for warm in ways:
             for jobs in (2, 1):
-                wall, busy, count = run_search(suite_path, root / f"jobs{jobs}-{warm}", jobs=jobs, warm=warm)
+                wall, busy, count = run_search(
+                    suite_path, root / f"jobs{jobs}-{warm}", jobs=jobs, warm=warm, vectorize=arguments.vectorize
+                )
                 measured[(warm, jobs)] = (wall, busy)
         per_search, per_plain = overhead(suite_path, root / "jobs2-True")
-    print(f"{count} search trials (+1 final), {arguments.epochs} epochs each, digits MLP 64x64:")
+    print(
+        f"{count} search trials (+1 final), {arguments.epochs} epochs each, digits MLP 64x64, "
+        f"--vectorize {arguments.vectorize}:"
+    )
     for warm in ways:
         (one, busy_one), (two, busy_two) = measured[(warm, 1)], measured[(warm, 2)]
         label = "one warm runner" if warm else "a pool per call"
