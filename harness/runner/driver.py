@@ -252,6 +252,11 @@ class TrialRunner:
         self._next_index = 0  # task indices stay unique across calls (a worker's messages name them)
 
     @property
+    def local_jobs(self) -> int:
+        """Local workers at once: `jobs`, else one per core."""
+        return self.jobs or os.cpu_count() or 1
+
+    @property
     def workers(self) -> tuple[int | None, ...]:
         """The process ids of the local workers alive now (started, idle or busy)."""
         return tuple(worker.pid for worker in self._pool.workers) if self._pool is not None else ()
@@ -273,7 +278,7 @@ class TrialRunner:
         """The warm pool (made on first use), told the GPUs and the backends these trials need."""
         if self._gpu_ids is None and needs_gpu_query(trials):
             self._gpu_ids = devices.visible_gpu_ids()
-        jobs = self.jobs or os.cpu_count() or 1
+        jobs = self.local_jobs
         if self._pool is None:
             settings = ExecutorSettings(
                 jobs, worker_threads(jobs), _unset_result, None, self.grace_seconds, PROCESS_CODE_VERSION
@@ -336,7 +341,7 @@ class TrialRunner:
             self._next_index += len(tasks)
             # Stacked groups on either executor: a trial's numbers depend on the engine (stacked or alone), so
             # the executor must not choose it (a Ray cluster's slots are not known yet: groups fill local cores)
-            grouping = group_tasks(tasks, self.jobs or os.cpu_count() or 1, self.vectorize)
+            grouping = group_tasks(tasks, self.local_jobs, self.vectorize)
             tasks = grouping.tasks
             if grouping.groups:
                 summary.vectorized = grouping.describe()
@@ -358,7 +363,7 @@ class TrialRunner:
                 else:
                     pool = self._local_pool(todo)
                     gpu_ids = self._gpu_ids or []
-                    jobs = self.jobs or os.cpu_count() or 1
+                    jobs = self.local_jobs
                     queue = TaskQueue(tasks, lambda trial: environment_for(trial, gpu_ids), keeper.lease, elsewhere)
                     pool.configure(
                         ExecutorSettings(

@@ -149,8 +149,7 @@ class Executor(ABC, Generic[WorkerType]):
         its framework while the driver still prepares the run."""
         waiting = {environment: count for environment, count in waiting.items() if count > 0}
         while len(self.workers) < self.jobs and waiting:
-            count = {env: sum(w.environment == env for w in self.workers) for env in waiting}
-            environment = max(waiting, key=lambda env: waiting[env] / (1 + count[env]))
+            environment = self._neediest(waiting)
             self.workers.append(self._start(environment, None))
             waiting[environment] -= 1
             if not waiting[environment]:
@@ -185,14 +184,17 @@ class Executor(ABC, Generic[WorkerType]):
             waiting = queue.waiting()
             if not waiting:
                 break
-            # Start for the environment with the most waiting tasks per worker it already has.
-            count = {env: sum(w.environment == env for w in self.workers) for env in waiting}
-            environment = max(waiting, key=lambda env: waiting[env] / (1 + count[env]))
+            environment = self._neediest(waiting)
             task = queue.take(environment)  # claimed before a worker is started for it
             if task is not None:
                 worker = self._start(environment, task)
                 self.workers.append(worker)
                 self._dispatch(worker, task)
+
+    def _neediest(self, waiting: dict[Any, int]) -> Any:
+        """The environment a new worker is started for: the most waiting tasks per worker it already has."""
+        count = {env: sum(w.environment == env for w in self.workers) for env in waiting}
+        return max(waiting, key=lambda env: waiting[env] / (1 + count[env]))
 
     def _dispatch(self, worker: WorkerType, task: Task) -> None:
         self._send(worker, task)
