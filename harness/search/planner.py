@@ -42,7 +42,8 @@ from harness.spec.types import Trial, TrialSpec
 from harness.store import Store
 from harness.suite import Suite
 from harness.suite.grid import Cell, apply_cell, normalize_document
-from harness.suite.load import pair_python_model, resolve_cell
+from harness.suite.load import resolve_cell
+from harness.suite.python_models import pair_python_model
 from harness.suite.search import Dimension, SearchSpec
 
 SEARCH_PHASE, RUNG_PHASE = "search", "rung"

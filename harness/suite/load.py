@@ -19,15 +19,20 @@ from pathlib import Path
 from typing import Any, cast
 
 from harness.data import dataset_info, resolve_dataset
-from harness.data.registry import training_rows
-from harness.diagnostics import EXTRAS_KEY, resolve_diagnostics
+from harness.diagnostics import EXTRAS_KEY
 from harness.errors import HarnessError, SpecError
-from harness.measures import TASK_MEASURES
 from harness.spec import Trial, TrialSpec, check_model_against_task, resolve_component, resolve_model
-from harness.spec.model import LOSS_TASKS
-from harness.spec.schedules import check_against_data, steps_per_epoch
-from harness.spec.types import DatasetSpec, TrainingSpec, effective_weight_decay
+from harness.suite.consistency import (
+    check_depth,
+    check_dropout,
+    check_loss_task,
+    check_save_weights,
+    check_training_against_data,
+    check_weight_decay,
+    suite_diagnostics,
+)
 from harness.suite.grid import AXIS_FIELDS, Cell, apply_cell, expand_grid, normalize_document, parse_grid
+from harness.suite.python_models import check_python_models, python_model_init
 from harness.suite.schema import (
     REQUIRED,
     SeedSets,
@@ -35,7 +40,6 @@ from harness.suite.schema import (
     check_device,
     check_init_mode,
     check_required,
-    issue_from_error,
     parse_backends,
     parse_seed_sets,
     parse_seeds,
@@ -49,7 +53,6 @@ from harness.suite.search import SearchSpec, parse_search
 from harness.suite.yaml_source import KeyPath, SourceMap, SuiteIssue, display_path, load_yaml, split_path_prefix
 
 DEFAULT_BACKENDS = ("torch",)
-MAX_FAMILY_DEPTH = 1000  # a family's stacked layers; depth: 10**9 would build a billion layer specs
 MAX_TRIALS = 100_000  # cells x backends x seeds; the shipped suites have at most 60
 
 
@@ -272,7 +275,7 @@ def _build(
         seen[template.hash] = cell.arm
     if errors.found or top is None or suite_seeds is None or suite_backends is None:
         return None
-    _check_python_models(templates, suite_backends)
+    check_python_models(templates, suite_backends)
     count = len(cells) * len(suite_backends) * len(suite_seeds)
     if count > MAX_TRIALS:
         raise SuiteIssue(
@@ -485,7 +488,7 @@ def _resolve_parts(
     info = attempt(dataset_info, dataset) if dataset is not None else None
     loss = attempt(resolve_component, "loss", document.get("loss"), "loss") if "loss" not in skipped else None
     if loss is not None and info is not None:
-        attempt(_check_loss_task, loss.name, info)
+        attempt(check_loss_task, loss.name, info)
     optimizer = None
     if "optimizer" not in skipped:
         optimizer = attempt(resolve_component, "optimizer", document.get("optimizer"), "optimizer")
@@ -493,9 +496,9 @@ def _resolve_parts(
     if "initializer" not in skipped:
         initializer = attempt(resolve_component, "initializer", document.get("initializer"), "initializer")
     if optimizer is not None and regularizer is not None:
-        attempt(_check_weight_decay, optimizer, regularizer)
+        attempt(check_weight_decay, optimizer, regularizer)
     model = None
-    if info is not None and regularizer is not None and "model" not in skipped and attempt(_check_depth, document):
+    if info is not None and regularizer is not None and "model" not in skipped and attempt(check_depth, document):
         model = attempt(
             resolve_model,
             document.get("model"),
@@ -506,7 +509,7 @@ def _resolve_parts(
             folder=folder,
         )
     if model is not None and regularizer is not None:
-        attempt(_check_dropout, model, regularizer)
+        attempt(check_dropout, model, regularizer)
     if model is not None and info is not None and loss is not None:
         attempt(
             check_model_against_task,
@@ -518,13 +521,15 @@ def _resolve_parts(
             info.target_length,
         )
     if training is not None and dataset is not None:
-        attempt(_check_save_weights, training, dataset)
+        attempt(check_save_weights, training, dataset)
     if training is not None and dataset is not None and info is not None:
-        attempt(_check_training_against_data, training, dataset, info)
-    diagnostics = attempt(_diagnostics, document.get("diagnostics"), training.epochs) if training is not None else None
+        attempt(check_training_against_data, training, dataset, info)
+    diagnostics = (
+        attempt(suite_diagnostics, document.get("diagnostics"), training.epochs) if training is not None else None
+    )
     init_mode = attempt(check_init_mode, document.get("init_mode", "shared"))
     if model is not None and model.python:
-        init_mode = attempt(_python_model_init, document, diagnostics, model.paired or model.by_shape)
+        init_mode = attempt(python_model_init, document, diagnostics, model.paired or model.by_shape)
     device = attempt(check_device, document.get("device", "cpu"))
     if (
         failures  # or a part skipped for a missing field, or not reached
@@ -552,146 +557,3 @@ def _resolve_parts(
         # only present when on, so the hashes of specs without diagnostics do not change
         extras=((EXTRAS_KEY, diagnostics.to_dict()),) if diagnostics is not None else (),
     )
-
-
-def _check_training_against_data(training: TrainingSpec, dataset: DatasetSpec, info: Any) -> None:
-    """A schedule's warmup against the trial's steps; early stopping's and reduce_on_plateau's validation metric."""
-    if training.lr_schedule is None and training.early_stopping is None:
-        return
-    steps = steps_per_epoch(training_rows(dataset), training.batch_size, training.drop_last)
-    check_against_data(
-        training.lr_schedule,
-        training.early_stopping,
-        training.epochs * steps,
-        dataset.validation > 0,
-        TASK_MEASURES[info.task],
-    )
-
-
-def _python_model_init(document: Mapping[str, Any], diagnostics: Any, paired: bool) -> str:
-    """A Python model whose torch and Keras parameters are paired (`names`) takes either init_mode, `shared` by
-    default (harness.adapters.python_models.shared_initial_weights). An unpaired one starts from its framework's
-    own initial weights (`native`): the harness cannot draw shared ones for tensors it cannot pair, so its trials
-    are not paired across backends."""
-    if paired:
-        init_mode = check_init_mode(document.get("init_mode", "shared"))
-    elif document.get("init_mode", "native") != "native":
-        raise SuiteIssue(
-            ("init_mode",),
-            f"{document.get('init_mode')!r}: a Python model (model.python) without `names` starts from its "
-            "framework's own initial weights; the harness cannot draw shared ones for tensors it cannot pair across "
-            "the frameworks. Pair the torch and Keras parameters (model.names: {torch_parameter: "
-            "keras_variable_path, ...} or names: by_shape), or use init_mode: native (or drop the key).",
-        )
-    else:
-        init_mode = "native"
-    if diagnostics is not None:
-        raise SuiteIssue(
-            ("diagnostics",),
-            "per-layer diagnostics need the harness's own layers; a Python model (model.python) has none it can "
-            "see. Drop diagnostics for this suite.",
-        )
-    return init_mode
-
-
-def _check_python_models(templates: list[TrialSpec | None], backends: Sequence[str]) -> None:
-    """Every backend of the suite has a factory for each Python model, and each factory builds a model whose
-    output fits the loss (this imports the framework and runs the user's code, and says so). A paired model's
-    pairing is checked against both built models (`by_shape`: found), and its template then carries it."""
-    from harness.adapters.python_models import check_python_model, factory_key
-
-    for position, template in enumerate(templates):
-        if template is None or not template.model.python:
-            continue
-        given = dict(template.model.python)
-        for backend in backends:
-            if factory_key(backend) not in given:
-                raise SuiteIssue(
-                    ("model", "python"),
-                    f"backend {backend!r} needs a {factory_key(backend)!r} factory, and this model gives only "
-                    f"{', '.join(given)}. Add {factory_key(backend)}: module:function, or run only backends "
-                    f"{[name for name in backends if factory_key(name) in given]}.",
-                )
-        for key in sorted({factory_key(backend) for backend in backends}):
-            check_python_model(template, key)
-        if template.model.names or template.model.by_shape:
-            templates[position] = dataclasses.replace(template, model=pair_python_model(template))
-
-
-def pair_python_model(template: TrialSpec) -> Any:
-    """The Python model with its pairing checked against both built models (and found, by_shape): every
-    resolution of a paired model's spec goes through here (the suite's cells, a search's configurations)."""
-    from harness.adapters.keras.python_model import variable_shapes
-    from harness.adapters.python_models import resolve_names
-    from harness.adapters.torch.python_model import build_module, canonical_shapes
-    from harness.data import dataset_info
-    from harness.data.user_datasets import note
-
-    info = dataset_info(template.dataset)
-    note("model.names: building both factories' models to pair their parameters (Python code the suite names)")
-    torch_shapes = canonical_shapes(build_module(template.model, info.input_shape, info.num_outputs))
-    keras_shapes = variable_shapes(template.model, info.input_shape, info.num_outputs)
-    names = resolve_names(template.model, torch_shapes, keras_shapes)
-    return dataclasses.replace(template.model, names=names)
-
-
-def _check_depth(document: Mapping[str, Any]) -> bool:
-    """A family's `depth` is the one number that multiplies layers: refuse it before the family builds them."""
-    raw = document.get("model")
-    if isinstance(raw, Mapping) and len(raw) == 1:
-        ((family, options),) = raw.items()
-        depth = options.get("depth") if isinstance(options, Mapping) else None
-        if isinstance(depth, int) and depth > MAX_FAMILY_DEPTH:
-            raise SuiteIssue(
-                ("model", family, "depth"),
-                f"depth {depth} is over the limit of {MAX_FAMILY_DEPTH} layers (the shipped suites use at most 8). "
-                "Use a smaller depth.",
-            )
-    return True
-
-
-def _check_loss_task(loss: str, info: Any) -> None:
-    needed = LOSS_TASKS[loss]
-    if info.task != needed:
-        fitting = [name for name, task in LOSS_TASKS.items() if task == info.task]
-        classes = f" with {info.num_classes} classes" if info.num_classes else ""
-        raise SuiteIssue(
-            ("loss",),
-            f"loss {loss!r} needs a {needed} dataset, but {info.name!r} is a {info.task} dataset{classes}. "
-            f"Use loss: {' or '.join(fitting)} with this dataset, or choose a {needed} dataset.",
-        )
-
-
-def _check_weight_decay(optimizer: Any, regularizer: Any) -> None:
-    try:
-        effective_weight_decay(optimizer, regularizer)
-    except SpecError as error:
-        raise issue_from_error(error, ("regularizer", "weight_decay")) from None
-
-
-def _check_dropout(model: Any, regularizer: Any) -> None:
-    if regularizer.dropout > 0 and model.family is None:
-        raise SuiteIssue(
-            ("regularizer", "dropout"),
-            f"regularizer.dropout ({regularizer.dropout}) inserts dropout after each hidden layer of a family model "
-            "(mlp), but this model is an explicit layer list, where it would silently do nothing. Put "
-            f"{{dropout: {{rate: {regularizer.dropout}}}}} layers in model.layers and remove regularizer.dropout.",
-        )
-
-
-def _check_save_weights(training: Any, dataset: Any) -> None:
-    if training.save_weights == "best" and not dataset.validation:
-        raise SuiteIssue(
-            ("training", "save_weights"),
-            "best keeps the weights of the epoch of least validation loss, but the dataset has no "
-            "validation split. Set dataset.validation (e.g. dataset: {name: ..., validation: 0.1}), or use "
-            "save_weights: final.",
-        )
-
-
-def _diagnostics(raw: Any, epochs: int) -> Any:
-    try:
-        return resolve_diagnostics(raw, epochs)
-    except SpecError as error:
-        path, rest = split_path_prefix(str(error))
-        raise SuiteIssue(path or ("diagnostics",), rest.removeprefix(": ")) from None
