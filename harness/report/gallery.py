@@ -35,7 +35,8 @@ from harness.measures import (
     metric_name,
 )
 from harness.report import figures
-from harness.report.sections import is_large_grid, numeric_axes, numeric_axis_frame
+from harness.report.numeric_axes import numeric_axes, numeric_axis_frame
+from harness.report.sections import is_large_grid
 
 if TYPE_CHECKING:
     from harness.analysis import Results
