@@ -34,10 +34,10 @@ a seed state started at its layer's seed (`Network.restart_problem`): restarting
 
 Exactness: a restarted model holds, variable for variable, what a new build holds (tested bit for
 bit), and its trial's metrics equal those of the same trial in a fresh process (tests/test_keras_reuse.py).
-Global RNGs: `build` seeds Python's, NumPy's and TensorFlow's global generators either way; a new
-build may then draw from Python's (Keras initializers created without a seed), a reused one does
-not, and nothing a trial runs reads them (batch order and init are the harness's own generators,
-dropout reads its seed state).
+Global RNGs: `build` seeds Python's and NumPy's global generators either way (TensorFlow's only for a
+Python model: KerasAdapter.seed_globals); a new build may then draw from Python's (Keras initializers
+created without a seed), a reused one does not, and nothing a trial runs reads them (batch order and
+init are the harness's own generators, dropout reads its seed state).
 """
 
 from __future__ import annotations
