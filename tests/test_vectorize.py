@@ -12,7 +12,8 @@ import pytest
 from harness.adapters.loop import TrialResult, train_trial
 from harness.adapters.vectorize import group_key, ineligible_reason, train_group
 from harness.data import load_dataset
-from harness.runner.grouping import MAX_MEMBERS, group_size, group_tasks
+from harness.runner.devices import visible_gpu_ids
+from harness.runner.grouping import GPU_MAX_MEMBERS, MAX_MEMBERS, group_size, group_tasks
 from harness.runner.tasks import Task
 from harness.spec import DatasetSpec, RegularizerSpec, Trial
 from harness.spec.footprint import trial_footprint
@@ -111,6 +112,32 @@ def test_stacked_members_equal_sequential_trials(torch_adapter, specs):
         for mine, theirs in zip(member.predictions, one.predictions):
             assert np.mean(mine[4] == theirs[4]) >= 0.99
         assert (member.device["vectorized"], member.device["group_size"]) == ("stacked", str(len(specs)))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not visible_gpu_ids(), reason="no GPU visible (nvidia-smi / CUDA_VISIBLE_DEVICES)")
+@pytest.mark.parametrize("specs", list(CASES.values()), ids=list(CASES))
+def test_stacked_members_equal_sequential_trials_on_a_gpu(torch_adapter, specs):
+    """The same equality on CUDA: a stacked member against its lone trial, both on the GPU. cuBLAS sums a
+    batched product in another order than a single one, so the tolerance is ten times the CPU's."""
+    on_gpu = [dataclasses.replace(member, device="cuda") for member in specs]
+    data = load_dataset(DATASET)
+    alone = [train_trial(member, torch_adapter, data) for member in on_gpu]
+    stacked = train_group(on_gpu, torch_adapter, data)
+    for one, member in zip(alone, stacked):
+        assert one.device["device"].startswith("cuda") and member.device["device"] == one.device["device"]
+        assert (member.status, member.diverged_epoch, member.epochs_completed) == (
+            one.status,
+            one.diverged_epoch,
+            one.epochs_completed,
+        )
+        expected, got = metrics(one), metrics(member)
+        assert got.keys() == expected.keys()
+        for key, value in expected.items():
+            if np.isfinite(value):
+                assert got[key] == pytest.approx(value, abs=10 * TOLERANCE), key
+            else:
+                assert not np.isfinite(got[key]), key
 
 
 def test_the_lr_sweep_really_diverges_and_the_others_go_on(torch_adapter):
@@ -222,6 +249,22 @@ def test_group_size_follows_the_memory_estimate(monkeypatch):
     assert group_size(spec()) == MAX_MEMBERS  # a few KB per member
     monkeypatch.setattr("harness.runner.grouping.GROUP_MEMORY_BYTES", 3 * trial_footprint(spec(), (64,)).total_bytes)
     assert group_size(spec()) == 3
+
+
+def test_gpu_groups_are_larger_and_split_per_gpu_not_per_worker():
+    # 40 seeds on one GPU with 16 workers: one group of 40 (a CPU run splits them into 16 groups of 2-3)
+    cpu = [spec(seed, {"name": "adam", "lr": 1e-3}) for seed in range(40)]
+    gpu = [dataclasses.replace(member, device="cuda") for member in cpu]
+    assert group_size(gpu[0]) == GPU_MAX_MEMBERS and group_size(cpu[0]) == MAX_MEMBERS
+    assert [len(task.trials) for task in group_tasks(lone_tasks(gpu), jobs=16, gpus=1).tasks] == [40]
+    assert sorted(len(task.trials) for task in group_tasks(lone_tasks(gpu), jobs=16, gpus=2).tasks) == [20, 20]
+    assert len(group_tasks(lone_tasks(cpu), jobs=16, gpus=1).tasks) == 16
+    # Ray (gpus unknown): GPU groups are spread over the workers as before
+    assert len(group_tasks(lone_tasks(gpu), jobs=4).tasks) == 4
+    # both kinds in one run: the CPU trials fill the workers, the GPU ones stay one group
+    mixed = group_tasks(lone_tasks([*cpu[:6], *gpu[:6]]), jobs=4, gpus=1).tasks
+    assert sorted(len(task.trials) for task in mixed if task.trial.spec.device == "cuda") == [6]
+    assert sorted(len(task.trials) for task in mixed if task.trial.spec.device == "cpu") == [1, 1, 2, 2]
 
 
 def test_eval_every_evaluates_every_nth_and_the_last_epoch_alone_and_stacked(torch_adapter):

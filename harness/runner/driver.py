@@ -274,10 +274,17 @@ class TrialRunner:
             waiting[environment] = waiting.get(environment, 0) + 1
         pool.prestart(waiting)
 
-    def _local_pool(self, trials: Sequence[Trial]) -> WorkerPool:
-        """The warm pool (made on first use), told the GPUs and the backends these trials need."""
+    def _local_gpus(self, trials: Sequence[Trial]) -> int | None:
+        """How many GPUs the local workers share (asked once, only when a trial may use one); None on Ray."""
+        if self.executor != "local":
+            return None
         if self._gpu_ids is None and needs_gpu_query(trials):
             self._gpu_ids = devices.visible_gpu_ids()
+        return len(self._gpu_ids or [])
+
+    def _local_pool(self, trials: Sequence[Trial]) -> WorkerPool:
+        """The warm pool (made on first use), told the GPUs and the backends these trials need."""
+        self._local_gpus(trials)
         jobs = self.local_jobs
         if self._pool is None:
             settings = ExecutorSettings(
@@ -340,8 +347,9 @@ class TrialRunner:
             tasks = [Task(self._next_index + index, trial) for index, trial in enumerate(todo)]
             self._next_index += len(tasks)
             # Stacked groups on either executor: a trial's numbers depend on the engine (stacked or alone), so
-            # the executor must not choose it (a Ray cluster's slots are not known yet: groups fill local cores)
-            grouping = group_tasks(tasks, self.local_jobs, self.vectorize)
+            # the executor must not choose it (a Ray cluster's slots are not known yet: groups fill local cores;
+            # GPU groups are split only until each local GPU has one)
+            grouping = group_tasks(tasks, self.local_jobs, self.vectorize, self._local_gpus(todo))
             tasks = grouping.tasks
             if grouping.groups:
                 summary.vectorized = grouping.describe()
