@@ -89,10 +89,27 @@ def installed_packages() -> dict[str, str]:
     """name -> version of every distribution installed in this interpreter's environment."""
     packages: dict[str, str] = {}
     for distribution in metadata.distributions():
-        name = distribution.metadata["Name"]
+        name, version = _name_and_version(distribution)
         if name:
-            packages[str(name).lower()] = str(distribution.version)
+            packages[name.lower()] = version
     return dict(sorted(packages.items()))
+
+
+def _name_and_version(distribution: metadata.Distribution) -> tuple[str, str]:
+    """The Name and Version headers of a distribution's metadata, read from its header lines alone: the
+    same values as `distribution.metadata["Name"]` and `distribution.version`, which parse the whole file
+    as an e-mail message each time (two parses of ~450 files cost a starting worker ~0.3 s)."""
+    text = distribution.read_text("METADATA") or distribution.read_text("PKG-INFO") or ""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break  # the headers end at the first blank line
+        key, colon, value = line.partition(":")
+        if colon and key in ("Name", "Version") and key not in found:
+            found[key] = value.strip()
+            if len(found) == 2:
+                break
+    return found.get("Name", ""), found.get("Version", "")
 
 
 def cpu_description() -> tuple[str, list[str]]:

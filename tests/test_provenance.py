@@ -63,3 +63,13 @@ def test_environment_differences_flag_another_commit_and_other_packages():
     assert set(found) == {"code (git)", "installed packages"}
     assert [value.value for value in found["code (git)"].values] == ["a" * 12, "b" * 12 + "+dirty"]
     assert found["code (git)"].values[1].groups == ("adam",)
+
+
+def test_installed_packages_read_the_same_names_and_versions_as_the_metadata_parser():
+    from importlib import metadata
+
+    parsed = {}
+    for distribution in metadata.distributions():  # the e-mail parser, as importlib.metadata reads them
+        if distribution.metadata["Name"]:
+            parsed[str(distribution.metadata["Name"]).lower()] = str(distribution.version)
+    assert installed_packages() == dict(sorted(parsed.items())) and len(parsed) > 20

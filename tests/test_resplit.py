@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from helpers.suites import BASE_SUITE, load_suite_text, optimizer_grid_suite, write_suite
 
 import harness
-from harness.adapters.vectorize import group_key
+from harness.adapters.stackable import group_key
 from harness.analysis.examples import LabelCache
 from harness.cli import cli
 from harness.data import load_dataset, resolve_dataset

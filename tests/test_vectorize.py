@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from harness.adapters.loop import TrialResult, train_trial
-from harness.adapters.vectorize import group_key, ineligible_reason, train_group
+from harness.adapters.stackable import group_key, ineligible_reason
+from harness.adapters.vectorize import train_group
 from harness.data import load_dataset
 from harness.runner.devices import visible_gpu_ids
 from harness.runner.grouping import GPU_MAX_MEMBERS, MAX_MEMBERS, group_size, group_tasks

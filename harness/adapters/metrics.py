@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import log_softmax
 
-from harness.adapters.ctc import sequence_metrics
 from harness.measures import TASK_MEASURES
+
+
+def log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    """scipy.special.log_softmax's arithmetic, step for step (the same bits; tests/test_metrics_numpy.py), in
+    numpy alone: every worker evaluates with it, and importing scipy.special cost a starting worker ~0.2 s."""
+    x_max = np.max(x, axis=axis, keepdims=True)
+    x_max[~np.isfinite(x_max)] = 0
+    shifted = x - x_max
+    with np.errstate(divide="ignore"):
+        return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
 
 __all__ = ["TASK_MEASURES", "evaluate_outputs"]  # TASK_MEASURES: the keys evaluate_outputs returns per task
 
@@ -40,5 +49,7 @@ def evaluate_outputs(outputs: np.ndarray, y: np.ndarray, task: str) -> dict[str,
         r2 = 1.0 - (error**2).sum() / total if total > 0 else float("nan")
         return {"loss": float((error**2).mean()), "mae": float(np.abs(error).mean()), "r2": float(r2)}
     if task == "sequence":
+        from harness.adapters.ctc import sequence_metrics  # scipy and rapidfuzz: sequence tasks only
+
         return sequence_metrics(z, y)
     raise ValueError(f"unknown task {task!r}")

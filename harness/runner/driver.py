@@ -26,7 +26,7 @@ from harness.spec.types import Trial
 from harness.store import Store
 
 if TYPE_CHECKING:
-    from harness.adapters.loop import TrialResult
+    from harness.adapters.result import TrialResult
 
 __all__ = [
     "EXECUTORS",

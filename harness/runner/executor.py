@@ -29,7 +29,7 @@ from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, Self, TypeVar
 
-from harness.adapters.loop import TrialResult, now
+from harness.adapters.result import TrialResult, now
 from harness.runner.code_version import CodeVersion
 from harness.runner.tasks import MAX_ATTEMPTS, RunEvent, Task, TaskQueue, deadline, death_result, timeout_result
 from harness.spec.types import Trial

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from harness.adapters.vectorize import group_key, ineligible_reason
+from harness.adapters.stackable import group_key, ineligible_reason
 from harness.data.registry import dataset_info
 from harness.runner.tasks import Task
 from harness.spec.footprint import trial_footprint

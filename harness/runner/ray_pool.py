@@ -34,7 +34,7 @@ from typing import Any
 
 import ray
 
-from harness.adapters.loop import TrialResult
+from harness.adapters.result import TrialResult
 from harness.errors import HarnessError
 from harness.exit_codes import EXIT_CLUSTER_LOST
 from harness.runner.code_version import CodeVersion, code_mismatch

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
-from harness.adapters.loop import TrialResult, now
+from harness.adapters.result import TrialResult, now
 from harness.spec.types import Trial
 
 MAX_ATTEMPTS = 2  # a trial whose worker dies is retried once, then recorded 'failed'

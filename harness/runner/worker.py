@@ -32,7 +32,7 @@ from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
-from harness.adapters.loop import TrialResult, now
+from harness.adapters.result import TrialResult, now
 from harness.provenance import process_provenance
 from harness.runner.code_version import CodeVersion, code_mismatch
 from harness.runner.hooks import crash_if_planned
@@ -216,6 +216,13 @@ def worker_main(
             executor.adapter(backend)
         except Exception:
             pass
+    if preload:  # what the first trial would otherwise wait for, done while the driver still prepares:
+        import harness.adapters.loop
+        import harness.adapters.vectorize
+
+        if "torch" in preload:
+            import harness.adapters.torch.vectorized  # noqa: F401 - the stacked torch model
+        process_provenance(threads)  # once per process (git state, ~450 package versions: ~0.3 s)
     while True:
         try:
             message = connection.recv()

@@ -18,12 +18,14 @@ import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from harness.measures import FINAL_STATUSES
 from harness.store.connection import StoreConnection
 from harness.store.schema import CLAIM_COLUMNS
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a frame is built: opening a store needs no pandas
 
 LEASE_OUTCOMES = ("claimed", "done", "busy")  # what Store.lease answers ("claimed": the lease is this run's)
 
@@ -145,6 +147,8 @@ class LeaseTable(StoreConnection):
 
     def leases_frame(self) -> pd.DataFrame:
         """Current leases: hash, owner, host, pid, pid_start, claimed_at, expires (Unix seconds)."""
+        import pandas as pd
+
         columns = list(CLAIM_COLUMNS)
         rows = self._connection.execute(f"SELECT {', '.join(columns)} FROM claims ORDER BY hash").fetchall()
         return pd.DataFrame(rows, columns=columns)

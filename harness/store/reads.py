@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from harness.measures import FINAL_STATUSES
 from harness.store.connection import StoreConnection
@@ -24,6 +23,9 @@ from harness.store.schema import (
     TRIAL_COLUMNS,
     WEIGHT_COLUMNS,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a frame is built: opening a store needs no pandas
 
 
 class TrialReader(StoreConnection):
@@ -56,6 +58,8 @@ class TrialReader(StoreConnection):
     def durations(self) -> pd.DataFrame:
         """Wall seconds of every stored trial that ran to an end (not 'failed'), to schedule the longest
         first: columns hash, suite, arm, backend, spec (JSON), wall_seconds."""
+        import pandas as pd
+
         columns = ["hash", "suite", "arm", "backend", "spec", "wall_seconds"]
         with self._reading() as connection:
             rows = connection.execute(f"SELECT {', '.join(columns)} FROM trials WHERE status != 'failed'").fetchall()
@@ -66,6 +70,8 @@ class TrialReader(StoreConnection):
 
         versions, device, spec and cell are JSON strings; diverged_epoch is a nullable Int64.
         """
+        import pandas as pd
+
         where, parameters = _hash_filter(hashes)
         query = f"SELECT {', '.join(TRIAL_COLUMNS)} FROM trials {where} ORDER BY suite, arm, backend, seed, hash"
         with self._reading() as connection:
@@ -86,6 +92,8 @@ class TrialReader(StoreConnection):
 
     def metrics_frame(self, hashes: Iterable[str] | None = None) -> pd.DataFrame:
         """Long metrics: hash, epoch, metric, value (float64, NaN where the value was NaN), ordered by key."""
+        import pandas as pd
+
         where, parameters = _hash_filter(hashes)
         query = f"SELECT hash, epoch, metric, value FROM metrics {where} ORDER BY hash, epoch, metric"
         with self._reading() as connection:
@@ -97,6 +105,8 @@ class TrialReader(StoreConnection):
     def diagnostics_frame(self, hashes: Iterable[str] | None = None) -> pd.DataFrame:
         """Long diagnostics (harness.diagnostics): hash, epoch, layer, layer_name, statistic, value
         (float64, NaN where NaN), ordered by hash, epoch, layer, statistic. Empty when none were recorded."""
+        import pandas as pd
+
         where, parameters = _hash_filter(hashes)
         columns = ", ".join(DIAGNOSTIC_COLUMNS)
         query = f"SELECT {columns} FROM diagnostics {where} ORDER BY hash, epoch, layer, statistic"
@@ -109,6 +119,8 @@ class TrialReader(StoreConnection):
         """Per-example predictions: hash, split, epoch, is_final, is_best_validation (bool) and values
         (a numpy array per row: predicted classes, or float32 outputs for regression), ordered by hash,
         split, epoch. Trials stored before schema version 3, and sequence tasks, have no rows."""
+        import pandas as pd
+
         where, parameters = _hash_filter(hashes)
         query = f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM predictions {where} ORDER BY hash, split, epoch"
         with self._reading() as connection:
@@ -131,6 +143,8 @@ class TrialReader(StoreConnection):
     def events_frame(self, hashes: Iterable[str] | None = None) -> pd.DataFrame:
         """What happened to trials' checkpoints (resumed, checkpoint_discarded, checkpoint_not_written):
         columns EVENT_COLUMNS, ordered by hash and position."""
+        import pandas as pd
+
         where, parameters = _hash_filter(hashes)
         query = f"SELECT {', '.join(EVENT_COLUMNS)} FROM trial_events {where} ORDER BY hash, position"
         with self._reading() as connection:

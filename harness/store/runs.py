@@ -14,12 +14,13 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from harness.store.connection import StoreConnection
 from harness.store.schema import RUN_COLUMNS, RUN_TRIAL_COLUMNS
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a frame is built: opening a store needs no pandas
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,8 @@ class RunTable(StoreConnection):
 
     def runs_frame(self, suite: str) -> pd.DataFrame:
         """The suite's runs, oldest first: RUN_COLUMNS (git_dirty/harness_dirty as nullable booleans)."""
+        import pandas as pd
+
         with self._reading() as connection:
             rows = connection.execute(
                 f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE suite = ? ORDER BY started_at, id", (suite,)
@@ -121,6 +124,8 @@ class RunTable(StoreConnection):
 
     def run_trials_frame(self, run_ids: Sequence[str]) -> pd.DataFrame:
         """Long: run_id, hash, arm, backend, seed, reused (bool), status, metric, value, one row per final value."""
+        import pandas as pd
+
         with self._reading() as connection:
             rows = connection.execute(
                 f"SELECT {', '.join(RUN_TRIAL_COLUMNS)} FROM run_trials WHERE run_id IN (SELECT value FROM json_each(?))",

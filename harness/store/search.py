@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from harness.store.connection import StoreConnection
 from harness.store.schema import SEARCH_ROUND_COLUMNS, SEARCH_TRIAL_COLUMNS
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a frame is built: opening a store needs no pandas
 
 
 class SearchTable(StoreConnection):
@@ -44,6 +45,8 @@ class SearchTable(StoreConnection):
     def search_trials_frame(self, suite: str) -> pd.DataFrame:
         """The marks of one suite's search trials, columns SEARCH_TRIAL_COLUMNS (params as JSON text),
         ordered by arm, phase, round, trial, seed."""
+        import pandas as pd
+
         with self._reading() as connection:
             rows = connection.execute(
                 f"SELECT {', '.join(SEARCH_TRIAL_COLUMNS)} FROM search_trials WHERE suite = ? "
@@ -54,6 +57,8 @@ class SearchTable(StoreConnection):
 
     def search_rounds_frame(self, suite: str) -> pd.DataFrame:
         """The ranges of one suite's search rounds, columns SEARCH_ROUND_COLUMNS (ranges as JSON text)."""
+        import pandas as pd
+
         with self._reading() as connection:
             rows = connection.execute(
                 f"SELECT {', '.join(SEARCH_ROUND_COLUMNS)} FROM search_rounds WHERE suite = ? ORDER BY arm, round",

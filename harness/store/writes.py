@@ -20,7 +20,7 @@ from harness.store.connection import StoreConnection
 from harness.weights import save_trial_weights
 
 if TYPE_CHECKING:  # type hints only: importing the loop pulls scipy, which the CLI need not load here
-    from harness.adapters.loop import TrialResult
+    from harness.adapters.result import TrialResult
     from harness.spec.types import Trial
 
 _UPSERT_TRIAL = """

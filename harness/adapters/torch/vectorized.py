@@ -138,7 +138,7 @@ class StackedMLP:
     layers (one output, cross-entropy loss) on flat (features,) inputs.
 
     Args:
-        specs: the members, sharing one harness.adapters.vectorize.group_key.
+        specs: the members, sharing one harness.adapters.stackable.group_key.
         info: the dataset's shapes.
         device: where parameters and data live.
 
@@ -522,5 +522,5 @@ class StackedMLP:
 
 
 def build_stacked(specs: Sequence[TrialSpec], info: DatasetInfo, device: torch.device) -> StackedMLP:
-    """The stacked model of eligible specs sharing one group_key (harness.adapters.vectorize)."""
+    """The stacked model of eligible specs sharing one group_key (harness.adapters.stackable)."""
     return StackedMLP(specs, info, device)
