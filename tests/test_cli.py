@@ -204,3 +204,23 @@ def test_help_and_validate_import_no_framework():
 def test_python_dash_m_harness_runs_the_cli():
     output = subprocess.run([sys.executable, "-m", "harness", "--version"], capture_output=True, text=True, check=True)
     assert "harness, version" in output.stdout
+
+
+def test_the_console_entry_ends_fast_with_every_exit_code_and_all_its_output(tmp_path):
+    # main() ends the process with os._exit once the command is done: the exit code and every line of
+    # output must still arrive, as click gives them in-process.
+    def console(*args):
+        return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True)
+
+    listed, expected = (
+        console("list", "suites", "--suites-dir", str(REPO / "suites")),
+        invoke("list", "suites", "--suites-dir", str(REPO / "suites")),
+    )
+    assert listed.returncode == 0 and listed.stdout == expected.output and len(listed.stdout.splitlines()) > 10
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nmodel: {mlp: {hidden: [4]}}\n")
+    refused = console("validate", str(bad))
+    assert refused.returncode == 2 and "error" in refused.stderr and "Traceback" not in refused.stderr
+    usage = console("run")  # a usage error: click's exit code 2 and its message
+    assert usage.returncode == 2 and "Missing argument" in usage.stderr
+    assert console("--version").returncode == 0

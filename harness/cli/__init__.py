@@ -23,6 +23,8 @@ traceback; 3 some trials failed or timed out; 4 the code changed during a run; 5
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -83,8 +85,31 @@ _register_commands()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point (`harness`, `python -m harness`)."""
-    cli.main(args=list(argv) if argv is not None else None, prog_name="harness")
+    """Console entry point (`harness`, `python -m harness`).
+
+    Once the command is done (its files closed, its workers stopped) the process ends at once with the
+    command's exit code, output flushed, skipping the interpreter's teardown of the modules it loaded
+    (pandas, scipy, a framework: 0.2-0.3 s of every command, measured). Not with Ray loaded, whose
+    exit handler disconnects from the cluster; and `cli` itself, which tests and scripts call in-process,
+    raises SystemExit as click does.
+    """
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="harness")
+    except SystemExit as stop:
+        code = stop.code
+    else:
+        code = 0
+    if "ray" in sys.modules or not (code is None or isinstance(code, int)):
+        raise SystemExit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`harness list | head`) or a closed stream
+            pass
+    logging = sys.modules.get("logging")  # its handlers flushed, as at a normal exit, where anything imported it
+    if logging is not None:
+        logging.shutdown()
+    os._exit(code or 0)
 
 
 __all__ = ["EPILOG", "HarnessGroup", "cli", "main"]
