@@ -203,13 +203,14 @@ def run_suite(
     with Store(store_dir) as store, runner:  # validated input first: bad input writes nothing
         started_at = utc_now()  # the run's record (harness history): when, and what the store held already
         reused = set() if rerun else store.finished(trial.hash for trial in suite.trials)
-        # Workers start now and import their framework while this process imports what the tables need.
+        # Workers start now. Cold ones import their framework meanwhile, so this process imports what the tables
+        # need then (~0.5 s: pandas, scipy.stats); with warm ones (harness workers) that would only delay the run.
         if suite.search is not None:  # searched on the suite's first backend
-            runner.start([trial for trial in suite.trials if trial.spec.backend == suite.backends[0]])
+            cold = runner.start([trial for trial in suite.trials if trial.spec.backend == suite.backends[0]])
         else:
-            runner.start([trial for trial in select_phase(suite, phase).trials if trial.hash not in reused])
-        from harness.results_folder import SuiteRecord, export_tables, record_results
-
+            cold = runner.start([trial for trial in select_phase(suite, phase).trials if trial.hash not in reused])
+        if cold:
+            import harness.results_folder  # noqa: F401
         if suite.search is not None:  # rounds of search trials first, then each arm's chosen values (harness.search)
             from harness.search import plan_search
 
@@ -225,6 +226,8 @@ def run_suite(
         else:
             summary = run_final(select_phase(suite, phase).trials)
         runner.close()  # the workers are done: their memory and cores are free while the tables are written
+        from harness.results_folder import SuiteRecord, export_tables, record_results
+
         finished = not summary.interrupted and not summary.code_changed  # an unfinished run is finished by the next
         if finished and search_stopped is None:
             record_run(store, suite.trials, suite=suite.name, started_at=started_at, reused=reused, source=suite_path)

@@ -10,6 +10,7 @@
     history    harness.cli.history    each arm's metric over the stored runs (commits), steps flagged
     parity     harness.cli.parity     every arm trains identically in each backend
     list       harness.cli.listing    shipped suites, datasets, components, backends
+    workers    harness.cli.workers    a background server keeping warm workers between runs
     common     what they share: exit codes, the default folders, `load_checked_suite`
     options    the arguments and options several commands declare (`--store`, `--backend`, ...)
 
@@ -64,7 +65,19 @@ def cli() -> None:
 
 def _register_commands() -> None:
     # Imported here, not bound at module level: `harness.cli.run` etc. stay the modules.
-    from harness.cli import baseline, check, compare, export, history, listing, parity, report, run, validate
+    from harness.cli import (
+        baseline,
+        check,
+        compare,
+        export,
+        history,
+        listing,
+        parity,
+        report,
+        run,
+        validate,
+        workers,
+    )
 
     for command in (
         run.run,
@@ -77,6 +90,7 @@ def _register_commands() -> None:
         history.history,
         parity.parity,
         listing.list_command,
+        workers.workers,
     ):
         cli.add_command(command)
 

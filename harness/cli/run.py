@@ -150,6 +150,8 @@ def run(
         echo(f"The search stopped before choosing: {done.search_stopped}.", err=True)
     if summary.vectorized:
         echo(f"\n{summary.vectorized}")
+    if summary.warm_workers:
+        echo(f"workers: {summary.warm_workers} warm from the worker server (`harness workers status`)")
     echo(
         f"\n{summary.total} trials: {summary.skipped} already in the store, "
         + (f"{summary.elsewhere} run by another process, " if summary.elsewhere else "")

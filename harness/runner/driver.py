@@ -61,6 +61,7 @@ class RunSummary:
     # which trials trained together as stacked models and why the others ran alone (grouping.Grouping.describe);
     # None when nothing was grouped (vectorize 'off', or no trial to run)
     vectorized: str | None = None
+    warm_workers: int = 0  # local workers the worker server handed over (harness.runner.spares), not started here
 
     @classmethod
     def combined(cls, summaries: Sequence[RunSummary]) -> RunSummary:
@@ -72,6 +73,7 @@ class RunSummary:
             wall_seconds=sum(one.wall_seconds for one in summaries),
             code_changed=next((one.code_changed for one in summaries if one.code_changed), None),
             vectorized="\n".join(one.vectorized for one in summaries if one.vectorized) or None,
+            warm_workers=sum(one.warm_workers for one in summaries),
         )
 
 
@@ -250,6 +252,7 @@ class TrialRunner:
         self._pool: WorkerPool | None = None
         self._gpu_ids: list[str] | None = None  # asked once, the first time a trial needs them
         self._next_index = 0  # task indices stay unique across calls (a worker's messages name them)
+        self._adopted = 0  # the pool's adopted workers already counted in an earlier call's summary
 
     @property
     def local_jobs(self) -> int:
@@ -261,18 +264,25 @@ class TrialRunner:
         """The process ids of the local workers alive now (started, idle or busy)."""
         return tuple(worker.pid for worker in self._pool.workers) if self._pool is not None else ()
 
-    def start(self, trials: Sequence[Trial]) -> None:
+    def start(self, trials: Sequence[Trial]) -> int:
         """Start workers now for the environments of `trials` (up to jobs, one per trial), each importing its
         backends while the caller still prepares (loads data, opens the store); `run` then finds them warm.
-        Nothing is leased or run. The Ray executor starts nothing here."""
+        Nothing is leased or run. The Ray executor starts nothing here.
+
+        Returns:
+            how many of them start cold (importing now), not handed over warm by the worker server: while
+            they import, the caller's own imports cost the run nothing.
+        """
         if self.executor != "local" or not trials:
-            return
+            return 0
         pool = self._local_pool(trials)
         waiting: dict[Environment, int] = {}
         for trial in {trial.hash: trial for trial in trials}.values():
             environment = environment_for(trial, self._gpu_ids or [])
             waiting[environment] = waiting.get(environment, 0) + 1
+        before = (len(pool.workers), pool.adopted_workers)
         pool.prestart(waiting)
+        return (len(pool.workers) - before[0]) - (pool.adopted_workers - before[1])
 
     def _local_gpus(self, trials: Sequence[Trial]) -> int | None:
         """How many GPUs the local workers share (asked once, only when a trial may use one); None on Ray."""
@@ -386,6 +396,7 @@ class TrialRunner:
                     )
                     pool.run(queue)
                     summary.code_changed = pool.code_changed
+                    summary.warm_workers, self._adopted = pool.adopted_workers - self._adopted, pool.adopted_workers
             except KeyboardInterrupt:
                 summary.interrupted = True
                 self.close()  # its busy workers are killed; a later call starts fresh ones
@@ -397,7 +408,7 @@ class TrialRunner:
 
     def close(self) -> None:
         """Stop every worker (idle ones exit, busy ones are killed); the runner may be used again after."""
-        pool, self._pool = self._pool, None
+        pool, self._pool, self._adopted = self._pool, None, 0
         if pool is not None:
             pool.close()
 

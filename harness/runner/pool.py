@@ -20,12 +20,14 @@ import signal
 import threading
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from harness.runner import spares
 from harness.runner.code_version import CodeVersion
 from harness.runner.devices import DEFAULT_ENVIRONMENT, Environment, pick_gpu, worker_variables
 from harness.runner.executor import Executor, ExecutorSettings, begin_attempt
+from harness.runner.spares import AdoptedProcess, SpareKind
 from harness.runner.tasks import MAX_ATTEMPTS, RunEvent, Task, TaskQueue
 from harness.runner.worker import worker_main
 
@@ -88,6 +90,8 @@ class Worker:
         code: the driver's code version, which the worker checks its own against before running anything.
         preload: backends whose adapters (hence frameworks) the worker imports as soon as it starts, before
             its first trial arrives.
+        adopted: a warm worker the worker server handed over (harness.runner.spares.take), used instead of
+            starting one.
     """
 
     def __init__(
@@ -98,12 +102,17 @@ class Worker:
         visible_devices: str | None = None,
         code: CodeVersion | None = None,
         preload: Sequence[str] = (),
+        adopted: tuple[Connection, AdoptedProcess] | None = None,
     ) -> None:
         self.environment = environment
         self.visible_devices = visible_devices
         self.task: Task | None = None
         self.trials_done = 0
         self.crash_cause: str | None = None  # what the worker said before exiting on its own (out of memory)
+        self.process: Any
+        if adopted is not None:
+            self.connection, self.process = adopted
+            return
         self.connection, child_end = context.Pipe(duplex=True)
         self.process = context.Process(
             target=worker_main,
@@ -118,6 +127,19 @@ class Worker:
     @property
     def pid(self) -> int | None:
         return self.process.pid
+
+    @property
+    def adopted(self) -> bool:
+        """Whether the worker server started it (harness.runner.spares), not this process."""
+        return isinstance(self.process, AdoptedProcess)
+
+    def exit_cause(self) -> str:
+        """Why the dead worker ended, as far as this process can tell."""
+        if self.crash_cause:
+            return self.crash_cause
+        if self.adopted:  # its exit status is its parent's, the server's, to read
+            return "worker (a spare from the worker server) killed" if self.process.killed else "worker ended"
+        return describe_exit(self.process.exitcode)
 
     def dispatch(self, task: Task, checkpoints: str | None = None) -> None:
         """Send the task as its next attempt (raises OSError when the process is gone)."""
@@ -142,6 +164,8 @@ class Worker:
             self.process.kill()
             self.process.join()
         self.connection.close()
+        if self.adopted:
+            self.process.close()  # its pidfd
 
 
 class WorkerPool(Executor[Worker]):
@@ -161,13 +185,18 @@ class WorkerPool(Executor[Worker]):
         self.gpu_ids = tuple(gpu_ids)
         self.backends: dict[Environment, set[str]] = {}
         self._context = multiprocessing.get_context("spawn")
+        self.adopted_workers = 0  # workers the worker server handed over (harness.runner.spares)
 
     def _start(self, environment: Environment, task: Task | None) -> Worker:
         visible = None
         if environment.gpus == "one":
             visible = pick_gpu(self.gpu_ids, [w.visible_devices for w in self.workers if w.visible_devices is not None])
         preload = sorted(self.backends.get(environment, ()))
-        return Worker(self._context, environment, self.threads, visible, self.code, preload)
+        kind = SpareKind(environment.keras_backend, environment.gpus, self.threads, visible, tuple(preload))
+        adopted = spares.take(kind, self.code)  # a warm worker from the worker server, if one runs and fits
+        if adopted is not None:
+            self.adopted_workers += 1
+        return Worker(self._context, environment, self.threads, visible, self.code, preload, adopted)
 
     def _send(self, worker: Worker, task: Task) -> None:
         try:
@@ -214,7 +243,7 @@ class WorkerPool(Executor[Worker]):
 
     def _on_exit(self, worker: Worker, queue: TaskQueue) -> None:
         worker.process.join()
-        cause = worker.crash_cause or describe_exit(worker.process.exitcode)
+        cause = worker.exit_cause()
         task = worker.task
         self._remove(worker, stop=False)
         if task is not None:
