@@ -27,16 +27,20 @@ a one-trial, one-epoch suite minus that trial's own wall_seconds in the worker, 
 the trial starts (the issue's measure) and the part after it ends (targets: >= 1.8x for --jobs 2 over
 --jobs 1, fixed cost < 1.5 s).
 
-    python -m benchmarks.bench_jobs --end-to-end [--rounds 3] [--baseline OTHER_TREE]
+    python -m benchmarks.bench_jobs --end-to-end [--rounds 3] [--baseline OTHER_TREE] [--warm]
 
-`--baseline` times the same commands with another source tree's harness too (a checkout of an earlier
+`--warm` times this tree's commands again with a worker server running (`harness workers start`: workers
+past their imports, handed over to each command), each command 3 s after the last. `--baseline` times the
+same commands with another source tree's harness too (a checkout of an earlier
 commit), interleaved round by round, so a before/after comparison shares the machine's load.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -119,47 +123,83 @@ backends: [torch]
 LR_GRID = "grid:\n  optimizer.lr: [0.001, 0.003, 0.01]\n"
 
 
-def command_seconds(suite: Path, store: Path, jobs: int, vectorize: str, tree: str | None = None) -> float:
+WARM = "this tree, warm workers"  # --warm: the same commands with `harness workers` running
+WARM_PAUSE_SECONDS = 3.0  # between warm commands: the server's replacement spares finish their imports
+
+
+def command_seconds(
+    suite: Path, store: Path, jobs: int, vectorize: str, tree: str | None = None, runtime: str | None = None
+) -> float:
     """Wall seconds of `harness run SUITE` as a subprocess on a fresh store, with the harness of `tree` (default:
     the current directory)."""
-    start, end = command_span(suite, store, jobs, vectorize, tree)
+    start, end = command_span(suite, store, jobs, vectorize, tree, runtime)
     return end - start
 
 
-def command_span(suite: Path, store: Path, jobs: int, vectorize: str, tree: str | None = None) -> tuple[float, float]:
+def command_environment(tree: str | None, runtime: str | None) -> dict[str, str]:
+    """The commands' environment: `tree` first on the path; `runtime` (XDG_RUNTIME_DIR) is where the warm
+    entries' worker server listens, so the other entries never find it."""
+    return {**os.environ, "PYTHONPATH": tree or os.getcwd(), **({"XDG_RUNTIME_DIR": runtime} if runtime else {})}
+
+
+def command_span(
+    suite: Path, store: Path, jobs: int, vectorize: str, tree: str | None = None, runtime: str | None = None
+) -> tuple[float, float]:
     """(start, end) of `harness run SUITE` as a subprocess, as Unix times (comparable with a trial's started_at)."""
     command = [sys.executable, "-m", "harness", "run", str(suite), "--store", str(store), "--jobs", str(jobs)]
     command += ["--quiet", "--vectorize", vectorize]
-    environment = {**os.environ, "PYTHONPATH": tree or os.getcwd()}
+    environment = command_environment(tree, runtime)
+    if runtime:
+        time.sleep(WARM_PAUSE_SECONDS)
     start = time.time()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=environment, cwd=tree or os.getcwd())
     return start, time.time()
 
 
-def end_to_end(rounds: int, baseline: str | None = None) -> None:
+def workers_command(action: str, runtime: str) -> None:
+    """`harness workers ACTION` for the warm entries (their own socket folder)."""
+    environment = command_environment(None, runtime)
+    subprocess.run(
+        [sys.executable, "-m", "harness", "workers", action], check=True, env=environment, stdout=subprocess.DEVNULL
+    )
+
+
+def end_to_end(rounds: int, baseline: str | None = None, warm: bool = False) -> None:
     """The whole command, as a user runs it (see the module docstring); with `baseline`, the same commands with
-    that source tree's harness too, interleaved in the same rounds, so the two compare under the same load."""
+    that source tree's harness too, interleaved in the same rounds, so the two compare under the same load; with
+    `warm`, this tree's commands again with a worker server running (`harness workers`), each command
+    WARM_PAUSE_SECONDS after the last, taught what to keep by one unmeasured run of each command first."""
     print(f"load average before: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
     trees = {"this tree": os.getcwd(), **({"baseline": str(Path(baseline).resolve())} if baseline else {})}
+    runtime = tempfile.mkdtemp(prefix="hb", dir="/tmp") if warm else None  # short: a socket path holds ~100 bytes
+    if warm:
+        trees[WARM] = os.getcwd()
     order = [(1, "off"), (2, "off"), (1, "auto"), (2, "auto")]
     walls: dict[tuple[str, int, str], list[float]] = {}
     fixed: dict[str, list[float]] = {name: [] for name in trees}
     before: dict[str, list[float]] = {name: [] for name in trees}  # command start -> the trial's started_at
     after: dict[str, list[float]] = {name: [] for name in trees}  # the trial's finished_at -> command end
-    with tempfile.TemporaryDirectory() as directory:
+    with tempfile.TemporaryDirectory() as directory, contextlib.ExitStack() as stack:
         folder = Path(directory)
         suite = folder / "bench.yaml"
         suite.write_text(END_TO_END_SUITE.format(epochs=5, seeds=8) + LR_GRID)
         tiny = folder / "tiny.yaml"
         tiny.write_text(END_TO_END_SUITE.format(epochs=1, seeds=1))
+        if runtime:
+            workers_command("start", runtime)
+            stack.callback(shutil.rmtree, runtime, ignore_errors=True)
+            stack.callback(workers_command, "stop", runtime)
+            for jobs, vectorize in order:  # the server learns which workers these commands take
+                command_seconds(suite, folder / f"teach-{jobs}-{vectorize}", jobs, vectorize, None, runtime)
+            command_seconds(tiny, folder / "teach-tiny", 1, "auto", None, runtime)
         for round_index in range(rounds):
             for name, tree in trees.items() if round_index % 2 == 0 else reversed(trees.items()):
                 for jobs, vectorize in order if round_index % 2 == 0 else order[::-1]:
                     store = folder / f"store-{name}-{round_index}-{jobs}-{vectorize}"
-                    seconds = command_seconds(suite, store, jobs, vectorize, tree)
+                    seconds = command_seconds(suite, store, jobs, vectorize, tree, runtime if name == WARM else None)
                     walls.setdefault((name, jobs, vectorize), []).append(seconds)
                 store = folder / f"tiny-{name}-{round_index}"
-                start, end = command_span(tiny, store, 1, "auto", tree)
+                start, end = command_span(tiny, store, 1, "auto", tree, runtime if name == WARM else None)
                 with Store(store) as opened:
                     trial = opened.trials_frame().iloc[0]
                 fixed[name].append(end - start - float(trial["wall_seconds"]))
@@ -207,9 +247,14 @@ def main() -> None:
         help="--end-to-end: also time the same commands with the harness of another source tree (e.g. a `git "
         "worktree` of an earlier commit), interleaved in the same rounds",
     )
+    parser.add_argument(
+        "--warm",
+        action="store_true",
+        help="--end-to-end: also time this tree's commands with a worker server running (`harness workers start`)",
+    )
     arguments = parser.parse_args()
     if arguments.end_to_end:
-        end_to_end(arguments.rounds, arguments.baseline)
+        end_to_end(arguments.rounds, arguments.baseline, arguments.warm)
         return
     trials = make_trials(arguments.trials, arguments.epochs)
     results: dict[int, list[dict[str, float]]] = {1: [], 2: []}

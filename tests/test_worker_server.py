@@ -97,9 +97,19 @@ def kind() -> SpareKind:
     return SpareKind("default", "inherit", 1, None, ())
 
 
+def ask_from_a_command() -> None:
+    """A miss asked by another process that then ends, as a cold `harness run` does: the server starts a
+    spare of the kind once that process is gone (never while a command that asked still runs)."""
+    code = (
+        "from harness.runner import spares; from harness.runner.code_version import PROCESS_CODE_VERSION\n"
+        "assert spares.take(spares.SpareKind('default', 'inherit', 1, None, ()), PROCESS_CODE_VERSION) is None"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ), timeout=60)
+
+
 def test_a_server_started_with_other_code_or_from_another_folder_is_not_used(isolated, tmp_path):
     spares.start_server(idle_seconds=120)
-    assert spares.take(kind(), PROCESS_CODE_VERSION) is None  # a miss: the server starts one spare of the kind
+    ask_from_a_command()
     wait_for_spares(1)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -110,14 +120,14 @@ def test_a_server_started_with_other_code_or_from_another_folder_is_not_used(iso
     edited = dataclasses.replace(PROCESS_CODE_VERSION, digest="0" * 16)
     assert spares.take(kind(), edited) is None  # another harness source: the server is stale and stops
     deadline = time.monotonic() + 10
-    while spares.server_status() is not None and time.monotonic() < deadline:
+    while spares.socket_path().exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert spares.server_status() is None and not spares.socket_path().exists()
 
 
 def test_an_adopted_worker_is_the_spare_the_server_started(isolated):
     spares.start_server(idle_seconds=120)
-    assert spares.take(kind(), PROCESS_CODE_VERSION) is None
+    ask_from_a_command()
     wait_for_spares(1)
     adopted = spares.take(kind(), PROCESS_CODE_VERSION)
     assert adopted is not None
@@ -151,3 +161,11 @@ def test_a_socket_folder_too_long_for_a_socket_falls_back_to_a_shorter_one(monke
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / ("x" * 120)))
     path = spares.socket_path()
     assert len(os.fsencode(path)) <= spares.SOCKET_PATH_LIMIT and path.name.startswith("workers-")
+
+
+def test_no_spare_starts_while_a_command_that_asked_still_runs(isolated):
+    spares.start_server(idle_seconds=120)
+    assert spares.take(kind(), PROCESS_CODE_VERSION) is None  # asked by this process, which goes on running
+    time.sleep(2.5)  # the server tends its spares every second
+    status = spares.server_status()
+    assert status is not None and sum(status.spares.values()) == 0  # its imports would slow this "command"
