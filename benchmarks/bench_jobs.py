@@ -226,12 +226,12 @@ def end_to_end(rounds: int, baseline: str | None = None, warm: bool = False) -> 
             f"  --vectorize auto vs off at jobs=2: {median[(name, 2, 'off')] / median[(name, 2, 'auto')]:.2f}x; "
             f"fastest {best:.2f} s"
         )
-        cost = statistics.median(fixed[name])
+        cost, start = statistics.median(fixed[name]), statistics.median(before[name])
         print(
-            f"  fixed cost (command wall - trial wall, 1 trial): {cost:.2f} s "
-            f"(target < 1.5 s: {'met' if cost < 1.5 else 'NOT met'}) = {statistics.median(before[name]):.2f} s "
-            f"before the trial starts + {statistics.median(after[name]):.2f} s after it ends"
+            f"  fixed cost (command wall - trial wall, 1 trial): {cost:.2f} s (< 1.5 s: {'yes' if cost < 1.5 else 'no'})"
+            f" = {start:.2f} s before the trial starts + {statistics.median(after[name]):.2f} s after it ends"
         )
+        print(f"  before the first trial starts: {start:.2f} s (target < 1.5 s: {'met' if start < 1.5 else 'NOT met'})")
     print(f"load average after: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
 
 

@@ -199,7 +199,7 @@ def test_every_command_is_in_the_commands_table_with_an_example():
         words = shlex.split(command_cell.strip("`"))
         _, name, _ = resolve(words[1:])
         listed[name] = example
-        assert example.startswith(f"`harness {name} "), (
+        assert example.startswith(f"`harness {name} ") or example == f"`harness {name}`", (
             f"{command_cell}: the example column shows no `harness {name}` call"
         )
     expected = set()
