@@ -479,3 +479,26 @@ def test_schema_statements_split_where_sqlite_sees_their_end() -> None:
     for statement in statements:
         connection.execute(statement)
     assert [row[0] for row in connection.execute("SELECT name FROM sqlite_master ORDER BY name")] == ["a", "b"]
+
+
+def _open_at_once(directory: str, barrier) -> None:
+    barrier.wait()
+    with Store(directory) as store:
+        store.finished([])
+
+
+def test_processes_opening_one_new_store_at_once_all_open_it(tmp_path):
+    # Switching a new file to WAL answered "database is locked" at once (no busy handler) to the second of
+    # two `harness run`s started together on one new store; seen in tests/test_faults.py. Ten rounds of four.
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    for round_index in range(10):
+        barrier = context.Barrier(4)
+        folder = str(tmp_path / f"store-{round_index}")
+        processes = [context.Process(target=_open_at_once, args=(folder, barrier)) for _ in range(4)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(60)
+        assert [process.exitcode for process in processes] == [0, 0, 0, 0], round_index

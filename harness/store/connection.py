@@ -18,6 +18,7 @@ the one transaction that failed; what was committed before stays, and running ag
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -110,13 +111,23 @@ class StoreConnection:
             raise damaged_store(self.path, "; ".join(problems).replace("\n", " "))
 
     def _configure(self) -> None:
-        try:
-            self._connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MILLISECONDS}")
-            mode = self._connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            self._connection.execute("PRAGMA synchronous = NORMAL")
-            self._connection.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.DatabaseError as error:
-            raise self._open_error(error) from None
+        # Switching a new file to WAL needs its exclusive lock, and SQLite answers "database is locked" at once,
+        # without its busy handler, while another process opening the same new store holds it (two
+        # `harness run`s started together on one new store): retried here within the busy timeout.
+        deadline = time.monotonic() + BUSY_TIMEOUT_MILLISECONDS / 1000
+        while True:
+            try:
+                self._connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MILLISECONDS}")
+                mode = self._connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                self._connection.execute("PRAGMA synchronous = NORMAL")
+                self._connection.execute("PRAGMA foreign_keys = ON")
+                break
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise self._open_error(error) from None
+                time.sleep(0.01)
+            except sqlite3.DatabaseError as error:
+                raise self._open_error(error) from None
         if str(mode).lower() != "wal":
             raise StoreError(
                 f"store: {str(self.path)!r} could not be switched to WAL journaling (got {mode!r}). "
