@@ -489,16 +489,17 @@ def _open_at_once(directory: str, barrier) -> None:
 
 def test_processes_opening_one_new_store_at_once_all_open_it(tmp_path):
     # Switching a new file to WAL answered "database is locked" at once (no busy handler) to the second of
-    # two `harness run`s started together on one new store; seen in tests/test_faults.py. Ten rounds of four.
+    # two `harness run`s started together on one new store; seen in tests/test_faults.py. Eight rounds of
+    # six: a race, so not certain to show (without the retry, 2 of 3 tries of six rounds failed).
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
-    for round_index in range(10):
-        barrier = context.Barrier(4)
+    for round_index in range(8):
+        barrier = context.Barrier(6)
         folder = str(tmp_path / f"store-{round_index}")
-        processes = [context.Process(target=_open_at_once, args=(folder, barrier)) for _ in range(4)]
+        processes = [context.Process(target=_open_at_once, args=(folder, barrier)) for _ in range(6)]
         for process in processes:
             process.start()
         for process in processes:
             process.join(60)
-        assert [process.exitcode for process in processes] == [0, 0, 0, 0], round_index
+        assert [process.exitcode for process in processes] == [0] * 6, round_index
