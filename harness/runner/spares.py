@@ -203,6 +203,17 @@ class ServerStatus:
     handed: int  # workers handed over so far
 
 
+def _read_line(connection: socket.socket) -> str:
+    """One newline-ended JSON message (the protocol's unit), read until its newline or the peer's end."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode()
+
+
 def _ask(op: str) -> dict[str, Any] | None:
     path = socket_path()
     if not path.exists() or not _private(path.parent):
@@ -212,13 +223,7 @@ def _ask(op: str) -> dict[str, Any] | None:
             client.settimeout(CONNECT_SECONDS)
             client.connect(str(path))
             client.sendall(json.dumps({"op": op}).encode() + b"\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = client.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        answer = json.loads(data.decode() or "{}")
+            answer = json.loads(_read_line(client) or "{}")
         return answer if isinstance(answer, dict) else None
     except (OSError, ValueError):
         return None
@@ -331,14 +336,8 @@ class _Server:
 
     def _answer(self, client: socket.socket) -> str:
         client.settimeout(CONNECT_SECONDS)
-        data = b""
         try:
-            while not data.endswith(b"\n"):
-                chunk = client.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            request = json.loads(data.decode() or "{}")
+            request = json.loads(_read_line(client) or "{}")
         except (OSError, ValueError):
             return "bad"
         self.last_request = time.monotonic()
@@ -413,7 +412,9 @@ class _Server:
         once every command that asked has ended: a command still running would share its cores with the
         spares' imports (measured on 2 cores: warm runs of 24 trials were slower than cold ones)."""
         self.handed = [process for process in self.handed if process.poll() is None]
-        self.clients = {pid for pid in self.clients if _alive(pid)}
+        from harness.store.leases import lease_owner_alive  # here: a spare worker imports this module, not the store
+
+        self.clients = {pid for pid in self.clients if lease_owner_alive(socket.gethostname(), pid, None)}
         busy = bool(self.clients)
         for kind, spares in self.spares.items():
             alive = []
@@ -430,7 +431,7 @@ class _Server:
         ours, theirs = socket.socketpair()
         variables = worker_variables(kind.environment, kind.threads, kind.visible_devices)
         process = subprocess.Popen(
-            [sys.executable, "-m", "harness.runner.spares", "worker", str(theirs.fileno())],
+            [sys.executable, "-m", "harness.runner.spare_worker", str(theirs.fileno())],
             stdin=subprocess.PIPE,
             pass_fds=[theirs.fileno()],
             env={**os.environ, **variables},
@@ -442,32 +443,12 @@ class _Server:
         return _Spare(process, ours)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _worker(fd: int) -> None:
-    """A spare's entry: the worker loop on the socket the server passed, with its settings from stdin."""
-    from harness.runner.worker import worker_main
-
-    threads, code, preload = pickle.loads(sys.stdin.buffer.read())
-    worker_main(Connection(fd), threads, code, tuple(preload))
-
-
 def main(argv: Sequence[str]) -> None:
     if argv[:1] == ["serve"]:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _Server(float(argv[1]) if len(argv) > 1 else IDLE_SECONDS).serve()
-    elif argv[:1] == ["worker"]:
-        _worker(int(argv[1]))
     else:
-        raise SystemExit("usage: python -m harness.runner.spares serve [IDLE_SECONDS] | worker FD")
+        raise SystemExit("usage: python -m harness.runner.spares serve [IDLE_SECONDS]")
 
 
 if __name__ == "__main__":
