@@ -10,6 +10,7 @@ adds a progress bar fit for a notebook and returns the `Results`.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,11 +181,23 @@ def run_suite(
     select_phase(suite, phase)  # a bad phase fails here, before the store exists
     # One set of workers for the whole command: the search rounds, their phases and the final trials
     # (harness.runner.TrialRunner keeps idle workers warm between the calls).
+    # With warm workers only (harness workers), the tables' imports (~0.5 s: scipy.stats, the analysis) wait for
+    # the first trial to be on its way, then run in a thread while the workers train: before that they would
+    # delay the first trial, after the run they would add to the command.
+    tables = threading.Thread(target=_import_tables, daemon=True)
+
+    def observe(event: RunEvent) -> None:
+        if event.kind == "dispatched" and warm_only and not tables.is_alive() and tables.ident is None:
+            tables.start()
+        if on_event is not None:
+            on_event(event)
+
+    warm_only = False
     runner = TrialRunner(
         jobs=jobs,
         rerun=rerun,
         quiet=quiet,
-        on_event=on_event,
+        on_event=observe,
         executor=executor,
         address=address,
         num_cpus=num_cpus,
@@ -211,6 +224,8 @@ def run_suite(
             cold = runner.start([trial for trial in select_phase(suite, phase).trials if trial.hash not in reused])
         if cold:
             import harness.results_folder  # noqa: F401
+        # a search imports the analysis in this thread as it plans: no second importer beside it
+        warm_only = not cold and suite.search is None
         if suite.search is not None:  # rounds of search trials first, then each arm's chosen values (harness.search)
             from harness.search import plan_search
 
@@ -226,6 +241,8 @@ def run_suite(
         else:
             summary = run_final(select_phase(suite, phase).trials)
         runner.close()  # the workers are done: their memory and cores are free while the tables are written
+        if tables.ident is not None:
+            tables.join()
         from harness.results_folder import SuiteRecord, export_tables, record_results
 
         finished = not summary.interrupted and not summary.code_changed  # an unfinished run is finished by the next
@@ -235,6 +252,14 @@ def run_suite(
         results = record_results(record, store)
         written = export_tables(results, store_dir / suite.name, record)
     return SuiteRun(summary, results, record, written, suite, search_stopped)
+
+
+def _import_tables() -> None:
+    """The tables' modules, imported in a thread; a failure is left for the run's own import to raise."""
+    try:
+        import harness.results_folder  # noqa: F401
+    except Exception:
+        pass
 
 
 def notebook_progress() -> tuple[Callable[[int], None], Callable[[RunEvent], None], Callable[[], None]]:

@@ -33,11 +33,10 @@ def _without_seed(spec: dict) -> str:
 
 def estimate_durations(trials: Sequence[Trial], store: Store) -> dict[str, float | None]:
     """Estimated wall seconds of each trial (by hash) from the store's earlier trials; None: unknown."""
-    earlier = store.durations()
     by_hash: dict[str, float] = {}
     by_spec: dict[str, list[float]] = defaultdict(list)
     by_arm: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-    for row in earlier.to_dict("records"):  # plain Python values, one dict per stored trial
+    for row in store.duration_rows():  # plain Python values, one dict per stored trial (no pandas)
         by_hash[row["hash"]] = row["wall_seconds"]
         by_spec[_without_seed(json.loads(row["spec"]))].append(row["wall_seconds"])
         by_arm[(row["suite"], row["arm"], row["backend"])].append(row["wall_seconds"])

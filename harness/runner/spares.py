@@ -78,7 +78,8 @@ def socket_path() -> Path:
     """The server's socket for this interpreter and harness package (one server per pair), in a folder of
     this user's alone: under XDG_RUNTIME_DIR, else the temporary folder, else /tmp where those are too long
     for a socket's path."""
-    key = hashlib.sha256(f"{sys.executable}\0{Path(harness.__file__).resolve().parent}".encode()).hexdigest()[:16]
+    interpreter = Path(sys.executable).resolve()  # `python` and `python3.11` (or a console script's) are one
+    key = hashlib.sha256(f"{interpreter}\0{Path(harness.__file__).resolve().parent}".encode()).hexdigest()[:16]
     name = Path(f"harness-{os.getuid()}") / f"workers-{key}.sock"
     for base in (os.environ.get("XDG_RUNTIME_DIR"), tempfile.gettempdir(), "/tmp"):
         if base and len(os.fsencode(Path(base) / name)) <= SOCKET_PATH_LIMIT:

@@ -24,6 +24,8 @@ from harness.store.schema import (
     WEIGHT_COLUMNS,
 )
 
+DURATION_COLUMNS = ("hash", "suite", "arm", "backend", "spec", "wall_seconds")
+
 if TYPE_CHECKING:
     import pandas as pd  # imported where a frame is built: opening a store needs no pandas
 
@@ -60,10 +62,19 @@ class TrialReader(StoreConnection):
         first: columns hash, suite, arm, backend, spec (JSON), wall_seconds."""
         import pandas as pd
 
-        columns = ["hash", "suite", "arm", "backend", "spec", "wall_seconds"]
+        return pd.DataFrame(self.duration_rows(), columns=list(DURATION_COLUMNS)).astype({"wall_seconds": "float64"})
+
+    def duration_rows(self) -> list[dict[str, Any]]:
+        """`durations` as plain rows (wall_seconds a float, NaN where none was stored): what the scheduler
+        reads before a run's first trial, without importing pandas for it."""
         with self._reading() as connection:
-            rows = connection.execute(f"SELECT {', '.join(columns)} FROM trials WHERE status != 'failed'").fetchall()
-        return pd.DataFrame(rows, columns=columns).astype({"wall_seconds": "float64"})
+            rows = connection.execute(
+                f"SELECT {', '.join(DURATION_COLUMNS)} FROM trials WHERE status != 'failed'"
+            ).fetchall()
+        return [
+            {**dict(zip(DURATION_COLUMNS, row)), "wall_seconds": float("nan") if row[-1] is None else float(row[-1])}
+            for row in rows
+        ]
 
     def trials_frame(self, hashes: Iterable[str] | None = None) -> pd.DataFrame:
         """One row per trial, columns TRIAL_COLUMNS, ordered by suite, arm, backend, seed, hash.
