@@ -169,3 +169,17 @@ def test_no_spare_starts_while_a_command_that_asked_still_runs(isolated):
     time.sleep(2.5)  # the server tends its spares every second
     status = spares.server_status()
     assert status is not None and sum(status.spares.values()) == 0  # its imports would slow this "command"
+
+
+def test_a_malformed_request_is_refused_and_the_server_goes_on(isolated):
+    import json
+    import socket
+
+    spares.start_server(idle_seconds=120)
+    for message in (b"not json\n", b"[1, 2]\n", json.dumps({"op": "take", "kind": {"threads": "x"}}).encode() + b"\n"):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.settimeout(5)
+            client.connect(str(spares.socket_path()))
+            client.sendall(message)
+            client.recv(4096)  # an answer or the end of the connection, never a hang
+    assert spares.server_status() is not None

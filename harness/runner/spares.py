@@ -341,6 +341,8 @@ class _Server:
             request = json.loads(_read_line(client) or "{}")
         except (OSError, ValueError):
             return "bad"
+        if not isinstance(request, dict):
+            return "bad"
         self.last_request = time.monotonic()
         op = request.get("op")
         pid, uid, _ = struct.unpack("3i", client.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
@@ -354,33 +356,43 @@ class _Server:
             elif op == "stop":
                 self._reply(client, {"stopping": True})
             elif op == "take":
-                if request.get("code") != PROCESS_CODE_VERSION.digest:
-                    self._reply(client, {"refused": "the harness code changed since the server started"})
-                    return "stop"  # stale: a command with the new code starts its own workers
-                self._take(client, request)
+                return self._take(client, request)
         except OSError:
             pass
+        except (KeyError, TypeError, ValueError):  # a malformed request: answered, and the server goes on
+            try:
+                self._reply(client, {"refused": "malformed request"})
+            except OSError:
+                pass
+            return "bad"
         return str(op)
 
-    def _take(self, client: socket.socket, request: dict[str, Any]) -> None:
-        if request.get("cwd") != self.cwd or request.get("environment") != self.environment:
-            self._reply(client, {"refused": "another folder or environment than the server's"})
-            return
+    def _take(self, client: socket.socket, request: dict[str, Any]) -> str:
+        """Hand over a spare of the asked kind, or say why not; 'stop' when this server is stale."""
         fields = request["kind"]
         kind = SpareKind(
-            fields["keras_backend"],
-            fields["gpus"],
+            str(fields["keras_backend"]),
+            str(fields["gpus"]),
             int(fields["threads"]),
-            fields["visible_devices"],
-            tuple(fields["preload"]),
+            None if fields["visible_devices"] is None else str(fields["visible_devices"]),
+            tuple(str(name) for name in fields["preload"]),
         )
+        code = request["code"]
+        if not isinstance(code, str):
+            raise TypeError("code")
+        if code != PROCESS_CODE_VERSION.digest:
+            self._reply(client, {"refused": "the harness code changed since the server started"})
+            return "stop"  # stale: a command with the new code starts its own workers
+        if request.get("cwd") != self.cwd or request.get("environment") != self.environment:
+            self._reply(client, {"refused": "another folder or environment than the server's"})
+            return "take"
         spares = [spare for spare in self.spares.get(kind, []) if spare.process.poll() is None]
         if not spares:
             self.spares[kind] = []
             self.wanted[kind] = min(MAX_SPARES, self.wanted.get(kind, 0) + 1)
             self._reply(client, {"refused": "no spare of this kind yet"})
             self._tend()
-            return
+            return "take"
         spare = spares.pop(0)
         self.spares[kind] = spares
         socket.send_fds(client, [json.dumps({"pid": spare.process.pid}).encode()], [spare.connection.fileno()])
@@ -388,6 +400,7 @@ class _Server:
         self.handed.append(spare.process)
         self.handed_count += 1
         self._tend()
+        return "take"
 
     @staticmethod
     def _reply(client: socket.socket, answer: dict[str, Any]) -> None:
