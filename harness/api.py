@@ -187,7 +187,7 @@ def run_suite(
     tables = threading.Thread(target=_import_tables, daemon=True)
 
     def observe(event: RunEvent) -> None:
-        if event.kind == "dispatched" and warm_only and not tables.is_alive() and tables.ident is None:
+        if event.kind == "dispatched" and warm_only and tables.ident is None:  # ident: set once started
             tables.start()
         if on_event is not None:
             on_event(event)

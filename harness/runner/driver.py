@@ -280,9 +280,9 @@ class TrialRunner:
         for trial in {trial.hash: trial for trial in trials}.values():
             environment = environment_for(trial, self._gpu_ids or [])
             waiting[environment] = waiting.get(environment, 0) + 1
-        before = (len(pool.workers), pool.adopted_workers)
+        started = len(pool.workers)
         pool.prestart(waiting)
-        return (len(pool.workers) - before[0]) - (pool.adopted_workers - before[1])
+        return sum(not worker.adopted for worker in pool.workers[started:])
 
     def _local_gpus(self, trials: Sequence[Trial]) -> int | None:
         """How many GPUs the local workers share (asked once, only when a trial may use one); None on Ray."""

@@ -14,8 +14,8 @@ shell changes by itself aside, VOLATILE_VARIABLES), and the same worker environm
 preloaded backends. The server learns what to keep warm from what commands ask for: each request it
 cannot serve adds one spare of that kind (up to MAX_SPARES), so the first command after `start` runs
 cold and the next ones warm. Spares start only once every command that asked has ended (its process id
-read from the socket's peer credentials), so their imports never take cores from a running command. It stops after `idle_seconds` without a
-request, or on `harness workers stop`.
+read from the socket's peer credentials), so their imports never take cores from a running command. It
+stops after `idle_seconds` without a request, or on `harness workers stop`.
 
 A handed-over worker is not the command's child: the command watches it through a pidfd (Linux 5.3+;
 elsewhere the server is not used), kills it by pid, and cannot read its exit status (the server reaps it).
@@ -96,10 +96,9 @@ def _private(folder: Path) -> bool:
     return info.st_uid == os.getuid() and not info.st_mode & 0o077
 
 
-def environment_digest(variables: dict[str, str] | None = None) -> str:
+def environment_digest() -> str:
     """A digest of the environment variables a worker would inherit (VOLATILE_VARIABLES left out)."""
-    items = sorted((k, v) for k, v in (os.environ if variables is None else variables).items())
-    kept = [(k, v) for k, v in items if k not in VOLATILE_VARIABLES]
+    kept = sorted((k, v) for k, v in os.environ.items() if k not in VOLATILE_VARIABLES)
     return hashlib.sha256(json.dumps(kept).encode()).hexdigest()[:16]
 
 
@@ -125,12 +124,11 @@ class AdoptedProcess:
     """A worker process another process started, as much of multiprocessing.Process as the pool uses.
 
     Its death is seen through a pidfd (readable once the process has exited); its exit status belongs to
-    its parent (the server), so `exitcode` stays None and the pool words the cause itself."""
+    its parent (the server), so the pool words the cause itself (pool.Worker.exit_cause)."""
 
     def __init__(self, pid: int, pidfd: int) -> None:
         self.pid = pid
         self.sentinel = pidfd
-        self.exitcode: int | None = None
         self.killed = False
 
     def is_alive(self) -> bool:
@@ -161,7 +159,7 @@ def take(kind: SpareKind, code: CodeVersion | None) -> tuple[Connection, Adopted
         return None
     request = {
         "op": "take",
-        "kind": {**dataclasses.asdict(kind), "preload": list(kind.preload)},
+        "kind": dataclasses.asdict(kind),
         "code": code.digest,
         "cwd": os.getcwd(),
         "environment": environment_digest(),
@@ -321,7 +319,7 @@ class _Server:
                 if select.select([listener], [], [], 1.0)[0]:
                     client, _ = listener.accept()
                     with client:
-                        if self._answer(client) == "stop":
+                        if self._answer(client):
                             return
                 self._tend()
         finally:
@@ -335,19 +333,20 @@ class _Server:
                     spare.process.kill()
                     spare.connection.close()
 
-    def _answer(self, client: socket.socket) -> str:
+    def _answer(self, client: socket.socket) -> bool:
+        """Answer one request; True when the server is to stop (asked to, or stale)."""
         client.settimeout(CONNECT_SECONDS)
         try:
             request = json.loads(_read_line(client) or "{}")
         except (OSError, ValueError):
-            return "bad"
+            return False
         if not isinstance(request, dict):
-            return "bad"
+            return False
         self.last_request = time.monotonic()
         op = request.get("op")
         pid, uid, _ = struct.unpack("3i", client.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
         if uid != os.getuid():
-            return "bad"  # the folder is this user's alone; this is a second guard
+            return False  # the folder is this user's alone; this is a second guard
         if op == "take":
             self.clients.add(pid)
         try:
@@ -364,11 +363,11 @@ class _Server:
                 self._reply(client, {"refused": "malformed request"})
             except OSError:
                 pass
-            return "bad"
-        return str(op)
+            return False
+        return op == "stop"
 
-    def _take(self, client: socket.socket, request: dict[str, Any]) -> str:
-        """Hand over a spare of the asked kind, or say why not; 'stop' when this server is stale."""
+    def _take(self, client: socket.socket, request: dict[str, Any]) -> bool:
+        """Hand over a spare of the asked kind, or say why not; True when this server is stale."""
         fields = request["kind"]
         kind = SpareKind(
             str(fields["keras_backend"]),
@@ -382,17 +381,17 @@ class _Server:
             raise TypeError("code")
         if code != PROCESS_CODE_VERSION.digest:
             self._reply(client, {"refused": "the harness code changed since the server started"})
-            return "stop"  # stale: a command with the new code starts its own workers
+            return True  # stale: a command with the new code starts its own workers
         if request.get("cwd") != self.cwd or request.get("environment") != self.environment:
             self._reply(client, {"refused": "another folder or environment than the server's"})
-            return "take"
+            return False
         spares = [spare for spare in self.spares.get(kind, []) if spare.process.poll() is None]
         if not spares:
             self.spares[kind] = []
             self.wanted[kind] = min(MAX_SPARES, self.wanted.get(kind, 0) + 1)
             self._reply(client, {"refused": "no spare of this kind yet"})
             self._tend()
-            return "take"
+            return False
         spare = spares.pop(0)
         self.spares[kind] = spares
         socket.send_fds(client, [json.dumps({"pid": spare.process.pid}).encode()], [spare.connection.fileno()])
@@ -400,7 +399,7 @@ class _Server:
         self.handed.append(spare.process)
         self.handed_count += 1
         self._tend()
-        return "take"
+        return False
 
     @staticmethod
     def _reply(client: socket.socket, answer: dict[str, Any]) -> None:

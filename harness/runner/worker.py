@@ -218,10 +218,8 @@ def worker_main(
             pass
     if preload:  # what the first trial would otherwise wait for, done while the driver still prepares:
         import harness.adapters.loop
-        import harness.adapters.vectorize
+        import harness.adapters.vectorize  # noqa: F401
 
-        if "torch" in preload:
-            import harness.adapters.torch.vectorized  # noqa: F401 - the stacked torch model
         process_provenance(threads)  # once per process (git state, ~450 package versions: ~0.3 s)
     while True:
         try:

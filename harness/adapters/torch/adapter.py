@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -13,12 +12,10 @@ from harness.adapters.torch.losses import kernel_penalty
 from harness.adapters.torch.model import TorchModel
 from harness.adapters.torch.network import build_network, initialize_native
 from harness.adapters.torch.optimizers import make_optimizer
+from harness.adapters.torch.vectorized import StackedMLP, build_stacked
 from harness.data.types import DatasetInfo
 from harness.spec.init import FRAMEWORK_STREAM
 from harness.spec.types import TrialSpec
-
-if TYPE_CHECKING:
-    from harness.adapters.torch.vectorized import StackedMLP
 
 SEED_LIMIT = 2**63 - 1  # torch.Generator.manual_seed takes a 64-bit seed
 
@@ -117,6 +114,4 @@ class TorchAdapter:
         Raises:
             BackendError: the device is not available (see `resolve_device`).
         """
-        from harness.adapters.torch.vectorized import build_stacked
-
         return build_stacked(specs, info, resolve_device(specs[0].device))
