@@ -7,17 +7,20 @@ import numpy as np
 from harness.measures import TASK_MEASURES
 
 
-def log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
-    """scipy.special.log_softmax's arithmetic, step for step (the same bits; tests/test_metrics_numpy.py), in
-    numpy alone: every worker evaluates with it, and importing scipy.special cost a starting worker ~0.2 s."""
-    x_max = np.max(x, axis=axis, keepdims=True)
+def picked_log_softmax(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """scipy.special.log_softmax(x, axis=-1)[..., arange(N), y] for x (..., N, C) and labels y (N,), C-contiguous:
+    scipy's arithmetic step for step (the same bits; tests/test_metrics_numpy.py), in numpy alone (importing
+    scipy.special cost a starting worker ~0.2 s), with the logarithm and the last subtraction run on the picked
+    entries only (a third of an evaluation's metric time, measured on 10 classes)."""
+    x_max = np.max(x, axis=-1, keepdims=True)
     x_max[~np.isfinite(x_max)] = 0
     shifted = x - x_max
+    rows = np.arange(len(y))
     with np.errstate(divide="ignore"):
-        return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+        return np.ascontiguousarray(shifted[..., rows, y] - np.log(np.sum(np.exp(shifted), axis=-1)))
 
 
-__all__ = ["TASK_MEASURES", "evaluate_outputs"]  # TASK_MEASURES: the keys evaluate_outputs returns per task
+__all__ = ["TASK_MEASURES", "evaluate_members", "evaluate_outputs"]  # TASK_MEASURES: the keys evaluate_outputs returns per task
 
 
 def evaluate_outputs(outputs: np.ndarray, y: np.ndarray, task: str) -> dict[str, float]:
@@ -34,8 +37,7 @@ def evaluate_outputs(outputs: np.ndarray, y: np.ndarray, task: str) -> dict[str,
         return {}
     z = outputs.astype(np.float64)
     if task == "classification":
-        log_p = log_softmax(z, axis=1)
-        loss = -log_p[np.arange(len(y)), y].mean()
+        loss = -picked_log_softmax(z, y).mean()
         return {"loss": float(loss), "accuracy": float((z.argmax(axis=1) == y).mean())}
     if task == "binary":
         logit = z.reshape(-1)
@@ -53,3 +55,22 @@ def evaluate_outputs(outputs: np.ndarray, y: np.ndarray, task: str) -> dict[str,
 
         return sequence_metrics(z, y)
     raise ValueError(f"unknown task {task!r}")
+
+
+def evaluate_members(outputs: np.ndarray, y: np.ndarray, task: str) -> list[dict[str, float]]:
+    """`evaluate_outputs` of each member of a stacked model, outputs (members, N, ...) against the same y: the
+    same values, bit for bit (tests/test_metrics_numpy.py), computed in one pass over all members for the
+    classification and binary tasks (K calls on small arrays cost a K = 32 group ~6% of its time, measured)."""
+    if len(y) == 0:
+        return [{} for _ in range(len(outputs))]
+    if task == "classification":
+        z = outputs.astype(np.float64)  # (K, N, C)
+        losses = -picked_log_softmax(z, y).mean(axis=1)  # (K, N) C-contiguous: each row summed as alone
+        accuracies = (z.argmax(axis=2) == y).mean(axis=1)
+        return [{"loss": float(loss), "accuracy": float(acc)} for loss, acc in zip(losses, accuracies)]
+    if task == "binary":
+        logits = np.ascontiguousarray(outputs.astype(np.float64).reshape(len(outputs), -1))
+        losses = (np.logaddexp(0.0, logits) - y * logits).mean(axis=1)
+        accuracies = ((logits > 0).astype(y.dtype) == y).mean(axis=1)
+        return [{"loss": float(loss), "accuracy": float(acc)} for loss, acc in zip(losses, accuracies)]
+    return [evaluate_outputs(member, y, task) for member in outputs]

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from harness.adapters.loop import _PredictionKeeper, _Probe
-from harness.adapters.metrics import evaluate_outputs
+from harness.adapters.metrics import evaluate_members
 from harness.adapters.result import TrialResult, now, time_limit_error
 from harness.adapters.stackable import group_key, ineligible_reason
 from harness.data.batches import epoch_batches
@@ -122,14 +122,12 @@ def _evaluate(model: StackedModel, members: list[_Member], data: Dataset, epoch:
         if len(y) == 0:
             continue
         outputs = model.predict(x)
+        values = evaluate_members(outputs[record], y, data.info.task)
         for slot, position in enumerate(record):
             member_kept = kept[slot]
             if member_kept is not None:
                 member_kept[split] = outputs[position]
-            rows[slot].extend(
-                (epoch, metric_name(split, name), value)
-                for name, value in evaluate_outputs(outputs[position], y, data.info.task).items()
-            )
+            rows[slot].extend((epoch, metric_name(split, name), value) for name, value in values[slot].items())
     for slot, position in enumerate(record):
         member = members[position]
         member.result.metrics.extend(rows[slot])
