@@ -76,6 +76,26 @@ CASES = {
         )
         for seed, rate in ((0, 0.2), (1, 0.0))
     ],
+    # the backward pass written out (ReLU only): a ReLU layer of its own after a dense without bias, dropout
+    # between dense layers, and 30-row batches, whose padding columns (to 32) must get no gradient
+    "explicit backward": [
+        trial_spec(
+            (
+                {"dense": {"units": 24, "activation": "linear", "use_bias": False}},
+                {"activation": {"activation": "relu"}},
+                {"dropout": {"rate": rate}},
+                {"dense": {"units": 16, "activation": "relu"}},
+                {"dense": {}},
+            ),
+            10,
+            optimizer={"name": "momentum", "lr": 0.05},
+            seed=seed,
+            epochs=2,
+            batch_size=30,
+            dataset=DATASET,
+        )
+        for seed, rate in ((0, 0.25), (1, 0.0))
+    ],
     "initializers": [
         spec(0, initializer=name) for name in ("he_normal", "lecun_normal", {"name": "normal", "std": 0.01})
     ],
@@ -305,6 +325,37 @@ def test_stacked_diagnostics_equal_each_member_probed_alone(torch_adapter):
             assert got[key] == pytest.approx(value, rel=1e-4, abs=TOLERANCE), key
         for key, value in metrics(one).items():
             assert metrics(member)[key] == pytest.approx(value, abs=TOLERANCE), key
+
+
+def test_the_written_out_backward_pass_is_autograds(torch_adapter):
+    # ReLU-only stacks skip autograd (StackedMLP._explicit_step): the same losses bit for bit, and every step's
+    # update from gradients equal to float32 rounding, through dropout, a ReLU layer, a biasless dense, padding
+    from harness.data.batches import epoch_batches
+    from harness.spec.init import initial_weights
+
+    specs = CASES["explicit backward"] + [dataclasses.replace(CASES["explicit backward"][0], seed=5)]
+    data = load_dataset(DATASET)
+    plans = specs[0].model.plan(data.info.input_shape)
+    runs = {}
+    for explicit in (True, False):
+        model = torch_adapter.build_stacked(specs, data.info)
+        assert model.explicit is True
+        if not explicit:
+            model.explicit = False
+            model._make_views()
+        model.set_weights([initial_weights(plans, member.initializer, member.seed) for member in specs])
+        model.set_training_data(data.x_train, data.y_train)
+        batches = [epoch_batches(len(data.y_train), member.training, member.seed, 1) for member in specs]
+        runs[explicit] = (model.train_epoch(batches), model.get_weights())
+    (losses, weights), (autograd_losses, autograd_weights) = runs[True], runs[False]
+    np.testing.assert_array_equal(losses[0], autograd_losses[0])  # the first step: the same weights, the same loss
+    np.testing.assert_allclose(losses, autograd_losses, rtol=0, atol=1e-5)
+    for key, value in autograd_weights.items():
+        np.testing.assert_allclose(weights[key], value, rtol=0, atol=1e-5, err_msg=key)
+    start = initial_weights(plans, specs[0].initializer, specs[0].seed)["0.dense.kernel"]
+    assert np.abs(weights["0.dense.kernel"][0] - start).max() > 1e-3  # the first layer did learn
+    tanh = trial_spec({"mlp": {"hidden": [8], "activation": "tanh"}}, 10, dataset=DATASET)
+    assert torch_adapter.build_stacked([tanh], data.info).explicit is False  # other activations keep autograd
 
 
 def test_building_a_stacked_model_keeps_freed_memory_in_glibc_processes():
