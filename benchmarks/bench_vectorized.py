@@ -94,7 +94,9 @@ def main() -> None:
             verdict = "" if target is None else f"   target >= {target}x: {'met' if speedup >= target else 'NOT met'}"
             met = met and (target is None or speedup >= target)
             cut = "+".join(str(len(group)) for group in groups)
-            print(f"{size:4d}  {cut:>6}  {size / sequential:19.2f}  {size / vectorized:19.2f}  {speedup:6.2f}x{verdict}")
+            print(
+                f"{size:4d}  {cut:>6}  {size / sequential:19.2f}  {size / vectorized:19.2f}  {speedup:6.2f}x{verdict}"
+            )
     print(f"\ntargets {'met' if met else 'NOT met'}; load average {os.getloadavg()[0]:.1f}")
 
 

@@ -20,7 +20,11 @@ def picked_log_softmax(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(shifted[..., rows, y] - np.log(np.sum(np.exp(shifted), axis=-1)))
 
 
-__all__ = ["TASK_MEASURES", "evaluate_members", "evaluate_outputs"]  # TASK_MEASURES: the keys evaluate_outputs returns per task
+__all__ = [
+    "TASK_MEASURES",
+    "evaluate_members",
+    "evaluate_outputs",
+]  # TASK_MEASURES: the keys evaluate_outputs returns per task
 
 
 def evaluate_outputs(outputs: np.ndarray, y: np.ndarray, task: str) -> dict[str, float]:
