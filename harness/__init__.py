@@ -80,6 +80,7 @@ def run(
     rerun: bool = False,
     device: str | None = None,
     progress: bool = True,
+    threads: int | None = None,
 ) -> Results:
     """Run a suite from Python (a notebook, a script) as `harness run` does; return its Results.
 
@@ -95,6 +96,7 @@ def run(
         rerun: run trials again even when the store has their result.
         device: cpu, auto, cuda or cuda:N, overriding the suite's `device`.
         progress: a progress bar (tqdm's: a widget in Jupyter, text in a terminal; none without tqdm).
+        threads: intra-op threads each worker is pinned to (default: cores/jobs), as `--threads`.
 
     Returns:
         The suite's Results: `.summary()`, `.comparisons()`, `.epochs()`, ... as pandas DataFrames.
@@ -118,7 +120,16 @@ def run(
     start, observe, close = notebook_progress() if progress else (None, None, None)
     try:
         done = run_suite(
-            loaded, suite, store, jobs=jobs, rerun=rerun, quiet=True, device=device, on_event=observe, on_start=start
+            loaded,
+            suite,
+            store,
+            jobs=jobs,
+            threads=threads,
+            rerun=rerun,
+            quiet=True,
+            device=device,
+            on_event=observe,
+            on_start=start,
         )
     finally:
         if close is not None:

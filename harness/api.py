@@ -126,6 +126,7 @@ def run_suite(
     num_cpus: float | None = None,
     num_gpus: float | None = None,
     vectorize: str = "auto",
+    threads: int | None = None,
     phase: str = "all",
     on_event: Callable[[RunEvent], None] | None = None,
     on_start: Callable[[int], None] | None = None,
@@ -139,7 +140,7 @@ def run_suite(
         suite: from `load_checked_suite`.
         suite_path: its file (named in messages; its git checkout is the run's commit).
         store_dir: the store folder (harness.sqlite, and the tables in <store>/<suite>/).
-        jobs, rerun, quiet, executor, address, num_cpus, num_gpus, vectorize, on_event: as
+        jobs, rerun, quiet, executor, address, num_cpus, num_gpus, vectorize, threads, on_event: as
             `harness.runner.run_trials`.
         device: cpu, auto, cuda or cuda:N, overriding the suite's `device`.
         phase: all, explore or confirm: which of the suite's seeds run (the tables keep every seed).
@@ -165,7 +166,7 @@ def run_suite(
     store_dir = Path(store_dir)
     if device is not None:
         suite = dataclasses.replace(suite, trials=with_device(suite.trials, device))
-    check_executor(executor, num_cpus, num_gpus, address)  # bad Ray input fails before the store exists
+    check_executor(executor, num_cpus, num_gpus, address, threads)  # bad Ray input fails before the store exists
     # 'auto' settled and GPUs checked here, before the hashes are taken (the store's keys, the manifest's)
     where = "--device" if device is not None else f"{suite_path}: device"
     suite = dataclasses.replace(suite, trials=resolve_devices(suite.trials, where, executor, num_gpus))
@@ -203,6 +204,7 @@ def run_suite(
         num_cpus=num_cpus,
         num_gpus=num_gpus,
         vectorize=vectorize,
+        threads=threads,
     )
 
     def run_final(trials: Sequence[Any]) -> RunSummary:

@@ -107,10 +107,17 @@ class TestRun:
             "--quiet",
             "--jobs",
             "1",
+            "--threads",
+            "3",  # pinned, whatever cores/jobs would give; recorded with each trial
         )
         assert result.exit_code == 0, result.output
         final = pd.read_csv(tmp_path / "s" / "tiny" / "final.csv")
         assert sorted(set(final["seed"])) == [0, 1, 2, 3, 4]
+        from harness.store import Store
+
+        with Store(tmp_path / "s") as store:
+            devices = [json.loads(text) for text in store.trials_frame()["device"]]
+        assert len(devices) == 10 and {device["threads"] for device in devices} == {"3"}
 
 
 class TestBadInput:

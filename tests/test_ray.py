@@ -95,6 +95,19 @@ def test_executor_options_are_checked(
     assert time.monotonic() - started < 5  # at once, not after minutes of ray.init retries
 
 
+def test_threads_are_checked_and_local_only() -> None:
+    # --threads pins local workers; a Ray trial's threads follow --num-cpus
+    check_executor("local", threads=3)
+    for executor, threads, expected in (
+        ("local", 0, "--threads: expected a whole number of threads per worker >= 1, got 0"),
+        ("local", True, "--threads: expected a whole number"),
+        ("ray", 2, "applies to --executor local only"),
+    ):
+        with pytest.raises(HarnessError) as caught:
+            check_executor(executor, threads=threads)
+        assert expected in str(caught.value)
+
+
 def _free_port() -> str:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -32,6 +32,13 @@ from harness.cli.options import backend_option, path_argument, path_option, stor
     help="Worker processes (default: the number of cores), each reused and pinned to cores/jobs threads; "
     "with --executor ray, trials at once (default: as many as the cluster's CPUs/GPUs hold).",
 )
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Intra-op threads each local worker is pinned to (default: cores/jobs). A trial's train_seconds "
+    "depends on it: pin it (e.g. --threads 1) to compare timings of runs made with different --jobs.",
+)
 @backend_option(help="Run only these backends (repeatable), overriding the suite's `backends`.")
 @click.option(
     "--seeds",
@@ -96,6 +103,7 @@ def run(
     suite_path: Path,
     store_dir: Path,
     jobs: int | None,
+    threads: int | None,
     backends: Sequence[str],
     seeds: str | None,
     phase: str,
@@ -115,6 +123,7 @@ def run(
     \b
     Example:
       harness run suites/optimizers.yaml --jobs 2
+      harness run suites/optimizers.yaml --jobs 2 --threads 1   # timings comparable across --jobs
       harness run suites/architectures.yaml --phase confirm   # only the confirmation seeds
     """
     from harness.api import run_suite
@@ -134,6 +143,7 @@ def run(
         num_cpus=num_cpus,
         num_gpus=num_gpus,
         vectorize=vectorize,
+        threads=threads,
         phase=phase,
     )
     summary, results, record, written, suite = done.summary, done.results, done.record, done.tables, done.suite

@@ -87,15 +87,19 @@ def check_executor(
     num_cpus: float | None = None,
     num_gpus: float | None = None,
     address: str | None = None,
+    threads: int | None = None,
 ) -> None:
     """Validate the executor and its options before anything is opened or written.
 
     Raises:
-        HarnessError: unknown executor; Ray options given to the local executor; resources below 0;
-            ray not installed (names the extra); nothing listening at `address`.
+        HarnessError: unknown executor; Ray options given to the local executor, or --threads to Ray;
+            threads or resources below their least; ray not installed (names the extra); nothing listening at
+            `address`.
     """
     if executor not in EXECUTORS:
         raise HarnessError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}.")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise HarnessError(f"--threads: expected a whole number of threads per worker >= 1, got {threads!r}.")
     if executor == "local":
         if num_cpus is not None or num_gpus is not None or address is not None:
             raise HarnessError(
@@ -104,6 +108,11 @@ def check_executor(
                 "--device (one GPU per worker)."
             )
         return
+    if threads is not None:
+        raise HarnessError(
+            "--threads: pins the threads of local workers, so it applies to --executor local only. On Ray each "
+            "trial's threads follow the CPUs it reserves: use --num-cpus."
+        )
     for name, unit, value in (("--num-cpus", "CPUs", num_cpus), ("--num-gpus", "GPUs", num_gpus)):
         if value is not None and not value >= 0:
             raise HarnessError(
@@ -156,6 +165,7 @@ def run_trials(
     num_cpus: float | None = None,
     num_gpus: float | None = None,
     vectorize: str = "auto",
+    threads: int | None = None,
 ) -> RunSummary:
     """Run every trial not yet finished in the store, recording each as it ends.
 
@@ -181,6 +191,9 @@ def run_trials(
         vectorize: 'auto' (the default): trials that differ only in seed and scalar hyperparameters train as one
             stacked model, each recorded as its own trial (harness.runner.grouping), on either executor;
             'off': every trial alone.
+        threads: local only: intra-op threads each worker is pinned to (None: the cores shared out,
+            `worker_threads`). A trial's `train_seconds` depends on it; pin it to compare runs made with
+            different `jobs`.
 
     Returns:
         A RunSummary; `interrupted` is True after Ctrl-C, `code_changed` says why the run stopped
@@ -201,6 +214,7 @@ def run_trials(
         num_cpus=num_cpus,
         num_gpus=num_gpus,
         vectorize=vectorize,
+        threads=threads,
     ) as runner:
         return runner.run(trials, store)
 
@@ -240,8 +254,9 @@ class TrialRunner:
         num_cpus: float | None = None,
         num_gpus: float | None = None,
         vectorize: str = "auto",
+        threads: int | None = None,
     ) -> None:
-        check_executor(executor, num_cpus, num_gpus, address)
+        check_executor(executor, num_cpus, num_gpus, address, threads)
         if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
             raise HarnessError(
                 f"jobs: expected a whole number of worker processes >= 1, got {jobs!r}. Fix: pass --jobs 1 or more."
@@ -249,6 +264,7 @@ class TrialRunner:
         self.jobs, self.rerun, self.quiet, self.on_event = jobs, rerun, quiet, on_event
         self.grace_seconds, self.executor, self.address = grace_seconds, executor, address
         self.num_cpus, self.num_gpus, self.vectorize = num_cpus, num_gpus, vectorize
+        self.threads = threads
         self._pool: WorkerPool | None = None
         self._gpu_ids: list[str] | None = None  # asked once, the first time a trial needs them
         self._next_index = 0  # task indices stay unique across calls (a worker's messages name them)
@@ -258,6 +274,11 @@ class TrialRunner:
     def local_jobs(self) -> int:
         """Local workers at once: `jobs`, else one per core."""
         return self.jobs or os.cpu_count() or 1
+
+    @property
+    def local_threads(self) -> int:
+        """Threads each local worker is pinned to: `threads`, else the cores shared out among the workers."""
+        return self.threads or worker_threads(self.local_jobs)
 
     @property
     def workers(self) -> tuple[int | None, ...]:
@@ -298,7 +319,7 @@ class TrialRunner:
         jobs = self.local_jobs
         if self._pool is None:
             settings = ExecutorSettings(
-                jobs, worker_threads(jobs), _unset_result, None, self.grace_seconds, PROCESS_CODE_VERSION
+                jobs, self.local_threads, _unset_result, None, self.grace_seconds, PROCESS_CODE_VERSION
             )
             self._pool = WorkerPool(settings, self._gpu_ids or [])
         self._pool.gpu_ids = tuple(self._gpu_ids or [])
@@ -386,7 +407,7 @@ class TrialRunner:
                     pool.configure(
                         ExecutorSettings(
                             jobs,
-                            worker_threads(jobs),
+                            self.local_threads,
                             record,
                             observe,
                             self.grace_seconds,
