@@ -27,7 +27,11 @@ a one-trial, one-epoch suite minus that trial's own wall_seconds in the worker, 
 the trial starts (the issue's measure) and the part after it ends (targets: >= 1.8x for --jobs 2 over
 --jobs 1, fixed cost < 1.5 s).
 
-    python -m benchmarks.bench_jobs --end-to-end [--rounds 3] [--baseline OTHER_TREE] [--warm]
+    python -m benchmarks.bench_jobs --end-to-end [--rounds 3] [--baseline OTHER_TREE] [--warm] [--pinned]
+
+`--pinned` times this tree's commands again with `--threads 1`: every worker on one thread whatever
+--jobs, so --jobs 2 over --jobs 1 measures what a second worker adds alone. By default --jobs 1 gives its
+one worker both cores (2 threads), and that ratio is the target's; the pinned one is printed beside it.
 
 `--warm` times this tree's commands again with a worker server running (`harness workers start`: workers
 past their imports, handed over to each command), each command 3 s after the last. `--baseline` times the
@@ -128,11 +132,17 @@ WARM_PAUSE_SECONDS = 3.0  # between warm commands: the server's replacement spar
 
 
 def command_seconds(
-    suite: Path, store: Path, jobs: int, vectorize: str, tree: str | None = None, runtime: str | None = None
+    suite: Path,
+    store: Path,
+    jobs: int,
+    vectorize: str,
+    tree: str | None = None,
+    runtime: str | None = None,
+    threads: int | None = None,
 ) -> float:
     """Wall seconds of `harness run SUITE` as a subprocess on a fresh store, with the harness of `tree` (default:
     the current directory)."""
-    start, end = command_span(suite, store, jobs, vectorize, tree, runtime)
+    start, end = command_span(suite, store, jobs, vectorize, tree, runtime, threads)
     return end - start
 
 
@@ -143,11 +153,17 @@ def command_environment(tree: str | None, runtime: str | None) -> dict[str, str]
 
 
 def command_span(
-    suite: Path, store: Path, jobs: int, vectorize: str, tree: str | None = None, runtime: str | None = None
+    suite: Path,
+    store: Path,
+    jobs: int,
+    vectorize: str,
+    tree: str | None = None,
+    runtime: str | None = None,
+    threads: int | None = None,
 ) -> tuple[float, float]:
     """(start, end) of `harness run SUITE` as a subprocess, as Unix times (comparable with a trial's started_at)."""
     command = [sys.executable, "-m", "harness", "run", str(suite), "--store", str(store), "--jobs", str(jobs)]
-    command += ["--quiet", "--vectorize", vectorize]
+    command += ["--quiet", "--vectorize", vectorize] + (["--threads", str(threads)] if threads else [])
     environment = command_environment(tree, runtime)
     if runtime:
         time.sleep(WARM_PAUSE_SECONDS)
@@ -164,7 +180,10 @@ def workers_command(action: str, runtime: str) -> None:
     )
 
 
-def end_to_end(rounds: int, baseline: str | None = None, warm: bool = False) -> None:
+PINNED = "threads pinned to 1"
+
+
+def end_to_end(rounds: int, baseline: str | None = None, warm: bool = False, pinned: bool = False) -> None:
     """The whole command, as a user runs it (see the module docstring); with `baseline`, the same commands with
     that source tree's harness too, interleaved in the same rounds, so the two compare under the same load; with
     `warm`, this tree's commands again with a worker server running (`harness workers`), each command
@@ -174,6 +193,8 @@ def end_to_end(rounds: int, baseline: str | None = None, warm: bool = False) -> 
     runtime = tempfile.mkdtemp(prefix="hb", dir="/tmp") if warm else None  # short: a socket path holds ~100 bytes
     if warm:
         trees[WARM] = os.getcwd()
+    if pinned:
+        trees[PINNED] = os.getcwd()
     order = [(1, "off"), (2, "off"), (1, "auto"), (2, "auto")]
     walls: dict[tuple[str, int, str], list[float]] = {}
     fixed: dict[str, list[float]] = {name: [] for name in trees}
@@ -196,10 +217,20 @@ def end_to_end(rounds: int, baseline: str | None = None, warm: bool = False) -> 
             for name, tree in trees.items() if round_index % 2 == 0 else reversed(trees.items()):
                 for jobs, vectorize in order if round_index % 2 == 0 else order[::-1]:
                     store = folder / f"store-{name}-{round_index}-{jobs}-{vectorize}"
-                    seconds = command_seconds(suite, store, jobs, vectorize, tree, runtime if name == WARM else None)
+                    seconds = command_seconds(
+                        suite,
+                        store,
+                        jobs,
+                        vectorize,
+                        tree,
+                        runtime if name == WARM else None,
+                        1 if name == PINNED else None,
+                    )
                     walls.setdefault((name, jobs, vectorize), []).append(seconds)
                 store = folder / f"tiny-{name}-{round_index}"
-                start, end = command_span(tiny, store, 1, "auto", tree, runtime if name == WARM else None)
+                start, end = command_span(
+                    tiny, store, 1, "auto", tree, runtime if name == WARM else None, 1 if name == PINNED else None
+                )
                 with Store(store) as opened:
                     trial = opened.trials_frame().iloc[0]
                 fixed[name].append(end - start - float(trial["wall_seconds"]))
@@ -252,9 +283,14 @@ def main() -> None:
         action="store_true",
         help="--end-to-end: also time this tree's commands with a worker server running (`harness workers start`)",
     )
+    parser.add_argument(
+        "--pinned",
+        action="store_true",
+        help="--end-to-end: also time this tree's commands with --threads 1 (what a second worker adds alone)",
+    )
     arguments = parser.parse_args()
     if arguments.end_to_end:
-        end_to_end(arguments.rounds, arguments.baseline, arguments.warm)
+        end_to_end(arguments.rounds, arguments.baseline, arguments.warm, arguments.pinned)
         return
     trials = make_trials(arguments.trials, arguments.epochs)
     results: dict[int, list[dict[str, float]]] = {1: [], 2: []}
