@@ -396,9 +396,8 @@ class StackedMLP:
             padded = torch.cat([index, index[:, -1:].expand(members, width - size)], dim=1) if width > size else index
             inputs = x.index_select(0, padded.reshape(-1)).view(members, width, -1).transpose(1, 2)  # (K, in, width)
             labels = y.index_select(0, index.reshape(-1)).view(members, size)
-            if self.explicit:
-                losses = self._explicit_step(inputs, labels)
-                rows.append(losses)
+            if self.gradient is not None:  # self.explicit: the backward pass written out
+                rows.append(self._explicit_step(inputs, labels))
                 self._update(self.gradient)
                 continue
             logits = self._forward(inputs, training=True, columns=size)[:, :, :size]  # (K, classes, B)
