@@ -52,6 +52,7 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import mnist1d_spec
 from harness.runner import RunEvent, run_trials
@@ -131,18 +132,9 @@ WARM = "this tree, warm workers"  # --warm: the same commands with `harness work
 WARM_PAUSE_SECONDS = 3.0  # between warm commands: the server's replacement spares finish their imports
 
 
-def command_seconds(
-    suite: Path,
-    store: Path,
-    jobs: int,
-    vectorize: str,
-    tree: str | None = None,
-    runtime: str | None = None,
-    threads: int | None = None,
-) -> float:
-    """Wall seconds of `harness run SUITE` as a subprocess on a fresh store, with the harness of `tree` (default:
-    the current directory)."""
-    start, end = command_span(suite, store, jobs, vectorize, tree, runtime, threads)
+def command_seconds(*arguments: Any) -> float:
+    """Wall seconds of `harness run SUITE` as a subprocess on a fresh store (the arguments of `command_span`)."""
+    start, end = command_span(*arguments)
     return end - start
 
 
