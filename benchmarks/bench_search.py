@@ -15,7 +15,11 @@
    `--per-call` the same search with a pool started and stopped per round (what runs did before
    TrialRunner), interleaved in the same run.
 
-    python -m benchmarks.bench_search [--epochs 15] [--per-call]
+   `--threads 1` pins every worker to one thread (`harness run --threads`): by default --jobs 1 gives its
+   one worker every core, so the ratio shows what a second worker adds beyond a second thread; pinned,
+   what it adds alone.
+
+    python -m benchmarks.bench_search [--epochs 15] [--per-call] [--vectorize auto|off] [--threads N]
 """
 
 from __future__ import annotations
@@ -54,11 +58,12 @@ search:
 
 
 def run_search(
-    suite_path: Path, store_dir: Path, jobs: int, warm: bool = True, vectorize: str = "auto"
+    suite_path: Path, store_dir: Path, jobs: int, warm: bool = True, vectorize: str = "auto", threads: int | None = None
 ) -> tuple[float, float, int]:
     """Wall seconds of the whole search and its final trial, the workers' busy fraction, the number of search
     trials. warm: one TrialRunner for every call (as `harness run`); else a pool per call (run_trials).
-    vectorize: as `harness run --vectorize` (auto: each round's configurations train as stacked groups)."""
+    vectorize: as `harness run --vectorize` (auto: each round's configurations train as stacked groups).
+    threads: as `harness run --threads` (None: the cores shared out among the workers)."""
     suite = load_suite(suite_path)
     busy: list[float] = []
 
@@ -67,12 +72,17 @@ def run_search(
             busy.append(event.result.wall_seconds)  # a stacked member's share of its group's time
 
     started = time.perf_counter()
-    with Store(store_dir) as store, TrialRunner(jobs=jobs, quiet=True, on_event=observe, vectorize=vectorize) as runner:
+    with (
+        Store(store_dir) as store,
+        TrialRunner(jobs=jobs, quiet=True, on_event=observe, vectorize=vectorize, threads=threads) as runner,
+    ):
 
         def run(trials):
             if warm:
                 return runner.run(trials, store)
-            return run_trials(trials, store, jobs=jobs, quiet=True, on_event=observe, vectorize=vectorize)
+            return run_trials(
+                trials, store, jobs=jobs, quiet=True, on_event=observe, vectorize=vectorize, threads=threads
+            )
 
         if warm:
             runner.start(suite.trials)  # as `harness run` does before the search
@@ -113,6 +123,9 @@ def main() -> None:
         default="auto",
         help="auto (the default of harness run): stacked groups; off: every trial alone (the issue's setting)",
     )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="threads per worker, as harness run --threads (default cores/jobs)"
+    )
     arguments = parser.parse_args()
     print(f"load average before: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
     ways = (True, False) if arguments.per_call else (True,)
@@ -124,13 +137,18 @@ def main() -> None:
         for warm in ways:
             for jobs in (2, 1):
                 wall, busy, count = run_search(
-                    suite_path, root / f"jobs{jobs}-{warm}", jobs=jobs, warm=warm, vectorize=arguments.vectorize
+                    suite_path,
+                    root / f"jobs{jobs}-{warm}",
+                    jobs=jobs,
+                    warm=warm,
+                    vectorize=arguments.vectorize,
+                    threads=arguments.threads,
                 )
                 measured[(warm, jobs)] = (wall, busy)
         per_search, per_plain = overhead(suite_path, root / "jobs2-True")
     print(
         f"{count} search trials (+1 final), {arguments.epochs} epochs each, digits MLP 64x64, "
-        f"--vectorize {arguments.vectorize}:"
+        f"--vectorize {arguments.vectorize}, threads per worker {arguments.threads or 'cores/jobs'}:"
     )
     for warm in ways:
         (one, busy_one), (two, busy_two) = measured[(warm, 1)], measured[(warm, 2)]
