@@ -99,7 +99,10 @@ def check_executor(
     if executor not in EXECUTORS:
         raise HarnessError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}.")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise HarnessError(f"--threads: expected a whole number of threads per worker >= 1, got {threads!r}.")
+        raise HarnessError(
+            f"--threads: expected a whole number of threads per worker >= 1, got {threads!r}. Fix: pass --threads 1 "
+            "or more, or leave it out (cores/jobs)."
+        )
     if executor == "local":
         if num_cpus is not None or num_gpus is not None or address is not None:
             raise HarnessError(
