@@ -19,17 +19,30 @@
    one worker every core, so the ratio shows what a second worker adds beyond a second thread; pinned,
    what it adds alone.
 
+3. `--warm`: the same search again with warm workers, as with `harness workers start` running: a worker
+   server in a private folder hands each search its workers past their imports (a torch spare also past
+   torch._dynamo, which the first lone trial's optimizer would import). Each search runs in a process of its
+   own (the server refills only once a command has ended), --jobs 2 and --jobs 1 interleaved over `--rounds`,
+   WARM_PAUSE_SECONDS apart, after one unmeasured search of each that teaches the server; medians. Timed as
+   in 2 (from the runner's start to the final trial), so the two compare what worker start-up costs.
+
     python -m benchmarks.bench_search [--epochs 15] [--per-call] [--vectorize auto|off] [--threads N]
+                                      [--warm [--rounds 3]]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.bench_jobs import command_environment, workers_command
 from harness.runner import RunEvent, TrialRunner, run_trials
 from harness.search import plan_search
 from harness.store import Store
@@ -93,6 +106,42 @@ def run_search(
     return wall, sum(busy) / (jobs * wall), len(outcome.search_hashes())
 
 
+WARM_PAUSE_SECONDS = 6.0  # between warm searches: the server's replacement spares import torch and its dynamo
+
+
+def warm_scaling(
+    suite_path: Path, root: Path, rounds: int, vectorize: str, threads: int | None
+) -> dict[int, list[tuple[float, float]]]:
+    """(wall, busy) of the search per jobs (2 and 1), each run in a process of its own with warm workers from a
+    worker server in a private folder (see the module docstring, 3)."""
+    runtime = tempfile.mkdtemp(prefix="hs", dir="/tmp")  # short: a socket path holds ~100 bytes
+    environment = command_environment(None, runtime)
+
+    def one(jobs: int, name: str) -> tuple[float, float]:
+        command = [sys.executable, "-m", "benchmarks.bench_search", "--single", str(jobs), "--suite", str(suite_path)]
+        command += ["--store", str(root / name), "--vectorize", vectorize]
+        command += ["--threads", str(threads)] if threads else []
+        output = subprocess.run(command, check=True, capture_output=True, text=True, env=environment).stdout
+        wall, busy = (float(value) for value in output.split()[-2:])
+        time.sleep(WARM_PAUSE_SECONDS)
+        return wall, busy
+
+    measured: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
+    workers_command("start", runtime)
+    try:
+        time.sleep(WARM_PAUSE_SECONDS)
+        for jobs in (2, 1):  # the server learns which workers these searches take
+            one(jobs, f"teach-{jobs}")
+        for round_index in range(rounds):
+            for jobs in (2, 1) if round_index % 2 == 0 else (1, 2):
+                measured[jobs].append(one(jobs, f"warm-{round_index}-{jobs}"))
+                print(f"warm round {round_index + 1} --jobs {jobs}: {measured[jobs][-1][0]:.1f} s", flush=True)
+    finally:
+        workers_command("stop", runtime)
+        shutil.rmtree(runtime, ignore_errors=True)
+    return measured
+
+
 def overhead(suite_path: Path, store_dir: Path, repeats: int = 5) -> tuple[float, float]:
     """Milliseconds per search trial of the planner on a fully stored search, and per plain stored trial of
     run_trials' skip check (best of `repeats`)."""
@@ -126,7 +175,18 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="threads per worker, as harness run --threads (default cores/jobs)"
     )
+    parser.add_argument("--warm", action="store_true", help="also time the search with warm workers (3 above)")
+    parser.add_argument("--rounds", type=int, default=3, help="--warm: interleaved rounds (medians reported)")
+    parser.add_argument("--single", type=int, metavar="JOBS", help=argparse.SUPPRESS)  # one search (--warm's)
+    parser.add_argument("--suite", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    if arguments.single is not None:
+        wall, busy, _ = run_search(
+            arguments.suite, arguments.store, arguments.single, vectorize=arguments.vectorize, threads=arguments.threads
+        )
+        print(f"{wall} {busy}")
+        return
     print(f"load average before: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
     ways = (True, False) if arguments.per_call else (True,)
     measured: dict[tuple[bool, int], tuple[float, float]] = {}
@@ -146,6 +206,11 @@ def main() -> None:
                 )
                 measured[(warm, jobs)] = (wall, busy)
         per_search, per_plain = overhead(suite_path, root / "jobs2-True")
+        warm_measured = (
+            warm_scaling(suite_path, root, arguments.rounds, arguments.vectorize, arguments.threads)
+            if arguments.warm
+            else None
+        )
     print(
         f"{count} search trials (+1 final), {arguments.epochs} epochs each, digits MLP 64x64, "
         f"--vectorize {arguments.vectorize}, threads per worker {arguments.threads or 'cores/jobs'}:"
@@ -156,6 +221,15 @@ def main() -> None:
         verdict = f" (target >= 1.8x: {'met' if one / two >= 1.8 else 'NOT met'})" if warm else ""
         print(
             f"  {label}: --jobs 1: {one:.1f} s   --jobs 2: {two:.1f} s   speedup {one / two:.2f}x{verdict}; "
+            f"workers busy {100 * busy_one:.0f}% / {100 * busy_two:.0f}%"
+        )
+    if warm_measured is not None:
+        (one, busy_one), (two, busy_two) = (
+            tuple(statistics.median(value[i] for value in warm_measured[jobs]) for i in (0, 1)) for jobs in (1, 2)
+        )
+        print(
+            f"  warm workers (worker server), medians of {arguments.rounds}: --jobs 1: {one:.1f} s   --jobs 2: "
+            f"{two:.1f} s   speedup {one / two:.2f}x (target >= 1.8x: {'met' if one / two >= 1.8 else 'NOT met'}); "
             f"workers busy {100 * busy_one:.0f}% / {100 * busy_two:.0f}%"
         )
     print(
