@@ -262,19 +262,20 @@ class StackedMLP:
     def _make_views(self) -> None:
         members = self.flat.shape[0]
         self.tensors: dict[str, torch.Tensor] = {}
-        for key, shape in self.stored.items():
+        self.values: dict[str, torch.Tensor] = {}  # the same views without requires_grad: _explicit_step's
+        for key, shape in self.stored.items():  # (autograd's dispatch on grad-requiring inputs cost it ~10%)
             start, stop = self.offsets[key]
-            view = self.flat[:, start:stop].view(members, *shape)
-            view.requires_grad_(True)
-            self.tensors[key] = view
+            self.values[key] = self.flat[:, start:stop].view(members, *shape)
+            self.tensors[key] = self.flat[:, start:stop].view(members, *shape).requires_grad_(True)
         self.leaves = list(self.tensors.values())
         # _explicit_step's gradients: one flat buffer laid out as self.flat (its rows' padding stays zero)
         self.gradient = torch.zeros_like(self.flat) if self.explicit else None
-        self.gradient_views = {
-            key: self.gradient[:, start:stop].view(members, *self.stored[key])
-            for key, (start, stop) in self.offsets.items()
-            if self.gradient is not None
-        }
+        gradient = self.gradient
+        self.gradient_views = (
+            {}
+            if gradient is None
+            else {key: gradient[:, a:b].view(members, *self.stored[key]) for key, (a, b) in self.offsets.items()}
+        )
         # the rows' padding: zero parameters with zero gradients, which every rule leaves at zero
         self.padding = torch.zeros(members, self.flat.shape[1] - self.num_values, device=self.device)
         self.adam_rows: list[tuple[list[torch.Tensor], ...]] | None = None  # built by _adam
@@ -329,26 +330,43 @@ class StackedMLP:
         self.training_labels = torch.tensor(np.asarray(y, dtype=np.int64), device=self.device)
 
     def _forward(
-        self, h: torch.Tensor, training: bool, columns: int = 0, layers: Sequence[object] | None = None
+        self,
+        h: torch.Tensor,
+        training: bool,
+        columns: int = 0,
+        layers: Sequence[object] | None = None,
+        saved: list[tuple[torch.Tensor, torch.Tensor | None]] | None = None,
     ) -> torch.Tensor:
         """(K, features, rows) -> (K, outputs, rows) logits, features-first; or, in evaluation, shared
-        (features, rows) inputs every member reads (broadcast to the members at the first dense layer)."""
+        (features, rows) inputs every member reads (broadcast to the members at the first dense layer).
+
+        saved: if given, what `_explicit_step`'s backward pass reads, one (kept, activated) pair per layer: a
+        dense layer's input and its output after an activation (None without one); dropout's mask (in training);
+        another layer's output, twice. The weights are then read without requires_grad (`values`)."""
+        tensors = self.tensors if saved is None else self.values
         for layer in self.layers if layers is None else layers:
             if isinstance(layer, _Dense):
-                kernel = self.tensors[layer.kernel]  # (K, out, in)
+                kernel = tensors[layer.kernel]  # (K, out, in)
                 if h.dim() == 2:
                     h = h.expand(kernel.shape[0], *h.shape)
+                given = h
                 if layer.bias is not None:
-                    h = torch.baddbmm(self.tensors[layer.bias].unsqueeze(2), kernel, h)
+                    h = torch.baddbmm(tensors[layer.bias].unsqueeze(2), kernel, h)
                 else:
                     h = torch.bmm(kernel, h)
                 if layer.activation is not None:
                     h = layer.activation(h)
+                record = (given, h if layer.activation is not None else None)
             elif isinstance(layer, _Dropout):
                 if training:
-                    h = h * self._masks(layer.index, h, columns)
+                    mask = self._masks(layer.index, h, columns)
+                    h = h * mask
+                record = (mask if training else h, None)
             else:
                 h = layer(h)  # type: ignore[operator]
+                record = (h, h)
+            if saved is not None:
+                saved.append(record)
         return h
 
     def _masks(self, index: int, h: torch.Tensor, columns: int) -> torch.Tensor:
@@ -415,29 +433,8 @@ class StackedMLP:
 
         inputs: (K, features, width) features-first, its first labels.shape[1] columns real, the rest padding."""
         size = labels.shape[1]
-        saved: list[torch.Tensor | None] = []  # per layer: a dense layer's input, dropout's mask, ReLU's output
-        outputs: list[torch.Tensor | None] = []  # per dense layer with ReLU: its output
-        h = inputs
-        for layer in self.layers:
-            if isinstance(layer, _Dense):
-                saved.append(h)
-                kernel = self.tensors[layer.kernel].detach()
-                if layer.bias is not None:
-                    h = torch.baddbmm(self.tensors[layer.bias].detach().unsqueeze(2), kernel, h)
-                else:
-                    h = torch.bmm(kernel, h)
-                if layer.activation is not None:
-                    h = h.relu_()
-                outputs.append(h if layer.activation is not None else None)
-            elif isinstance(layer, _Dropout):
-                mask = self._masks(layer.index, h, size)
-                saved.append(mask)
-                outputs.append(None)
-                h = h * mask
-            else:  # a ReLU layer of its own
-                h = torch.relu(h)
-                saved.append(None)
-                outputs.append(h)
+        saved: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+        h = self._forward(inputs, training=True, columns=size, saved=saved)
         log_p = torch.log_softmax(h[:, :, :size], dim=1)  # (K, classes, B): F.cross_entropy's log_softmax
         losses = F.nll_loss(log_p, labels, reduction="none").mean(dim=1)
         # d(sum of mean losses)/d logits = (softmax - one_hot) / B; the padding columns' gradient is zero
@@ -448,20 +445,18 @@ class StackedMLP:
             grad = F.pad(grad, (0, h.shape[2] - size))
         first_dense = next(i for i, layer in enumerate(self.layers) if isinstance(layer, _Dense))
         for position in range(len(self.layers) - 1, first_dense - 1, -1):
-            layer, kept, output = self.layers[position], saved[position], outputs[position]
-            if output is not None:  # ReLU, of a dense layer or of its own: d/dx = 1 where the output > 0
-                grad = torch.ops.aten.threshold_backward(grad, output, 0)
+            layer, (kept, activated) = self.layers[position], saved[position]
+            if activated is not None:  # ReLU, of a dense layer or of its own: d/dx = 1 where the output > 0
+                grad = torch.ops.aten.threshold_backward(grad, activated, 0)
             if isinstance(layer, _Dense):
-                assert kept is not None
                 # into a product of its own, then copied: bmm writing straight into the buffer's (strided)
                 # view rounds differently by group size on several threads (measured: a 10-unit layer, 2 threads)
                 self.gradient_views[layer.kernel].copy_(torch.bmm(grad, kept.transpose(1, 2)))
                 if layer.bias is not None:
                     self.gradient_views[layer.bias].copy_(grad.sum(dim=2))
                 if position > first_dense:  # the gradient of its input, for the layers below
-                    grad = torch.bmm(self.tensors[layer.kernel].detach().transpose(1, 2), grad)
+                    grad = torch.bmm(self.values[layer.kernel].transpose(1, 2), grad)
             elif isinstance(layer, _Dropout):
-                assert kept is not None
                 grad = grad * kept
         return losses
 
