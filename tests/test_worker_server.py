@@ -189,8 +189,8 @@ def test_a_torch_spare_has_imported_what_a_first_torch_optimizer_would():
     # torch.optim's first optimizer imports torch._dynamo (~1 s); a spare does it before any command takes it
     probe = (
         "import sys\n"
-        "from harness.runner.spare_worker import warm_torch_optimizers\n"
-        "warm_torch_optimizers()\n"
+        "from harness.adapters.torch.optimizers import warm_optimizers\n"
+        "warm_optimizers()\n"
         "import torch\n"
         "before = set(sys.modules)\n"
         "torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)\n"

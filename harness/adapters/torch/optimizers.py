@@ -173,3 +173,10 @@ def make_optimizer(
         BackendError: an optimizer this adapter does not realize.
     """
     return CanonicalOptimizer(optimizer, regularizer, parameters, kernels)
+
+
+def warm_optimizers() -> None:
+    """Import now what torch.optim's first optimizer would import: torch._dynamo (Optimizer.add_param_group
+    is wrapped by torch._disable_dynamo, which imports it on its first call), ~1 s of a worker's first lone
+    torch trial here. The worker server's torch spares call it before a command takes them."""
+    import torch._dynamo  # noqa: F401
