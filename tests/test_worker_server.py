@@ -183,23 +183,3 @@ def test_a_malformed_request_is_refused_and_the_server_goes_on(isolated):
             client.sendall(message)
             client.recv(4096)  # an answer or the end of the connection, never a hang
     assert spares.server_status() is not None
-
-
-def test_a_torch_spare_has_imported_what_a_first_torch_optimizer_would():
-    # torch.optim's first optimizer imports torch._dynamo (~1 s); a spare does it before any command takes it
-    probe = (
-        "import sys\n"
-        "from harness.adapters.torch.optimizers import warm_optimizers\n"
-        "warm_optimizers()\n"
-        "import torch\n"
-        "before = set(sys.modules)\n"
-        "torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)\n"
-        "print(sorted(name for name in set(sys.modules) - before if name.startswith('torch')))\n"
-    )
-    output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert output.strip() == "[]"
-    cold = "import sys, torch\ntorch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)\nprint('torch._dynamo' in sys.modules)"
-    assert (
-        subprocess.run([sys.executable, "-c", cold], capture_output=True, text=True, check=True).stdout.strip()
-        == "True"
-    )

@@ -13,14 +13,6 @@ from harness.runner.worker import worker_main
 
 def main(fd: int) -> None:
     threads, code, preload = pickle.loads(sys.stdin.buffer.read())
-    if "torch" in preload:  # while no command waits; a worker `harness run` starts leaves it to its first trial,
-        # when the driver is idle: preloading it there would compete with the driver's own start on few cores
-        try:
-            from harness.adapters.torch.optimizers import warm_optimizers
-
-            warm_optimizers()
-        except Exception:  # the trial imports it again and records the error as its own
-            pass
     worker_main(Connection(fd), threads, code, tuple(preload))
 
 

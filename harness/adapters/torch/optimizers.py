@@ -16,11 +16,22 @@ decay touches every parameter of its group. The decoupled decay
 (harness.spec.types.effective_weight_decay) is done here, on kernels only, before the step and
 after the gradient was computed. Clipping (RegularizerSpec.clip_norm, clip_value) is done here
 too: torch's clip_grad_norm_ scales by c/(norm + 1e-6), not c/norm.
+
+Without torch._dynamo. torch.optim imports torch._dynamo (1.0-1.5 s here, more than a small
+trial's training) the first time an optimizer is built or stepped, only for the compiler:
+`Optimizer.add_param_group` is wrapped by `torch._disable_dynamo`, which imports it on its first
+call, and every `step` by `_use_grad_for_differentiable`, which imports it to place a graph
+break. Eager steps need neither. So the built-ins are run without those wrappers
+(`without_compiler_wrappers`): the same torch functions do the same arithmetic, bit for bit
+(tests/test_torch_adapter.py steps every rule both ways), and nothing here is compiled. What
+the step's outer wrapper also does, step hooks and a profiler label, the harness never uses.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -92,6 +103,41 @@ def global_norm(gradients: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in gradients]))
 
 
+COMPILER_WRAPPED = ("add_param_group", "state_dict", "load_state_dict")
+
+
+def without_compiler_wrappers() -> None:
+    """Let torch.optim optimizers be built and saved without importing torch._dynamo (see the module docstring).
+
+    `torch._disable_dynamo(fn)` caches, on `fn`'s first call, the compiler's "do not trace" version of `fn`
+    in `fn.__dynamo_disable`, importing torch._dynamo to make it. Caching `fn` itself there instead
+    skips the import; eager calls run `fn` either way. Done for the methods the harness calls:
+    `add_param_group` (every optimizer calls it while it is built), and `state_dict` and `load_state_dict`
+    (checkpoints, harness.adapters.torch.state); and only where torch's wrapper is the one this was read
+    from (torch 2.13): otherwise nothing changes, and the import happens as before.
+    """
+    wrapper = _disable_dynamo_code()
+    for name in COMPILER_WRAPPED:
+        function = getattr(torch.optim.Optimizer, name)
+        wrapped = getattr(function, "__wrapped__", None)
+        unset = wrapped is not None and getattr(wrapped, "__dynamo_disable", None) is None
+        if unset and getattr(function, "__code__", None) is wrapper:
+            setattr(wrapped, "__dynamo_disable", wrapped)
+
+
+def _disable_dynamo_code() -> Any:
+    """The code object of the wrapper `torch._disable_dynamo` puts around a function."""
+    return torch._disable_dynamo(lambda: None).__code__
+
+
+def plain_step(optimizer: torch.optim.Optimizer) -> Callable[[], Any]:
+    """The optimizer's own `step`, without the wrappers torch.optim adds around every step (step hooks and a
+    profiler label; grad mode set to the optimizer's `differentiable` and a graph break, which import
+    torch._dynamo). Call it under torch.no_grad(), as CanonicalOptimizer.step does."""
+    step = inspect.unwrap(type(optimizer).step)
+    return lambda: step(optimizer)
+
+
 class CanonicalOptimizer:
     """One optimizer step in the canonical order: clip_norm, clip_value, kernel decay, rule.
 
@@ -122,7 +168,9 @@ class CanonicalOptimizer:
         self.weight_decay = weight_decay
         # kernel -= lr*wd*kernel, as one multiply by (1 - lr*wd) like torch's AdamW
         self.decay_factor = 1.0 - optimizer["lr"] * weight_decay if weight_decay else None
+        without_compiler_wrappers()
         self.optimizer = self.rule(self.parameters, optimizer)
+        self._step = plain_step(self.optimizer)
 
     def set_learning_rate(self, lr: float) -> None:
         """The lr of the next steps (a schedule's, harness.spec.schedules): the rule's and the decay's.
@@ -135,11 +183,14 @@ class CanonicalOptimizer:
     def reset(self) -> None:
         """Forget all optimizer state (moments, accumulators, step count)."""
         self.optimizer = self.rule(self.parameters, self.component)
+        self._step = plain_step(self.optimizer)
         if self.weight_decay:
             self.decay_factor = 1.0 - self.component["lr"] * self.weight_decay
 
     def zero_grad(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
+        """What `Optimizer.zero_grad(set_to_none=True)` does, without its torch._dynamo wrapper."""
+        for parameter in self.parameters:
+            parameter.grad = None
 
     @torch.no_grad()
     def step(self) -> None:
@@ -157,7 +208,7 @@ class CanonicalOptimizer:
         if self.decay_factor is not None:
             for kernel in self.kernels:
                 kernel.mul_(self.decay_factor)
-        self.optimizer.step()
+        self._step()
 
 
 def make_optimizer(
@@ -173,10 +224,3 @@ def make_optimizer(
         BackendError: an optimizer this adapter does not realize.
     """
     return CanonicalOptimizer(optimizer, regularizer, parameters, kernels)
-
-
-def warm_optimizers() -> None:
-    """Import now what torch.optim's first optimizer would import: torch._dynamo (Optimizer.add_param_group
-    is wrapped by torch._disable_dynamo, which imports it on its first call), ~1 s of a worker's first lone
-    torch trial here. The worker server's torch spares call it before a command takes them."""
-    import torch._dynamo  # noqa: F401
