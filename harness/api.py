@@ -182,9 +182,11 @@ def run_suite(
     select_phase(suite, phase)  # a bad phase fails here, before the store exists
     # One set of workers for the whole command: the search rounds, their phases and the final trials
     # (harness.runner.TrialRunner keeps idle workers warm between the calls).
-    # With warm workers only (harness workers), the tables' imports (~0.5 s: scipy.stats, the analysis) wait for
-    # the first trial to be on its way, then run in a thread while the workers train: before that they would
-    # delay the first trial, after the run they would add to the command.
+    # The tables' imports (~0.5-1 s: pandas, scipy.stats, the analysis) run in a thread while workers work: after
+    # the run they would add to the command, and before the first dispatch they would delay it (workers started
+    # at the command's first line, harness.runner.early, are ready before they end). Cold workers: the thread
+    # starts with them, beside their framework imports; warm workers only (harness workers): once the first
+    # trial is on its way.
     tables = threading.Thread(target=_import_tables, daemon=True)
 
     def observe(event: RunEvent) -> None:
@@ -218,15 +220,15 @@ def run_suite(
     with Store(store_dir) as store, runner:  # validated input first: bad input writes nothing
         started_at = utc_now()  # the run's record (harness history): when, and what the store held already
         reused = set() if rerun else store.finished(trial.hash for trial in suite.trials)
-        # Workers start now. Cold ones import their framework meanwhile, so this process imports what the tables
-        # need then (~0.5 s: pandas, scipy.stats); with warm ones (harness workers) that would only delay the run.
+        # Workers start now (or are taken over: harness.runner.early, harness workers).
         if suite.search is not None:  # searched on the suite's first backend
             cold = runner.start([trial for trial in suite.trials if trial.spec.backend == suite.backends[0]])
         else:
             cold = runner.start([trial for trial in select_phase(suite, phase).trials if trial.hash not in reused])
-        if cold:
+        if cold and suite.search is None:
+            tables.start()
+        elif cold:  # a search imports the analysis in this thread as it plans: no second importer beside it
             import harness.results_folder  # noqa: F401
-        # a search imports the analysis in this thread as it plans: no second importer beside it
         warm_only = not cold and suite.search is None
         if suite.search is not None:  # rounds of search trials first, then each arm's chosen values (harness.search)
             from harness.search import plan_search

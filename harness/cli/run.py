@@ -126,6 +126,11 @@ def run(
       harness run suites/optimizers.yaml --jobs 2 --threads 1   # timings comparable across --jobs
       harness run suites/architectures.yaml --phase confirm   # only the confirmation seeds
     """
+    if executor == "local":  # workers import torch while this process reads the suite (harness.runner.early)
+        from harness.runner import early
+
+        early.start(jobs, threads)
+        click.get_current_context().call_on_close(early.discard)
     from harness.api import run_suite
 
     if seeds is not None and phase != "all":

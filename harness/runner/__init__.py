@@ -37,7 +37,7 @@ _EXPORTS = {
     "check_executor": "driver",
     "run_trials": "driver",
     "TrialRunner": "driver",
-    "worker_threads": "driver",
+    "worker_threads": "environment",
     "MAX_ATTEMPTS": "tasks",
     "RunEvent": "tasks",
     "record_run": "runs",

@@ -44,45 +44,21 @@ import math
 import os
 import subprocess
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from harness.adapters import BACKENDS
 from harness.errors import HarnessError
+from harness.runner.environment import (  # noqa: F401  (what a worker is started with; re-exported)
+    DEFAULT_ENVIRONMENT,
+    GPU_VARIABLES,
+    THREAD_VARIABLES,
+    Environment,
+    worker_variables,
+)
 from harness.spec.types import Trial
 from harness.suite.schema import DEVICE_PATTERN
 
-THREAD_VARIABLES = (  # read by OpenMP, MKL, OpenBLAS (torch, numpy) and TensorFlow at import
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "TF_NUM_INTRAOP_THREADS",
-    "TF_NUM_INTEROP_THREADS",
-)
-GPU_VARIABLES = {
-    "TF_FORCE_GPU_ALLOW_GROWTH": "true",  # TensorFlow takes GPU memory as it needs it, not all of it at start
-    "XLA_PYTHON_CLIENT_PREALLOCATE": "false",  # JAX: the same (it preallocates 75% by default)
-}
 GPU_QUERY_SECONDS = 10.0  # nvidia-smi normally answers in well under a second
 GPU_GROUPS = ("inherit", "none", "one")
-
-
-@dataclass(frozen=True)
-class Environment:
-    """What a worker process is started with; a trial runs only on a worker of its environment.
-
-    keras_backend: KERAS_BACKEND of the worker ('default': not set, for torch trials).
-    gpus: 'inherit' (sees what the driver sees), 'none' (sees no GPU), 'one' (pinned to one GPU,
-        chosen when the worker starts).
-    """
-
-    keras_backend: str = "default"
-    gpus: str = "inherit"
-
-    def __str__(self) -> str:
-        return self.keras_backend if self.gpus == "inherit" else f"{self.keras_backend}/gpus={self.gpus}"
-
-
-DEFAULT_ENVIRONMENT = Environment()
 
 
 def visible_gpu_ids() -> list[str]:
@@ -140,25 +116,6 @@ def pick_gpu(gpu_ids: Sequence[str], in_use: Iterable[str]) -> str:
         if gpu in counts:
             counts[gpu] += 1
     return min(gpu_ids, key=lambda gpu: counts[gpu])
-
-
-def worker_variables(environment: Environment, threads: int, visible_devices: str | None = None) -> dict[str, str]:
-    """Environment variables of a worker: pinned thread counts, its Keras backend, GPU memory growth,
-    and CUDA_VISIBLE_DEVICES when it is restricted ('' hides every GPU)."""
-    variables = {name: str(threads) for name in THREAD_VARIABLES}
-    variables["TF_CPP_MIN_LOG_LEVEL"] = os.environ.get(
-        "TF_CPP_MIN_LOG_LEVEL", "2"
-    )  # keep TF's info logs off the progress bar
-    variables.update(GPU_VARIABLES)
-    if environment.keras_backend != DEFAULT_ENVIRONMENT.keras_backend:
-        variables["KERAS_BACKEND"] = environment.keras_backend
-    if environment.gpus == "none":
-        variables["CUDA_VISIBLE_DEVICES"] = ""
-    elif environment.gpus == "one":
-        if visible_devices is None:
-            raise ValueError("a one-GPU worker needs the GPU id it is pinned to")
-        variables["CUDA_VISIBLE_DEVICES"] = visible_devices
-    return variables
 
 
 def with_device(trials: Iterable[Trial], device: str, where: str = "--device") -> tuple[Trial, ...]:

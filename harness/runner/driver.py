@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -12,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 from harness.adapters.checkpoints import remove_checkpoint
 from harness.errors import HarnessError
 from harness.paths import CHECKPOINTS_FOLDER
-from harness.runner import devices
+from harness.runner import devices, early
 from harness.runner.code_version import PROCESS_CODE_VERSION
 from harness.runner.devices import Environment, environment_for, keras_environment, needs_gpu_query
+from harness.runner.environment import worker_count, worker_threads
 from harness.runner.executor import ExecutorSettings
 from harness.runner.grouping import group_tasks
 from harness.runner.leases import LeaseKeeper
@@ -75,11 +75,6 @@ class RunSummary:
             vectorized="\n".join(one.vectorized for one in summaries if one.vectorized) or None,
             warm_workers=sum(one.warm_workers for one in summaries),
         )
-
-
-def worker_threads(jobs: int, cpu_count: int | None = None) -> int:
-    """Threads per worker: the cores shared out so `jobs` workers do not oversubscribe them."""
-    return max(1, (cpu_count or os.cpu_count() or 1) // jobs)
 
 
 def check_executor(
@@ -276,7 +271,7 @@ class TrialRunner:
     @property
     def local_jobs(self) -> int:
         """Local workers at once: `jobs`, else one per core."""
-        return self.jobs or os.cpu_count() or 1
+        return worker_count(self.jobs)
 
     @property
     def local_threads(self) -> int:
@@ -291,22 +286,26 @@ class TrialRunner:
     def start(self, trials: Sequence[Trial]) -> int:
         """Start workers now for the environments of `trials` (up to jobs, one per trial), each importing its
         backends while the caller still prepares (loads data, opens the store); `run` then finds them warm.
-        Nothing is leased or run. The Ray executor starts nothing here.
+        Nothing is leased or run. The Ray executor starts nothing here. Workers `harness run` started at its
+        first line (harness.runner.early) are taken where they fit, and the others killed.
 
         Returns:
             how many of them start cold (importing now), not handed over warm by the worker server: while
             they import, the caller's own imports cost the run nothing.
         """
-        if self.executor != "local" or not trials:
-            return 0
-        pool = self._local_pool(trials)
-        waiting: dict[Environment, int] = {}
-        for trial in {trial.hash: trial for trial in trials}.values():
-            environment = environment_for(trial, self._gpu_ids or [])
-            waiting[environment] = waiting.get(environment, 0) + 1
-        started = len(pool.workers)
-        pool.prestart(waiting)
-        return sum(not worker.adopted for worker in pool.workers[started:])
+        try:
+            if self.executor != "local" or not trials:
+                return 0
+            pool = self._local_pool(trials)
+            waiting: dict[Environment, int] = {}
+            for trial in {trial.hash: trial for trial in trials}.values():
+                environment = environment_for(trial, self._gpu_ids or [])
+                waiting[environment] = waiting.get(environment, 0) + 1
+            started = len(pool.workers)
+            pool.prestart(waiting)
+            return sum(not worker.adopted for worker in pool.workers[started:])
+        finally:
+            early.discard()  # started on a guess that these trials did not need
 
     def _local_gpus(self, trials: Sequence[Trial]) -> int | None:
         """How many GPUs the local workers share (asked once, only when a trial may use one); None on Ray."""

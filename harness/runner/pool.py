@@ -15,55 +15,22 @@ placed in the child's environment before it starts, hence before any framework i
 from __future__ import annotations
 
 import multiprocessing
-import os
 import signal
-import threading
-from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from harness.runner import spares
+from harness.runner import early, spares
 from harness.runner.code_version import CodeVersion
-from harness.runner.devices import DEFAULT_ENVIRONMENT, Environment, pick_gpu, worker_variables
+from harness.runner.devices import DEFAULT_ENVIRONMENT, Environment, pick_gpu
+from harness.runner.environment import start_worker
 from harness.runner.executor import Executor, ExecutorSettings, begin_attempt
 from harness.runner.spares import AdoptedProcess, SpareKind
 from harness.runner.tasks import MAX_ATTEMPTS, RunEvent, Task, TaskQueue
-from harness.runner.worker import worker_main
 
 __all__ = ["DEFAULT_ENVIRONMENT", "MAX_ATTEMPTS", "RunEvent", "Task", "Worker", "WorkerPool", "describe_exit"]
 
 STOP_SECONDS = 10.0  # how long a stopping worker may take to exit before it is killed
-
-
-@contextmanager
-def _environment(variables: dict[str, str]) -> Iterator[None]:
-    """Temporarily set variables in this process's environment, which a spawned child inherits."""
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-@contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Ignore SIGINT while starting a child: an ignored signal stays ignored across exec, so
-    Ctrl-C (sent to the whole process group) cannot kill a worker still importing its modules;
-    the driver alone decides what stops. Only the main thread may change signal handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -90,8 +57,9 @@ class Worker:
         code: the driver's code version, which the worker checks its own against before running anything.
         preload: backends whose adapters (hence frameworks) the worker imports as soon as it starts, before
             its first trial arrives.
-        adopted: a warm worker the worker server handed over (harness.runner.spares.take), used instead of
-            starting one.
+        started: a worker already started, used instead of starting one: a warm one the worker server handed
+            over (harness.runner.spares.take), or one the command started at its first line
+            (harness.runner.early.take).
     """
 
     def __init__(
@@ -102,7 +70,7 @@ class Worker:
         visible_devices: str | None = None,
         code: CodeVersion | None = None,
         preload: Sequence[str] = (),
-        adopted: tuple[Connection, AdoptedProcess] | None = None,
+        started: tuple[Connection, Any] | None = None,
     ) -> None:
         self.environment = environment
         self.visible_devices = visible_devices
@@ -110,19 +78,9 @@ class Worker:
         self.trials_done = 0
         self.crash_cause: str | None = None  # what the worker said before exiting on its own (out of memory)
         self.process: Any
-        if adopted is not None:
-            self.connection, self.process = adopted
-            return
-        self.connection, child_end = context.Pipe(duplex=True)
-        self.process = context.Process(
-            target=worker_main,
-            args=(child_end, threads, code, tuple(preload)),
-            name=f"harness-worker-{environment}",
-            daemon=True,
+        self.connection, self.process = started or start_worker(
+            context, environment, threads, visible_devices, code, preload
         )
-        with _environment(worker_variables(environment, threads, visible_devices)), _sigint_ignored():
-            self.process.start()
-        child_end.close()  # so the driver's recv sees EOF when the worker dies
 
     @property
     def pid(self) -> int | None:
@@ -193,10 +151,14 @@ class WorkerPool(Executor[Worker]):
             visible = pick_gpu(self.gpu_ids, [w.visible_devices for w in self.workers if w.visible_devices is not None])
         preload = sorted(self.backends.get(environment, ()))
         kind = SpareKind(environment.keras_backend, environment.gpus, self.threads, visible, tuple(preload))
-        adopted = spares.take(kind, self.code)  # a warm worker from the worker server, if one runs and fits
-        if adopted is not None:
-            self.adopted_workers += 1
-        return Worker(self._context, environment, self.threads, visible, self.code, preload, adopted)
+        # started at the command's first line, if one fits; else a warm worker from the worker server, if one
+        # runs and fits; else a new one
+        started = early.take(environment, self.threads, visible, tuple(preload))
+        if started is None:
+            started = spares.take(kind, self.code)
+            if started is not None:
+                self.adopted_workers += 1
+        return Worker(self._context, environment, self.threads, visible, self.code, preload, started)
 
     def _send(self, worker: Worker, task: Task) -> None:
         try:

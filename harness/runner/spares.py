@@ -45,7 +45,7 @@ from typing import Any
 
 import harness
 from harness.runner.code_version import PROCESS_CODE_VERSION, CodeVersion
-from harness.runner.devices import Environment, worker_variables
+from harness.runner.environment import Environment, worker_variables
 
 __all__ = [
     "MAX_SPARES",
