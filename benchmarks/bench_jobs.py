@@ -25,7 +25,9 @@ with --vectorize off and auto (stacked trials), interpreter start, suite loading
 and the final tables included; and the fixed cost of the command, the wall time of `harness run` on
 a one-trial, one-epoch suite minus that trial's own wall_seconds in the worker, split into the part before
 the trial starts (the issue's measure) and the part after it ends (targets: >= 1.8x for --jobs 2 over
---jobs 1, fixed cost < 1.5 s).
+--jobs 1, fixed cost < 1.5 s). Beside each speedup it prints its ceiling: what --jobs 2 could reach if it
+paid the measured fixed cost once and two workers split the rest perfectly, and the fixed cost 1.8x
+would need.
 
     python -m benchmarks.bench_jobs --end-to-end [--rounds 3] [--baseline OTHER_TREE] [--warm] [--pinned]
 
@@ -175,6 +177,13 @@ def workers_command(action: str, runtime: str) -> None:
 PINNED = "threads pinned to 1"
 
 
+def ceiling(one: float, fixed: float) -> float:
+    """The best --jobs 2 over --jobs 1 a command taking `one` seconds at --jobs 1 can reach when `fixed` of them
+    is its fixed cost (paid once whatever --jobs) and two workers split the rest perfectly:
+    one / (fixed + (one - fixed) / 2). Generous: two workers' imports share the cores, so --jobs 2 pays more."""
+    return one / (fixed + (one - fixed) / 2)
+
+
 def end_to_end(rounds: int, baseline: str | None = None, warm: bool = False, pinned: bool = False) -> None:
     """The whole command, as a user runs it (see the module docstring); with `baseline`, the same commands with
     that source tree's harness too, interleaved in the same rounds, so the two compare under the same load; with
@@ -238,18 +247,20 @@ def end_to_end(rounds: int, baseline: str | None = None, warm: bool = False, pin
         print(
             f"\n{name}: 24 trials x 5 epochs, `harness run` end to end, {os.cpu_count()} cores, medians of {rounds} rounds:"
         )
+        cost = statistics.median(fixed[name])
         for vectorize in ("off", "auto"):
             one, two = median[(name, 1, vectorize)], median[(name, 2, vectorize)]
             print(
                 f"  --vectorize {vectorize}: jobs=1 {one:.2f} s, jobs=2 {two:.2f} s, "
-                f"speedup {one / two:.2f}x (target >= 1.8x: {'met' if one / two >= 1.8 else 'NOT met'})"
+                f"speedup {one / two:.2f}x (target >= 1.8x: {'met' if one / two >= 1.8 else 'NOT met'}); "
+                f"ceiling {ceiling(one, cost):.2f}x, 1.8x needs a fixed cost < {one * (2 / 1.8 - 1):.2f} s"
             )
         best = min(value for key, value in median.items() if key[0] == name)
         print(
             f"  --vectorize auto vs off at jobs=2: {median[(name, 2, 'off')] / median[(name, 2, 'auto')]:.2f}x; "
             f"fastest {best:.2f} s"
         )
-        cost, start = statistics.median(fixed[name]), statistics.median(before[name])
+        start = statistics.median(before[name])
         print(
             f"  fixed cost (command wall - trial wall, 1 trial): {cost:.2f} s (< 1.5 s: {'yes' if cost < 1.5 else 'no'})"
             f" = {start:.2f} s before the trial starts + {statistics.median(after[name]):.2f} s after it ends"
