@@ -20,8 +20,7 @@
    what it adds alone.
 
 3. `--warm`: the same search again with warm workers, as with `harness workers start` running: a worker
-   server in a private folder hands each search its workers past their imports (a torch spare also past
-   torch._dynamo, which the first lone trial's optimizer would import). Each search runs in a process of its
+   server in a private folder hands each search its workers past their imports. Each search runs in a process of its
    own (the server refills only once a command has ended), --jobs 2 and --jobs 1 interleaved over `--rounds`,
    WARM_PAUSE_SECONDS apart, after one unmeasured search of each that teaches the server; medians. Timed as
    in 2 (from the runner's start to the final trial), so the two compare what worker start-up costs.
@@ -106,7 +105,7 @@ def run_search(
     return wall, sum(busy) / (jobs * wall), len(outcome.search_hashes())
 
 
-WARM_PAUSE_SECONDS = 6.0  # between warm searches: the server's replacement spares import torch and its dynamo
+WARM_PAUSE_SECONDS = 6.0  # between warm searches: the server's replacement spares import torch
 
 
 def warm_scaling(

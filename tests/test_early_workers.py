@@ -90,6 +90,23 @@ def test_at_most_max_early_and_one_core_fewer_than_the_machine_has(cores):
     assert early.start(jobs=1, threads=1) == 1
 
 
+def test_a_worker_that_cannot_be_started_costs_only_the_head_start(monkeypatch, cores):
+    # out of processes at the second spawn: the first is killed too, and the run starts its own later
+    cores(4)
+    real, started = early.start_worker, []
+
+    def spawn(*arguments):
+        if started:
+            raise OSError(24, "Too many open files")
+        started.append(real(*arguments))
+        return started[-1]
+
+    monkeypatch.setattr(early, "start_worker", spawn)
+    assert early.start(jobs=2, threads=1) == 0
+    assert early.pids() == ()
+    assert not started[0][1].is_alive()
+
+
 def test_none_start_where_a_gpu_may_be_seen_or_a_worker_server_runs(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert early.start(jobs=1, threads=1) == 0  # set at all: the environment depends on the suite's devices

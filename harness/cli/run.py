@@ -129,8 +129,8 @@ def run(
     if executor == "local":  # workers import torch while this process reads the suite (harness.runner.early)
         from harness.runner import early
 
+        click.get_current_context().call_on_close(early.discard)  # first: whatever ends the command
         early.start(jobs, threads)
-        click.get_current_context().call_on_close(early.discard)
     from harness.api import run_suite
 
     if seeds is not None and phase != "all":

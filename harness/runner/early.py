@@ -19,8 +19,10 @@ warm already), and on a machine that may have GPUs (CUDA_VISIBLE_DEVICES set, or
 PATH), where a worker's environment depends on the suite's devices. The caller (harness run) starts
 them only for the local executor.
 
-Imports the standard library and harness.runner.environment only: the point is to start before the
-driver imports anything else.
+Imports only light modules (the standard library, harness.runner.environment, code_version, spares):
+the point is to start before the driver imports anything else. A worker that cannot be started here
+(out of processes or file descriptors) costs nothing but the head start: the others are killed and
+the run starts its own, reporting what fails then.
 """
 
 from __future__ import annotations
@@ -60,9 +62,14 @@ def start(jobs: int | None, threads: int | None) -> int:
     count = worker_count(jobs)
     threads = threads or worker_threads(count)
     context = multiprocessing.get_context("spawn")
-    for _ in range(min(count, MAX_EARLY, max(1, (os.cpu_count() or 1) - 1))):
-        connection, process = start_worker(context, DEFAULT_ENVIRONMENT, threads, None, PROCESS_CODE_VERSION, PRELOAD)
-        _started.append(_Early(DEFAULT_ENVIRONMENT, threads, PRELOAD, connection, process))
+    try:
+        for _ in range(min(count, MAX_EARLY, max(1, (os.cpu_count() or 1) - 1))):
+            connection, process = start_worker(
+                context, DEFAULT_ENVIRONMENT, threads, None, PROCESS_CODE_VERSION, PRELOAD
+            )
+            _started.append(_Early(DEFAULT_ENVIRONMENT, threads, PRELOAD, connection, process))
+    except OSError:
+        discard()
     return len(_started)
 
 
