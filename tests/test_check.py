@@ -697,8 +697,14 @@ def test_unchanged_rerun_passes(harness_cli, real_runs) -> None:
     assert result.exit_code == 0, result.output
     document = json.loads(result.output)
     accuracy = [row for row in document["verdicts"] if row["metric"] == "test_accuracy"]
-    assert {row["status"] for row in document["verdicts"]} == {"WITHIN"}
-    assert document["result"] == "pass"
+    quality = [row for row in document["verdicts"] if row["metric"] != "train_seconds"]
+    assert quality and {row["status"] for row in quality} == {"WITHIN"}
+    # The speed row times trials of ~20 ms on 3 seeds: one stall of this shared machine (a 5x outlier) can
+    # widen its interval past the 300% tolerance. The gate may then say it cannot decide; it must never
+    # call an unchanged rerun slower (measured: one INCONCLUSIVE train_seconds row in a fresh-clone CI run).
+    speed = {row["status"] for row in document["verdicts"] if row["metric"] == "train_seconds"}
+    assert speed and speed <= {"WITHIN", "INCONCLUSIVE"}
+    assert document["result"] == ("pass" if speed == {"WITHIN"} else "inconclusive")
     assert all(row["test"] == "paired" and row["current_n"] == 3 for row in accuracy)
     # Same seeds, same initial weights and batches, one thread per worker: the rerun reproduces the
     # accuracies exactly (a change here means training stopped being deterministic).
