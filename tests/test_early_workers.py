@@ -8,22 +8,13 @@ import multiprocessing
 
 import pytest
 from click.testing import CliRunner
-from helpers.suites import optimizer_grid_suite, write_suite
+from helpers.suites import write_suite
+from test_cli import TINY as SUITE
 from test_runner import make_trial
 
 from harness.cli import cli
 from harness.runner import TrialRunner, early, spares
 from harness.store import Store
-
-SUITE = optimizer_grid_suite(
-    "early",
-    "SGD vs Adam on iris, one epoch.",
-    dataset="iris",
-    model="{mlp: {hidden: [8]}}",
-    training="{epochs: 1, batch_size: 16}",
-    seeds=1,
-    arms={"sgd": "{name: sgd, lr: 0.1}", "adam": "{name: adam, lr: 0.01}"},
-)
 
 
 @pytest.fixture(autouse=True)

@@ -42,9 +42,9 @@ PRELOAD = ("torch",)
 
 @dataclass
 class _Early:
-    environment: Environment
+    """A worker started here: always DEFAULT_ENVIRONMENT, preloading PRELOAD, pinned to `threads`."""
+
     threads: int
-    preload: tuple[str, ...]
     connection: Connection
     process: Any
 
@@ -67,7 +67,7 @@ def start(jobs: int | None, threads: int | None) -> int:
             connection, process = start_worker(
                 context, DEFAULT_ENVIRONMENT, threads, None, PROCESS_CODE_VERSION, PRELOAD
             )
-            _started.append(_Early(DEFAULT_ENVIRONMENT, threads, PRELOAD, connection, process))
+            _started.append(_Early(threads, connection, process))
     except OSError:
         discard()
     return len(_started)
@@ -86,9 +86,10 @@ def take(
     environment: Environment, threads: int, visible_devices: str | None, preload: tuple[str, ...]
 ) -> tuple[Connection, Any] | None:
     """A live early worker of exactly this kind (its pipe end and process), or None."""
+    if (environment, preload, visible_devices) != (DEFAULT_ENVIRONMENT, PRELOAD, None):
+        return None
     for index, early in enumerate(_started):
-        fits = (early.environment, early.threads, early.preload) == (environment, threads, preload)
-        if fits and visible_devices is None and early.process.is_alive():
+        if early.threads == threads and early.process.is_alive():
             del _started[index]
             return early.connection, early.process
     return None

@@ -29,6 +29,7 @@ the step's outer wrapper also does, step hooks and a profiler label, the harness
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -106,6 +107,7 @@ def global_norm(gradients: Sequence[torch.Tensor]) -> torch.Tensor:
 COMPILER_WRAPPED = ("add_param_group", "state_dict", "load_state_dict")
 
 
+@functools.cache  # once per process: the attributes it sets stay
 def without_compiler_wrappers() -> None:
     """Let torch.optim optimizers be built and saved without importing torch._dynamo (see the module docstring).
 
@@ -168,9 +170,7 @@ class CanonicalOptimizer:
         self.weight_decay = weight_decay
         # kernel -= lr*wd*kernel, as one multiply by (1 - lr*wd) like torch's AdamW
         self.decay_factor = 1.0 - optimizer["lr"] * weight_decay if weight_decay else None
-        without_compiler_wrappers()
-        self.optimizer = self.rule(self.parameters, optimizer)
-        self._step = plain_step(self.optimizer)
+        self._new_optimizer()
 
     def set_learning_rate(self, lr: float) -> None:
         """The lr of the next steps (a schedule's, harness.spec.schedules): the rule's and the decay's.
@@ -182,10 +182,15 @@ class CanonicalOptimizer:
 
     def reset(self) -> None:
         """Forget all optimizer state (moments, accumulators, step count)."""
-        self.optimizer = self.rule(self.parameters, self.component)
-        self._step = plain_step(self.optimizer)
+        self._new_optimizer()
         if self.weight_decay:
             self.decay_factor = 1.0 - self.component["lr"] * self.weight_decay
+
+    def _new_optimizer(self) -> None:
+        """The rule's built-in with no state, and its step without the compiler wrappers."""
+        without_compiler_wrappers()
+        self.optimizer = self.rule(self.parameters, self.component)
+        self._step = plain_step(self.optimizer)
 
     def zero_grad(self) -> None:
         """What `Optimizer.zero_grad(set_to_none=True)` does, without its torch._dynamo wrapper."""
